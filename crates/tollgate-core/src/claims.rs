@@ -1,0 +1,415 @@
+//! The claims of an RFC 9068 JWT access token, plus tollgate's own (`tenant`, `roles`,
+//! `grant_id`, `iat_ms`), with unknown claims kept for the caller.
+
+use crate::{TokenIdentity, UnixMillis};
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::ser::{SerializeMap, Serializer};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::fmt;
+
+/// The `aud` claim: one audience or several (RFC 7519 §4.1.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Audience {
+    /// A single audience, serialized as a string.
+    One(String),
+    /// Several audiences, serialized as an array.
+    Many(Vec<String>),
+}
+
+impl Audience {
+    /// Whether `aud` names `audience`.
+    pub fn contains(&self, audience: &str) -> bool {
+        match self {
+            Audience::One(a) => a == audience,
+            Audience::Many(all) => all.iter().any(|a| a == audience),
+        }
+    }
+
+    /// Every audience named.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        let (one, many) = match self {
+            Audience::One(a) => (Some(a.as_str()), &[][..]),
+            Audience::Many(all) => (None, all.as_slice()),
+        };
+        one.into_iter().chain(many.iter().map(String::as_str))
+    }
+}
+
+/// The verified claims of an access token.
+///
+/// Required (RFC 9068 §2.2): `iss`, `sub`, `aud`, `exp`, `iat`, `jti`, `client_id`. A JSON
+/// document that lacks one of them, or names a claim twice, does not deserialize.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claims {
+    /// `iss`: the issuer.
+    pub iss: String,
+    /// `sub`: the resource owner, or the client id for `client_credentials` tokens.
+    pub sub: String,
+    /// `aud`: the intended resource servers.
+    pub aud: Audience,
+    /// `exp`: expiry, Unix seconds.
+    pub exp: i64,
+    /// `iat`: issue instant, Unix seconds.
+    pub iat: i64,
+    /// `nbf`: not valid before, Unix seconds.
+    pub nbf: Option<i64>,
+    /// `jti`: the token's unique id.
+    pub jti: String,
+    /// `client_id`: the client the token was issued to.
+    pub client_id: String,
+    /// `scope`: space-separated scopes (empty when absent).
+    pub scope: String,
+    /// `tenant`: the tenant path the token belongs to; absent means the root tenant `/`.
+    pub tenant: Option<String>,
+    /// `roles`: the subject's roles.
+    pub roles: Vec<String>,
+    /// `grant_id`: the refresh-token family the token was minted from, if any.
+    pub grant_id: Option<String>,
+    /// `iat_ms`: the issue instant in Unix milliseconds (tollgate tokens always carry it).
+    pub issued_at_ms: Option<i64>,
+    /// Every other claim, as sent.
+    pub extra: Map<String, Value>,
+}
+
+impl Claims {
+    /// The tenant path, `/` when the token names none.
+    pub fn tenant(&self) -> &str {
+        self.tenant.as_deref().unwrap_or("/")
+    }
+
+    /// Whether the token carries scope `wanted`.
+    pub fn has_scope(&self, wanted: &str) -> bool {
+        self.scopes().any(|s| s == wanted)
+    }
+
+    /// The scopes, split on spaces.
+    pub fn scopes(&self) -> impl Iterator<Item = &str> {
+        self.scope.split(' ').filter(|s| !s.is_empty())
+    }
+
+    /// Whether the subject has role `wanted`.
+    pub fn has_role(&self, wanted: &str) -> bool {
+        self.roles.iter().any(|r| r == wanted)
+    }
+
+    /// The issue instant at millisecond precision.
+    ///
+    /// Tokens without `iat_ms` are judged conservatively: a token with `iat` = 12:00:00 may have
+    /// been issued at any point of that second, so it is taken as issued at its very start and a
+    /// cutoff anywhere inside that second rejects it. An `iat_ms` that disagrees with `iat` is
+    /// ignored for the same reason.
+    pub fn issued_at(&self) -> UnixMillis {
+        let from_iat = UnixMillis::from_secs(self.iat);
+        match self.issued_at_ms {
+            Some(ms) if UnixMillis(ms).as_secs() == self.iat => UnixMillis(ms),
+            _ => from_iat,
+        }
+    }
+
+    /// The facts the revocation index judges this token by.
+    pub fn identity(&self) -> TokenIdentity<'_> {
+        TokenIdentity {
+            jti: &self.jti,
+            grant_id: self.grant_id.as_deref(),
+            tenant: self.tenant(),
+            subject: &self.sub,
+            client_id: &self.client_id,
+            issued_at: self.issued_at(),
+        }
+    }
+}
+
+impl Serialize for Claims {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("iss", &self.iss)?;
+        map.serialize_entry("sub", &self.sub)?;
+        match &self.aud {
+            Audience::One(a) => map.serialize_entry("aud", a)?,
+            Audience::Many(all) => map.serialize_entry("aud", all)?,
+        }
+        map.serialize_entry("exp", &self.exp)?;
+        map.serialize_entry("iat", &self.iat)?;
+        if let Some(nbf) = self.nbf {
+            map.serialize_entry("nbf", &nbf)?;
+        }
+        map.serialize_entry("jti", &self.jti)?;
+        map.serialize_entry("client_id", &self.client_id)?;
+        if !self.scope.is_empty() {
+            map.serialize_entry("scope", &self.scope)?;
+        }
+        if let Some(tenant) = &self.tenant {
+            map.serialize_entry("tenant", tenant)?;
+        }
+        if !self.roles.is_empty() {
+            map.serialize_entry("roles", &self.roles)?;
+        }
+        if let Some(gid) = &self.grant_id {
+            map.serialize_entry("grant_id", gid)?;
+        }
+        if let Some(ms) = self.issued_at_ms {
+            map.serialize_entry("iat_ms", &ms)?;
+        }
+        for (k, v) in &self.extra {
+            if !is_known(k) {
+                map.serialize_entry(k, v)?;
+            }
+        }
+        map.end()
+    }
+}
+
+const KNOWN: [&str; 13] = [
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "iat",
+    "nbf",
+    "jti",
+    "client_id",
+    "scope",
+    "tenant",
+    "roles",
+    "grant_id",
+    "iat_ms",
+];
+
+fn is_known(name: &str) -> bool {
+    KNOWN.contains(&name)
+}
+
+/// A NumericDate (RFC 7519 §2): integer or fractional seconds; fractions are dropped.
+struct NumericDate(i64);
+
+impl<'de> Deserialize<'de> for NumericDate {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = NumericDate;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a NumericDate")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<NumericDate, E> {
+                Ok(NumericDate(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<NumericDate, E> {
+                i64::try_from(v)
+                    .map(NumericDate)
+                    .map_err(|_| E::custom("NumericDate out of range"))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<NumericDate, E> {
+                if v.is_finite() && v.abs() < 1e15 {
+                    Ok(NumericDate(v.floor() as i64))
+                } else {
+                    Err(E::custom("NumericDate out of range"))
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for Audience {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Audience;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or an array of strings")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Audience, E> {
+                Ok(Audience::One(v.to_owned()))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Audience, E> {
+                Ok(Audience::One(v))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Audience, A::Error> {
+                let mut all = Vec::with_capacity(seq.size_hint().unwrap_or(1).min(16));
+                while let Some(a) = seq.next_element::<String>()? {
+                    all.push(a);
+                }
+                Ok(Audience::Many(all))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Serialize for Audience {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Audience::One(a) => s.serialize_str(a),
+            Audience::Many(all) => all.serialize(s),
+        }
+    }
+}
+
+enum Field {
+    Known(usize),
+    Other(String),
+}
+
+impl<'de> Deserialize<'de> for Field {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Field;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a claim name")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Field, E> {
+                Ok(match KNOWN.iter().position(|k| *k == v) {
+                    Some(i) => Field::Known(i),
+                    None => Field::Other(v.to_owned()),
+                })
+            }
+        }
+        d.deserialize_identifier(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for Claims {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Claims;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JWT claims object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Claims, A::Error> {
+                let mut seen = [false; KNOWN.len()];
+                let (mut iss, mut sub, mut aud, mut exp, mut iat) = (None, None, None, None, None);
+                let (mut nbf, mut jti, mut client_id, mut scope) = (None, None, None, None);
+                let (mut tenant, mut roles, mut grant_id, mut iat_ms) = (None, None, None, None);
+                let mut extra = Map::new();
+                while let Some(field) = map.next_key::<Field>()? {
+                    let i = match field {
+                        Field::Known(i) => i,
+                        Field::Other(name) => {
+                            let value: Value = map.next_value()?;
+                            if extra.insert(name, value).is_some() {
+                                return Err(de::Error::custom("a claim is named twice"));
+                            }
+                            continue;
+                        }
+                    };
+                    if std::mem::replace(&mut seen[i], true) {
+                        return Err(de::Error::custom(format_args!(
+                            "claim `{}` is named twice",
+                            KNOWN[i]
+                        )));
+                    }
+                    match i {
+                        0 => iss = Some(map.next_value::<String>()?),
+                        1 => sub = Some(map.next_value::<String>()?),
+                        2 => aud = Some(map.next_value::<Audience>()?),
+                        3 => exp = Some(map.next_value::<NumericDate>()?.0),
+                        4 => iat = Some(map.next_value::<NumericDate>()?.0),
+                        5 => nbf = Some(map.next_value::<NumericDate>()?.0),
+                        6 => jti = Some(map.next_value::<String>()?),
+                        7 => client_id = Some(map.next_value::<String>()?),
+                        8 => scope = Some(map.next_value::<String>()?),
+                        9 => tenant = Some(map.next_value::<String>()?),
+                        10 => roles = Some(map.next_value::<Vec<String>>()?),
+                        11 => grant_id = Some(map.next_value::<String>()?),
+                        12 => iat_ms = Some(map.next_value::<i64>()?),
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                let missing = |name| de::Error::missing_field(name);
+                Ok(Claims {
+                    iss: iss.ok_or_else(|| missing("iss"))?,
+                    sub: sub.ok_or_else(|| missing("sub"))?,
+                    aud: aud.ok_or_else(|| missing("aud"))?,
+                    exp: exp.ok_or_else(|| missing("exp"))?,
+                    iat: iat.ok_or_else(|| missing("iat"))?,
+                    nbf,
+                    jti: jti.ok_or_else(|| missing("jti"))?,
+                    client_id: client_id.ok_or_else(|| missing("client_id"))?,
+                    scope: scope.unwrap_or_default(),
+                    tenant,
+                    roles: roles.unwrap_or_default(),
+                    grant_id,
+                    issued_at_ms: iat_ms,
+                    extra,
+                })
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Claims {
+        Claims {
+            iss: "https://issuer".into(),
+            sub: "alice".into(),
+            aud: Audience::One("api".into()),
+            exp: 2_000,
+            iat: 1_000,
+            nbf: None,
+            jti: "j1".into(),
+            client_id: "web".into(),
+            scope: "read write".into(),
+            tenant: Some("/Org".into()),
+            roles: vec!["admin".into()],
+            grant_id: Some("g1".into()),
+            issued_at_ms: Some(1_000_250),
+            extra: Map::from_iter([("custom".to_owned(), Value::from(7))]),
+        }
+    }
+
+    #[test]
+    fn round_trips_with_unknown_claims() {
+        let c = sample();
+        let json = serde_json::to_string(&c).unwrap();
+        let back: Claims = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, c);
+        assert_eq!(back.extra["custom"], 7);
+    }
+
+    #[test]
+    fn refuses_duplicate_and_missing_claims() {
+        let dup = r#"{"iss":"a","iss":"b","sub":"s","aud":"x","exp":1,"iat":1,"jti":"j","client_id":"c"}"#;
+        assert!(serde_json::from_str::<Claims>(dup).is_err());
+        let dup_extra = r#"{"iss":"a","sub":"s","aud":"x","exp":1,"iat":1,"jti":"j","client_id":"c","z":1,"z":2}"#;
+        assert!(serde_json::from_str::<Claims>(dup_extra).is_err());
+        let missing = r#"{"iss":"a","sub":"s","aud":"x","exp":1,"iat":1,"client_id":"c"}"#;
+        assert!(serde_json::from_str::<Claims>(missing).is_err());
+    }
+
+    #[test]
+    fn audience_array_and_fractional_dates() {
+        let json = r#"{"iss":"a","sub":"s","aud":["x","y"],"exp":10.7,"iat":1,"jti":"j","client_id":"c"}"#;
+        let c: Claims = serde_json::from_str(json).unwrap();
+        assert!(c.aud.contains("y") && !c.aud.contains("z"));
+        assert_eq!(c.exp, 10);
+        assert_eq!(c.tenant(), "/");
+        assert_eq!(c.aud.iter().collect::<Vec<_>>(), ["x", "y"]);
+    }
+
+    #[test]
+    fn issued_at_is_conservative_without_millis() {
+        let mut c = sample();
+        assert_eq!(c.issued_at(), UnixMillis(1_000_250));
+        c.issued_at_ms = None;
+        assert_eq!(c.issued_at(), UnixMillis(1_000_000));
+        // An iat_ms outside the iat second is not believed.
+        c.issued_at_ms = Some(5_000_000);
+        assert_eq!(c.issued_at(), UnixMillis(1_000_000));
+    }
+
+    #[test]
+    fn scopes_and_roles() {
+        let c = sample();
+        assert!(c.has_scope("write") && !c.has_scope("wri"));
+        assert!(c.has_role("admin"));
+    }
+}

@@ -1,0 +1,70 @@
+//! The revocation events produced by the issuer and applied by every validator.
+
+use crate::UnixMillis;
+use serde::{Deserialize, Serialize};
+
+/// Which tokens a [`RevocationEvent::Cutoff`] applies to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "type", content = "value", rename_all = "snake_case")]
+pub enum CutoffScope {
+    /// Every token.
+    All,
+    /// Tokens of this tenant path and of its sub-tenants (`/Org` covers `/Org/Sub`).
+    Tenant(String),
+    /// Tokens whose `sub` is this subject.
+    Subject(String),
+    /// Tokens issued to this client.
+    Client(String),
+}
+
+/// One revocation, as stored, replicated and applied.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RevocationEvent {
+    /// One access token, by `jti`. Forgotten once `expires_at` has passed.
+    Token {
+        /// The token's `jti`.
+        jti: String,
+        /// The token's expiry; the entry is purged after it.
+        expires_at: UnixMillis,
+    },
+    /// A refresh-token family and every access token minted from it.
+    Grant {
+        /// The grant id carried by the family's tokens.
+        grant_id: String,
+        /// The latest expiry of any token of the family.
+        expires_at: UnixMillis,
+    },
+    /// Every token in `scope` issued strictly before `issued_before`.
+    Cutoff {
+        /// Which tokens the cutoff applies to.
+        scope: CutoffScope,
+        /// Tokens issued before this instant are rejected; at or after it, accepted.
+        issued_before: UnixMillis,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_shape_is_stable() {
+        let e = RevocationEvent::Cutoff {
+            scope: CutoffScope::Tenant("/Org".into()),
+            issued_before: UnixMillis(5),
+        };
+        let json = serde_json::to_string(&e).unwrap();
+        assert_eq!(
+            json,
+            r#"{"kind":"cutoff","scope":{"type":"tenant","value":"/Org"},"issued_before":5}"#
+        );
+        assert_eq!(serde_json::from_str::<RevocationEvent>(&json).unwrap(), e);
+        let all = RevocationEvent::Cutoff {
+            scope: CutoffScope::All,
+            issued_before: UnixMillis(1),
+        };
+        let json = serde_json::to_string(&all).unwrap();
+        assert_eq!(serde_json::from_str::<RevocationEvent>(&json).unwrap(), all);
+    }
+}

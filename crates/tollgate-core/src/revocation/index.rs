@@ -1,0 +1,571 @@
+//! The in-memory revocation index: what `check` consults on every request.
+
+use super::{CutoffScope, RevocationEvent};
+use crate::UnixMillis;
+use crate::tenant::for_each_ancestor;
+use compact_str::CompactString;
+use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
+use std::fmt;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+/// Token ids up to 24 bytes (tollgate's own are 22) are stored inline, without a heap allocation.
+type Key = CompactString;
+type Map<V> = DashMap<Key, V, foldhash::fast::RandomState>;
+
+/// What the index needs to know about a token to judge it; borrowed from its claims, so that a
+/// check allocates nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenIdentity<'a> {
+    /// `jti`.
+    pub jti: &'a str,
+    /// The refresh-token family the token belongs to, if any.
+    pub grant_id: Option<&'a str>,
+    /// The tenant path (`/` for the root tenant).
+    pub tenant: &'a str,
+    /// `sub`.
+    pub subject: &'a str,
+    /// `client_id`.
+    pub client_id: &'a str,
+    /// The issue instant, millisecond precision.
+    pub issued_at: UnixMillis,
+}
+
+/// Why the index rejects a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revoked {
+    /// The token itself was revoked.
+    Token,
+    /// The grant (refresh-token family) it was minted from was revoked.
+    Grant,
+    /// It was issued before a cutoff that applies to it.
+    Cutoff {
+        /// The effective (maximum applicable) cutoff.
+        issued_before: UnixMillis,
+    },
+}
+
+impl fmt::Display for Revoked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Revoked::Token => "the token was revoked",
+            Revoked::Grant => "the token's grant was revoked",
+            Revoked::Cutoff { .. } => "the token was revoked (issued before a revocation cutoff)",
+        })
+    }
+}
+
+impl std::error::Error for Revoked {}
+
+/// Revoked token ids, revoked grants and cutoffs, shared by every validator of a process.
+///
+/// * [`apply`](Self::apply) is idempotent and commutative: token and grant entries keep the
+///   latest expiry they were given, cutoffs keep the maximum instant.
+/// * [`check`](Self::check) is synchronous, lock-free for readers of uncontended shards, and
+///   allocates nothing.
+/// * [`purge_expired`](Self::purge_expired) forgets token and grant entries whose tokens have
+///   expired, so memory is bounded by live tokens. Cutoffs hold one instant per scope and are kept.
+pub struct RevocationIndex {
+    tokens: Map<UnixMillis>,
+    grants: Map<UnixMillis>,
+    cutoff_all: AtomicI64,
+    tenant_cutoffs: Map<i64>,
+    subject_cutoffs: Map<i64>,
+    client_cutoffs: Map<i64>,
+    /// The latest cutoff of any scope: a token issued at or after it needs no cutoff look-up.
+    /// It only ever grows, so it is a safe upper bound even while other maps change.
+    latest_cutoff: AtomicI64,
+}
+
+/// Counts of the entries an index holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct IndexStats {
+    /// Revoked token ids.
+    pub tokens: usize,
+    /// Revoked grants.
+    pub grants: usize,
+    /// Cutoffs, all scopes together (the global one counts when set).
+    pub cutoffs: usize,
+}
+
+impl Default for RevocationIndex {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for RevocationIndex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RevocationIndex")
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl RevocationIndex {
+    /// An empty index.
+    pub fn new() -> Self {
+        Self::with_capacity(0)
+    }
+
+    /// An empty index with room for `tokens` revoked token ids before it grows.
+    pub fn with_capacity(tokens: usize) -> Self {
+        RevocationIndex {
+            tokens: new_map(tokens),
+            grants: new_map(0),
+            cutoff_all: AtomicI64::new(i64::MIN),
+            tenant_cutoffs: new_map(0),
+            subject_cutoffs: new_map(0),
+            client_cutoffs: new_map(0),
+            latest_cutoff: AtomicI64::new(i64::MIN),
+        }
+    }
+
+    /// Applies one event. Returns whether the index changed (false for a duplicate or for a
+    /// cutoff older than the one already held for that scope).
+    ///
+    /// Once this returns, [`check`](Self::check) on any thread rejects the tokens it covers.
+    pub fn apply(&self, event: &RevocationEvent) -> bool {
+        match event {
+            RevocationEvent::Token { jti, expires_at } => keep_max(&self.tokens, jti, *expires_at),
+            RevocationEvent::Grant {
+                grant_id,
+                expires_at,
+            } => keep_max(&self.grants, grant_id, *expires_at),
+            RevocationEvent::Cutoff {
+                scope,
+                issued_before,
+            } => {
+                let at = issued_before.0;
+                let changed = match scope {
+                    CutoffScope::All => self.cutoff_all.fetch_max(at, Ordering::SeqCst) < at,
+                    CutoffScope::Tenant(t) => keep_max(&self.tenant_cutoffs, t, at),
+                    CutoffScope::Subject(s) => keep_max(&self.subject_cutoffs, s, at),
+                    CutoffScope::Client(c) => keep_max(&self.client_cutoffs, c, at),
+                };
+                // Raised after the scope's entry is in place, so a reader that sees the new
+                // bound also finds the entry.
+                self.latest_cutoff.fetch_max(at, Ordering::SeqCst);
+                changed
+            }
+        }
+    }
+
+    /// Whether the token is still acceptable as far as revocation goes.
+    #[inline]
+    pub fn check(&self, token: &TokenIdentity<'_>) -> Result<(), Revoked> {
+        if self.tokens.contains_key(token.jti) {
+            return Err(Revoked::Token);
+        }
+        if let Some(grant) = token.grant_id
+            && self.grants.contains_key(grant)
+        {
+            return Err(Revoked::Grant);
+        }
+        let issued = token.issued_at.0;
+        if issued >= self.latest_cutoff.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let cutoff = self.effective_cutoff(token);
+        if issued < cutoff.0 {
+            return Err(Revoked::Cutoff {
+                issued_before: cutoff,
+            });
+        }
+        Ok(())
+    }
+
+    /// The maximum of every cutoff that applies to the token: the global one, its tenant's and each
+    /// parent tenant's, its subject's and its client's. [`UnixMillis::MIN`] when none does.
+    pub fn effective_cutoff(&self, token: &TokenIdentity<'_>) -> UnixMillis {
+        let mut max = self.cutoff_all.load(Ordering::SeqCst);
+        let mut consider = |map: &Map<i64>, key: &str| {
+            if let Some(at) = map.get(key) {
+                max = max.max(*at);
+            }
+        };
+        consider(&self.subject_cutoffs, token.subject);
+        consider(&self.client_cutoffs, token.client_id);
+        for_each_ancestor(token.tenant, |tenant| {
+            consider(&self.tenant_cutoffs, tenant);
+            false
+        });
+        UnixMillis(max)
+    }
+
+    /// Whether the token id itself is revoked (ignoring grants and cutoffs).
+    pub fn is_token_revoked(&self, jti: &str) -> bool {
+        self.tokens.contains_key(jti)
+    }
+
+    /// Whether the grant is revoked.
+    pub fn is_grant_revoked(&self, grant_id: &str) -> bool {
+        self.grants.contains_key(grant_id)
+    }
+
+    /// Forgets token and grant entries whose expiry is at or before `now`. Returns how many
+    /// entries were removed.
+    pub fn purge_expired(&self, now: UnixMillis) -> usize {
+        let mut removed = 0;
+        for map in [&self.tokens, &self.grants] {
+            map.retain(|_, expires_at| {
+                let live = *expires_at > now;
+                removed += usize::from(!live);
+                live
+            });
+        }
+        removed
+    }
+
+    /// The index's whole live state as events: applying them to an empty index reproduces it.
+    /// Used to persist the index and to bootstrap other replicas.
+    pub fn snapshot(&self) -> Vec<RevocationEvent> {
+        let mut events = Vec::with_capacity(self.tokens.len() + self.grants.len());
+        let all = self.cutoff_all.load(Ordering::SeqCst);
+        if all != i64::MIN {
+            events.push(RevocationEvent::Cutoff {
+                scope: CutoffScope::All,
+                issued_before: UnixMillis(all),
+            });
+        }
+        let cutoffs = [
+            (&self.tenant_cutoffs, CutoffScope::Tenant as fn(String) -> CutoffScope),
+            (&self.subject_cutoffs, CutoffScope::Subject),
+            (&self.client_cutoffs, CutoffScope::Client),
+        ];
+        for (map, scope) in cutoffs {
+            events.extend(map.iter().map(|e| RevocationEvent::Cutoff {
+                scope: scope(e.key().to_string()),
+                issued_before: UnixMillis(*e.value()),
+            }));
+        }
+        events.extend(self.tokens.iter().map(|e| RevocationEvent::Token {
+            jti: e.key().to_string(),
+            expires_at: *e.value(),
+        }));
+        events.extend(self.grants.iter().map(|e| RevocationEvent::Grant {
+            grant_id: e.key().to_string(),
+            expires_at: *e.value(),
+        }));
+        events
+    }
+
+    /// How many entries the index holds.
+    pub fn stats(&self) -> IndexStats {
+        let all = usize::from(self.cutoff_all.load(Ordering::SeqCst) != i64::MIN);
+        IndexStats {
+            tokens: self.tokens.len(),
+            grants: self.grants.len(),
+            cutoffs: all
+                + self.tenant_cutoffs.len()
+                + self.subject_cutoffs.len()
+                + self.client_cutoffs.len(),
+        }
+    }
+}
+
+fn new_map<V>(capacity: usize) -> Map<V> {
+    DashMap::with_capacity_and_hasher(capacity, foldhash::fast::RandomState::default())
+}
+
+/// Inserts `key` with `value`, or raises the value already held to `value`. Returns whether the
+/// map changed.
+fn keep_max<V: Ord + Copy>(map: &Map<V>, key: &str, value: V) -> bool {
+    if let Some(held) = map.get(key)
+        && *held >= value
+    {
+        return false;
+    }
+    match map.entry(CompactString::new(key)) {
+        Entry::Occupied(mut held) if *held.get() < value => {
+            held.insert(value);
+            true
+        }
+        Entry::Occupied(_) => false,
+        Entry::Vacant(slot) => {
+            slot.insert(value);
+            true
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: i64 = 1_700_000_000_000;
+
+    fn token(issued_at: i64) -> TokenIdentity<'static> {
+        TokenIdentity {
+            jti: "jti-1",
+            grant_id: Some("grant-1"),
+            tenant: "/Org/Sub",
+            subject: "alice",
+            client_id: "web",
+            issued_at: UnixMillis(issued_at),
+        }
+    }
+
+    fn cutoff(scope: CutoffScope, at: i64) -> RevocationEvent {
+        RevocationEvent::Cutoff {
+            scope,
+            issued_before: UnixMillis(at),
+        }
+    }
+
+    fn scopes() -> Vec<(&'static str, CutoffScope)> {
+        vec![
+            ("all", CutoffScope::All),
+            ("root tenant", CutoffScope::Tenant("/".into())),
+            ("parent tenant", CutoffScope::Tenant("/Org".into())),
+            ("own tenant", CutoffScope::Tenant("/Org/Sub".into())),
+            ("subject", CutoffScope::Subject("alice".into())),
+            ("client", CutoffScope::Client("web".into())),
+        ]
+    }
+
+    #[test]
+    fn token_and_grant_events_revoke() {
+        let index = RevocationIndex::new();
+        assert_eq!(index.check(&token(T)), Ok(()));
+        index.apply(&RevocationEvent::Grant {
+            grant_id: "grant-1".into(),
+            expires_at: UnixMillis(T + 10),
+        });
+        assert_eq!(index.check(&token(T)), Err(Revoked::Grant));
+        let other_grant = TokenIdentity {
+            grant_id: Some("grant-2"),
+            ..token(T)
+        };
+        assert_eq!(index.check(&other_grant), Ok(()));
+        index.apply(&RevocationEvent::Token {
+            jti: "jti-1".into(),
+            expires_at: UnixMillis(T + 10),
+        });
+        assert_eq!(index.check(&other_grant), Err(Revoked::Token));
+    }
+
+    #[test]
+    fn each_scope_applies_at_millisecond_precision() {
+        for (name, scope) in scopes() {
+            let index = RevocationIndex::new();
+            index.apply(&cutoff(scope, T + 500));
+            assert!(index.check(&token(T + 499)).is_err(), "{name}: 1 ms before");
+            assert!(index.check(&token(T + 200)).is_err(), "{name}: .200");
+            assert_eq!(index.check(&token(T + 500)), Ok(()), "{name}: at the cutoff");
+            assert_eq!(index.check(&token(T + 800)), Ok(()), "{name}: .800");
+        }
+    }
+
+    #[test]
+    fn every_pair_of_scopes_takes_the_maximum() {
+        // An older cutoff of one scope must never hide a newer cutoff of another, whichever
+        // arrives first.
+        for (older_name, older) in scopes() {
+            for (newer_name, newer) in scopes() {
+                for newer_first in [false, true] {
+                    let index = RevocationIndex::new();
+                    let events = [cutoff(older.clone(), T + 100), cutoff(newer.clone(), T + 900)];
+                    if newer_first {
+                        events.iter().rev().for_each(|e| _ = index.apply(e));
+                    } else {
+                        events.iter().for_each(|e| _ = index.apply(e));
+                    }
+                    let case = format!("{older_name} then {newer_name} (reversed: {newer_first})");
+                    assert!(index.check(&token(T + 500)).is_err(), "{case}");
+                    assert_eq!(index.check(&token(T + 900)), Ok(()), "{case}");
+                    assert_eq!(
+                        index.effective_cutoff(&token(0)),
+                        UnixMillis(T + 900),
+                        "{case}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn cutoffs_for_others_do_not_apply() {
+        let index = RevocationIndex::new();
+        for scope in [
+            CutoffScope::Tenant("/Organic".into()),
+            CutoffScope::Tenant("/Org/Sub/Team".into()),
+            CutoffScope::Tenant("/Other".into()),
+            CutoffScope::Subject("bob".into()),
+            CutoffScope::Client("mobile".into()),
+        ] {
+            index.apply(&cutoff(scope, T + 1_000));
+        }
+        assert_eq!(index.check(&token(T)), Ok(()));
+        let in_team = TokenIdentity {
+            tenant: "/Org/Sub/Team",
+            ..token(T)
+        };
+        assert!(index.check(&in_team).is_err());
+        let organic = TokenIdentity {
+            tenant: "/Organic/X",
+            ..token(T)
+        };
+        assert!(index.check(&organic).is_err());
+    }
+
+    #[test]
+    fn duplicate_and_reordered_events_converge() {
+        let events = vec![
+            cutoff(CutoffScope::All, T),
+            cutoff(CutoffScope::All, T + 5),
+            cutoff(CutoffScope::Tenant("/Org".into()), T + 7),
+            cutoff(CutoffScope::Tenant("/Org".into()), T + 3),
+            RevocationEvent::Token {
+                jti: "a".into(),
+                expires_at: UnixMillis(T + 50),
+            },
+            RevocationEvent::Token {
+                jti: "a".into(),
+                expires_at: UnixMillis(T + 90),
+            },
+            RevocationEvent::Grant {
+                grant_id: "g".into(),
+                expires_at: UnixMillis(T + 40),
+            },
+        ];
+        let canonical = |index: &RevocationIndex| {
+            let mut s: Vec<String> = index
+                .snapshot()
+                .iter()
+                .map(|e| serde_json::to_string(e).unwrap())
+                .collect();
+            s.sort();
+            s
+        };
+        let forward = RevocationIndex::new();
+        events.iter().for_each(|e| _ = forward.apply(e));
+        let backward = RevocationIndex::new();
+        events.iter().rev().for_each(|e| _ = backward.apply(e));
+        let twice = RevocationIndex::new();
+        events
+            .iter()
+            .chain(events.iter().rev())
+            .for_each(|e| _ = twice.apply(e));
+        assert_eq!(canonical(&forward), canonical(&backward));
+        assert_eq!(canonical(&forward), canonical(&twice));
+        // The snapshot rebuilds the same state.
+        let rebuilt = RevocationIndex::new();
+        forward.snapshot().iter().for_each(|e| _ = rebuilt.apply(e));
+        assert_eq!(canonical(&rebuilt), canonical(&forward));
+        assert_eq!(
+            forward.stats(),
+            IndexStats {
+                tokens: 1,
+                grants: 1,
+                cutoffs: 2
+            }
+        );
+    }
+
+    #[test]
+    fn apply_reports_changes() {
+        let index = RevocationIndex::new();
+        assert!(index.apply(&cutoff(CutoffScope::All, T)));
+        assert!(!index.apply(&cutoff(CutoffScope::All, T)));
+        assert!(!index.apply(&cutoff(CutoffScope::All, T - 1)));
+        let tok = |exp| RevocationEvent::Token {
+            jti: "x".into(),
+            expires_at: UnixMillis(exp),
+        };
+        assert!(index.apply(&tok(10)));
+        assert!(!index.apply(&tok(10)));
+        assert!(index.apply(&tok(11)));
+    }
+
+    #[test]
+    fn purge_forgets_expired_entries_only() {
+        let index = RevocationIndex::new();
+        for (jti, exp) in [("old", T), ("live", T + 1)] {
+            index.apply(&RevocationEvent::Token {
+                jti: jti.into(),
+                expires_at: UnixMillis(exp),
+            });
+        }
+        index.apply(&RevocationEvent::Grant {
+            grant_id: "g".into(),
+            expires_at: UnixMillis(T - 1),
+        });
+        index.apply(&cutoff(CutoffScope::Subject("alice".into()), T - 5));
+        assert_eq!(index.purge_expired(UnixMillis(T)), 2);
+        assert!(!index.is_token_revoked("old"));
+        assert!(index.is_token_revoked("live"));
+        assert!(!index.is_grant_revoked("g"));
+        assert_eq!(index.stats().cutoffs, 1);
+    }
+
+    #[test]
+    fn no_request_is_accepted_after_apply_returns() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicUsize};
+        use std::time::{Duration, Instant};
+
+        let index = Arc::new(RevocationIndex::with_capacity(1024));
+        let stop = Arc::new(AtomicBool::new(false));
+        let violations = Arc::new(AtomicUsize::new(0));
+        // Published jtis: each is revoked *before* being published, so a checker that reads a
+        // published jti must see it revoked.
+        let published = Arc::new(AtomicUsize::new(0));
+        let names: Arc<Vec<String>> = Arc::new((0..200_000).map(|i| format!("j{i}")).collect());
+
+        let mut handles = Vec::new();
+        for _ in 0..3 {
+            let (index, stop, violations, published, names) = (
+                index.clone(),
+                stop.clone(),
+                violations.clone(),
+                published.clone(),
+                names.clone(),
+            );
+            handles.push(std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let n = published.load(Ordering::SeqCst);
+                    if n == 0 {
+                        continue;
+                    }
+                    let jti = &names[n - 1];
+                    let t = TokenIdentity {
+                        jti,
+                        grant_id: None,
+                        tenant: "/",
+                        subject: "s",
+                        client_id: "c",
+                        issued_at: UnixMillis(T),
+                    };
+                    if index.check(&t).is_ok() {
+                        violations.fetch_add(1, Ordering::Relaxed);
+                    }
+                    // A cutoff published below must also hold.
+                    let cut = index.effective_cutoff(&t);
+                    if n > 1000 && cut.0 < T + 1 {
+                        violations.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }));
+        }
+        let deadline = Instant::now() + Duration::from_millis(500);
+        let mut i = 0;
+        while Instant::now() < deadline && i < names.len() {
+            index.apply(&RevocationEvent::Token {
+                jti: names[i].clone(),
+                expires_at: UnixMillis(T + 60_000),
+            });
+            if i == 1000 {
+                index.apply(&cutoff(CutoffScope::Client("c".into()), T + 1));
+            }
+            published.store(i + 1, Ordering::SeqCst);
+            i += 1;
+        }
+        stop.store(true, Ordering::Relaxed);
+        for h in handles {
+            h.join().unwrap();
+        }
+        assert!(i > 1000, "the writer made too little progress to test anything");
+        assert_eq!(violations.load(Ordering::Relaxed), 0);
+    }
+}
