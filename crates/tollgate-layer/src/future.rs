@@ -1,0 +1,145 @@
+//! Response future for [`ValidateBearer`](crate::ValidateBearer).
+
+use crate::rejection::OnRejection;
+use crate::service::{Outcome, authorize};
+use crate::verifier::Verifier;
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use tokio::sync::futures::OwnedNotified;
+use tower_service::Service;
+
+pin_project! {
+    /// Response future of [`ValidateBearer`](crate::ValidateBearer): the inner service's future
+    /// when the request was accepted, a ready rejection otherwise, or a wait for a JWKS refetch
+    /// when the token named a key not known yet.
+    pub struct ResponseFuture<S, ReqBody, R>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        #[pin]
+        state: State<S, ReqBody, R>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, ReqBody, R>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        Called {
+            #[pin]
+            future: S::Future,
+        },
+        Rejected {
+            response: Option<S::Response>,
+        },
+        AwaitingKeys {
+            #[pin]
+            notified: OwnedNotified,
+            pending: Option<Pending<S, ReqBody, R>>,
+        },
+    }
+}
+
+struct Pending<S, ReqBody, R> {
+    service: S,
+    request: Request<ReqBody>,
+    verifier: Verifier,
+    optional: bool,
+    on_rejection: R,
+}
+
+impl<S, ReqBody, R> ResponseFuture<S, ReqBody, R>
+where
+    S: Service<Request<ReqBody>>,
+{
+    pub(crate) fn called(future: S::Future) -> Self {
+        ResponseFuture {
+            state: State::Called { future },
+        }
+    }
+
+    pub(crate) fn rejected(response: S::Response) -> Self {
+        ResponseFuture {
+            state: State::Rejected {
+                response: Some(response),
+            },
+        }
+    }
+
+    pub(crate) fn awaiting_keys(
+        notified: OwnedNotified,
+        service: S,
+        request: Request<ReqBody>,
+        verifier: Verifier,
+        optional: bool,
+        on_rejection: R,
+    ) -> Self {
+        ResponseFuture {
+            state: State::AwaitingKeys {
+                notified,
+                pending: Some(Pending {
+                    service,
+                    request,
+                    verifier,
+                    optional,
+                    on_rejection,
+                }),
+            },
+        }
+    }
+}
+
+impl<S, ReqBody, ResBody, R> Future for ResponseFuture<S, ReqBody, R>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    R: OnRejection<ResBody>,
+{
+    type Output = Result<Response<ResBody>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            let next = match this.state.as_mut().project() {
+                StateProj::Called { future } => return future.poll(cx),
+                StateProj::Rejected { response } => {
+                    return match response.take() {
+                        Some(response) => Poll::Ready(Ok(response)),
+                        None => panic!("ResponseFuture polled after completion"),
+                    };
+                }
+                StateProj::AwaitingKeys { notified, pending } => {
+                    ready!(notified.poll(cx));
+                    let Some(mut p) = pending.take() else {
+                        panic!("ResponseFuture polled after completion");
+                    };
+                    match authorize(&p.verifier, p.optional, &mut p.request, false) {
+                        Outcome::Accept => State::Called {
+                            future: p.service.call(p.request),
+                        },
+                        Outcome::Reject(rejection) => State::Rejected {
+                            response: Some(
+                                p.on_rejection
+                                    .on_rejection(&rejection, p.request.headers()),
+                            ),
+                        },
+                        // `authorize` never asks to wait twice.
+                        Outcome::AwaitKeys(_) => State::Rejected {
+                            response: Some(p.on_rejection.on_rejection(
+                                &crate::Rejection::InvalidToken(
+                                    crate::TokenError::UnknownKey,
+                                ),
+                                p.request.headers(),
+                            )),
+                        },
+                    }
+                }
+            };
+            this.state.set(next);
+        }
+    }
+}

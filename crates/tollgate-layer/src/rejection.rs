@@ -1,0 +1,203 @@
+//! Rejections and how they become responses: RFC 6750 for HTTP, trailers-only for gRPC.
+
+use crate::verifier::TokenError;
+use http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
+use std::fmt;
+use std::sync::Arc;
+
+/// Why a request was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    /// No `Authorization` header (RFC 6750 §3.1: no error attribute).
+    MissingToken,
+    /// Not a Bearer credential, an empty one, or several `Authorization` headers.
+    InvalidRequest(&'static str),
+    /// The token was refused; see [`TokenError`].
+    InvalidToken(TokenError),
+    /// The token lacks a scope the route needs (these, space-separated).
+    InsufficientScope(Arc<str>),
+}
+
+impl Rejection {
+    /// The HTTP status: 400, 401 or 403.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Rejection::MissingToken | Rejection::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            Rejection::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            Rejection::InsufficientScope(_) => StatusCode::FORBIDDEN,
+        }
+    }
+
+    /// The RFC 6750 `error` code, if any.
+    pub fn error_code(&self) -> Option<&'static str> {
+        match self {
+            Rejection::MissingToken => None,
+            Rejection::InvalidRequest(_) => Some("invalid_request"),
+            Rejection::InvalidToken(_) => Some("invalid_token"),
+            Rejection::InsufficientScope(_) => Some("insufficient_scope"),
+        }
+    }
+
+    /// A short description safe to show the client.
+    pub fn description(&self) -> &'static str {
+        match self {
+            Rejection::MissingToken => "missing bearer token",
+            Rejection::InvalidRequest(why) => why,
+            Rejection::InvalidToken(e) => e.description(),
+            Rejection::InsufficientScope(_) => "insufficient scope",
+        }
+    }
+
+    /// The gRPC status code: 16 (`UNAUTHENTICATED`) or 7 (`PERMISSION_DENIED`).
+    pub fn grpc_status(&self) -> u8 {
+        match self {
+            Rejection::InsufficientScope(_) => 7,
+            _ => 16,
+        }
+    }
+
+    /// Whether the token was refused because it was revoked.
+    pub fn is_revoked(&self) -> bool {
+        matches!(self, Rejection::InvalidToken(TokenError::Revoked(_)))
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.description())
+    }
+}
+
+/// Turns a [`Rejection`] into the response sent instead of calling the inner service.
+///
+/// Implemented by [`DefaultRejection`] and by any `Fn(&Rejection, &HeaderMap) -> Response<B>`;
+/// the header map is the rejected request's.
+pub trait OnRejection<B> {
+    /// Builds the response.
+    fn on_rejection(&self, rejection: &Rejection, request_headers: &HeaderMap) -> Response<B>;
+}
+
+impl<B, F> OnRejection<B> for F
+where
+    F: Fn(&Rejection, &HeaderMap) -> Response<B>,
+{
+    fn on_rejection(&self, rejection: &Rejection, request_headers: &HeaderMap) -> Response<B> {
+        self(rejection, request_headers)
+    }
+}
+
+/// RFC 6750 responses with empty bodies for HTTP requests; for gRPC requests (`content-type:
+/// application/grpc*`), an HTTP 200 trailers-only response carrying `grpc-status` and
+/// `grpc-message`.
+#[derive(Debug, Clone)]
+pub struct DefaultRejection {
+    realm: Arc<str>,
+    /// `Bearer realm="..."`, built once: the no-token answer costs no formatting.
+    challenge: HeaderValue,
+}
+
+impl Default for DefaultRejection {
+    fn default() -> Self {
+        Self::with_realm("tollgate")
+    }
+}
+
+impl DefaultRejection {
+    /// Challenges with `realm` in `WWW-Authenticate`. Quotes and backslashes are dropped from it.
+    pub fn with_realm(realm: &str) -> Self {
+        let realm: String = realm
+            .chars()
+            .filter(|c| *c != '"' && *c != '\\' && (' '..='~').contains(c))
+            .collect();
+        let challenge = HeaderValue::try_from(format!("Bearer realm=\"{realm}\""))
+            .unwrap_or_else(|_| HeaderValue::from_static("Bearer"));
+        DefaultRejection {
+            realm: realm.into(),
+            challenge,
+        }
+    }
+
+    fn challenge(&self, rejection: &Rejection) -> HeaderValue {
+        let Some(code) = rejection.error_code() else {
+            return self.challenge.clone();
+        };
+        let mut value = format!(
+            "Bearer realm=\"{}\", error=\"{code}\", error_description=\"{}\"",
+            self.realm,
+            rejection.description()
+        );
+        if let Rejection::InsufficientScope(scope) = rejection {
+            value.push_str(&format!(", scope=\"{scope}\""));
+        }
+        HeaderValue::try_from(value).unwrap_or_else(|_| self.challenge.clone())
+    }
+}
+
+/// Whether the request is a gRPC call.
+pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .is_some_and(|ct| ct.as_bytes().starts_with(b"application/grpc"))
+}
+
+impl<B: Default> OnRejection<B> for DefaultRejection {
+    fn on_rejection(&self, rejection: &Rejection, request_headers: &HeaderMap) -> Response<B> {
+        let mut response = Response::new(B::default());
+        let headers = response.headers_mut();
+        if is_grpc(request_headers) {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+            headers.insert("grpc-status", HeaderValue::from(u16::from(rejection.grpc_status())));
+            // Descriptions are plain ASCII without '%', so they need no percent-encoding.
+            headers.insert(
+                "grpc-message",
+                HeaderValue::from_static(rejection.description()),
+            );
+        } else {
+            headers.insert(WWW_AUTHENTICATE, self.challenge(rejection));
+            *response.status_mut() = rejection.status();
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_description_is_a_valid_grpc_message() {
+        // grpc-message must be percent-encoded; ours need none.
+        use tollgate_core::{Revoked, UnixMillis};
+        let all = [
+            TokenError::TooLarge,
+            TokenError::Malformed,
+            TokenError::AlgorithmNotAllowed,
+            TokenError::CriticalHeader,
+            TokenError::WrongType,
+            TokenError::UnknownKey,
+            TokenError::AlgorithmMismatch,
+            TokenError::BadSignature,
+            TokenError::InvalidClaims,
+            TokenError::WrongIssuer,
+            TokenError::WrongAudience,
+            TokenError::Expired,
+            TokenError::NotYetValid,
+            TokenError::Revoked(Revoked::Token),
+            TokenError::Revoked(Revoked::Grant),
+            TokenError::Revoked(Revoked::Cutoff {
+                issued_before: UnixMillis(0),
+            }),
+        ];
+        for e in all {
+            let d = e.description();
+            assert!(d.bytes().all(|b| (b' '..=b'~').contains(&b) && b != b'%' && b != b'"'), "{d}");
+        }
+    }
+
+    #[test]
+    fn realm_is_sanitized() {
+        let r = DefaultRejection::with_realm("a\"b\\c\n");
+        assert_eq!(r.challenge, "Bearer realm=\"abc\"");
+    }
+}
