@@ -1,1 +1,11 @@
-pub fn x(){}
+//! tollgate: issue, validate and **revoke** OAuth 2.0 access tokens in tower stacks.
+//!
+//! This facade re-exports the workspace's crates:
+//!
+//! * [`core`]: claims, the revocation index and its events, keys and JWKS.
+//! * [`layer`]: the bearer-validation tower Layer.
+#![warn(missing_docs)]
+#![deny(unsafe_code, unreachable_pub)]
+
+pub use tollgate_core as core;
+pub use tollgate_layer as layer;

@@ -1,0 +1,84 @@
+//! Shared fixture for the end-to-end tests: a key set, an index, a verifier and a token minter.
+#![allow(dead_code, unreachable_pub)]
+
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+use tollgate::core::{KeySet, RevocationIndex, SigningAlgorithm, SigningKey, jws};
+use tollgate::layer::Verifier;
+
+pub const ISSUER: &str = "https://id.test";
+pub const AUDIENCE: &str = "orders-api";
+
+pub struct Fixture {
+    pub keys: KeySet,
+    pub index: Arc<RevocationIndex>,
+    pub verifier: Verifier,
+}
+
+static SEQ: AtomicU64 = AtomicU64::new(0);
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+impl Fixture {
+    pub fn new(alg: SigningAlgorithm) -> Self {
+        Self::with(alg, |b| b)
+    }
+
+    pub fn with(
+        alg: SigningAlgorithm,
+        configure: impl FnOnce(tollgate::layer::VerifierBuilder) -> tollgate::layer::VerifierBuilder,
+    ) -> Self {
+        let keys = KeySet::generate(alg, "k1").unwrap();
+        let index = Arc::new(RevocationIndex::new());
+        let builder = Verifier::builder()
+            .issuer(ISSUER)
+            .audience(AUDIENCE)
+            .keys(keys.clone())
+            .revocation_index(index.clone());
+        let verifier = configure(builder).build().unwrap();
+        Fixture {
+            keys,
+            index,
+            verifier,
+        }
+    }
+
+    /// Standard claims for a token issued now; `edit` adjusts them.
+    pub fn claims(&self, edit: impl FnOnce(&mut Value)) -> Value {
+        let now = now_ms();
+        let n = SEQ.fetch_add(1, Ordering::Relaxed);
+        let mut claims = json!({
+            "iss": ISSUER,
+            "sub": "alice",
+            "aud": AUDIENCE,
+            "exp": now / 1000 + 300,
+            "iat": now / 1000,
+            "iat_ms": now,
+            "jti": format!("jti-{n}-{now}"),
+            "client_id": "web",
+            "scope": "orders:read profile",
+            "tenant": "/Org/Sub",
+            "roles": ["user"],
+            "grant_id": format!("grant-{n}"),
+        });
+        edit(&mut claims);
+        claims
+    }
+
+    pub fn mint(&self, edit: impl FnOnce(&mut Value)) -> String {
+        let claims = self.claims(edit);
+        let key = self.keys.signing_key().unwrap();
+        jws::encode(&key, jws::ACCESS_TOKEN_TYP, &claims).unwrap()
+    }
+
+    pub fn mint_with_key(&self, key: &SigningKey, typ: &str, claims: &Value) -> String {
+        jws::encode(key, typ, claims).unwrap()
+    }
+}
