@@ -151,11 +151,14 @@ async fn expect_invalid_token(fx: &Fixture, token: &str, description: &str) {
     assert!(header(&res, "grpc-message").starts_with(description));
 }
 
+/// A change to a token's claims.
+type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+
 #[tokio::test]
 async fn claim_checks_are_401_invalid_token() {
     let fx = Fixture::new(SigningAlgorithm::EdDSA);
     let now = now_ms() / 1000;
-    let cases: Vec<(Box<dyn Fn(&mut serde_json::Value)>, &str)> = vec![
+    let cases: Vec<(Edit, &str)> = vec![
         (Box::new(|c| c["iss"] = json!("https://evil.test")), "wrong issuer"),
         (Box::new(|c| c["aud"] = json!("other-api")), "wrong audience"),
         (Box::new(|c| c["aud"] = json!(["a", "b"])), "wrong audience"),
@@ -175,8 +178,7 @@ async fn claim_checks_are_401_invalid_token() {
     }
     // Within the leeway (30 s) both ways is fine; several audiences with ours is fine.
     for edit in [
-        Box::new(move |c: &mut serde_json::Value| c["exp"] = json!(now - 10))
-            as Box<dyn Fn(&mut serde_json::Value)>,
+        Box::new(move |c: &mut serde_json::Value| c["exp"] = json!(now - 10)) as Edit,
         Box::new(move |c| c["nbf"] = json!(now + 10)),
         Box::new(|c| c["aud"] = json!(["x", AUDIENCE])),
     ] {

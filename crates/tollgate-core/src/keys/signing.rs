@@ -17,7 +17,8 @@ enum Material {
     Ed(Ed25519KeyPair),
     Ec(EcdsaKeyPair),
     Rsa(RsaKeyPair),
-    Hmac(hmac::Key),
+    /// Boxed: the precomputed HMAC state is several times larger than the other variants.
+    Hmac(Box<hmac::Key>),
 }
 
 /// A private signing key with its `kid` and its one algorithm.
@@ -105,7 +106,7 @@ impl SigningKey {
             SigningAlgorithm::HS256 => {
                 let public = VerifyingKey::hmac(&kid, der)?;
                 (
-                    Material::Hmac(hmac::Key::new(hmac::HMAC_SHA256, der)),
+                    Material::Hmac(Box::new(hmac::Key::new(hmac::HMAC_SHA256, der))),
                     public,
                 )
             }

@@ -21,7 +21,8 @@ enum Material {
     /// Ed25519 and P-256 keys, parsed once.
     Parsed(ParsedPublicKey),
     Rsa(RsaPublicKeyComponents<Vec<u8>>),
-    Hmac(hmac::Key),
+    /// Boxed: the precomputed HMAC state is several times larger than the other variants.
+    Hmac(Box<hmac::Key>),
 }
 
 /// A key that verifies signatures of exactly one algorithm.
@@ -136,7 +137,7 @@ impl VerifyingKey {
         Ok(VerifyingKey {
             kid: kid.to_owned(),
             alg: SigningAlgorithm::HS256,
-            material: Material::Hmac(hmac::Key::new(hmac::HMAC_SHA256, secret)),
+            material: Material::Hmac(Box::new(hmac::Key::new(hmac::HMAC_SHA256, secret))),
             jwk: None,
         })
     }
