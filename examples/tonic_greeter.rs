@@ -10,39 +10,26 @@
 //! `ADDR` sets the address the server listens on and the client connects to (default
 //! `127.0.0.1:50051`).
 //!
-//! The messages and the server glue are what `tonic-build` would generate from
-//!
-//! ```proto
-//! package helloworld;
-//! service Greeter { rpc SayHello (HelloRequest) returns (HelloReply); }
-//! message HelloRequest { string name = 1; }
-//! message HelloReply { string message = 1; }
-//! ```
-//!
-//! written by hand so that the example builds on a machine without `protoc`.
+//! The protocol (`helloworld.Greeter`) is written by hand in `examples/support/greeter.rs`, so the
+//! example builds on a machine without `protoc`.
 
-use http::uri::PathAndQuery;
-use std::convert::Infallible;
-use std::future::{Future, Ready, ready};
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
 use std::time::Duration;
 use tollgate::core::jws;
 use tollgate::core::{
     Audience, Claims, KeySet, RevocationEvent, RevocationIndex, SigningAlgorithm, SigningKey,
     UnixMillis,
 };
-use tollgate::layer::{RequireScopeLayer, ValidateBearerLayer, VerifiedClaims, Verifier};
-use tonic::Status;
-use tonic::body::Body;
-use tonic::server::{Grpc, NamedService, UnaryService};
+use tollgate::layer::{RequireScopeLayer, ValidateBearerLayer, Verifier};
 use tonic::transport::{Channel, Server};
-use tonic_prost::ProstCodec;
-use tower::{Service, ServiceBuilder};
+use tower::ServiceBuilder;
+
+#[path = "support/greeter.rs"]
+mod greeter;
+use greeter::GreeterServer;
 
 const ISSUER: &str = "https://id.example.test";
 const AUDIENCE: &str = "greeter";
@@ -50,21 +37,6 @@ const AUDIENCE: &str = "greeter";
 const REQUIRED_SCOPE: &str = "greeter:hello";
 const TOKEN_LIFETIME: Duration = Duration::from_secs(60 * 60);
 const DEFAULT_ADDR: &str = "127.0.0.1:50051";
-const SAY_HELLO_PATH: &str = "/helloworld.Greeter/SayHello";
-
-/// `helloworld.HelloRequest`.
-#[derive(Clone, PartialEq, prost::Message)]
-struct HelloRequest {
-    #[prost(string, tag = "1")]
-    name: String,
-}
-
-/// `helloworld.HelloReply`.
-#[derive(Clone, PartialEq, prost::Message)]
-struct HelloReply {
-    #[prost(string, tag = "1")]
-    message: String,
-}
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -128,60 +100,6 @@ async fn serve(addr: SocketAddr) {
         .unwrap_or_else(|e| panic!("cannot serve on {addr}: {e}"));
 }
 
-/// The server half of `helloworld.Greeter`: routes by path to one `Grpc` handler per method.
-#[derive(Clone, Copy, Debug)]
-struct GreeterServer;
-
-impl NamedService for GreeterServer {
-    const NAME: &'static str = "helloworld.Greeter";
-}
-
-type BoxFuture<T> = Pin<Box<dyn Future<Output = Result<T, Infallible>> + Send>>;
-
-impl Service<http::Request<Body>> for GreeterServer {
-    type Response = http::Response<Body>;
-    // A gRPC failure is a response carrying a status, never a transport error.
-    type Error = Infallible;
-    type Future = BoxFuture<Self::Response>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        match request.uri().path() {
-            SAY_HELLO_PATH => Box::pin(async move {
-                // Encodes replies, decodes requests.
-                let codec = ProstCodec::<HelloReply, HelloRequest>::default();
-                Ok(Grpc::new(codec).unary(SayHello, request).await)
-            }),
-            _ => Box::pin(async { Ok(Status::unimplemented("unknown method").into_http()) }),
-        }
-    }
-}
-
-/// The `SayHello` method.
-struct SayHello;
-
-impl UnaryService<HelloRequest> for SayHello {
-    type Response = HelloReply;
-    type Future = Ready<Result<tonic::Response<HelloReply>, Status>>;
-
-    fn call(&mut self, request: tonic::Request<HelloRequest>) -> Self::Future {
-        // tonic keeps the HTTP request's extensions, so the layer's claims are here.
-        let Some(claims) = request.extensions().get::<VerifiedClaims>() else {
-            // Only reachable if the layer were removed from the server.
-            return ready(Err(Status::unauthenticated("no verified token")));
-        };
-        let name = match request.get_ref().name.as_str() {
-            "" => "stranger",
-            name => name,
-        };
-        let message = format!("Hello, {name}! (token subject: {})", claims.sub);
-        ready(Ok(tonic::Response::new(HelloReply { message })))
-    }
-}
-
 /// Client mode: one `SayHello` call, with `authorization: Bearer <token>` when a token is given.
 async fn call_say_hello(addr: SocketAddr, token: Option<String>, name: Option<String>) -> ExitCode {
     let channel = match Channel::from_shared(format!("http://{addr}")) {
@@ -197,31 +115,10 @@ async fn call_say_hello(addr: SocketAddr, token: Option<String>, name: Option<St
             return ExitCode::FAILURE;
         }
     };
-    let mut client = tonic::client::Grpc::new(channel);
-    let mut request = tonic::Request::new(HelloRequest {
-        name: name.unwrap_or_else(|| "tollgate".to_owned()),
-    });
-    if let Some(token) = token {
-        match format!("Bearer {token}").parse() {
-            Ok(value) => {
-                request.metadata_mut().insert("authorization", value);
-            }
-            Err(e) => {
-                eprintln!("the token cannot be sent as metadata: {e}");
-                return ExitCode::FAILURE;
-            }
-        }
-    }
-    if let Err(e) = client.ready().await {
-        eprintln!("the connection to {addr} is not ready: {e}");
-        return ExitCode::FAILURE;
-    }
-    // Encodes requests, decodes replies: the mirror image of the server's codec.
-    let codec = ProstCodec::<HelloRequest, HelloReply>::default();
-    let path = PathAndQuery::from_static(SAY_HELLO_PATH);
-    match client.unary(request, path, codec).await {
-        Ok(reply) => {
-            println!("OK: {}", reply.get_ref().message);
+    let name = name.unwrap_or_else(|| "tollgate".to_owned());
+    match greeter::say_hello(channel, token.as_deref(), &name).await {
+        Ok(message) => {
+            println!("OK: {message}");
             ExitCode::SUCCESS
         }
         Err(status) => {

@@ -123,6 +123,12 @@ where
     }
 }
 
+/// Keeps the wrapped gRPC service's name, so the middleware can wrap a single service.
+#[cfg(feature = "tonic")]
+impl<S: tonic::server::NamedService, R> tonic::server::NamedService for RequireScope<S, R> {
+    const NAME: &'static str = S::NAME;
+}
+
 pin_project! {
     /// Response future of [`RequireScope`].
     pub struct RequireScopeFuture<F, B> {

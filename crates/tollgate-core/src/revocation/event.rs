@@ -1,6 +1,6 @@
 //! The revocation events produced by the issuer and applied by every validator.
 
-use crate::UnixMillis;
+use crate::{Claims, UnixMillis};
 use serde::{Deserialize, Serialize};
 
 /// Which tokens a [`RevocationEvent::Cutoff`] applies to.
@@ -42,6 +42,16 @@ pub enum RevocationEvent {
         /// Tokens issued before this instant are rejected; at or after it, accepted.
         issued_before: UnixMillis,
     },
+}
+
+impl RevocationEvent {
+    /// Revokes the token these claims belong to, until it expires.
+    pub fn revoke_token(claims: &Claims) -> Self {
+        RevocationEvent::Token {
+            jti: claims.jti.clone(),
+            expires_at: UnixMillis::from_secs(claims.exp),
+        }
+    }
 }
 
 #[cfg(test)]
