@@ -58,15 +58,21 @@ fn check(c: &mut Criterion) {
     // The common case: a live token issued after every cutoff.
     let recent = token(live_jti, NOW);
     assert!(index.check(&recent).is_ok());
-    group.bench_function("live_recent_token", |b| b.iter(|| index.check(black_box(&recent))));
+    group.bench_function("live_recent_token", |b| {
+        b.iter(|| index.check(black_box(&recent)))
+    });
     // The worst case: a live token older than the latest cutoff, so every scope is looked up
     // (subject, client, and four tenant levels).
     let old = token(live_jti, NOW - 120_000);
     assert!(index.check(&old).is_ok());
-    group.bench_function("live_old_token_all_scopes", |b| b.iter(|| index.check(black_box(&old))));
+    group.bench_function("live_old_token_all_scopes", |b| {
+        b.iter(|| index.check(black_box(&old)))
+    });
     let revoked = token(revoked_jti, NOW);
     assert!(index.check(&revoked).is_err());
-    group.bench_function("revoked_token", |b| b.iter(|| index.check(black_box(&revoked))));
+    group.bench_function("revoked_token", |b| {
+        b.iter(|| index.check(black_box(&revoked)))
+    });
     group.finish();
 }
 

@@ -24,8 +24,8 @@ fn measure(label: &str, count: usize, make_jti: impl Fn(usize) -> String) {
         index.apply(e);
     }
     let stats = region.change();
-    let live = stats.bytes_allocated as isize - stats.bytes_deallocated as isize
-        + stats.bytes_reallocated;
+    let live =
+        stats.bytes_allocated as isize - stats.bytes_deallocated as isize + stats.bytes_reallocated;
     println!(
         "{label}: {count} ids, {:.1} MiB live, {:.1} bytes per revoked token id",
         live as f64 / (1024.0 * 1024.0),

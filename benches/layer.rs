@@ -30,7 +30,10 @@ fn complete<F: Future>(f: F) -> F::Output {
 }
 
 fn token(keys: &KeySet) -> String {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
     let claims = json!({
         "iss": ISSUER, "sub": "alice", "aud": AUDIENCE,
         "exp": now / 1000 + 3600, "iat": now / 1000, "iat_ms": now,
@@ -41,7 +44,11 @@ fn token(keys: &KeySet) -> String {
     jws::encode(&keys.signing_key().unwrap(), jws::ACCESS_TOKEN_TYP, &claims).unwrap()
 }
 
-fn jsonwebtoken_key(keys: &KeySet, alg: SigningAlgorithm, secret: Option<&[u8]>) -> jsonwebtoken::DecodingKey {
+fn jsonwebtoken_key(
+    keys: &KeySet,
+    alg: SigningAlgorithm,
+    secret: Option<&[u8]>,
+) -> jsonwebtoken::DecodingKey {
     match alg {
         SigningAlgorithm::HS256 => jsonwebtoken::DecodingKey::from_secret(secret.unwrap()),
         _ => jsonwebtoken::DecodingKey::from_jwk(&keys.to_jwks().keys[0]).unwrap(),
@@ -61,7 +68,11 @@ fn layer_vs_jsonwebtoken(c: &mut Criterion) {
                 .audience(AUDIENCE)
                 .keys(keys.clone())
                 .revocation_index(index.clone());
-            let b = if cache { b.cache_verified_tokens(10_000) } else { b };
+            let b = if cache {
+                b.cache_verified_tokens(10_000)
+            } else {
+                b
+            };
             b.build().unwrap()
         };
         let inner = tower::service_fn(|req: Request<()>| async move {

@@ -11,9 +11,7 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use serde_json::json;
 use std::convert::Infallible;
 use std::time::Duration;
-use tollgate::core::{
-    CutoffScope, RevocationEvent, SigningAlgorithm, SigningKey, UnixMillis, jws,
-};
+use tollgate::core::{CutoffScope, RevocationEvent, SigningAlgorithm, SigningKey, UnixMillis, jws};
 use tollgate::layer::{
     DefaultRejection, Rejection, RequireScopeLayer, ValidateBearerLayer, VerifiedClaims,
 };
@@ -70,10 +68,16 @@ fn header<'a>(res: &'a Response<String>, name: &str) -> &'a str {
 fn assert_http(res: &Response<String>, status: StatusCode, error: Option<&str>) {
     assert_eq!(res.status(), status);
     let challenge = header(res, "www-authenticate");
-    assert!(challenge.starts_with("Bearer realm=\"tollgate\""), "{challenge}");
+    assert!(
+        challenge.starts_with("Bearer realm=\"tollgate\""),
+        "{challenge}"
+    );
     match error {
         None => assert!(!challenge.contains("error="), "{challenge}"),
-        Some(code) => assert!(challenge.contains(&format!("error=\"{code}\"")), "{challenge}"),
+        Some(code) => assert!(
+            challenge.contains(&format!("error=\"{code}\"")),
+            "{challenge}"
+        ),
     }
     assert_eq!(res.body(), "", "the inner service must not run");
 }
@@ -131,11 +135,23 @@ async fn malformed_credentials_are_400_invalid_request() {
         b"Bearer \xc3\xa9t\xc3\xa9",
         b"Bearer a b",
     ] {
-        expect_rejected(&fx, &[auth], StatusCode::BAD_REQUEST, Some("invalid_request")).await;
+        expect_rejected(
+            &fx,
+            &[auth],
+            StatusCode::BAD_REQUEST,
+            Some("invalid_request"),
+        )
+        .await;
     }
     // Two Authorization headers, even both valid.
     let b = bearer(&token);
-    expect_rejected(&fx, &[&b, &b], StatusCode::BAD_REQUEST, Some("invalid_request")).await;
+    expect_rejected(
+        &fx,
+        &[&b, &b],
+        StatusCode::BAD_REQUEST,
+        Some("invalid_request"),
+    )
+    .await;
 }
 
 async fn expect_invalid_token(fx: &Fixture, token: &str, description: &str) {
@@ -159,12 +175,27 @@ async fn claim_checks_are_401_invalid_token() {
     let fx = Fixture::new(SigningAlgorithm::EdDSA);
     let now = now_ms() / 1000;
     let cases: Vec<(Edit, &str)> = vec![
-        (Box::new(|c| c["iss"] = json!("https://evil.test")), "wrong issuer"),
-        (Box::new(|c| c["aud"] = json!("other-api")), "wrong audience"),
+        (
+            Box::new(|c| c["iss"] = json!("https://evil.test")),
+            "wrong issuer",
+        ),
+        (
+            Box::new(|c| c["aud"] = json!("other-api")),
+            "wrong audience",
+        ),
         (Box::new(|c| c["aud"] = json!(["a", "b"])), "wrong audience"),
-        (Box::new(move |c| c["exp"] = json!(now - 31)), "token expired"),
-        (Box::new(move |c| c["nbf"] = json!(now + 120)), "token not yet valid"),
-        (Box::new(move |c| c["iat"] = json!(now + 120)), "token not yet valid"),
+        (
+            Box::new(move |c| c["exp"] = json!(now - 31)),
+            "token expired",
+        ),
+        (
+            Box::new(move |c| c["nbf"] = json!(now + 120)),
+            "token not yet valid",
+        ),
+        (
+            Box::new(move |c| c["iat"] = json!(now + 120)),
+            "token not yet valid",
+        ),
         (
             Box::new(|c| {
                 c.as_object_mut().unwrap().remove("jti");
@@ -188,7 +219,11 @@ async fn claim_checks_are_401_invalid_token() {
 }
 
 /// Builds a compact JWS by hand: the header is whatever the attacker wants.
-fn forge(header: serde_json::Value, claims: &serde_json::Value, sign: impl Fn(&[u8]) -> Vec<u8>) -> String {
+fn forge(
+    header: serde_json::Value,
+    claims: &serde_json::Value,
+    sign: impl Fn(&[u8]) -> Vec<u8>,
+) -> String {
     let mut token = format!(
         "{}.{}",
         B64.encode(serde_json::to_vec(&header).unwrap()),
@@ -207,14 +242,22 @@ async fn forged_tokens_are_refused() {
 
     // alg: none, with and without a signature, in every spelling.
     for alg in ["none", "None", "NONE", "nOnE"] {
-        let unsigned = forge(json!({"alg": alg, "typ": "at+jwt", "kid": "k1"}), &claims, |_| vec![]);
+        let unsigned = forge(
+            json!({"alg": alg, "typ": "at+jwt", "kid": "k1"}),
+            &claims,
+            |_| vec![],
+        );
         expect_invalid_token(&fx, &unsigned, "signing algorithm not allowed").await;
         let trimmed = unsigned.trim_end_matches('.').to_owned() + ".";
         expect_invalid_token(&fx, &trimmed, "signing algorithm not allowed").await;
     }
 
     // HS256 "signed" with the public key: the classic RS/HS confusion, for each public algorithm.
-    for alg in [SigningAlgorithm::EdDSA, SigningAlgorithm::ES256, SigningAlgorithm::RS256] {
+    for alg in [
+        SigningAlgorithm::EdDSA,
+        SigningAlgorithm::ES256,
+        SigningAlgorithm::RS256,
+    ] {
         let fx = Fixture::new(alg);
         let jwk = fx.keys.to_jwks().keys[0].clone();
         let public_json = serde_json::to_vec(&jwk).unwrap();
@@ -223,10 +266,14 @@ async fn forged_tokens_are_refused() {
             candidates.push(B64.decode(&p.x).unwrap());
         }
         for secret in candidates {
-            let forged = forge(json!({"alg": "HS256", "typ": "at+jwt", "kid": "k1"}), &claims, |m| {
-                let key = aws_hmac(&secret);
-                key(m)
-            });
+            let forged = forge(
+                json!({"alg": "HS256", "typ": "at+jwt", "kid": "k1"}),
+                &claims,
+                |m| {
+                    let key = aws_hmac(&secret);
+                    key(m)
+                },
+            );
             expect_invalid_token(&fx, &forged, "signing algorithm does not match the key").await;
         }
     }
@@ -247,7 +294,9 @@ async fn forged_tokens_are_refused() {
         let token = jws::encode(&key, typ, &claims).unwrap();
         expect_invalid_token(&fx, &token, "token type must be at+jwt").await;
     }
-    let no_typ = forge(json!({"alg": "EdDSA", "kid": "k1"}), &claims, |m| key.sign(m).unwrap());
+    let no_typ = forge(json!({"alg": "EdDSA", "kid": "k1"}), &claims, |m| {
+        key.sign(m).unwrap()
+    });
     expect_invalid_token(&fx, &no_typ, "token type must be at+jwt").await;
 
     // An unknown critical header.
@@ -284,7 +333,12 @@ async fn forged_tokens_are_refused() {
         format!("{}..{}", parts[0], parts[2]),
         format!("a~b.{}.{}", parts[1], parts[2]),
         format!("{}.{}.{}", B64.encode(b"not json"), parts[1], parts[2]),
-        format!("{}.{}.{}", B64.encode([0xff, 0xfe, 0x00]), parts[1], parts[2]),
+        format!(
+            "{}.{}.{}",
+            B64.encode([0xff, 0xfe, 0x00]),
+            parts[1],
+            parts[2]
+        ),
         format!("{}.{}.{}", parts[0], parts[1], "x".repeat(800)),
     ] {
         let res = call(&fx, request(Kind::Http, &[&bearer(&garbage)])).await;
@@ -320,9 +374,12 @@ async fn tokens_from_an_independent_encoder_are_accepted() {
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
     header.typ = Some("at+jwt".into());
     header.kid = Some("shared".into());
-    let token =
-        jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_secret(&secret))
-            .unwrap();
+    let token = jsonwebtoken::encode(
+        &header,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(&secret),
+    )
+    .unwrap();
     let res = call(&fx, request(Kind::Http, &[&bearer(&token)])).await;
     assert_eq!(res.status(), StatusCode::OK);
 }
@@ -334,12 +391,21 @@ async fn revoked_tokens_grants_and_cutoffs_are_refused() {
     let sibling = fx.mint(|c| c["grant_id"] = json!("family"));
     let cousin = fx.mint(|c| c["grant_id"] = json!("family"));
     for t in [&revoked, &sibling, &cousin] {
-        assert_eq!(call(&fx, request(Kind::Http, &[&bearer(t)])).await.status(), StatusCode::OK);
+        assert_eq!(
+            call(&fx, request(Kind::Http, &[&bearer(t)])).await.status(),
+            StatusCode::OK
+        );
     }
     let exp = UnixMillis(now_ms() + 300_000);
-    fx.index.apply(&RevocationEvent::Token { jti: "revoke-me".into(), expires_at: exp });
+    fx.index.apply(&RevocationEvent::Token {
+        jti: "revoke-me".into(),
+        expires_at: exp,
+    });
     expect_invalid_token(&fx, &revoked, "token revoked").await;
-    fx.index.apply(&RevocationEvent::Grant { grant_id: "family".into(), expires_at: exp });
+    fx.index.apply(&RevocationEvent::Grant {
+        grant_id: "family".into(),
+        expires_at: exp,
+    });
     expect_invalid_token(&fx, &sibling, "token revoked (grant revoked)").await;
     expect_invalid_token(&fx, &cousin, "token revoked (grant revoked)").await;
 
@@ -350,13 +416,20 @@ async fn revoked_tokens_grants_and_cutoffs_are_refused() {
         scope: CutoffScope::Tenant("/Org".into()),
         issued_before: UnixMillis(issued + 1),
     });
-    expect_invalid_token(&fx, &older, "token revoked (issued before a revocation cutoff)").await;
+    expect_invalid_token(
+        &fx,
+        &older,
+        "token revoked (issued before a revocation cutoff)",
+    )
+    .await;
     let at_cutoff = fx.mint(|c| {
         c["iat_ms"] = json!(issued + 1);
         c["iat"] = json!((issued + 1) / 1000);
     });
     assert_eq!(
-        call(&fx, request(Kind::Http, &[&bearer(&at_cutoff)])).await.status(),
+        call(&fx, request(Kind::Http, &[&bearer(&at_cutoff)]))
+            .await
+            .status(),
         StatusCode::OK
     );
     let other_tenant = fx.mint(|c| {
@@ -364,7 +437,9 @@ async fn revoked_tokens_grants_and_cutoffs_are_refused() {
         c["tenant"] = json!("/Organic");
     });
     assert_eq!(
-        call(&fx, request(Kind::Http, &[&bearer(&other_tenant)])).await.status(),
+        call(&fx, request(Kind::Http, &[&bearer(&other_tenant)]))
+            .await
+            .status(),
         StatusCode::OK
     );
 }
@@ -379,7 +454,10 @@ async fn require_scope_is_403_insufficient_scope() {
             .service_fn(echo)
     };
     let token = fx.mint(|_| {});
-    let ok = svc("orders:read").oneshot(request(Kind::Http, &[&bearer(&token)])).await.unwrap();
+    let ok = svc("orders:read")
+        .oneshot(request(Kind::Http, &[&bearer(&token)]))
+        .await
+        .unwrap();
     assert_eq!(ok.status(), StatusCode::OK);
     let res = svc("orders:write orders:read")
         .oneshot(request(Kind::Http, &[&bearer(&token)]))
@@ -387,10 +465,16 @@ async fn require_scope_is_403_insufficient_scope() {
         .unwrap();
     assert_http(&res, StatusCode::FORBIDDEN, Some("insufficient_scope"));
     assert!(header(&res, "www-authenticate").contains("scope=\"orders:write orders:read\""));
-    let res = svc("orders:write").oneshot(request(Kind::Grpc, &[&bearer(&token)])).await.unwrap();
+    let res = svc("orders:write")
+        .oneshot(request(Kind::Grpc, &[&bearer(&token)]))
+        .await
+        .unwrap();
     assert_grpc(&res, "7");
     // Optional outer layer, no token: RequireScope answers 401.
-    let res = svc("orders:read").oneshot(request(Kind::Http, &[])).await.unwrap();
+    let res = svc("orders:read")
+        .oneshot(request(Kind::Http, &[]))
+        .await
+        .unwrap();
     assert_http(&res, StatusCode::UNAUTHORIZED, None);
 }
 
@@ -403,11 +487,20 @@ async fn optional_mode_passes_anonymous_requests_but_not_bad_tokens() {
             .service_fn(echo)
     };
     let res = svc().oneshot(request(Kind::Http, &[])).await.unwrap();
-    assert_eq!((res.status(), res.body().as_str()), (StatusCode::OK, "anonymous"));
-    let res = svc().oneshot(request(Kind::Http, &[b"Bearer nope"])).await.unwrap();
+    assert_eq!(
+        (res.status(), res.body().as_str()),
+        (StatusCode::OK, "anonymous")
+    );
+    let res = svc()
+        .oneshot(request(Kind::Http, &[b"Bearer nope"]))
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     let token = fx.mint(|_| {});
-    let res = svc().oneshot(request(Kind::Http, &[&bearer(&token)])).await.unwrap();
+    let res = svc()
+        .oneshot(request(Kind::Http, &[&bearer(&token)]))
+        .await
+        .unwrap();
     assert_eq!(res.body(), "alice");
 }
 
@@ -435,20 +528,32 @@ async fn rejection_hook_shapes_the_response() {
     let layer = ValidateBearerLayer::new(fx.verifier.clone()).on_rejection(
         |rejection: &Rejection, _: &http::HeaderMap| {
             let mut res = Response::new(
-                json!({"error": rejection.error_code(), "revoked": rejection.is_revoked()}).to_string(),
+                json!({"error": rejection.error_code(), "revoked": rejection.is_revoked()})
+                    .to_string(),
             );
             *res.status_mut() = rejection.status();
             res
         },
     );
-    let res = layer.layer(tower::service_fn(echo)).oneshot(request(Kind::Http, &[b"Bearer x"])).await.unwrap();
+    let res = layer
+        .layer(tower::service_fn(echo))
+        .oneshot(request(Kind::Http, &[b"Bearer x"]))
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(res.body(), r#"{"error":"invalid_token","revoked":false}"#);
     // Custom realm through the default hook.
     let layer = ValidateBearerLayer::new(fx.verifier.clone())
         .on_rejection(DefaultRejection::with_realm("orders"));
-    let res = layer.layer(tower::service_fn(echo)).oneshot(request(Kind::Http, &[])).await.unwrap();
-    assert_eq!(header(&res, WWW_AUTHENTICATE.as_str()), "Bearer realm=\"orders\"");
+    let res = layer
+        .layer(tower::service_fn(echo))
+        .oneshot(request(Kind::Http, &[]))
+        .await
+        .unwrap();
+    assert_eq!(
+        header(&res, WWW_AUTHENTICATE.as_str()),
+        "Bearer realm=\"orders\""
+    );
 }
 
 #[tokio::test]
@@ -456,14 +561,21 @@ async fn verified_token_cache_still_checks_revocation_and_keys() {
     let fx = Fixture::with(SigningAlgorithm::EdDSA, |b| b.cache_verified_tokens(1000));
     let token = fx.mint(|c| c["jti"] = json!("cached"));
     for _ in 0..3 {
-        assert_eq!(call(&fx, request(Kind::Http, &[&bearer(&token)])).await.status(), StatusCode::OK);
+        assert_eq!(
+            call(&fx, request(Kind::Http, &[&bearer(&token)]))
+                .await
+                .status(),
+            StatusCode::OK
+        );
     }
     // A tampered copy of a cached token is a different token: verified from scratch, refused.
     let mut tampered = token.clone();
     let last = tampered.pop().unwrap();
     tampered.push(if last == 'A' { 'B' } else { 'A' });
     assert_eq!(
-        call(&fx, request(Kind::Http, &[&bearer(&tampered)])).await.status(),
+        call(&fx, request(Kind::Http, &[&bearer(&tampered)]))
+            .await
+            .status(),
         StatusCode::UNAUTHORIZED
     );
     // Revocation applies to cached tokens at once.
@@ -475,9 +587,20 @@ async fn verified_token_cache_still_checks_revocation_and_keys() {
 
     // Removing the signing key empties the cache: a cached token of that key is refused.
     let fresh = fx.mint(|_| {});
-    assert_eq!(call(&fx, request(Kind::Http, &[&bearer(&fresh)])).await.status(), StatusCode::OK);
-    fx.keys.set_signing_key(SigningKey::generate(SigningAlgorithm::EdDSA, "k2").unwrap());
-    assert_eq!(call(&fx, request(Kind::Http, &[&bearer(&fresh)])).await.status(), StatusCode::OK);
+    assert_eq!(
+        call(&fx, request(Kind::Http, &[&bearer(&fresh)]))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    fx.keys
+        .set_signing_key(SigningKey::generate(SigningAlgorithm::EdDSA, "k2").unwrap());
+    assert_eq!(
+        call(&fx, request(Kind::Http, &[&bearer(&fresh)]))
+            .await
+            .status(),
+        StatusCode::OK
+    );
     assert!(fx.keys.remove("k1"));
     expect_invalid_token(&fx, &fresh, "unknown signing key").await;
 }
@@ -487,11 +610,18 @@ async fn cached_tokens_still_expire() {
     use tollgate::core::{Clock, ManualClock};
     let clock = std::sync::Arc::new(ManualClock::new(UnixMillis(now_ms())));
     let fx = Fixture::with(SigningAlgorithm::EdDSA, |b| {
-        b.cache_verified_tokens(10).clock(clock.clone()).leeway(Duration::from_secs(0))
+        b.cache_verified_tokens(10)
+            .clock(clock.clone())
+            .leeway(Duration::from_secs(0))
     });
     let exp = clock.now().as_secs() + 60;
     let token = fx.mint(|c| c["exp"] = json!(exp));
-    assert_eq!(call(&fx, request(Kind::Http, &[&bearer(&token)])).await.status(), StatusCode::OK);
+    assert_eq!(
+        call(&fx, request(Kind::Http, &[&bearer(&token)]))
+            .await
+            .status(),
+        StatusCode::OK
+    );
     clock.advance(Duration::from_secs(61));
     expect_invalid_token(&fx, &token, "token expired").await;
 }
@@ -519,11 +649,19 @@ async fn readiness_is_delegated_and_the_ready_service_is_used() {
     let first = tokio::spawn(first);
     let mut clone = svc.clone();
     let pending = futures_poll_once(&mut clone).await;
-    assert!(pending, "the layer must report the inner service's back-pressure");
+    assert!(
+        pending,
+        "the layer must report the inner service's back-pressure"
+    );
     gate_tx.send(true).unwrap();
     assert_eq!(first.await.unwrap().unwrap().body(), "done");
-    std::future::poll_fn(|cx| clone.poll_ready(cx)).await.unwrap();
-    let res = clone.call(request(Kind::Http, &[&bearer(&token)])).await.unwrap();
+    std::future::poll_fn(|cx| clone.poll_ready(cx))
+        .await
+        .unwrap();
+    let res = clone
+        .call(request(Kind::Http, &[&bearer(&token)]))
+        .await
+        .unwrap();
     assert_eq!(res.body(), "done");
 }
 
@@ -535,7 +673,11 @@ async fn futures_poll_once<S: Service<Request<()>>>(svc: &mut S) -> bool {
 #[tokio::test]
 async fn issuer_and_audience_are_matched_exactly() {
     let fx = Fixture::new(SigningAlgorithm::EdDSA);
-    for iss in [format!("{ISSUER}/"), ISSUER.to_uppercase(), format!(" {ISSUER}")] {
+    for iss in [
+        format!("{ISSUER}/"),
+        ISSUER.to_uppercase(),
+        format!(" {ISSUER}"),
+    ] {
         let token = fx.mint(|c| c["iss"] = json!(iss));
         expect_invalid_token(&fx, &token, "wrong issuer").await;
     }

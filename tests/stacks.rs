@@ -51,7 +51,10 @@ async fn get_with(
     if grpc {
         req = req.header(CONTENT_TYPE, "application/grpc");
     }
-    let res = client.request(req.body(Empty::new()).unwrap()).await.unwrap();
+    let res = client
+        .request(req.body(Empty::new()).unwrap())
+        .await
+        .unwrap();
     let header = |name: &str| {
         res.headers()
             .get(name)
@@ -110,7 +113,10 @@ async fn axum_app() {
 
     let token = fx.mint(|_| {});
     let a = get_with(&client, url("/orders"), Some(&token), false).await;
-    assert_eq!((a.status, a.body.as_str()), (StatusCode::OK, "orders of alice"));
+    assert_eq!(
+        (a.status, a.body.as_str()),
+        (StatusCode::OK, "orders of alice")
+    );
     let a = get_with(&client, url("/me"), Some(&token), false).await;
     assert_eq!(a.body, "alice");
     let a = get_with(&client, url("/health"), None, false).await;
@@ -156,25 +162,35 @@ async fn tonic_service() {
         .unwrap();
 
     let token = fx.mint(|_| {});
-    let reply = greeter::say_hello(channel.clone(), Some(&token), "Ferris").await.unwrap();
+    let reply = greeter::say_hello(channel.clone(), Some(&token), "Ferris")
+        .await
+        .unwrap();
     assert_eq!(reply, "Hello, Ferris! (token subject: alice)");
 
-    let status = greeter::say_hello(channel.clone(), None, "x").await.unwrap_err();
+    let status = greeter::say_hello(channel.clone(), None, "x")
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);
     assert_eq!(status.message(), "missing bearer token");
 
-    let status = greeter::say_hello(channel.clone(), Some("a.b.c"), "x").await.unwrap_err();
+    let status = greeter::say_hello(channel.clone(), Some("a.b.c"), "x")
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);
 
     let no_scope = fx.mint(|c| c["scope"] = json!("profile"));
-    let status = greeter::say_hello(channel.clone(), Some(&no_scope), "x").await.unwrap_err();
+    let status = greeter::say_hello(channel.clone(), Some(&no_scope), "x")
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
 
     fx.index.apply(&RevocationEvent::Token {
         jti: fx.verifier.verify(&token).unwrap().jti.clone(),
         expires_at: UnixMillis(now_ms() + 300_000),
     });
-    let status = greeter::say_hello(channel, Some(&token), "x").await.unwrap_err();
+    let status = greeter::say_hello(channel, Some(&token), "x")
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);
     assert_eq!(status.message(), "token revoked");
 }
@@ -186,8 +202,13 @@ async fn plain_hyper_server_http1_and_h2() {
     let svc = ServiceBuilder::new()
         .layer(ValidateBearerLayer::new(fx.verifier.clone()))
         .service_fn(|req: Request<hyper::body::Incoming>| async move {
-            let sub = req.extensions().get::<VerifiedClaims>().map(|c| c.sub.clone());
-            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(sub.unwrap_or_default()))))
+            let sub = req
+                .extensions()
+                .get::<VerifiedClaims>()
+                .map(|c| c.sub.clone());
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(
+                sub.unwrap_or_default(),
+            ))))
         });
     tokio::spawn(async move {
         loop {

@@ -387,7 +387,8 @@ mod tests {
 
     #[test]
     fn audience_array_and_fractional_dates() {
-        let json = r#"{"iss":"a","sub":"s","aud":["x","y"],"exp":10.7,"iat":1,"jti":"j","client_id":"c"}"#;
+        let json =
+            r#"{"iss":"a","sub":"s","aud":["x","y"],"exp":10.7,"iat":1,"jti":"j","client_id":"c"}"#;
         let c: Claims = serde_json::from_str(json).unwrap();
         assert!(c.aud.contains("y") && !c.aud.contains("z"));
         assert_eq!(c.exp, 10);

@@ -121,7 +121,17 @@ mod tests {
 
     #[test]
     fn refuses_malformed_paths() {
-        for bad in ["", "Org", "/Org/", "//", "/Org//Sub", "/ Org", "/../x", "/Org/.", "/Ö"] {
+        for bad in [
+            "",
+            "Org",
+            "/Org/",
+            "//",
+            "/Org//Sub",
+            "/ Org",
+            "/../x",
+            "/Org/.",
+            "/Ö",
+        ] {
             assert!(TenantPath::parse(bad).is_err(), "{bad:?} accepted");
         }
         assert!(TenantPath::parse(&format!("/{}", "a".repeat(300))).is_err());

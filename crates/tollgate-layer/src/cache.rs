@@ -27,7 +27,12 @@ impl VerifiedTokenCache {
 
     /// The cached claims of `token`, if it was verified under the current key epoch and has not
     /// expired by `now_minus_leeway` (Unix seconds). Revocation is the caller's to check.
-    pub(crate) fn get(&self, token: &str, key_epoch: u64, now_minus_leeway: i64) -> Option<VerifiedClaims> {
+    pub(crate) fn get(
+        &self,
+        token: &str,
+        key_epoch: u64,
+        now_minus_leeway: i64,
+    ) -> Option<VerifiedClaims> {
         if self.epoch.load(Ordering::Acquire) != key_epoch {
             self.entries.clear();
             self.epoch.store(key_epoch, Ordering::Release);

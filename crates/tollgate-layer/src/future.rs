@@ -123,16 +123,13 @@ where
                         },
                         Outcome::Reject(rejection) => State::Rejected {
                             response: Some(
-                                p.on_rejection
-                                    .on_rejection(&rejection, p.request.headers()),
+                                p.on_rejection.on_rejection(&rejection, p.request.headers()),
                             ),
                         },
                         // `authorize` never asks to wait twice.
                         Outcome::AwaitKeys(_) => State::Rejected {
                             response: Some(p.on_rejection.on_rejection(
-                                &crate::Rejection::InvalidToken(
-                                    crate::TokenError::UnknownKey,
-                                ),
+                                &crate::Rejection::InvalidToken(crate::TokenError::UnknownKey),
                                 p.request.headers(),
                             )),
                         },

@@ -147,7 +147,10 @@ impl<B: Default> OnRejection<B> for DefaultRejection {
         let headers = response.headers_mut();
         if is_grpc(request_headers) {
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
-            headers.insert("grpc-status", HeaderValue::from(u16::from(rejection.grpc_status())));
+            headers.insert(
+                "grpc-status",
+                HeaderValue::from(u16::from(rejection.grpc_status())),
+            );
             // Descriptions are plain ASCII without '%', so they need no percent-encoding.
             headers.insert(
                 "grpc-message",
@@ -191,7 +194,11 @@ mod tests {
         ];
         for e in all {
             let d = e.description();
-            assert!(d.bytes().all(|b| (b' '..=b'~').contains(&b) && b != b'%' && b != b'"'), "{d}");
+            assert!(
+                d.bytes()
+                    .all(|b| (b' '..=b'~').contains(&b) && b != b'%' && b != b'"'),
+                "{d}"
+            );
         }
     }
 

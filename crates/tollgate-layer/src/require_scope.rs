@@ -26,7 +26,11 @@ pub struct RequireScopeLayer<R = DefaultRejection> {
 impl RequireScopeLayer {
     /// Requires every space-separated scope in `scopes`.
     pub fn new(scopes: &str) -> Self {
-        let scopes: Arc<[Box<str>]> = scopes.split(' ').filter(|s| !s.is_empty()).map(Box::from).collect();
+        let scopes: Arc<[Box<str>]> = scopes
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(Box::from)
+            .collect();
         let joined = scopes.join(" ").into();
         RequireScopeLayer {
             scopes,

@@ -108,9 +108,9 @@ fn bearer_token<B>(request: &Request<B>) -> Result<Option<&str>, Rejection> {
     // RFC 6750 §2.1 b64token: the characters a JWT or opaque token may use, then '=' padding.
     let body = token.trim_end_matches('=');
     if body.is_empty()
-        || !body
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
+        || !body.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        })
     {
         return Err(Rejection::InvalidRequest("malformed Bearer token"));
     }
@@ -168,10 +168,8 @@ mod tests {
     fn request(values: &[&[u8]]) -> Request<()> {
         let mut r = Request::new(());
         for v in values {
-            r.headers_mut().append(
-                AUTHORIZATION,
-                http::HeaderValue::from_bytes(v).unwrap(),
-            );
+            r.headers_mut()
+                .append(AUTHORIZATION, http::HeaderValue::from_bytes(v).unwrap());
         }
         r
     }
@@ -179,8 +177,14 @@ mod tests {
     #[test]
     fn extracts_bearer_tokens() {
         assert_eq!(bearer_token(&request(&[])), Ok(None));
-        assert_eq!(bearer_token(&request(&[b"Bearer abc.def-_"])), Ok(Some("abc.def-_")));
-        assert_eq!(bearer_token(&request(&[b"bearer  abc=="])), Ok(Some("abc==")));
+        assert_eq!(
+            bearer_token(&request(&[b"Bearer abc.def-_"])),
+            Ok(Some("abc.def-_"))
+        );
+        assert_eq!(
+            bearer_token(&request(&[b"bearer  abc=="])),
+            Ok(Some("abc=="))
+        );
         for bad in [
             &b"Basic dXNlcjpwYXNz"[..],
             b"Bearer",

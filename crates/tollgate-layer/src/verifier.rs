@@ -454,10 +454,21 @@ mod tests {
 
     #[test]
     fn at_jwt_type_matching() {
-        for ok in ["at+jwt", "AT+JWT", "application/at+jwt", "Application/At+Jwt"] {
+        for ok in [
+            "at+jwt",
+            "AT+JWT",
+            "application/at+jwt",
+            "Application/At+Jwt",
+        ] {
             assert!(is_at_jwt(ok), "{ok}");
         }
-        for bad in ["JWT", "at+jwt ", "application/jwt", "application/", "xapplication/at+jwt"] {
+        for bad in [
+            "JWT",
+            "at+jwt ",
+            "application/jwt",
+            "application/",
+            "xapplication/at+jwt",
+        ] {
             assert!(!is_at_jwt(bad), "{bad}");
         }
     }

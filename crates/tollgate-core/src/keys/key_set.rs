@@ -29,7 +29,10 @@ impl fmt::Debug for KeySet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ring = self.ring.load();
         f.debug_struct("KeySet")
-            .field("signing", &ring.signing.as_ref().map(|k| k.kid().to_owned()))
+            .field(
+                "signing",
+                &ring.signing.as_ref().map(|k| k.kid().to_owned()),
+            )
             .field(
                 "verifying",
                 &ring.verifying.iter().map(|k| k.kid()).collect::<Vec<_>>(),
@@ -262,7 +265,10 @@ mod tests {
     fn kidless_tokens_only_with_a_single_key() {
         let keys = KeySet::generate(SigningAlgorithm::EdDSA, "a").unwrap();
         let sig = signed(&keys.signing_key().unwrap());
-        assert_eq!(keys.verify(None, SigningAlgorithm::EdDSA, b"msg", &sig), Ok(()));
+        assert_eq!(
+            keys.verify(None, SigningAlgorithm::EdDSA, b"msg", &sig),
+            Ok(())
+        );
         keys.set_signing_key(SigningKey::generate(SigningAlgorithm::EdDSA, "b").unwrap());
         assert_eq!(
             keys.verify(None, SigningAlgorithm::EdDSA, b"msg", &sig),
@@ -278,7 +284,10 @@ mod tests {
             keys.verify(Some("h"), SigningAlgorithm::EdDSA, b"msg", &sig),
             Err(VerifyError::AlgorithmMismatch)
         );
-        assert!(keys.to_jwks().keys.is_empty(), "HMAC secrets are never published");
+        assert!(
+            keys.to_jwks().keys.is_empty(),
+            "HMAC secrets are never published"
+        );
     }
 
     #[test]
@@ -309,8 +318,12 @@ mod tests {
         let a = SigningKey::generate(SigningAlgorithm::EdDSA, "x").unwrap();
         let b = SigningKey::generate(SigningAlgorithm::EdDSA, "x").unwrap();
         let keys = KeySet::new();
-        keys.add_verifying_key(a.verifying_key().duplicate()).unwrap();
-        assert!(keys.add_verifying_key(b.verifying_key().duplicate()).is_err());
+        keys.add_verifying_key(a.verifying_key().duplicate())
+            .unwrap();
+        assert!(
+            keys.add_verifying_key(b.verifying_key().duplicate())
+                .is_err()
+        );
         assert!(
             keys.replace_verifying_keys(vec![
                 a.verifying_key().duplicate(),

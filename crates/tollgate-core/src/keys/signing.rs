@@ -84,13 +84,15 @@ impl SigningKey {
         let (material, verifying) = match alg {
             SigningAlgorithm::EdDSA => {
                 let pair = Ed25519KeyPair::from_pkcs8(der).map_err(rejected)?;
-                let public = VerifyingKey::from_public_bytes(&kid, alg, pair.public_key().as_ref())?;
+                let public =
+                    VerifyingKey::from_public_bytes(&kid, alg, pair.public_key().as_ref())?;
                 (Material::Ed(pair), public)
             }
             SigningAlgorithm::ES256 => {
                 let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der)
                     .map_err(rejected)?;
-                let public = VerifyingKey::from_public_bytes(&kid, alg, pair.public_key().as_ref())?;
+                let public =
+                    VerifyingKey::from_public_bytes(&kid, alg, pair.public_key().as_ref())?;
                 (Material::Ec(pair), public)
             }
             SigningAlgorithm::RS256 => {

@@ -63,7 +63,10 @@ impl VerifyingKey {
         alg: SigningAlgorithm,
         bytes: &[u8],
     ) -> Result<Self, KeyError> {
-        let (verification, jwk): (&'static dyn aws_lc_rs::signature::VerificationAlgorithm, Jwk) = match alg {
+        let (verification, jwk): (
+            &'static dyn aws_lc_rs::signature::VerificationAlgorithm,
+            Jwk,
+        ) = match alg {
             SigningAlgorithm::EdDSA if bytes.len() == 32 => (
                 &ED25519,
                 Jwk {
@@ -87,7 +90,12 @@ impl VerifyingKey {
                     }),
                 },
             ),
-            _ => return Err(KeyError::new(Some(kid), format!("malformed {alg} public key"))),
+            _ => {
+                return Err(KeyError::new(
+                    Some(kid),
+                    format!("malformed {alg} public key"),
+                ));
+            }
         };
         let parsed = ParsedPublicKey::new(verification, bytes)
             .map_err(|e| KeyError::new(Some(kid), format!("invalid {alg} public key: {e}")))?;
@@ -269,7 +277,10 @@ mod tests {
 
     #[test]
     fn refuses_oct_enc_mismatched_and_kidless_jwks() {
-        let oct: Jwk = serde_json::from_str(r#"{"kty":"oct","kid":"s","k":"c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0MTI"}"#).unwrap();
+        let oct: Jwk = serde_json::from_str(
+            r#"{"kty":"oct","kid":"s","k":"c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0MTI"}"#,
+        )
+        .unwrap();
         assert!(VerifyingKey::from_jwk(&oct).is_err());
         let ed = SigningKey::generate(SigningAlgorithm::EdDSA, "e").unwrap();
         let mut jwk = ed.verifying_key().to_jwk().unwrap().clone();
@@ -287,8 +298,15 @@ mod tests {
     fn a_key_never_verifies_another_algorithm() {
         let hs = SigningKey::generate(SigningAlgorithm::HS256, "h").unwrap();
         let tag = hs.sign(b"m").unwrap();
-        assert!(hs.verifying_key().verify(SigningAlgorithm::HS256, b"m", &tag));
-        for other in [SigningAlgorithm::EdDSA, SigningAlgorithm::ES256, SigningAlgorithm::RS256] {
+        assert!(
+            hs.verifying_key()
+                .verify(SigningAlgorithm::HS256, b"m", &tag)
+        );
+        for other in [
+            SigningAlgorithm::EdDSA,
+            SigningAlgorithm::ES256,
+            SigningAlgorithm::RS256,
+        ] {
             assert!(!hs.verifying_key().verify(other, b"m", &tag));
         }
         assert!(VerifyingKey::hmac("h", b"too short").is_err());

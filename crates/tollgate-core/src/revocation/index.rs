@@ -229,7 +229,10 @@ impl RevocationIndex {
             });
         }
         let cutoffs = [
-            (&self.tenant_cutoffs, CutoffScope::Tenant as fn(String) -> CutoffScope),
+            (
+                &self.tenant_cutoffs,
+                CutoffScope::Tenant as fn(String) -> CutoffScope,
+            ),
             (&self.subject_cutoffs, CutoffScope::Subject),
             (&self.client_cutoffs, CutoffScope::Client),
         ];
@@ -352,7 +355,11 @@ mod tests {
             index.apply(&cutoff(scope, T + 500));
             assert!(index.check(&token(T + 499)).is_err(), "{name}: 1 ms before");
             assert!(index.check(&token(T + 200)).is_err(), "{name}: .200");
-            assert_eq!(index.check(&token(T + 500)), Ok(()), "{name}: at the cutoff");
+            assert_eq!(
+                index.check(&token(T + 500)),
+                Ok(()),
+                "{name}: at the cutoff"
+            );
             assert_eq!(index.check(&token(T + 800)), Ok(()), "{name}: .800");
         }
     }
@@ -365,7 +372,10 @@ mod tests {
             for (newer_name, newer) in scopes() {
                 for newer_first in [false, true] {
                     let index = RevocationIndex::new();
-                    let events = [cutoff(older.clone(), T + 100), cutoff(newer.clone(), T + 900)];
+                    let events = [
+                        cutoff(older.clone(), T + 100),
+                        cutoff(newer.clone(), T + 900),
+                    ];
                     if newer_first {
                         events.iter().rev().for_each(|e| _ = index.apply(e));
                     } else {
@@ -411,7 +421,7 @@ mod tests {
 
     #[test]
     fn duplicate_and_reordered_events_converge() {
-        let events = vec![
+        let events = [
             cutoff(CutoffScope::All, T),
             cutoff(CutoffScope::All, T + 5),
             cutoff(CutoffScope::Tenant("/Org".into()), T + 7),
@@ -565,7 +575,10 @@ mod tests {
         for h in handles {
             h.join().unwrap();
         }
-        assert!(i > 1000, "the writer made too little progress to test anything");
+        assert!(
+            i > 1000,
+            "the writer made too little progress to test anything"
+        );
         assert_eq!(violations.load(Ordering::Relaxed), 0);
     }
 }
