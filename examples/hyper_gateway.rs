@@ -31,7 +31,6 @@ use hyper_util::service::TowerToHyperService;
 use serde_json::{Map, Value, json};
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tollgate::core::jws;
@@ -366,33 +365,20 @@ async fn echo(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infal
 
 /// A signed RFC 9068 access token, as an issuer would mint it.
 fn mint_token(key: &SigningKey, now: UnixMillis, subject: &str) -> DemoToken {
-    // Unique per token and per run, so revoking one demo token never hits another.
-    static SEQUENCE: AtomicU64 = AtomicU64::new(0);
-    let jti = format!(
-        "demo-{}-{}-{}",
-        std::process::id(),
-        now.0,
-        SEQUENCE.fetch_add(1, Ordering::Relaxed)
+    let mut claims = Claims::new(
+        ISSUER,
+        subject,
+        Audience::One(AUDIENCE.to_owned()),
+        "demo-client",
+        now,
+        TOKEN_LIFETIME,
     );
-    let claims = Claims {
-        iss: ISSUER.to_owned(),
-        sub: subject.to_owned(),
-        aud: Audience::One(AUDIENCE.to_owned()),
-        exp: now.saturating_add(TOKEN_LIFETIME).as_secs(),
-        iat: now.as_secs(),
-        nbf: None,
-        jti: jti.clone(),
-        client_id: "demo-client".to_owned(),
-        scope: "profile".to_owned(),
-        tenant: None,
-        roles: Vec::new(),
-        grant_id: None,
-        // The millisecond issue instant lets revocation cutoffs be judged precisely.
-        issued_at_ms: Some(now.0),
-        extra: serde_json::Map::new(),
-    };
+    claims.scope = "profile".to_owned();
     let token = jws::encode(key, jws::ACCESS_TOKEN_TYP, &claims).expect("sign a demo token");
-    DemoToken { jti, token }
+    DemoToken {
+        jti: claims.jti,
+        token,
+    }
 }
 
 struct DemoToken {
