@@ -306,6 +306,42 @@ async fn forged_tokens_are_refused() {
         |m| key.sign(m).unwrap(),
     );
     expect_invalid_token(&fx, &crit, "unsupported critical header").await;
+    let crit_null = forge(
+        json!({"alg": "EdDSA", "kid": "k1", "typ": "at+jwt", "crit": null}),
+        &claims,
+        |m| key.sign(m).unwrap(),
+    );
+    expect_invalid_token(&fx, &crit_null, "unsupported critical header").await;
+
+    // A multi-byte character where "application/" would end must not panic (unsigned token:
+    // the header is judged before the signature).
+    for typ in [
+        "aaaaaaaaaaa\u{e9}x",
+        "\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}",
+    ] {
+        let weird = forge(
+            json!({"alg": "EdDSA", "kid": "k1", "typ": typ}),
+            &claims,
+            |_| vec![1],
+        );
+        expect_invalid_token(&fx, &weird, "token type must be at+jwt").await;
+    }
+
+    // No kid while several keys are trusted: no key can be chosen.
+    fx.keys
+        .add_verifying_key(
+            SigningKey::generate(SigningAlgorithm::EdDSA, "k0")
+                .unwrap()
+                .verifying_key()
+                .to_jwk()
+                .map(|j| tollgate::core::VerifyingKey::from_jwk(j).unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+    let kidless = forge(json!({"alg": "EdDSA", "typ": "at+jwt"}), &claims, |m| {
+        key.sign(m).unwrap()
+    });
+    expect_invalid_token(&fx, &kidless, "token names no signing key").await;
 
     // A header that points at the attacker's own key is ignored: the signature still has to
     // verify with the configured key.
@@ -668,6 +704,46 @@ async fn readiness_is_delegated_and_the_ready_service_is_used() {
 /// Polls `poll_ready` once; true if it was Pending.
 async fn futures_poll_once<S: Service<Request<()>>>(svc: &mut S) -> bool {
     std::future::poll_fn(|cx| std::task::Poll::Ready(svc.poll_ready(cx).is_pending())).await
+}
+
+#[tokio::test]
+async fn malformed_tenant_claims_are_refused() {
+    // A tenant that is not a canonical path could escape a cutoff on its parent.
+    let fx = Fixture::new(SigningAlgorithm::EdDSA);
+    for tenant in ["Org", "Org/Sub", "//Org", "/Org/", "/x/../Org", ""] {
+        let token = fx.mint(|c| c["tenant"] = json!(tenant));
+        expect_invalid_token(&fx, &token, "invalid claims").await;
+    }
+}
+
+#[tokio::test]
+async fn revocations_outlive_the_leeway_after_purge() {
+    // The verifier accepts a token until exp + leeway; purging its revocation at exp would
+    // revive it for the rest of the leeway.
+    use tollgate::core::{Clock, ManualClock};
+    let clock = std::sync::Arc::new(ManualClock::new(UnixMillis(now_ms())));
+    let fx = Fixture::with(SigningAlgorithm::EdDSA, |b| {
+        b.clock(clock.clone()).leeway(Duration::from_secs(30))
+    });
+    let exp = clock.now().as_secs() + 60;
+    let token = fx.mint(|c| {
+        c["exp"] = json!(exp);
+        c["jti"] = json!("short-lived");
+    });
+    fx.index.apply(&RevocationEvent::Token {
+        jti: "short-lived".into(),
+        expires_at: UnixMillis::from_secs(exp),
+    });
+    clock.set(UnixMillis::from_secs(exp + 5));
+    fx.index.purge_expired(clock.now());
+    expect_invalid_token(&fx, &token, "token revoked").await;
+    clock.set(UnixMillis::from_secs(exp + 30));
+    assert_eq!(
+        fx.index.purge_expired(clock.now()),
+        1,
+        "forgotten once the leeway is over"
+    );
+    expect_invalid_token(&fx, &token, "token expired").await;
 }
 
 #[tokio::test]

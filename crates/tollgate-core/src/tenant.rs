@@ -35,31 +35,13 @@ impl TenantPath {
     /// Segments may contain ASCII letters, digits, `-`, `_` and `.`; anything else (spaces,
     /// `//`, a trailing `/`, `..`) is refused so that two spellings never name one tenant.
     pub fn parse(s: &str) -> Result<Self, TenantPathError> {
-        let err = |reason| Err(TenantPathError { reason });
-        if s == "/" {
-            return Ok(Self::root());
-        }
-        if s.len() > MAX_LEN {
-            return err("longer than 256 bytes");
-        }
-        let Some(rest) = s.strip_prefix('/') else {
-            return err("must start with '/'");
-        };
-        for segment in rest.split('/') {
-            if segment.is_empty() {
-                return err("empty segment");
-            }
-            if segment == "." || segment == ".." {
-                return err("'.' and '..' are not segments");
-            }
-            if !segment
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-            {
-                return err("segments may hold only letters, digits, '-', '_' and '.'");
-            }
-        }
+        check(s)?;
         Ok(TenantPath(s.to_owned()))
+    }
+
+    /// Whether `s` is a valid tenant path, without allocating.
+    pub fn is_valid(s: &str) -> bool {
+        check(s).is_ok()
     }
 
     /// The path as a string.
@@ -71,6 +53,34 @@ impl TenantPath {
     pub fn covers(&self, other: &str) -> bool {
         covers(&self.0, other)
     }
+}
+
+fn check(s: &str) -> Result<(), TenantPathError> {
+    let err = |reason| Err(TenantPathError { reason });
+    if s == "/" {
+        return Ok(());
+    }
+    if s.len() > MAX_LEN {
+        return err("longer than 256 bytes");
+    }
+    let Some(rest) = s.strip_prefix('/') else {
+        return err("must start with '/'");
+    };
+    for segment in rest.split('/') {
+        if segment.is_empty() {
+            return err("empty segment");
+        }
+        if segment == "." || segment == ".." {
+            return err("'.' and '..' are not segments");
+        }
+        if !segment
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        {
+            return err("segments may hold only letters, digits, '-', '_' and '.'");
+        }
+    }
+    Ok(())
 }
 
 /// Whether tenant `ancestor` is `tenant` itself or one of its parents (`/` covers everything).

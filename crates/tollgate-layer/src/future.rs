@@ -42,6 +42,11 @@ pin_project! {
             notified: OwnedNotified,
             pending: Option<Pending<S, ReqBody, R>>,
         },
+        /// Accepted after the wait: the service clone is driven to readiness before the call.
+        Readying {
+            service: S,
+            request: Option<Request<ReqBody>>,
+        },
     }
 }
 
@@ -112,14 +117,24 @@ where
                         None => panic!("ResponseFuture polled after completion"),
                     };
                 }
+                StateProj::Readying { service, request } => {
+                    ready!(service.poll_ready(cx))?;
+                    let Some(request) = request.take() else {
+                        panic!("ResponseFuture polled after completion");
+                    };
+                    State::Called {
+                        future: service.call(request),
+                    }
+                }
                 StateProj::AwaitingKeys { notified, pending } => {
                     ready!(notified.poll(cx));
                     let Some(mut p) = pending.take() else {
                         panic!("ResponseFuture polled after completion");
                     };
                     match authorize(&p.verifier, p.optional, &mut p.request, false) {
-                        Outcome::Accept => State::Called {
-                            future: p.service.call(p.request),
+                        Outcome::Accept => State::Readying {
+                            service: p.service,
+                            request: Some(p.request),
                         },
                         Outcome::Reject(rejection) => State::Rejected {
                             response: Some(

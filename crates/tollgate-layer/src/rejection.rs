@@ -87,9 +87,9 @@ where
     }
 }
 
-/// RFC 6750 responses with empty bodies for HTTP requests; for gRPC requests (`content-type:
-/// application/grpc*`), an HTTP 200 trailers-only response carrying `grpc-status` and
-/// `grpc-message`.
+/// RFC 6750 responses with empty bodies for HTTP requests; for gRPC and gRPC-Web requests, an
+/// HTTP 200 trailers-only response carrying `grpc-status` and `grpc-message`, with the request's
+/// gRPC content type.
 #[derive(Debug, Clone)]
 pub struct DefaultRejection {
     realm: Arc<str>,
@@ -134,19 +134,29 @@ impl DefaultRejection {
     }
 }
 
-/// Whether the request is a gRPC call.
-pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
-    headers
-        .get(CONTENT_TYPE)
-        .is_some_and(|ct| ct.as_bytes().starts_with(b"application/grpc"))
+/// The response content type for a gRPC (or gRPC-Web) request; `None` for anything else.
+///
+/// `application/grpc`, `application/grpc-web` and `application/grpc-web-text`, each alone or
+/// followed by `+codec` or `;params`; `application/grpcfoo` is not gRPC.
+pub(crate) fn grpc_content_type(headers: &HeaderMap) -> Option<HeaderValue> {
+    let ct = headers.get(CONTENT_TYPE)?.as_bytes();
+    let kinds: [&'static str; 3] = [
+        "application/grpc-web-text",
+        "application/grpc-web",
+        "application/grpc",
+    ];
+    kinds.into_iter().find_map(|kind| {
+        let rest = ct.strip_prefix(kind.as_bytes())?;
+        matches!(rest.first(), None | Some(b'+' | b';')).then(|| HeaderValue::from_static(kind))
+    })
 }
 
 impl<B: Default> OnRejection<B> for DefaultRejection {
     fn on_rejection(&self, rejection: &Rejection, request_headers: &HeaderMap) -> Response<B> {
         let mut response = Response::new(B::default());
         let headers = response.headers_mut();
-        if is_grpc(request_headers) {
-            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+        if let Some(content_type) = grpc_content_type(request_headers) {
+            headers.insert(CONTENT_TYPE, content_type);
             headers.insert(
                 "grpc-status",
                 HeaderValue::from(u16::from(rejection.grpc_status())),
@@ -179,6 +189,7 @@ mod tests {
             TokenError::CriticalHeader,
             TokenError::WrongType,
             TokenError::UnknownKey,
+            TokenError::MissingKeyId,
             TokenError::AlgorithmMismatch,
             TokenError::BadSignature,
             TokenError::InvalidClaims,
@@ -200,6 +211,30 @@ mod tests {
                 "{d}"
             );
         }
+    }
+
+    #[test]
+    fn grpc_content_types() {
+        let ct = |v: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(CONTENT_TYPE, HeaderValue::from_static(v));
+            grpc_content_type(&h).map(|v| v.to_str().unwrap().to_owned())
+        };
+        assert_eq!(ct("application/grpc").as_deref(), Some("application/grpc"));
+        assert_eq!(
+            ct("application/grpc+proto").as_deref(),
+            Some("application/grpc")
+        );
+        assert_eq!(
+            ct("application/grpc-web+proto").as_deref(),
+            Some("application/grpc-web")
+        );
+        assert_eq!(
+            ct("application/grpc-web-text").as_deref(),
+            Some("application/grpc-web-text")
+        );
+        assert_eq!(ct("application/grpcfoo"), None);
+        assert_eq!(ct("application/json"), None);
     }
 
     #[test]

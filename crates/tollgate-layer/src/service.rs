@@ -138,13 +138,12 @@ where
                     .on_rejection(&rejection, request.headers()),
             ),
             Outcome::AwaitKeys(notified) => {
-                // Take the service that was driven to readiness, leave a clone in its place
-                // (tower-service: "Be careful when cloning inner services").
-                let clone = self.inner.clone();
-                let ready = std::mem::replace(&mut self.inner, clone);
+                // The ready service (and whatever permit its readiness holds) stays here for the
+                // next request; the waiting request drives a clone to readiness once its keys
+                // are in, so a refetch never pins capacity of the inner service.
                 ResponseFuture::awaiting_keys(
                     notified,
-                    ready,
+                    self.inner.clone(),
                     request,
                     self.verifier.clone(),
                     self.optional,

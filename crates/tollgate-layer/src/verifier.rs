@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::futures::OwnedNotified;
 use tollgate_core::{
-    Claims, Clock, KeySet, RevocationIndex, Revoked, SigningAlgorithm, SystemClock, VerifyError,
+    Claims, Clock, KeySet, RevocationIndex, Revoked, SigningAlgorithm, SystemClock, TenantPath,
+    VerifyError,
 };
 
 /// Why a bearer token was not accepted. Each reason has a short description that is safe to show
@@ -33,6 +34,8 @@ pub enum TokenError {
     WrongType,
     /// No key has the token's `kid`.
     UnknownKey,
+    /// The token has no `kid` and the key set holds several keys, so none can be chosen.
+    MissingKeyId,
     /// The key named by `kid` belongs to another algorithm than the header's `alg`.
     AlgorithmMismatch,
     /// The signature does not verify.
@@ -61,6 +64,7 @@ impl TokenError {
             TokenError::CriticalHeader => "unsupported critical header",
             TokenError::WrongType => "token type must be at+jwt",
             TokenError::UnknownKey => "unknown signing key",
+            TokenError::MissingKeyId => "token names no signing key (kid)",
             TokenError::AlgorithmMismatch => "signing algorithm does not match the key",
             TokenError::BadSignature => "invalid signature",
             TokenError::InvalidClaims => "invalid claims",
@@ -101,8 +105,10 @@ impl std::error::Error for BuildError {}
 pub const DEFAULT_MAX_TOKEN_LEN: usize = 8 * 1024;
 /// Longest encoded JWS header accepted.
 const MAX_HEADER_LEN: usize = 1024;
-/// Longest encoded signature accepted (RSA-8192 is 683 characters).
-const MAX_SIGNATURE_LEN: usize = 700;
+/// Longest encoded signature accepted: RSA-8192, the largest key imported, gives 1366
+/// characters (1024 bytes).
+const MAX_SIGNATURE_LEN: usize = 1366;
+const MAX_SIGNATURE_BYTES: usize = 1024;
 
 /// Checks JWT access tokens: what [`ValidateBearer`](crate::ValidateBearer) runs on every request.
 ///
@@ -210,7 +216,8 @@ impl Verifier {
         }
         let now = i.clock.now().as_secs();
         if let Some(cache) = &i.cache
-            && let Some(claims) = cache.get(token, i.keys.epoch(), now - i.leeway_secs)
+            && let Some(claims) =
+                cache.get(token, i.keys.epoch(), now.saturating_sub(i.leeway_secs))
         {
             i.index
                 .check(&claims.identity())
@@ -251,13 +258,13 @@ impl Verifier {
         if !i.algorithms.contains(&alg) {
             return Err(TokenError::AlgorithmNotAllowed);
         }
-        if header.crit.is_some() {
+        if header.crit.0 {
             return Err(TokenError::CriticalHeader);
         }
         if i.require_at_jwt && !header.typ.as_deref().is_some_and(is_at_jwt) {
             return Err(TokenError::WrongType);
         }
-        let mut signature_buf = [0u8; MAX_SIGNATURE_LEN];
+        let mut signature_buf = [0u8; MAX_SIGNATURE_BYTES];
         let n = URL_SAFE_NO_PAD
             .decode_slice(signature_b64, &mut signature_buf)
             .map_err(|_| TokenError::Malformed)?;
@@ -265,6 +272,7 @@ impl Verifier {
         i.keys
             .verify(header.kid.as_deref(), alg, signed, &signature_buf[..n])
             .map_err(|e| match e {
+                VerifyError::UnknownKey if header.kid.is_none() => TokenError::MissingKeyId,
                 VerifyError::UnknownKey => TokenError::UnknownKey,
                 VerifyError::AlgorithmMismatch => TokenError::AlgorithmMismatch,
                 VerifyError::BadSignature => TokenError::BadSignature,
@@ -292,6 +300,14 @@ impl Verifier {
         if now >= claims.exp.saturating_add(i.leeway_secs) {
             return Err(TokenError::Expired);
         }
+        // A tenant that is not a canonical path could slip past a cutoff on its parent.
+        if claims
+            .tenant
+            .as_deref()
+            .is_some_and(|t| !TenantPath::is_valid(t))
+        {
+            return Err(TokenError::InvalidClaims);
+        }
         let latest_start = now.saturating_add(i.leeway_secs);
         if claims.nbf.is_some_and(|nbf| nbf > latest_start) || claims.iat > latest_start {
             return Err(TokenError::NotYetValid);
@@ -309,12 +325,13 @@ impl Verifier {
 /// RFC 9068 §4: `typ` is `at+jwt` or `application/at+jwt`, compared case-insensitively as media
 /// types are.
 fn is_at_jwt(typ: &str) -> bool {
-    let typ = if typ.len() > 12 && typ[..12].eq_ignore_ascii_case("application/") {
-        &typ[12..]
-    } else {
-        typ
+    // Compared as bytes: slicing the str at 12 could split a multi-byte character.
+    let typ = typ.as_bytes();
+    let typ = match typ.split_at_checked(12) {
+        Some((prefix, rest)) if prefix.eq_ignore_ascii_case(b"application/") => rest,
+        _ => typ,
     };
-    typ.eq_ignore_ascii_case("at+jwt")
+    typ.eq_ignore_ascii_case(b"at+jwt")
 }
 
 #[derive(Deserialize)]
@@ -326,7 +343,17 @@ struct Header<'a> {
     #[serde(borrow, default)]
     typ: Option<Cow<'a, str>>,
     #[serde(default)]
-    crit: Option<IgnoredAny>,
+    crit: Present,
+}
+
+/// Whether a header member was there at all, whatever its value (`"crit": null` included).
+#[derive(Default)]
+struct Present(bool);
+
+impl<'de> Deserialize<'de> for Present {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        IgnoredAny::deserialize(d).map(|_| Present(true))
+    }
 }
 
 impl VerifierBuilder {
@@ -426,6 +453,8 @@ impl VerifierBuilder {
         let index = self
             .index
             .ok_or(BuildError("a revocation index is required"))?;
+        // This verifier accepts tokens until `exp + leeway`: their revocations must outlive that.
+        index.retain_expired_for(self.leeway);
         Ok(Verifier {
             inner: Arc::new(Inner {
                 issuer,

@@ -45,6 +45,19 @@ pub enum RevocationEvent {
 }
 
 impl RevocationEvent {
+    /// Whether the event can take effect: a tenant cutoff must name a valid
+    /// [`TenantPath`](crate::TenantPath). [`RevocationIndex::apply`](crate::RevocationIndex::apply)
+    /// ignores invalid events.
+    pub fn is_valid(&self) -> bool {
+        match self {
+            RevocationEvent::Cutoff {
+                scope: CutoffScope::Tenant(path),
+                ..
+            } => crate::TenantPath::is_valid(path),
+            _ => true,
+        }
+    }
+
     /// Revokes the token these claims belong to, until it expires.
     pub fn revoke_token(claims: &Claims) -> Self {
         RevocationEvent::Token {

@@ -75,6 +75,9 @@ pub struct RevocationIndex {
     /// The latest cutoff of any scope: a token issued at or after it needs no cutoff look-up.
     /// It only ever grows, so it is a safe upper bound even while other maps change.
     latest_cutoff: AtomicI64,
+    /// How long after its expiry an entry is kept (ms): validators accept tokens until
+    /// `exp + leeway`, so a revocation must outlive that. Only ever grows.
+    retention_ms: AtomicI64,
 }
 
 /// Counts of the entries an index holds.
@@ -118,14 +121,32 @@ impl RevocationIndex {
             subject_cutoffs: new_map(0),
             client_cutoffs: new_map(0),
             latest_cutoff: AtomicI64::new(i64::MIN),
+            retention_ms: AtomicI64::new(0),
         }
+    }
+
+    /// Keeps token and grant entries at least `grace` past their expiry before
+    /// [`purge_expired`](Self::purge_expired) forgets them. Every validator sharing the index calls
+    /// this with its clock-skew leeway (tollgate's `Verifier` does so when built): it accepts a
+    /// token until `exp + leeway`, so forgetting the revocation at `exp` would revive the token
+    /// for the rest of the leeway. The grace only ever grows.
+    pub fn retain_expired_for(&self, grace: std::time::Duration) {
+        let ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
+        self.retention_ms.fetch_max(ms, Ordering::SeqCst);
     }
 
     /// Applies one event. Returns whether the index changed (false for a duplicate or for a
     /// cutoff older than the one already held for that scope).
     ///
     /// Once this returns, [`check`](Self::check) on any thread rejects the tokens it covers.
+    ///
+    /// A cutoff whose tenant is not a valid [`TenantPath`](crate::TenantPath) (`/Org/`, `Org`, `""`)
+    /// would match no token; it is refused (returns false, stores nothing). Producers check
+    /// [`RevocationEvent::is_valid`] first to report the error.
     pub fn apply(&self, event: &RevocationEvent) -> bool {
+        if !event.is_valid() {
+            return false;
+        }
         match event {
             RevocationEvent::Token { jti, expires_at } => keep_max(&self.tokens, jti, *expires_at),
             RevocationEvent::Grant {
@@ -203,9 +224,13 @@ impl RevocationIndex {
         self.grants.contains_key(grant_id)
     }
 
-    /// Forgets token and grant entries whose expiry is at or before `now`. Returns how many
-    /// entries were removed.
+    /// Forgets token and grant entries that expired at or before `now` minus the retention grace
+    /// (see [`retain_expired_for`](Self::retain_expired_for)). Returns how many were removed.
     pub fn purge_expired(&self, now: UnixMillis) -> usize {
+        let now = UnixMillis(
+            now.0
+                .saturating_sub(self.retention_ms.load(Ordering::SeqCst)),
+        );
         let mut removed = 0;
         for map in [&self.tokens, &self.grants] {
             map.retain(|_, expires_at| {
@@ -507,6 +532,33 @@ mod tests {
         assert!(index.is_token_revoked("live"));
         assert!(!index.is_grant_revoked("g"));
         assert_eq!(index.stats().cutoffs, 1);
+    }
+
+    #[test]
+    fn purge_keeps_entries_through_the_retention_grace() {
+        let index = RevocationIndex::new();
+        index.retain_expired_for(std::time::Duration::from_secs(30));
+        index.retain_expired_for(std::time::Duration::from_secs(5)); // never shrinks
+        index.apply(&RevocationEvent::Token {
+            jti: "j".into(),
+            expires_at: UnixMillis(T),
+        });
+        assert_eq!(index.purge_expired(UnixMillis(T + 29_999)), 0);
+        assert!(index.is_token_revoked("j"));
+        assert_eq!(index.purge_expired(UnixMillis(T + 30_000)), 1);
+    }
+
+    #[test]
+    fn malformed_tenant_cutoffs_are_refused() {
+        let index = RevocationIndex::new();
+        for bad in ["/Org/", "Org", "", "//Org"] {
+            assert!(
+                !index.apply(&cutoff(CutoffScope::Tenant(bad.into()), T + 1)),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(index.stats().cutoffs, 0);
+        assert_eq!(index.effective_cutoff(&token(T)), UnixMillis::MIN);
     }
 
     #[test]
