@@ -431,6 +431,10 @@ impl VerifierBuilder {
     /// Remembers up to `capacity` verified tokens so that a repeated token skips signature
     /// verification until it expires. Revocation is still checked on every request; removing or
     /// replacing a key empties the cache. The cache compares whole tokens, never only a hash.
+    ///
+    /// `capacity` counts tokens. Each entry holds the token and its claims: about twice the
+    /// token's length, at most ~2 × [`max_token_len`](Self::max_token_len). Only tokens that passed
+    /// every check are cached, so clients cannot fill it with garbage.
     pub fn cache_verified_tokens(mut self, capacity: usize) -> Self {
         self.cache_capacity = Some(capacity);
         self
