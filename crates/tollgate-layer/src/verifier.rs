@@ -215,22 +215,20 @@ impl Verifier {
             return Err(TokenError::TooLarge);
         }
         let now = i.clock.now().as_secs();
-        if let Some(cache) = &i.cache
-            && let Some(claims) =
-                cache.get(token, i.keys.epoch(), now.saturating_sub(i.leeway_secs))
-        {
+        let Some(cache) = &i.cache else {
+            return self.verify_uncached(token, now).map(VerifiedClaims::new);
+        };
+        let epoch = i.keys.epoch();
+        if let Some(claims) = cache.get(token, epoch, now.saturating_sub(i.leeway_secs)) {
             i.index
                 .check(&claims.identity())
                 .map_err(TokenError::Revoked)?;
             return Ok(claims);
         }
-        // Read before verifying: if a key is removed meanwhile, the entry is born stale.
-        let epoch = i.keys.epoch();
-        let claims = self.verify_uncached(token, now)?;
-        let claims = VerifiedClaims::new(claims);
-        if let Some(cache) = &i.cache {
-            cache.insert(token, &claims, epoch);
-        }
+        // The epoch was read before verifying: if a key is removed meanwhile, the entry is born
+        // stale rather than outliving the key.
+        let claims = VerifiedClaims::new(self.verify_uncached(token, now)?);
+        cache.insert(token, &claims, epoch);
         Ok(claims)
     }
 

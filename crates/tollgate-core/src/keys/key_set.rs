@@ -82,17 +82,17 @@ impl KeySet {
     pub fn set_signing_key(&self, key: SigningKey) {
         let key = Arc::new(key);
         self.ring.rcu(|ring| {
+            // Another key under the same kid stops being trusted.
+            let replaced = ring
+                .verifying
+                .iter()
+                .any(|v| v.kid() == key.kid() && !v.same_as(key.verifying_key()));
             let mut verifying: Vec<_> = ring
                 .verifying
                 .iter()
                 .filter(|v| v.kid() != key.kid())
                 .cloned()
                 .collect();
-            let replaced = verifying.len() != ring.verifying.len()
-                && !ring
-                    .verifying
-                    .iter()
-                    .any(|v| v.kid() == key.kid() && v.same_as(key.verifying_key()));
             verifying.push(Arc::new(key.verifying_key().duplicate()));
             Ring {
                 signing: Some(key.clone()),
@@ -259,6 +259,23 @@ mod tests {
             Err(VerifyError::UnknownKey)
         );
         assert_eq!(keys.to_jwks().keys.len(), 1);
+    }
+
+    #[test]
+    fn replacing_a_kid_with_another_key_moves_the_epoch() {
+        let keys = KeySet::generate(SigningAlgorithm::EdDSA, "k").unwrap();
+        let epoch = keys.epoch();
+        keys.set_signing_key(SigningKey::generate(SigningAlgorithm::EdDSA, "other").unwrap());
+        assert_eq!(
+            keys.epoch(),
+            epoch,
+            "adding a key leaves every verified token valid"
+        );
+        keys.set_signing_key(SigningKey::generate(SigningAlgorithm::EdDSA, "k").unwrap());
+        assert!(
+            keys.epoch() > epoch,
+            "a new key under an old kid distrusts the old key"
+        );
     }
 
     #[test]

@@ -72,6 +72,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn revoke_token_lasts_until_the_token_expires() {
+        let claims: Claims = serde_json::from_str(
+            r#"{"iss":"i","sub":"s","aud":"a","exp":100,"iat":1,"jti":"j","client_id":"c"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            RevocationEvent::revoke_token(&claims),
+            RevocationEvent::Token {
+                jti: "j".into(),
+                expires_at: UnixMillis(100_000)
+            }
+        );
+    }
+
+    #[test]
     fn json_shape_is_stable() {
         let e = RevocationEvent::Cutoff {
             scope: CutoffScope::Tenant("/Org".into()),
