@@ -1,0 +1,145 @@
+//! Client authentication (RFC 6749 §2.3.1): `client_secret_basic` or `client_secret_post`, never
+//! both, with constant-time secret comparison and one answer for every kind of failure.
+
+use crate::directory::Client;
+use crate::form::Form;
+use crate::issuer::Shared;
+use crate::response::{ErrorCode, Failure};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use http::HeaderMap;
+use http::StatusCode;
+use http::header::AUTHORIZATION;
+use percent_encoding::percent_decode_str;
+use std::sync::Arc;
+
+/// Credentials as presented.
+struct Presented {
+    id: String,
+    secret: String,
+    basic: bool,
+}
+
+/// Authenticates the client of a form request.
+pub(crate) async fn authenticate(
+    shared: &Shared,
+    headers: &HeaderMap,
+    form: &Form,
+) -> Result<Arc<Client>, Failure> {
+    let presented = presented(headers, form)?;
+    let failure = || Failure {
+        basic_challenge: presented.basic,
+        ..Failure::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::InvalidClient,
+            "client authentication failed",
+        )
+    };
+    let client = shared.clients.client(&presented.id).await.map_err(|e| {
+        tracing::error!(error = %e, "client directory lookup failed");
+        Failure::unavailable()
+    })?;
+    let matched = shared
+        .hasher
+        .verify_client_secret(client.as_deref().map(|c| &c.secret), &presented.secret)
+        .await;
+    match client {
+        Some(client) if matched => Ok(client),
+        _ => {
+            tracing::info!(client_id = %presented.id, "client authentication failed");
+            Err(failure())
+        }
+    }
+}
+
+fn presented(headers: &HeaderMap, form: &Form) -> Result<Presented, Failure> {
+    let unauthorized = |basic: bool| Failure {
+        basic_challenge: basic,
+        ..Failure::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::InvalidClient,
+            "client authentication failed",
+        )
+    };
+    let mut authorization = headers.get_all(AUTHORIZATION).iter();
+    let header = authorization.next();
+    if authorization.next().is_some() {
+        return Err(Failure::invalid_request(
+            "more than one Authorization header",
+        ));
+    }
+    let Some(header) = header else {
+        return match (form.get("client_id"), form.get("client_secret")) {
+            (Some(id), Some(secret)) => Ok(Presented {
+                id: id.to_owned(),
+                secret: secret.to_owned(),
+                basic: false,
+            }),
+            _ => Err(unauthorized(false)),
+        };
+    };
+    if form.get("client_secret").is_some() {
+        return Err(Failure::invalid_request(
+            "use one client authentication method, not both",
+        ));
+    }
+    let (id, secret) = parse_basic(header.as_bytes()).ok_or_else(|| unauthorized(true))?;
+    if form.get("client_id").is_some_and(|body_id| body_id != id) {
+        return Err(Failure::invalid_request(
+            "client_id does not match the Authorization header",
+        ));
+    }
+    Ok(Presented {
+        id,
+        secret,
+        basic: true,
+    })
+}
+
+/// `Basic base64(urlencode(id) ":" urlencode(secret))`.
+fn parse_basic(header: &[u8]) -> Option<(String, String)> {
+    let header = std::str::from_utf8(header).ok()?;
+    let (scheme, credentials) = header.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = STANDARD.decode(credentials.trim()).ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (id, secret) = decoded.split_once(':')?;
+    let decode = |s: &str| {
+        percent_decode_str(&s.replace('+', " "))
+            .decode_utf8()
+            .ok()
+            .map(|c| c.into_owned())
+    };
+    let (id, secret) = (decode(id)?, decode(secret)?);
+    (!id.is_empty()).then_some((id, secret))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_basic;
+
+    #[test]
+    fn basic_credentials_are_form_urlencoded_before_base64() {
+        // id "my client", secret "p:ss%" encoded as RFC 6749 §2.3.1 requires.
+        let header = format!(
+            "Basic {}",
+            base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                "my+client:p%3Ass%25"
+            )
+        );
+        assert_eq!(
+            parse_basic(header.as_bytes()),
+            Some(("my client".into(), "p:ss%".into()))
+        );
+        assert_eq!(parse_basic(b"Basic !!!"), None);
+        assert_eq!(parse_basic(b"Bearer abc"), None);
+        let no_colon = format!(
+            "Basic {}",
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "nocolon")
+        );
+        assert_eq!(parse_basic(no_colon.as_bytes()), None);
+    }
+}

@@ -1,0 +1,238 @@
+//! Who may ask for tokens: the [`Clients`] and [`Users`] traits a team backs with its own
+//! registry or user database, and [`StaticDirectory`], the built-in one filled from configuration.
+
+use crate::secret::{ClientSecret, PasswordHash};
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use tollgate_core::TenantPath;
+
+/// A boxed, sendable future, so that the directory traits are object-safe.
+pub type DirectoryFuture<'a, T> =
+    Pin<Box<dyn Future<Output = Result<T, DirectoryError>> + Send + 'a>>;
+
+/// A directory lookup failed (database down, ...). The issuer answers `503` and logs the message.
+#[derive(Debug)]
+pub struct DirectoryError {
+    message: String,
+}
+
+impl DirectoryError {
+    /// An error with this context.
+    pub fn new(message: impl Into<String>) -> Self {
+        DirectoryError {
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for DirectoryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "directory: {}", self.message)
+    }
+}
+
+impl std::error::Error for DirectoryError {}
+
+/// The grants `/connect/token` knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GrantType {
+    /// Resource owner password credentials (RFC 6749 §4.3). Legacy (RFC 9700 §2.4): a client may
+    /// use it only when its configuration says so.
+    Password,
+    /// Client credentials (RFC 6749 §4.4): the client acts on its own behalf.
+    ClientCredentials,
+    /// Refresh token (RFC 6749 §6). A client allowed it receives refresh tokens.
+    RefreshToken,
+}
+
+impl GrantType {
+    /// The `grant_type` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantType::Password => "password",
+            GrantType::ClientCredentials => "client_credentials",
+            GrantType::RefreshToken => "refresh_token",
+        }
+    }
+
+    /// The grant named by a `grant_type` value.
+    pub fn parse(name: &str) -> Option<GrantType> {
+        match name {
+            "password" => Some(GrantType::Password),
+            "client_credentials" => Some(GrantType::ClientCredentials),
+            "refresh_token" => Some(GrantType::RefreshToken),
+            _ => None,
+        }
+    }
+}
+
+/// A registered (confidential) client.
+#[derive(Debug)]
+pub struct Client {
+    /// `client_id`.
+    pub id: String,
+    /// The client's secret, hashed.
+    pub secret: ClientSecret,
+    /// The grants it may use.
+    pub grants: Vec<GrantType>,
+    /// The scopes it may be granted; a request without `scope` gets all of them.
+    pub scopes: Vec<String>,
+    /// The `aud` of its access tokens; empty means the service's default audience.
+    pub audience: Vec<String>,
+    /// The longest access-token lifetime it may ask for (`access-token-lifetime` is clamped to
+    /// it); `None` means the service's maximum.
+    pub max_access_token_lifetime: Option<Duration>,
+    /// Roles carried by its `client_credentials` tokens.
+    pub roles: Vec<String>,
+    /// The tenants it may act in with `client_credentials` (each covers its sub-tenants).
+    pub tenants: Vec<TenantPath>,
+    /// Whether it may introspect any token of this issuer (a resource server), not only its own.
+    pub introspect_any: bool,
+}
+
+impl Client {
+    /// Whether the client may use `grant`.
+    pub fn allows(&self, grant: GrantType) -> bool {
+        self.grants.contains(&grant)
+    }
+}
+
+/// A resource owner who can sign in with the password grant.
+#[derive(Debug)]
+pub struct User {
+    /// The login name.
+    pub username: String,
+    /// The `sub` of the user's tokens (stable, unlike the login name).
+    pub subject: String,
+    /// The password, as an argon2id PHC string.
+    pub password: PasswordHash,
+    /// A disabled user cannot sign in or refresh.
+    pub enabled: bool,
+    /// The tenants the user belongs to (each covers its sub-tenants).
+    pub tenants: Vec<TenantPath>,
+    /// Roles carried by the user's tokens.
+    pub roles: Vec<String>,
+    /// If set, the only scopes the user may be granted (intersected with the client's).
+    pub scopes: Option<Vec<String>>,
+    /// Extra profile claims returned by `/connect/userinfo` (`name`, `email`, ...).
+    pub profile: serde_json::Map<String, serde_json::Value>,
+}
+
+impl User {
+    /// Whether the user belongs to `tenant` (directly or through a parent tenant).
+    pub fn in_tenant(&self, tenant: &TenantPath) -> bool {
+        self.tenants.iter().any(|t| t.covers(tenant.as_str()))
+    }
+}
+
+/// The registered clients.
+pub trait Clients: Send + Sync + fmt::Debug + 'static {
+    /// The client with this id, if any.
+    fn client<'a>(&'a self, client_id: &'a str) -> DirectoryFuture<'a, Option<Arc<Client>>>;
+
+    /// Every scope some client may be granted (published in discovery metadata).
+    fn scopes_supported(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// The users who can sign in with the password grant.
+pub trait Users: Send + Sync + fmt::Debug + 'static {
+    /// The user with this login name, if any.
+    fn by_username<'a>(&'a self, username: &'a str) -> DirectoryFuture<'a, Option<Arc<User>>>;
+
+    /// The user with this subject, if any (refresh and userinfo).
+    fn by_subject<'a>(&'a self, subject: &'a str) -> DirectoryFuture<'a, Option<Arc<User>>>;
+}
+
+/// Clients and users held in memory, typically loaded from the configuration file.
+#[derive(Debug, Default)]
+pub struct StaticDirectory {
+    clients: HashMap<String, Arc<Client>>,
+    users_by_name: HashMap<String, Arc<User>>,
+    users_by_subject: HashMap<String, Arc<User>>,
+}
+
+/// Two entries share an identifier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DuplicateEntry(pub String);
+
+impl fmt::Display for DuplicateEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} is defined twice", self.0)
+    }
+}
+
+impl std::error::Error for DuplicateEntry {}
+
+impl StaticDirectory {
+    /// A directory of these clients and users. Client ids, usernames and subjects must be unique.
+    pub fn new(
+        clients: impl IntoIterator<Item = Client>,
+        users: impl IntoIterator<Item = User>,
+    ) -> Result<Self, DuplicateEntry> {
+        let mut directory = StaticDirectory::default();
+        for client in clients {
+            let id = client.id.clone();
+            if directory
+                .clients
+                .insert(id.clone(), Arc::new(client))
+                .is_some()
+            {
+                return Err(DuplicateEntry(format!("client `{id}`")));
+            }
+        }
+        for user in users {
+            let user = Arc::new(user);
+            if directory
+                .users_by_name
+                .insert(user.username.clone(), user.clone())
+                .is_some()
+            {
+                return Err(DuplicateEntry(format!("user `{}`", user.username)));
+            }
+            if directory
+                .users_by_subject
+                .insert(user.subject.clone(), user.clone())
+                .is_some()
+            {
+                return Err(DuplicateEntry(format!("subject `{}`", user.subject)));
+            }
+        }
+        Ok(directory)
+    }
+}
+
+impl Clients for StaticDirectory {
+    fn client<'a>(&'a self, client_id: &'a str) -> DirectoryFuture<'a, Option<Arc<Client>>> {
+        let found = self.clients.get(client_id).cloned();
+        Box::pin(std::future::ready(Ok(found)))
+    }
+
+    fn scopes_supported(&self) -> Vec<String> {
+        let mut scopes: Vec<String> = self
+            .clients
+            .values()
+            .flat_map(|c| c.scopes.iter().cloned())
+            .collect();
+        scopes.sort();
+        scopes.dedup();
+        scopes
+    }
+}
+
+impl Users for StaticDirectory {
+    fn by_username<'a>(&'a self, username: &'a str) -> DirectoryFuture<'a, Option<Arc<User>>> {
+        let found = self.users_by_name.get(username).cloned();
+        Box::pin(std::future::ready(Ok(found)))
+    }
+
+    fn by_subject<'a>(&'a self, subject: &'a str) -> DirectoryFuture<'a, Option<Arc<User>>> {
+        let found = self.users_by_subject.get(subject).cloned();
+        Box::pin(std::future::ready(Ok(found)))
+    }
+}

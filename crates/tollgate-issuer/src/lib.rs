@@ -1,0 +1,76 @@
+//! An OAuth 2.0 token service whose JWT access tokens can be revoked: [`TokenService`], a tower
+//! `Service` that serves `/connect/token` (password, client credentials, refresh with rotation),
+//! `/connect/revocation`, `/connect/introspect`, `/connect/userinfo`, discovery and JWKS, plus the
+//! Identity APIs' `/api/id/v1/auth/token/revoke` and admin
+//! `/api/v2/identity/token/batch-revocation`.
+//!
+//! Every revocation is written to a durable [`Store`] and applied to a shared
+//! [`RevocationIndex`](tollgate_core::RevocationIndex) before its `200`: give the same index and
+//! [`KeySet`](tollgate_core::KeySet) to the `ValidateBearerLayer` of your app and a revoked token
+//! is refused from the moment the revocation is answered.
+//!
+//! # Example
+//!
+//! ```
+//! use std::sync::Arc;
+//! use tollgate_core::{KeySet, SigningAlgorithm, TenantPath};
+//! use tollgate_issuer::{
+//!     Client, ClientSecret, GrantType, MemoryStore, StaticDirectory, TokenService,
+//! };
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let directory = Arc::new(StaticDirectory::new(
+//!     [Client {
+//!         id: "svc".into(),
+//!         secret: ClientSecret::from_plaintext("svc-secret"),
+//!         grants: vec![GrantType::ClientCredentials],
+//!         scopes: vec!["orders:read".into()],
+//!         audience: vec![],
+//!         max_access_token_lifetime: None,
+//!         roles: vec![],
+//!         tenants: vec![TenantPath::root()],
+//!         introspect_any: false,
+//!     }],
+//!     [],
+//! )?);
+//! let service = TokenService::builder()
+//!     .issuer("https://id.example.com")
+//!     .keys(KeySet::generate(SigningAlgorithm::EdDSA, "k1")?)
+//!     .store(Arc::new(MemoryStore::new()))
+//!     .clients(directory.clone())
+//!     .users(directory)
+//!     .build()
+//!     .await?;
+//! // `service` is a `tower::Service<http::Request<B>>`: serve it with hyper, or mount it in axum.
+//! # let _ = service;
+//! # Ok(())
+//! # }
+//! ```
+#![warn(missing_docs)]
+#![deny(unsafe_code, unreachable_pub)]
+
+mod batch;
+mod client_auth;
+mod directory;
+mod form;
+mod introspect;
+mod issuer;
+mod live;
+mod metadata;
+mod response;
+mod revoke;
+mod secret;
+mod service;
+pub mod store;
+mod throttle;
+mod token_endpoint;
+
+pub use directory::{
+    Client, Clients, DirectoryError, DirectoryFuture, DuplicateEntry, GrantType, StaticDirectory,
+    User, Users,
+};
+pub use issuer::BuildError;
+pub use response::ResponseBody;
+pub use secret::{ClientSecret, InvalidHash, PasswordHash};
+pub use service::{TokenService, TokenServiceBuilder, TokenServiceFuture};
+pub use store::{MemoryStore, SqliteStore, Store, StoreError};

@@ -1,0 +1,266 @@
+//! Passwords and client secrets: argon2id PHC strings, verified off the async runtime with bounded
+//! concurrency, compared in constant time, never kept or logged in clear.
+
+use argon2::password_hash::{PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Argon2, PasswordHash as Phc};
+use aws_lc_rs::constant_time::verify_slices_are_equal;
+use aws_lc_rs::digest::{SHA256, digest};
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use tokio::sync::Semaphore;
+
+/// An argon2 password hash in PHC string format (`$argon2id$v=19$m=...,t=...,p=...$salt$hash`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct PasswordHash(Arc<str>);
+
+impl fmt::Debug for PasswordHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The hash is not the password, but it is still offline-crackable material: keep it out
+        // of logs.
+        f.write_str("PasswordHash(..)")
+    }
+}
+
+/// A string that is not an argon2 PHC hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidHash(String);
+
+impl fmt::Display for InvalidHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "not an argon2 PHC hash: {}", self.0)
+    }
+}
+
+impl std::error::Error for InvalidHash {}
+
+impl PasswordHash {
+    /// Parses a PHC string; only the argon2 family is accepted.
+    pub fn parse(phc: &str) -> Result<Self, InvalidHash> {
+        let parsed = Phc::new(phc).map_err(|e| InvalidHash(e.to_string()))?;
+        if !parsed.algorithm.as_str().starts_with("argon2") {
+            return Err(InvalidHash(format!(
+                "algorithm `{}` is not argon2",
+                parsed.algorithm
+            )));
+        }
+        if parsed.hash.is_none() {
+            return Err(InvalidHash("no hash value".into()));
+        }
+        Ok(PasswordHash(phc.into()))
+    }
+
+    /// Hashes `password` with argon2id and a random salt (the crate's recommended parameters:
+    /// 19 MiB, 2 passes, 1 lane). Slow by design: call it off the async runtime.
+    pub fn hash(password: &[u8]) -> Result<Self, InvalidHash> {
+        let mut salt = [0u8; 16];
+        aws_lc_rs::rand::fill(&mut salt).map_err(|_| InvalidHash("no randomness".into()))?;
+        let salt = SaltString::encode_b64(&salt).map_err(|e| InvalidHash(e.to_string()))?;
+        let phc = Argon2::default()
+            .hash_password(password, &salt)
+            .map_err(|e| InvalidHash(e.to_string()))?;
+        Ok(PasswordHash(phc.to_string().into()))
+    }
+
+    /// The PHC string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether `password` matches. Slow by design: call it off the async runtime.
+    fn matches(&self, password: &[u8]) -> bool {
+        Phc::new(&self.0).is_ok_and(|phc| Argon2::default().verify_password(password, &phc).is_ok())
+    }
+}
+
+/// A client secret, kept only as a hash.
+///
+/// * [`ClientSecret::Argon2`]: the configured form. The first successful verification is slow;
+///   after it, the SHA-256 of the secret is remembered in memory so that later requests cost a
+///   digest and a constant-time comparison, not an argon2 run (client secrets are high-entropy
+///   machine secrets, so a fast digest of one reveals nothing a brute force could use).
+/// * [`ClientSecret::Sha256`]: a secret given in clear (from an environment variable) and hashed
+///   at once.
+pub enum ClientSecret {
+    /// An argon2 PHC hash, with the digest of the secret once it has been verified.
+    Argon2 {
+        /// The configured hash.
+        hash: PasswordHash,
+        /// SHA-256 of the secret, once a presented secret has matched `hash`.
+        verified: Mutex<Option<[u8; 32]>>,
+    },
+    /// SHA-256 of the secret.
+    Sha256([u8; 32]),
+}
+
+impl fmt::Debug for ClientSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ClientSecret::Argon2 { .. } => "ClientSecret::Argon2(..)",
+            ClientSecret::Sha256(_) => "ClientSecret::Sha256(..)",
+        })
+    }
+}
+
+impl ClientSecret {
+    /// A secret configured as an argon2 PHC hash.
+    pub fn argon2(hash: PasswordHash) -> Self {
+        ClientSecret::Argon2 {
+            hash,
+            verified: Mutex::new(None),
+        }
+    }
+
+    /// A secret given in clear; only its SHA-256 is kept.
+    pub fn from_plaintext(secret: &str) -> Self {
+        ClientSecret::Sha256(sha256(secret.as_bytes()))
+    }
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest(&SHA256, bytes).as_ref());
+    out
+}
+
+/// Constant-time equality of two digests.
+pub(crate) fn digests_equal(a: &[u8], b: &[u8]) -> bool {
+    verify_slices_are_equal(a, b).is_ok()
+}
+
+/// Runs argon2 verifications on the blocking thread pool, at most `limit` at a time, so that a
+/// flood of sign-in attempts queues instead of starving the runtime or exhausting memory (each
+/// verification holds its memory cost, 19 MiB by default).
+#[derive(Clone)]
+pub(crate) struct Hasher {
+    permits: Arc<Semaphore>,
+    /// Verified against when the user does not exist, so that an unknown user costs what a wrong
+    /// password costs.
+    dummy: PasswordHash,
+}
+
+impl fmt::Debug for Hasher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Hasher")
+            .field("available", &self.permits.available_permits())
+            .finish()
+    }
+}
+
+impl Hasher {
+    pub(crate) fn new(limit: usize) -> Result<Self, InvalidHash> {
+        let mut random = [0u8; 32];
+        aws_lc_rs::rand::fill(&mut random).map_err(|_| InvalidHash("no randomness".into()))?;
+        Ok(Hasher {
+            permits: Arc::new(Semaphore::new(limit.max(1))),
+            dummy: PasswordHash::hash(&random)?,
+        })
+    }
+
+    /// Whether `password` matches `hash`; with no hash (unknown user), verifies against the dummy
+    /// hash and answers `false`, taking as long as a wrong password does.
+    pub(crate) async fn verify_password(
+        &self,
+        hash: Option<&PasswordHash>,
+        password: &str,
+    ) -> bool {
+        let known = hash.is_some();
+        let hash = hash.unwrap_or(&self.dummy).clone();
+        let password = password.as_bytes().to_vec();
+        let matched = self.run(move || hash.matches(&password)).await;
+        known && matched
+    }
+
+    /// Whether `presented` is the client's secret. `None` (unknown client) costs a digest and a
+    /// comparison, like a known client whose secret was already verified once.
+    pub(crate) async fn verify_client_secret(
+        &self,
+        secret: Option<&ClientSecret>,
+        presented: &str,
+    ) -> bool {
+        let digest = sha256(presented.as_bytes());
+        match secret {
+            None => {
+                let _ = digests_equal(&digest, &[0u8; 32]);
+                false
+            }
+            Some(ClientSecret::Sha256(expected)) => digests_equal(&digest, expected),
+            Some(ClientSecret::Argon2 { hash, verified }) => {
+                let known = verified.lock().ok().and_then(|guard| *guard);
+                if let Some(known) = known {
+                    return digests_equal(&digest, &known);
+                }
+                let hash = hash.clone();
+                let bytes = presented.as_bytes().to_vec();
+                let matched = self.run(move || hash.matches(&bytes)).await;
+                if matched && let Ok(mut guard) = verified.lock() {
+                    *guard = Some(digest);
+                }
+                matched
+            }
+        }
+    }
+
+    async fn run(&self, job: impl FnOnce() -> bool + Send + 'static) -> bool {
+        // The semaphore is never closed; failing to get a permit would mean it was, so fail closed.
+        let Ok(_permit) = self.permits.acquire().await else {
+            return false;
+        };
+        tokio::task::spawn_blocking(job).await.unwrap_or(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_round_trip_and_only_argon2_is_accepted() {
+        let hash = PasswordHash::hash(b"correct horse").unwrap();
+        assert!(hash.as_str().starts_with("$argon2id$"));
+        assert!(PasswordHash::parse(hash.as_str()).is_ok());
+        assert!(hash.matches(b"correct horse"));
+        assert!(!hash.matches(b"correct horse "));
+        assert!(PasswordHash::parse("plaintext").is_err());
+        assert!(
+            PasswordHash::parse("$pbkdf2-sha256$i=1000$c2FsdA$aGFzaGhhc2hoYXNoaGFzaA").is_err()
+        );
+        assert_eq!(format!("{hash:?}"), "PasswordHash(..)");
+    }
+
+    #[tokio::test]
+    async fn client_secrets_verify_and_are_remembered_only_as_digests() {
+        let hasher = Hasher::new(2).unwrap();
+        let secret = ClientSecret::argon2(PasswordHash::hash(b"s3cret").unwrap());
+        assert!(!hasher.verify_client_secret(Some(&secret), "wrong").await);
+        if let ClientSecret::Argon2 { verified, .. } = &secret {
+            assert!(
+                verified.lock().unwrap().is_none(),
+                "a failure is not remembered"
+            );
+        }
+        assert!(hasher.verify_client_secret(Some(&secret), "s3cret").await);
+        assert!(hasher.verify_client_secret(Some(&secret), "s3cret").await);
+        assert!(!hasher.verify_client_secret(Some(&secret), "s3cre").await);
+        assert!(!hasher.verify_client_secret(None, "s3cret").await);
+        let plain = ClientSecret::from_plaintext("env-secret");
+        assert!(
+            hasher
+                .verify_client_secret(Some(&plain), "env-secret")
+                .await
+        );
+        assert!(
+            !hasher
+                .verify_client_secret(Some(&plain), "env-secreT")
+                .await
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_users_never_match() {
+        let hasher = Hasher::new(1).unwrap();
+        let hash = PasswordHash::hash(b"pw").unwrap();
+        assert!(hasher.verify_password(Some(&hash), "pw").await);
+        assert!(!hasher.verify_password(Some(&hash), "pW").await);
+        assert!(!hasher.verify_password(None, "pw").await);
+    }
+}

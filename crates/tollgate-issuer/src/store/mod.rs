@@ -1,0 +1,146 @@
+//! Durable state: what the issuer must not forget across restarts and crashes.
+//!
+//! The issuer keeps its working state in memory (the revocation index, the live tokens it has
+//! issued, the refresh tokens by hash) and writes every change to a [`Store`] as a [`Record`].
+//! On start it reads the live records back with [`Store::load`] and rebuilds that state, so a
+//! restart forgets nothing.
+//!
+//! Two implementations: [`SqliteStore`], an embedded SQLite database in a data directory, and
+//! [`MemoryStore`], which keeps everything in the process (for tests, or by explicit choice).
+
+mod memory;
+mod sqlite;
+
+pub use memory::MemoryStore;
+pub use sqlite::SqliteStore;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use tollgate_core::{RevocationEvent, UnixMillis};
+
+/// A boxed, sendable future: the [`Store`] trait is object-safe so the issuer holds a
+/// `Arc<dyn Store>` chosen at run time.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// SHA-256 of a refresh token: the only form in which refresh tokens are stored.
+pub type TokenHash = [u8; 32];
+
+/// An access token the issuer signed: enough to count it in a batch revocation and to judge it
+/// against the revocation index. The token itself is not stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessTokenRecord {
+    /// `jti`.
+    pub jti: String,
+    /// The refresh-token family it was minted from, if any.
+    pub grant_id: Option<String>,
+    /// Tenant path.
+    pub tenant: String,
+    /// `sub`.
+    pub subject: String,
+    /// `client_id`.
+    pub client_id: String,
+    /// Issue instant, millisecond precision.
+    pub issued_at: UnixMillis,
+    /// Expiry.
+    pub expires_at: UnixMillis,
+}
+
+/// A refresh token, stored by hash, with what is needed to mint access tokens from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshTokenRecord {
+    /// SHA-256 of the opaque token.
+    pub hash: TokenHash,
+    /// The family (grant) it belongs to; rotation keeps the grant id.
+    pub grant_id: String,
+    /// The client it is bound to.
+    pub client_id: String,
+    /// The resource owner's subject.
+    pub subject: String,
+    /// Tenant path.
+    pub tenant: String,
+    /// Space-separated scopes granted.
+    pub scope: String,
+    /// Issue instant.
+    pub issued_at: UnixMillis,
+    /// Expiry.
+    pub expires_at: UnixMillis,
+    /// Set once the token has been exchanged for a new one: presenting it again is reuse.
+    pub rotated: bool,
+}
+
+/// One change to durable state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    /// An access token was issued.
+    AccessToken(AccessTokenRecord),
+    /// A refresh token was issued.
+    RefreshToken(RefreshTokenRecord),
+    /// The refresh token with this hash was rotated (exchanged); it stays stored, marked, until
+    /// it expires so that a replay is recognised.
+    RefreshRotated(TokenHash),
+    /// A revocation: stored as the event itself. Token and grant events are kept until their
+    /// `expires_at`; cutoffs are kept (one per scope, the latest instant wins).
+    Revocation(RevocationEvent),
+}
+
+/// Everything live, as read back on start.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Loaded {
+    /// Access tokens that had not expired.
+    pub access_tokens: Vec<AccessTokenRecord>,
+    /// Refresh tokens that had not expired, rotated ones included.
+    pub refresh_tokens: Vec<RefreshTokenRecord>,
+    /// Every revocation event still stored (token and grant events not yet purged, every cutoff).
+    pub revocations: Vec<RevocationEvent>,
+}
+
+/// Why the store could not do what was asked. The message is for logs (it may name files); the
+/// issuer answers clients with a generic `503`.
+#[derive(Debug)]
+pub struct StoreError {
+    message: String,
+}
+
+impl StoreError {
+    /// An error with this context.
+    pub fn new(message: impl Into<String>) -> Self {
+        StoreError {
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "store: {}", self.message)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// Durable storage for the issuer's records.
+///
+/// Implementations must make [`commit`](Store::commit) durable (on disk, flushed) before its
+/// future resolves, and should let concurrent commits share one flush (group commit) rather than
+/// flushing once per call.
+pub trait Store: Send + Sync + fmt::Debug + 'static {
+    /// Writes `records` atomically and durably; resolves once they survive a crash.
+    fn commit(&self, records: Vec<Record>) -> StoreFuture<'_, ()>;
+
+    /// Queues `records` to be written with the next commit, without waiting: used for facts whose
+    /// loss in a crash costs accuracy of batch-revocation counts but never weakens a revocation
+    /// (issued access tokens). Returns an error only when the store can no longer write.
+    fn write_behind(&self, records: Vec<Record>) -> Result<(), StoreError>;
+
+    /// Reads back everything live at `now` (called once, on start).
+    fn load(&self, now: UnixMillis) -> StoreFuture<'_, Loaded>;
+
+    /// Forgets access and refresh tokens, and token and grant revocations, whose expiry is before
+    /// `before`; returns how many records went.
+    fn purge(&self, before: UnixMillis) -> StoreFuture<'_, u64>;
+
+    /// Makes everything written so far (written-behind records included) durable: called on
+    /// shutdown.
+    fn flush(&self) -> StoreFuture<'_, ()>;
+}

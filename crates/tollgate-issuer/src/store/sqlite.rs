@@ -1,0 +1,688 @@
+//! The embedded durable store: one SQLite database in the data directory, written with group
+//! commit.
+//!
+//! One OS thread owns the connection. Callers queue jobs to it; it takes everything queued (up to
+//! [`MAX_BATCH`] jobs), runs the batch in one transaction and commits it with a single fsync, then
+//! answers every waiter of the batch. Under load many commits share one flush instead of each
+//! paying for its own.
+
+use super::{
+    AccessTokenRecord, Loaded, Record, RefreshTokenRecord, Store, StoreError, StoreFuture,
+};
+use rusqlite::{Connection, Transaction, TransactionBehavior, params};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
+use std::thread::JoinHandle;
+use std::time::Duration;
+use tokio::sync::oneshot;
+use tollgate_core::{CutoffScope, RevocationEvent, UnixMillis};
+
+/// The database file inside the data directory.
+const FILE_NAME: &str = "tollgate.sqlite3";
+
+/// The schema this code writes, kept in `PRAGMA user_version`.
+const SCHEMA_VERSION: i32 = 1;
+
+/// At most this many jobs share a transaction, so that one huge backlog does not become one
+/// huge transaction that holds every waiter until it is all written.
+const MAX_BATCH: usize = 1024;
+
+/// How long a statement waits for a lock held by another connection (an operator's `sqlite3`
+/// shell, say) before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `WITHOUT ROWID`: every table is looked up by its text or blob key, which then is stored once
+/// rather than in both a rowid table and a key index.
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS access_tokens (
+    jti TEXT NOT NULL PRIMARY KEY,
+    grant_id TEXT,
+    tenant TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    client_id TEXT NOT NULL,
+    issued_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS access_tokens_expires_at ON access_tokens (expires_at);
+
+CREATE TABLE IF NOT EXISTS refresh_tokens (
+    hash BLOB NOT NULL PRIMARY KEY,
+    grant_id TEXT NOT NULL,
+    client_id TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    tenant TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    issued_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    rotated INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS refresh_tokens_expires_at ON refresh_tokens (expires_at);
+
+-- Token and grant revocations: kind is 'token' (id = jti) or 'grant' (id = grant id).
+CREATE TABLE IF NOT EXISTS revocations (
+    kind TEXT NOT NULL,
+    id TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (kind, id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS revocations_expires_at ON revocations (expires_at);
+
+-- Cutoffs, one per scope: scope is 'all' (value ''), 'tenant', 'subject' or 'client'.
+CREATE TABLE IF NOT EXISTS cutoffs (
+    scope TEXT NOT NULL,
+    value TEXT NOT NULL,
+    issued_before INTEGER NOT NULL,
+    PRIMARY KEY (scope, value)
+) WITHOUT ROWID;
+";
+
+/// A [`Store`] in an SQLite database, `tollgate.sqlite3` in a data directory.
+///
+/// Commits are durable (WAL, `synchronous=FULL`) and grouped: concurrent commits share one
+/// transaction and one fsync. Clones share the same database and writer thread; dropping the
+/// last one writes everything still queued, then stops the thread (blocking until it has).
+#[derive(Clone)]
+pub struct SqliteStore {
+    writer: Arc<Writer>,
+}
+
+/// The caller's side of the writer thread.
+struct Writer {
+    path: PathBuf,
+    /// `None` only while dropping: closing the channel is what tells the thread to stop.
+    /// Unbounded, because committers bound themselves (each waits for its answer) and a
+    /// write-behind must neither block a request nor be dropped while the store is healthy.
+    jobs: Option<mpsc::Sender<Job>>,
+    thread: Option<JoinHandle<()>>,
+    transactions: Arc<AtomicU64>,
+}
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// Work for the writer thread. Outputs are kept in the job until the transaction has committed:
+/// a waiter must not see anything that might still roll back.
+enum Job {
+    /// Records to write; no waiter for write-behind.
+    Write {
+        records: Vec<Record>,
+        done: Option<Reply<()>>,
+    },
+    Load {
+        now: UnixMillis,
+        loaded: Loaded,
+        done: Reply<Loaded>,
+    },
+    Purge {
+        before: UnixMillis,
+        purged: u64,
+        done: Reply<u64>,
+    },
+}
+
+impl SqliteStore {
+    /// Opens the database in `dir` (creating the directory and the database if missing) and
+    /// starts its writer thread, `tollgate-store`.
+    ///
+    /// Blocks on file I/O: call it on start, before serving. Fails if the database was written by
+    /// a newer tollgate (its schema version is unknown here).
+    pub fn open(dir: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
+        Self::open_with(dir.as_ref(), BUSY_TIMEOUT)
+    }
+
+    fn open_with(dir: &Path, busy_timeout: Duration) -> Result<SqliteStore, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StoreError::new(format!(
+                "cannot create data directory {}: {e}",
+                dir.display()
+            ))
+        })?;
+        let path = dir.join(FILE_NAME);
+        let fail = |what: &str, e: rusqlite::Error| {
+            StoreError::new(format!("{}: {what}: {e}", path.display()))
+        };
+        let mut conn = Connection::open(&path).map_err(|e| fail("cannot open", e))?;
+        conn.busy_timeout(busy_timeout)
+            .map_err(|e| fail("cannot set busy timeout", e))?;
+        let journal_mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+            .map_err(|e| fail("cannot enable WAL", e))?;
+        if !journal_mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::new(format!(
+                "{}: WAL mode unavailable (journal mode stays {journal_mode}); \
+                 is the data directory on a network file system?",
+                path.display()
+            )));
+        }
+        // FULL: in WAL mode, NORMAL may lose the last commits on power loss; a commit must not.
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(|e| fail("cannot set synchronous=FULL", e))?;
+        migrate(&mut conn).map_err(|e| StoreError::new(format!("{}: {e}", path.display())))?;
+
+        let (jobs, queue) = mpsc::channel();
+        let transactions = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&transactions);
+        let thread = std::thread::Builder::new()
+            .name("tollgate-store".into())
+            .spawn(move || serve(conn, queue, &counter))
+            .map_err(|e| StoreError::new(format!("cannot start the store thread: {e}")))?;
+        Ok(SqliteStore {
+            writer: Arc::new(Writer {
+                path,
+                jobs: Some(jobs),
+                thread: Some(thread),
+                transactions,
+            }),
+        })
+    }
+
+    /// How many transactions have committed since [`open`](Self::open). Against the number of
+    /// commits it shows how well group commit batches (for metrics).
+    pub fn transactions(&self) -> u64 {
+        self.writer.transactions.load(Ordering::Relaxed)
+    }
+
+    fn send(&self, job: Job) -> Result<(), StoreError> {
+        self.writer
+            .jobs
+            .as_ref()
+            .and_then(|jobs| jobs.send(job).ok())
+            .ok_or_else(|| StoreError::new("the store thread has stopped"))
+    }
+
+    /// Queues the job made with a reply channel and waits for its answer.
+    async fn call<T>(&self, job: impl FnOnce(Reply<T>) -> Job) -> Result<T, StoreError> {
+        let (done, answer) = oneshot::channel();
+        self.send(job(done))?;
+        answer
+            .await
+            .map_err(|_| StoreError::new("the store thread stopped before answering"))?
+    }
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.writer.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // The thread drains the queue, then sees the channel closed and returns: joining it means
+        // nothing queued is lost at shutdown.
+        self.jobs = None;
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!(path = %self.path.display(), "the store thread panicked");
+        }
+    }
+}
+
+impl Store for SqliteStore {
+    fn commit(&self, records: Vec<Record>) -> StoreFuture<'_, ()> {
+        Box::pin(self.call(|done| Job::Write {
+            records,
+            done: Some(done),
+        }))
+    }
+
+    fn write_behind(&self, records: Vec<Record>) -> Result<(), StoreError> {
+        self.send(Job::Write {
+            records,
+            done: None,
+        })
+    }
+
+    fn load(&self, now: UnixMillis) -> StoreFuture<'_, Loaded> {
+        Box::pin(self.call(move |done| Job::Load {
+            now,
+            loaded: Loaded::default(),
+            done,
+        }))
+    }
+
+    fn purge(&self, before: UnixMillis) -> StoreFuture<'_, u64> {
+        Box::pin(self.call(move |done| Job::Purge {
+            before,
+            purged: 0,
+            done,
+        }))
+    }
+
+    fn flush(&self) -> StoreFuture<'_, ()> {
+        // Jobs run in order, so an empty commit resolves once everything queued before it is.
+        self.commit(Vec::new())
+    }
+}
+
+/// Creates the schema in a new database; refuses one written by a newer version.
+fn migrate(conn: &mut Connection) -> Result<(), String> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(|e| format!("cannot read the schema: {e}"))?;
+    let version: i32 = tx
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(|e| format!("cannot read the schema version: {e}"))?;
+    match version {
+        0 => {
+            tx.execute_batch(SCHEMA)
+                .map_err(|e| format!("cannot create the schema: {e}"))?;
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+                .map_err(|e| format!("cannot set the schema version: {e}"))?;
+            tx.commit()
+                .map_err(|e| format!("cannot commit the schema: {e}"))
+        }
+        SCHEMA_VERSION => Ok(()),
+        _ => Err(format!(
+            "unknown schema version {version} (this tollgate writes version {SCHEMA_VERSION}): \
+             the database was written by a newer tollgate; run that version or use another \
+             data directory"
+        )),
+    }
+}
+
+/// The writer thread: takes what is queued, runs it as one transaction, answers, and again,
+/// until every handle is gone and the queue is empty.
+fn serve(mut conn: Connection, queue: mpsc::Receiver<Job>, transactions: &AtomicU64) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Ok(first) = queue.recv() {
+        batch.push(first);
+        batch.extend(queue.try_iter().take(MAX_BATCH - 1));
+        let outcome = run_batch(&mut conn, &mut batch);
+        match &outcome {
+            Ok(()) => {
+                transactions.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => tracing::error!(error = %e, jobs = batch.len(), "store transaction failed"),
+        }
+        for job in batch.drain(..) {
+            job.finish(&outcome);
+        }
+    }
+}
+
+/// Runs every job of the batch in one transaction and commits it; any failure rolls back the
+/// whole batch (the transaction's drop rolls back what is not committed).
+fn run_batch(conn: &mut Connection, batch: &mut [Job]) -> Result<(), String> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(|e| format!("cannot begin a transaction: {e}"))?;
+    for job in batch.iter_mut() {
+        job.run(&tx)?;
+    }
+    tx.commit().map_err(|e| format!("commit failed: {e}"))
+}
+
+impl Job {
+    fn run(&mut self, tx: &Transaction<'_>) -> Result<(), String> {
+        match self {
+            Job::Write { records, .. } => records
+                .iter()
+                .try_for_each(|record| write(tx, record))
+                .map_err(|e| format!("write failed: {e}")),
+            Job::Load { now, loaded, .. } => {
+                *loaded = load(tx, *now).map_err(|e| format!("load failed: {e}"))?;
+                Ok(())
+            }
+            Job::Purge { before, purged, .. } => {
+                *purged = purge(tx, *before).map_err(|e| format!("purge failed: {e}"))?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Answers the waiter with the batch's outcome. A waiter that gave up (dropped its future)
+    /// is no error, hence the ignored sends.
+    fn finish(self, outcome: &Result<(), String>) {
+        match self {
+            Job::Write { done: None, .. } => {}
+            Job::Write {
+                done: Some(done), ..
+            } => {
+                let _ = done.send(answer(outcome, ()));
+            }
+            Job::Load { loaded, done, .. } => {
+                let _ = done.send(answer(outcome, loaded));
+            }
+            Job::Purge { purged, done, .. } => {
+                let _ = done.send(answer(outcome, purged));
+            }
+        }
+    }
+}
+
+/// A job's output if its batch committed, else the batch's error.
+fn answer<T>(outcome: &Result<(), String>, output: T) -> Result<T, StoreError> {
+    match outcome {
+        Ok(()) => Ok(output),
+        Err(e) => Err(StoreError::new(e.as_str())),
+    }
+}
+
+fn write(tx: &Transaction<'_>, record: &Record) -> rusqlite::Result<()> {
+    match record {
+        Record::AccessToken(t) => {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO access_tokens
+                 (jti, grant_id, tenant, subject, client_id, issued_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                t.jti,
+                t.grant_id,
+                t.tenant,
+                t.subject,
+                t.client_id,
+                t.issued_at.0,
+                t.expires_at.0
+            ])?;
+        }
+        Record::RefreshToken(t) => {
+            // A replayed issuance never clears `rotated`: that would let a used token be reused.
+            tx.prepare_cached(
+                "INSERT INTO refresh_tokens
+                 (hash, grant_id, client_id, subject, tenant, scope, issued_at, expires_at, rotated)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT (hash) DO UPDATE SET rotated = rotated OR excluded.rotated",
+            )?
+            .execute(params![
+                t.hash,
+                t.grant_id,
+                t.client_id,
+                t.subject,
+                t.tenant,
+                t.scope,
+                t.issued_at.0,
+                t.expires_at.0,
+                t.rotated
+            ])?;
+        }
+        Record::RefreshRotated(hash) => {
+            tx.prepare_cached("UPDATE refresh_tokens SET rotated = 1 WHERE hash = ?1")?
+                .execute(params![hash])?;
+        }
+        Record::Revocation(RevocationEvent::Token { jti, expires_at }) => {
+            revoke(tx, "token", jti, *expires_at)?;
+        }
+        Record::Revocation(RevocationEvent::Grant {
+            grant_id,
+            expires_at,
+        }) => revoke(tx, "grant", grant_id, *expires_at)?,
+        Record::Revocation(RevocationEvent::Cutoff {
+            scope,
+            issued_before,
+        }) => cut_off(tx, scope, *issued_before)?,
+    }
+    Ok(())
+}
+
+// Both upserts keep the maximum, so that applying events is idempotent and commutative here as in
+// the revocation index.
+
+fn revoke(
+    tx: &Transaction<'_>,
+    kind: &str,
+    id: &str,
+    expires_at: UnixMillis,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO revocations (kind, id, expires_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (kind, id) DO UPDATE SET expires_at = max(expires_at, excluded.expires_at)",
+    )?
+    .execute(params![kind, id, expires_at.0])?;
+    Ok(())
+}
+
+fn cut_off(
+    tx: &Transaction<'_>,
+    scope: &CutoffScope,
+    issued_before: UnixMillis,
+) -> rusqlite::Result<()> {
+    let (scope, value) = match scope {
+        CutoffScope::All => ("all", ""),
+        CutoffScope::Tenant(v) => ("tenant", v.as_str()),
+        CutoffScope::Subject(v) => ("subject", v.as_str()),
+        CutoffScope::Client(v) => ("client", v.as_str()),
+    };
+    tx.prepare_cached(
+        "INSERT INTO cutoffs (scope, value, issued_before) VALUES (?1, ?2, ?3)
+         ON CONFLICT (scope, value)
+         DO UPDATE SET issued_before = max(issued_before, excluded.issued_before)",
+    )?
+    .execute(params![scope, value, issued_before.0])?;
+    Ok(())
+}
+
+fn load(tx: &Transaction<'_>, now: UnixMillis) -> rusqlite::Result<Loaded> {
+    let access_tokens = tx
+        .prepare(
+            "SELECT jti, grant_id, tenant, subject, client_id, issued_at, expires_at
+             FROM access_tokens WHERE expires_at >= ?1",
+        )?
+        .query_map([now.0], |row| {
+            Ok(AccessTokenRecord {
+                jti: row.get(0)?,
+                grant_id: row.get(1)?,
+                tenant: row.get(2)?,
+                subject: row.get(3)?,
+                client_id: row.get(4)?,
+                issued_at: UnixMillis(row.get(5)?),
+                expires_at: UnixMillis(row.get(6)?),
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let refresh_tokens = tx
+        .prepare(
+            "SELECT hash, grant_id, client_id, subject, tenant, scope, issued_at, expires_at, rotated
+             FROM refresh_tokens WHERE expires_at >= ?1",
+        )?
+        .query_map([now.0], |row| {
+            Ok(RefreshTokenRecord {
+                hash: row.get(0)?,
+                grant_id: row.get(1)?,
+                client_id: row.get(2)?,
+                subject: row.get(3)?,
+                tenant: row.get(4)?,
+                scope: row.get(5)?,
+                issued_at: UnixMillis(row.get(6)?),
+                expires_at: UnixMillis(row.get(7)?),
+                rotated: row.get(8)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut revocations: Vec<RevocationEvent> = tx
+        .prepare("SELECT kind, id, expires_at FROM revocations")?
+        .query_map([], |row| {
+            let id = row.get(1)?;
+            let expires_at = UnixMillis(row.get(2)?);
+            match row.get_ref(0)?.as_str()? {
+                "token" => Ok(RevocationEvent::Token {
+                    jti: id,
+                    expires_at,
+                }),
+                "grant" => Ok(RevocationEvent::Grant {
+                    grant_id: id,
+                    expires_at,
+                }),
+                other => Err(corrupt(0, format!("unknown revocation kind {other:?}"))),
+            }
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let cutoffs = tx
+        .prepare("SELECT scope, value, issued_before FROM cutoffs")?
+        .query_map([], |row| {
+            let value: String = row.get(1)?;
+            let scope = match row.get_ref(0)?.as_str()? {
+                "all" => CutoffScope::All,
+                "tenant" => CutoffScope::Tenant(value),
+                "subject" => CutoffScope::Subject(value),
+                "client" => CutoffScope::Client(value),
+                other => return Err(corrupt(0, format!("unknown cutoff scope {other:?}"))),
+            };
+            Ok(RevocationEvent::Cutoff {
+                scope,
+                issued_before: UnixMillis(row.get(2)?),
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    revocations.extend(cutoffs);
+    Ok(Loaded {
+        access_tokens,
+        refresh_tokens,
+        revocations,
+    })
+}
+
+/// A row this code did not write.
+fn corrupt(column: usize, message: String) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, message.into())
+}
+
+fn purge(tx: &Transaction<'_>, before: UnixMillis) -> rusqlite::Result<u64> {
+    let mut purged = 0;
+    // Cutoffs are never purged: one row per scope, and a cutoff binds tokens of any expiry.
+    for table in ["access_tokens", "refresh_tokens", "revocations"] {
+        let sql = format!("DELETE FROM {table} WHERE expires_at < ?1");
+        purged += tx.prepare_cached(&sql)?.execute([before.0])? as u64;
+    }
+    Ok(purged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::memory::contract::{self, *};
+    use super::*;
+    use tempfile::tempdir;
+
+    /// Holds the database's write lock from another connection, as an operator's `sqlite3`
+    /// shell could, until dropped.
+    fn hold_write_lock(dir: &Path) -> Connection {
+        let other = Connection::open(dir.join(FILE_NAME)).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        other
+    }
+
+    #[tokio::test]
+    async fn round_trips_every_record_kind_across_a_reopen() {
+        let dir = tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("data")).unwrap();
+        store.commit(every_record_kind()).await.unwrap();
+        drop(store);
+
+        let store = SqliteStore::open(dir.path().join("data")).unwrap();
+        assert_every_record_kind(store.load(NOW).await.unwrap());
+        let other = Connection::open(dir.path().join("data").join(FILE_NAME)).unwrap();
+        let mode: String = other
+            .pragma_query_value(None, "journal_mode", |row| row.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
+
+    #[tokio::test]
+    async fn rotation_sticks_across_a_reopen() {
+        let dir = tempdir().unwrap();
+        contract::rotation_sticks(&SqliteStore::open(dir.path()).unwrap()).await;
+        let loaded = SqliteStore::open(dir.path()).unwrap().load(NOW).await;
+        assert!(loaded.unwrap().refresh_tokens[0].rotated);
+    }
+
+    #[tokio::test]
+    async fn upserts_keep_the_maximum() {
+        let dir = tempdir().unwrap();
+        contract::upserts_keep_the_maximum(&SqliteStore::open(dir.path()).unwrap()).await;
+    }
+
+    #[tokio::test]
+    async fn purge_removes_only_expired() {
+        let dir = tempdir().unwrap();
+        contract::purge_removes_only_expired(&SqliteStore::open(dir.path()).unwrap()).await;
+    }
+
+    #[tokio::test]
+    async fn write_behind_then_flush() {
+        let dir = tempdir().unwrap();
+        contract::write_behind_then_flush(&SqliteStore::open(dir.path()).unwrap()).await;
+    }
+
+    #[tokio::test]
+    async fn dropping_the_last_handle_writes_what_is_queued() {
+        let dir = tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let clone = store.clone();
+        clone.write_behind(every_record_kind()).unwrap();
+        drop(clone);
+        // A backlog of jobs (expired tokens: counted below, not loaded) that takes many batches.
+        for i in 0..2000 {
+            let record = Record::AccessToken(access_token(&format!("t{i}"), NOW.0 - 1));
+            store.write_behind(vec![record]).unwrap();
+        }
+        drop(store);
+
+        // Read the file directly, with no writer thread in between: the drop has waited for it.
+        let rows: i64 = Connection::open(dir.path().join(FILE_NAME))
+            .unwrap()
+            .query_row("SELECT count(*) FROM access_tokens", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(rows, 2000 + 4);
+        let store = SqliteStore::open(dir.path()).unwrap();
+        assert_every_record_kind(store.load(NOW).await.unwrap());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_commits_share_transactions() {
+        let dir = tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
+        // While another connection holds the write lock the first batch waits (busy timeout), and
+        // every other commit queues up behind it, as they do behind a slow fsync.
+        let lock = hold_write_lock(dir.path());
+        let commits: Vec<_> = (0..200)
+            .map(|i| {
+                let store = Arc::clone(&store);
+                let record = Record::AccessToken(access_token(&format!("t{i}"), NOW.0));
+                tokio::spawn(async move { store.commit(vec![record]).await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        drop(lock);
+        for commit in commits {
+            commit.await.unwrap().unwrap();
+        }
+
+        assert_eq!(store.load(NOW).await.unwrap().access_tokens.len(), 200);
+        let transactions = store.transactions();
+        assert!(
+            transactions < 20,
+            "{transactions} transactions for 200 commits"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_transaction_fails_its_waiters_and_later_ones_succeed() {
+        let dir = tempdir().unwrap();
+        let store = SqliteStore::open_with(dir.path(), Duration::from_millis(10)).unwrap();
+        let lock = hold_write_lock(dir.path());
+        let error = store.commit(every_record_kind()).await.unwrap_err();
+        assert!(error.to_string().contains("database is locked"), "{error}");
+        assert!(store.flush().await.is_err());
+        drop(lock);
+
+        store.commit(every_record_kind()).await.unwrap();
+        assert_every_record_kind(store.load(NOW).await.unwrap());
+        assert_eq!(store.transactions(), 2);
+    }
+
+    #[test]
+    fn refuses_a_newer_schema() {
+        let dir = tempdir().unwrap();
+        Connection::open(dir.path().join(FILE_NAME))
+            .unwrap()
+            .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        let error = SqliteStore::open(dir.path()).unwrap_err().to_string();
+        assert!(error.contains("unknown schema version 2"), "{error}");
+    }
+}
