@@ -1,0 +1,182 @@
+//! The command line: config errors name the key and the line; `hash-password` and `keygen`
+//! produce what `serve` accepts; SIGTERM shuts down cleanly.
+
+mod support;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use support::*;
+
+fn tollgate() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_tollgate"))
+}
+
+fn serve_error(config: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = tollgate()
+        .args(["serve", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let last = stderr.lines().last().unwrap_or_default().to_owned();
+    assert!(last.starts_with("tollgate: "), "{stderr}");
+    last
+}
+
+#[test]
+fn a_bad_config_is_one_line_naming_the_key_and_the_line() {
+    let err = serve_error(
+        "issuer = \"http://x\"\n[[clients]]\nid = \"a\"\nsecret_env = \"PATH\"\ngrants = [\"pasword\"]\n",
+    );
+    assert!(err.contains("bad.toml:5:"), "{err}");
+    assert!(
+        err.contains("clients[0].grants") && err.contains("pasword"),
+        "{err}"
+    );
+
+    let err = serve_error("issuer = \"http://x\"\nlisten = \"nowhere\"\n");
+    assert!(
+        err.contains("bad.toml:2:") && err.contains("listen"),
+        "{err}"
+    );
+
+    let err = serve_error(
+        "issuer = \"http://x\"\n[[users]]\nusername = \"u\"\npassword_hash = \"hunter2\"\n",
+    );
+    assert!(
+        err.contains("bad.toml:4:") && err.contains("users[0].password_hash"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("hunter2"),
+        "the error must not echo the secret: {err}"
+    );
+
+    let err = serve_error(
+        "issuer = \"http://x\"\n[[clients]]\nid = \"a\"\nsecret_env = \"TOLLGATE_TEST_UNSET_VAR\"\ngrants = []\n",
+    );
+    assert!(
+        err.contains("bad.toml:4:") && err.contains("TOLLGATE_TEST_UNSET_VAR"),
+        "{err}"
+    );
+    let err = serve_error("issuer = \"http://x\"\ntenants = [\"/a//b\"]\n");
+    assert!(
+        err.contains("bad.toml:2:") && err.contains("tenants"),
+        "{err}"
+    );
+}
+
+#[test]
+fn hash_password_reads_stdin_and_keygen_writes_a_usable_key() {
+    let mut child = tollgate()
+        .arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"s3cret!\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let hash = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+
+    let empty = tollgate()
+        .arg("hash-password")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!empty.status.success(), "an empty password is refused");
+
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("k.der");
+    let out = tollgate()
+        .args([
+            "keygen",
+            "--kid",
+            "key-2026",
+            "--algorithm",
+            "ES256",
+            "--out",
+        ])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let again = tollgate()
+        .args(["keygen", "--kid", "x", "--out"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(!again.status.success(), "keygen never overwrites a key");
+
+    // A server configured with that key and the new client secret hash.
+    let config = format!(
+        "listen = \"127.0.0.1:0\"\nissuer = \"http://issuer\"\ndata_dir = {:?}\n\
+         [[keys]]\nkid = \"key-2026\"\nalgorithm = \"ES256\"\nfile = \"k.der\"\nsigning = true\n\
+         [[clients]]\nid = \"c\"\nsecret_hash = \"{hash}\"\ngrants = [\"client_credentials\"]\n",
+        dir.path().join("data").display().to_string()
+    );
+    let server = Server::start(dir.path(), &config);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let jwks: serde_json::Value = http()
+            .get(server.url("/.well-known/jwks.json"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(jwks["keys"][0]["kid"], "key-2026");
+        assert_eq!(jwks["keys"][0]["alg"], "ES256");
+        let (status, body) = post_form(
+            &http(),
+            &server.url("/connect/token"),
+            ("c", "s3cret!"),
+            &[("grant_type", "client_credentials")],
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    });
+    server.stop();
+}
+
+#[test]
+fn with_no_key_configured_one_is_generated_once_and_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path());
+    let kid = |server: &Server| {
+        tokio::runtime::Runtime::new().unwrap().block_on(async {
+            let jwks: serde_json::Value = http()
+                .get(server.url("/.well-known/jwks.json"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            jwks["keys"][0]["kid"].as_str().unwrap().to_owned()
+        })
+    };
+    let server = Server::start(dir.path(), &config);
+    let first = kid(&server);
+    server.stop();
+    let key_file = dir.path().join("signing-key.json");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "the key file is private to its owner");
+    }
+    let server = Server::start(dir.path(), &config);
+    assert_eq!(kid(&server), first);
+    let logs = server.logs.clone();
+    server.stop();
+    let logs = logs.lock().unwrap().join("\n");
+    assert!(logs.contains("store flushed"), "{logs}");
+    assert!(!logs.contains("secret-"), "no secret in the logs");
+}
