@@ -13,7 +13,7 @@ use crate::secret::Hasher;
 use crate::store::Store;
 use crate::throttle::LoginThrottle;
 use crate::token_endpoint;
-use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
+use http::header::{AUTHORIZATION, CACHE_CONTROL, PRAGMA, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body;
 use std::convert::Infallible;
@@ -25,7 +25,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tollgate_core::{Clock, KeySet, RevocationIndex};
 use tollgate_layer::{
-    DefaultRejection, Rejection, ValidateBearer, ValidateBearerLayer, VerifiedClaims, Verifier,
+    DefaultRejection, OnRejection, Rejection, ValidateBearer, ValidateBearerLayer, VerifiedClaims,
+    Verifier,
 };
 use tower_layer::Layer;
 use tower_service::Service;
@@ -36,7 +37,8 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type TokenServiceFuture =
     Pin<Box<dyn Future<Output = Result<Response<ResponseBody>, Infallible>> + Send + 'static>>;
 
-type PluginRejection = fn(&Rejection, &HeaderMap) -> Response<ResponseBody>;
+/// How a Layer in front of one of the service's endpoints shapes its rejections.
+type RejectionFn = fn(&Rejection, &HeaderMap) -> Response<ResponseBody>;
 
 /// The OAuth 2.0 token service: `/connect/token`, `/connect/revocation`, `/connect/introspect`,
 /// `/connect/userinfo`, discovery, JWKS, and the Identity APIs' revocation endpoints.
@@ -49,8 +51,8 @@ type PluginRejection = fn(&Rejection, &HeaderMap) -> Response<ResponseBody>;
 #[derive(Clone)]
 pub struct TokenService {
     shared: Arc<Shared>,
-    admin: ValidateBearer<Protected, PluginRejection>,
-    userinfo: ValidateBearer<Protected, DefaultRejection>,
+    admin: ValidateBearer<Protected, RejectionFn>,
+    userinfo: ValidateBearer<Protected, RejectionFn>,
 }
 
 impl fmt::Debug for TokenService {
@@ -305,16 +307,28 @@ impl TokenServiceBuilder {
             endpoint,
         };
         let admin = ValidateBearerLayer::new(admin_verifier)
-            .on_rejection(plugin_rejection as PluginRejection)
+            .on_rejection(plugin_rejection as RejectionFn)
             .layer(protected(ProtectedEndpoint::BatchRevocation));
-        let userinfo =
-            ValidateBearerLayer::new(any_audience).layer(protected(ProtectedEndpoint::Userinfo));
+        let userinfo = ValidateBearerLayer::new(any_audience)
+            .on_rejection(userinfo_rejection as RejectionFn)
+            .layer(protected(ProtectedEndpoint::Userinfo));
         Ok(TokenService {
             shared,
             admin,
             userinfo,
         })
     }
+}
+
+/// The userinfo Layer's RFC 6750 rejection, with `Cache-Control: no-store` like every error of the
+/// service.
+fn userinfo_rejection(rejection: &Rejection, headers: &HeaderMap) -> Response<ResponseBody> {
+    let mut response: Response<ResponseBody> =
+        DefaultRejection::default().on_rejection(rejection, headers);
+    let headers = response.headers_mut();
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
+    response
 }
 
 /// 401 from the admin API's Layer, as a `ServerPluginError` with an RFC 6750 challenge.

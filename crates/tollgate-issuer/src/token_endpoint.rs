@@ -63,11 +63,9 @@ fn lifetime(shared: &Shared, client: &Client, asked: Option<&str>) -> Result<Dur
         return Ok(shared.lifetimes.access_default.min(max));
     };
     // Digits only: `+5`, ` 5`, `5.0` and `0` are not positive integers in the sense of this API.
-    let seconds = asked
-        .bytes()
-        .all(|b| b.is_ascii_digit())
-        .then(|| asked.parse::<u64>().ok())
-        .flatten()
+    // A positive integer too large for u64 is still one: it is clamped like any other.
+    let seconds = (!asked.is_empty() && asked.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| asked.parse::<u64>().unwrap_or(u64::MAX))
         .filter(|s| *s > 0)
         .ok_or(Failure::invalid_request(
             "access-token-lifetime must be a positive integer (seconds)",
@@ -95,6 +93,10 @@ fn scope<'a>(
         return Ok(allowed.collect::<Vec<_>>().join(" "));
     };
     let asked: Vec<&str> = asked.split(' ').filter(|s| !s.is_empty()).collect();
+    // Separators only name no scope: as if `scope` were empty, hence absent.
+    if asked.is_empty() {
+        return Ok(allowed.collect::<Vec<_>>().join(" "));
+    }
     if let Some(bad) = asked.iter().find(|s| !allowed.clone().any(|a| a == **s)) {
         tracing::debug!(scope = %bad, "scope not allowed");
         return Err(Failure::bad_request(
