@@ -109,7 +109,8 @@ impl Shared {
                 spec.lifetime,
             );
             claims.scope = spec.scope;
-            claims.tenant = (spec.tenant.as_str() != "/").then(|| spec.tenant.as_str().to_owned());
+            // Always present, `/` included: resource servers should not have to know the default.
+            claims.tenant = Some(spec.tenant.as_str().to_owned());
             claims.roles = spec.roles;
             claims.grant_id = spec.grant_id;
             let record = AccessTokenRecord {

@@ -7,7 +7,7 @@ use aws_lc_rs::constant_time::verify_slices_are_equal;
 use aws_lc_rs::digest::{SHA256, digest};
 use std::fmt;
 use std::sync::{Arc, Mutex};
-use tokio::sync::Semaphore;
+use tokio::sync::{mpsc, oneshot};
 
 /// An argon2 password hash in PHC string format (`$argon2id$v=19$m=...,t=...,p=...$salt$hash`).
 #[derive(Clone, PartialEq, Eq)]
@@ -86,7 +86,7 @@ pub enum ClientSecret {
         /// The configured hash.
         hash: PasswordHash,
         /// SHA-256 of the secret, once a presented secret has matched `hash`.
-        verified: Mutex<Option<[u8; 32]>>,
+        verified: Arc<Mutex<Option<[u8; 32]>>>,
     },
     /// SHA-256 of the secret.
     Sha256([u8; 32]),
@@ -106,7 +106,7 @@ impl ClientSecret {
     pub fn argon2(hash: PasswordHash) -> Self {
         ClientSecret::Argon2 {
             hash,
-            verified: Mutex::new(None),
+            verified: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -127,12 +127,17 @@ pub(crate) fn digests_equal(a: &[u8], b: &[u8]) -> bool {
     verify_slices_are_equal(a, b).is_ok()
 }
 
-/// Runs argon2 verifications on the blocking thread pool, at most `limit` at a time, so that a
-/// flood of sign-in attempts queues instead of starving the runtime or exhausting memory (each
-/// verification holds its memory cost, 19 MiB by default).
+/// A verification queued for the hashing threads.
+type Job = Box<dyn FnOnce() -> bool + Send>;
+
+/// Runs argon2 verifications on a few dedicated threads, so that a flood of sign-in attempts
+/// queues instead of starving the async runtime. Dedicated threads rather than Tokio's blocking
+/// pool: each verification allocates its memory cost (19 MiB by default), and the allocator keeps
+/// that memory per thread; a fixed set of threads bounds it to `limit` times the cost, where a
+/// growing blocking pool would hold it for every thread it ever ran on.
 #[derive(Clone)]
 pub(crate) struct Hasher {
-    permits: Arc<Semaphore>,
+    jobs: mpsc::Sender<(Job, oneshot::Sender<bool>)>,
     /// Verified against when the user does not exist, so that an unknown user costs what a wrong
     /// password costs.
     dummy: PasswordHash,
@@ -141,17 +146,40 @@ pub(crate) struct Hasher {
 impl fmt::Debug for Hasher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Hasher")
-            .field("available", &self.permits.available_permits())
+            .field("queue_capacity", &self.jobs.capacity())
             .finish()
     }
 }
 
+/// Verifications waiting for a thread, at most; beyond it callers wait for room.
+const QUEUE: usize = 1024;
+
 impl Hasher {
+    /// Starts `limit` hashing threads; they stop when the last `Hasher` clone is dropped.
     pub(crate) fn new(limit: usize) -> Result<Self, InvalidHash> {
         let mut random = [0u8; 32];
         aws_lc_rs::rand::fill(&mut random).map_err(|_| InvalidHash("no randomness".into()))?;
+        let (jobs, queue) = mpsc::channel::<(Job, oneshot::Sender<bool>)>(QUEUE);
+        let queue = Arc::new(Mutex::new(queue));
+        for i in 0..limit.max(1) {
+            let queue = queue.clone();
+            std::thread::Builder::new()
+                .name(format!("tollgate-hash-{i}"))
+                .spawn(move || {
+                    loop {
+                        // One thread waits on the queue at a time; the others wait for the lock.
+                        let next = match queue.lock() {
+                            Ok(mut queue) => queue.blocking_recv(),
+                            Err(_) => None,
+                        };
+                        let Some((job, reply)) = next else { return };
+                        let _ = reply.send(job());
+                    }
+                })
+                .map_err(|e| InvalidHash(format!("cannot start a hashing thread: {e}")))?;
+        }
         Ok(Hasher {
-            permits: Arc::new(Semaphore::new(limit.max(1))),
+            jobs,
             dummy: PasswordHash::hash(&random)?,
         })
     }
@@ -189,9 +217,19 @@ impl Hasher {
                 if let Some(known) = known {
                     return digests_equal(&digest, &known);
                 }
-                let hash = hash.clone();
-                let bytes = presented.as_bytes().to_vec();
-                let matched = self.run(move || hash.matches(&bytes)).await;
+                let (hash, bytes) = (hash.clone(), presented.as_bytes().to_vec());
+                // Many first requests of one client arrive together: the job re-checks the
+                // remembered digest so that only the first of them pays for argon2.
+                let remembered = Arc::clone(verified);
+                let matched = self
+                    .run(move || {
+                        let known = remembered.lock().ok().and_then(|guard| *guard);
+                        match known {
+                            Some(known) => digests_equal(&digest, &known),
+                            None => hash.matches(&bytes),
+                        }
+                    })
+                    .await;
                 if matched && let Ok(mut guard) = verified.lock() {
                     *guard = Some(digest);
                 }
@@ -200,12 +238,13 @@ impl Hasher {
         }
     }
 
+    /// Runs `job` on a hashing thread. If the threads are gone, fails closed.
     async fn run(&self, job: impl FnOnce() -> bool + Send + 'static) -> bool {
-        // The semaphore is never closed; failing to get a permit would mean it was, so fail closed.
-        let Ok(_permit) = self.permits.acquire().await else {
+        let (reply, answer) = oneshot::channel();
+        if self.jobs.send((Box::new(job), reply)).await.is_err() {
             return false;
-        };
-        tokio::task::spawn_blocking(job).await.unwrap_or(false)
+        }
+        answer.await.unwrap_or(false)
     }
 }
 

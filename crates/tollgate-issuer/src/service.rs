@@ -332,10 +332,13 @@ fn userinfo_rejection(rejection: &Rejection, headers: &HeaderMap) -> Response<Re
 }
 
 /// 401 from the admin API's Layer, as a `ServerPluginError` with an RFC 6750 challenge.
+///
+/// Always 401, even where the Layer's own answer is 400 (another scheme, two `Authorization`
+/// headers): the Identity API promises 401 for a missing or invalid credential.
 fn plugin_rejection(rejection: &Rejection, _headers: &HeaderMap) -> Response<ResponseBody> {
     let code = rejection.error_code().unwrap_or("unauthorized");
     let mut response = response::json(
-        rejection.status(),
+        StatusCode::UNAUTHORIZED,
         &ServerPluginError::new(code, rejection.description()),
     );
     let challenge = match rejection.error_code() {
