@@ -5,6 +5,7 @@ use crate::issuer::Shared;
 use crate::response::{self, ErrorCode, Failure, ResponseBody};
 use http::{Response, StatusCode};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use std::time::Duration;
 use tollgate_core::{CutoffScope, RevocationEvent, TenantPath, UnixMillis};
 
@@ -48,7 +49,7 @@ pub(crate) fn parse_instant(s: &str) -> Option<UnixMillis> {
 
 /// Handles a request that the admin Layer has already authenticated.
 pub(crate) async fn handle(
-    shared: &Shared,
+    shared: Arc<Shared>,
     body: &[u8],
 ) -> Result<Response<ResponseBody>, Failure> {
     let request: BatchRequest = if body.iter().all(u8::is_ascii_whitespace) {
@@ -81,11 +82,13 @@ pub(crate) async fn handle(
         }
     };
     let _revocations = shared.revocation_gate.write().await;
-    let (count, before) = {
-        let _issuance = shared
-            .issue_gate
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+    // The count walks every live token under the issuance lock: on a blocking thread, so that
+    // the runtime's workers keep serving everything but issuance meanwhile.
+    let counting = shared.clone();
+    let counted_scope = scope.clone();
+    let (count, before) = tokio::task::spawn_blocking(move || {
+        let shared = counting;
+        let _issuance = shared.issue_gate.blocking_write();
         let now = shared.clock.now();
         let before = match asked {
             None => now,
@@ -96,13 +99,13 @@ pub(crate) async fn handle(
             // call answers must keep working, and must not escape the count.
             Some(t) => t.min(now),
         };
-        (
-            shared
-                .live
-                .count_cut_off(&scope, before, now, &shared.index),
-            before,
-        )
-    };
+        let count = shared
+            .live
+            .count_cut_off(&counted_scope, before, now, &shared.index);
+        Ok((count, before))
+    })
+    .await
+    .map_err(|_| Failure::internal())??;
     shared
         .revoke(RevocationEvent::Cutoff {
             scope: scope.clone(),

@@ -45,8 +45,13 @@ pub(crate) async fn authenticate(
         .await;
     match client {
         Some(client) if matched => Ok(client),
-        _ => {
-            tracing::info!(client_id = %presented.id, "client authentication failed");
+        Some(client) => {
+            tracing::info!(client_id = %client.id, "client authentication failed");
+            Err(failure())
+        }
+        // Not logged by id: a caller that swapped id and secret would put its secret in the log.
+        None => {
+            tracing::info!("client authentication failed: unknown client id");
             Err(failure())
         }
     }

@@ -11,6 +11,9 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 /// Largest request body read, in bytes: far above any legitimate OAuth request.
 pub(crate) const MAX_BODY: usize = 16 * 1024;
 
+/// Longest time a request body may take to arrive.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Reads at most [`MAX_BODY`] bytes; a longer body is refused with `413` without being buffered
 /// past the limit.
 pub(crate) async fn read_body<B>(body: B) -> Result<Bytes, Failure>
@@ -18,10 +21,17 @@ where
     B: Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    match Limited::new(body, MAX_BODY).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<LengthLimitError>() => Err(Failure::payload_too_large()),
-        Err(_) => Err(Failure::invalid_request(
+    // A body trickled in a byte at a time must not hold a task forever.
+    let read = tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, MAX_BODY).collect());
+    match read.await {
+        Err(_) => Err(Failure::new(
+            http::StatusCode::REQUEST_TIMEOUT,
+            crate::response::ErrorCode::InvalidRequest,
+            "the request body did not arrive in time",
+        )),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<LengthLimitError>() => Err(Failure::payload_too_large()),
+        Ok(Err(_)) => Err(Failure::invalid_request(
             "the request body could not be read",
         )),
     }

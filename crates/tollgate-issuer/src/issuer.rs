@@ -47,7 +47,7 @@ pub(crate) struct Shared {
     /// Held (shared) from the moment an access token takes its issue instant until it is
     /// registered in `live`; a batch revocation holds it exclusively while it counts, so that no
     /// token it will cut off escapes the count.
-    pub(crate) issue_gate: std::sync::RwLock<()>,
+    pub(crate) issue_gate: tokio::sync::RwLock<()>,
     /// Held (shared) by single revocations and refresh rotations, exclusively by batch
     /// revocations, so that a count is never skewed by a concurrent change.
     pub(crate) revocation_gate: tokio::sync::RwLock<()>,
@@ -79,7 +79,10 @@ pub(crate) struct TokenSpec<'a> {
 impl Shared {
     /// Signs an access token and registers it as live. The caller records the returned record in
     /// the store (durably with a refresh token, written behind otherwise).
-    pub(crate) fn mint(&self, spec: TokenSpec<'_>) -> Result<(String, AccessTokenRecord), Failure> {
+    pub(crate) async fn mint(
+        &self,
+        spec: TokenSpec<'_>,
+    ) -> Result<(String, AccessTokenRecord), Failure> {
         let key = self.keys.signing_key().ok_or_else(|| {
             tracing::error!("no signing key configured");
             Failure::internal()
@@ -94,11 +97,8 @@ impl Shared {
             many => Audience::Many(many.to_vec()),
         };
         let (claims, record) = {
-            // A poisoned gate only means a batch revocation panicked; the lock itself is fine.
-            let _gate = self
-                .issue_gate
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            // Waits (without blocking a runtime worker) while a batch revocation counts.
+            let _gate = self.issue_gate.read().await;
             let now = self.clock.now();
             let mut claims = Claims::new(
                 &self.issuer,

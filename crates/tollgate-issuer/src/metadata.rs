@@ -63,6 +63,12 @@ pub(crate) async fn userinfo(shared: &Shared, claims: &Claims) -> Response<Respo
         "client_id": claims.client_id,
         "scope": claims.scope,
     });
+    // A client-credentials token is about the client, never about a user who happens to share
+    // its name.
+    let about_a_client = claims.grant_id.is_none() && claims.sub == claims.client_id;
+    if about_a_client {
+        return response::json(StatusCode::OK, &body);
+    }
     match shared.users.by_subject(&claims.sub).await {
         Ok(Some(user)) => {
             if let Value::Object(map) = &mut body {

@@ -295,7 +295,7 @@ impl TokenServiceBuilder {
             throttle: LoginThrottle::default(),
             live: LiveTokens::default(),
             verifier: any_audience.clone(),
-            issue_gate: std::sync::RwLock::new(()),
+            issue_gate: tokio::sync::RwLock::new(()),
             revocation_gate: tokio::sync::RwLock::new(()),
         });
         shared
@@ -395,11 +395,15 @@ where
                     if !claims.has_role(&shared.admin_role) {
                         return Ok(batch::forbidden().into_plugin_error());
                     }
-                    let outcome = match read_body(request.into_body()).await {
-                        Ok(body) => batch::handle(&shared, &body).await,
-                        Err(failure) => Err(failure),
+                    let body = match read_body(request.into_body()).await {
+                        Ok(body) => body,
+                        Err(failure) => return Ok(failure.into_plugin_error()),
                     };
-                    outcome.unwrap_or_else(Failure::into_plugin_error)
+                    // Detached, like the form endpoints: a cutoff on disk is always applied.
+                    tokio::spawn(async move { batch::handle(shared, &body).await })
+                        .await
+                        .unwrap_or_else(|_| Err(Failure::internal()))
+                        .unwrap_or_else(Failure::into_plugin_error)
                 }
             })
         })
@@ -438,7 +442,16 @@ where
         };
         if let Some(endpoint) = form_endpoint {
             let shared = self.shared.clone();
-            return Box::pin(async move { Ok(form(&shared, endpoint, request).await) });
+            // Detached: once a request has started changing state (a revocation committed, a
+            // refresh token rotated), a client that goes away must not cut it in half, e.g. leave
+            // a revocation on disk but not yet in the index.
+            return Box::pin(async move {
+                Ok(
+                    tokio::spawn(async move { form(&shared, endpoint, request).await })
+                        .await
+                        .unwrap_or_else(|_| Failure::internal().into_oauth()),
+                )
+            });
         }
         let shared = &self.shared;
         let ready = |response| -> TokenServiceFuture { Box::pin(std::future::ready(Ok(response))) };

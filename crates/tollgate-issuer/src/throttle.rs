@@ -21,6 +21,9 @@ const MAX_TRACKED: usize = 100_000;
 #[derive(Debug, Clone, Copy)]
 struct Record {
     failures: u32,
+    /// Attempts being verified right now: reserved up front, so that concurrent guesses cannot
+    /// all slip in before the first failure is recorded.
+    in_flight: u32,
     last_failure: UnixMillis,
     blocked_until: UnixMillis,
 }
@@ -32,54 +35,104 @@ pub(crate) struct LoginThrottle {
     records: DashMap<String, Record, foldhash::fast::RandomState>,
 }
 
-impl LoginThrottle {
-    /// `Some(wait)` when `username` must not try again yet.
-    pub(crate) fn check(&self, username: &str, now: UnixMillis) -> Option<Duration> {
-        let record = *self.records.get(username)?;
-        if record.blocked_until > now {
-            let ms = (record.blocked_until.0 - now.0).max(0) as u64;
-            Some(Duration::from_millis(ms).max(Duration::from_secs(1)))
-        } else {
-            None
-        }
-    }
+/// A sign-in attempt that holds one of its username's slots until it is settled (or dropped,
+/// e.g. when the user directory failed: then it counts as neither success nor failure).
+#[derive(Debug)]
+pub(crate) struct Attempt<'a> {
+    throttle: &'a LoginThrottle,
+    username: String,
+    settled: bool,
+}
 
-    /// Records a failed attempt.
-    pub(crate) fn failed(&self, username: &str, now: UnixMillis) {
+impl LoginThrottle {
+    /// Reserves an attempt for `username`, or says how long to wait first. Attempts are allowed
+    /// concurrently only up to the failures still free; once a user is throttled, one at a time.
+    pub(crate) fn begin(&self, username: &str, now: UnixMillis) -> Result<Attempt<'_>, Duration> {
+        let wait_a_little = Duration::from_secs(1);
         if self.records.len() >= MAX_TRACKED && !self.records.contains_key(username) {
-            self.forget_quiet(now);
-            if self.records.len() >= MAX_TRACKED {
-                return;
-            }
+            // Under a spray of names, fail closed for names not yet seen; the purge timer
+            // forgets quiet records.
+            return Err(wait_a_little);
         }
         let mut entry = self.records.entry(username.to_owned()).or_insert(Record {
             failures: 0,
+            in_flight: 0,
             last_failure: now,
             blocked_until: UnixMillis(i64::MIN),
         });
         let record = entry.value_mut();
-        if now.saturating_sub(FORGET_AFTER) > record.last_failure {
+        if now.saturating_sub(FORGET_AFTER) > record.last_failure && record.in_flight == 0 {
             record.failures = 0;
         }
-        record.failures = record.failures.saturating_add(1);
-        record.last_failure = now;
-        if record.failures >= FREE_FAILURES {
-            let doublings = (record.failures - FREE_FAILURES).min(16);
-            let delay = BASE_DELAY.saturating_mul(1 << doublings).min(MAX_DELAY);
-            record.blocked_until = now.saturating_add(delay);
+        if record.blocked_until > now {
+            let ms = (record.blocked_until.0 - now.0).max(0) as u64;
+            return Err(Duration::from_millis(ms).max(wait_a_little));
+        }
+        let slots = FREE_FAILURES.saturating_sub(record.failures).max(1);
+        if record.in_flight >= slots {
+            return Err(wait_a_little);
+        }
+        record.in_flight += 1;
+        Ok(Attempt {
+            throttle: self,
+            username: username.to_owned(),
+            settled: false,
+        })
+    }
+
+    fn release(&self, username: &str, outcome: Option<UnixMillis>) {
+        let Some(mut entry) = self.records.get_mut(username) else {
+            return;
+        };
+        let record = entry.value_mut();
+        record.in_flight = record.in_flight.saturating_sub(1);
+        match outcome {
+            Some(now) => {
+                record.failures = record.failures.saturating_add(1);
+                record.last_failure = now;
+                if record.failures >= FREE_FAILURES {
+                    let doublings = (record.failures - FREE_FAILURES).min(16);
+                    let delay = BASE_DELAY.saturating_mul(1 << doublings).min(MAX_DELAY);
+                    record.blocked_until = now.saturating_add(delay);
+                }
+            }
+            None => {
+                if record.failures == 0 && record.in_flight == 0 {
+                    drop(entry);
+                    self.records
+                        .remove_if(username, |_, r| r.failures == 0 && r.in_flight == 0);
+                }
+            }
         }
     }
 
-    /// Clears the record after a successful sign-in.
-    pub(crate) fn succeeded(&self, username: &str) {
-        self.records.remove(username);
-    }
-
-    /// Drops records that have been quiet for [`FORGET_AFTER`].
+    /// Drops records that have been quiet for [`FORGET_AFTER`] (called by the purge timer).
     pub(crate) fn forget_quiet(&self, now: UnixMillis) {
         let horizon = now.saturating_sub(FORGET_AFTER);
         self.records
-            .retain(|_, r| r.last_failure > horizon || r.blocked_until > now);
+            .retain(|_, r| r.in_flight > 0 || r.last_failure > horizon || r.blocked_until > now);
+    }
+}
+
+impl Attempt<'_> {
+    /// The password was wrong (or the user unknown, disabled, not in the tenant).
+    pub(crate) fn failed(mut self, now: UnixMillis) {
+        self.settled = true;
+        self.throttle.release(&self.username, Some(now));
+    }
+
+    /// The user signed in: the record is cleared.
+    pub(crate) fn succeeded(mut self) {
+        self.settled = true;
+        self.throttle.records.remove(&self.username);
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.throttle.release(&self.username, None);
+        }
     }
 }
 
@@ -87,38 +140,77 @@ impl LoginThrottle {
 mod tests {
     use super::*;
 
+    fn fail(throttle: &LoginThrottle, name: &str, now: UnixMillis) {
+        throttle.begin(name, now).unwrap().failed(now);
+    }
+
     #[test]
     fn delays_after_free_failures_then_doubles_then_forgets() {
         let throttle = LoginThrottle::default();
         let t0 = UnixMillis(1_000_000);
-        for _ in 0..FREE_FAILURES - 1 {
-            throttle.failed("bob", t0);
-            assert_eq!(throttle.check("bob", t0), None);
+        for _ in 0..FREE_FAILURES {
+            fail(&throttle, "bob", t0);
         }
-        throttle.failed("bob", t0);
-        assert_eq!(throttle.check("bob", t0), Some(Duration::from_secs(1)));
+        assert_eq!(
+            throttle.begin("bob", t0).unwrap_err(),
+            Duration::from_secs(1)
+        );
         let t1 = t0.saturating_add(Duration::from_secs(2));
-        assert_eq!(throttle.check("bob", t1), None, "the wait ends");
-        throttle.failed("bob", t1);
-        assert_eq!(throttle.check("bob", t1), Some(Duration::from_secs(2)));
+        fail(&throttle, "bob", t1);
+        assert_eq!(
+            throttle.begin("bob", t1).unwrap_err(),
+            Duration::from_secs(2)
+        );
         // Others are unaffected.
-        assert_eq!(throttle.check("alice", t1), None);
+        assert!(throttle.begin("alice", t1).is_ok());
         // A success clears the record.
-        throttle.succeeded("bob");
-        assert_eq!(throttle.check("bob", t1), None);
+        let t2 = t1.saturating_add(Duration::from_secs(3));
+        throttle.begin("bob", t2).unwrap().succeeded();
+        assert!(throttle.begin("bob", t2).is_ok());
+    }
+
+    #[test]
+    fn concurrent_attempts_cannot_exceed_the_free_failures() {
+        let throttle = LoginThrottle::default();
+        let t0 = UnixMillis(0);
+        let held: Vec<_> = (0..FREE_FAILURES)
+            .map(|_| throttle.begin("bob", t0).unwrap())
+            .collect();
+        assert!(
+            throttle.begin("bob", t0).is_err(),
+            "no sixth guess in flight"
+        );
+        drop(held);
+        // Two failures recorded: three concurrent slots remain, not five.
+        fail(&throttle, "bob", t0);
+        fail(&throttle, "bob", t0);
+        let held: Vec<_> = (0..3).map(|_| throttle.begin("bob", t0).unwrap()).collect();
+        assert!(throttle.begin("bob", t0).is_err());
+        drop(held);
+        // Abandoned attempts leave no record behind.
+        let fresh = LoginThrottle::default();
+        drop(fresh.begin("carol", t0).unwrap());
+        assert!(fresh.records.is_empty());
     }
 
     #[test]
     fn the_delay_is_capped_and_quiet_records_are_forgotten() {
         let throttle = LoginThrottle::default();
-        let t0 = UnixMillis(0);
-        for _ in 0..100 {
-            throttle.failed("bob", t0);
+        let mut now = UnixMillis(0);
+        let mut failures = 0;
+        while failures < 30 {
+            match throttle.begin("bob", now) {
+                Ok(attempt) => {
+                    attempt.failed(now);
+                    failures += 1;
+                }
+                Err(wait) => now = now.saturating_add(wait),
+            }
         }
-        assert_eq!(throttle.check("bob", t0), Some(MAX_DELAY));
-        let later = t0.saturating_add(FORGET_AFTER + MAX_DELAY + Duration::from_secs(1));
-        assert_eq!(throttle.check("bob", later), None);
-        throttle.forget_quiet(later);
+        assert_eq!(throttle.begin("bob", now).unwrap_err(), MAX_DELAY);
+        let later = now.saturating_add(FORGET_AFTER + MAX_DELAY + Duration::from_secs(1));
+        assert!(throttle.begin("bob", later).is_ok());
+        throttle.forget_quiet(later.saturating_add(FORGET_AFTER + Duration::from_secs(1)));
         assert!(throttle.records.is_empty());
     }
 }

@@ -47,7 +47,7 @@ pub(crate) async fn handle(
     }
     let lifetime = lifetime(shared, &client, form.get("access-token-lifetime"))?;
     match grant {
-        GrantType::ClientCredentials => client_credentials(shared, &client, form, lifetime),
+        GrantType::ClientCredentials => client_credentials(shared, &client, form, lifetime).await,
         GrantType::Password => password(shared, &client, form, lifetime).await,
         GrantType::RefreshToken => refresh(shared, &client, form, lifetime).await,
     }
@@ -128,7 +128,7 @@ fn token_response(
     )
 }
 
-fn client_credentials(
+async fn client_credentials(
     shared: &Shared,
     client: &Client,
     form: &Form,
@@ -142,19 +142,23 @@ fn client_credentials(
         ));
     }
     let scope = scope(form.get("scope"), client.scopes.iter().map(String::as_str))?;
-    let (token, record) = shared.mint(TokenSpec {
-        client,
-        subject: &client.id,
-        tenant: &tenant,
-        scope: scope.clone(),
-        roles: client.roles.clone(),
-        grant_id: None,
-        lifetime,
-    })?;
+    let (token, record) = shared
+        .mint(TokenSpec {
+            client,
+            subject: &client.id,
+            tenant: &tenant,
+            scope: scope.clone(),
+            roles: client.roles.clone(),
+            grant_id: None,
+            lifetime,
+        })
+        .await?;
     // Not waited for: losing this record in a crash would only make a later batch count miss
     // the token, never let a revoked token through (cutoffs are judged by issue instant).
+    let jti = record.jti.clone();
     if let Err(e) = shared.store.write_behind(vec![Record::AccessToken(record)]) {
         tracing::error!(error = %e, "cannot record an issued token");
+        shared.live.remove_access(&jti);
         return Err(Failure::unavailable());
     }
     // RFC 6749 §4.4.3: no refresh token for client credentials.
@@ -178,16 +182,19 @@ async fn password(
     };
     let tenant = tenant(form)?;
     let now = shared.clock.now();
-    if let Some(wait) = shared.throttle.check(username, now) {
-        return Err(Failure {
-            retry_after: Some(wait.as_secs().max(1)),
-            ..Failure::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                ErrorCode::InvalidGrant,
-                "too many failed sign-in attempts; retry later",
-            )
-        });
-    }
+    let attempt = match shared.throttle.begin(username, now) {
+        Ok(attempt) => attempt,
+        Err(wait) => {
+            return Err(Failure {
+                retry_after: Some(wait.as_secs().max(1)),
+                ..Failure::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    ErrorCode::InvalidGrant,
+                    "too many failed sign-in attempts; retry later",
+                )
+            });
+        }
+    };
     let user = shared.users.by_username(username).await.map_err(|e| {
         tracing::error!(error = %e, "user directory lookup failed");
         Failure::unavailable()
@@ -200,11 +207,13 @@ async fn password(
     let user = match user {
         Some(user) if matched && user.enabled && user.in_tenant(&tenant) => user,
         _ => {
-            shared.throttle.failed(username, shared.clock.now());
+            attempt.failed(shared.clock.now());
             return Err(invalid_credentials());
         }
     };
-    shared.throttle.succeeded(username);
+    attempt.succeeded();
+    // Like a refresh: a batch revocation must not count while this grant's tokens are half-made.
+    let _gate = shared.revocation_gate.read().await;
     let allowed = client.scopes.iter().map(String::as_str).filter(|s| {
         user.scopes
             .as_ref()
@@ -244,15 +253,18 @@ async fn issue_with_refresh(
         Some((_, grant)) => Some(grant.clone()),
         None => refresh_allowed.then(new_opaque_id),
     };
-    let (access_token, access_record) = shared.mint(TokenSpec {
-        client,
-        subject,
-        tenant,
-        scope: access_scope.to_owned(),
-        roles,
-        grant_id: grant_id.clone(),
-        lifetime,
-    })?;
+    let (access_token, access_record) = shared
+        .mint(TokenSpec {
+            client,
+            subject,
+            tenant,
+            scope: access_scope.to_owned(),
+            roles,
+            grant_id: grant_id.clone(),
+            lifetime,
+        })
+        .await?;
+    let jti = access_record.jti.clone();
     let mut records = vec![Record::AccessToken(access_record)];
     let mut refresh = None;
     if let (true, Some(grant_id)) = (refresh_allowed, grant_id) {
@@ -275,7 +287,11 @@ async fn issue_with_refresh(
     if let Some((old, _)) = &rotated {
         records.push(Record::RefreshRotated(*old));
     }
-    shared.commit(records).await?;
+    if let Err(failure) = shared.commit(records).await {
+        // Never handed out: it must not count in a batch revocation.
+        shared.live.remove_access(&jti);
+        return Err(failure);
+    }
     let refresh_token = refresh.map(|(token, record)| {
         shared.live.insert_refresh(record);
         token

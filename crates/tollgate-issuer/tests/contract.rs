@@ -717,6 +717,61 @@ async fn the_four_password_failures_give_the_same_answer_in_the_same_time() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_password_guesses_cannot_outrun_the_throttle() {
+    let server = Server::start().await;
+    let guesses = (0..20).map(|_| {
+        server.token(
+            "web",
+            &[
+                ("grant_type", "password"),
+                ("username", "alice"),
+                ("password", "guess"),
+            ],
+        )
+    });
+    let replies = futures_join_all(guesses).await;
+    let verified = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::BAD_REQUEST)
+        .count();
+    let throttled = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!(verified + throttled, 20);
+    assert!(verified <= 5, "{verified} guesses were verified at once");
+}
+
+/// Polls every future to completion concurrently (no extra dependency for a join).
+async fn futures_join_all<F: std::future::Future>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<F::Output> {
+    let mut pending: Vec<_> = futures.map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut done = true;
+        for (i, future) in pending.iter_mut().enumerate() {
+            if outputs[i].is_none() {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(out) => outputs[i] = Some(out),
+                    std::task::Poll::Pending => done = false,
+                }
+            }
+        }
+        if done {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    outputs
+        .into_iter()
+        .map(|o| o.expect("every future completed"))
+        .collect()
+}
+
 #[tokio::test]
 async fn repeated_password_failures_are_throttled_without_locking_the_user_out() {
     let clock = Arc::new(ManualClock::new(UnixMillis(now_ms())));

@@ -34,6 +34,12 @@ pub(crate) struct Setup {
 
 pub(crate) async fn build(config: Config, source: &Source) -> Result<Setup, ConfigError> {
     let data_dir = resolve(source.base_dir(), &config.data_dir);
+    create_private_dir(&data_dir).map_err(|e| {
+        source.error_at(
+            None,
+            format_args!("data_dir: cannot create {}: {e}", data_dir.display()),
+        )
+    })?;
     let keys = keys(&config, source, &data_dir)?;
     let tenants = config
         .tenants
@@ -302,8 +308,6 @@ fn generated_key(data_dir: &Path) -> Result<SigningKey, String> {
             Ok(key)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(data_dir)
-                .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
             let kid = format!(
                 "k-{}",
                 tollgate_core::UnixMillis::from(std::time::SystemTime::now()).as_secs()
@@ -329,13 +333,33 @@ fn generated_key(data_dir: &Path) -> Result<SigningKey, String> {
 pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let tmp = path.with_extension("tmp");
+    // A stale (or planted) temporary file must not lend its permissions or be followed.
+    match std::fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut file = options.open(&tmp)?;
     file.write_all(bytes)?;
     file.sync_all()?;
     std::fs::rename(&tmp, path)?;
+    // The rename itself must survive a crash.
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
     Ok(())
+}
+
+/// Creates `dir` (and its parents) readable by its owner only: it holds a signing key and the
+/// store.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
 }
