@@ -117,15 +117,11 @@ pub(crate) async fn build(config: Config, source: &Source) -> Result<Setup, Conf
             .map_err(|e| source.error(&u.password_hash, &key("password_hash"), e))?;
         let user_tenants =
             tenant_list(source, u.tenants.as_deref(), &key("tenants"), &known_tenant)?;
-        let profile = serde_json::Value::from(
-            u.profile
-                .iter()
-                .map(|(k, v)| (k.clone(), toml_to_json(v)))
-                .collect::<serde_json::Map<_, _>>(),
-        );
-        let serde_json::Value::Object(profile) = profile else {
-            unreachable!("built from a map")
-        };
+        let profile: serde_json::Map<_, _> = u
+            .profile
+            .iter()
+            .map(|(k, v)| (k.clone(), toml_to_json(v)))
+            .collect();
         users.push(User {
             subject: u.subject.unwrap_or_else(|| u.username.clone()),
             username: u.username,
