@@ -34,10 +34,7 @@ pub(crate) async fn connect_revocation(
     headers: &http::HeaderMap,
     form: &Form,
 ) -> Result<(), Failure> {
-    let client = client_auth::authenticate(shared, headers, form).await?;
-    let token = form
-        .get("token")
-        .ok_or(Failure::invalid_request("token is required"))?;
+    let (client, token) = client_and_token(shared, headers, form).await?;
     revoke(
         shared,
         &client,
@@ -54,10 +51,7 @@ pub(crate) async fn api_revoke(
     headers: &http::HeaderMap,
     form: &Form,
 ) -> Result<(), Failure> {
-    let client = client_auth::authenticate(shared, headers, form).await?;
-    let token = form
-        .get("token")
-        .ok_or(Failure::invalid_request("token is required"))?;
+    let (client, token) = client_and_token(shared, headers, form).await?;
     let hint = match (form.get("token_type_hint"), form.get("token_type")) {
         (Some(_), Some(_)) => {
             return Err(Failure::invalid_request(
@@ -76,6 +70,19 @@ pub(crate) async fn api_revoke(
         (None, None) => Hint::None,
     };
     revoke(shared, &client, token, hint).await
+}
+
+/// The authenticated client and the `token` parameter both endpoints require.
+async fn client_and_token<'f>(
+    shared: &Shared,
+    headers: &http::HeaderMap,
+    form: &'f Form,
+) -> Result<(std::sync::Arc<Client>, &'f str), Failure> {
+    let client = client_auth::authenticate(shared, headers, form).await?;
+    let token = form
+        .get("token")
+        .ok_or(Failure::invalid_request("token is required"))?;
+    Ok((client, token))
 }
 
 /// Revokes `token` for `client`. Unknown, expired, already revoked or foreign tokens are a
