@@ -72,31 +72,30 @@ impl PasswordHash {
     }
 }
 
-/// A client secret, kept only as a hash.
+/// A client secret, kept only as a hash. Built with [`ClientSecret::argon2`] (the configured form)
+/// or [`ClientSecret::from_plaintext`] (a secret from the environment, hashed at once).
 ///
-/// * [`ClientSecret::Argon2`]: the configured form. The first successful verification is slow;
-///   after it, the SHA-256 of the secret is remembered in memory so that later requests cost a
-///   digest and a constant-time comparison, not an argon2 run (client secrets are high-entropy
-///   machine secrets, so a fast digest of one reveals nothing a brute force could use).
-/// * [`ClientSecret::Sha256`]: a secret given in clear (from an environment variable) and hashed
-///   at once.
-pub enum ClientSecret {
-    /// An argon2 PHC hash, with the digest of the secret once it has been verified.
+/// Opaque on purpose: the remembered digest below must only ever be set by a successful argon2
+/// verification, never by a caller.
+pub struct ClientSecret(Secret);
+
+enum Secret {
+    /// The first successful verification is slow; after it, the SHA-256 of the secret is
+    /// remembered so that later requests cost a digest and a constant-time comparison, not an
+    /// argon2 run (client secrets are high-entropy machine secrets: a fast digest of one reveals
+    /// nothing a brute force could use).
     Argon2 {
-        /// The configured hash.
         hash: PasswordHash,
-        /// SHA-256 of the secret, once a presented secret has matched `hash`.
         verified: Arc<Mutex<Option<[u8; 32]>>>,
     },
-    /// SHA-256 of the secret.
     Sha256([u8; 32]),
 }
 
 impl fmt::Debug for ClientSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            ClientSecret::Argon2 { .. } => "ClientSecret::Argon2(..)",
-            ClientSecret::Sha256(_) => "ClientSecret::Sha256(..)",
+        f.write_str(match self.0 {
+            Secret::Argon2 { .. } => "ClientSecret::Argon2(..)",
+            Secret::Sha256(_) => "ClientSecret::Sha256(..)",
         })
     }
 }
@@ -104,15 +103,15 @@ impl fmt::Debug for ClientSecret {
 impl ClientSecret {
     /// A secret configured as an argon2 PHC hash.
     pub fn argon2(hash: PasswordHash) -> Self {
-        ClientSecret::Argon2 {
+        ClientSecret(Secret::Argon2 {
             hash,
             verified: Arc::new(Mutex::new(None)),
-        }
+        })
     }
 
     /// A secret given in clear; only its SHA-256 is kept.
     pub fn from_plaintext(secret: &str) -> Self {
-        ClientSecret::Sha256(sha256(secret.as_bytes()))
+        ClientSecret(Secret::Sha256(sha256(secret.as_bytes())))
     }
 }
 
@@ -156,9 +155,9 @@ const QUEUE: usize = 1024;
 
 impl Hasher {
     /// Starts `limit` hashing threads; they stop when the last `Hasher` clone is dropped.
-    pub(crate) fn new(limit: usize) -> Result<Self, InvalidHash> {
+    pub(crate) fn new(limit: usize) -> Result<Self, String> {
         let mut random = [0u8; 32];
-        aws_lc_rs::rand::fill(&mut random).map_err(|_| InvalidHash("no randomness".into()))?;
+        aws_lc_rs::rand::fill(&mut random).map_err(|_| "no randomness".to_owned())?;
         let (jobs, queue) = mpsc::channel::<(Job, oneshot::Sender<bool>)>(QUEUE);
         let queue = Arc::new(Mutex::new(queue));
         for i in 0..limit.max(1) {
@@ -176,11 +175,12 @@ impl Hasher {
                         let _ = reply.send(job());
                     }
                 })
-                .map_err(|e| InvalidHash(format!("cannot start a hashing thread: {e}")))?;
+                .map_err(|e| format!("cannot start a hashing thread: {e}"))?;
         }
         Ok(Hasher {
             jobs,
-            dummy: PasswordHash::hash(&random)?,
+            dummy: PasswordHash::hash(&random)
+                .map_err(|e| format!("cannot make the dummy hash: {e}"))?,
         })
     }
 
@@ -211,8 +211,8 @@ impl Hasher {
                 let _ = digests_equal(&digest, &[0u8; 32]);
                 false
             }
-            Some(ClientSecret::Sha256(expected)) => digests_equal(&digest, expected),
-            Some(ClientSecret::Argon2 { hash, verified }) => {
+            Some(ClientSecret(Secret::Sha256(expected))) => digests_equal(&digest, expected),
+            Some(ClientSecret(Secret::Argon2 { hash, verified })) => {
                 let known = verified.lock().ok().and_then(|guard| *guard);
                 if let Some(known) = known {
                     return digests_equal(&digest, &known);
@@ -271,7 +271,7 @@ mod tests {
         let hasher = Hasher::new(2).unwrap();
         let secret = ClientSecret::argon2(PasswordHash::hash(b"s3cret").unwrap());
         assert!(!hasher.verify_client_secret(Some(&secret), "wrong").await);
-        if let ClientSecret::Argon2 { verified, .. } = &secret {
+        if let ClientSecret(Secret::Argon2 { verified, .. }) = &secret {
             assert!(
                 verified.lock().unwrap().is_none(),
                 "a failure is not remembered"
