@@ -2,8 +2,6 @@
 //! `grant_id`, `iat_ms`), with unknown claims kept for the caller.
 
 use crate::{TokenIdentity, UnixMillis};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
@@ -111,7 +109,7 @@ impl Claims {
             exp: issued_at.saturating_add(lifetime).as_secs(),
             iat: issued_at.as_secs(),
             nbf: None,
-            jti: random_id(),
+            jti: crate::random::id(),
             client_id: client_id.into(),
             scope: String::new(),
             tenant: None,
@@ -167,14 +165,6 @@ impl Claims {
             issued_at: self.issued_at(),
         }
     }
-}
-
-/// 128 random bits, base64url: unguessable and unique without coordination.
-pub(crate) fn random_id() -> String {
-    let mut bytes = [0u8; 16];
-    // The system RNG failing is not recoverable; aws-lc aborts on it internally anyway.
-    aws_lc_rs::rand::fill(&mut bytes).expect("the system random number generator failed");
-    URL_SAFE_NO_PAD.encode(bytes)
 }
 
 impl Serialize for Claims {

@@ -8,6 +8,13 @@ use serde::Serialize;
 /// The `typ` of RFC 9068 access tokens.
 pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
 
+/// Whether `token` has the shape of a compact JWS (three dot-separated parts): a cheap test that
+/// tells a JWT from an opaque token (a refresh token) before anything is decoded. It says nothing
+/// about validity.
+pub fn is_compact(token: &str) -> bool {
+    token.bytes().filter(|&b| b == b'.').count() == 2
+}
+
 /// Signs `claims` with `key` into a compact JWS whose header carries `alg`, `typ` and `kid`.
 ///
 /// ```

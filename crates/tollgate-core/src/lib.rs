@@ -35,6 +35,7 @@ mod claims;
 mod clock;
 pub mod jws;
 pub mod keys;
+pub mod random;
 pub mod revocation;
 mod tenant;
 mod time;

@@ -49,28 +49,21 @@
 #![warn(missing_docs)]
 #![deny(unsafe_code, unreachable_pub)]
 
-mod batch;
-mod client_auth;
+mod auth;
+mod digest;
 mod directory;
-mod form;
-mod introspect;
+mod endpoints;
 mod issuer;
-mod live;
-mod metadata;
-mod response;
-mod revoke;
-mod secret;
+mod ledger;
+mod protocol;
 mod service;
 pub mod store;
-mod throttle;
-mod token_endpoint;
 
+pub use auth::secret::{ClientSecret, InvalidHash, PasswordHash};
 pub use directory::{
     Client, Clients, DirectoryError, DirectoryFuture, DuplicateEntry, GrantType, StaticDirectory,
     User, Users,
 };
-pub use issuer::BuildError;
-pub use response::ResponseBody;
-pub use secret::{ClientSecret, InvalidHash, PasswordHash};
-pub use service::{TokenService, TokenServiceBuilder, TokenServiceFuture};
+pub use protocol::response::ResponseBody;
+pub use service::{BuildError, LiveTokens, TokenService, TokenServiceBuilder, TokenServiceFuture};
 pub use store::{MemoryStore, SqliteStore, Store, StoreError};

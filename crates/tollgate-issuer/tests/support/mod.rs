@@ -96,10 +96,11 @@ fn user(name: &str, subject: &str, tenants: &[&str], edit: impl FnOnce(&mut User
 /// * `short`: client_credentials with a 60 s maximum access-token lifetime.
 /// * `admin`: client_credentials with role `admin` (the batch-revocation API's role).
 /// * `rs`: a resource server allowed to introspect any token.
+/// * `org-svc`: client_credentials, only in tenant `/Org`.
 /// * [`ODD_CLIENT`]: client_credentials, with a secret that needs encoding.
 ///
 /// Users (password [`PASSWORD`]): `alice` (root tenant), `bob` (`/Org`), `carol` (disabled),
-/// `dave` (limited to `orders:read`).
+/// `dave` (limited to `orders:read`), `erin` (`/Org` and `/Other`).
 fn directory() -> Arc<StaticDirectory> {
     use GrantType::*;
     let app_scopes = ["orders:read", "orders:write", "profile"];
@@ -128,6 +129,9 @@ fn directory() -> Arc<StaticDirectory> {
             c.roles = vec!["admin".into()];
         }),
         client("rs", &[], &[], |c| c.introspect_any = true),
+        client("org-svc", &[ClientCredentials], &["orders:read"], |c| {
+            c.tenants = vec![TenantPath::parse("/Org").unwrap()];
+        }),
         client(ODD_CLIENT, &[ClientCredentials], &["orders:read"], |c| {
             c.secret = ClientSecret::from_plaintext(ODD_SECRET);
         }),
@@ -141,6 +145,7 @@ fn directory() -> Arc<StaticDirectory> {
         user("dave", "u-dave", &["/"], |u| {
             u.scopes = Some(vec!["orders:read".into()]);
         }),
+        user("erin", "u-erin", &["/Org", "/Other"], |_| {}),
     ];
     Arc::new(StaticDirectory::new(clients, users).unwrap())
 }

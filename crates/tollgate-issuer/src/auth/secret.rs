@@ -1,10 +1,9 @@
 //! Passwords and client secrets: argon2id PHC strings, verified off the async runtime with bounded
 //! concurrency, compared in constant time, never kept or logged in clear.
 
+use crate::digest::{digests_equal, sha256};
 use argon2::password_hash::{PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Argon2, PasswordHash as Phc};
-use aws_lc_rs::constant_time::verify_slices_are_equal;
-use aws_lc_rs::digest::{SHA256, digest};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
@@ -113,17 +112,6 @@ impl ClientSecret {
     pub fn from_plaintext(secret: &str) -> Self {
         ClientSecret(Secret::Sha256(sha256(secret.as_bytes())))
     }
-}
-
-fn sha256(bytes: &[u8]) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    out.copy_from_slice(digest(&SHA256, bytes).as_ref());
-    out
-}
-
-/// Constant-time equality of two digests.
-pub(crate) fn digests_equal(a: &[u8], b: &[u8]) -> bool {
-    verify_slices_are_equal(a, b).is_ok()
 }
 
 /// A verification queued for the hashing threads.

@@ -1,12 +1,15 @@
 //! Bounded request bodies and `application/x-www-form-urlencoded` parameters (RFC 6749 §3.2:
 //! a parameter sent twice is an error; empty values count as absent).
 
-use crate::response::Failure;
+use crate::protocol::response::{ErrorCode, Failure};
 use bytes::Bytes;
 use http::HeaderMap;
 use http::header::CONTENT_TYPE;
 use http_body::Body;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
+
+/// The error type request bodies may fail with.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Largest request body read, in bytes: far above any legitimate OAuth request.
 pub(crate) const MAX_BODY: usize = 16 * 1024;
@@ -19,14 +22,14 @@ const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 pub(crate) async fn read_body<B>(body: B) -> Result<Bytes, Failure>
 where
     B: Body,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B::Error: Into<BoxError>,
 {
     // A body trickled in a byte at a time must not hold a task forever.
     let read = tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, MAX_BODY).collect());
     match read.await {
         Err(_) => Err(Failure::new(
             http::StatusCode::REQUEST_TIMEOUT,
-            crate::response::ErrorCode::InvalidRequest,
+            ErrorCode::InvalidRequest,
             "the request body did not arrive in time",
         )),
         Ok(Ok(collected)) => Ok(collected.to_bytes()),

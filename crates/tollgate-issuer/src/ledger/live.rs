@@ -138,39 +138,26 @@ impl LiveTokens {
             CutoffScope::Subject(s) => subject == s,
             CutoffScope::Client(c) => client == c,
         };
-        // The effective cutoff depends only on (tenant, subject, client): look it up once per
-        // distinct triple rather than once per token.
-        let mut cutoffs: HashMap<(u32, u32, u32), i64, Hasher> = HashMap::default();
         let mut count = 0u64;
         for entry in self.access.iter() {
             let (jti, e) = entry.pair();
             if e.expires_at <= now.0 || e.issued_at >= before.0 {
                 continue;
             }
-            let (tenant, subject, client) = (name(e.tenant), name(e.subject), name(e.client));
-            if !in_scope(tenant, subject, client) {
+            let (tenant, subject, client_id) = (name(e.tenant), name(e.subject), name(e.client));
+            if !in_scope(tenant, subject, client_id) {
                 continue;
             }
-            let cutoff = *cutoffs
-                .entry((e.tenant, e.subject, e.client))
-                .or_insert_with(|| {
-                    index
-                        .effective_cutoff(&TokenIdentity {
-                            jti: "",
-                            grant_id: None,
-                            tenant,
-                            subject,
-                            client_id: client,
-                            issued_at: UnixMillis(0),
-                        })
-                        .0
-                });
-            let already_revoked = e.issued_at < cutoff
-                || index.is_token_revoked(jti)
-                || e.grant
-                    .as_deref()
-                    .is_some_and(|g| index.is_grant_revoked(g));
-            if !already_revoked {
+            let identity = TokenIdentity {
+                jti,
+                grant_id: e.grant.as_deref(),
+                tenant,
+                subject,
+                client_id,
+                issued_at: UnixMillis(e.issued_at),
+            };
+            // Already refused (by its id, its grant or an earlier cutoff): not this cut's doing.
+            if index.check(&identity).is_ok() {
                 count += 1;
             }
         }

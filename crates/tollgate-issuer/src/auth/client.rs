@@ -1,10 +1,10 @@
 //! Client authentication (RFC 6749 §2.3.1): `client_secret_basic` or `client_secret_post`, never
 //! both, with constant-time secret comparison and one answer for every kind of failure.
 
-use crate::directory::Client;
-use crate::form::Form;
-use crate::issuer::Shared;
-use crate::response::{ErrorCode, Failure};
+use super::secret::Hasher;
+use crate::directory::{Client, Clients};
+use crate::protocol::form::Form;
+use crate::protocol::response::{ErrorCode, Failure};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use http::HeaderMap;
@@ -20,39 +20,57 @@ struct Presented {
     basic: bool,
 }
 
-/// Authenticates the client of a form request.
-pub(crate) async fn authenticate(
-    shared: &Shared,
-    headers: &HeaderMap,
-    form: &Form,
-) -> Result<Arc<Client>, Failure> {
-    let presented = presented(headers, form)?;
-    let failure = || Failure {
-        basic_challenge: presented.basic,
-        ..Failure::new(
-            StatusCode::UNAUTHORIZED,
-            ErrorCode::InvalidClient,
-            "client authentication failed",
-        )
-    };
-    let client = shared.clients.client(&presented.id).await.map_err(|e| {
-        tracing::error!(error = %e, "client directory lookup failed");
-        Failure::unavailable()
-    })?;
-    let matched = shared
-        .hasher
-        .verify_client_secret(client.as_deref().map(|c| &c.secret), &presented.secret)
-        .await;
-    match client {
-        Some(client) if matched => Ok(client),
-        Some(client) => {
-            tracing::info!(client_id = %client.id, "client authentication failed");
-            Err(failure())
-        }
-        // Not logged by id: a caller that swapped id and secret would put its secret in the log.
-        None => {
-            tracing::info!("client authentication failed: unknown client id");
-            Err(failure())
+/// Authenticates clients against the registered [`Clients`].
+#[derive(Debug, Clone)]
+pub(crate) struct ClientAuthenticator {
+    clients: Arc<dyn Clients>,
+    hasher: Hasher,
+}
+
+impl ClientAuthenticator {
+    pub(crate) fn new(clients: Arc<dyn Clients>, hasher: Hasher) -> Self {
+        ClientAuthenticator { clients, hasher }
+    }
+
+    /// Every scope some client may be granted.
+    pub(crate) fn scopes_supported(&self) -> Vec<String> {
+        self.clients.scopes_supported()
+    }
+
+    /// Authenticates the client of a form request.
+    pub(crate) async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        form: &Form,
+    ) -> Result<Arc<Client>, Failure> {
+        let presented = presented(headers, form)?;
+        let failure = || Failure {
+            basic_challenge: presented.basic,
+            ..Failure::new(
+                StatusCode::UNAUTHORIZED,
+                ErrorCode::InvalidClient,
+                "client authentication failed",
+            )
+        };
+        let client = self.clients.client(&presented.id).await.map_err(|e| {
+            tracing::error!(error = %e, "client directory lookup failed");
+            Failure::unavailable()
+        })?;
+        let matched = self
+            .hasher
+            .verify_client_secret(client.as_deref().map(|c| &c.secret), &presented.secret)
+            .await;
+        match client {
+            Some(client) if matched => Ok(client),
+            Some(client) => {
+                tracing::info!(client_id = %client.id, "client authentication failed");
+                Err(failure())
+            }
+            // Not logged by id: a caller that swapped id and secret would put its secret in the log.
+            None => {
+                tracing::info!("client authentication failed: unknown client id");
+                Err(failure())
+            }
         }
     }
 }

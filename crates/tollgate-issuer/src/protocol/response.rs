@@ -1,6 +1,7 @@
 //! Response builders: OAuth errors (RFC 6749 §5.2), the seed APIs' error shapes, JSON bodies,
 //! with `Cache-Control: no-store` on everything that carries a token or an error.
 
+use crate::ledger::{LedgerError, RevokeError};
 use bytes::Bytes;
 use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, PRAGMA, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
@@ -114,6 +115,15 @@ impl Failure {
         )
     }
 
+    /// In the endpoint's own error shape.
+    pub(crate) fn into_response(self, shape: ErrorShape) -> Response<ResponseBody> {
+        match shape {
+            ErrorShape::OAuth => self.into_oauth(),
+            ErrorShape::Camel => self.into_camel(),
+            ErrorShape::PluginError => self.into_plugin_error(),
+        }
+    }
+
     /// As an RFC 6749 error: `{"error", "error_description"}`.
     pub(crate) fn into_oauth(self) -> Response<ResponseBody> {
         #[derive(Serialize)]
@@ -167,6 +177,38 @@ impl Failure {
             headers.insert(ALLOW, HeaderValue::from_static(allow));
         }
         response
+    }
+}
+
+/// The error body an endpoint answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ErrorShape {
+    /// RFC 6749 §5.2: `{"error", "error_description"}`.
+    OAuth,
+    /// The Revoke Auth Token API: `{"error", "errorDescription"}`.
+    Camel,
+    /// The Identity API's `ServerPluginError`.
+    PluginError,
+}
+
+impl From<LedgerError> for Failure {
+    fn from(error: LedgerError) -> Self {
+        match error {
+            LedgerError::Unavailable => Failure::unavailable(),
+            LedgerError::Internal => Failure::internal(),
+        }
+    }
+}
+
+impl From<RevokeError> for Failure {
+    fn from(error: RevokeError) -> Self {
+        match error {
+            RevokeError::OtherClient => Failure::bad_request(
+                ErrorCode::UnauthorizedClient,
+                "the token was not issued to this client",
+            ),
+            RevokeError::Ledger(e) => e.into(),
+        }
     }
 }
 

@@ -1,16 +1,14 @@
 //! `POST /api/v2/identity/token/batch-revocation`: "revoke every token created before T", with
 //! optional narrowing to one tenant, subject or client; answers how many live tokens it revoked.
 
-use crate::issuer::Shared;
-use crate::response::{self, ErrorCode, Failure, ResponseBody};
+use crate::issuer::Issuer;
+use crate::ledger::CutOffError;
+use crate::protocol::form::{BoxError, read_body};
+use crate::protocol::response::{self, ErrorCode, Failure, ResponseBody};
 use http::{Response, StatusCode};
+use http_body::Body;
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
-use std::time::Duration;
-use tollgate_core::{CutoffScope, RevocationEvent, TenantPath, UnixMillis};
-
-/// How far in the future `creationBefore` may be (clock skew between caller and server).
-const MAX_SKEW: Duration = Duration::from_secs(1);
+use tollgate_core::{Claims, CutoffScope, TenantPath, UnixMillis};
 
 /// `TokenBatchRevocationRequestModel`, plus tollgate's narrowing fields.
 #[derive(Debug, Default, Deserialize)]
@@ -47,15 +45,29 @@ pub(crate) fn parse_instant(s: &str) -> Option<UnixMillis> {
     Some(UnixMillis(ts.as_millisecond()))
 }
 
-/// Handles a request that the admin Layer has already authenticated.
-pub(crate) async fn handle(
-    shared: Arc<Shared>,
-    body: &[u8],
-) -> Result<Response<ResponseBody>, Failure> {
+/// Handles a request whose bearer token the admin Layer has already verified: the admin role,
+/// then the body.
+pub(crate) async fn handle<B>(
+    issuer: &Issuer,
+    claims: &Claims,
+    body: B,
+) -> Result<Response<ResponseBody>, Failure>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    if !claims.has_role(&issuer.admin_role) {
+        return Err(Failure::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::AccessDenied,
+            "the admin role is required",
+        ));
+    }
+    let body = read_body(body).await?;
     let request: BatchRequest = if body.iter().all(u8::is_ascii_whitespace) {
         BatchRequest::default()
     } else {
-        serde_json::from_slice::<Option<BatchRequest>>(body)
+        serde_json::from_slice::<Option<BatchRequest>>(&body)
             .map_err(|_| {
                 bad("the body must be a JSON object {\"creationBefore\": ISO 8601 | null}")
             })?
@@ -81,48 +93,24 @@ pub(crate) async fn handle(
             Some(parse_instant(s).ok_or(bad("creationBefore is not an ISO 8601 date-time"))?)
         }
     };
-    let _revocations = shared.revocation_gate.write().await;
-    // The count walks every live token under the issuance lock: on a blocking thread, so that
-    // the runtime's workers keep serving everything but issuance meanwhile.
-    let counting = shared.clone();
-    let counted_scope = scope.clone();
-    let (count, before) = tokio::task::spawn_blocking(move || {
-        let shared = counting;
-        let _issuance = shared.issue_gate.blocking_write();
-        let now = shared.clock.now();
-        let before = match asked {
-            None => now,
-            Some(t) if t > now.saturating_add(MAX_SKEW) => {
-                return Err(bad("creationBefore is in the future"));
-            }
-            // Within the skew allowance a future instant means "now": a token issued after this
-            // call answers must keep working, and must not escape the count.
-            Some(t) => t.min(now),
-        };
-        let count = shared
-            .live
-            .count_cut_off(&counted_scope, before, now, &shared.index);
-        Ok((count, before))
-    })
-    .await
-    .map_err(|_| Failure::internal())??;
-    shared
-        .revoke(RevocationEvent::Cutoff {
-            scope: scope.clone(),
-            issued_before: before,
-        })
-        .await?;
-    tracing::info!(?scope, issued_before = before.0, count, "batch revocation");
-    Ok(response::json(StatusCode::OK, &BatchResponse { count }))
-}
-
-/// `403` for an authenticated caller without the admin role.
-pub(crate) fn forbidden() -> Failure {
-    Failure::new(
-        StatusCode::FORBIDDEN,
-        ErrorCode::AccessDenied,
-        "the admin role is required",
-    )
+    let cut = issuer
+        .ledger
+        .cut_off(scope.clone(), asked)
+        .await
+        .map_err(|e| match e {
+            CutOffError::InTheFuture => bad("creationBefore is in the future"),
+            CutOffError::Ledger(e) => e.into(),
+        })?;
+    tracing::info!(
+        ?scope,
+        issued_before = cut.issued_before.0,
+        count = cut.count,
+        "batch revocation"
+    );
+    Ok(response::json(
+        StatusCode::OK,
+        &BatchResponse { count: cut.count },
+    ))
 }
 
 #[cfg(test)]

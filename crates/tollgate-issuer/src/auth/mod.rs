@@ -1,0 +1,10 @@
+//! Who is asking: client authentication, password sign-in with its throttle, and the secrets both
+//! verify against.
+
+mod client;
+pub(crate) mod secret;
+mod sign_in;
+mod throttle;
+
+pub(crate) use client::ClientAuthenticator;
+pub(crate) use sign_in::{SignIn, SignInError};

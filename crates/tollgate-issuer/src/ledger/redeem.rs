@@ -1,0 +1,96 @@
+//! Exchanging a refresh token: rotation, reuse detection (RFC 9700 §4.14), and the undo of a
+//! rotation that could not be completed.
+
+use super::live::RotateError;
+use super::{AccessSpec, Issued, Ledger, LedgerError};
+use crate::digest::sha256;
+use crate::store::RefreshTokenRecord;
+use tokio::sync::RwLockReadGuard;
+
+/// Why a refresh token cannot be exchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RedeemError {
+    /// Unknown, expired, revoked, cut off, another client's, or already exchanged (in which case
+    /// its whole grant has just been revoked).
+    Invalid,
+    /// The ledger could not make the change.
+    Ledger(LedgerError),
+}
+
+/// A refresh token taken out of circulation, waiting for its replacement.
+///
+/// Holds the revocation gate, so that a batch count never sees the family half-rotated. Dropping
+/// it without [`complete`](Self::complete) (the user was disabled meanwhile, the scope was refused,
+/// the store failed) puts the refresh token back as it was.
+#[derive(Debug)]
+pub(crate) struct Redemption<'a> {
+    ledger: &'a Ledger,
+    record: RefreshTokenRecord,
+    completed: bool,
+    _gate: RwLockReadGuard<'a, ()>,
+}
+
+impl Ledger {
+    /// Takes the live refresh token `token` of `client_id` out of circulation, atomically: of two
+    /// concurrent exchanges of one token exactly one gets the [`Redemption`]. A token exchanged
+    /// before is a replay: one of its holders is not the client, so its whole grant is revoked.
+    pub(crate) async fn redeem(
+        &self,
+        client_id: &str,
+        token: &str,
+    ) -> Result<Redemption<'_>, RedeemError> {
+        let gate = self.revocation_gate.read().await;
+        let hash = sha256(token.as_bytes());
+        let known = self.live_refresh(&hash).ok_or(RedeemError::Invalid)?;
+        if known.client_id != client_id {
+            return Err(RedeemError::Invalid);
+        }
+        match self.live.rotate(&hash) {
+            Ok(record) => Ok(Redemption {
+                ledger: self,
+                record,
+                completed: false,
+                _gate: gate,
+            }),
+            Err(RotateError::Unknown) => Err(RedeemError::Invalid),
+            Err(RotateError::Reused(record)) => {
+                tracing::warn!(client_id, grant_id = %record.grant_id, "refresh token reuse; revoking its grant");
+                self.record(self.grant_revocation(&record.grant_id))
+                    .await
+                    .map_err(RedeemError::Ledger)?;
+                Err(RedeemError::Invalid)
+            }
+        }
+    }
+}
+
+impl Redemption<'_> {
+    /// The refresh token being exchanged.
+    pub(crate) fn record(&self) -> &RefreshTokenRecord {
+        &self.record
+    }
+
+    /// Issues the replacement: an access token described by `spec` and a new refresh token of the
+    /// same grant and scope, committed durably together with the rotation.
+    pub(crate) async fn complete(mut self, spec: AccessSpec<'_>) -> Result<Issued, LedgerError> {
+        let issued = self
+            .ledger
+            .issue_family(
+                spec,
+                self.record.grant_id.clone(),
+                self.record.scope.clone(),
+                Some(self.record.hash),
+            )
+            .await;
+        self.completed = issued.is_ok();
+        issued
+    }
+}
+
+impl Drop for Redemption<'_> {
+    fn drop(&mut self) {
+        if !self.completed {
+            self.ledger.live.unrotate(&self.record.hash);
+        }
+    }
+}
