@@ -12,7 +12,7 @@ use axum::Router;
 use axum::routing::get;
 use serde_json::json;
 use std::sync::Arc;
-use tollgate::core::{KeySet, RevocationIndex, SigningAlgorithm, TenantPath};
+use tollgate::core::{KeySet, RevocationIndex, SigningAlgorithm};
 use tollgate::issuer::{
     Client, ClientSecret, GrantType, SqliteStore, StaticDirectory, TokenService,
 };
@@ -29,18 +29,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // The app's clients; a real app would implement `Clients`/`Users` over its own database.
     let directory = Arc::new(StaticDirectory::new(
-        [Client {
-            id: "svc".into(),
-            // Demo only: in production give an argon2id hash (`ClientSecret::argon2`).
-            secret: ClientSecret::from_plaintext("svc-secret"),
-            grants: vec![GrantType::ClientCredentials],
-            scopes: vec!["orders:read".into()],
-            audience: vec![AUDIENCE.into()],
-            max_access_token_lifetime: None,
-            roles: vec![],
-            tenants: vec![TenantPath::root()],
-            introspect_any: false,
-        }],
+        // Demo only: in production give an argon2id hash (`ClientSecret::argon2`).
+        [
+            Client::new("svc", ClientSecret::from_plaintext("svc-secret"))
+                .with_grants([GrantType::ClientCredentials])
+                .with_scopes(["orders:read"])
+                .with_audience([AUDIENCE]),
+        ],
         [],
     )?);
     let tokens = TokenService::builder()

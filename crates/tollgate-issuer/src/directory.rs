@@ -39,6 +39,7 @@ impl std::error::Error for DirectoryError {}
 
 /// The grants `/connect/token` knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum GrantType {
     /// Resource owner password credentials (RFC 6749 §4.3). Legacy (RFC 9700 §2.4): a client may
     /// use it only when its configuration says so.
@@ -71,7 +72,19 @@ impl GrantType {
 }
 
 /// A registered (confidential) client.
+///
+/// Built with [`Client::new`] and the `with_*` methods; the fields are public to read.
+///
+/// ```
+/// use tollgate_issuer::{Client, ClientSecret, GrantType};
+///
+/// let client = Client::new("svc", ClientSecret::from_plaintext("svc-secret"))
+///     .with_grants([GrantType::ClientCredentials])
+///     .with_scopes(["orders:read"]);
+/// assert!(client.allows(GrantType::ClientCredentials));
+/// ```
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct Client {
     /// `client_id`.
     pub id: String,
@@ -95,6 +108,64 @@ pub struct Client {
 }
 
 impl Client {
+    /// A client with no grant and no scope yet, acting in the root tenant (and so in every
+    /// tenant), with the service's default audience and maximum lifetime.
+    pub fn new(id: impl Into<String>, secret: ClientSecret) -> Self {
+        Client {
+            id: id.into(),
+            secret,
+            grants: Vec::new(),
+            scopes: Vec::new(),
+            audience: Vec::new(),
+            max_access_token_lifetime: None,
+            roles: Vec::new(),
+            tenants: vec![TenantPath::root()],
+            introspect_any: false,
+        }
+    }
+
+    /// The grants it may use.
+    pub fn with_grants(mut self, grants: impl IntoIterator<Item = GrantType>) -> Self {
+        self.grants = grants.into_iter().collect();
+        self
+    }
+
+    /// The scopes it may be granted.
+    pub fn with_scopes<S: Into<String>>(mut self, scopes: impl IntoIterator<Item = S>) -> Self {
+        self.scopes = scopes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The `aud` of its access tokens.
+    pub fn with_audience<S: Into<String>>(mut self, audience: impl IntoIterator<Item = S>) -> Self {
+        self.audience = audience.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The longest access-token lifetime it may ask for.
+    pub fn with_max_access_token_lifetime(mut self, lifetime: Duration) -> Self {
+        self.max_access_token_lifetime = Some(lifetime);
+        self
+    }
+
+    /// Roles carried by its `client_credentials` tokens.
+    pub fn with_roles<S: Into<String>>(mut self, roles: impl IntoIterator<Item = S>) -> Self {
+        self.roles = roles.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The tenants it may act in.
+    pub fn with_tenants(mut self, tenants: impl IntoIterator<Item = TenantPath>) -> Self {
+        self.tenants = tenants.into_iter().collect();
+        self
+    }
+
+    /// Whether it may introspect any token of this issuer (a resource server).
+    pub fn with_introspect_any(mut self, introspect_any: bool) -> Self {
+        self.introspect_any = introspect_any;
+        self
+    }
+
     /// Whether the client may use `grant`.
     pub fn allows(&self, grant: GrantType) -> bool {
         self.grants.contains(&grant)
@@ -102,7 +173,10 @@ impl Client {
 }
 
 /// A resource owner who can sign in with the password grant.
+///
+/// Built with [`User::new`] and the `with_*` methods; the fields are public to read.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct User {
     /// The login name.
     pub username: String,
@@ -123,6 +197,54 @@ pub struct User {
 }
 
 impl User {
+    /// An enabled user of the root tenant, with no role, no scope limit and no profile.
+    pub fn new(
+        username: impl Into<String>,
+        subject: impl Into<String>,
+        password: PasswordHash,
+    ) -> Self {
+        User {
+            username: username.into(),
+            subject: subject.into(),
+            password,
+            enabled: true,
+            tenants: vec![TenantPath::root()],
+            roles: Vec::new(),
+            scopes: None,
+            profile: serde_json::Map::new(),
+        }
+    }
+
+    /// Whether the user may sign in and refresh.
+    pub fn with_enabled(mut self, enabled: bool) -> Self {
+        self.enabled = enabled;
+        self
+    }
+
+    /// The tenants the user belongs to.
+    pub fn with_tenants(mut self, tenants: impl IntoIterator<Item = TenantPath>) -> Self {
+        self.tenants = tenants.into_iter().collect();
+        self
+    }
+
+    /// Roles carried by the user's tokens.
+    pub fn with_roles<S: Into<String>>(mut self, roles: impl IntoIterator<Item = S>) -> Self {
+        self.roles = roles.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The only scopes the user may be granted.
+    pub fn with_scopes<S: Into<String>>(mut self, scopes: impl IntoIterator<Item = S>) -> Self {
+        self.scopes = Some(scopes.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Extra profile claims for `/connect/userinfo`.
+    pub fn with_profile(mut self, profile: serde_json::Map<String, serde_json::Value>) -> Self {
+        self.profile = profile;
+        self
+    }
+
     /// Whether the user belongs to `tenant` (directly or through a parent tenant).
     pub fn in_tenant(&self, tenant: &TenantPath) -> bool {
         self.tenants.iter().any(|t| t.covers(tenant.as_str()))

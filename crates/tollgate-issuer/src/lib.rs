@@ -13,24 +13,16 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use tollgate_core::{KeySet, SigningAlgorithm, TenantPath};
+//! use tollgate_core::{KeySet, SigningAlgorithm};
 //! use tollgate_issuer::{
 //!     Client, ClientSecret, GrantType, MemoryStore, StaticDirectory, TokenService,
 //! };
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let directory = Arc::new(StaticDirectory::new(
-//!     [Client {
-//!         id: "svc".into(),
-//!         secret: ClientSecret::from_plaintext("svc-secret"),
-//!         grants: vec![GrantType::ClientCredentials],
-//!         scopes: vec!["orders:read".into()],
-//!         audience: vec![],
-//!         max_access_token_lifetime: None,
-//!         roles: vec![],
-//!         tenants: vec![TenantPath::root()],
-//!         introspect_any: false,
-//!     }],
+//!     [Client::new("svc", ClientSecret::from_plaintext("svc-secret"))
+//!         .with_grants([GrantType::ClientCredentials])
+//!         .with_scopes(["orders:read"])],
 //!     [],
 //! )?);
 //! let service = TokenService::builder()

@@ -98,17 +98,17 @@ pub(crate) async fn build(config: Config, source: &Source) -> Result<Setup, Conf
             .collect::<Result<Vec<_>, _>>()?;
         let client_tenants =
             tenant_list(source, c.tenants.as_deref(), &key("tenants"), &known_tenant)?;
-        clients.push(Client {
-            id: c.id,
-            secret,
-            grants,
-            scopes: c.scopes,
-            audience: c.audience,
-            max_access_token_lifetime: c.max_access_token_lifetime.map(Duration::from_secs),
-            roles: c.roles,
-            tenants: client_tenants,
-            introspect_any: c.introspect_any,
-        });
+        let mut client = Client::new(c.id, secret)
+            .with_grants(grants)
+            .with_scopes(c.scopes)
+            .with_audience(c.audience)
+            .with_roles(c.roles)
+            .with_tenants(client_tenants)
+            .with_introspect_any(c.introspect_any);
+        if let Some(seconds) = c.max_access_token_lifetime {
+            client = client.with_max_access_token_lifetime(Duration::from_secs(seconds));
+        }
+        clients.push(client);
     }
     let mut users = Vec::new();
     for (i, u) in config.users.into_iter().enumerate() {
@@ -122,16 +122,16 @@ pub(crate) async fn build(config: Config, source: &Source) -> Result<Setup, Conf
             .iter()
             .map(|(k, v)| (k.clone(), toml_to_json(v)))
             .collect();
-        users.push(User {
-            subject: u.subject.unwrap_or_else(|| u.username.clone()),
-            username: u.username,
-            password,
-            enabled: u.enabled,
-            tenants: user_tenants,
-            roles: u.roles,
-            scopes: u.scopes,
-            profile,
-        });
+        let subject = u.subject.unwrap_or_else(|| u.username.clone());
+        let mut user = User::new(u.username, subject, password)
+            .with_enabled(u.enabled)
+            .with_tenants(user_tenants)
+            .with_roles(u.roles)
+            .with_profile(profile);
+        if let Some(scopes) = u.scopes {
+            user = user.with_scopes(scopes);
+        }
+        users.push(user);
     }
     let directory =
         Arc::new(StaticDirectory::new(clients, users).map_err(|e| source.error_at(None, e))?);

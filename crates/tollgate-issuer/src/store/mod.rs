@@ -7,9 +7,14 @@
 //!
 //! Two implementations: [`SqliteStore`], an embedded SQLite database in a data directory, and
 //! [`MemoryStore`], which keeps everything in the process (for tests, or by explicit choice).
+//! A third-party store checks itself against the same contract with `testing::check_store`
+//! (feature `test-util`).
 
 mod memory;
 mod sqlite;
+#[cfg(any(test, feature = "test-util"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+pub mod testing;
 
 pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;

@@ -554,8 +554,8 @@ fn purge(tx: &Transaction<'_>, before: UnixMillis) -> rusqlite::Result<u64> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::memory::contract::{self, *};
     use super::*;
+    use crate::store::testing::{self, *};
     use tempfile::tempdir;
 
     /// Holds the database's write lock from another connection, as an operator's `sqlite3`
@@ -585,27 +585,22 @@ mod tests {
     #[tokio::test]
     async fn rotation_sticks_across_a_reopen() {
         let dir = tempdir().unwrap();
-        contract::rotation_sticks(&SqliteStore::open(dir.path()).unwrap()).await;
+        testing::rotation_sticks(&SqliteStore::open(dir.path()).unwrap()).await;
         let loaded = SqliteStore::open(dir.path()).unwrap().load(NOW).await;
         assert!(loaded.unwrap().refresh_tokens[0].rotated);
     }
 
     #[tokio::test]
-    async fn upserts_keep_the_maximum() {
-        let dir = tempdir().unwrap();
-        contract::upserts_keep_the_maximum(&SqliteStore::open(dir.path()).unwrap()).await;
-    }
-
-    #[tokio::test]
-    async fn purge_removes_only_expired() {
-        let dir = tempdir().unwrap();
-        contract::purge_removes_only_expired(&SqliteStore::open(dir.path()).unwrap()).await;
-    }
-
-    #[tokio::test]
-    async fn write_behind_then_flush() {
-        let dir = tempdir().unwrap();
-        contract::write_behind_then_flush(&SqliteStore::open(dir.path()).unwrap()).await;
+    async fn keeps_the_store_contract() {
+        // Each check gets its own directory, kept until the end of the test.
+        let dirs = std::cell::RefCell::new(Vec::new());
+        testing::check_store(|| {
+            let dir = tempdir().unwrap();
+            let store = SqliteStore::open(dir.path()).unwrap();
+            dirs.borrow_mut().push(dir);
+            async move { store }
+        })
+        .await;
     }
 
     #[tokio::test]

@@ -1,6 +1,9 @@
 //! The fixture of the contract tests: a `TokenService` on a real socket with a real store, the
 //! clients and users it knows, an app behind a `ValidateBearerLayer` sharing its revocation index,
 //! an HTTP client, and assertions for the error shapes of CONTRACT.md.
+//!
+//! Each endpoint's test file is its own test binary and uses part of this module.
+#![allow(dead_code)]
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -55,35 +58,17 @@ fn client(
     scopes: &[&str],
     edit: impl FnOnce(&mut Client),
 ) -> Client {
-    let mut client = Client {
-        id: id.into(),
-        secret: ClientSecret::from_plaintext(&secret_of(id)),
-        grants: grants.to_vec(),
-        scopes: scopes.iter().map(|s| s.to_string()).collect(),
-        audience: vec![],
-        max_access_token_lifetime: None,
-        roles: vec![],
-        tenants: vec![TenantPath::root()],
-        introspect_any: false,
-    };
+    let mut client = Client::new(id, ClientSecret::from_plaintext(&secret_of(id)))
+        .with_grants(grants.iter().copied())
+        .with_scopes(scopes.iter().copied());
     edit(&mut client);
     client
 }
 
 fn user(name: &str, subject: &str, tenants: &[&str], edit: impl FnOnce(&mut User)) -> User {
-    let mut user = User {
-        username: name.into(),
-        subject: subject.into(),
-        password: password_hash(),
-        enabled: true,
-        tenants: tenants
-            .iter()
-            .map(|t| TenantPath::parse(t).unwrap())
-            .collect(),
-        roles: vec!["user".into()],
-        scopes: None,
-        profile: serde_json::Map::new(),
-    };
+    let mut user = User::new(name, subject, password_hash())
+        .with_tenants(tenants.iter().map(|t| TenantPath::parse(t).unwrap()))
+        .with_roles(["user"]);
     edit(&mut user);
     user
 }
@@ -715,4 +700,32 @@ fn offset_suffix(hours: i8) -> String {
 pub fn utc_date(days: i64) -> String {
     let ts = jiff::Timestamp::from_millisecond(now_ms() + days * 86_400_000).unwrap();
     jiff::tz::Offset::UTC.to_datetime(ts).date().to_string()
+}
+
+/// The paths of the endpoints under test.
+pub const TOKEN: &str = "/connect/token";
+pub const REVOCATION: &str = "/connect/revocation";
+pub const API_REVOKE: &str = "/api/id/v1/auth/token/revoke";
+pub const BATCH: &str = "/api/v2/identity/token/batch-revocation";
+pub const INTROSPECT: &str = "/connect/introspect";
+pub const USERINFO: &str = "/connect/userinfo";
+pub const FORM_ENDPOINTS: [&str; 4] = [TOKEN, REVOCATION, API_REVOKE, INTROSPECT];
+
+/// Asserts the error shape of `path`'s endpoint: camelCase for the Revoke Auth Token API, RFC 6749
+/// for the others.
+#[track_caller]
+pub fn assert_endpoint_error(path: &str, reply: &Reply, status: StatusCode, code: &str) {
+    if path == API_REVOKE {
+        assert_camel_error(reply, status, code);
+    } else {
+        assert_oauth_error(reply, status, code);
+    }
+}
+
+/// A minimal valid form for `path` (client credentials of `svc` in the body).
+pub fn valid_params(path: &str) -> Vec<(&'static str, &'static str)> {
+    match path {
+        TOKEN => vec![("grant_type", "client_credentials")],
+        _ => vec![("token", "not-a-token")],
+    }
 }

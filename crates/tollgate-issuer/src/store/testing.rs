@@ -1,0 +1,316 @@
+//! The contract every [`Store`] must keep, as a test kit: run [`check_store`] against your own
+//! implementation (tollgate runs it against [`MemoryStore`](super::MemoryStore) and
+//! [`SqliteStore`](super::SqliteStore)).
+//!
+//! Available with the `test-util` feature.
+//!
+//! ```
+//! # async fn run() {
+//! use tollgate_issuer::store::{MemoryStore, testing};
+//!
+//! // A fresh, empty store for each check.
+//! testing::check_store(|| async { MemoryStore::new() }).await;
+//! # }
+//! ```
+//!
+//! Each check panics with a message naming what the store got wrong, as a test should.
+
+use super::{AccessTokenRecord, Loaded, Record, RefreshTokenRecord, Store};
+use std::future::Future;
+use tollgate_core::{CutoffScope, RevocationEvent, UnixMillis};
+
+/// The instant the records of [`every_record_kind`] are loaded at.
+pub const NOW: UnixMillis = UnixMillis(1_000_000);
+
+/// An access token of `web`'s user `alice` in `/Org/Sub`, with a grant, issued ten minutes
+/// before it expires.
+pub fn access_token(jti: &str, expires_at: i64) -> AccessTokenRecord {
+    AccessTokenRecord {
+        jti: jti.into(),
+        grant_id: Some(format!("grant-of-{jti}")),
+        tenant: "/Org/Sub".into(),
+        subject: "alice".into(),
+        client_id: "web".into(),
+        issued_at: UnixMillis(expires_at - 600_000),
+        expires_at: UnixMillis(expires_at),
+    }
+}
+
+/// A refresh token whose hash is `[id; 32]`, of grant `grant-<id>`, issued an hour before it
+/// expires.
+pub fn refresh_token(id: u8, expires_at: i64) -> RefreshTokenRecord {
+    RefreshTokenRecord {
+        hash: [id; 32],
+        grant_id: format!("grant-{id}"),
+        client_id: "web".into(),
+        subject: "alice".into(),
+        tenant: "/Org".into(),
+        scope: "openid profile".into(),
+        issued_at: UnixMillis(expires_at - 3_600_000),
+        expires_at: UnixMillis(expires_at),
+        rotated: false,
+    }
+}
+
+fn cutoff(scope: CutoffScope, issued_before: i64) -> Record {
+    Record::Revocation(RevocationEvent::Cutoff {
+        scope,
+        issued_before: UnixMillis(issued_before),
+    })
+}
+
+/// Every kind of record, some of them expired at [`NOW`].
+pub fn every_record_kind() -> Vec<Record> {
+    let now = NOW.0;
+    let no_grant = AccessTokenRecord {
+        grant_id: None,
+        ..access_token("no-grant", now + 1)
+    };
+    vec![
+        Record::AccessToken(access_token("live", now + 60_000)),
+        Record::AccessToken(no_grant),
+        Record::AccessToken(access_token("expires-now", now)),
+        Record::AccessToken(access_token("expired", now - 1)),
+        Record::RefreshToken(refresh_token(1, now + 60_000)),
+        Record::RefreshToken(refresh_token(2, now + 60_000)),
+        Record::RefreshRotated([2; 32]),
+        Record::RefreshToken(refresh_token(3, now - 1)),
+        Record::Revocation(RevocationEvent::Token {
+            jti: "revoked".into(),
+            expires_at: UnixMillis(now + 60_000),
+        }),
+        // Stored revocations load even once expired: only purge forgets them.
+        Record::Revocation(RevocationEvent::Grant {
+            grant_id: "grant-1".into(),
+            expires_at: UnixMillis(now - 1),
+        }),
+        cutoff(CutoffScope::All, 10),
+        cutoff(CutoffScope::Tenant("/Org".into()), 20),
+        cutoff(CutoffScope::Subject("alice".into()), 30),
+        cutoff(CutoffScope::Client("web".into()), 40),
+    ]
+}
+
+/// Asserts that `loaded` (at [`NOW`]) is what [`every_record_kind`] leaves live.
+pub fn assert_every_record_kind(loaded: Loaded) {
+    let now = NOW.0;
+    let mut records = every_record_kind();
+    records.retain(|r| !matches!(r, Record::RefreshRotated(_)));
+    let expected = Loaded {
+        access_tokens: vec![
+            access_token("live", now + 60_000),
+            AccessTokenRecord {
+                grant_id: None,
+                ..access_token("no-grant", now + 1)
+            },
+            access_token("expires-now", now),
+        ],
+        refresh_tokens: vec![
+            refresh_token(1, now + 60_000),
+            RefreshTokenRecord {
+                rotated: true,
+                ..refresh_token(2, now + 60_000)
+            },
+        ],
+        revocations: records
+            .into_iter()
+            .filter_map(|r| match r {
+                Record::Revocation(event) => Some(event),
+                _ => None,
+            })
+            .collect(),
+    };
+    assert_eq!(sorted(loaded), sorted(expected));
+}
+
+/// `loaded` in a canonical order: stores return rows in no particular order.
+pub fn sorted(mut loaded: Loaded) -> Loaded {
+    loaded.access_tokens.sort_by(|a, b| a.jti.cmp(&b.jti));
+    loaded.refresh_tokens.sort_by_key(|t| t.hash);
+    loaded.revocations.sort_by_key(|e| format!("{e:?}"));
+    loaded
+}
+
+/// A refresh token once rotated stays rotated, even if its issuance is written again.
+pub async fn rotation_sticks(store: &dyn Store) {
+    let token = refresh_token(7, NOW.0 + 60_000);
+    let commits = [
+        Record::RefreshToken(token.clone()),
+        Record::RefreshRotated(token.hash),
+        Record::RefreshToken(token.clone()),
+    ];
+    for record in commits {
+        store.commit(vec![record]).await.expect("commit");
+    }
+    let loaded = store.load(NOW).await.expect("the store failed");
+    assert_eq!(
+        loaded.refresh_tokens,
+        vec![RefreshTokenRecord {
+            rotated: true,
+            ..token
+        }]
+    );
+}
+
+/// Token and grant revocations keep the latest expiry, cutoffs the latest instant, whatever
+/// the order they were written in, across commits and within one.
+pub async fn upserts_keep_the_maximum(store: &dyn Store) {
+    let token = |expires_at| {
+        Record::Revocation(RevocationEvent::Token {
+            jti: "t".into(),
+            expires_at: UnixMillis(expires_at),
+        })
+    };
+    let grant = |expires_at| {
+        Record::Revocation(RevocationEvent::Grant {
+            grant_id: "g".into(),
+            expires_at: UnixMillis(expires_at),
+        })
+    };
+    let subject = |at| cutoff(CutoffScope::Subject("alice".into()), at);
+    let all = |at| cutoff(CutoffScope::All, at);
+    store
+        .commit(vec![token(500), grant(300)])
+        .await
+        .expect("the store failed");
+    store
+        .commit(vec![token(300), grant(500)])
+        .await
+        .expect("the store failed");
+    store
+        .commit(vec![subject(500), subject(300), all(300), all(500)])
+        .await
+        .expect("the store failed");
+    store
+        .commit(vec![subject(400), all(400)])
+        .await
+        .expect("the store failed");
+
+    let loaded = store.load(NOW).await.expect("the store failed");
+    let expected = Loaded {
+        revocations: vec![token(500), grant(500), subject(500), all(500)]
+            .into_iter()
+            .filter_map(|r| match r {
+                Record::Revocation(event) => Some(event),
+                _ => None,
+            })
+            .collect(),
+        ..Loaded::default()
+    };
+    assert_eq!(sorted(loaded), sorted(expected));
+}
+
+/// Purge forgets tokens and token/grant revocations that expired strictly before the
+/// instant, never cutoffs, and counts what went.
+pub async fn purge_removes_only_expired(store: &dyn Store) {
+    let revoke_token = |jti: &str, expires_at| {
+        Record::Revocation(RevocationEvent::Token {
+            jti: jti.into(),
+            expires_at: UnixMillis(expires_at),
+        })
+    };
+    let revoke_grant = |expires_at| {
+        Record::Revocation(RevocationEvent::Grant {
+            grant_id: "g".into(),
+            expires_at: UnixMillis(expires_at),
+        })
+    };
+    store
+        .commit(vec![
+            Record::AccessToken(access_token("gone", 100)),
+            Record::AccessToken(access_token("at-the-instant", 200)),
+            Record::AccessToken(access_token("later", 300)),
+            Record::RefreshToken(refresh_token(1, 100)),
+            Record::RefreshToken(refresh_token(2, 200)),
+            revoke_token("gone", 199),
+            revoke_token("kept", 200),
+            revoke_grant(150),
+            cutoff(CutoffScope::All, 1),
+            cutoff(CutoffScope::Client("web".into()), 2),
+        ])
+        .await
+        .expect("the store failed");
+
+    assert_eq!(
+        store
+            .purge(UnixMillis(200))
+            .await
+            .expect("the store failed"),
+        4
+    );
+    let loaded = store.load(UnixMillis(0)).await.expect("the store failed");
+    let expected = Loaded {
+        access_tokens: vec![
+            access_token("at-the-instant", 200),
+            access_token("later", 300),
+        ],
+        refresh_tokens: vec![refresh_token(2, 200)],
+        revocations: vec![
+            RevocationEvent::Token {
+                jti: "kept".into(),
+                expires_at: UnixMillis(200),
+            },
+            RevocationEvent::Cutoff {
+                scope: CutoffScope::All,
+                issued_before: UnixMillis(1),
+            },
+            RevocationEvent::Cutoff {
+                scope: CutoffScope::Client("web".into()),
+                issued_before: UnixMillis(2),
+            },
+        ],
+    };
+    assert_eq!(sorted(loaded), sorted(expected));
+    // Cutoffs stay even when purging far in the future.
+    assert_eq!(
+        store
+            .purge(UnixMillis(i64::MAX))
+            .await
+            .expect("the store failed"),
+        4
+    );
+    assert_eq!(
+        store
+            .load(UnixMillis(0))
+            .await
+            .expect("the store failed")
+            .revocations
+            .len(),
+        2
+    );
+}
+
+/// Written-behind records are in what `load` reads once `flush` has resolved.
+pub async fn write_behind_then_flush(store: &dyn Store) {
+    store
+        .write_behind(every_record_kind())
+        .expect("the store failed");
+    store.flush().await.expect("the store failed");
+    assert_every_record_kind(store.load(NOW).await.expect("the store failed"));
+}
+
+/// Runs every check of the store contract, each against a fresh store from `new_store`:
+///
+/// - every kind of record written in one commit is read back by `load`, the expired ones
+///   excepted ([`every_record_kind`], [`assert_every_record_kind`]);
+/// - a rotated refresh token stays rotated even if its issuance is written again;
+/// - revocations keep the latest expiry and cutoffs the latest instant, in any order;
+/// - `purge` forgets exactly what expired before the instant, never a cutoff, and counts it;
+/// - written-behind records are loaded once `flush` has resolved.
+pub async fn check_store<S, F, Fut>(mut new_store: F)
+where
+    S: Store,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = S>,
+{
+    let store = new_store().await;
+    store
+        .commit(every_record_kind())
+        .await
+        .expect("commit every kind of record");
+    assert_every_record_kind(store.load(NOW).await.expect("load"));
+    rotation_sticks(&new_store().await).await;
+    upserts_keep_the_maximum(&new_store().await).await;
+    purge_removes_only_expired(&new_store().await).await;
+    write_behind_then_flush(&new_store().await).await;
+}
