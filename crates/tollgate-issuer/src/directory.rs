@@ -279,13 +279,14 @@ pub struct StaticDirectory {
     users_by_subject: HashMap<String, Arc<User>>,
 }
 
-/// Two entries share an identifier.
+/// Two entries share an identifier: a client id, a username, or a subject (a client id counts as
+/// a subject, since `client_credentials` tokens carry the client id as `sub`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DuplicateEntry(pub String);
 
 impl fmt::Display for DuplicateEntry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} is defined twice", self.0)
+        f.write_str(&self.0)
     }
 }
 
@@ -305,7 +306,7 @@ impl StaticDirectory {
                 .insert(id.clone(), Arc::new(client))
                 .is_some()
             {
-                return Err(DuplicateEntry(format!("client `{id}`")));
+                return Err(DuplicateEntry(format!("client `{id}` is defined twice")));
             }
         }
         for user in users {
@@ -315,14 +316,28 @@ impl StaticDirectory {
                 .insert(user.username.clone(), user.clone())
                 .is_some()
             {
-                return Err(DuplicateEntry(format!("user `{}`", user.username)));
+                return Err(DuplicateEntry(format!(
+                    "user `{}` is defined twice",
+                    user.username
+                )));
             }
             if directory
                 .users_by_subject
                 .insert(user.subject.clone(), user.clone())
                 .is_some()
             {
-                return Err(DuplicateEntry(format!("subject `{}`", user.subject)));
+                return Err(DuplicateEntry(format!(
+                    "subject `{}` is defined twice",
+                    user.subject
+                )));
+            }
+            if directory.clients.contains_key(&user.subject) {
+                // A resource server would take the client's tokens for the user's.
+                return Err(DuplicateEntry(format!(
+                    "`{}` is both a client id and a user's subject: client_credentials tokens \
+                     would carry that user's `sub`",
+                    user.subject
+                )));
             }
         }
         Ok(directory)
@@ -356,5 +371,32 @@ impl Users for StaticDirectory {
     fn by_subject<'a>(&'a self, subject: &'a str) -> DirectoryFuture<'a, Option<Arc<User>>> {
         let found = self.users_by_subject.get(subject).cloned();
         Box::pin(std::future::ready(Ok(found)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hash() -> PasswordHash {
+        PasswordHash::hash(b"pw").unwrap()
+    }
+
+    #[test]
+    fn ids_names_and_subjects_are_unique_and_no_client_shares_a_users_subject() {
+        let client = |id: &str| Client::new(id, ClientSecret::from_plaintext("s"));
+        let err = StaticDirectory::new([client("a"), client("a")], []).unwrap_err();
+        assert_eq!(err.to_string(), "client `a` is defined twice");
+        let err =
+            StaticDirectory::new([client("svc")], [User::new("alice", "svc", hash())]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("both a client id and a user's subject"),
+            "{err}"
+        );
+        assert!(
+            StaticDirectory::new([client("svc")], [User::new("svc", "u-1", hash())]).is_ok(),
+            "a username may equal a client id: it is never a token's sub"
+        );
     }
 }

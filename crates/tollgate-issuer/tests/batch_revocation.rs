@@ -6,7 +6,7 @@
 mod support;
 
 use http::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::time::Duration;
 use support::*;
 
@@ -134,27 +134,90 @@ async fn batch_revocation_counts_exactly_what_it_revoked_and_cut_off_grants_cann
 async fn creation_before_absent_or_null_means_now() {
     let server = Server::start().await;
     let mut victim = server.cc_token("svc").await;
-    for body in [
-        Some(json!({})),
-        Some(json!({"creationBefore": null})),
-        Some(Value::Null),
-        None,
-    ] {
+    for body in [json!({}), json!({"creationBefore": null})] {
         let admin = server.admin_token().await;
-        settle().await;
-        let call = server.post(BATCH).bearer(&admin);
-        let reply = match &body {
-            Some(body) => call.json(body).send().await,
-            None => call.send().await,
-        };
-        assert_eq!(reply.status, StatusCode::OK, "{body:?}: {}", reply.text());
+        let reply = server.batch(&admin, body.clone()).await;
+        assert_eq!(reply.status, StatusCode::OK, "{body}: {}", reply.text());
         // The victim and the caller's own token: everything live was issued before now.
-        assert_eq!(reply.json(), json!({"count": 2}), "{body:?}");
+        assert_eq!(reply.json(), json!({"count": 2}), "{body}");
         assert!(server.refused_as_revoked(&victim).await);
         assert!(server.refused_as_revoked(&admin).await);
         victim = server.cc_token("svc").await;
         assert!(server.accepted(&victim).await);
     }
+}
+
+#[tokio::test]
+async fn a_missing_null_or_mistyped_body_is_400_and_cuts_off_nothing() {
+    let server = Server::start().await;
+    let victim = server.cc_token("svc").await;
+    let admin = server.admin_token().await;
+    settle().await;
+    let cases: [(&str, Option<&str>); 6] = [
+        ("no body, no content type", None),
+        ("application/json", Some("")),
+        ("application/json", Some("null")),
+        ("application/json", Some("[]")),
+        ("application/json", Some("\"2025-01-01\"")),
+        ("text/plain", Some("{}")),
+    ];
+    for (content_type, body) in cases {
+        let call = server.post(BATCH).bearer(&admin);
+        let reply = match body {
+            Some(body) => call.body(content_type, body.to_owned()).send().await,
+            None => call.send().await,
+        };
+        assert_plugin_error(&reply, StatusCode::BAD_REQUEST);
+        assert!(server.accepted(&victim).await, "{content_type} {body:?}");
+    }
+    // A form body is not a JSON object either.
+    let reply = server
+        .post(BATCH)
+        .bearer(&admin)
+        .body("application/x-www-form-urlencoded", "creationBefore=")
+        .send()
+        .await;
+    assert_plugin_error(&reply, StatusCode::BAD_REQUEST);
+    assert!(server.accepted(&victim).await);
+}
+
+#[tokio::test]
+async fn an_admin_below_the_root_tenant_reaches_only_its_own_tenant() {
+    let server = Server::start().await;
+    let in_org = server
+        .cc("svc", &[("tenant_path", "/Org/Sub")])
+        .await
+        .access;
+    let elsewhere = server.cc("svc", &[("tenant_path", "/Other")]).await.access;
+    let org_admin = server.cc_token("org-admin").await;
+    for body in [
+        json!({}),
+        json!({"tenantPath": "/Other"}),
+        json!({"tenantPath": "/"}),
+        json!({"subject": "svc"}),
+        json!({"clientId": "svc"}),
+    ] {
+        let reply = server.batch(&org_admin, body.clone()).await;
+        assert_plugin_error(&reply, StatusCode::FORBIDDEN);
+        assert!(server.accepted(&in_org).await, "{body}");
+        assert!(server.accepted(&elsewhere).await, "{body}");
+    }
+    assert_eq!(
+        server
+            .batch_count(&org_admin, json!({"tenantPath": "/Org/Sub"}))
+            .await,
+        1
+    );
+    assert!(server.refused_as_revoked(&in_org).await);
+    assert!(server.accepted(&elsewhere).await);
+    // The root tenant's admin reaches everything.
+    let admin = server.admin_token().await;
+    assert_eq!(
+        server
+            .batch_count(&admin, json!({"tenantPath": "/Other"}))
+            .await,
+        1
+    );
 }
 
 #[tokio::test]
@@ -224,6 +287,17 @@ async fn creation_before_in_the_future_or_unparseable_is_400() {
         let reply = server.batch(&admin, body.clone()).await;
         let error = assert_plugin_error(&reply, StatusCode::BAD_REQUEST);
         assert_eq!(error["code"], "invalid_request", "{body}");
+    }
+    // Far in the future is said to be in the future, even past the years dates are parsed for.
+    for far in [
+        utc_date(3_650),
+        "9999-12-31T23:59:59Z".into(),
+        "10000-01-01T00:00:00Z".into(),
+        "+010000-01-01".into(),
+    ] {
+        let reply = server.batch(&admin, json!({"creationBefore": far})).await;
+        let error = assert_plugin_error(&reply, StatusCode::BAD_REQUEST);
+        assert_eq!(error["message"], "creationBefore is in the future", "{far}");
     }
     let reply = server
         .post(BATCH)

@@ -3,15 +3,15 @@
 
 use crate::issuer::Issuer;
 use crate::ledger::CutOffError;
-use crate::protocol::form::{BoxError, read_body};
+use crate::protocol::form::{BoxError, has_content_type, read_body};
 use crate::protocol::response::{self, ErrorCode, Failure, ResponseBody};
-use http::{Response, StatusCode};
+use http::{HeaderMap, Response, StatusCode};
 use http_body::Body;
 use serde::{Deserialize, Serialize};
 use tollgate_core::{Claims, CutoffScope, TenantPath, UnixMillis};
 
 /// `TokenBatchRevocationRequestModel`, plus tollgate's narrowing fields.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct BatchRequest {
     creation_before: Option<String>,
@@ -27,6 +27,35 @@ struct BatchResponse {
 
 fn bad(message: &'static str) -> Failure {
     Failure::invalid_request(message)
+}
+
+/// Whether an admin of `admin_tenant` may cut off `scope`: an admin of the root tenant anything;
+/// any other admin only its own tenant and the tenants below it, never a scope that crosses
+/// tenants (everyone, a subject, a client).
+fn within_reach(admin_tenant: &str, scope: &CutoffScope) -> bool {
+    if admin_tenant == TenantPath::root().as_str() {
+        return true;
+    }
+    match scope {
+        CutoffScope::Tenant(path) => TenantPath::parse(admin_tenant).is_ok_and(|t| t.covers(path)),
+        _ => false,
+    }
+}
+
+fn in_the_future() -> Failure {
+    bad("creationBefore is in the future")
+}
+
+/// Whether `s` starts with a year of 9999 or later (ISO 8601 expanded years included:
+/// `+010000-01-01`): at or beyond the end of the range instants are parsed for, and certainly in
+/// the future, which is the truer answer when `s` does not parse.
+fn far_future_year(s: &str) -> bool {
+    let s = s.trim();
+    let s = s.strip_prefix('+').unwrap_or(s);
+    let year = s.split('-').next().unwrap_or("");
+    year.len() >= 4
+        && year.bytes().all(|b| b.is_ascii_digit())
+        && year.parse::<u64>().map_or(true, |y| y >= 9999)
 }
 
 /// Parses ISO 8601: an RFC 3339 instant with offset, a date-time without offset (taken as UTC),
@@ -50,6 +79,7 @@ pub(crate) fn parse_instant(s: &str) -> Option<UnixMillis> {
 pub(crate) async fn handle<B>(
     issuer: &Issuer,
     claims: &Claims,
+    headers: &HeaderMap,
     body: B,
 ) -> Result<Response<ResponseBody>, Failure>
 where
@@ -63,16 +93,15 @@ where
             "the admin role is required",
         ));
     }
+    // The most destructive call of the API is never the answer to a missing or mistyped body.
+    if !has_content_type(headers, "application/json") {
+        return Err(bad(
+            "the body must be JSON (Content-Type: application/json)",
+        ));
+    }
     let body = read_body(body).await?;
-    let request: BatchRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        BatchRequest::default()
-    } else {
-        serde_json::from_slice::<Option<BatchRequest>>(&body)
-            .map_err(|_| {
-                bad("the body must be a JSON object {\"creationBefore\": ISO 8601 | null}")
-            })?
-            .unwrap_or_default()
-    };
+    let request: BatchRequest = serde_json::from_slice(&body)
+        .map_err(|_| bad("the body must be a JSON object {\"creationBefore\": ISO 8601 | null}"))?;
     let scope = match (request.tenant_path, request.subject, request.client_id) {
         (None, None, None) => CutoffScope::All,
         (Some(path), None, None) => {
@@ -87,18 +116,27 @@ where
             ));
         }
     };
+    if !within_reach(claims.tenant(), &scope) {
+        return Err(Failure::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::AccessDenied,
+            "outside the admin's tenant: an admin below the root tenant may only cut off its own tenant or a tenant below it",
+        ));
+    }
     let asked = match request.creation_before.as_deref() {
         None => None,
-        Some(s) => {
-            Some(parse_instant(s).ok_or(bad("creationBefore is not an ISO 8601 date-time"))?)
-        }
+        Some(s) => match parse_instant(s) {
+            Some(instant) => Some(instant),
+            None if far_future_year(s) => return Err(in_the_future()),
+            None => return Err(bad("creationBefore is not an ISO 8601 date-time")),
+        },
     };
     let cut = issuer
         .ledger
         .cut_off(scope.clone(), asked)
         .await
         .map_err(|e| match e {
-            CutOffError::InTheFuture => bad("creationBefore is in the future"),
+            CutOffError::InTheFuture => in_the_future(),
             CutOffError::Ledger(e) => e.into(),
         })?;
     tracing::info!(
@@ -115,8 +153,26 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::parse_instant;
-    use tollgate_core::UnixMillis;
+    use super::{parse_instant, within_reach};
+    use tollgate_core::{CutoffScope, UnixMillis};
+
+    #[test]
+    fn an_admin_reaches_its_own_tenant_and_below_only() {
+        let tenant = |p: &str| CutoffScope::Tenant(p.into());
+        for scope in [
+            CutoffScope::All,
+            tenant("/Globex"),
+            CutoffScope::Subject("s".into()),
+            CutoffScope::Client("c".into()),
+        ] {
+            assert!(within_reach("/", &scope));
+            assert!(!within_reach("/Acme", &scope), "{scope:?}");
+        }
+        assert!(within_reach("/Acme", &tenant("/Acme")));
+        assert!(within_reach("/Acme", &tenant("/Acme/Sales")));
+        assert!(!within_reach("/Acme", &tenant("/")));
+        assert!(!within_reach("/Acme", &tenant("/AcmeCorp")));
+    }
 
     #[test]
     fn instants_in_every_accepted_shape() {
@@ -140,5 +196,17 @@ mod tests {
         assert_eq!(parse_instant("yesterday"), None);
         assert_eq!(parse_instant("2025-13-01"), None);
         assert_eq!(parse_instant(""), None);
+    }
+
+    #[test]
+    fn years_from_9999_on_are_recognised_as_the_future() {
+        use super::far_future_year;
+        assert!(far_future_year("10000-01-01T00:00:00Z"));
+        assert!(far_future_year("+010000-01-01"));
+        assert!(far_future_year("9999-12-31T23:59:59Z"));
+        assert!(!far_future_year("9998-12-31"));
+        assert!(!far_future_year("2025-10-01"));
+        assert!(!far_future_year("garbage"));
+        assert!(!far_future_year("-10000-01-01"));
     }
 }

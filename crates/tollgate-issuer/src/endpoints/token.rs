@@ -88,30 +88,34 @@ fn only_tenant_or_root(tenants: &[TenantPath]) -> TenantPath {
 }
 
 /// The granted scope: every allowed scope when none is asked for; `invalid_scope` when any asked
-/// scope is not allowed. Returned in the allowed list's order, without repeats.
+/// scope is not allowed. Returned in the allowed list's order, each scope once.
 fn scope<'a>(
     asked: Option<&str>,
-    allowed: impl Iterator<Item = &'a str> + Clone,
+    allowed: impl Iterator<Item = &'a str>,
 ) -> Result<String, Failure> {
-    let Some(asked) = asked else {
-        return Ok(allowed.collect::<Vec<_>>().join(" "));
-    };
-    let asked: Vec<&str> = asked.split(' ').filter(|s| !s.is_empty()).collect();
-    // Separators only name no scope: as if `scope` were empty, hence absent.
-    if asked.is_empty() {
-        return Ok(allowed.collect::<Vec<_>>().join(" "));
+    let mut granted: Vec<&str> = Vec::new();
+    for scope in allowed {
+        if !granted.contains(&scope) {
+            granted.push(scope);
+        }
     }
-    if let Some(bad) = asked.iter().find(|s| !allowed.clone().any(|a| a == **s)) {
-        tracing::debug!(scope = %bad, "scope not allowed");
-        return Err(Failure::bad_request(
-            ErrorCode::InvalidScope,
-            "a requested scope is not allowed",
-        ));
+    let asked: Vec<&str> = asked
+        .unwrap_or("")
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .collect();
+    // Absent, empty or separators only: every allowed scope.
+    if !asked.is_empty() {
+        if let Some(bad) = asked.iter().find(|s| !granted.contains(s)) {
+            tracing::debug!(scope = %bad, "scope not allowed");
+            return Err(Failure::bad_request(
+                ErrorCode::InvalidScope,
+                "a requested scope is not allowed",
+            ));
+        }
+        granted.retain(|s| asked.contains(s));
     }
-    Ok(allowed
-        .filter(|a| asked.contains(a))
-        .collect::<Vec<_>>()
-        .join(" "))
+    Ok(granted.join(" "))
 }
 
 fn token_response(issued: &Issued, lifetime: Duration, scope: &str) -> Response<ResponseBody> {
@@ -176,7 +180,7 @@ async fn password(
         Err(SignInError::Invalid) => return Err(invalid_credentials()),
         Err(SignInError::Throttled(wait)) => {
             return Err(Failure {
-                retry_after: Some(wait.as_secs().max(1)),
+                retry_after: Some(wait),
                 ..Failure::new(
                     StatusCode::TOO_MANY_REQUESTS,
                     ErrorCode::InvalidGrant,
@@ -287,6 +291,15 @@ mod tests {
         );
         assert_eq!(
             scope(Some("write  read"), allowed.iter().copied()).unwrap(),
+            "read write"
+        );
+        assert_eq!(
+            scope(Some("read read"), ["read", "write", "read"].into_iter()).unwrap(),
+            "read",
+            "each scope once, however often asked or configured"
+        );
+        assert_eq!(
+            scope(None, ["read", "write", "read"].into_iter()).unwrap(),
             "read write"
         );
         assert_eq!(

@@ -7,6 +7,7 @@ use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, PRAGMA, RETRY_AFTER, WWW_
 use http::{HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 use serde::Serialize;
+use std::time::Duration;
 
 /// The body of every response the token service sends.
 pub type ResponseBody = Full<Bytes>;
@@ -50,8 +51,9 @@ pub(crate) struct Failure {
     /// Add `WWW-Authenticate: Basic realm="tollgate"` (client authentication failed through the
     /// Authorization header).
     pub(crate) basic_challenge: bool,
-    /// Seconds for `Retry-After` (storage outage, throttling).
-    pub(crate) retry_after: Option<u64>,
+    /// How long until a retry may succeed (storage outage, throttling): `Retry-After`, in whole
+    /// seconds rounded up, so that an obedient client is not refused again.
+    pub(crate) retry_after: Option<Duration>,
     /// Only for 405.
     pub(crate) allow: Option<&'static str>,
 }
@@ -79,7 +81,7 @@ impl Failure {
     /// Storage is unavailable: nothing was changed, and the caller should retry.
     pub(crate) fn unavailable() -> Self {
         Failure {
-            retry_after: Some(1),
+            retry_after: Some(Duration::from_secs(1)),
             ..Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 ErrorCode::TemporarilyUnavailable,
@@ -170,14 +172,20 @@ impl Failure {
                 HeaderValue::from_static("Basic realm=\"tollgate\""),
             );
         }
-        if let Some(seconds) = self.retry_after {
-            headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
+        if let Some(wait) = self.retry_after {
+            headers.insert(RETRY_AFTER, HeaderValue::from(retry_after_seconds(wait)));
         }
         if let Some(allow) = self.allow {
             headers.insert(ALLOW, HeaderValue::from_static(allow));
         }
         response
     }
+}
+
+/// `Retry-After` for a wait: whole seconds, rounded up, at least 1.
+fn retry_after_seconds(wait: Duration) -> u64 {
+    let millis = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+    millis.div_ceil(1000).max(1)
 }
 
 /// The error body an endpoint answers with.
@@ -281,4 +289,24 @@ fn with_no_store(
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds() {
+        let header = |wait: Duration| {
+            let failure = Failure {
+                retry_after: Some(wait),
+                ..Failure::unavailable()
+            };
+            failure.into_oauth().headers()[RETRY_AFTER].clone()
+        };
+        assert_eq!(header(Duration::from_millis(1_900)), "2");
+        assert_eq!(header(Duration::from_millis(2_000)), "2");
+        assert_eq!(header(Duration::from_millis(2_001)), "3");
+        assert_eq!(header(Duration::ZERO), "1");
+    }
 }

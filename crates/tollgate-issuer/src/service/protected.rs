@@ -118,7 +118,8 @@ where
                 ProtectedEndpoint::Userinfo => userinfo::handle(&issuer, &claims).await,
                 // Detached, like the form endpoints: a cutoff on disk is always applied.
                 ProtectedEndpoint::BatchRevocation => tokio::spawn(async move {
-                    batch_revocation::handle(&issuer, &claims, request.into_body()).await
+                    let (parts, body) = request.into_parts();
+                    batch_revocation::handle(&issuer, &claims, &parts.headers, body).await
                 })
                 .await
                 .unwrap_or_else(|_| Err(Failure::internal()))

@@ -82,6 +82,7 @@ fn user(name: &str, subject: &str, tenants: &[&str], edit: impl FnOnce(&mut User
 /// * `admin`: client_credentials with role `admin` (the batch-revocation API's role).
 /// * `rs`: a resource server allowed to introspect any token.
 /// * `org-svc`: client_credentials, only in tenant `/Org`.
+/// * `org-admin`: like `admin`, but only in tenant `/Org`.
 /// * [`ODD_CLIENT`]: client_credentials, with a secret that needs encoding.
 ///
 /// Users (password [`PASSWORD`]): `alice` (root tenant), `bob` (`/Org`), `carol` (disabled),
@@ -115,6 +116,10 @@ fn directory() -> Arc<StaticDirectory> {
         }),
         client("rs", &[], &[], |c| c.introspect_any = true),
         client("org-svc", &[ClientCredentials], &["orders:read"], |c| {
+            c.tenants = vec![TenantPath::parse("/Org").unwrap()];
+        }),
+        client("org-admin", &[ClientCredentials], &["ops"], |c| {
+            c.roles = vec!["admin".into()];
             c.tenants = vec![TenantPath::parse("/Org").unwrap()];
         }),
         client(ODD_CLIENT, &[ClientCredentials], &["orders:read"], |c| {
