@@ -415,3 +415,22 @@ async fn batch_revocation_narrows_by_at_most_one_field() {
         1
     );
 }
+
+#[tokio::test]
+async fn subjects_and_client_ids_longer_than_256_bytes_are_refused() {
+    let server = Server::start().await;
+    let admin = server.admin_token().await;
+    let long = "s".repeat(257);
+    for body in [json!({"subject": long}), json!({"clientId": long})] {
+        let reply = server.batch(&admin, body.clone()).await;
+        assert_plugin_error(&reply, StatusCode::BAD_REQUEST);
+    }
+    assert!(server.accepted(&admin).await, "nothing was cut off");
+    let at_limit = "s".repeat(256);
+    assert_eq!(
+        server
+            .batch_count(&admin, json!({"subject": at_limit}))
+            .await,
+        0
+    );
+}

@@ -464,3 +464,19 @@ async fn hostile_input_never_panics_or_leaks_internals() {
     // Still serving.
     server.cc_token("svc").await;
 }
+
+#[tokio::test]
+async fn client_ids_longer_than_256_bytes_are_an_unknown_client() {
+    let server = Server::start().await;
+    let long = "c".repeat(257);
+    let reply = server
+        .post(TOKEN)
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", &long),
+            ("client_secret", "x"),
+        ])
+        .send()
+        .await;
+    assert_oauth_error(&reply, StatusCode::UNAUTHORIZED, "invalid_client");
+}

@@ -623,3 +623,32 @@ async fn refresh_without_or_with_an_unknown_refresh_token_is_refused() {
         assert_oauth_error(&reply, StatusCode::BAD_REQUEST, "invalid_grant");
     }
 }
+
+#[tokio::test]
+async fn usernames_longer_than_256_bytes_are_refused_before_anything_is_kept() {
+    let server = Server::start().await;
+    let long = "u".repeat(257);
+    let reply = server
+        .token(
+            "web",
+            &[
+                ("grant_type", "password"),
+                ("username", &long),
+                ("password", "guess"),
+            ],
+        )
+        .await;
+    assert_oauth_error(&reply, StatusCode::BAD_REQUEST, "invalid_request");
+    // At the limit, a name is an ordinary (unknown) user.
+    let reply = server
+        .token(
+            "web",
+            &[
+                ("grant_type", "password"),
+                ("username", &"u".repeat(256)),
+                ("password", "guess"),
+            ],
+        )
+        .await;
+    assert_oauth_error(&reply, StatusCode::BAD_REQUEST, "invalid_grant");
+}

@@ -3,6 +3,7 @@
 
 use super::secret::Hasher;
 use crate::directory::{Client, Clients};
+use crate::protocol::MAX_IDENTIFIER_LEN;
 use crate::protocol::form::Form;
 use crate::protocol::response::{ErrorCode, Failure};
 use base64::Engine;
@@ -44,14 +45,11 @@ impl ClientAuthenticator {
         form: &Form,
     ) -> Result<Arc<Client>, Failure> {
         let presented = presented(headers, form)?;
-        let failure = || Failure {
-            basic_challenge: presented.basic,
-            ..Failure::new(
-                StatusCode::UNAUTHORIZED,
-                ErrorCode::InvalidClient,
-                "client authentication failed",
-            )
-        };
+        if presented.id.len() > MAX_IDENTIFIER_LEN {
+            // No client has such an id: answered like an unknown one, and never kept.
+            return Err(unauthorized(presented.basic));
+        }
+        let failure = || unauthorized(presented.basic);
         let client = self.clients.client(&presented.id).await.map_err(|e| {
             tracing::error!(error = %e, "client directory lookup failed");
             Failure::unavailable()
@@ -75,15 +73,20 @@ impl ClientAuthenticator {
     }
 }
 
-fn presented(headers: &HeaderMap, form: &Form) -> Result<Presented, Failure> {
-    let unauthorized = |basic: bool| Failure {
+/// `401 invalid_client`, with a Basic challenge when the credentials came in the header: one
+/// answer for every kind of failure.
+fn unauthorized(basic: bool) -> Failure {
+    Failure {
         basic_challenge: basic,
         ..Failure::new(
             StatusCode::UNAUTHORIZED,
             ErrorCode::InvalidClient,
             "client authentication failed",
         )
-    };
+    }
+}
+
+fn presented(headers: &HeaderMap, form: &Form) -> Result<Presented, Failure> {
     let mut authorization = headers.get_all(AUTHORIZATION).iter();
     let header = authorization.next();
     if authorization.next().is_some() {

@@ -3,6 +3,7 @@
 
 use crate::issuer::Issuer;
 use crate::ledger::CutOffError;
+use crate::protocol::MAX_IDENTIFIER_LEN;
 use crate::protocol::form::{BoxError, has_content_type, read_body};
 use crate::protocol::response::{self, ErrorCode, Failure, ResponseBody};
 use http::{HeaderMap, Response, StatusCode};
@@ -40,6 +41,14 @@ fn within_reach(admin_tenant: &str, scope: &CutoffScope) -> bool {
         CutoffScope::Tenant(path) => TenantPath::parse(admin_tenant).is_ok_and(|t| t.covers(path)),
         _ => false,
     }
+}
+
+/// `value` if it is not longer than an identifier may be: a cutoff is kept as long as it binds.
+fn bounded(value: String, too_long: &'static str) -> Result<String, Failure> {
+    if value.len() > MAX_IDENTIFIER_LEN {
+        return Err(bad(too_long));
+    }
+    Ok(value)
 }
 
 fn in_the_future() -> Failure {
@@ -108,8 +117,10 @@ where
             let path = TenantPath::parse(&path).map_err(|_| bad("malformed tenantPath"))?;
             CutoffScope::Tenant(path.as_str().to_owned())
         }
-        (None, Some(subject), None) => CutoffScope::Subject(subject),
-        (None, None, Some(client)) => CutoffScope::Client(client),
+        (None, Some(subject), None) => {
+            CutoffScope::Subject(bounded(subject, "subject is too long")?)
+        }
+        (None, None, Some(client)) => CutoffScope::Client(bounded(client, "clientId is too long")?),
         _ => {
             return Err(bad(
                 "narrow by at most one of tenantPath, subject and clientId",

@@ -4,6 +4,7 @@ use crate::auth::SignInError;
 use crate::directory::{Client, GrantType, User};
 use crate::issuer::Issuer;
 use crate::ledger::{AccessSpec, Issued, RedeemError};
+use crate::protocol::MAX_IDENTIFIER_LEN;
 use crate::protocol::form::Form;
 use crate::protocol::response::{self, ErrorCode, Failure, ResponseBody};
 use http::{HeaderMap, Response, StatusCode};
@@ -174,6 +175,9 @@ async fn password(
             "username and password are required",
         ));
     };
+    if username.len() > MAX_IDENTIFIER_LEN {
+        return Err(Failure::invalid_request("username is too long"));
+    }
     let asked = asked_tenant(form)?;
     let user = match issuer.users.verify(username, password).await {
         Ok(user) => user,

@@ -3,3 +3,8 @@
 
 pub(crate) mod form;
 pub(crate) mod response;
+
+/// The longest identifier (username, client id, subject) accepted from a request. Identifiers are
+/// kept after a request ends (throttle records, cutoffs), so their length is bounded where they
+/// enter: a guesser cannot grow memory with long names.
+pub(crate) const MAX_IDENTIFIER_LEN: usize = 256;
