@@ -14,7 +14,7 @@ use tollgate_core::{KeySet, RevocationIndex, SigningAlgorithm, SigningKey};
 #[tokio::test]
 async fn userinfo_describes_the_token_subject_and_refuses_missing_or_revoked_tokens() {
     let server = Server::start().await;
-    let login = server.login("web", "alice", &[]).await;
+    let login = server.login("oidc", "alice", &[]).await;
     for method in [Method::GET, Method::POST] {
         let reply = server
             .request(method, USERINFO)
@@ -27,7 +27,8 @@ async fn userinfo_describes_the_token_subject_and_refuses_missing_or_revoked_tok
         assert_eq!(info["sub"], "u-alice");
         assert_eq!(info["preferred_username"], "alice");
         assert_eq!(info["name"], "Alice Liddell");
-        assert_eq!(info["client_id"], "web");
+        assert_eq!(info["email"], "alice@example.com");
+        assert_eq!(info["client_id"], "oidc");
     }
     let reply = server.get(USERINFO).send().await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
@@ -56,11 +57,63 @@ async fn userinfo_describes_the_token_subject_and_refuses_missing_or_revoked_tok
             .contains("error=\"invalid_token\"")
     );
     assert_no_store(&reply);
-    assert_empty_ok(&server.revoke("web", &login.access, None).await);
+    assert_empty_ok(&server.revoke("oidc", &login.access, None).await);
     let reply = server.get(USERINFO).bearer(&login.access).send().await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
     assert!(reply.header("www-authenticate").contains("revoked"));
     assert_no_store(&reply);
+}
+
+#[tokio::test]
+async fn userinfo_requires_openid_and_the_services_audience_and_releases_claims_by_scope() {
+    let server = Server::start().await;
+    // No `openid` scope: 403 insufficient_scope.
+    let no_openid = server.login("web", "alice", &[]).await;
+    let reply = server.get(USERINFO).bearer(&no_openid.access).send().await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.text());
+    assert!(
+        reply
+            .header("www-authenticate")
+            .contains("error=\"insufficient_scope\""),
+        "{:?}",
+        reply.headers
+    );
+    assert_no_store(&reply);
+    // A token of this issuer for another audience is not for userinfo.
+    let elsewhere = server.login("other-api", "alice", &[]).await;
+    let reply = server.get(USERINFO).bearer(&elsewhere.access).send().await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.text());
+    // Signed with the issuer's key but with an empty audience: refused too.
+    for aud in [json!(""), json!([])] {
+        let forged = server.sign_claims(json!({"aud": aud, "scope": "openid profile"}));
+        let reply = server.get(USERINFO).bearer(&forged).send().await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "aud {aud}");
+    }
+    // Claims by scope: `openid` alone gives the subject, never the profile or the email.
+    let bare = server.login("oidc", "alice", &[("scope", "openid")]).await;
+    let info = server
+        .get(USERINFO)
+        .bearer(&bare.access)
+        .send()
+        .await
+        .json();
+    assert_eq!(info["sub"], "u-alice");
+    assert!(
+        info.get("name").is_none() && info.get("preferred_username").is_none(),
+        "{info}"
+    );
+    assert!(info.get("email").is_none(), "{info}");
+    let email_only = server
+        .login("oidc", "alice", &[("scope", "openid email")])
+        .await;
+    let info = server
+        .get(USERINFO)
+        .bearer(&email_only.access)
+        .send()
+        .await
+        .json();
+    assert_eq!(info["email"], "alice@example.com");
+    assert!(info.get("name").is_none(), "{info}");
 }
 
 #[tokio::test]

@@ -183,7 +183,7 @@ impl TokenServiceBuilder {
             builder.build().map_err(|e| BuildError::new(e.to_string()))
         };
         let any_audience = verifier(None)?;
-        let admin_verifier = verifier(Some(&audience))?;
+        let own_audience = verifier(Some(&audience))?;
         let hasher = Hasher::new(self.hash_concurrency)
             .map_err(|e| BuildError::new(format!("cannot prepare the password hasher: {e}")))?;
         let ledger = Ledger::new(ledger::Parts {
@@ -194,7 +194,7 @@ impl TokenServiceBuilder {
             store,
             clock: self.clock.clone(),
             lifetimes: l,
-            verifier: any_audience.clone(),
+            verifier: any_audience,
         });
         ledger
             .load()
@@ -206,7 +206,7 @@ impl TokenServiceBuilder {
             users: SignIn::new(users, hasher, self.clock),
             admin_role: self.admin_role,
         });
-        Ok(TokenService::new(issuer, admin_verifier, any_audience))
+        Ok(TokenService::new(issuer, own_audience))
     }
 }
 

@@ -14,7 +14,7 @@ use crate::protocol::response::{self, Failure, ResponseBody};
 use http::header::AUTHORIZATION;
 use http::{HeaderValue, Request, Response};
 use http_body::Body;
-use protected::Guarded;
+use protected::{Guarded, GuardedUserinfo};
 use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
@@ -43,7 +43,7 @@ pub type TokenServiceFuture =
 pub struct TokenService {
     issuer: Arc<Issuer>,
     admin: Guarded,
-    userinfo: Guarded,
+    userinfo: GuardedUserinfo,
 }
 
 impl fmt::Debug for TokenService {
@@ -68,10 +68,12 @@ impl TokenService {
         TokenServiceBuilder::new()
     }
 
-    fn new(issuer: Arc<Issuer>, admin: Verifier, any_audience: Verifier) -> Self {
+    /// The service around `issuer`; `own_audience` verifies this issuer's tokens for the
+    /// service's own audiences (the admin API and userinfo accept no other).
+    fn new(issuer: Arc<Issuer>, own_audience: Verifier) -> Self {
         TokenService {
-            admin: protected::batch_revocation(issuer.clone(), admin),
-            userinfo: protected::userinfo(issuer.clone(), any_audience),
+            admin: protected::batch_revocation(issuer.clone(), own_audience.clone()),
+            userinfo: protected::userinfo(issuer.clone(), own_audience),
             issuer,
         }
     }

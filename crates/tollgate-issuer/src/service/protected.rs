@@ -13,8 +13,8 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tollgate_layer::{
-    DefaultRejection, OnRejection, Rejection, ValidateBearer, ValidateBearerLayer, VerifiedClaims,
-    Verifier,
+    DefaultRejection, OnRejection, Rejection, RequireScope, RequireScopeLayer, ValidateBearer,
+    ValidateBearerLayer, VerifiedClaims, Verifier,
 };
 use tower_layer::Layer;
 use tower_service::Service;
@@ -22,17 +22,26 @@ use tower_service::Service;
 /// How a Layer in front of one of the service's endpoints shapes its rejections.
 pub(super) type RejectionFn = fn(&Rejection, &HeaderMap) -> Response<ResponseBody>;
 
-/// A protected endpoint with its Layer in front.
+/// The admin API with its Layer in front.
 pub(super) type Guarded = ValidateBearer<Protected, RejectionFn>;
 
-/// `/connect/userinfo` behind a Layer that accepts any audience of this issuer.
-pub(super) fn userinfo(issuer: Arc<Issuer>, verifier: Verifier) -> Guarded {
+/// Userinfo with its Layer and the `openid` scope requirement in front.
+pub(super) type GuardedUserinfo = ValidateBearer<RequireScope<Protected, RejectionFn>, RejectionFn>;
+
+/// `/connect/userinfo` behind a Layer that accepts the service's own audiences, and requires the
+/// `openid` scope (OpenID Connect Core §5.3: userinfo is an OpenID Connect resource).
+pub(super) fn userinfo(issuer: Arc<Issuer>, verifier: Verifier) -> GuardedUserinfo {
+    let endpoint = Protected {
+        issuer,
+        endpoint: ProtectedEndpoint::Userinfo,
+    };
     ValidateBearerLayer::new(verifier)
         .on_rejection(userinfo_rejection as RejectionFn)
-        .layer(Protected {
-            issuer,
-            endpoint: ProtectedEndpoint::Userinfo,
-        })
+        .layer(
+            RequireScopeLayer::new("openid")
+                .on_rejection(userinfo_rejection as RejectionFn)
+                .layer(endpoint),
+        )
 }
 
 /// The batch-revocation API behind a Layer that accepts the service's own audiences.

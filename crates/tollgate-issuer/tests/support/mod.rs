@@ -83,6 +83,8 @@ fn user(name: &str, subject: &str, tenants: &[&str], edit: impl FnOnce(&mut User
 /// * `rs`: a resource server allowed to introspect any token.
 /// * `org-svc`: client_credentials, only in tenant `/Org`.
 /// * `org-admin`: like `admin`, but only in tenant `/Org`.
+/// * `oidc`: password grant with the OpenID Connect scopes `openid`, `profile`, `email`.
+/// * `other-api`: password grant for tokens whose audience is `other-api`.
 /// * [`ODD_CLIENT`]: client_credentials, with a secret that needs encoding.
 ///
 /// Users (password [`PASSWORD`]): `alice` (root tenant), `bob` (`/Org`), `carol` (disabled),
@@ -118,6 +120,15 @@ fn directory() -> Arc<StaticDirectory> {
         client("org-svc", &[ClientCredentials], &["orders:read"], |c| {
             c.tenants = vec![TenantPath::parse("/Org").unwrap()];
         }),
+        client(
+            "oidc",
+            &[Password],
+            &["openid", "profile", "email", "orders:read"],
+            |_| {},
+        ),
+        client("other-api", &[Password], &["openid", "profile"], |c| {
+            c.audience = vec!["other-api".into()];
+        }),
         client("org-admin", &[ClientCredentials], &["ops"], |c| {
             c.roles = vec!["admin".into()];
             c.tenants = vec![TenantPath::parse("/Org").unwrap()];
@@ -129,6 +140,7 @@ fn directory() -> Arc<StaticDirectory> {
     let users = [
         user("alice", "u-alice", &["/"], |u| {
             u.profile.insert("name".into(), json!("Alice Liddell"));
+            u.profile.insert("email".into(), json!("alice@example.com"));
         }),
         user("bob", "u-bob", &["/Org"], |_| {}),
         user("carol", "u-carol", &["/"], |u| u.enabled = false),
@@ -369,6 +381,21 @@ impl Server {
     }
 
     /// A fresh admin token (role `admin`).
+    /// A token signed with the service's own key: a valid access token of `u-alice` through
+    /// `oidc`, with `overrides` replacing or adding claims.
+    pub fn sign_claims(&self, overrides: Value) -> String {
+        let now = now_ms() / 1000;
+        let mut claims = json!({
+            "iss": self.base, "sub": "u-alice", "aud": self.base, "exp": now + 300, "iat": now,
+            "jti": format!("signed-{now}-{}", overrides), "client_id": "oidc", "scope": "openid",
+        });
+        if let (Some(claims), Some(overrides)) = (claims.as_object_mut(), overrides.as_object()) {
+            claims.extend(overrides.clone());
+        }
+        let key = self.keys.signing_key().unwrap();
+        tollgate_core::jws::encode(&key, tollgate_core::jws::ACCESS_TOKEN_TYP, &claims).unwrap()
+    }
+
     pub async fn admin_token(&self) -> String {
         self.cc_token("admin").await
     }
