@@ -9,7 +9,7 @@
 use super::{
     AccessTokenRecord, Loaded, Record, RefreshTokenRecord, Store, StoreError, StoreFuture,
 };
-use rusqlite::{Connection, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, TransactionBehavior, params};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -292,33 +292,52 @@ fn serve(mut conn: Connection, queue: mpsc::Receiver<Job>, transactions: &Atomic
     while let Ok(first) = queue.recv() {
         batch.push(first);
         batch.extend(queue.try_iter().take(MAX_BATCH - 1));
-        let outcome = run_batch(&mut conn, &mut batch);
-        match &outcome {
-            Ok(()) => {
-                transactions.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(e) => tracing::error!(error = %e, jobs = batch.len(), "store transaction failed"),
+        let outcomes = run_batch(&mut conn, &mut batch);
+        let failed = outcomes.iter().filter(|o| o.is_err()).count();
+        if failed < outcomes.len() {
+            transactions.fetch_add(1, Ordering::Relaxed);
         }
-        for job in batch.drain(..) {
+        if let Some(Err(e)) = outcomes.iter().find(|o| o.is_err()) {
+            tracing::error!(error = %e, failed, jobs = batch.len(), "store jobs failed");
+        }
+        for (job, outcome) in batch.drain(..).zip(outcomes) {
             job.finish(&outcome);
         }
     }
 }
 
-/// Runs every job of the batch in one transaction and commits it; any failure rolls back the
-/// whole batch (the transaction's drop rolls back what is not committed).
-fn run_batch(conn: &mut Connection, batch: &mut [Job]) -> Result<(), String> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(|e| format!("cannot begin a transaction: {e}"))?;
+/// Runs every job of the batch in one transaction, each inside its own savepoint, and commits
+/// it: a job that fails is rolled back alone and only its waiter hears of it, so one bad record
+/// never costs the records that shared its transaction. Returns each job's outcome, in order;
+/// if the transaction cannot begin or commit, every job fails.
+fn run_batch(conn: &mut Connection, batch: &mut [Job]) -> Vec<Result<(), String>> {
+    let jobs = batch.len();
+    let all_fail = |e: String| vec![Err(e); jobs];
+    let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(e) => return all_fail(format!("cannot begin a transaction: {e}")),
+    };
+    let mut outcomes = Vec::with_capacity(batch.len());
     for job in batch.iter_mut() {
-        job.run(&tx)?;
+        let outcome = match tx.savepoint() {
+            // Dropping a savepoint that was not committed rolls it back.
+            Ok(savepoint) => job.run(&savepoint).and_then(|()| {
+                savepoint
+                    .commit()
+                    .map_err(|e| format!("cannot release a savepoint: {e}"))
+            }),
+            Err(e) => Err(format!("cannot open a savepoint: {e}")),
+        };
+        outcomes.push(outcome);
     }
-    tx.commit().map_err(|e| format!("commit failed: {e}"))
+    match tx.commit() {
+        Ok(()) => outcomes,
+        Err(e) => all_fail(format!("commit failed: {e}")),
+    }
 }
 
 impl Job {
-    fn run(&mut self, tx: &Transaction<'_>) -> Result<(), String> {
+    fn run(&mut self, tx: &Connection) -> Result<(), String> {
         match self {
             Job::Write { records, .. } => records
                 .iter()
@@ -363,7 +382,7 @@ fn answer<T>(outcome: &Result<(), String>, output: T) -> Result<T, StoreError> {
     }
 }
 
-fn write(tx: &Transaction<'_>, record: &Record) -> rusqlite::Result<()> {
+fn write(tx: &Connection, record: &Record) -> rusqlite::Result<()> {
     match record {
         Record::AccessToken(t) => {
             tx.prepare_cached(
@@ -423,12 +442,7 @@ fn write(tx: &Transaction<'_>, record: &Record) -> rusqlite::Result<()> {
 // Both upserts keep the maximum, so that applying events is idempotent and commutative here as in
 // the revocation index.
 
-fn revoke(
-    tx: &Transaction<'_>,
-    kind: &str,
-    id: &str,
-    expires_at: UnixMillis,
-) -> rusqlite::Result<()> {
+fn revoke(tx: &Connection, kind: &str, id: &str, expires_at: UnixMillis) -> rusqlite::Result<()> {
     tx.prepare_cached(
         "INSERT INTO revocations (kind, id, expires_at) VALUES (?1, ?2, ?3)
          ON CONFLICT (kind, id) DO UPDATE SET expires_at = max(expires_at, excluded.expires_at)",
@@ -438,7 +452,7 @@ fn revoke(
 }
 
 fn cut_off(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     scope: &CutoffScope,
     issued_before: UnixMillis,
 ) -> rusqlite::Result<()> {
@@ -457,7 +471,7 @@ fn cut_off(
     Ok(())
 }
 
-fn load(tx: &Transaction<'_>, now: UnixMillis) -> rusqlite::Result<Loaded> {
+fn load(tx: &Connection, now: UnixMillis) -> rusqlite::Result<Loaded> {
     let access_tokens = tx
         .prepare(
             "SELECT jti, grant_id, tenant, subject, client_id, issued_at, expires_at
@@ -542,7 +556,7 @@ fn corrupt(column: usize, message: String) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, message.into())
 }
 
-fn purge(tx: &Transaction<'_>, before: UnixMillis) -> rusqlite::Result<u64> {
+fn purge(tx: &Connection, before: UnixMillis) -> rusqlite::Result<u64> {
     let mut purged = 0;
     // Cutoffs are never purged: one row per scope, and a cutoff binds tokens of any expiry.
     for table in ["access_tokens", "refresh_tokens", "revocations"] {
@@ -668,6 +682,44 @@ mod tests {
         store.commit(every_record_kind()).await.unwrap();
         assert_every_record_kind(store.load(NOW).await.unwrap());
         assert_eq!(store.transactions(), 2);
+    }
+
+    #[test]
+    fn a_failing_job_costs_only_itself() {
+        let dir = tempdir().unwrap();
+        drop(SqliteStore::open(dir.path()).unwrap());
+        let mut conn = Connection::open(dir.path().join(FILE_NAME)).unwrap();
+        // A record the database refuses, as a full disk or a corrupt page would refuse one.
+        conn.execute_batch(
+            "CREATE TRIGGER poison BEFORE INSERT ON access_tokens WHEN NEW.jti = 'poison'
+             BEGIN SELECT RAISE(ABORT, 'poisoned'); END;",
+        )
+        .unwrap();
+        let write = |records: Vec<Record>| Job::Write {
+            records,
+            done: None,
+        };
+        let mut batch = vec![
+            write(vec![Record::AccessToken(access_token("before", NOW.0 + 1))]),
+            write(vec![
+                Record::AccessToken(access_token("same-job", NOW.0 + 1)),
+                Record::AccessToken(access_token("poison", NOW.0 + 1)),
+            ]),
+            write(vec![Record::AccessToken(access_token("after", NOW.0 + 1))]),
+        ];
+        let outcomes = run_batch(&mut conn, &mut batch);
+        assert!(outcomes[0].is_ok() && outcomes[2].is_ok(), "{outcomes:?}");
+        assert!(outcomes[1].as_ref().unwrap_err().contains("poisoned"));
+        let mut stored: Vec<String> = conn
+            .prepare("SELECT jti FROM access_tokens")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        stored.sort();
+        // The failed job left nothing behind, not even its good record.
+        assert_eq!(stored, ["after", "before"]);
     }
 
     #[test]
