@@ -269,6 +269,14 @@ pub trait Users: Send + Sync + fmt::Debug + 'static {
 
     /// The user with this subject, if any (refresh and userinfo).
     fn by_subject<'a>(&'a self, subject: &'a str) -> DirectoryFuture<'a, Option<Arc<User>>>;
+
+    /// The most expensive password hash in the directory, if it can tell. An unknown username is
+    /// verified against a dummy hash made with its parameters, so that it costs what a real
+    /// user's wrong password costs; without it the dummy uses tollgate's default parameters, and
+    /// users whose hashes cost more make unknown usernames measurably faster.
+    fn costliest_password_hash(&self) -> Option<PasswordHash> {
+        None
+    }
 }
 
 /// Clients and users held in memory, typically loaded from the configuration file.
@@ -371,6 +379,14 @@ impl Users for StaticDirectory {
     fn by_subject<'a>(&'a self, subject: &'a str) -> DirectoryFuture<'a, Option<Arc<User>>> {
         let found = self.users_by_subject.get(subject).cloned();
         Box::pin(std::future::ready(Ok(found)))
+    }
+
+    fn costliest_password_hash(&self) -> Option<PasswordHash> {
+        self.users_by_name
+            .values()
+            .map(|u| &u.password)
+            .max_by_key(|hash| hash.cost())
+            .cloned()
     }
 }
 

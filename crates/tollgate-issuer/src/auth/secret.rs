@@ -60,6 +60,44 @@ impl PasswordHash {
         Ok(PasswordHash(phc.to_string().into()))
     }
 
+    /// A hash of random bytes made with `like`'s algorithm, version and cost (default parameters
+    /// without `like`): what an unknown username is verified against, so that it costs what a
+    /// real user's password costs. Slow by design: call it off the async runtime.
+    pub(crate) fn dummy_like(like: Option<&PasswordHash>) -> Result<Self, InvalidHash> {
+        let mut random = [0u8; 32];
+        aws_lc_rs::rand::fill(&mut random).map_err(|_| InvalidHash("no randomness".into()))?;
+        let Some(like) = like else {
+            return Self::hash(&random);
+        };
+        let phc = Phc::new(&like.0).map_err(|e| InvalidHash(e.to_string()))?;
+        let algorithm = argon2::Algorithm::new(phc.algorithm.as_str())
+            .map_err(|e| InvalidHash(e.to_string()))?;
+        let version = phc
+            .version
+            .map(argon2::Version::try_from)
+            .transpose()
+            .map_err(|e| InvalidHash(e.to_string()))?
+            .unwrap_or_default();
+        let params = argon2::Params::try_from(&phc).map_err(|e| InvalidHash(e.to_string()))?;
+        let mut salt = [0u8; 16];
+        aws_lc_rs::rand::fill(&mut salt).map_err(|_| InvalidHash("no randomness".into()))?;
+        let salt = SaltString::encode_b64(&salt).map_err(|e| InvalidHash(e.to_string()))?;
+        let dummy = Argon2::new(algorithm, version, params)
+            .hash_password(&random, &salt)
+            .map_err(|e| InvalidHash(e.to_string()))?;
+        Ok(PasswordHash(dummy.to_string().into()))
+    }
+
+    /// What verifying against this hash costs, in argon2's terms: memory (KiB) × passes × lanes.
+    pub(crate) fn cost(&self) -> u64 {
+        Phc::new(&self.0)
+            .ok()
+            .and_then(|phc| argon2::Params::try_from(&phc).ok())
+            .map_or(0, |p| {
+                u64::from(p.m_cost()) * u64::from(p.t_cost()) * u64::from(p.p_cost())
+            })
+    }
+
     /// The PHC string.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -125,9 +163,6 @@ type Job = Box<dyn FnOnce() -> bool + Send>;
 #[derive(Clone)]
 pub(crate) struct Hasher {
     jobs: mpsc::Sender<(Job, oneshot::Sender<bool>)>,
-    /// Verified against when the user does not exist, so that an unknown user costs what a wrong
-    /// password costs.
-    dummy: PasswordHash,
 }
 
 impl fmt::Debug for Hasher {
@@ -144,8 +179,6 @@ const QUEUE: usize = 1024;
 impl Hasher {
     /// Starts `limit` hashing threads; they stop when the last `Hasher` clone is dropped.
     pub(crate) fn new(limit: usize) -> Result<Self, String> {
-        let mut random = [0u8; 32];
-        aws_lc_rs::rand::fill(&mut random).map_err(|_| "no randomness".to_owned())?;
         let (jobs, queue) = mpsc::channel::<(Job, oneshot::Sender<bool>)>(QUEUE);
         let queue = Arc::new(Mutex::new(queue));
         for i in 0..limit.max(1) {
@@ -165,25 +198,14 @@ impl Hasher {
                 })
                 .map_err(|e| format!("cannot start a hashing thread: {e}"))?;
         }
-        Ok(Hasher {
-            jobs,
-            dummy: PasswordHash::hash(&random)
-                .map_err(|e| format!("cannot make the dummy hash: {e}"))?,
-        })
+        Ok(Hasher { jobs })
     }
 
-    /// Whether `password` matches `hash`; with no hash (unknown user), verifies against the dummy
-    /// hash and answers `false`, taking as long as a wrong password does.
-    pub(crate) async fn verify_password(
-        &self,
-        hash: Option<&PasswordHash>,
-        password: &str,
-    ) -> bool {
-        let known = hash.is_some();
-        let hash = hash.unwrap_or(&self.dummy).clone();
+    /// Whether `password` matches `hash`.
+    pub(crate) async fn verify_password(&self, hash: &PasswordHash, password: &str) -> bool {
+        let hash = hash.clone();
         let password = password.as_bytes().to_vec();
-        let matched = self.run(move || hash.matches(&password)).await;
-        known && matched
+        self.run(move || hash.matches(&password)).await
     }
 
     /// Whether `presented` is the client's secret. `None` (unknown client) costs a digest and a
@@ -283,11 +305,33 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn unknown_users_never_match() {
+    async fn passwords_verify_on_the_hashing_threads() {
         let hasher = Hasher::new(1).unwrap();
         let hash = PasswordHash::hash(b"pw").unwrap();
-        assert!(hasher.verify_password(Some(&hash), "pw").await);
-        assert!(!hasher.verify_password(Some(&hash), "pW").await);
-        assert!(!hasher.verify_password(None, "pw").await);
+        assert!(hasher.verify_password(&hash, "pw").await);
+        assert!(!hasher.verify_password(&hash, "pW").await);
+    }
+
+    #[test]
+    fn the_dummy_hash_costs_what_the_costliest_user_hash_costs() {
+        // A hash made elsewhere with a higher cost than tollgate's defaults.
+        let params = argon2::Params::new(8 * 1024, 4, 2, None).unwrap();
+        let salt = SaltString::encode_b64(&[7u8; 16]).unwrap();
+        let costly = Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+            .hash_password(b"pw", &salt)
+            .unwrap()
+            .to_string();
+        let costly = PasswordHash::parse(&costly).unwrap();
+        let dummy = PasswordHash::dummy_like(Some(&costly)).unwrap();
+        assert_eq!(dummy.cost(), costly.cost());
+        assert_eq!(dummy.cost(), 8 * 1024 * 4 * 2);
+        assert!(
+            dummy.as_str().starts_with("$argon2id$v=19$m=8192,t=4,p=2$"),
+            "{}",
+            dummy.as_str()
+        );
+        assert_ne!(dummy.as_str(), costly.as_str());
+        let default = PasswordHash::dummy_like(None).unwrap();
+        assert_eq!(default.cost(), PasswordHash::hash(b"x").unwrap().cost());
     }
 }

@@ -1,7 +1,7 @@
 //! Password sign-in (the legacy password grant): the throttle first, then the user directory and
 //! the password hash, verified whatever else is wrong so that every failure takes as long.
 
-use super::secret::Hasher;
+use super::secret::{Hasher, InvalidHash, PasswordHash};
 use super::throttle::LoginThrottle;
 use crate::directory::{DirectoryError, User, Users};
 use std::sync::Arc;
@@ -26,16 +26,26 @@ pub(crate) struct SignIn {
     hasher: Hasher,
     throttle: LoginThrottle,
     clock: Arc<dyn Clock>,
+    /// Verified against when the user does not exist, made with the costliest configured user
+    /// hash's parameters, so that an unknown user costs what a wrong password costs.
+    dummy: PasswordHash,
 }
 
 impl SignIn {
-    pub(crate) fn new(users: Arc<dyn Users>, hasher: Hasher, clock: Arc<dyn Clock>) -> Self {
-        SignIn {
+    /// Makes the dummy hash (one slow argon2 run: call it on start, off the request path).
+    pub(crate) fn new(
+        users: Arc<dyn Users>,
+        hasher: Hasher,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, InvalidHash> {
+        let dummy = PasswordHash::dummy_like(users.costliest_password_hash().as_ref())?;
+        Ok(SignIn {
             users,
             hasher,
             throttle: LoginThrottle::default(),
             clock,
-        }
+            dummy,
+        })
     }
 
     /// The enabled user `username` whose password is `password`.
@@ -54,10 +64,8 @@ impl SignIn {
             .await
             .map_err(SignInError::Unavailable)?;
         // The hash is verified whatever else is wrong, so that every failure takes as long.
-        let matched = self
-            .hasher
-            .verify_password(user.as_ref().map(|u| &u.password), password)
-            .await;
+        let hash = user.as_ref().map_or(&self.dummy, |u| &u.password);
+        let matched = self.hasher.verify_password(hash, password).await;
         match user {
             Some(user) if matched && user.enabled => {
                 attempt.succeeded();

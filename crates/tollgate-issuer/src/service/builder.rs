@@ -200,10 +200,20 @@ impl TokenServiceBuilder {
             .load()
             .await
             .map_err(|e| BuildError::new(format!("cannot load state: {e}")))?;
+        // One argon2 run for the dummy hash: off the async runtime.
+        let (sign_in_hasher, clock) = (hasher.clone(), self.clock);
+        let dummy_failed = |e: &dyn fmt::Display| {
+            BuildError::new(format!("cannot make the dummy password hash: {e}"))
+        };
+        let sign_in =
+            tokio::task::spawn_blocking(move || SignIn::new(users, sign_in_hasher, clock))
+                .await
+                .map_err(|e| dummy_failed(&e))?
+                .map_err(|e| dummy_failed(&e))?;
         let issuer = Arc::new(Issuer {
             ledger: Arc::new(ledger),
-            clients: ClientAuthenticator::new(clients, hasher.clone()),
-            users: SignIn::new(users, hasher, self.clock),
+            clients: ClientAuthenticator::new(clients, hasher),
+            users: sign_in,
             admin_role: self.admin_role,
         });
         Ok(TokenService::new(issuer, own_audience))
