@@ -30,7 +30,9 @@ impl fmt::Debug for Issuer {
 impl Issuer {
     /// Forgets what expired: live tokens, index entries, store rows, quiet throttle records.
     pub(crate) async fn purge(&self) -> Result<(), StoreError> {
-        self.users.forget_quiet(self.ledger.now());
+        let now = self.ledger.now();
+        self.users.forget_quiet(now);
+        self.clients.forget_quiet(now);
         self.ledger.purge().await
     }
 }

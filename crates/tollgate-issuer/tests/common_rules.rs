@@ -314,7 +314,6 @@ async fn basic_and_body_credentials_together_are_invalid_request() {
 #[tokio::test]
 async fn failed_client_authentication_is_401_invalid_client_with_a_basic_challenge_only_for_the_header()
  {
-    let server = Server::start().await;
     let b64 = |s: &[u8]| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, s);
     let header_cases = [
         (
@@ -345,6 +344,8 @@ async fn failed_client_authentication_is_401_invalid_client_with_a_basic_challen
         ("nothing", vec![]),
     ];
     for path in FORM_ENDPOINTS {
+        // A server per endpoint: the unknown id's failures add up, and would be throttled.
+        let server = Server::start().await;
         for (case, header) in &header_cases {
             let reply = server
                 .post(path)
@@ -479,4 +480,91 @@ async fn client_ids_longer_than_256_bytes_are_an_unknown_client() {
         .send()
         .await;
     assert_oauth_error(&reply, StatusCode::UNAUTHORIZED, "invalid_client");
+}
+
+#[tokio::test]
+async fn repeated_failed_client_authentications_are_throttled_per_client() {
+    let server = Server::start().await;
+    let guess = |secret: &'static str| {
+        let server = &server;
+        async move {
+            server
+                .post(TOKEN)
+                .basic("svc", secret)
+                .form(&[("grant_type", "client_credentials")])
+                .send()
+                .await
+        }
+    };
+    for _ in 0..5 {
+        let reply = guess("wrong").await;
+        assert_oauth_error(&reply, StatusCode::UNAUTHORIZED, "invalid_client");
+    }
+    // Throttled before any comparison: a guess, even the right secret, waits.
+    let right = secret_of("svc");
+    let reply = server
+        .post(TOKEN)
+        .basic("svc", &right)
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        reply.text()
+    );
+    assert_eq!(reply.json()["error"], "invalid_client");
+    assert!(reply.header("retry-after").parse::<u64>().unwrap() >= 1);
+    // Unknown client ids are throttled alike (the throttle reveals nothing), and other clients
+    // are not affected.
+    for _ in 0..5 {
+        let reply = server
+            .post(TOKEN)
+            .basic("nobody", "x")
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await;
+        assert_oauth_error(&reply, StatusCode::UNAUTHORIZED, "invalid_client");
+    }
+    let reply = server
+        .post(TOKEN)
+        .basic("nobody", "x")
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await;
+    assert_eq!(reply.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(server.cc("svc2", &[]).await.body["token_type"], "Bearer");
+}
+
+#[tokio::test]
+async fn with_a_peer_address_a_guesser_delays_only_its_own_address() {
+    use tower::ServiceExt;
+    let server = Server::start().await;
+    let attempt = |ip: [u8; 4], secret: &str| {
+        let credentials = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("svc:{secret}"),
+        );
+        let mut request = http::Request::post(TOKEN)
+            .header("authorization", format!("Basic {credentials}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(http_body_util::Full::new(bytes::Bytes::from_static(
+                b"grant_type=client_credentials",
+            )))
+            .unwrap();
+        request
+            .extensions_mut()
+            .insert(tollgate_issuer::PeerAddr(ip.into()));
+        server.service.clone().oneshot(request)
+    };
+    for _ in 0..5 {
+        let reply = attempt([203, 0, 113, 7], "wrong").await.unwrap();
+        assert_eq!(reply.status(), StatusCode::UNAUTHORIZED);
+    }
+    let reply = attempt([203, 0, 113, 7], &secret_of("svc")).await.unwrap();
+    assert_eq!(reply.status(), StatusCode::TOO_MANY_REQUESTS);
+    // The client itself, calling from its own address, is not locked out.
+    let reply = attempt([192, 0, 2, 10], &secret_of("svc")).await.unwrap();
+    assert_eq!(reply.status(), StatusCode::OK);
 }

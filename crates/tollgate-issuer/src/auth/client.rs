@@ -2,6 +2,7 @@
 //! both, with constant-time secret comparison and one answer for every kind of failure.
 
 use super::secret::Hasher;
+use super::throttle::Throttle;
 use crate::directory::{Client, Clients};
 use crate::protocol::MAX_IDENTIFIER_LEN;
 use crate::protocol::form::Form;
@@ -11,8 +12,11 @@ use base64::engine::general_purpose::STANDARD;
 use http::HeaderMap;
 use http::StatusCode;
 use http::header::AUTHORIZATION;
+use http::request::Parts;
 use percent_encoding::percent_decode_str;
+use std::net::IpAddr;
 use std::sync::Arc;
+use tollgate_core::{Clock, UnixMillis};
 
 /// Credentials as presented.
 struct Presented {
@@ -21,16 +25,38 @@ struct Presented {
     basic: bool,
 }
 
-/// Authenticates clients against the registered [`Clients`].
-#[derive(Debug, Clone)]
+/// The network address a request came from, as the server that accepted its connection saw it.
+///
+/// Put it in the request's extensions (the `tollgate` binary does) and failed client
+/// authentications are throttled per client id *and* address: someone guessing a client's secret
+/// from one address then delays only their own guesses, not the client calling from elsewhere.
+/// Without it, they are throttled per client id alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PeerAddr(pub IpAddr);
+
+/// Authenticates clients against the registered [`Clients`], throttling failures (RFC 6749
+/// §2.3.1: the endpoint must be protected against brute force).
+#[derive(Debug)]
 pub(crate) struct ClientAuthenticator {
     clients: Arc<dyn Clients>,
     hasher: Hasher,
+    throttle: Throttle,
+    clock: Arc<dyn Clock>,
 }
 
 impl ClientAuthenticator {
-    pub(crate) fn new(clients: Arc<dyn Clients>, hasher: Hasher) -> Self {
-        ClientAuthenticator { clients, hasher }
+    pub(crate) fn new(clients: Arc<dyn Clients>, hasher: Hasher, clock: Arc<dyn Clock>) -> Self {
+        ClientAuthenticator {
+            clients,
+            hasher,
+            throttle: Throttle::default(),
+            clock,
+        }
+    }
+
+    /// Forgets throttle records that have been quiet long enough.
+    pub(crate) fn forget_quiet(&self, now: UnixMillis) {
+        self.throttle.forget_quiet(now);
     }
 
     /// Every scope some client may be granted.
@@ -41,14 +67,31 @@ impl ClientAuthenticator {
     /// Authenticates the client of a form request.
     pub(crate) async fn authenticate(
         &self,
-        headers: &HeaderMap,
+        request: &Parts,
         form: &Form,
     ) -> Result<Arc<Client>, Failure> {
-        let presented = presented(headers, form)?;
+        let presented = presented(&request.headers, form)?;
         if presented.id.len() > MAX_IDENTIFIER_LEN {
             // No client has such an id: answered like an unknown one, and never kept.
             return Err(unauthorized(presented.basic));
         }
+        // Unknown ids are throttled like known ones: the throttle reveals nothing.
+        let key = match request.extensions.get::<PeerAddr>() {
+            Some(PeerAddr(ip)) => format!("{ip} {}", presented.id),
+            None => presented.id.clone(),
+        };
+        let attempt = self
+            .throttle
+            .begin(&key, self.clock.now())
+            .map_err(|wait| Failure {
+                retry_after: Some(wait),
+                basic_challenge: presented.basic,
+                ..Failure::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    ErrorCode::InvalidClient,
+                    "too many failed client authentications; retry later",
+                )
+            })?;
         let failure = || unauthorized(presented.basic);
         let client = self.clients.client(&presented.id).await.map_err(|e| {
             tracing::error!(error = %e, "client directory lookup failed");
@@ -59,13 +102,18 @@ impl ClientAuthenticator {
             .verify_client_secret(client.as_deref().map(|c| &c.secret), &presented.secret)
             .await;
         match client {
-            Some(client) if matched => Ok(client),
+            Some(client) if matched => {
+                attempt.succeeded();
+                Ok(client)
+            }
             Some(client) => {
+                attempt.failed(self.clock.now());
                 tracing::info!(client_id = %client.id, "client authentication failed");
                 Err(failure())
             }
             // Not logged by id: a caller that swapped id and secret would put its secret in the log.
             None => {
+                attempt.failed(self.clock.now());
                 tracing::info!("client authentication failed: unknown client id");
                 Err(failure())
             }

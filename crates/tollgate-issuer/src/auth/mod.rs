@@ -7,4 +7,5 @@ mod sign_in;
 mod throttle;
 
 pub(crate) use client::ClientAuthenticator;
+pub use client::PeerAddr;
 pub(crate) use sign_in::{SignIn, SignInError};

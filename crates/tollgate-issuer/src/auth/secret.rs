@@ -124,6 +124,10 @@ enum Secret {
     Argon2 {
         hash: PasswordHash,
         verified: Arc<Mutex<Option<[u8; 32]>>>,
+        /// Held while this secret is being verified with argon2: one client id occupies at most
+        /// one hashing thread, however many guesses arrive at once, and the password sign-ins
+        /// sharing the pool keep their pace.
+        verifying: Arc<tokio::sync::Mutex<()>>,
     },
     Sha256([u8; 32]),
 }
@@ -143,6 +147,7 @@ impl ClientSecret {
         ClientSecret(Secret::Argon2 {
             hash,
             verified: Arc::new(Mutex::new(None)),
+            verifying: Arc::new(tokio::sync::Mutex::new(())),
         })
     }
 
@@ -222,24 +227,24 @@ impl Hasher {
                 false
             }
             Some(ClientSecret(Secret::Sha256(expected))) => digests_equal(&digest, expected),
-            Some(ClientSecret(Secret::Argon2 { hash, verified })) => {
-                let known = verified.lock().ok().and_then(|guard| *guard);
-                if let Some(known) = known {
+            Some(ClientSecret(Secret::Argon2 {
+                hash,
+                verified,
+                verifying,
+            })) => {
+                let remembered = || verified.lock().ok().and_then(|guard| *guard);
+                if let Some(known) = remembered() {
+                    return digests_equal(&digest, &known);
+                }
+                // Many first requests of one client arrive together: one at a time, and each
+                // re-checks the remembered digest, so that only the first right one pays for
+                // argon2 and wrong ones queue here rather than in the shared pool.
+                let _one_at_a_time = verifying.lock().await;
+                if let Some(known) = remembered() {
                     return digests_equal(&digest, &known);
                 }
                 let (hash, bytes) = (hash.clone(), presented.as_bytes().to_vec());
-                // Many first requests of one client arrive together: the job re-checks the
-                // remembered digest so that only the first of them pays for argon2.
-                let remembered = Arc::clone(verified);
-                let matched = self
-                    .run(move || {
-                        let known = remembered.lock().ok().and_then(|guard| *guard);
-                        match known {
-                            Some(known) => digests_equal(&digest, &known),
-                            None => hash.matches(&bytes),
-                        }
-                    })
-                    .await;
+                let matched = self.run(move || hash.matches(&bytes)).await;
                 if matched && let Ok(mut guard) = verified.lock() {
                     *guard = Some(digest);
                 }
@@ -301,6 +306,43 @@ mod tests {
             !hasher
                 .verify_client_secret(Some(&plain), "env-secreT")
                 .await
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_client_id_occupies_at_most_one_hashing_thread() {
+        // Concurrent first guesses for one client take one hashing thread at a time: the other
+        // thread stays free for everyone else. (Without the bound, four guesses fill both
+        // threads and queue two more ahead of the other user: three verifications' wait.)
+        let pool = Hasher::new(2).unwrap();
+        let other = PasswordHash::hash(b"pw").unwrap();
+        let mut beside_guesses = std::time::Duration::MAX;
+        let mut alone = std::time::Duration::ZERO;
+        for _round in 0..3 {
+            let fresh = Arc::new(ClientSecret::argon2(PasswordHash::hash(b"s3cret").unwrap()));
+            let guesses: Vec<_> = (0..4)
+                .map(|i| {
+                    let (pool, fresh) = (pool.clone(), fresh.clone());
+                    tokio::spawn(async move {
+                        let guess = format!("guess-{i}");
+                        pool.verify_client_secret(Some(&fresh), &guess).await
+                    })
+                })
+                .collect();
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            let started = std::time::Instant::now();
+            assert!(pool.verify_password(&other, "pw").await);
+            beside_guesses = beside_guesses.min(started.elapsed());
+            for guess in guesses {
+                assert!(!guess.await.unwrap());
+            }
+            let started = std::time::Instant::now();
+            assert!(pool.verify_password(&other, "pw").await);
+            alone = alone.max(started.elapsed());
+        }
+        assert!(
+            beside_guesses < alone * 2,
+            "took {beside_guesses:?} beside a client's guesses, {alone:?} alone"
         );
     }
 

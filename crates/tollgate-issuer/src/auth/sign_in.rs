@@ -2,7 +2,7 @@
 //! the password hash, verified whatever else is wrong so that every failure takes as long.
 
 use super::secret::{Hasher, InvalidHash, PasswordHash};
-use super::throttle::LoginThrottle;
+use super::throttle::Throttle;
 use crate::directory::{DirectoryError, User, Users};
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +24,7 @@ pub(crate) enum SignInError {
 pub(crate) struct SignIn {
     users: Arc<dyn Users>,
     hasher: Hasher,
-    throttle: LoginThrottle,
+    throttle: Throttle,
     clock: Arc<dyn Clock>,
     /// Verified against when the user does not exist, made with the costliest configured user
     /// hash's parameters, so that an unknown user costs what a wrong password costs.
@@ -42,7 +42,7 @@ impl SignIn {
         Ok(SignIn {
             users,
             hasher,
-            throttle: LoginThrottle::default(),
+            throttle: Throttle::default(),
             clock,
             dummy,
         })

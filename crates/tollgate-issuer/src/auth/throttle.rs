@@ -1,6 +1,7 @@
-//! Throttling of failed password sign-ins, per username: after a few failures each further
-//! attempt must wait, doubling up to a ceiling, and a success or a quiet period clears the record.
-//! The legitimate user is slowed down during an attack, never locked out for good.
+//! Throttling of failed authentications, per key (a username, or a client id and where it calls
+//! from): after a few failures each further attempt must wait, doubling up to a ceiling, and a
+//! success or a quiet period clears the record. The legitimate party is slowed down during an
+//! attack, never locked out for good.
 
 use dashmap::DashMap;
 use std::time::Duration;
@@ -14,8 +15,8 @@ const BASE_DELAY: Duration = Duration::from_secs(1);
 const MAX_DELAY: Duration = Duration::from_secs(300);
 /// A record with no failure for this long is forgotten.
 const FORGET_AFTER: Duration = Duration::from_secs(15 * 60);
-/// Usernames tracked at most: beyond it, the oldest quiet records are dropped first, then new
-/// names are throttled as if they had failed (memory stays bounded under a username spray).
+/// Keys tracked at most: beyond it, new keys are throttled as if they had failed until the purge
+/// timer forgets quiet records (memory stays bounded under a spray of names).
 const MAX_TRACKED: usize = 100_000;
 
 #[derive(Debug, Clone, Copy)]
@@ -28,33 +29,33 @@ struct Record {
     blocked_until: UnixMillis,
 }
 
-/// Failed-attempt records by username (whether or not the user exists, so the throttle itself
-/// reveals nothing).
+/// Failed-attempt records by key (whether or not the user or client exists, so the throttle
+/// itself reveals nothing).
 #[derive(Debug, Default)]
-pub(crate) struct LoginThrottle {
+pub(crate) struct Throttle {
     records: DashMap<String, Record, foldhash::fast::RandomState>,
 }
 
-/// A sign-in attempt that holds one of its username's slots until it is settled (or dropped,
+/// An attempt that holds one of its key's slots until it is settled (or dropped,
 /// e.g. when the user directory failed: then it counts as neither success nor failure).
 #[derive(Debug)]
 pub(crate) struct Attempt<'a> {
-    throttle: &'a LoginThrottle,
-    username: String,
+    throttle: &'a Throttle,
+    key: String,
     settled: bool,
 }
 
-impl LoginThrottle {
-    /// Reserves an attempt for `username`, or says how long to wait first. Attempts are allowed
-    /// concurrently only up to the failures still free; once a user is throttled, one at a time.
-    pub(crate) fn begin(&self, username: &str, now: UnixMillis) -> Result<Attempt<'_>, Duration> {
+impl Throttle {
+    /// Reserves an attempt for `key`, or says how long to wait first. Attempts are allowed
+    /// concurrently only up to the failures still free; once a key is throttled, one at a time.
+    pub(crate) fn begin(&self, key: &str, now: UnixMillis) -> Result<Attempt<'_>, Duration> {
         let wait_a_little = Duration::from_secs(1);
-        if self.records.len() >= MAX_TRACKED && !self.records.contains_key(username) {
+        if self.records.len() >= MAX_TRACKED && !self.records.contains_key(key) {
             // Under a spray of names, fail closed for names not yet seen; the purge timer
             // forgets quiet records.
             return Err(wait_a_little);
         }
-        let mut entry = self.records.entry(username.to_owned()).or_insert(Record {
+        let mut entry = self.records.entry(key.to_owned()).or_insert(Record {
             failures: 0,
             in_flight: 0,
             last_failure: now,
@@ -75,13 +76,13 @@ impl LoginThrottle {
         record.in_flight += 1;
         Ok(Attempt {
             throttle: self,
-            username: username.to_owned(),
+            key: key.to_owned(),
             settled: false,
         })
     }
 
-    fn release(&self, username: &str, outcome: Option<UnixMillis>) {
-        let Some(mut entry) = self.records.get_mut(username) else {
+    fn release(&self, key: &str, outcome: Option<UnixMillis>) {
+        let Some(mut entry) = self.records.get_mut(key) else {
             return;
         };
         let record = entry.value_mut();
@@ -100,7 +101,7 @@ impl LoginThrottle {
                 if record.failures == 0 && record.in_flight == 0 {
                     drop(entry);
                     self.records
-                        .remove_if(username, |_, r| r.failures == 0 && r.in_flight == 0);
+                        .remove_if(key, |_, r| r.failures == 0 && r.in_flight == 0);
                 }
             }
         }
@@ -115,23 +116,23 @@ impl LoginThrottle {
 }
 
 impl Attempt<'_> {
-    /// The password was wrong (or the user unknown, disabled, not in the tenant).
+    /// The credentials were wrong (or the user or client unknown, or the user disabled).
     pub(crate) fn failed(mut self, now: UnixMillis) {
         self.settled = true;
-        self.throttle.release(&self.username, Some(now));
+        self.throttle.release(&self.key, Some(now));
     }
 
     /// The user signed in: the record is cleared.
     pub(crate) fn succeeded(mut self) {
         self.settled = true;
-        self.throttle.records.remove(&self.username);
+        self.throttle.records.remove(&self.key);
     }
 }
 
 impl Drop for Attempt<'_> {
     fn drop(&mut self) {
         if !self.settled {
-            self.throttle.release(&self.username, None);
+            self.throttle.release(&self.key, None);
         }
     }
 }
@@ -140,13 +141,13 @@ impl Drop for Attempt<'_> {
 mod tests {
     use super::*;
 
-    fn fail(throttle: &LoginThrottle, name: &str, now: UnixMillis) {
+    fn fail(throttle: &Throttle, name: &str, now: UnixMillis) {
         throttle.begin(name, now).unwrap().failed(now);
     }
 
     #[test]
     fn delays_after_free_failures_then_doubles_then_forgets() {
-        let throttle = LoginThrottle::default();
+        let throttle = Throttle::default();
         let t0 = UnixMillis(1_000_000);
         for _ in 0..FREE_FAILURES {
             fail(&throttle, "bob", t0);
@@ -171,7 +172,7 @@ mod tests {
 
     #[test]
     fn concurrent_attempts_cannot_exceed_the_free_failures() {
-        let throttle = LoginThrottle::default();
+        let throttle = Throttle::default();
         let t0 = UnixMillis(0);
         let held: Vec<_> = (0..FREE_FAILURES)
             .map(|_| throttle.begin("bob", t0).unwrap())
@@ -188,14 +189,14 @@ mod tests {
         assert!(throttle.begin("bob", t0).is_err());
         drop(held);
         // Abandoned attempts leave no record behind.
-        let fresh = LoginThrottle::default();
+        let fresh = Throttle::default();
         drop(fresh.begin("carol", t0).unwrap());
         assert!(fresh.records.is_empty());
     }
 
     #[test]
     fn the_delay_is_capped_and_quiet_records_are_forgotten() {
-        let throttle = LoginThrottle::default();
+        let throttle = Throttle::default();
         let mut now = UnixMillis(0);
         let mut failures = 0;
         while failures < 30 {

@@ -4,15 +4,11 @@
 use crate::issuer::Issuer;
 use crate::protocol::form::Form;
 use crate::protocol::response::Failure;
-use http::HeaderMap;
+use http::request::Parts;
 
 /// The hint, when given, must be `access_token` or `refresh_token`.
-pub(crate) async fn handle(
-    issuer: &Issuer,
-    headers: &HeaderMap,
-    form: &Form,
-) -> Result<(), Failure> {
-    let client = issuer.clients.authenticate(headers, form).await?;
+pub(crate) async fn handle(issuer: &Issuer, request: &Parts, form: &Form) -> Result<(), Failure> {
+    let client = issuer.clients.authenticate(request, form).await?;
     let token = form
         .get("token")
         .ok_or(Failure::invalid_request("token is required"))?;

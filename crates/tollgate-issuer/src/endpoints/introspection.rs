@@ -5,17 +5,18 @@ use crate::issuer::Issuer;
 use crate::ledger::Found;
 use crate::protocol::form::Form;
 use crate::protocol::response::{self, Failure, ResponseBody};
-use http::{HeaderMap, Response, StatusCode};
+use http::request::Parts;
+use http::{Response, StatusCode};
 use serde_json::{Value, json};
 use tollgate_core::Audience;
 
 /// Anything not active, or not the caller's to see, is exactly `{"active": false}`.
 pub(crate) async fn handle(
     issuer: &Issuer,
-    headers: &HeaderMap,
+    request: &Parts,
     form: &Form,
 ) -> Result<Response<ResponseBody>, Failure> {
-    let client = issuer.clients.authenticate(headers, form).await?;
+    let client = issuer.clients.authenticate(request, form).await?;
     let token = form
         .get("token")
         .ok_or(Failure::invalid_request("token is required"))?;

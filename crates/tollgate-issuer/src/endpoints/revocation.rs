@@ -7,16 +7,12 @@
 use crate::issuer::Issuer;
 use crate::protocol::form::Form;
 use crate::protocol::response::Failure;
-use http::HeaderMap;
+use http::request::Parts;
 
 /// Unknown, expired, already revoked or foreign tokens are a successful no-op (RFC 7009 §2.2);
 /// another client's token is refused and left alone (§2.1).
-pub(crate) async fn handle(
-    issuer: &Issuer,
-    headers: &HeaderMap,
-    form: &Form,
-) -> Result<(), Failure> {
-    let client = issuer.clients.authenticate(headers, form).await?;
+pub(crate) async fn handle(issuer: &Issuer, request: &Parts, form: &Form) -> Result<(), Failure> {
+    let client = issuer.clients.authenticate(request, form).await?;
     let token = form
         .get("token")
         .ok_or(Failure::invalid_request("token is required"))?;

@@ -7,7 +7,8 @@ use crate::ledger::{AccessSpec, Issued, RedeemError};
 use crate::protocol::MAX_IDENTIFIER_LEN;
 use crate::protocol::form::Form;
 use crate::protocol::response::{self, ErrorCode, Failure, ResponseBody};
-use http::{HeaderMap, Response, StatusCode};
+use http::request::Parts;
+use http::{Response, StatusCode};
 use serde::Serialize;
 use std::time::Duration;
 use tollgate_core::TenantPath;
@@ -25,10 +26,10 @@ struct TokenResponse<'a> {
 /// Handles a token request whose form has been parsed.
 pub(crate) async fn handle(
     issuer: &Issuer,
-    headers: &HeaderMap,
+    request: &Parts,
     form: &Form,
 ) -> Result<Response<ResponseBody>, Failure> {
-    let client = issuer.clients.authenticate(headers, form).await?;
+    let client = issuer.clients.authenticate(request, form).await?;
     let grant_type = form
         .get("grant_type")
         .ok_or(Failure::invalid_request("grant_type is required"))?;

@@ -201,7 +201,7 @@ impl TokenServiceBuilder {
             .await
             .map_err(|e| BuildError::new(format!("cannot load state: {e}")))?;
         // One argon2 run for the dummy hash: off the async runtime.
-        let (sign_in_hasher, clock) = (hasher.clone(), self.clock);
+        let (sign_in_hasher, clock) = (hasher.clone(), self.clock.clone());
         let dummy_failed = |e: &dyn fmt::Display| {
             BuildError::new(format!("cannot make the dummy password hash: {e}"))
         };
@@ -212,7 +212,7 @@ impl TokenServiceBuilder {
                 .map_err(|e| dummy_failed(&e))?;
         let issuer = Arc::new(Issuer {
             ledger: Arc::new(ledger),
-            clients: ClientAuthenticator::new(clients, hasher),
+            clients: ClientAuthenticator::new(clients, hasher, self.clock),
             users: sign_in,
             admin_role: self.admin_role,
         });

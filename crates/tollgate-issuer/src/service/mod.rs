@@ -228,16 +228,15 @@ where
     let outcome = async {
         let body = read_body(body).await?;
         let form = Form::parse(&parts.headers, &body)?;
-        let headers = &parts.headers;
         match route.endpoint {
-            Endpoint::Token => token::handle(issuer, headers, &form).await,
-            Endpoint::Revocation => revocation::handle(issuer, headers, &form)
+            Endpoint::Token => token::handle(issuer, &parts, &form).await,
+            Endpoint::Revocation => revocation::handle(issuer, &parts, &form)
                 .await
                 .map(|()| response::empty_ok()),
-            Endpoint::ApiRevoke => api_revoke::handle(issuer, headers, &form)
+            Endpoint::ApiRevoke => api_revoke::handle(issuer, &parts, &form)
                 .await
                 .map(|()| response::empty_ok()),
-            Endpoint::Introspection => introspection::handle(issuer, headers, &form).await,
+            Endpoint::Introspection => introspection::handle(issuer, &parts, &form).await,
             _ => Err(Failure::internal()),
         }
     }
