@@ -64,7 +64,8 @@ impl std::error::Error for Revoked {}
 /// * [`check`](Self::check) is synchronous, lock-free for readers of uncontended shards, and
 ///   allocates nothing.
 /// * [`purge_expired`](Self::purge_expired) forgets token and grant entries whose tokens have
-///   expired, so memory is bounded by live tokens. Cutoffs hold one instant per scope and are kept.
+///   expired, so memory is bounded by live tokens; [`purge_cutoffs`](Self::purge_cutoffs)
+///   forgets cutoffs older than any token still accepted.
 pub struct RevocationIndex {
     tokens: Map<UnixMillis>,
     grants: Map<UnixMillis>,
@@ -239,6 +240,45 @@ impl RevocationIndex {
                 live
             });
         }
+        removed
+    }
+
+    /// Forgets cutoffs that can no longer refuse anything: a cutoff at `T` only binds tokens
+    /// issued before `T`, which have all expired by `T + longest_lifetime` and are accepted by no
+    /// validator past the retention grace after that (see
+    /// [`retain_expired_for`](Self::retain_expired_for)). Pass the longest lifetime of any token a
+    /// validator sharing this index may accept, other issuers' tokens included: too short a
+    /// lifetime would revive tokens a cutoff still binds. Returns how many cutoffs went.
+    pub fn purge_cutoffs(&self, now: UnixMillis, longest_lifetime: std::time::Duration) -> usize {
+        let lifetime = i64::try_from(longest_lifetime.as_millis()).unwrap_or(i64::MAX);
+        let horizon = now
+            .0
+            .saturating_sub(lifetime)
+            .saturating_sub(self.retention_ms.load(Ordering::SeqCst));
+        let mut removed = 0;
+        let all = self.cutoff_all.load(Ordering::SeqCst);
+        // A concurrent, newer global cutoff makes the exchange fail and stays.
+        if all != i64::MIN
+            && all <= horizon
+            && self
+                .cutoff_all
+                .compare_exchange(all, i64::MIN, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+        {
+            removed += 1;
+        }
+        for map in [
+            &self.tenant_cutoffs,
+            &self.subject_cutoffs,
+            &self.client_cutoffs,
+        ] {
+            map.retain(|_, at| {
+                let binding = *at > horizon;
+                removed += usize::from(!binding);
+                binding
+            });
+        }
+        // `latest_cutoff` stays: it is an upper bound, and a stale one only skips the fast path.
         removed
     }
 
@@ -546,6 +586,29 @@ mod tests {
         assert_eq!(index.purge_expired(UnixMillis(T + 29_999)), 0);
         assert!(index.is_token_revoked("j"));
         assert_eq!(index.purge_expired(UnixMillis(T + 30_000)), 1);
+    }
+
+    #[test]
+    fn cutoffs_are_purged_once_every_token_they_bind_has_expired_and_the_grace_passed() {
+        let index = RevocationIndex::new();
+        index.retain_expired_for(std::time::Duration::from_secs(30));
+        let lifetime = std::time::Duration::from_secs(3_600);
+        for (_, scope) in scopes() {
+            index.apply(&cutoff(scope, T));
+        }
+        let cutoffs = index.stats().cutoffs;
+        assert!(cutoffs >= 4);
+        // A token issued just before T lives until T + 1 h and is accepted 30 s more.
+        let bound = UnixMillis(T + 3_600_000 + 30_000);
+        assert_eq!(index.purge_cutoffs(UnixMillis(bound.0 - 1), lifetime), 0);
+        assert!(index.check(&token(T - 1)).is_err());
+        assert_eq!(index.purge_cutoffs(bound, lifetime), cutoffs);
+        assert_eq!(index.stats().cutoffs, 0);
+        assert_eq!(index.effective_cutoff(&token(T - 1)), UnixMillis::MIN);
+        // A newer cutoff of the same scope is not purged with the old horizon.
+        index.apply(&cutoff(CutoffScope::All, bound.0));
+        assert_eq!(index.purge_cutoffs(bound, lifetime), 0);
+        assert!(index.check(&token(bound.0 - 1)).is_err());
     }
 
     #[test]

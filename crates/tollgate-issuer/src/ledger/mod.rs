@@ -34,7 +34,7 @@ pub(crate) use live::LiveTokens;
 pub(crate) use redeem::RedeemError;
 
 use crate::digest::sha256;
-use crate::store::{AccessTokenRecord, Record, RefreshTokenRecord, Store, StoreError};
+use crate::store::{AccessTokenRecord, Purge, Record, RefreshTokenRecord, Store, StoreError};
 use live::refresh_identity;
 use std::fmt;
 use std::sync::Arc;
@@ -149,6 +149,9 @@ pub(crate) struct Ledger {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     lifetimes: Lifetimes,
+    /// How long a cutoff is kept after its instant: the longest lifetime of any token it may
+    /// bind.
+    cutoff_retention: Duration,
     live: LiveTokens,
     /// Verifies this issuer's tokens for any audience.
     verifier: Verifier,
@@ -177,6 +180,8 @@ pub(crate) struct Parts {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) lifetimes: Lifetimes,
+    /// At least the longest access or refresh lifetime (the builder makes sure).
+    pub(crate) cutoff_retention: Duration,
     pub(crate) verifier: Verifier,
 }
 
@@ -191,6 +196,7 @@ impl Ledger {
             store: parts.store,
             clock: parts.clock,
             lifetimes: parts.lifetimes,
+            cutoff_retention: parts.cutoff_retention,
             live: LiveTokens::default(),
             verifier: parts.verifier,
             issue_gate: RwLock::new(()),
@@ -474,13 +480,18 @@ impl Ledger {
         self.store.flush().await
     }
 
-    /// Forgets what expired: live tokens, index entries, store rows.
+    /// Forgets what expired: live tokens, index entries, store rows, and cutoffs that no token
+    /// still accepted can predate.
     pub(crate) async fn purge(&self) -> Result<(), StoreError> {
         let now = self.clock.now();
         let before = now.saturating_sub(RETENTION);
         let live = self.live.purge(before);
-        let index = self.index.purge_expired(now);
-        let stored = self.store.purge(before).await?;
+        let index =
+            self.index.purge_expired(now) + self.index.purge_cutoffs(now, self.cutoff_retention);
+        // The store forgets a cutoff no sooner than the index does (RETENTION covers the index's
+        // grace, the validators' leeway), so a restart never revives a token a cutoff binds.
+        let cutoffs_before = before.saturating_sub(self.cutoff_retention);
+        let stored = self.store.purge(Purge::new(before, cutoffs_before)).await?;
         tracing::debug!(live, index, stored, "purged expired state");
         Ok(())
     }

@@ -35,6 +35,7 @@ pub struct TokenServiceBuilder {
     lifetimes: Lifetimes,
     admin_role: String,
     hash_concurrency: usize,
+    cutoff_retention: Option<Duration>,
 }
 
 impl fmt::Debug for TokenServiceBuilder {
@@ -66,6 +67,7 @@ impl TokenServiceBuilder {
             },
             admin_role: "admin".into(),
             hash_concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            cutoff_retention: None,
         }
     }
 
@@ -137,6 +139,15 @@ impl TokenServiceBuilder {
         self
     }
 
+    /// How long a cutoff is kept after its instant, when the index it feeds also judges tokens of
+    /// other issuers that live longer than this issuer's (default: the longest access or refresh
+    /// lifetime; a shorter value is raised to it). A cutoff older than that binds no token any
+    /// more and is forgotten by the purge.
+    pub fn cutoff_retention(mut self, retention: Duration) -> Self {
+        self.cutoff_retention = Some(retention);
+        self
+    }
+
     /// The role the batch-revocation API requires (default `admin`).
     pub fn admin_role(mut self, role: impl Into<String>) -> Self {
         self.admin_role = role.into();
@@ -194,6 +205,12 @@ impl TokenServiceBuilder {
             store,
             clock: self.clock.clone(),
             lifetimes: l,
+            // A cutoff binds this issuer's tokens, access and refresh, and, in a shared index,
+            // those of any issuer whose tokens the app's Layers accept.
+            cutoff_retention: l
+                .access_max
+                .max(l.refresh)
+                .max(self.cutoff_retention.unwrap_or_default()),
             verifier: any_audience,
         });
         ledger

@@ -2,7 +2,7 @@
 //! for a deployment that chooses to forget everything on restart.
 
 use super::{
-    AccessTokenRecord, Loaded, Record, RefreshTokenRecord, Store, StoreError, StoreFuture,
+    AccessTokenRecord, Loaded, Purge, Record, RefreshTokenRecord, Store, StoreError, StoreFuture,
     TokenHash,
 };
 use std::collections::HashMap;
@@ -119,9 +119,10 @@ impl State {
         }
     }
 
-    fn purge(&mut self, before: UnixMillis) -> u64 {
-        // Cutoffs are never purged: one per scope, and a cutoff binds tokens of any expiry.
-        retain_count(&mut self.access_tokens, |t| t.expires_at >= before)
+    fn purge(&mut self, horizon: Purge) -> u64 {
+        let before = horizon.expired_before;
+        retain_count(&mut self.cutoffs, |&at| at > horizon.cutoffs_before)
+            + retain_count(&mut self.access_tokens, |t| t.expires_at >= before)
             + retain_count(&mut self.refresh_tokens, |t| t.expires_at >= before)
             + retain_count(&mut self.revoked_tokens, |&expires_at| expires_at >= before)
             + retain_count(&mut self.revoked_grants, |&expires_at| expires_at >= before)
@@ -157,9 +158,9 @@ impl Store for MemoryStore {
         Box::pin(std::future::ready(self.with_state(|state| state.load(now))))
     }
 
-    fn purge(&self, before: UnixMillis) -> StoreFuture<'_, u64> {
+    fn purge(&self, horizon: Purge) -> StoreFuture<'_, u64> {
         Box::pin(std::future::ready(
-            self.with_state(|state| state.purge(before)),
+            self.with_state(|state| state.purge(horizon)),
         ))
     }
 

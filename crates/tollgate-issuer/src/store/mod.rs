@@ -85,8 +85,30 @@ pub enum Record {
     /// it expires so that a replay is recognised.
     RefreshRotated(TokenHash),
     /// A revocation: stored as the event itself. Token and grant events are kept until their
-    /// `expires_at`; cutoffs are kept (one per scope, the latest instant wins).
+    /// `expires_at`; cutoffs (one per scope, the latest instant wins) until no token they bind
+    /// can still be accepted.
     Revocation(RevocationEvent),
+}
+
+/// What [`Store::purge`] forgets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Purge {
+    /// Tokens and token or grant revocations that expired before this instant.
+    pub expired_before: UnixMillis,
+    /// Cutoffs at or before this instant: every token they could bind has expired.
+    pub cutoffs_before: UnixMillis,
+}
+
+impl Purge {
+    /// Forgets what expired before `expired_before` and the cutoffs at or before
+    /// `cutoffs_before`.
+    pub fn new(expired_before: UnixMillis, cutoffs_before: UnixMillis) -> Self {
+        Purge {
+            expired_before,
+            cutoffs_before,
+        }
+    }
 }
 
 /// Everything live, as read back on start.
@@ -142,8 +164,9 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     fn load(&self, now: UnixMillis) -> StoreFuture<'_, Loaded>;
 
     /// Forgets access and refresh tokens, and token and grant revocations, whose expiry is before
-    /// `before`; returns how many records went.
-    fn purge(&self, before: UnixMillis) -> StoreFuture<'_, u64>;
+    /// `horizon.expired_before`, and cutoffs whose instant is at or before
+    /// `horizon.cutoffs_before`; returns how many records went.
+    fn purge(&self, horizon: Purge) -> StoreFuture<'_, u64>;
 
     /// Makes everything written so far (written-behind records included) durable: called on
     /// shutdown.

@@ -7,7 +7,7 @@
 //! paying for its own.
 
 use super::{
-    AccessTokenRecord, Loaded, Record, RefreshTokenRecord, Store, StoreError, StoreFuture,
+    AccessTokenRecord, Loaded, Purge, Record, RefreshTokenRecord, Store, StoreError, StoreFuture,
 };
 use rusqlite::{Connection, TransactionBehavior, params};
 use std::fmt;
@@ -115,7 +115,7 @@ enum Job {
         done: Reply<Loaded>,
     },
     Purge {
-        before: UnixMillis,
+        horizon: Purge,
         purged: u64,
         done: Reply<u64>,
     },
@@ -245,9 +245,9 @@ impl Store for SqliteStore {
         }))
     }
 
-    fn purge(&self, before: UnixMillis) -> StoreFuture<'_, u64> {
+    fn purge(&self, horizon: Purge) -> StoreFuture<'_, u64> {
         Box::pin(self.call(move |done| Job::Purge {
-            before,
+            horizon,
             purged: 0,
             done,
         }))
@@ -347,8 +347,10 @@ impl Job {
                 *loaded = load(tx, *now).map_err(|e| format!("load failed: {e}"))?;
                 Ok(())
             }
-            Job::Purge { before, purged, .. } => {
-                *purged = purge(tx, *before).map_err(|e| format!("purge failed: {e}"))?;
+            Job::Purge {
+                horizon, purged, ..
+            } => {
+                *purged = purge(tx, *horizon).map_err(|e| format!("purge failed: {e}"))?;
                 Ok(())
             }
         }
@@ -556,13 +558,17 @@ fn corrupt(column: usize, message: String) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, message.into())
 }
 
-fn purge(tx: &Connection, before: UnixMillis) -> rusqlite::Result<u64> {
+fn purge(tx: &Connection, horizon: Purge) -> rusqlite::Result<u64> {
     let mut purged = 0;
-    // Cutoffs are never purged: one row per scope, and a cutoff binds tokens of any expiry.
     for table in ["access_tokens", "refresh_tokens", "revocations"] {
         let sql = format!("DELETE FROM {table} WHERE expires_at < ?1");
-        purged += tx.prepare_cached(&sql)?.execute([before.0])? as u64;
+        purged += tx
+            .prepare_cached(&sql)?
+            .execute([horizon.expired_before.0])? as u64;
     }
+    purged += tx
+        .prepare_cached("DELETE FROM cutoffs WHERE issued_before <= ?1")?
+        .execute([horizon.cutoffs_before.0])? as u64;
     Ok(purged)
 }
 

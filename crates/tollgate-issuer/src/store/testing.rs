@@ -15,7 +15,7 @@
 //!
 //! Each check panics with a message naming what the store got wrong, as a test should.
 
-use super::{AccessTokenRecord, Loaded, Record, RefreshTokenRecord, Store};
+use super::{AccessTokenRecord, Loaded, Purge, Record, RefreshTokenRecord, Store};
 use std::future::Future;
 use tollgate_core::{CutoffScope, RevocationEvent, UnixMillis};
 
@@ -200,8 +200,8 @@ pub async fn upserts_keep_the_maximum(store: &dyn Store) {
     assert_eq!(sorted(loaded), sorted(expected));
 }
 
-/// Purge forgets tokens and token/grant revocations that expired strictly before the
-/// instant, never cutoffs, and counts what went.
+/// Purge forgets tokens and token/grant revocations that expired strictly before its first
+/// instant, cutoffs at or before its second, and counts what went.
 pub async fn purge_removes_only_expired(store: &dyn Store) {
     let revoke_token = |jti: &str, expires_at| {
         Record::Revocation(RevocationEvent::Token {
@@ -231,9 +231,10 @@ pub async fn purge_removes_only_expired(store: &dyn Store) {
         .await
         .expect("the store failed");
 
+    // Expired before 200; no cutoff is that old.
     assert_eq!(
         store
-            .purge(UnixMillis(200))
+            .purge(Purge::new(UnixMillis(200), UnixMillis(0)))
             .await
             .expect("the store failed"),
         4
@@ -261,22 +262,24 @@ pub async fn purge_removes_only_expired(store: &dyn Store) {
         ],
     };
     assert_eq!(sorted(loaded), sorted(expected));
-    // Cutoffs stay even when purging far in the future.
+    // Cutoffs go by their own instant: the one at 1 goes, the one at 2 stays.
     assert_eq!(
         store
-            .purge(UnixMillis(i64::MAX))
+            .purge(Purge::new(UnixMillis(i64::MAX), UnixMillis(1)))
             .await
             .expect("the store failed"),
-        4
+        5
     );
     assert_eq!(
         store
             .load(UnixMillis(0))
             .await
             .expect("the store failed")
-            .revocations
-            .len(),
-        2
+            .revocations,
+        vec![RevocationEvent::Cutoff {
+            scope: CutoffScope::Client("web".into()),
+            issued_before: UnixMillis(2),
+        }]
     );
 }
 
@@ -295,7 +298,8 @@ pub async fn write_behind_then_flush(store: &dyn Store) {
 ///   excepted ([`every_record_kind`], [`assert_every_record_kind`]);
 /// - a rotated refresh token stays rotated even if its issuance is written again;
 /// - revocations keep the latest expiry and cutoffs the latest instant, in any order;
-/// - `purge` forgets exactly what expired before the instant, never a cutoff, and counts it;
+/// - `purge` forgets exactly what expired before its instant and the cutoffs old enough, and
+///   counts it;
 /// - written-behind records are loaded once `flush` has resolved.
 pub async fn check_store<S, F, Fut>(mut new_store: F)
 where

@@ -25,7 +25,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tollgate_core::{Clock, KeySet, RevocationIndex, SigningAlgorithm, TenantPath, UnixMillis};
-use tollgate_issuer::store::{Loaded, Record, StoreFuture};
+use tollgate_issuer::store::{Loaded, Purge, Record, StoreFuture};
 use tollgate_issuer::{
     Client, ClientSecret, GrantType, MemoryStore, PasswordHash, SqliteStore, StaticDirectory,
     Store, StoreError, TokenService, User,
@@ -191,8 +191,8 @@ impl Store for FlakyStore {
         self.inner.load(now)
     }
 
-    fn purge(&self, before: UnixMillis) -> StoreFuture<'_, u64> {
-        self.inner.purge(before)
+    fn purge(&self, horizon: Purge) -> StoreFuture<'_, u64> {
+        self.inner.purge(horizon)
     }
 
     fn flush(&self) -> StoreFuture<'_, ()> {
