@@ -2,7 +2,7 @@
 
 use crate::{serve, setup};
 use clap::{Parser, Subcommand};
-use std::io::Read;
+use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tollgate_core::{SigningAlgorithm, SigningKey};
@@ -24,7 +24,10 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Reads a password (or client secret) from standard input and prints its argon2id hash.
+    /// Prints the argon2id hash of a password (or client secret).
+    ///
+    /// At a terminal it asks twice, without echo; otherwise it reads standard input (one
+    /// trailing newline is dropped), e.g. `printf %s "$SECRET" | tollgate hash-password`.
     HashPassword,
     /// Generates a signing key as a PKCS#8 DER file (owner-only permissions).
     Keygen {
@@ -63,19 +66,35 @@ pub fn main() -> ExitCode {
 }
 
 fn hash_password() -> Result<(), String> {
-    let mut input = String::new();
-    std::io::stdin()
-        .take(4096)
-        .read_to_string(&mut input)
-        .map_err(|e| format!("cannot read standard input: {e}"))?;
-    // One trailing newline is the terminal's, not the password's.
-    let password = input
-        .strip_suffix('\n')
-        .map(|p| p.strip_suffix('\r').unwrap_or(p))
-        .unwrap_or(&input);
-    if password.is_empty() {
-        return Err("no password on standard input".into());
-    }
+    let password = if std::io::stdin().is_terminal() {
+        let ask = |prompt: &str| {
+            rpassword::prompt_password(prompt)
+                .map_err(|e| format!("cannot read the password from the terminal: {e}"))
+        };
+        let first = ask("Password: ")?;
+        if first.is_empty() {
+            return Err("no password given".into());
+        }
+        if ask("Again: ")? != first {
+            return Err("the two passwords differ; nothing was hashed".into());
+        }
+        first
+    } else {
+        let mut input = String::new();
+        std::io::stdin()
+            .take(4096)
+            .read_to_string(&mut input)
+            .map_err(|e| format!("cannot read standard input: {e}"))?;
+        // One trailing newline is the terminal's, not the password's.
+        let password = input
+            .strip_suffix('\n')
+            .map(|p| p.strip_suffix('\r').unwrap_or(p))
+            .unwrap_or(&input);
+        if password.is_empty() {
+            return Err("no password on standard input".into());
+        }
+        password.to_owned()
+    };
     let hash = PasswordHash::hash(password.as_bytes()).map_err(|e| e.to_string())?;
     println!("{}", hash.as_str());
     Ok(())

@@ -274,3 +274,55 @@ fn two_servers_never_share_a_data_directory() {
     // Once the first has stopped, the directory is free again.
     Server::start(dir.path(), &config).stop();
 }
+
+/// `hash-password` on a pseudo-terminal (through python3's `pty` module): what the terminal
+/// showed, and whether it succeeded.
+fn hash_password_at_a_terminal(first: &str, second: &str) -> Option<(bool, String)> {
+    let out = Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/support/pty_hash_password.py"
+        ))
+        .arg(env!("CARGO_BIN_EXE_tollgate"))
+        .args([first, second])
+        .output();
+    match out {
+        Ok(out) => Some((
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!("python3 is not installed: the pseudo-terminal test is skipped");
+            None
+        }
+        Err(e) => panic!("cannot run python3: {e}"),
+    }
+}
+
+#[test]
+fn hash_password_at_a_terminal_asks_twice_without_echo() {
+    let Some((ok, shown)) = hash_password_at_a_terminal("correct horse", "correct horse") else {
+        return;
+    };
+    assert!(ok, "{shown}");
+    assert!(
+        shown.contains("Password: ") && shown.contains("Again: "),
+        "{shown}"
+    );
+    assert!(
+        !shown.contains("correct horse"),
+        "the password was echoed: {shown}"
+    );
+    let hash = shown
+        .split_whitespace()
+        .find(|w| w.starts_with("$argon2id$"))
+        .unwrap_or_else(|| panic!("no hash: {shown}"));
+    tollgate_issuer::PasswordHash::parse(hash).unwrap();
+
+    let (ok, shown) = hash_password_at_a_terminal("one", "two").unwrap();
+    assert!(!ok, "{shown}");
+    assert!(
+        shown.contains("differ") && !shown.contains("$argon2id$"),
+        "{shown}"
+    );
+}
