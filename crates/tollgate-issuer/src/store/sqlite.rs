@@ -625,9 +625,9 @@ mod tests {
     fn one_data_directory_one_store() {
         let dir = tempdir().unwrap();
         let first = SqliteStore::open(dir.path()).unwrap();
-        let err = SqliteStore::open(dir.path())
-            .err()
-            .expect("a second store is refused");
+        let Err(err) = SqliteStore::open(dir.path()) else {
+            panic!("a second store is refused");
+        };
         let message = err.to_string();
         assert!(
             message.contains(&dir.path().display().to_string())
