@@ -115,9 +115,14 @@ fn keygen(out: &std::path::Path, kid: &str, algorithm: &str) -> Result<(), Strin
     let key = SigningKey::generate(algorithm, kid).map_err(|e| e.to_string())?;
     setup::write_private(out, key.to_der())
         .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    // The configuration resolves relative paths from its own directory, not from here: print
+    // the absolute path, as a TOML string (quotes and backslashes escaped).
+    let file = std::fs::canonicalize(out).unwrap_or_else(|_| out.to_owned());
+    let quoted = |text: &str| toml::Value::String(text.to_owned()).to_string();
     println!(
-        "[[keys]]\nkid = \"{kid}\"\nalgorithm = \"{algorithm}\"\nfile = \"{}\"\nsigning = true",
-        out.display()
+        "[[keys]]\nkid = {}\nalgorithm = \"{algorithm}\"\nfile = {}\nsigning = true",
+        quoted(kid),
+        quoted(&file.to_string_lossy())
     );
     Ok(())
 }

@@ -326,3 +326,23 @@ fn hash_password_at_a_terminal_asks_twice_without_echo() {
         "{shown}"
     );
 }
+
+#[test]
+fn keygen_takes_a_bare_file_name_and_prints_an_absolute_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tollgate()
+        .current_dir(dir.path())
+        .args(["keygen", "--kid", "k \"1\"", "--out", "k.der"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: toml::Table = String::from_utf8(out.stdout).unwrap().parse().unwrap();
+    let key = &printed["keys"][0];
+    assert_eq!(key["kid"].as_str(), Some("k \"1\""));
+    let file = std::path::Path::new(key["file"].as_str().unwrap());
+    assert!(file.is_absolute() && file.exists(), "{}", file.display());
+}
