@@ -180,6 +180,11 @@ impl SqliteStore {
     ///
     /// Blocks on file I/O: call it on start, before serving. Fails if the database was written by
     /// a newer tollgate (its schema version is unknown here).
+    ///
+    /// The store locks `dir` (the file `tollgate.lock`, holding this process's id) until it is
+    /// dropped: opening a directory another store holds, in this process or another, fails with
+    /// an error naming the directory and the holder's pid. Two stores on one directory would each
+    /// miss the other's revocations.
     pub fn open(dir: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
         Self::open_with(dir.as_ref(), BUSY_TIMEOUT)
     }
