@@ -32,9 +32,10 @@ const AUDIENCE: &str = "orders-api";
 const TOKEN_LIFETIME: Duration = Duration::from_secs(60 * 60);
 
 #[tokio::main]
-async fn main() {
-    // In production the keys belong to the issuer and the API only holds its public half (a
-    // `RemoteJwks`); there is no issuer in this workspace yet, so the example plays both parts.
+async fn main() -> std::process::ExitCode {
+    // In production the keys belong to the issuer (`tollgate serve`, or `TokenService` mounted in
+    // an app as in `examples/issuer_in_axum.rs`) and the API only holds its public half (a
+    // `RemoteJwks`); to run on its own, this example plays both parts.
     let keys =
         KeySet::generate(SigningAlgorithm::EdDSA, "demo-key-1").expect("generate an Ed25519 key");
     // One index shared by the verifier and whoever revokes: here the demo route, in a real
@@ -58,11 +59,19 @@ async fn main() {
     let app = app(verifier, index);
 
     let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:3001".to_owned());
-    let listener = tokio::net::TcpListener::bind(&addr)
-        .await
-        .unwrap_or_else(|e| panic!("cannot listen on {addr}: {e}"));
+    let listener = match tokio::net::TcpListener::bind(&addr).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!("axum_api: cannot listen on {addr}: {e} (set ADDR to listen elsewhere)");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     print_instructions(&addr, &reader, &viewer);
-    axum::serve(listener, app).await.expect("the server failed");
+    if let Err(e) = axum::serve(listener, app).await {
+        eprintln!("axum_api: {e}");
+        return std::process::ExitCode::FAILURE;
+    }
+    std::process::ExitCode::SUCCESS
 }
 
 /// The application: protected routes behind the layer, open routes beside them.

@@ -9,6 +9,9 @@
 //!   in it is a prefix (`http://host/api` forwards `/orders` to `/api/orders`).
 //! * `DEMO_UPSTREAM`: `1` (default) also starts, in this process, an echo server on the
 //!   upstream's address that answers with the request it received; `0` to proxy to your own.
+//! * `HEADER_READ_TIMEOUT`: seconds a connection has to send a complete request head (default
+//!   10); a connection that sends nothing is closed then too.
+//! * `MAX_CONNECTIONS`: connections served at once (default 512); more wait in the backlog.
 //!
 //! The upstream must accept traffic from the gateway only: it trusts `x-authenticated-subject`
 //! because nobody else can reach it.
@@ -25,11 +28,11 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioExecutor;
 use hyper_util::service::TowerToHyperService;
 use serde_json::{Map, Value, json};
 use std::convert::Infallible;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -69,17 +72,48 @@ static HOP_BY_HOP: [HeaderName; 9] = [
 /// ones. `BoxBody` implements `Default`, which the layer needs for its rejection responses.
 type GatewayBody = BoxBody<Bytes, hyper::Error>;
 
+#[path = "support/connections.rs"]
+mod connections;
+
 #[tokio::main]
-async fn main() {
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("hyper_gateway: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A whole number from the environment, or its default.
+fn env_number<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
+    match std::env::var(name) {
+        Ok(value) => value
+            .parse()
+            .map_err(|_| format!("{name} must be a positive whole number, not {value:?}")),
+        Err(_) => Ok(default),
+    }
+}
+
+async fn run() -> Result<(), String> {
     let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:3002".to_owned());
     let upstream: Uri = std::env::var("UPSTREAM")
         .unwrap_or_else(|_| "http://127.0.0.1:3003".to_owned())
         .parse()
-        .expect("UPSTREAM is a URL such as http://127.0.0.1:3003");
-    let upstream = Upstream::new(&upstream);
+        .map_err(|_| "UPSTREAM must be a URL such as http://127.0.0.1:3003")?;
+    let upstream = Upstream::new(&upstream)?;
+    let limits = connections::Limits {
+        header_read_timeout: Duration::from_secs(env_number("HEADER_READ_TIMEOUT", 10u64)?),
+        max_connections: env_number("MAX_CONNECTIONS", 512usize)?,
+    };
+    if limits.header_read_timeout.is_zero() || limits.max_connections == 0 {
+        return Err("HEADER_READ_TIMEOUT and MAX_CONNECTIONS must be at least 1".into());
+    }
 
-    // Demo keys: the gateway mints its own tokens because there is no issuer in this workspace
-    // yet. In front of a real issuer, verify with its published keys instead:
+    // Demo keys: the gateway mints its own tokens so that it runs on its own. In front of
+    // tollgate's token service (`tollgate serve`) or any other issuer, verify with its published
+    // keys instead:
     //
     //     let jwks = RemoteJwks::builder("https://id.example.com/.well-known/jwks.json".parse()?)
     //         .build()?;
@@ -112,10 +146,18 @@ async fn main() {
     });
 
     if demo_upstream_enabled() {
-        let listener = TcpListener::bind(&upstream.bind_addr)
-            .await
-            .unwrap_or_else(|e| panic!("cannot start the demo upstream on {}: {e} (set DEMO_UPSTREAM=0 to use your own)", upstream.bind_addr));
-        tokio::spawn(serve_echo(listener));
+        let listener = TcpListener::bind(&upstream.bind_addr).await.map_err(|e| {
+            format!(
+                "cannot start the demo upstream on {}: {e} (set DEMO_UPSTREAM=0 to use your own, \
+                 or UPSTREAM to move it)",
+                upstream.bind_addr
+            )
+        })?;
+        tokio::spawn(connections::serve(
+            listener,
+            hyper::service::service_fn(echo),
+            limits,
+        ));
     }
 
     let proxy = Proxy {
@@ -131,29 +173,11 @@ async fn main() {
 
     let listener = TcpListener::bind(&addr)
         .await
-        .unwrap_or_else(|e| panic!("cannot listen on {addr}: {e}"));
+        .map_err(|e| format!("cannot listen on {addr}: {e} (set ADDR to listen elsewhere)"))?;
     print_instructions(&addr, &valid.token, &revoked.token);
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                // Out of file descriptors and the like: back off instead of spinning.
-                eprintln!("accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let service = TowerToHyperService::new(gateway.clone());
-        tokio::spawn(async move {
-            // HTTP/1.1 and HTTP/2 (prior knowledge) on the same port.
-            if let Err(e) = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                eprintln!("connection from {peer}: {e}");
-            }
-        });
-    }
+    // HTTP/1.1 and HTTP/2 (prior knowledge) on the same port, with the connection limits.
+    connections::serve(listener, TowerToHyperService::new(gateway), limits).await;
+    Ok(())
 }
 
 /// Where requests go: the parts of `UPSTREAM` a forwarded URI is built from.
@@ -167,29 +191,28 @@ struct Upstream {
 }
 
 impl Upstream {
-    fn new(uri: &Uri) -> Self {
+    fn new(uri: &Uri) -> Result<Self, String> {
         let scheme = uri.scheme().cloned().unwrap_or(Scheme::HTTP);
         // The client below speaks plain HTTP only; an https upstream needs a TLS connector
         // (hyper-rustls) in place of `HttpConnector`.
-        assert!(
-            scheme == Scheme::HTTP,
-            "UPSTREAM must be an http:// URL, got {uri}"
-        );
+        if scheme != Scheme::HTTP {
+            return Err(format!("UPSTREAM must be an http:// URL, got {uri}"));
+        }
         let authority = uri
             .authority()
             .cloned()
-            .expect("UPSTREAM has a host, as in http://127.0.0.1:3003");
+            .ok_or("UPSTREAM must have a host, as in http://127.0.0.1:3003")?;
         let bind_addr = format!(
             "{}:{}",
             authority.host(),
             authority.port_u16().unwrap_or(80)
         );
-        Upstream {
+        Ok(Upstream {
             scheme,
             authority,
             prefix: uri.path().trim_end_matches('/').to_owned(),
             bind_addr,
-        }
+        })
     }
 
     /// The upstream URI for a request to `path_and_query` on the gateway.
@@ -312,24 +335,6 @@ fn demo_upstream_enabled() -> bool {
 
 /// The demo upstream: answers every request with JSON describing what it received, so one can
 /// see what the gateway forwarded.
-async fn serve_echo(listener: TcpListener) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            continue;
-        };
-        let service = hyper::service::service_fn(echo);
-        tokio::spawn(async move {
-            if let Err(e) = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                eprintln!("demo upstream connection: {e}");
-            }
-        });
-    }
-}
-
 async fn echo(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     /// The echo reads at most this much body: it is a demo, not a sink.
     const MAX_BODY: usize = 64 * 1024;

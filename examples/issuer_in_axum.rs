@@ -3,7 +3,7 @@
 //! `/connect/revocation` is refused by the app's Layer on the very next request.
 //!
 //! Run it with `cargo run --example issuer_in_axum --features axum,issuer` and follow the curl
-//! commands it prints. `ADDR` overrides the listen address (default `127.0.0.1:3002`).
+//! commands it prints. `ADDR` overrides the listen address (default `127.0.0.1:3004`).
 //!
 //! Routes: `GET /orders` (the app's, needs a token with `orders:read`); everything else falls
 //! through to the `TokenService` (`/connect/token`, `/connect/revocation`, discovery, JWKS, ...).
@@ -21,8 +21,18 @@ use tollgate::layer::{RequireScopeLayer, ValidateBearerLayer, VerifiedClaims, Ve
 const AUDIENCE: &str = "orders-api";
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:3002".into());
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("issuer_in_axum: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:3004".into());
     let issuer = format!("http://{addr}");
     let keys = KeySet::generate(SigningAlgorithm::EdDSA, "app-key-1")?;
     let index = Arc::new(RevocationIndex::new());
@@ -69,7 +79,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route_layer(ValidateBearerLayer::new(verifier))
         .fallback_service(tokens);
 
-    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e} (set ADDR to listen elsewhere)"))?;
     println!("listening on {issuer}\n");
     println!(
         "TOKEN=$(curl -s -u svc:svc-secret -d grant_type=client_credentials {issuer}/connect/token | jq -r .access_token)"

@@ -39,16 +39,24 @@ const DEFAULT_ADDR: &str = "127.0.0.1:50051";
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let addr: SocketAddr = std::env::var("ADDR")
-        .unwrap_or_else(|_| DEFAULT_ADDR.to_owned())
-        .parse()
-        .expect("ADDR is a socket address such as 127.0.0.1:50051");
+    let addr = std::env::var("ADDR").unwrap_or_else(|_| DEFAULT_ADDR.to_owned());
+    let Ok(addr) = addr.parse::<SocketAddr>() else {
+        eprintln!(
+            "tonic_greeter: ADDR must be a socket address such as {DEFAULT_ADDR}, not {addr:?}"
+        );
+        return ExitCode::FAILURE;
+    };
     let mut args = std::env::args().skip(1);
     match args.next().as_deref() {
-        None | Some("server") => {
-            serve(addr).await;
-            ExitCode::SUCCESS
-        }
+        None | Some("server") => match serve(addr).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!(
+                    "tonic_greeter: cannot serve on {addr}: {e} (set ADDR to listen elsewhere)"
+                );
+                ExitCode::FAILURE
+            }
+        },
         Some("client") => call_say_hello(addr, args.next(), args.next()).await,
         Some(other) => {
             eprintln!("unknown mode {other:?}: expected `server` or `client [token] [name]`");
@@ -57,7 +65,7 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn serve(addr: SocketAddr) {
+async fn serve(addr: SocketAddr) -> Result<(), tonic::transport::Error> {
     // The example plays the issuer too: it owns the signing key and mints demo tokens. A real
     // service would verify with the issuer's published keys (`RemoteJwks`).
     let keys =
@@ -96,7 +104,6 @@ async fn serve(addr: SocketAddr) {
         .add_service(GreeterServer)
         .serve(addr)
         .await
-        .unwrap_or_else(|e| panic!("cannot serve on {addr}: {e}"));
 }
 
 /// Client mode: one `SayHello` call, with `authorization: Bearer <token>` when a token is given.

@@ -4,7 +4,8 @@
 #   2. /connect/revocation with durable writes, 64 connections
 #   3. 1,000,000 live tokens: the server's resident memory, then one batch revocation over them
 #
-# Needs: wrk (Debian package `wrk`), node + npm, curl, python3. Run from anywhere:
+# Needs: wrk (Debian package `wrk`), node + npm (the peer in benches/load/peer), curl, python3.
+# Run from anywhere:
 #   benches/load/run.sh            # LIVE=1000000 by default; LIVE=200000 for a quicker run
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -19,27 +20,27 @@ cargo build --release -p tollgate-server >/dev/null
 bin="$root/target/release/tollgate"
 sed -e 's|^data_dir = .*|data_dir = "'"$work"'/data"|' examples/tollgate.toml > "$work/tollgate.toml"
 
-# The peer: a copy of ../shared/peers/oidc-provider (read-only there) with its npm packages.
-peer_src="$(cd "$root/.." && pwd)/shared/peers/oidc-provider"
-peer="$root/target/oidc-peer"
-if [ ! -d "$peer/node_modules" ]; then
-  mkdir -p "$peer" && cp "$peer_src"/*.mjs "$peer_src"/*.json "$peer_src"/*.lua "$peer/"
+# The peer (benches/load/peer), installed under target/ so the source tree stays clean.
+peer="$root/target/load-peer"
+if [ ! -d "$peer/node_modules" ] || ! cmp -s "$here/peer/package.json" "$peer/package.json"; then
+  mkdir -p "$peer" && cp "$here/peer/package.json" "$peer/"
   (cd "$peer" && npm install --silent --no-audit --no-fund)
 fi
+cp "$here/peer/peer.mjs" "$peer/"
 
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 
 "$bin" serve --config "$work/tollgate.toml" 2>"$work/tollgate.log" & tg=$!; pids+=("$tg")
-(cd "$peer" && exec node server.mjs >"$work/peer.log" 2>&1) & peer_pid=$!; pids+=("$peer_pid")
+(cd "$peer" && PEER_PORT=3000 exec node peer.mjs >"$work/peer.log" 2>&1) & peer_pid=$!; pids+=("$peer_pid")
 for url in http://127.0.0.1:8080/.well-known/jwks.json http://127.0.0.1:3000/.well-known/openid-configuration; do
   for _ in $(seq 100); do curl -sf -o /dev/null "$url" && break; sleep 0.1; done
 done
 
 BASIC_TG=$(printf 'svc:svc-secret-0123456789' | base64 -w0)
 BASIC_PEER=$(printf 'svc:svc-secret-0123456789' | base64 -w0)
-cc="$peer/client_credentials.lua"
+cc="$here/issue.lua"
 rate() { awk '/Requests\/sec/ {print int($2)}'; }
 non2xx() { awk '/Non-2xx/ {print $NF}'; }
 
@@ -74,7 +75,7 @@ admin=$(curl -s -u integration:integration-secret -d grant_type=password -d user
 batch=$(curl -s -o "$work/batch.json" -w '%{time_total}' -X POST -H "Authorization: Bearer $admin" \
   -H 'content-type: application/json' -d '{"clientId":"svc"}' http://127.0.0.1:8080/api/v2/identity/token/batch-revocation)
 echo "batch revocation: $(cat "$work/batch.json") in $(python3 -c "print(f'{$batch*1000:.0f} ms')") (curl time_total)"
-again=$(curl -s -w ' %{time_total}s' -X POST -H "Authorization: Bearer $admin" -d '{"clientId":"svc"}' \
+again=$(curl -s -w ' %{time_total}s' -X POST -H "Authorization: Bearer $admin" -H 'content-type: application/json' -d '{"clientId":"svc"}' \
   http://127.0.0.1:8080/api/v2/identity/token/batch-revocation)
 echo "repeat: $again"
 echo "resident memory after: $(awk '/VmRSS/ {printf "%.0f MiB", $2/1024}' /proc/$tg/status)"

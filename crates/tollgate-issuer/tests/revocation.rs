@@ -175,9 +175,18 @@ async fn revocations_are_durable_before_the_200() {
         .batch_count(&server.admin_token().await, json!({"clientId": "svc2"}))
         .await;
     assert_eq!(count, 1);
-    // Another process opening the data directory now (the service still running, nothing
-    // flushed) sees both revocations.
-    let reopened = SqliteStore::open(server.dir.path()).unwrap();
+    // A copy of the database taken now (the service still running, nothing flushed), as a
+    // backup or the `sqlite3` shell would read it, holds both revocations. (The running store
+    // locks its directory, so the copy is opened in a directory of its own.)
+    let copy = tempfile::tempdir().unwrap();
+    rusqlite::Connection::open(server.dir.path().join("tollgate.sqlite3"))
+        .unwrap()
+        .execute(
+            "VACUUM INTO ?1",
+            [copy.path().join("tollgate.sqlite3").to_str().unwrap()],
+        )
+        .unwrap();
+    let reopened = SqliteStore::open(copy.path()).unwrap();
     let loaded = reopened.load(UnixMillis(now_ms())).await.unwrap();
     let jti = decode_jwt(&single).1["jti"].as_str().unwrap().to_owned();
     assert!(

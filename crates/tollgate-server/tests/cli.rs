@@ -180,3 +180,169 @@ fn with_no_key_configured_one_is_generated_once_and_reused() {
     assert!(logs.contains("store flushed"), "{logs}");
     assert!(!logs.contains("secret-"), "no secret in the logs");
 }
+
+/// `tollgate serve` on `config` (written to `dir/name`); it must fail. Its last line.
+fn serve_fails(dir: &std::path::Path, name: &str, config: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, config).unwrap();
+    let out = tollgate()
+        .args(["serve", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default().to_owned();
+    assert!(last.starts_with("tollgate: "), "{stderr}");
+    last
+}
+
+#[test]
+fn a_config_with_an_error_touches_nothing_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("conf");
+    std::fs::create_dir(&conf).unwrap();
+    let data = dir.path().join("data");
+    let valid = config(&data).replace(&format!("{:?}", data.display().to_string()), "\"../data\"");
+    assert!(valid.contains("data_dir = \"../data\""));
+
+    // An error at the very end of the file.
+    let err = serve_fails(
+        &conf,
+        "a.toml",
+        &format!(
+            "{valid}\n[[clients]]\nid = \"late\"\nsecret_env = \"PATH\"\ngrants = [\"pasword\"]\n"
+        ),
+    );
+    assert!(err.contains("pasword"), "{err}");
+    // A key file that does not exist.
+    let err = serve_fails(
+        &conf,
+        "b.toml",
+        &format!(
+            "{valid}\n[[keys]]\nkid = \"k\"\nalgorithm = \"EdDSA\"\nfile = \"missing.der\"\nsigning = true\n"
+        ),
+    );
+    assert!(
+        err.contains("keys[0].file") && err.contains("missing.der"),
+        "{err}"
+    );
+    // A key file that is not a key.
+    std::fs::write(conf.join("junk.der"), b"not a key").unwrap();
+    let err = serve_fails(
+        &conf,
+        "c.toml",
+        &format!(
+            "{valid}\n[[keys]]\nkid = \"k\"\nalgorithm = \"EdDSA\"\nfile = \"junk.der\"\nsigning = true\n"
+        ),
+    );
+    assert!(err.contains("keys[0].file"), "{err}");
+    // A port that is taken.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap();
+    let err = serve_fails(
+        &conf,
+        "d.toml",
+        &valid.replace("listen = \"127.0.0.1:0\"", &format!("listen = \"{port}\"")),
+    );
+    assert!(err.contains(&format!("cannot listen on {port}")), "{err}");
+
+    assert!(!data.exists(), "a failed start created {}", data.display());
+    let made: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(made, ["conf"], "nothing but the configuration directory");
+}
+
+#[test]
+fn two_servers_never_share_a_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path());
+    let first = Server::start(dir.path(), &config);
+    let err = serve_fails(dir.path(), "second.toml", &config);
+    assert!(
+        err.contains(&dir.path().display().to_string()) && err.contains("in use"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("pid {}", first.pid())),
+        "the refusal names the other process: {err}"
+    );
+    first.stop();
+    // Once the first has stopped, the directory is free again.
+    Server::start(dir.path(), &config).stop();
+}
+
+/// `hash-password` on a pseudo-terminal (through python3's `pty` module): what the terminal
+/// showed, and whether it succeeded.
+fn hash_password_at_a_terminal(first: &str, second: &str) -> Option<(bool, String)> {
+    let out = Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/support/pty_hash_password.py"
+        ))
+        .arg(env!("CARGO_BIN_EXE_tollgate"))
+        .args([first, second])
+        .output();
+    match out {
+        Ok(out) => Some((
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!("python3 is not installed: the pseudo-terminal test is skipped");
+            None
+        }
+        Err(e) => panic!("cannot run python3: {e}"),
+    }
+}
+
+#[test]
+fn hash_password_at_a_terminal_asks_twice_without_echo() {
+    let Some((ok, shown)) = hash_password_at_a_terminal("correct horse", "correct horse") else {
+        return;
+    };
+    assert!(ok, "{shown}");
+    assert!(
+        shown.contains("Password: ") && shown.contains("Again: "),
+        "{shown}"
+    );
+    assert!(
+        !shown.contains("correct horse"),
+        "the password was echoed: {shown}"
+    );
+    let hash = shown
+        .split_whitespace()
+        .find(|w| w.starts_with("$argon2id$"))
+        .unwrap_or_else(|| panic!("no hash: {shown}"));
+    tollgate_issuer::PasswordHash::parse(hash).unwrap();
+
+    let (ok, shown) = hash_password_at_a_terminal("one", "two").unwrap();
+    assert!(!ok, "{shown}");
+    assert!(
+        shown.contains("differ") && !shown.contains("$argon2id$"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn keygen_takes_a_bare_file_name_and_prints_an_absolute_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tollgate()
+        .current_dir(dir.path())
+        .args(["keygen", "--kid", "k \"1\"", "--out", "k.der"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: toml::Table = String::from_utf8(out.stdout).unwrap().parse().unwrap();
+    let key = &printed["keys"][0];
+    assert_eq!(key["kid"].as_str(), Some("k \"1\""));
+    let file = std::path::Path::new(key["file"].as_str().unwrap());
+    assert!(file.is_absolute() && file.exists(), "{}", file.display());
+}

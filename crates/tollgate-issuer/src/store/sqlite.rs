@@ -21,6 +21,9 @@ use tollgate_core::{CutoffScope, RevocationEvent, UnixMillis};
 
 /// The database file inside the data directory.
 const FILE_NAME: &str = "tollgate.sqlite3";
+/// The lock file in the data directory: held (`flock`) by the process that has the store open,
+/// and holding that process's id so that a refusal can name it.
+const LOCK_FILE: &str = "tollgate.lock";
 
 /// The schema this code writes, kept in `PRAGMA user_version`.
 const SCHEMA_VERSION: i32 = 1;
@@ -97,6 +100,8 @@ struct Writer {
     jobs: Option<mpsc::Sender<Job>>,
     thread: Option<JoinHandle<()>>,
     transactions: Arc<AtomicU64>,
+    /// Holds the data directory's lock while the store is open; closing it releases the lock.
+    _lock: std::fs::File,
 }
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
@@ -121,12 +126,65 @@ enum Job {
     },
 }
 
+/// Takes the data directory's exclusive lock, so that no two stores (in one process or two)
+/// use one directory: a revocation written by one would go unseen by the other. The lock is
+/// advisory (`flock` on Unix, `LockFileEx` on Windows) and released by the operating system when
+/// the holder exits, however it exits.
+fn lock_dir(dir: &Path) -> Result<std::fs::File, StoreError> {
+    use std::io::{Read, Seek, Write};
+    let path = dir.join(LOCK_FILE);
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| StoreError::new(format!("cannot open {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = (&file).take(32).read_to_string(&mut holder);
+            let holder = holder.trim();
+            let by = if !holder.is_empty() && holder.bytes().all(|b| b.is_ascii_digit()) {
+                format!("another process (pid {holder})")
+            } else {
+                "another process".to_owned()
+            };
+            return Err(StoreError::new(format!(
+                "data directory {} is in use by {by}; \
+                 two processes must not share one data directory",
+                dir.display()
+            )));
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(StoreError::new(format!(
+                "cannot lock {}: {e}",
+                path.display()
+            )));
+        }
+    }
+    // Ours now: say who holds it (best effort; the lock itself is what protects).
+    let pid = std::process::id().to_string();
+    let _ = file
+        .set_len(0)
+        .and_then(|()| file.rewind())
+        .and_then(|()| file.write_all(pid.as_bytes()))
+        .and_then(|()| file.flush());
+    Ok(file)
+}
+
 impl SqliteStore {
     /// Opens the database in `dir` (creating the directory and the database if missing) and
     /// starts its writer thread, `tollgate-store`.
     ///
     /// Blocks on file I/O: call it on start, before serving. Fails if the database was written by
     /// a newer tollgate (its schema version is unknown here).
+    ///
+    /// The store locks `dir` (the file `tollgate.lock`, holding this process's id) until it is
+    /// dropped: opening a directory another store holds, in this process or another, fails with
+    /// an error naming the directory and the holder's pid. Two stores on one directory would each
+    /// miss the other's revocations.
     pub fn open(dir: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
         Self::open_with(dir.as_ref(), BUSY_TIMEOUT)
     }
@@ -138,6 +196,7 @@ impl SqliteStore {
                 dir.display()
             ))
         })?;
+        let lock = lock_dir(dir)?;
         let path = dir.join(FILE_NAME);
         let fail = |what: &str, e: rusqlite::Error| {
             StoreError::new(format!("{}: {what}: {e}", path.display()))
@@ -173,6 +232,7 @@ impl SqliteStore {
                 jobs: Some(jobs),
                 thread: Some(thread),
                 transactions,
+                _lock: lock,
             }),
         })
     }
@@ -584,6 +644,24 @@ mod tests {
         let other = Connection::open(dir.join(FILE_NAME)).unwrap();
         other.execute_batch("BEGIN IMMEDIATE").unwrap();
         other
+    }
+
+    #[test]
+    fn one_data_directory_one_store() {
+        let dir = tempdir().unwrap();
+        let first = SqliteStore::open(dir.path()).unwrap();
+        let Err(err) = SqliteStore::open(dir.path()) else {
+            panic!("a second store is refused");
+        };
+        let message = err.to_string();
+        assert!(
+            message.contains(&dir.path().display().to_string())
+                && message.contains(&format!("pid {}", std::process::id())),
+            "{message}"
+        );
+        assert!(!message.contains('\n'), "{message}");
+        drop(first);
+        SqliteStore::open(dir.path()).expect("the lock goes with the store");
     }
 
     #[tokio::test]

@@ -1,0 +1,96 @@
+//! The accept loop of `examples/hyper_gateway.rs` over real sockets: connections that send no
+//! complete request head (or HTTP/2 preface) in time are closed, and connections beyond the bound
+//! wait until a slot frees.
+
+#[path = "../examples/support/connections.rs"]
+mod connections;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use std::convert::Infallible;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+async fn start(limits: connections::Limits) -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let service = hyper::service::service_fn(|_request| async {
+        Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from_static(b"ok"))))
+    });
+    tokio::spawn(connections::serve(listener, service, limits));
+    addr
+}
+
+const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: gateway\r\n\r\n";
+
+/// Whether the server closed the connection within `limit`.
+async fn closed_within(stream: &mut TcpStream, limit: Duration) -> bool {
+    let mut buf = [0u8; 1024];
+    loop {
+        match tokio::time::timeout(limit, stream.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+        }
+    }
+}
+
+/// Sends a request; whether a `200` came back within `limit`.
+async fn served(stream: &mut TcpStream, limit: Duration) -> bool {
+    stream.write_all(GET).await.unwrap();
+    let mut buf = [0u8; 1024];
+    matches!(
+        tokio::time::timeout(limit, stream.read(&mut buf)).await,
+        Ok(Ok(n)) if buf[..n].starts_with(b"HTTP/1.1 200")
+    )
+}
+
+#[tokio::test]
+async fn silent_and_partial_connections_are_closed_at_the_deadline() {
+    let addr = start(connections::Limits {
+        header_read_timeout: Duration::from_secs(1),
+        max_connections: 16,
+    })
+    .await;
+    let mut silent = TcpStream::connect(addr).await.unwrap();
+    let mut partial = TcpStream::connect(addr).await.unwrap();
+    partial.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+    let mut preface = TcpStream::connect(addr).await.unwrap();
+    preface.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+    for (name, stream) in [
+        ("silent", &mut silent),
+        ("partial head", &mut partial),
+        ("partial HTTP/2 preface", &mut preface),
+    ] {
+        assert!(
+            closed_within(stream, Duration::from_secs(4)).await,
+            "{name} connection still open"
+        );
+    }
+    let mut fresh = TcpStream::connect(addr).await.unwrap();
+    assert!(served(&mut fresh, Duration::from_secs(5)).await);
+}
+
+#[tokio::test]
+async fn connections_beyond_the_bound_wait_for_a_slot() {
+    let addr = start(connections::Limits {
+        header_read_timeout: Duration::from_secs(30),
+        max_connections: 1,
+    })
+    .await;
+    let mut first = TcpStream::connect(addr).await.unwrap();
+    assert!(served(&mut first, Duration::from_secs(5)).await);
+    let mut second = TcpStream::connect(addr).await.unwrap();
+    assert!(
+        !served(&mut second, Duration::from_millis(1000)).await,
+        "a connection beyond the bound was served"
+    );
+    drop(first);
+    let mut buf = [0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(5), second.read(&mut buf))
+        .await
+        .expect("served once the slot freed")
+        .unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+}
