@@ -1,12 +1,15 @@
-//! Shared fixture for the end-to-end tests: a key set, an index, a verifier and a token minter.
+//! The fixture of the Layer's tests: a key set, an index, a verifier and a token minter.
+//!
+//! Also compiled into the workspace's end-to-end tests (`tests/stacks.rs`, `tests/remote_keys.rs`)
+//! through `#[path]`, so there is one fixture, here, beside the contract suite that uses most of it.
 #![allow(dead_code, unreachable_pub)]
 
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
-use tollgate::core::{KeySet, RevocationIndex, SigningAlgorithm, SigningKey, jws};
-use tollgate::layer::Verifier;
+use tollgate_core::{KeySet, RevocationIndex, SigningAlgorithm, SigningKey, jws};
+use tollgate_layer::Verifier;
 
 pub const ISSUER: &str = "https://id.test";
 pub const AUDIENCE: &str = "orders-api";
@@ -33,7 +36,7 @@ impl Fixture {
 
     pub fn with(
         alg: SigningAlgorithm,
-        configure: impl FnOnce(tollgate::layer::VerifierBuilder) -> tollgate::layer::VerifierBuilder,
+        configure: impl FnOnce(tollgate_layer::VerifierBuilder) -> tollgate_layer::VerifierBuilder,
     ) -> Self {
         let keys = KeySet::generate(alg, "k1").unwrap();
         let index = Arc::new(RevocationIndex::new());
