@@ -40,8 +40,12 @@ mod tenant;
 mod time;
 
 pub use claims::{Audience, Claims};
-pub use clock::{Clock, ManualClock, SystemClock};
-pub use keys::{KeyError, KeySet, SigningAlgorithm, SigningKey, VerifyError, VerifyingKey};
+#[cfg(feature = "test-util")]
+pub use clock::ManualClock;
+pub use clock::{Clock, SystemClock};
+pub use keys::{
+    KeyError, KeySet, SigningAlgorithm, SigningKey, UnsupportedAlgorithm, VerifyError, VerifyingKey,
+};
 pub use revocation::{
     CutoffScope, IndexStats, RevocationEvent, RevocationIndex, Revoked, TokenIdentity,
 };

@@ -137,6 +137,8 @@ impl LiveTokens {
             CutoffScope::Tenant(_) => tenant_scope.as_ref().is_some_and(|t| t.covers(tenant)),
             CutoffScope::Subject(s) => subject == s,
             CutoffScope::Client(c) => client == c,
+            // A scope this count does not know covers nothing it can tell.
+            _ => false,
         };
         // The effective cutoff depends only on (tenant, subject, client): look it up once per
         // distinct triple rather than once per token.

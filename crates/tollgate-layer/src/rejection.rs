@@ -7,7 +7,12 @@ use std::fmt;
 use std::sync::Arc;
 
 /// Why a request was refused.
+///
+/// Non-exhaustive: new reasons may be added, so a `match` needs a wildcard arm; the methods
+/// ([`status`](Self::status), [`error_code`](Self::error_code), [`challenge`](Self::challenge),
+/// ...) answer for every reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Rejection {
     /// No `Authorization` header (RFC 6750 §3.1: no error attribute).
     MissingToken,

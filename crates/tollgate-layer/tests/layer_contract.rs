@@ -110,7 +110,7 @@ async fn valid_token_reaches_the_service_with_claims() {
 
 #[tokio::test]
 async fn every_algorithm_is_accepted() {
-    for alg in SigningAlgorithm::ALL {
+    for &alg in SigningAlgorithm::ALL {
         let fx = Fixture::new(alg);
         let res = call(&fx, request(Kind::Http, &[&bearer(&fx.mint(|_| {}))])).await;
         assert_eq!(res.status(), StatusCode::OK, "{alg}");
