@@ -5,8 +5,6 @@
 //! * [`core`]: claims, the revocation index and its events, keys and JWKS.
 //! * [`layer`]: the bearer-validation tower Layer.
 //! * `issuer` (feature `issuer`): the token service, `TokenService`, and its stores.
-#![warn(missing_docs)]
-#![deny(unsafe_code, unreachable_pub)]
 
 pub use tollgate_core as core;
 #[cfg(feature = "issuer")]

@@ -1,6 +1,10 @@
 //! The fixture of the contract tests: a `TokenService` on a real socket with a real store, the
 //! clients and users it knows, an app behind a `ValidateBearerLayer` sharing its revocation index,
 //! an HTTP client, and assertions for the error shapes of CONTRACT.md.
+#![allow(
+    unreachable_pub,
+    reason = "helpers of a test crate, which has no public API"
+)]
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
