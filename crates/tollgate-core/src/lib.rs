@@ -28,6 +28,12 @@
 //! });
 //! assert!(index.check(&token).is_err());
 //! ```
+//!
+//! # Cargo features
+//!
+//! * `test-util`: test helpers that are not part of the production API (`ManualClock`).
+//!   Enable it in `[dev-dependencies]`.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod claims;
 mod clock;
@@ -39,6 +45,7 @@ mod time;
 
 pub use claims::{Audience, Claims};
 #[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub use clock::ManualClock;
 pub use clock::{Clock, SystemClock};
 pub use keys::{

@@ -64,10 +64,19 @@
 //! Token issuance, refresh and introspection (see `tollgate-issuer`); mutual TLS or DPoP
 //! sender-constraining; rate limiting. Revocations reach the index through whoever applies
 //! events to it: an in-process issuer, or a replication feed.
+//!
+//! # Cargo features
+//!
+//! * `rustls` (default): HTTPS for remote JWKS URLs.
+//! * `axum`: the [`VerifiedClaims`] extractor (module `extract`).
+//! * `tonic`: `tonic::server::NamedService` for [`ValidateBearer`] and [`RequireScope`], so they
+//!   can wrap one gRPC service.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod cache;
 mod claims;
 #[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod extract;
 mod purge;
 pub mod rejection;

@@ -6,8 +6,8 @@ use crate::rejection::DefaultRejection;
 use std::sync::Arc;
 use tower_layer::Layer;
 
-/// Requires every listed scope in the request's [`VerifiedClaims`]; place it inside a
-/// [`ValidateBearerLayer`](crate::validate_bearer::ValidateBearerLayer).
+/// Requires every listed scope in the request's [`VerifiedClaims`](crate::VerifiedClaims); place
+/// it inside a [`ValidateBearerLayer`](crate::validate_bearer::ValidateBearerLayer).
 ///
 /// A request without claims (no token, in optional mode) gets 401; one whose token lacks a scope
 /// gets 403 `insufficient_scope` with the required scopes (gRPC: status 7).

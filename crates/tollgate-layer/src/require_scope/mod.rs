@@ -21,7 +21,9 @@
 //! let service = ServiceBuilder::new()
 //!     // In an application, a `ValidateBearerLayer` goes first.
 //!     .layer(RequireScopeLayer::new("orders:write"))
-//!     .service_fn(|_: Request<String>| async { Ok::<_, Infallible>(Response::new(String::new())) });
+//!     .service_fn(|_: Request<String>| async {
+//!         Ok::<_, Infallible>(Response::new(String::new()))
+//!     });
 //!
 //! // Without verified claims the request is refused before the inner service.
 //! let response = service.oneshot(Request::new(String::new())).await?;

@@ -16,8 +16,8 @@
 //!    no `crit`; `typ` is `at+jwt` (unless turned off).
 //! 4. The key named by `kid` exists and is *of the header's `alg`* (no HMAC-with-a-public-key
 //!    confusion); the signature verifies.
-//! 5. Claims: `iss`, `sub`, `aud`, `exp`, `iat`, `jti`, `client_id` present and well-typed, no claim
-//!    named twice; `iss` matches; `aud` names an accepted audience; `exp`, `nbf`, `iat` within the
+//! 5. Claims: `iss`, `sub`, `aud`, `exp`, `iat`, `jti`, `client_id` present and well-typed, no
+//!    claim named twice; `iss` matches; `aud` names an accepted audience; `exp`, `nbf`, `iat` within the
 //!    leeway.
 //! 6. The revocation index: token id, grant, and the maximum of every applicable cutoff.
 //!

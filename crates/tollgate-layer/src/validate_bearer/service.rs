@@ -85,6 +85,7 @@ where
 
 /// Keeps the wrapped gRPC service's name, so the middleware can wrap a single service.
 #[cfg(feature = "tonic")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tonic")))]
 impl<S: tonic::server::NamedService, R> tonic::server::NamedService for ValidateBearer<S, R> {
     const NAME: &'static str = S::NAME;
 }
