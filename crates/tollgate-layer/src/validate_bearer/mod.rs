@@ -17,8 +17,8 @@
 //! 4. The key named by `kid` exists and is *of the header's `alg`* (no HMAC-with-a-public-key
 //!    confusion); the signature verifies.
 //! 5. Claims: `iss`, `sub`, `aud`, `exp`, `iat`, `jti`, `client_id` present and well-typed, no
-//!    claim named twice; `iss` matches; `aud` names an accepted audience; `exp`, `nbf`, `iat` within the
-//!    leeway.
+//!    claim named twice; `iss` matches; `aud` names an accepted audience; `exp`, `nbf`, `iat`
+//!    within the leeway.
 //! 6. The revocation index: token id, grant, and the maximum of every applicable cutoff.
 //!
 //! Steps 2–5 fail with 401 `invalid_token` and a short `error_description`; step 6 says
