@@ -1,4 +1,10 @@
 //! Rejections and how they become responses: RFC 6750 for HTTP, trailers-only for gRPC.
+//!
+//! Both middlewares report a [`Rejection`] and hand it to an [`OnRejection`] policy, which builds
+//! the response sent instead of calling the inner service: [`DefaultRejection`] unless the layer
+//! was given another (any `Fn(&Rejection, &HeaderMap) -> Response<B>` is one).
+//! [`Rejection::challenge`] builds the RFC 6750 `WWW-Authenticate` value, for policies that
+//! shape their own responses but keep the standard challenge.
 
 use crate::verifier::TokenError;
 use http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
