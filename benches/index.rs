@@ -1,6 +1,10 @@
 //! `RevocationIndex::check` with 1,000,000 revoked token ids and 10,000 cutoffs.
 //!
 //! Run: `cargo bench --bench index`.
+#![allow(
+    missing_docs,
+    reason = "criterion_group! defines a public function without docs"
+)]
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;

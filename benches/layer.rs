@@ -2,6 +2,10 @@
 //! verified-token cache, and the no-token rejection.
 //!
 //! Run: `cargo bench --bench layer`. Compare ratios taken in one run on one machine.
+#![allow(
+    missing_docs,
+    reason = "criterion_group! defines a public function without docs"
+)]
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use http::{Request, Response};

@@ -5,10 +5,19 @@
 //! * [`core`]: claims, the revocation index and its events, keys and JWKS.
 //! * [`layer`]: the bearer-validation tower Layer.
 //! * `issuer` (feature `issuer`): the token service, `TokenService`, and its stores.
-#![warn(missing_docs)]
-#![deny(unsafe_code, unreachable_pub)]
+//!
+//! # Cargo features
+//!
+//! * `rustls` (default): HTTPS for remote JWKS URLs.
+//! * `axum`: the axum extractor for `VerifiedClaims` (`layer::extract`).
+//! * `tonic`: `tonic::server::NamedService` for the middleware.
+//! * `issuer`: the token service, as `tollgate::issuer`.
+//! * `test-util`: test helpers that are not part of the production API
+//!   (`tollgate::core::ManualClock`); for `[dev-dependencies]`.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use tollgate_core as core;
 #[cfg(feature = "issuer")]
+#[cfg_attr(docsrs, doc(cfg(feature = "issuer")))]
 pub use tollgate_issuer as issuer;
 pub use tollgate_layer as layer;

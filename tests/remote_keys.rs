@@ -2,6 +2,7 @@
 //! key the validator has not seen yet makes the request wait for a refetch, rotation works
 //! without a restart, and an unreachable issuer leaves the last good keys in place.
 
+#[path = "../crates/tollgate-layer/tests/common/mod.rs"]
 mod common;
 
 use bytes::Bytes;

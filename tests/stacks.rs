@@ -1,6 +1,7 @@
 //! The Layer in real servers over real sockets: an axum app, a tonic gRPC server (the Layer
 //! wrapping one named service), and a plain hyper server speaking HTTP/1.1 and HTTP/2.
 
+#[path = "../crates/tollgate-layer/tests/common/mod.rs"]
 mod common;
 
 #[path = "../examples/support/greeter.rs"]

@@ -21,12 +21,12 @@ use tokio::time::Instant;
 
 /// What a connection may cost.
 #[derive(Debug, Clone, Copy)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// From accepting a connection to its first complete request head; hyper applies it again
     /// between requests on a kept-alive connection.
-    pub header_read_timeout: Duration,
+    pub(crate) header_read_timeout: Duration,
     /// Connections served at once.
-    pub max_connections: usize,
+    pub(crate) max_connections: usize,
 }
 
 impl Default for Limits {
@@ -44,7 +44,7 @@ const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Serves HTTP/1.1 and HTTP/2 (prior knowledge) on `listener` for ever.
-pub async fn serve<S, B>(listener: TcpListener, service: S, limits: Limits)
+pub(crate) async fn serve<S, B>(listener: TcpListener, service: S, limits: Limits)
 where
     S: hyper::service::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
     S::Future: Send + 'static,

@@ -24,27 +24,27 @@ use tonic_prost::ProstCodec;
 use tower::Service;
 
 /// The method's path.
-pub const SAY_HELLO_PATH: &str = "/helloworld.Greeter/SayHello";
+pub(crate) const SAY_HELLO_PATH: &str = "/helloworld.Greeter/SayHello";
 
 /// `helloworld.HelloRequest`.
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct HelloRequest {
+pub(crate) struct HelloRequest {
     /// Who to greet.
     #[prost(string, tag = "1")]
-    pub name: String,
+    pub(crate) name: String,
 }
 
 /// `helloworld.HelloReply`.
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct HelloReply {
+pub(crate) struct HelloReply {
     /// The greeting.
     #[prost(string, tag = "1")]
-    pub message: String,
+    pub(crate) message: String,
 }
 
 /// The server half of `helloworld.Greeter`: routes by path to one `Grpc` handler per method.
 #[derive(Clone, Copy, Debug)]
-pub struct GreeterServer;
+pub(crate) struct GreeterServer;
 
 impl NamedService for GreeterServer {
     const NAME: &'static str = "helloworld.Greeter";
@@ -97,7 +97,7 @@ impl UnaryService<HelloRequest> for SayHello {
 }
 
 /// Calls `SayHello` on `channel`, with `authorization: Bearer <token>` when a token is given.
-pub async fn say_hello(
+pub(crate) async fn say_hello(
     channel: Channel,
     token: Option<&str>,
     name: &str,

@@ -10,6 +10,9 @@ use std::fmt;
 use std::time::Duration;
 
 /// The `aud` claim: one audience or several (RFC 7519 §4.1.3).
+///
+/// Deliberately exhaustive: the two variants are the two JSON shapes RFC 7519 allows, and
+/// readers match on them to serialize the claim back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Audience {
     /// A single audience, serialized as a string.
@@ -41,7 +44,11 @@ impl Audience {
 ///
 /// Required (RFC 9068 §2.2): `iss`, `sub`, `aud`, `exp`, `iat`, `jti`, `client_id`. A JSON
 /// document that lacks one of them, or names a claim twice, does not deserialize.
+///
+/// Non-exhaustive: more registered claims may get fields of their own. Build one with
+/// [`Claims::new`] (then set the public fields) or by deserializing.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Claims {
     /// `iss`: the issuer.
     pub iss: String,

@@ -2,8 +2,12 @@
 
 use crate::UnixMillis;
 use std::fmt;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
+#[cfg(feature = "test-util")]
+use std::{
+    sync::atomic::{AtomicI64, Ordering},
+    time::Duration,
+};
 
 /// A source of the current time.
 pub trait Clock: Send + Sync + fmt::Debug + 'static {
@@ -22,11 +26,25 @@ impl Clock for SystemClock {
 }
 
 /// A clock that only moves when told to: for tests of expiry, leeway and purging.
+///
+/// A test helper, available with the `test-util` feature (enable it in `[dev-dependencies]`).
+///
+/// ```
+/// use std::time::Duration;
+/// use tollgate_core::{Clock, ManualClock, UnixMillis};
+///
+/// let clock = ManualClock::new(UnixMillis(1_000));
+/// clock.advance(Duration::from_millis(500));
+/// assert_eq!(clock.now(), UnixMillis(1_500));
+/// ```
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 #[derive(Debug)]
 pub struct ManualClock {
     now: AtomicI64,
 }
 
+#[cfg(feature = "test-util")]
 impl ManualClock {
     /// A clock standing at `now`.
     pub fn new(now: UnixMillis) -> Self {
@@ -47,6 +65,7 @@ impl ManualClock {
     }
 }
 
+#[cfg(feature = "test-util")]
 impl Clock for ManualClock {
     fn now(&self) -> UnixMillis {
         UnixMillis(self.now.load(Ordering::SeqCst))

@@ -28,8 +28,12 @@
 //! });
 //! assert!(index.check(&token).is_err());
 //! ```
-#![warn(missing_docs)]
-#![deny(unsafe_code, unreachable_pub)]
+//!
+//! # Cargo features
+//!
+//! * `test-util`: test helpers that are not part of the production API (`ManualClock`).
+//!   Enable it in `[dev-dependencies]`.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod claims;
 mod clock;
@@ -41,8 +45,13 @@ mod tenant;
 mod time;
 
 pub use claims::{Audience, Claims};
-pub use clock::{Clock, ManualClock, SystemClock};
-pub use keys::{KeyError, KeySet, SigningAlgorithm, SigningKey, VerifyError, VerifyingKey};
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+pub use clock::ManualClock;
+pub use clock::{Clock, SystemClock};
+pub use keys::{
+    KeyError, KeySet, SigningAlgorithm, SigningKey, UnsupportedAlgorithm, VerifyError, VerifyingKey,
+};
 pub use revocation::{
     CutoffScope, IndexStats, RevocationEvent, RevocationIndex, Revoked, TokenIdentity,
 };

@@ -1,4 +1,7 @@
-//! axum extractors for [`VerifiedClaims`] (cargo feature `axum`).
+//! Hands axum handlers the [`VerifiedClaims`] of the request (cargo feature `axum`).
+//!
+//! `VerifiedClaims` is an extractor: as an argument it requires claims (401 [`MissingClaims`]
+//! without), as `Option<VerifiedClaims>` it takes them when the optional layer found a token.
 
 use crate::claims::VerifiedClaims;
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
@@ -11,6 +14,7 @@ use std::convert::Infallible;
 /// The handler asked for [`VerifiedClaims`] but the request has none: the route is not behind a
 /// [`ValidateBearerLayer`](crate::ValidateBearerLayer), or the layer is optional and no token was
 /// sent. Answers 401 with a bare `Bearer` challenge.
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 #[derive(Debug, Clone, Copy)]
 pub struct MissingClaims;
 
@@ -20,6 +24,7 @@ impl IntoResponse for MissingClaims {
     }
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 impl<S: Send + Sync> FromRequestParts<S> for VerifiedClaims {
     type Rejection = MissingClaims;
 
@@ -32,6 +37,7 @@ impl<S: Send + Sync> FromRequestParts<S> for VerifiedClaims {
     }
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 impl<S: Send + Sync> OptionalFromRequestParts<S> for VerifiedClaims {
     type Rejection = Infallible;
 

@@ -4,31 +4,39 @@
 //! Revocation is an in-memory [`RevocationIndex`](tollgate_core::RevocationIndex) lookup: no
 //! network call on the request path. The same layer works in hyper, axum and tonic stacks.
 //!
-//! # What is checked, in order
+//! # Layout
 //!
-//! 1. Exactly one `Authorization` header with a `Bearer` token (RFC 6750) — none: 401 without an
-//!    error code (or pass-through in [optional](ValidateBearerLayer::optional) mode); anything
-//!    else malformed: 400 `invalid_request`.
-//! 2. Token length (default 8 KiB), compact-JWS shape, strict base64url.
-//! 3. Header: `alg` one of EdDSA, ES256, RS256, HS256 and allowed by the verifier (never `none`);
-//!    no `crit`; `typ` is `at+jwt` (unless turned off).
-//! 4. The key named by `kid` exists and is *of the header's `alg`* (no HMAC-with-a-public-key
-//!    confusion); the signature verifies.
-//! 5. Claims: `iss`, `sub`, `aud`, `exp`, `iat`, `jti`, `client_id` present and well-typed, no claim
-//!    named twice; `iss` matches; `aud` names an accepted audience; `exp`, `nbf`, `iat` within the
-//!    leeway.
-//! 6. The revocation index: token id, grant, and the maximum of every applicable cutoff.
+//! Like tower-http, one module per middleware, each with its layer, its service and its own
+//! `ResponseFuture`:
 //!
-//! Steps 2–5 fail with 401 `invalid_token` and a short `error_description`; step 6 says
-//! "revoked". gRPC requests get trailers-only responses with `grpc-status` 16 (7 for
-//! [`RequireScopeLayer`]). Accepted requests carry [`VerifiedClaims`] in their extensions.
+//! * [`validate_bearer`]: [`ValidateBearerLayer`] → [`ValidateBearer`]; what is checked, in
+//!   order, is listed there.
+//! * [`require_scope`]: [`RequireScopeLayer`] → [`RequireScope`], placed inside the former.
+//!
+//! and the pieces they share:
+//!
+//! * [`verifier`]: the [`Verifier`] that checks a token (signature, claims, revocation) and its
+//!   builder; also usable without the middleware.
+//! * [`rejection`]: why a request was refused ([`Rejection`]), the [`OnRejection`] policy that
+//!   turns it into a response, [`DefaultRejection`], and the RFC 6750 challenge
+//!   ([`Rejection::challenge`]).
+//! * [`remote_jwks`]: keys fetched from another issuer's JWKS URL and kept fresh.
+//! * `extract` (feature `axum`): the axum extractor for [`VerifiedClaims`].
+//!
+//! The types most applications name are re-exported here at the root.
+//!
+//! In short: a request without a token gets 401, a malformed `Authorization` header 400
+//! `invalid_request`, a bad, expired or revoked token 401 `invalid_token`, a token without a
+//! required scope 403 `insufficient_scope`; gRPC requests get trailers-only responses with
+//! `grpc-status` 16 (7 for a missing scope). Accepted requests carry [`VerifiedClaims`] in their
+//! extensions.
 //!
 //! # Example
 //!
 //! ```
 //! use std::sync::Arc;
 //! use tollgate_core::{KeySet, RevocationIndex, SigningAlgorithm};
-//! use tollgate_layer::{ValidateBearerLayer, Verifier};
+//! use tollgate_layer::{RequireScopeLayer, ValidateBearerLayer, VerifiedClaims, Verifier};
 //! use tower::ServiceBuilder;
 //!
 //! let keys = KeySet::generate(SigningAlgorithm::EdDSA, "k1")?;
@@ -42,8 +50,9 @@
 //!
 //! let service = ServiceBuilder::new()
 //!     .layer(ValidateBearerLayer::new(verifier))
+//!     .layer(RequireScopeLayer::new("orders:read"))
 //!     .service_fn(|req: http::Request<String>| async move {
-//!         let claims = req.extensions().get::<tollgate_layer::VerifiedClaims>();
+//!         let claims = req.extensions().get::<VerifiedClaims>();
 //!         Ok::<_, std::convert::Infallible>(http::Response::new(format!("{:?}", claims.map(|c| &c.sub))))
 //!     });
 //! # let _ = service;
@@ -55,30 +64,31 @@
 //! Token issuance, refresh and introspection (see `tollgate-issuer`); mutual TLS or DPoP
 //! sender-constraining; rate limiting. Revocations reach the index through whoever applies
 //! events to it: an in-process issuer, or a replication feed.
-#![warn(missing_docs)]
-#![deny(unsafe_code, unreachable_pub)]
+//!
+//! # Cargo features
+//!
+//! * `rustls` (default): HTTPS for remote JWKS URLs.
+//! * `axum`: the [`VerifiedClaims`] extractor (module `extract`).
+//! * `tonic`: `tonic::server::NamedService` for [`ValidateBearer`] and [`RequireScope`], so they
+//!   can wrap one gRPC service.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod cache;
 mod claims;
 #[cfg(feature = "axum")]
-mod extract;
-mod future;
-mod layer;
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod extract;
 mod purge;
-mod rejection;
-mod remote_jwks;
-mod require_scope;
-mod service;
-mod verifier;
+pub mod rejection;
+pub mod remote_jwks;
+pub mod require_scope;
+pub mod validate_bearer;
+pub mod verifier;
 
 pub use claims::VerifiedClaims;
-#[cfg(feature = "axum")]
-pub use extract::MissingClaims;
-pub use future::ResponseFuture;
-pub use layer::ValidateBearerLayer;
 pub use purge::spawn_index_purge;
 pub use rejection::{DefaultRejection, OnRejection, Rejection};
-pub use remote_jwks::{RemoteJwks, RemoteJwksBuilder, RemoteJwksError};
-pub use require_scope::{RequireScope, RequireScopeFuture, RequireScopeLayer};
-pub use service::ValidateBearer;
-pub use verifier::{BuildError, DEFAULT_MAX_TOKEN_LEN, TokenError, Verifier, VerifierBuilder};
+pub use remote_jwks::RemoteJwks;
+pub use require_scope::{RequireScope, RequireScopeLayer};
+pub use validate_bearer::{ValidateBearer, ValidateBearerLayer};
+pub use verifier::{TokenError, Verifier, VerifierBuilder};

@@ -1,4 +1,10 @@
 //! Rejections and how they become responses: RFC 6750 for HTTP, trailers-only for gRPC.
+//!
+//! Both middlewares report a [`Rejection`] and hand it to an [`OnRejection`] policy, which builds
+//! the response sent instead of calling the inner service: [`DefaultRejection`] unless the layer
+//! was given another (any `Fn(&Rejection, &HeaderMap) -> Response<B>` is one).
+//! [`Rejection::challenge`] builds the RFC 6750 `WWW-Authenticate` value, for policies that
+//! shape their own responses but keep the standard challenge.
 
 use crate::verifier::TokenError;
 use http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
@@ -7,7 +13,12 @@ use std::fmt;
 use std::sync::Arc;
 
 /// Why a request was refused.
+///
+/// Non-exhaustive: new reasons may be added, so a `match` needs a wildcard arm; the methods
+/// ([`status`](Self::status), [`error_code`](Self::error_code), [`challenge`](Self::challenge),
+/// ...) answer for every reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Rejection {
     /// No `Authorization` header (RFC 6750 §3.1: no error attribute).
     MissingToken,
@@ -61,6 +72,71 @@ impl Rejection {
     pub fn is_revoked(&self) -> bool {
         matches!(self, Rejection::InvalidToken(TokenError::Revoked(_)))
     }
+
+    /// The RFC 6750 §3 `WWW-Authenticate` challenge for this rejection, in `realm`.
+    ///
+    /// `Bearer realm="…"` alone for [`MissingToken`](Rejection::MissingToken) (§3.1: no error
+    /// attribute when the request carried no credentials); otherwise followed by
+    /// `error="…", error_description="…"` and, for
+    /// [`InsufficientScope`](Rejection::InsufficientScope), `scope="…"`. Quotes, backslashes and
+    /// characters outside printable ASCII are dropped from `realm`, so any realm gives a valid
+    /// quoted string. If the scope makes the value an invalid header, the challenge falls back to
+    /// the realm alone.
+    ///
+    /// [`DefaultRejection`] answers with it; a custom [`OnRejection`] can use it to keep the
+    /// challenge while shaping the rest of the response.
+    ///
+    /// ```
+    /// use tollgate_layer::{Rejection, TokenError};
+    ///
+    /// let rejection = Rejection::InvalidToken(TokenError::Expired);
+    /// assert_eq!(
+    ///     rejection.challenge("orders"),
+    ///     r#"Bearer realm="orders", error="invalid_token", error_description="token expired""#,
+    /// );
+    /// assert_eq!(Rejection::MissingToken.challenge("orders"), r#"Bearer realm="orders""#);
+    /// ```
+    pub fn challenge(&self, realm: &str) -> HeaderValue {
+        let mut value = String::with_capacity(64 + realm.len());
+        value.push_str("Bearer realm=\"");
+        value.extend(sanitized_realm(realm));
+        value.push('"');
+        let Some(code) = self.error_code() else {
+            return realm_only(value);
+        };
+        let realm_len = value.len();
+        value.push_str(", error=\"");
+        value.push_str(code);
+        value.push_str("\", error_description=\"");
+        value.push_str(self.description());
+        value.push('"');
+        if let Rejection::InsufficientScope(scope) = self {
+            value.push_str(", scope=\"");
+            value.push_str(scope);
+            value.push('"');
+        }
+        HeaderValue::try_from(value).unwrap_or_else(|_| {
+            // Only a scope given to `RequireScopeLayer` can carry bytes a header may not hold.
+            let mut value = String::with_capacity(realm_len);
+            value.push_str("Bearer realm=\"");
+            value.extend(sanitized_realm(realm));
+            value.push('"');
+            realm_only(value)
+        })
+    }
+}
+
+/// The characters of `realm` that may stand in a quoted string of a header value.
+fn sanitized_realm(realm: &str) -> impl Iterator<Item = char> + '_ {
+    realm
+        .chars()
+        .filter(|c| *c != '"' && *c != '\\' && (' '..='~').contains(c))
+}
+
+/// `Bearer realm="…"` built from a sanitized realm, which is always a valid header value; the
+/// bare scheme is the answer should that ever not hold.
+fn realm_only(value: String) -> HeaderValue {
+    HeaderValue::try_from(value).unwrap_or_else(|_| HeaderValue::from_static("Bearer"))
 }
 
 impl fmt::Display for Rejection {
@@ -104,14 +180,11 @@ impl Default for DefaultRejection {
 }
 
 impl DefaultRejection {
-    /// Challenges with `realm` in `WWW-Authenticate`. Quotes and backslashes are dropped from it.
+    /// Challenges with `realm` in `WWW-Authenticate`. Quotes, backslashes and characters outside
+    /// printable ASCII are dropped from it (see [`Rejection::challenge`]).
     pub fn with_realm(realm: &str) -> Self {
-        let realm: String = realm
-            .chars()
-            .filter(|c| *c != '"' && *c != '\\' && (' '..='~').contains(c))
-            .collect();
-        let challenge = HeaderValue::try_from(format!("Bearer realm=\"{realm}\""))
-            .unwrap_or_else(|_| HeaderValue::from_static("Bearer"));
+        let realm: String = sanitized_realm(realm).collect();
+        let challenge = Rejection::MissingToken.challenge(&realm);
         DefaultRejection {
             realm: realm.into(),
             challenge,
@@ -119,18 +192,10 @@ impl DefaultRejection {
     }
 
     fn challenge(&self, rejection: &Rejection) -> HeaderValue {
-        let Some(code) = rejection.error_code() else {
-            return self.challenge.clone();
-        };
-        let mut value = format!(
-            "Bearer realm=\"{}\", error=\"{code}\", error_description=\"{}\"",
-            self.realm,
-            rejection.description()
-        );
-        if let Rejection::InsufficientScope(scope) = rejection {
-            value.push_str(&format!(", scope=\"{scope}\""));
+        match rejection.error_code() {
+            None => self.challenge.clone(),
+            Some(_) => rejection.challenge(&self.realm),
         }
-        HeaderValue::try_from(value).unwrap_or_else(|_| self.challenge.clone())
     }
 }
 
@@ -235,6 +300,24 @@ mod tests {
         );
         assert_eq!(ct("application/grpcfoo"), None);
         assert_eq!(ct("application/json"), None);
+    }
+
+    #[test]
+    fn challenges() {
+        let scope = Rejection::InsufficientScope("orders:write admin".into());
+        assert_eq!(
+            scope.challenge("api"),
+            "Bearer realm=\"api\", error=\"insufficient_scope\", \
+             error_description=\"insufficient scope\", scope=\"orders:write admin\""
+        );
+        assert_eq!(
+            Rejection::InvalidRequest("malformed Bearer token").challenge("a\"b"),
+            "Bearer realm=\"ab\", error=\"invalid_request\", \
+             error_description=\"malformed Bearer token\""
+        );
+        // A scope that cannot stand in a header leaves the realm alone.
+        let bad = Rejection::InsufficientScope("a\nb".into());
+        assert_eq!(bad.challenge("api"), "Bearer realm=\"api\"");
     }
 
     #[test]

@@ -77,6 +77,8 @@ impl TokenError {
             TokenError::Revoked(Revoked::Cutoff { .. }) => {
                 "token revoked (issued before a revocation cutoff)"
             }
+            // A kind of revocation the index learns later.
+            TokenError::Revoked(_) => "token revoked",
         }
     }
 }
@@ -274,6 +276,8 @@ impl Verifier {
                 VerifyError::UnknownKey => TokenError::UnknownKey,
                 VerifyError::AlgorithmMismatch => TokenError::AlgorithmMismatch,
                 VerifyError::BadSignature => TokenError::BadSignature,
+                // A reason `KeySet::verify` learns later still means "not verified".
+                _ => TokenError::BadSignature,
             })?;
         let payload = URL_SAFE_NO_PAD
             .decode(payload_b64)

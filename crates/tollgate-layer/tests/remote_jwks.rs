@@ -3,6 +3,10 @@
 // `RemoteJwks::refetch` is crate-private (only the verifier calls it), so the module is compiled
 // into this test crate to drive it directly.
 #[path = "../src/remote_jwks.rs"]
+#[allow(
+    unreachable_pub,
+    reason = "the library's public items, private in this test crate"
+)]
 mod remote_jwks;
 
 use bytes::Bytes;

@@ -3,8 +3,6 @@
 //!
 //! To check configuration text the way `tollgate serve` does, without touching the disk, call
 //! [`config::parse`].
-#![deny(unsafe_code)]
-#![warn(missing_docs)]
 
 pub mod cli;
 pub mod config;

@@ -4,7 +4,11 @@ use std::fmt;
 use std::str::FromStr;
 
 /// A JWS `alg` tollgate supports. `none` is not one of them, by construction.
+///
+/// Non-exhaustive: more algorithms (ES384, PS256, ...) may be supported later, so a `match`
+/// needs a wildcard arm and [`ALL`](Self::ALL) is a slice, not an array of fixed length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum SigningAlgorithm {
     /// Ed25519 (RFC 8037). The default: fast, small keys, deterministic signatures.
     EdDSA,
@@ -18,7 +22,7 @@ pub enum SigningAlgorithm {
 
 impl SigningAlgorithm {
     /// Every supported algorithm.
-    pub const ALL: [SigningAlgorithm; 4] = [
+    pub const ALL: &'static [SigningAlgorithm] = &[
         SigningAlgorithm::EdDSA,
         SigningAlgorithm::ES256,
         SigningAlgorithm::RS256,
@@ -47,8 +51,10 @@ impl fmt::Display for SigningAlgorithm {
     }
 }
 
-/// The `alg` value is not one tollgate supports (this includes `none`).
+/// The `alg` value is not one tollgate supports (this includes `none`): the error of
+/// [`SigningAlgorithm`]'s `FromStr`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct UnsupportedAlgorithm;
 
 impl fmt::Display for UnsupportedAlgorithm {
@@ -65,7 +71,8 @@ impl FromStr for SigningAlgorithm {
     /// Exact, case-sensitive match (RFC 7515 §4.1.1: `alg` values are case-sensitive).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         SigningAlgorithm::ALL
-            .into_iter()
+            .iter()
+            .copied()
             .find(|a| a.as_str() == s)
             .ok_or(UnsupportedAlgorithm)
     }
@@ -77,7 +84,7 @@ mod tests {
 
     #[test]
     fn parses_exactly() {
-        for alg in SigningAlgorithm::ALL {
+        for &alg in SigningAlgorithm::ALL {
             assert_eq!(alg.as_str().parse::<SigningAlgorithm>(), Ok(alg));
         }
         for bad in ["none", "None", "NONE", "eddsa", "hs256", "RS512", ""] {

@@ -42,7 +42,10 @@ impl fmt::Debug for KeySet {
 }
 
 /// Why [`KeySet::verify`] refused a signature.
+///
+/// Non-exhaustive: new reasons may be added.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum VerifyError {
     /// No key has the token's `kid` (or the token has no `kid` and the set holds several keys).
     UnknownKey,

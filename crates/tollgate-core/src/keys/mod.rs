@@ -27,7 +27,7 @@ mod key_set;
 mod signing;
 mod verifying;
 
-pub use algorithm::SigningAlgorithm;
+pub use algorithm::{SigningAlgorithm, UnsupportedAlgorithm};
 pub use key_set::{KeySet, VerifyError};
 pub use signing::SigningKey;
 pub use verifying::VerifyingKey;

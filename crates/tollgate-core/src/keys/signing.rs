@@ -168,7 +168,7 @@ mod tests {
 
     #[test]
     fn every_algorithm_signs_and_verifies_and_round_trips() {
-        for alg in SigningAlgorithm::ALL {
+        for &alg in SigningAlgorithm::ALL {
             let key = SigningKey::generate(alg, "k1").unwrap();
             let sig = key.sign(b"message").unwrap();
             assert!(key.verifying_key().verify(alg, b"message", &sig), "{alg}");

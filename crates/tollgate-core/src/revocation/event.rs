@@ -4,7 +4,11 @@ use crate::{Claims, UnixMillis};
 use serde::{Deserialize, Serialize};
 
 /// Which tokens a [`RevocationEvent::Cutoff`] applies to.
+///
+/// Non-exhaustive: new scopes may be added, so a `match` needs a wildcard arm (a validator that
+/// meets a scope it does not know should refuse to act on the event rather than guess).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 #[serde(tag = "type", content = "value", rename_all = "snake_case")]
 pub enum CutoffScope {
     /// Every token.
@@ -18,7 +22,10 @@ pub enum CutoffScope {
 }
 
 /// One revocation, as stored, replicated and applied.
+///
+/// Non-exhaustive: new kinds of revocation may be added, so a `match` needs a wildcard arm.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum RevocationEvent {
     /// One access token, by `jti`. Forgotten once `expires_at` has passed.

@@ -15,6 +15,11 @@ type Map<V> = DashMap<Key, V, foldhash::fast::RandomState>;
 
 /// What the index needs to know about a token to judge it; borrowed from its claims, so that a
 /// check allocates nothing.
+///
+/// Deliberately exhaustive: it is the input of [`RevocationIndex::check`], built field by field
+/// (or by [`Claims::identity`](crate::Claims::identity)); a field added for a new kind of cutoff
+/// must be supplied by every caller for their checks to stay right, so it should break their
+/// build rather than default silently.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TokenIdentity<'a> {
     /// `jti`.
@@ -32,7 +37,10 @@ pub struct TokenIdentity<'a> {
 }
 
 /// Why the index rejects a token.
+///
+/// Non-exhaustive: new reasons may be added as new kinds of revocation are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Revoked {
     /// The token itself was revoked.
     Token,
@@ -81,8 +89,11 @@ pub struct RevocationIndex {
     retention_ms: AtomicI64,
 }
 
-/// Counts of the entries an index holds.
+/// Counts of the entries an index holds, from [`RevocationIndex::stats`].
+///
+/// Non-exhaustive: more counts may be added; read the fields, don't build the struct.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct IndexStats {
     /// Revoked token ids.
     pub tokens: usize,

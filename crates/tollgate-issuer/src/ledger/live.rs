@@ -137,6 +137,8 @@ impl LiveTokens {
             CutoffScope::Tenant(_) => tenant_scope.as_ref().is_some_and(|t| t.covers(tenant)),
             CutoffScope::Subject(s) => subject == s,
             CutoffScope::Client(c) => client == c,
+            // A scope this count does not know covers nothing it can tell.
+            _ => false,
         };
         let mut count = 0u64;
         for entry in self.access.iter() {

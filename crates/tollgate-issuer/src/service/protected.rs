@@ -75,16 +75,9 @@ fn plugin_rejection(rejection: &Rejection, _headers: &HeaderMap) -> Response<Res
         StatusCode::UNAUTHORIZED,
         &ServerPluginError::new(code, rejection.description()),
     );
-    let challenge = match rejection.error_code() {
-        Some(code) => format!(
-            "Bearer realm=\"tollgate\", error=\"{code}\", error_description=\"{}\"",
-            rejection.description()
-        ),
-        None => "Bearer realm=\"tollgate\"".to_owned(),
-    };
-    if let Ok(value) = HeaderValue::try_from(challenge) {
-        response.headers_mut().insert(WWW_AUTHENTICATE, value);
-    }
+    response
+        .headers_mut()
+        .insert(WWW_AUTHENTICATE, rejection.challenge("tollgate"));
     response
 }
 

@@ -77,6 +77,10 @@ impl State {
                 scope,
                 issued_before,
             }) => keep_max(self.cutoffs.entry(scope), issued_before),
+            // A kind of revocation this store has no map for; the index still enforces it.
+            Record::Revocation(event) => {
+                tracing::error!(?event, "revocation not kept by the memory store");
+            }
         }
     }
 

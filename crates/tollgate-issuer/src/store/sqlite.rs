@@ -497,6 +497,9 @@ fn write(tx: &Connection, record: &Record) -> rusqlite::Result<()> {
             scope,
             issued_before,
         }) => cut_off(tx, scope, *issued_before)?,
+        // A kind of revocation this schema has no table for: fail the commit rather than
+        // acknowledge a revocation that was not stored.
+        Record::Revocation(event) => return Err(unsupported(format!("{event:?}"))),
     }
     Ok(())
 }
@@ -523,6 +526,7 @@ fn cut_off(
         CutoffScope::Tenant(v) => ("tenant", v.as_str()),
         CutoffScope::Subject(v) => ("subject", v.as_str()),
         CutoffScope::Client(v) => ("client", v.as_str()),
+        other => return Err(unsupported(format!("cutoff scope {other:?}"))),
     };
     tx.prepare_cached(
         "INSERT INTO cutoffs (scope, value, issued_before) VALUES (?1, ?2, ?3)
@@ -614,6 +618,11 @@ fn load(tx: &Connection, now: UnixMillis) -> rusqlite::Result<Loaded> {
 }
 
 /// A row this code did not write.
+/// A revocation this store cannot represent.
+fn unsupported(what: String) -> rusqlite::Error {
+    rusqlite::Error::ToSqlConversionFailure(format!("cannot store {what}").into())
+}
+
 fn corrupt(column: usize, message: String) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, message.into())
 }

@@ -3,7 +3,11 @@
 //! an HTTP client, and assertions for the error shapes of CONTRACT.md.
 //!
 //! Each endpoint's test file is its own test binary and uses part of this module.
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    reason = "helpers of a test crate shared by several test binaries, each using part of them"
+)]
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};

@@ -1,5 +1,9 @@
 //! Runs the real `tollgate` binary on a temporary data directory and talks to it over HTTP.
 #![allow(dead_code)]
+#![allow(
+    unreachable_pub,
+    reason = "helpers of a test crate, which has no public API"
+)]
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader};

@@ -1,25 +1,29 @@
-//! Shared fixture for the end-to-end tests: a key set, an index, a verifier and a token minter.
-#![allow(dead_code, unreachable_pub)]
+//! The fixture of the Layer's tests: a key set, an index, a verifier and a token minter.
+//!
+//! Also compiled into the workspace's end-to-end tests (`tests/stacks.rs`, `tests/remote_keys.rs`)
+//! through `#[path]`, so there is one fixture, here, beside the contract suite that uses most of it.
+// Each test crate that includes the fixture uses only part of it.
+#![allow(dead_code)]
 
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
-use tollgate::core::{KeySet, RevocationIndex, SigningAlgorithm, SigningKey, jws};
-use tollgate::layer::Verifier;
+use tollgate_core::{KeySet, RevocationIndex, SigningAlgorithm, SigningKey, jws};
+use tollgate_layer::Verifier;
 
-pub const ISSUER: &str = "https://id.test";
-pub const AUDIENCE: &str = "orders-api";
+pub(crate) const ISSUER: &str = "https://id.test";
+pub(crate) const AUDIENCE: &str = "orders-api";
 
-pub struct Fixture {
-    pub keys: KeySet,
-    pub index: Arc<RevocationIndex>,
-    pub verifier: Verifier,
+pub(crate) struct Fixture {
+    pub(crate) keys: KeySet,
+    pub(crate) index: Arc<RevocationIndex>,
+    pub(crate) verifier: Verifier,
 }
 
 static SEQ: AtomicU64 = AtomicU64::new(0);
 
-pub fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -27,13 +31,13 @@ pub fn now_ms() -> i64 {
 }
 
 impl Fixture {
-    pub fn new(alg: SigningAlgorithm) -> Self {
+    pub(crate) fn new(alg: SigningAlgorithm) -> Self {
         Self::with(alg, |b| b)
     }
 
-    pub fn with(
+    pub(crate) fn with(
         alg: SigningAlgorithm,
-        configure: impl FnOnce(tollgate::layer::VerifierBuilder) -> tollgate::layer::VerifierBuilder,
+        configure: impl FnOnce(tollgate_layer::VerifierBuilder) -> tollgate_layer::VerifierBuilder,
     ) -> Self {
         let keys = KeySet::generate(alg, "k1").unwrap();
         let index = Arc::new(RevocationIndex::new());
@@ -51,7 +55,7 @@ impl Fixture {
     }
 
     /// Standard claims for a token issued now; `edit` adjusts them.
-    pub fn claims(&self, edit: impl FnOnce(&mut Value)) -> Value {
+    pub(crate) fn claims(&self, edit: impl FnOnce(&mut Value)) -> Value {
         let now = now_ms();
         let n = SEQ.fetch_add(1, Ordering::Relaxed);
         let mut claims = json!({
@@ -72,13 +76,13 @@ impl Fixture {
         claims
     }
 
-    pub fn mint(&self, edit: impl FnOnce(&mut Value)) -> String {
+    pub(crate) fn mint(&self, edit: impl FnOnce(&mut Value)) -> String {
         let claims = self.claims(edit);
         let key = self.keys.signing_key().unwrap();
         jws::encode(&key, jws::ACCESS_TOKEN_TYP, &claims).unwrap()
     }
 
-    pub fn mint_with_key(&self, key: &SigningKey, typ: &str, claims: &Value) -> String {
+    pub(crate) fn mint_with_key(&self, key: &SigningKey, typ: &str, claims: &Value) -> String {
         jws::encode(key, typ, claims).unwrap()
     }
 }

@@ -1,12 +1,13 @@
-//! The [`ValidateBearerLayer`], which wraps services in [`ValidateBearer`].
+//! The [`ValidateBearerLayer`], which wraps services in [`ValidateBearer`] and carries its
+//! configuration: the verifier, optional mode and the rejection policy.
 
+use super::ValidateBearer;
 use crate::rejection::DefaultRejection;
-use crate::service::ValidateBearer;
 use crate::verifier::Verifier;
 use tower_layer::Layer;
 
 /// Wraps a service so that it only sees requests with a valid, unrevoked bearer access token.
-/// See the [crate documentation](crate) for what is checked, in order.
+/// See the [module documentation](super) for what is checked, in order.
 #[derive(Debug, Clone)]
 pub struct ValidateBearerLayer<R = DefaultRejection> {
     verifier: Verifier,

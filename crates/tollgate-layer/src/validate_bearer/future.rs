@@ -1,8 +1,9 @@
-//! Response future for [`ValidateBearer`](crate::ValidateBearer).
+//! The response future of [`ValidateBearer`](super::ValidateBearer): the inner call, a ready
+//! rejection, or the wait for a JWKS refetch.
 
-use crate::rejection::OnRejection;
-use crate::service::{Outcome, authorize};
-use crate::verifier::Verifier;
+use super::authorize::{Outcome, authorize};
+use crate::rejection::{OnRejection, Rejection};
+use crate::verifier::{TokenError, Verifier};
 use http::{Request, Response};
 use pin_project_lite::pin_project;
 use std::future::Future;
@@ -12,7 +13,7 @@ use tokio::sync::futures::OwnedNotified;
 use tower_service::Service;
 
 pin_project! {
-    /// Response future of [`ValidateBearer`](crate::ValidateBearer): the inner service's future
+    /// Response future of [`ValidateBearer`](super::ValidateBearer): the inner service's future
     /// when the request was accepted, a ready rejection otherwise, or a wait for a JWKS refetch
     /// when the token named a key not known yet.
     pub struct ResponseFuture<S, ReqBody, R>
@@ -62,13 +63,13 @@ impl<S, ReqBody, R> ResponseFuture<S, ReqBody, R>
 where
     S: Service<Request<ReqBody>>,
 {
-    pub(crate) fn called(future: S::Future) -> Self {
+    pub(super) fn called(future: S::Future) -> Self {
         ResponseFuture {
             state: State::Called { future },
         }
     }
 
-    pub(crate) fn rejected(response: S::Response) -> Self {
+    pub(super) fn rejected(response: S::Response) -> Self {
         ResponseFuture {
             state: State::Rejected {
                 response: Some(response),
@@ -76,7 +77,7 @@ where
         }
     }
 
-    pub(crate) fn awaiting_keys(
+    pub(super) fn awaiting_keys(
         notified: OwnedNotified,
         service: S,
         request: Request<ReqBody>,
@@ -144,7 +145,7 @@ where
                         // `authorize` never asks to wait twice.
                         Outcome::AwaitKeys(_) => State::Rejected {
                             response: Some(p.on_rejection.on_rejection(
-                                &crate::Rejection::InvalidToken(crate::TokenError::UnknownKey),
+                                &Rejection::InvalidToken(TokenError::UnknownKey),
                                 p.request.headers(),
                             )),
                         },

@@ -1,54 +1,16 @@
-//! The [`ValidateBearer`] middleware service.
+//! The decision [`ValidateBearer`](super::ValidateBearer) makes on a request, shared by the
+//! service (first attempt) and its [`ResponseFuture`](super::ResponseFuture) (the retry after a
+//! JWKS refetch), so that both decide alike and neither imports the other.
 
 use crate::claims::VerifiedClaims;
-use crate::future::ResponseFuture;
-use crate::rejection::{OnRejection, Rejection};
+use crate::rejection::Rejection;
 use crate::verifier::{TokenError, Verifier};
+use http::Request;
 use http::header::AUTHORIZATION;
-use http::{Request, Response};
-use std::task::{Context, Poll};
 use tokio::sync::futures::OwnedNotified;
-use tower_service::Service;
-
-/// Middleware that validates the bearer token of every request before calling `S`.
-///
-/// Created by [`ValidateBearerLayer`](crate::ValidateBearerLayer).
-#[derive(Debug, Clone)]
-pub struct ValidateBearer<S, R> {
-    inner: S,
-    verifier: Verifier,
-    optional: bool,
-    on_rejection: R,
-}
-
-impl<S, R> ValidateBearer<S, R> {
-    pub(crate) fn new(inner: S, verifier: Verifier, optional: bool, on_rejection: R) -> Self {
-        ValidateBearer {
-            inner,
-            verifier,
-            optional,
-            on_rejection,
-        }
-    }
-
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
-}
 
 /// What to do with a request.
-pub(crate) enum Outcome {
+pub(super) enum Outcome {
     Accept,
     Reject(Rejection),
     /// The token names an unknown `kid` and the key source is refetching: wait, then decide again.
@@ -57,7 +19,7 @@ pub(crate) enum Outcome {
 
 /// Decides on `request`, inserting its claims into the extensions when it is accepted.
 /// `may_refetch` is false on the second attempt after a refetch, so a request waits at most once.
-pub(crate) fn authorize<B>(
+pub(super) fn authorize<B>(
     verifier: &Verifier,
     optional: bool,
     request: &mut Request<B>,
@@ -115,49 +77,6 @@ fn bearer_token<B>(request: &Request<B>) -> Result<Option<&str>, Rejection> {
         return Err(Rejection::InvalidRequest("malformed Bearer token"));
     }
     Ok(Some(token))
-}
-
-impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for ValidateBearer<S, R>
-where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
-    R: OnRejection<ResBody> + Clone,
-{
-    type Response = Response<ResBody>;
-    type Error = S::Error;
-    type Future = ResponseFuture<S, ReqBody, R>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        match authorize(&self.verifier, self.optional, &mut request, true) {
-            Outcome::Accept => ResponseFuture::called(self.inner.call(request)),
-            Outcome::Reject(rejection) => ResponseFuture::rejected(
-                self.on_rejection
-                    .on_rejection(&rejection, request.headers()),
-            ),
-            Outcome::AwaitKeys(notified) => {
-                // The ready service (and whatever permit its readiness holds) stays here for the
-                // next request; the waiting request drives a clone to readiness once its keys
-                // are in, so a refetch never pins capacity of the inner service.
-                ResponseFuture::awaiting_keys(
-                    notified,
-                    self.inner.clone(),
-                    request,
-                    self.verifier.clone(),
-                    self.optional,
-                    self.on_rejection.clone(),
-                )
-            }
-        }
-    }
-}
-
-/// Keeps the wrapped gRPC service's name, so the middleware can wrap a single service.
-#[cfg(feature = "tonic")]
-impl<S: tonic::server::NamedService, R> tonic::server::NamedService for ValidateBearer<S, R> {
-    const NAME: &'static str = S::NAME;
 }
 
 #[cfg(test)]

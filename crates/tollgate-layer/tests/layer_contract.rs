@@ -11,8 +11,8 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use serde_json::json;
 use std::convert::Infallible;
 use std::time::Duration;
-use tollgate::core::{CutoffScope, RevocationEvent, SigningAlgorithm, SigningKey, UnixMillis, jws};
-use tollgate::layer::{
+use tollgate_core::{CutoffScope, RevocationEvent, SigningAlgorithm, SigningKey, UnixMillis, jws};
+use tollgate_layer::{
     DefaultRejection, Rejection, RequireScopeLayer, ValidateBearerLayer, VerifiedClaims,
 };
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
@@ -110,7 +110,7 @@ async fn valid_token_reaches_the_service_with_claims() {
 
 #[tokio::test]
 async fn every_algorithm_is_accepted() {
-    for alg in SigningAlgorithm::ALL {
+    for &alg in SigningAlgorithm::ALL {
         let fx = Fixture::new(alg);
         let res = call(&fx, request(Kind::Http, &[&bearer(&fx.mint(|_| {}))])).await;
         assert_eq!(res.status(), StatusCode::OK, "{alg}");
@@ -334,7 +334,7 @@ async fn forged_tokens_are_refused() {
                 .unwrap()
                 .verifying_key()
                 .to_jwk()
-                .map(|j| tollgate::core::VerifyingKey::from_jwk(j).unwrap())
+                .map(|j| tollgate_core::VerifyingKey::from_jwk(j).unwrap())
                 .unwrap(),
         )
         .unwrap();
@@ -402,8 +402,8 @@ fn aws_hmac(secret: &[u8]) -> impl Fn(&[u8]) -> Vec<u8> + use<> {
 async fn tokens_from_an_independent_encoder_are_accepted() {
     // jsonwebtoken signs an HS256 token; our verifier must accept it (interoperability).
     let secret = [7u8; 32];
-    let keys = tollgate::core::KeySet::new();
-    keys.add_verifying_key(tollgate::core::VerifyingKey::hmac("shared", &secret).unwrap())
+    let keys = tollgate_core::KeySet::new();
+    keys.add_verifying_key(tollgate_core::VerifyingKey::hmac("shared", &secret).unwrap())
         .unwrap();
     let fx = Fixture::with(SigningAlgorithm::EdDSA, |b| b.keys(keys));
     let claims = fx.claims(|_| {});
@@ -643,7 +643,7 @@ async fn verified_token_cache_still_checks_revocation_and_keys() {
 
 #[tokio::test]
 async fn cached_tokens_still_expire() {
-    use tollgate::core::{Clock, ManualClock};
+    use tollgate_core::{Clock, ManualClock};
     let clock = std::sync::Arc::new(ManualClock::new(UnixMillis(now_ms())));
     let fx = Fixture::with(SigningAlgorithm::EdDSA, |b| {
         b.cache_verified_tokens(10)
@@ -720,7 +720,7 @@ async fn malformed_tenant_claims_are_refused() {
 async fn revocations_outlive_the_leeway_after_purge() {
     // The verifier accepts a token until exp + leeway; purging its revocation at exp would
     // revive it for the rest of the leeway.
-    use tollgate::core::{Clock, ManualClock};
+    use tollgate_core::{Clock, ManualClock};
     let clock = std::sync::Arc::new(ManualClock::new(UnixMillis(now_ms())));
     let fx = Fixture::with(SigningAlgorithm::EdDSA, |b| {
         b.clock(clock.clone()).leeway(Duration::from_secs(30))
