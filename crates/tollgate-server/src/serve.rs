@@ -1,16 +1,19 @@
 //! `tollgate serve`: the hyper server, connection limits, structured logs, and graceful shutdown.
 
 use crate::{config, setup};
+use http::Request;
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
+use tollgate_issuer::PeerAddr;
+use tower_service::Service;
 
 /// How long in-flight requests get to finish after a shutdown signal.
 const DRAIN: Duration = Duration::from_secs(30);
@@ -133,7 +136,15 @@ async fn serve(
         let _ = stream.set_nodelay(true);
         let deadline = Instant::now() + limits.header_read_timeout;
         let builder = builder.clone();
-        let service = TowerToHyperService::new(service.clone());
+        // Each request carries the address it came from: failed client authentications are then
+        // throttled per client id and address, so a guesser cannot lock out a client calling
+        // from elsewhere.
+        let tokens = service.clone();
+        let peer_addr = PeerAddr(peer.ip());
+        let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+            request.extensions_mut().insert(peer_addr);
+            tokens.clone().call(request)
+        });
         let watcher = graceful.watcher();
         let mut stop = stop.clone();
         tokio::spawn(async move {

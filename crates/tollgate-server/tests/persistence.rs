@@ -58,21 +58,21 @@ async fn a_restart_keeps_revocations_cutoffs_rotations_and_live_refresh_tokens()
     let server = Server::start(dir.path(), &config);
 
     assert_eq!(
-        userinfo_status(&server, revoked_at).await,
+        token_status(&server, revoked_at).await,
         401,
         "revoked token"
     );
     assert_eq!(
-        userinfo_status(&server, globex["access_token"].as_str().unwrap()).await,
+        token_status(&server, globex["access_token"].as_str().unwrap()).await,
         401,
         "cut-off tenant"
     );
     assert_eq!(
-        userinfo_status(&server, rotated["access_token"].as_str().unwrap()).await,
+        token_status(&server, rotated["access_token"].as_str().unwrap()).await,
         200,
         "tokens signed before the restart still verify (same key)"
     );
-    assert_eq!(userinfo_status(&server, &service).await, 200);
+    assert_eq!(token_status(&server, &service).await, 200);
     let (status, body) = post_form(
         &http,
         &server.url("/connect/token"),
@@ -124,7 +124,7 @@ async fn a_restart_keeps_revocations_cutoffs_rotations_and_live_refresh_tokens()
     .await;
     assert_eq!(status, 400);
     assert_eq!(
-        userinfo_status(&server, refreshed["access_token"].as_str().unwrap()).await,
+        token_status(&server, refreshed["access_token"].as_str().unwrap()).await,
         401,
         "reuse after a restart revokes the family"
     );
@@ -190,7 +190,7 @@ async fn kill_9_loses_no_acknowledged_revocation() {
     let server = Server::start(dir.path(), &config);
     for &i in &acknowledged {
         assert_eq!(
-            userinfo_status(&server, &tokens[i]).await,
+            token_status(&server, &tokens[i]).await,
             401,
             "revocation {i} was answered 200 before the crash"
         );
@@ -200,7 +200,7 @@ async fn kill_9_loses_no_acknowledged_revocation() {
         .rev()
         .find(|i| !acknowledged.contains(i))
         .unwrap();
-    let status = userinfo_status(&server, &tokens[untouched]).await;
+    let status = token_status(&server, &tokens[untouched]).await;
     assert!(status == 200 || status == 401);
     server.stop();
 }

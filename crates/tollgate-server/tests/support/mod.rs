@@ -186,14 +186,17 @@ pub async fn service_token(server: &Server) -> String {
     body["access_token"].as_str().unwrap().to_owned()
 }
 
-/// The status `/connect/userinfo` answers for `token`: 200 or 401.
-pub async fn userinfo_status(server: &Server, token: &str) -> u16 {
-    http()
-        .get(server.url("/connect/userinfo"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+/// Whether the issuer holds `token` valid, as `/connect/introspect` (asked by the `gateway`
+/// resource server, which may introspect any token) tells: 200 while active, 401 once it is
+/// revoked, cut off or unknown (the answers a Layer sharing the issuer's index would give).
+pub async fn token_status(server: &Server, token: &str) -> u16 {
+    let (status, body) = post_form(
+        &http(),
+        &server.url("/connect/introspect"),
+        GATEWAY,
+        &[("token", token)],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    if body["active"] == true { 200 } else { 401 }
 }
