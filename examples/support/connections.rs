@@ -2,11 +2,9 @@
 //! at once (further ones wait in the kernel's backlog), and each must send a complete request head
 //! (or the HTTP/2 preface) within `header_read_timeout` of being accepted.
 //!
-//! hyper's `http1::Builder::header_read_timeout` starts its timer only once hyper-util's
-//! protocol detection has read the first bytes, and that detection has no timer: a connection
-//! that sends nothing, or part of the HTTP/2 preface, would otherwise stay open for ever. Shared
-//! by `examples/hyper_gateway.rs` and `tests/gateway_connections.rs`; `tollgate serve` does the
-//! same.
+//! The limits and the timed wait for the first bytes are `tollgate_server::connection`'s, the
+//! ones `tollgate serve` applies. Shared by `examples/hyper_gateway.rs` and
+//! `tests/gateway_connections.rs`.
 #![allow(dead_code)]
 
 use http::{Request, Response};
@@ -15,31 +13,12 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
+use tollgate_server::connection::first_bytes;
 
-/// What a connection may cost.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Limits {
-    /// From accepting a connection to its first complete request head; hyper applies it again
-    /// between requests on a kept-alive connection.
-    pub(crate) header_read_timeout: Duration,
-    /// Connections served at once.
-    pub(crate) max_connections: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            header_read_timeout: Duration::from_secs(10),
-            max_connections: 512,
-        }
-    }
-}
-
-/// The bytes every HTTP/2 connection starts with (RFC 9113 §3.4).
-const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+pub(crate) use tollgate_server::connection::Limits;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -93,27 +72,5 @@ where
                 eprintln!("connection from {peer}: {e}");
             }
         });
-    }
-}
-
-/// Waits, until `deadline`, for a byte that departs from the HTTP/2 preface or for the whole
-/// preface; `false` when the peer closed, failed or ran out of time.
-async fn first_bytes(stream: &TcpStream, deadline: Instant) -> bool {
-    let mut buf = [0u8; H2_PREFACE.len()];
-    loop {
-        let n = match tokio::time::timeout_at(deadline, stream.peek(&mut buf)).await {
-            Ok(Ok(n)) => n,
-            Ok(Err(_)) | Err(_) => return false,
-        };
-        if n == 0 {
-            return false;
-        }
-        if n == buf.len() || buf[..n] != H2_PREFACE[..n] {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

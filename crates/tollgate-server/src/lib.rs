@@ -1,10 +1,12 @@
 //! The `tollgate` program as a library: the configuration file ([`config`]), `tollgate serve`
-//! ([`serve`]), and the command line ([`cli`]). The `tollgate` binary is [`cli::main`].
+//! ([`serve`]), the limits every listener applies ([`connection`]), and the command line
+//! ([`cli`]). The `tollgate` binary is [`cli::main`].
 //!
 //! To check configuration text the way `tollgate serve` does, without touching the disk, call
 //! [`config::parse`].
 
 pub mod cli;
 pub mod config;
+pub mod connection;
 pub mod serve;
 mod setup;

@@ -1,5 +1,6 @@
 //! `tollgate serve`: the hyper server, connection limits, structured logs, and graceful shutdown.
 
+use crate::connection::{Limits, first_bytes};
 use crate::{config, setup};
 use http::Request;
 use hyper::body::Incoming;
@@ -9,7 +10,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 use tollgate_issuer::PeerAddr;
@@ -19,8 +20,6 @@ use tower_service::Service;
 const DRAIN: Duration = Duration::from_secs(30);
 /// How often expired state is purged.
 const PURGE_EVERY: Duration = Duration::from_secs(60);
-/// The bytes every HTTP/2 connection starts with (RFC 9113 §3.4).
-const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// Runs `tollgate serve --config <config_path>` until SIGINT or SIGTERM.
 ///
@@ -55,16 +54,6 @@ pub fn run(config_path: &Path) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
         serve(listener, service, limits).await
     })
-}
-
-/// What a connection may cost.
-#[derive(Debug, Clone, Copy)]
-struct Limits {
-    /// From accepting a connection to its complete first request head (and from the end of a
-    /// response to the next complete head).
-    header_read_timeout: Duration,
-    /// Connections served at once.
-    max_connections: usize,
 }
 
 async fn serve(
@@ -188,33 +177,6 @@ async fn serve(
         .map_err(|e| format!("cannot flush the store: {e}"))?;
     tracing::info!("store flushed; bye");
     Ok(())
-}
-
-/// Waits, until `deadline`, for the peer to send enough to tell HTTP/1 from HTTP/2: a byte that
-/// departs from the HTTP/2 preface, or the whole preface. hyper-util's protocol detection has no
-/// timer of its own (hyper's `header_read_timeout` starts only after it), so without this a
-/// connection that sends nothing, or part of the preface, would be held open for ever.
-///
-/// `false` when the peer closed, failed, or ran out of time.
-async fn first_bytes(stream: &TcpStream, deadline: Instant) -> bool {
-    let mut buf = [0u8; H2_PREFACE.len()];
-    loop {
-        let n = match tokio::time::timeout_at(deadline, stream.peek(&mut buf)).await {
-            Ok(Ok(n)) => n,
-            Ok(Err(_)) | Err(_) => return false,
-        };
-        if n == 0 {
-            return false;
-        }
-        if n == buf.len() || buf[..n] != H2_PREFACE[..n] {
-            return true;
-        }
-        // Part of the preface: `peek` would return at once again, so wait a little for the rest.
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 async fn shutdown_signal() {
