@@ -144,6 +144,25 @@ pub fn claims_json(
     .to_string()
 }
 
+/// An admin access token (role `admin`, tenant `/`) issued at `issued_at` (ms) and valid for a
+/// year from it.
+pub fn admin_token_at(issued_at: UnixMillis) -> String {
+    let claims = serde_json::json!({
+        "iss": ISSUER,
+        "sub": "admin-sub",
+        "aud": ISSUER,
+        "exp": issued_at.as_secs() + 365 * 24 * 3600,
+        "iat": issued_at.as_secs(),
+        "iat_ms": issued_at.0,
+        "jti": format!("admin-{}", issued_at.0),
+        "client_id": "web",
+        "tenant": "/",
+        "roles": ["admin"],
+        "scope": "openid",
+    });
+    sign_raw(default_header().as_bytes(), claims.to_string().as_bytes())
+}
+
 /// A valid admin access token (role `admin`, tenant `/`), as the batch-revocation seeds carry.
 pub fn admin_token() -> String {
     sign_raw(
@@ -162,7 +181,8 @@ pub fn user_token() -> String {
 
 /// The clients: `svc` (client_credentials, secret `svc-secret`), `web` (password and
 /// refresh_token, secret `web-secret`), `gateway` (client_credentials, may introspect any token,
-/// secret `gateway-secret`). Secrets are given in clear (only their SHA-256 is kept) so that client
+/// secret `gateway-secret`), `acme` (client_credentials in tenant `/Acme/EU`, secret
+/// `acme-secret`). Secrets are given in clear (only their SHA-256 is kept) so that client
 /// authentication costs no argon2 run inside the fuzz loop.
 fn clients() -> Vec<Client> {
     let client = |id: &str, secret: &str, grants: Vec<GrantType>, scopes: &[&str]| Client {
@@ -197,7 +217,14 @@ fn clients() -> Vec<Client> {
         &[],
     );
     gateway.introspect_any = true;
-    vec![svc, web, gateway]
+    let mut acme = client(
+        "acme",
+        "acme-secret",
+        vec![GrantType::ClientCredentials],
+        &["api"],
+    );
+    acme.tenants = vec![TenantPath::parse("/Acme/EU").expect("fixture tenant")];
+    vec![svc, web, gateway, acme]
 }
 
 /// argon2id at its minimum cost (8 KiB, one pass), computed once per password: password sign-ins
@@ -265,6 +292,14 @@ fn users() -> Vec<User> {
 /// A fresh token service over an empty [`MemoryStore`], with the fixture's keys, clock, clients
 /// and users, one hashing thread, and `index` as its revocation index.
 pub async fn token_service(index: Arc<RevocationIndex>) -> TokenService {
+    token_service_with_clock(index, clock()).await
+}
+
+/// [`token_service`] with the caller's clock, to move time between requests.
+pub async fn token_service_with_clock(
+    index: Arc<RevocationIndex>,
+    clock: Arc<ManualClock>,
+) -> TokenService {
     let directory = Arc::new(StaticDirectory::new(clients(), users()).expect("no duplicates"));
     TokenService::builder()
         .issuer(ISSUER)
@@ -273,7 +308,7 @@ pub async fn token_service(index: Arc<RevocationIndex>) -> TokenService {
         .store(Arc::new(MemoryStore::new()))
         .clients(directory.clone())
         .users(directory)
-        .clock(clock())
+        .clock(clock)
         .password_hash_concurrency(1)
         .build()
         .await
