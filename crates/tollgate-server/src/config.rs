@@ -1,47 +1,110 @@
-//! The configuration file: its TOML schema, and loading it with errors that name the key and line.
+//! The configuration file: its TOML schema, and turning it into a validated [`Config`] with
+//! errors that name the file, the line and the key.
+//!
+//! [`parse`] checks everything that can be checked without touching the disk (syntax, types,
+//! unknown keys, grants, tenants, password hashes, key algorithms, duplicate clients and users);
+//! `tollgate serve` reads the key files next and only then creates the data directory.
+//! The reference for every key is `docs/configuration.md`.
 
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tollgate_core::{SigningAlgorithm, TenantPath};
+use tollgate_issuer::{Client, ClientSecret, GrantType, PasswordHash, StaticDirectory, User};
 use toml::Spanned;
+
+/// Longest accepted configuration file: a configuration is a few kilobytes, not megabytes.
+pub const MAX_FILE_SIZE: u64 = 1024 * 1024;
+
+/// A validated configuration, ready for `tollgate serve`.
+///
+/// Made by [`parse`] or [`load`]; nothing in it has touched the disk yet except reading the
+/// configuration file itself.
+#[derive(Debug)]
+pub struct Config {
+    pub(crate) listen: SocketAddr,
+    pub(crate) issuer: String,
+    pub(crate) audience: Vec<String>,
+    /// Resolved against the configuration file's directory.
+    pub(crate) data_dir: PathBuf,
+    pub(crate) store: StoreKind,
+    pub(crate) admin_role: String,
+    pub(crate) tokens: Lifetimes,
+    pub(crate) server: ServerLimits,
+    pub(crate) keys: Vec<KeySpec>,
+    pub(crate) directory: Arc<StaticDirectory>,
+    pub(crate) source: Source,
+}
+
+impl Config {
+    /// The address `tollgate serve` listens on.
+    pub fn listen(&self) -> SocketAddr {
+        self.listen
+    }
+
+    /// The issuer URL (`iss`).
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The data directory, resolved against the configuration file's directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// How long a connection may take to send a complete request head.
+    pub fn header_read_timeout(&self) -> Duration {
+        self.server.header_read_timeout
+    }
+
+    /// How many connections are served at once.
+    pub fn max_connections(&self) -> usize {
+        self.server.max_connections
+    }
+}
+
+/// A configured key, checked but not read yet.
+#[derive(Debug)]
+pub(crate) struct KeySpec {
+    pub(crate) kid: String,
+    pub(crate) algorithm: SigningAlgorithm,
+    /// Resolved against the configuration file's directory.
+    pub(crate) path: PathBuf,
+    pub(crate) signing: bool,
+    /// For error messages: the `file` value and its key.
+    pub(crate) file: Spanned<PathBuf>,
+    pub(crate) key: String,
+}
 
 /// The whole file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct Config {
-    /// Address to listen on.
+struct File {
     #[serde(default = "default_listen")]
-    pub(crate) listen: SocketAddr,
-    /// The issuer URL (`iss`); also the default audience.
-    pub(crate) issuer: String,
-    /// Default audiences of access tokens; `[issuer]` when empty.
+    listen: SocketAddr,
+    issuer: Spanned<String>,
     #[serde(default)]
-    pub(crate) audience: Vec<String>,
-    /// Where the store and a generated signing key live; relative paths are resolved from the
-    /// configuration file's directory.
+    audience: Vec<String>,
     #[serde(default = "default_data_dir")]
-    pub(crate) data_dir: PathBuf,
-    /// `sqlite` (durable, the default) or `memory` (nothing survives a restart).
+    data_dir: PathBuf,
     #[serde(default)]
-    pub(crate) store: StoreKind,
-    /// The role the batch-revocation API requires.
+    store: StoreKind,
     #[serde(default = "default_admin_role")]
-    pub(crate) admin_role: String,
-    /// Token lifetimes.
+    admin_role: String,
     #[serde(default)]
-    pub(crate) tokens: Lifetimes,
-    /// Signing keys; the first with `signing = true` signs, the others only verify (rotation).
+    tokens: Lifetimes,
     #[serde(default)]
-    pub(crate) keys: Vec<KeyConfig>,
-    /// Tenants that exist; clients and users may only name these (and their sub-tenants).
+    server: ServerFile,
     #[serde(default)]
-    pub(crate) tenants: Vec<Spanned<String>>,
-    /// Registered clients.
+    keys: Vec<KeyFile>,
     #[serde(default)]
-    pub(crate) clients: Vec<ClientConfig>,
-    /// Users of the password grant.
+    tenants: Vec<Spanned<String>>,
     #[serde(default)]
-    pub(crate) users: Vec<UserConfig>,
+    clients: Vec<ClientFile>,
+    #[serde(default)]
+    users: Vec<UserFile>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -86,73 +149,100 @@ impl Default for Lifetimes {
     }
 }
 
+/// Default of `[server] header_read_timeout`, in seconds.
+pub const DEFAULT_HEADER_READ_TIMEOUT: u64 = 10;
+/// Default of `[server] max_connections`.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+
+/// `[server]`: connection limits.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct ServerFile {
+    /// Seconds a connection has to send a complete request head (its first one from the moment
+    /// it is accepted, later ones from the end of the previous response).
+    header_read_timeout: Spanned<u64>,
+    /// Connections served at once; further ones wait in the listen backlog.
+    max_connections: Spanned<usize>,
+}
+
+impl Default for ServerFile {
+    fn default() -> Self {
+        ServerFile {
+            header_read_timeout: Spanned::new(0..0, DEFAULT_HEADER_READ_TIMEOUT),
+            max_connections: Spanned::new(0..0, DEFAULT_MAX_CONNECTIONS),
+        }
+    }
+}
+
+/// The validated `[server]` table.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ServerLimits {
+    pub(crate) header_read_timeout: Duration,
+    pub(crate) max_connections: usize,
+}
+
 /// A signing or verification key, as a PKCS#8 DER file (see `tollgate keygen`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct KeyConfig {
-    pub(crate) kid: String,
-    /// `EdDSA`, `ES256` or `RS256`.
-    pub(crate) algorithm: Spanned<String>,
-    /// The PKCS#8 DER file (relative to the configuration file).
-    pub(crate) file: Spanned<PathBuf>,
-    /// Whether this key signs new tokens; exactly one key must.
+struct KeyFile {
+    kid: String,
+    algorithm: Spanned<String>,
+    file: Spanned<PathBuf>,
     #[serde(default)]
-    pub(crate) signing: bool,
+    signing: bool,
 }
 
 /// A client.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct ClientConfig {
-    pub(crate) id: String,
-    /// argon2id PHC hash of the secret (`tollgate hash-password`).
-    pub(crate) secret_hash: Option<Spanned<String>>,
-    /// Or: the name of an environment variable holding the secret.
-    pub(crate) secret_env: Option<Spanned<String>>,
-    /// `password`, `client_credentials`, `refresh_token`.
-    pub(crate) grants: Vec<Spanned<String>>,
+struct ClientFile {
+    id: String,
+    secret_hash: Option<Spanned<String>>,
+    secret_env: Option<Spanned<String>>,
+    grants: Vec<Spanned<String>>,
     #[serde(default)]
-    pub(crate) scopes: Vec<String>,
+    scopes: Vec<String>,
     #[serde(default)]
-    pub(crate) audience: Vec<String>,
-    /// Seconds.
-    pub(crate) max_access_token_lifetime: Option<u64>,
+    audience: Vec<String>,
+    max_access_token_lifetime: Option<u64>,
     #[serde(default)]
-    pub(crate) roles: Vec<String>,
-    /// Tenants it may act in with `client_credentials`; `["/"]` when absent.
-    pub(crate) tenants: Option<Vec<Spanned<String>>>,
+    roles: Vec<String>,
+    tenants: Option<Vec<Spanned<String>>>,
     #[serde(default)]
-    pub(crate) introspect_any: bool,
+    introspect_any: bool,
 }
 
 /// A user.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct UserConfig {
-    pub(crate) username: String,
-    /// `sub` of the user's tokens; the username when absent.
-    pub(crate) subject: Option<String>,
-    /// argon2id PHC hash (`tollgate hash-password`).
-    pub(crate) password_hash: Spanned<String>,
+struct UserFile {
+    username: String,
+    subject: Option<String>,
+    password_hash: Spanned<String>,
     #[serde(default = "yes")]
-    pub(crate) enabled: bool,
-    /// `["/"]` when absent.
-    pub(crate) tenants: Option<Vec<Spanned<String>>>,
+    enabled: bool,
+    tenants: Option<Vec<Spanned<String>>>,
     #[serde(default)]
-    pub(crate) roles: Vec<String>,
-    pub(crate) scopes: Option<Vec<String>>,
-    /// Extra claims for `/connect/userinfo`.
+    roles: Vec<String>,
+    scopes: Option<Vec<String>>,
     #[serde(default)]
-    pub(crate) profile: toml::Table,
+    profile: toml::Table,
 }
 
 fn yes() -> bool {
     true
 }
 
-/// A configuration error: one line naming the file, the line and the key.
-#[derive(Debug)]
-pub(crate) struct ConfigError(pub(crate) String);
+/// A configuration error: one line, `file:line:column: key: what is wrong`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub(crate) String);
+
+impl ConfigError {
+    /// The one-line message (the same as `Display`).
+    pub fn message(&self) -> &str {
+        &self.0
+    }
+}
 
 impl std::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -176,11 +266,18 @@ impl Source {
         span: Option<std::ops::Range<usize>>,
         message: impl std::fmt::Display,
     ) -> ConfigError {
+        // A message is one line, whatever the value that went into it.
+        let message = message.to_string().replace(['\n', '\r'], " ");
         match span {
             Some(span) => {
-                let before = &self.text[..span.start.min(self.text.len())];
+                let start = span.start.min(self.text.len());
+                let before = self.text.get(..start).unwrap_or(&self.text);
                 let line = before.matches('\n').count() + 1;
-                let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                let column = before.chars().count()
+                    - before
+                        .rfind('\n')
+                        .map_or(0, |i| before[..=i].chars().count())
+                    + 1;
                 ConfigError(format!(
                     "{}:{line}:{column}: {message}",
                     self.path.display()
@@ -197,28 +294,56 @@ impl Source {
         key: &str,
         message: impl std::fmt::Display,
     ) -> ConfigError {
-        self.error_at(Some(value.span()), format_args!("{key}: {message}"))
+        let span = value.span();
+        // Defaults carry an empty span at 0: they have no place in the file.
+        let span = (!span.is_empty()).then_some(span);
+        self.error_at(span, format_args!("{key}: {message}"))
     }
 
     /// The directory relative paths are resolved from.
     pub(crate) fn base_dir(&self) -> &Path {
-        self.path.parent().unwrap_or(Path::new("."))
+        match self.path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        }
     }
 }
 
-/// Reads and parses the configuration file.
-pub(crate) fn load(path: &Path) -> Result<(Config, Source), ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError(format!("{}: cannot read: {e}", path.display())))?;
-    let source = Source {
-        path: path.to_owned(),
-        text,
-    };
-    let config = parse(&source)?;
-    Ok((config, source))
+/// Reads the configuration file at `path` and [`parse`]s it. Relative paths inside it are
+/// resolved from the file's directory.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let fail =
+        |e: &dyn std::fmt::Display| ConfigError(format!("{}: cannot read: {e}", path.display()));
+    let file = std::fs::File::open(path).map_err(|e| fail(&e))?;
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::io::Read::take(file, MAX_FILE_SIZE + 1), &mut text)
+        .map_err(|e| fail(&e))?;
+    if text.len() as u64 > MAX_FILE_SIZE {
+        return Err(fail(&format_args!(
+            "larger than {} KiB",
+            MAX_FILE_SIZE / 1024
+        )));
+    }
+    parse(&text, path)
 }
 
-fn parse(source: &Source) -> Result<Config, ConfigError> {
+/// Parses and validates configuration text as if read from `path` (which names the file in
+/// errors and is the base of relative paths; it is not read).
+///
+/// This is the whole of the configuration's validation: TOML syntax, types and unknown keys,
+/// then every value (grants, tenants, password hashes, key algorithms, limits, duplicate ids).
+/// It touches no file; a client's `secret_env` is read from the environment. Errors are one line,
+/// `file:line:column: key: message`, and never echo a secret.
+pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    let source = Source {
+        path: path.to_owned(),
+        text: text.to_owned(),
+    };
+    let file = deserialize(&source)?;
+    validate(file, source)
+}
+
+fn deserialize(source: &Source) -> Result<File, ConfigError> {
     let deserializer = toml::Deserializer::parse(&source.text)
         .map_err(|e| source.error_at(e.span(), e.message()))?;
     serde_path_to_error::deserialize(deserializer).map_err(|e| {
@@ -233,45 +358,393 @@ fn parse(source: &Source) -> Result<Config, ConfigError> {
     })
 }
 
+fn validate(file: File, source: Source) -> Result<Config, ConfigError> {
+    let issuer = file.issuer.get_ref().trim();
+    if issuer.is_empty() {
+        return Err(source.error(&file.issuer, "issuer", "must not be empty"));
+    }
+    let issuer = file.issuer.get_ref().clone();
+    let server = server_limits(&source, &file.server)?;
+    let keys = key_specs(&source, file.keys)?;
+    let tenants = file
+        .tenants
+        .iter()
+        .map(|t| {
+            let path = tenant(&source, t, "tenants")?;
+            if path.as_str() == "/" {
+                return Err(source.error(
+                    t,
+                    "tenants",
+                    "`/` is always there: list the tenants below it \
+                     (listing `/` would allow every tenant)",
+                ));
+            }
+            Ok(path)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    // The root (every tenant) may always be named; a tenant below it must be declared, or be
+    // below a declared one, when `tenants` is not empty.
+    let known_tenant = |path: &TenantPath| {
+        tenants.is_empty()
+            || path.as_str() == "/"
+            || tenants.iter().any(|t| t.covers(path.as_str()))
+    };
+    let mut clients = Vec::new();
+    for (i, c) in file.clients.into_iter().enumerate() {
+        let key = |field: &str| format!("clients[{i}].{field}");
+        let secret = match (&c.secret_hash, &c.secret_env) {
+            (Some(hash), None) => ClientSecret::argon2(
+                PasswordHash::parse(hash.get_ref())
+                    .map_err(|e| source.error(hash, &key("secret_hash"), e))?,
+            ),
+            (None, Some(var)) => {
+                let value = std::env::var(var.get_ref()).map_err(|_| {
+                    source.error(
+                        var,
+                        &key("secret_env"),
+                        format_args!("environment variable `{}` is not set", var.get_ref()),
+                    )
+                })?;
+                if value.is_empty() {
+                    return Err(source.error(var, &key("secret_env"), "the secret is empty"));
+                }
+                ClientSecret::from_plaintext(&value)
+            }
+            _ => {
+                return Err(source.error_at(
+                    None,
+                    format_args!(
+                        "{}: set exactly one of secret_hash and secret_env (client `{}`)",
+                        key("secret_hash"),
+                        c.id
+                    ),
+                ));
+            }
+        };
+        let grants = c
+            .grants
+            .iter()
+            .map(|g| {
+                GrantType::parse(g.get_ref()).ok_or_else(|| {
+                    source.error(
+                        g,
+                        &key("grants"),
+                        format_args!(
+                            "unknown grant `{}` (password, client_credentials, refresh_token)",
+                            g.get_ref()
+                        ),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let client_tenants = tenant_list(
+            &source,
+            c.tenants.as_deref(),
+            &key("tenants"),
+            &known_tenant,
+        )?;
+        clients.push(Client {
+            id: c.id,
+            secret,
+            grants,
+            scopes: c.scopes,
+            audience: c.audience,
+            max_access_token_lifetime: c.max_access_token_lifetime.map(Duration::from_secs),
+            roles: c.roles,
+            tenants: client_tenants,
+            introspect_any: c.introspect_any,
+        });
+    }
+    let mut users = Vec::new();
+    for (i, u) in file.users.into_iter().enumerate() {
+        let key = |field: &str| format!("users[{i}].{field}");
+        let password = PasswordHash::parse(u.password_hash.get_ref())
+            .map_err(|e| source.error(&u.password_hash, &key("password_hash"), e))?;
+        let user_tenants = tenant_list(
+            &source,
+            u.tenants.as_deref(),
+            &key("tenants"),
+            &known_tenant,
+        )?;
+        let profile: serde_json::Map<_, _> = u
+            .profile
+            .iter()
+            .map(|(k, v)| (k.clone(), toml_to_json(v)))
+            .collect();
+        users.push(User {
+            subject: u.subject.unwrap_or_else(|| u.username.clone()),
+            username: u.username,
+            password,
+            enabled: u.enabled,
+            tenants: user_tenants,
+            roles: u.roles,
+            scopes: u.scopes,
+            profile,
+        });
+    }
+    let directory =
+        Arc::new(StaticDirectory::new(clients, users).map_err(|e| source.error_at(None, e))?);
+    let t = &file.tokens;
+    if t.access_token_lifetime == 0 || t.max_access_token_lifetime == 0 {
+        return Err(source.error_at(None, "tokens: access token lifetimes must be positive"));
+    }
+    if t.refresh_token_lifetime == 0 {
+        return Err(source.error_at(None, "tokens.refresh_token_lifetime: must be positive"));
+    }
+    Ok(Config {
+        listen: file.listen,
+        issuer,
+        audience: file.audience,
+        data_dir: resolve(source.base_dir(), &file.data_dir),
+        store: file.store,
+        admin_role: file.admin_role,
+        tokens: file.tokens,
+        server,
+        keys,
+        directory,
+        source,
+    })
+}
+
+fn server_limits(source: &Source, server: &ServerFile) -> Result<ServerLimits, ConfigError> {
+    let timeout = *server.header_read_timeout.get_ref();
+    if !(1..=3600).contains(&timeout) {
+        return Err(source.error(
+            &server.header_read_timeout,
+            "server.header_read_timeout",
+            "must be between 1 and 3600 seconds",
+        ));
+    }
+    let max = *server.max_connections.get_ref();
+    // tokio's semaphore holds at most `usize::MAX >> 3` permits.
+    if !(1..=1_000_000).contains(&max) {
+        return Err(source.error(
+            &server.max_connections,
+            "server.max_connections",
+            "must be between 1 and 1000000",
+        ));
+    }
+    Ok(ServerLimits {
+        header_read_timeout: Duration::from_secs(timeout),
+        max_connections: max,
+    })
+}
+
+fn key_specs(source: &Source, keys: Vec<KeyFile>) -> Result<Vec<KeySpec>, ConfigError> {
+    let mut signing = false;
+    let mut specs = Vec::new();
+    for (i, k) in keys.into_iter().enumerate() {
+        let key = |field: &str| format!("keys[{i}].{field}");
+        let algorithm: SigningAlgorithm = k
+            .algorithm
+            .get_ref()
+            .parse()
+            .ok()
+            .filter(|a: &SigningAlgorithm| !a.is_symmetric())
+            .ok_or_else(|| {
+                source.error(
+                    &k.algorithm,
+                    &key("algorithm"),
+                    "must be EdDSA, ES256 or RS256",
+                )
+            })?;
+        if k.signing {
+            if signing {
+                return Err(source.error(&k.file, &key("signing"), "only one key may sign"));
+            }
+            signing = true;
+        }
+        specs.push(KeySpec {
+            kid: k.kid,
+            algorithm,
+            path: resolve(source.base_dir(), k.file.get_ref()),
+            signing: k.signing,
+            file: k.file,
+            key: key("file"),
+        });
+    }
+    if !specs.is_empty() && !signing {
+        return Err(source.error_at(None, "keys: one key must have `signing = true`"));
+    }
+    Ok(specs)
+}
+
+/// `path`, or `base/path` when it is relative.
+pub(crate) fn resolve(base: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_owned()
+    } else {
+        base.join(path)
+    }
+}
+
+fn tenant(source: &Source, value: &Spanned<String>, key: &str) -> Result<TenantPath, ConfigError> {
+    TenantPath::parse(value.get_ref()).map_err(|e| source.error(value, key, e))
+}
+
+fn tenant_list(
+    source: &Source,
+    values: Option<&[Spanned<String>]>,
+    key: &str,
+    known: &dyn Fn(&TenantPath) -> bool,
+) -> Result<Vec<TenantPath>, ConfigError> {
+    let Some(values) = values else {
+        return Ok(vec![TenantPath::root()]);
+    };
+    values
+        .iter()
+        .map(|v| {
+            let path = tenant(source, v, key)?;
+            if known(&path) {
+                Ok(path)
+            } else {
+                Err(source.error(
+                    v,
+                    key,
+                    format_args!("tenant `{}` is not declared in `tenants`", v.get_ref()),
+                ))
+            }
+        })
+        .collect()
+}
+
+fn toml_to_json(value: &toml::Value) -> serde_json::Value {
+    match value {
+        toml::Value::String(s) => s.clone().into(),
+        toml::Value::Integer(i) => (*i).into(),
+        toml::Value::Float(f) => (*f).into(),
+        toml::Value::Boolean(b) => (*b).into(),
+        toml::Value::Datetime(d) => d.to_string().into(),
+        toml::Value::Array(a) => a.iter().map(toml_to_json).collect(),
+        toml::Value::Table(t) => t
+            .iter()
+            .map(|(k, v)| (k.clone(), toml_to_json(v)))
+            .collect::<serde_json::Map<_, _>>()
+            .into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn source(text: &str) -> Source {
-        Source {
-            path: PathBuf::from("t.toml"),
-            text: text.to_owned(),
-        }
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        super::parse(text, Path::new("t.toml"))
+    }
+
+    fn error(text: &str) -> String {
+        parse(text).unwrap_err().to_string()
     }
 
     #[test]
     fn errors_name_the_key_and_the_line() {
         let text = "issuer = \"http://x\"\n\n[[clients]]\nid = \"a\"\ngrants = \"password\"\n";
-        let err = parse(&source(text)).unwrap_err().to_string();
+        let err = error(text);
         assert!(err.starts_with("t.toml:5:"), "{err}");
         assert!(err.contains("clients[0].grants"), "{err}");
 
-        let err = parse(&source("issuer = \"x\"\nlisten = \"nowhere\"\n"))
-            .unwrap_err()
-            .to_string();
+        let err = error("issuer = \"x\"\nlisten = \"nowhere\"\n");
         assert!(err.starts_with("t.toml:2:"), "{err}");
         assert!(err.contains("listen"), "{err}");
 
-        let err = parse(&source("issuer = \"x\"\nlsten = 1\n"))
-            .unwrap_err()
-            .to_string();
+        let err = error("issuer = \"x\"\nlsten = 1\n");
         assert!(err.contains("t.toml:2:") && err.contains("lsten"), "{err}");
 
-        let err = parse(&source("issuer = \n")).unwrap_err().to_string();
+        let err = error("issuer = \n");
         assert!(err.starts_with("t.toml:1:"), "{err}");
+        assert!(!err.contains('\n'), "{err}");
     }
 
     #[test]
     fn defaults_apply() {
-        let config = parse(&source("issuer = \"http://x\"\n")).unwrap();
+        let config = parse("issuer = \"http://x\"\n").unwrap();
         assert_eq!(config.listen, default_listen());
         assert_eq!(config.store, StoreKind::Sqlite);
         assert_eq!(config.tokens.access_token_lifetime, 300);
         assert_eq!(config.admin_role, "admin");
+        assert_eq!(config.data_dir, Path::new("./data"));
+        assert_eq!(
+            config.header_read_timeout(),
+            Duration::from_secs(DEFAULT_HEADER_READ_TIMEOUT)
+        );
+        assert_eq!(config.max_connections(), DEFAULT_MAX_CONNECTIONS);
+    }
+
+    #[test]
+    fn paths_are_relative_to_the_file() {
+        let config = super::parse(
+            "issuer = \"http://x\"\ndata_dir = \"d\"\n[[keys]]\nkid = \"k\"\nalgorithm = \"EdDSA\"\nfile = \"k.der\"\nsigning = true\n",
+            Path::new("/etc/tollgate/tollgate.toml"),
+        )
+        .unwrap();
+        assert_eq!(config.data_dir, Path::new("/etc/tollgate/d"));
+        assert_eq!(config.keys[0].path, Path::new("/etc/tollgate/k.der"));
+    }
+
+    #[test]
+    fn server_limits_are_checked() {
+        let config =
+            parse("issuer = \"x\"\n[server]\nheader_read_timeout = 3\nmax_connections = 7\n")
+                .unwrap();
+        assert_eq!(config.header_read_timeout(), Duration::from_secs(3));
+        assert_eq!(config.max_connections(), 7);
+        let err = error("issuer = \"x\"\n[server]\nheader_read_timeout = 0\n");
+        assert!(
+            err.starts_with("t.toml:3:") && err.contains("server.header_read_timeout"),
+            "{err}"
+        );
+        let err = error("issuer = \"x\"\n[server]\nmax_connections = 0\n");
+        assert!(
+            err.starts_with("t.toml:3:") && err.contains("server.max_connections"),
+            "{err}"
+        );
+        let err = error("issuer = \"x\"\n[server]\nmax_conections = 1\n");
+        assert!(err.contains("max_conections"), "{err}");
+    }
+
+    #[test]
+    fn the_tenant_list_restricts() {
+        let err = error("issuer = \"x\"\ntenants = [\"/\", \"/A\"]\n");
+        assert!(err.starts_with("t.toml:2:") && err.contains("`/`"), "{err}");
+        let users = "issuer = \"x\"\ntenants = [\"/A\"]\n[[users]]\nusername = \"u\"\n\
+                     password_hash = \"$argon2id$v=19$m=19456,t=2,p=1$0HYi9wEY6gDoEsnZPMKZdw$RwOZH9IwvdSZolfZP5A/5Bm/pAiOfdHr5en/ZMcoGSg\"\n";
+        assert!(parse(&format!("{users}tenants = [\"/A/B\", \"/\"]\n")).is_ok());
+        let err = error(&format!("{users}tenants = [\"/B\"]\n"));
+        assert!(
+            err.contains("users[0].tenants") && err.contains("`/B` is not declared"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn keys_are_checked_without_reading_them() {
+        let key = "[[keys]]\nkid = \"k\"\nalgorithm = \"EdDSA\"\nfile = \"missing.der\"\n";
+        let err = error(&format!("issuer = \"x\"\n{key}"));
+        assert!(err.contains("signing = true"), "{err}");
+        let err = error(&format!(
+            "issuer = \"x\"\n{key}signing = true\n{key}signing = true\n"
+        ));
+        assert!(err.contains("keys[1].signing"), "{err}");
+        let err = error(
+            "issuer = \"x\"\n[[keys]]\nkid = \"k\"\nalgorithm = \"HS256\"\nfile = \"f\"\nsigning = true\n",
+        );
+        assert!(err.contains("keys[0].algorithm"), "{err}");
+    }
+
+    #[test]
+    fn odd_input_is_an_error_not_a_panic() {
+        for text in [
+            "",
+            "issuer = \"\"",
+            "\u{feff}issuer = \"x\"\nlisten = 5",
+            "issuer = \"é\"\n[tokens]\naccess_token_lifetime = 0\n",
+            "issuer = \"x\"\n[[users]]\nusername = \"ü\"\npassword_hash = \"ü\"\n",
+            "issuer = \"x\"\n[server]\nmax_connections = -1\n",
+            "issuer = \"x\"\n[server]\nheader_read_timeout = 18446744073709551615\n",
+        ] {
+            let err = error(text);
+            assert!(err.starts_with("t.toml"), "{err}");
+            assert!(!err.contains('\n'), "{err}");
+        }
     }
 }

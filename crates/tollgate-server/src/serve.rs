@@ -1,22 +1,29 @@
-//! `tollgate serve`: the hyper server, structured logs, and graceful shutdown.
+//! `tollgate serve`: the hyper server, connection limits, structured logs, and graceful shutdown.
 
 use crate::{config, setup};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio::time::Instant;
 
 /// How long in-flight requests get to finish after a shutdown signal.
 const DRAIN: Duration = Duration::from_secs(30);
 /// How often expired state is purged.
 const PURGE_EVERY: Duration = Duration::from_secs(60);
-/// Longest time to wait for a client to send its request headers.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// The bytes every HTTP/2 connection starts with (RFC 9113 §3.4).
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-pub(crate) fn run(config_path: &Path) -> Result<(), String> {
+/// Runs `tollgate serve --config <config_path>` until SIGINT or SIGTERM.
+///
+/// Everything is checked before anything is written: the configuration, the key files, the
+/// listening address; then the data directory is created and locked.
+pub fn run(config_path: &Path) -> Result<(), String> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -25,69 +32,137 @@ pub(crate) fn run(config_path: &Path) -> Result<(), String> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let (config, source) = config::load(config_path).map_err(|e| e.to_string())?;
+    let config = config::load(config_path).map_err(|e| e.to_string())?;
+    let keys = setup::read_keys(&config).map_err(|e| e.to_string())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     runtime.block_on(async move {
-        let setup = setup::build(config, &source)
+        let listen = config.listen;
+        let limits = Limits {
+            header_read_timeout: config.header_read_timeout(),
+            max_connections: config.max_connections(),
+        };
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        let service = setup::build(config, keys)
             .await
             .map_err(|e| e.to_string())?;
-        serve(setup).await
+        serve(listener, service, limits).await
     })
 }
 
-async fn serve(setup: setup::Setup) -> Result<(), String> {
-    let listener = TcpListener::bind(setup.listen)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", setup.listen))?;
+/// What a connection may cost.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    /// From accepting a connection to its complete first request head (and from the end of a
+    /// response to the next complete head).
+    header_read_timeout: Duration,
+    /// Connections served at once.
+    max_connections: usize,
+}
+
+async fn serve(
+    listener: TcpListener,
+    service: tollgate_issuer::TokenService,
+    limits: Limits,
+) -> Result<(), String> {
     let local = listener.local_addr().map_err(|e| e.to_string())?;
-    let service = setup.service;
     let purge = service.spawn_purge(PURGE_EVERY);
-    tracing::info!(address = %local, issuer = %service.issuer(), "tollgate is serving");
+    tracing::info!(
+        address = %local,
+        issuer = %service.issuer(),
+        max_connections = limits.max_connections,
+        header_read_timeout = ?limits.header_read_timeout,
+        "tollgate is serving"
+    );
 
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT)
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(64 * 1024);
     builder
         .http2()
-        .timer(hyper_util::rt::TokioTimer::new())
+        .timer(TokioTimer::new())
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(10))
         .max_header_list_size(64 * 1024);
     let graceful = GracefulShutdown::new();
+    let (stopping, stop) = watch::channel(false);
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let mut warned_full: Option<Instant> = None;
     let mut shutdown = std::pin::pin!(shutdown_signal());
     loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(accepted) => accepted,
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let connection = builder
-                    .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service.clone()))
-                    .into_owned();
-                let connection = graceful.watch(connection);
-                tokio::spawn(async move {
-                    if let Err(e) = connection.await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                });
+        // A free slot first: at the bound, new connections wait in the kernel's backlog and are
+        // served as soon as a connection ends.
+        let permit = match slots.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                if warned_full.is_none_or(|at| at.elapsed() > Duration::from_secs(10)) {
+                    tracing::warn!(
+                        max_connections = limits.max_connections,
+                        "connection limit reached: new connections wait"
+                    );
+                    warned_full = Some(Instant::now());
+                }
+                tokio::select! {
+                    permit = slots.clone().acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => break,
+                    },
+                    () = &mut shutdown => break,
+                }
             }
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
             () = &mut shutdown => break,
-        }
+        };
+        let _ = stream.set_nodelay(true);
+        let deadline = Instant::now() + limits.header_read_timeout;
+        let builder = builder.clone();
+        let service = TowerToHyperService::new(service.clone());
+        let watcher = graceful.watcher();
+        let mut stop = stop.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let ready = tokio::select! {
+                ready = first_bytes(&stream, deadline) => ready,
+                _ = stop.changed() => false,
+            };
+            if !ready {
+                tracing::debug!(%peer, "closed: no request within the header read timeout");
+                return;
+            }
+            let mut builder = builder;
+            // hyper's own timer starts now: give it what is left of the deadline.
+            builder.http1().header_read_timeout(
+                deadline
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(1)),
+            );
+            let connection = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
+            if let Err(e) = watcher.watch(connection).await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
     }
     drop(listener);
+    let _ = stopping.send(true);
     tracing::info!("shutting down: finishing in-flight requests");
     if tokio::time::timeout(DRAIN, graceful.shutdown())
         .await
@@ -102,6 +177,33 @@ async fn serve(setup: setup::Setup) -> Result<(), String> {
         .map_err(|e| format!("cannot flush the store: {e}"))?;
     tracing::info!("store flushed; bye");
     Ok(())
+}
+
+/// Waits, until `deadline`, for the peer to send enough to tell HTTP/1 from HTTP/2: a byte that
+/// departs from the HTTP/2 preface, or the whole preface. hyper-util's protocol detection has no
+/// timer of its own (hyper's `header_read_timeout` starts only after it), so without this a
+/// connection that sends nothing, or part of the preface, would be held open for ever.
+///
+/// `false` when the peer closed, failed, or ran out of time.
+async fn first_bytes(stream: &TcpStream, deadline: Instant) -> bool {
+    let mut buf = [0u8; H2_PREFACE.len()];
+    loop {
+        let n = match tokio::time::timeout_at(deadline, stream.peek(&mut buf)).await {
+            Ok(Ok(n)) => n,
+            Ok(Err(_)) | Err(_) => return false,
+        };
+        if n == 0 {
+            return false;
+        }
+        if n == buf.len() || buf[..n] != H2_PREFACE[..n] {
+            return true;
+        }
+        // Part of the preface: `peek` would return at once again, so wait a little for the rest.
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 async fn shutdown_signal() {
