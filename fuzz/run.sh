@@ -16,7 +16,7 @@ seconds=${1:-300}
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(bearer signed_claims tenant_path token_service)
+  targets=(bearer signed_claims tenant_path token_service config)
 fi
 if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked
@@ -28,8 +28,10 @@ for t in "${targets[@]}"; do
   log="logs/$t.log"
   echo "== $t: ${seconds}s"
   status=0
+  features=()
+  if [ "$t" = config ]; then features=(--features config); fi
   # `-rss_limit_mb`: the token service keeps a fresh store per input, so growth is a leak.
-  cargo fuzz run "$t" "work/$t" "corpus/$t" -- -max_total_time="$seconds" -rss_limit_mb=2048 \
+  cargo fuzz run "${features[@]}" "$t" "work/$t" "corpus/$t" -- -max_total_time="$seconds" -rss_limit_mb=2048 \
     -print_final_stats=1 ${FUZZ_FLAGS:-} >"$log" 2>&1 || status=$?
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
   last=$(grep -E '^#[0-9]+' "$log" | tail -1)
