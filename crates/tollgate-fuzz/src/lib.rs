@@ -43,8 +43,11 @@ pub use token_service::token_service;
 
 use std::path::PathBuf;
 
+/// A target's body: the fuzzer's bytes in, a panic for a broken invariant.
+pub type Target = fn(&[u8]);
+
 /// Every target, by the name of its `fuzz/fuzz_targets/<name>.rs` file and corpus folder.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("bearer", bearer),
     ("signed_claims", signed_claims),
     ("tenant_path", tenant_path),
