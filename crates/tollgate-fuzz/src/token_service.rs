@@ -30,11 +30,15 @@ use tower::ServiceExt;
 /// included), a body that is not the promised JSON shape, an error without `Cache-Control:
 /// no-store`, or an access token that tollgate's own verifier refuses.
 pub fn token_service(data: &[u8]) {
-    let Some(request) = parse_request(data) else {
-        return;
-    };
+    respond(data);
+}
+
+/// Sends the request the input describes (see [`token_service`]) to a fresh service, checks the
+/// response, and returns its status and body; `None` when the input is not a request.
+pub fn respond(data: &[u8]) -> Option<(StatusCode, Bytes)> {
+    let request = parse_request(data)?;
     let path = request.uri().path().to_owned();
-    fixture::runtime().block_on(async move {
+    Some(fixture::runtime().block_on(async move {
         let index = fixture::index();
         let service = fixture::token_service(index.clone()).await;
         let Ok(response) = service.oneshot(request).await;
@@ -42,7 +46,8 @@ pub fn token_service(data: &[u8]) {
         let Ok(body) = body.collect().await;
         let body = body.to_bytes();
         check_response(&path, parts.status, &parts.headers, &body, index);
-    });
+        (parts.status, body)
+    }))
 }
 
 /// Builds the request the input describes, or `None`.
@@ -242,6 +247,30 @@ mod tests {
         assert_eq!(request.uri().path(), "/connect/token");
         assert_eq!(request.headers().len(), 1);
         assert!(parse_request(b"no-space").is_none());
+    }
+
+    /// The seeds get past authentication into each endpoint's success path: a corpus that only
+    /// ever meets 401 would fuzz nothing behind it.
+    #[test]
+    fn seeds_reach_the_success_paths() {
+        for (seed, status, needle) in [
+            ("cc-basic", 200, "access_token"),
+            ("cc-post", 200, "\"expires_in\":60"),
+            ("password-alice", 200, "access_token"),
+            ("revoke-user-token", 200, ""),
+            ("introspect-gateway", 200, "\"active\":true"),
+            ("batch-date", 200, "count"),
+            ("batch-reference-token", 200, "count"),
+            ("userinfo", 200, "Alice Example"),
+            ("batch-not-admin", 403, "code"),
+            ("cc-bad-secret", 401, "invalid_client"),
+        ] {
+            let path = crate::corpus_dir("token_service").join(format!("seed-{seed}"));
+            let (got, body) = respond(&std::fs::read(&path).unwrap()).unwrap();
+            let body = String::from_utf8_lossy(&body);
+            assert_eq!(got.as_u16(), status, "{seed}: {body}");
+            assert!(body.contains(needle), "{seed}: {body}");
+        }
     }
 
     #[test]
