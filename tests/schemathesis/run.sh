@@ -64,12 +64,14 @@ export ST_ADMIN_TOKEN
 mkdir -p target/schemathesis-report
 status=0
 # /openapi.json is described but not served yet (the lead wires it into the routing table).
-"$venv/bin/st" --config-file tests/schemathesis/schemathesis.toml run crates/tollgate-issuer/openapi.json \
+# From target/schemathesis-report, where schemathesis also keeps its cache (.schemathesis/).
+(cd target/schemathesis-report && "$root/$venv/bin/st" --config-file "$root/tests/schemathesis/schemathesis.toml" \
+  run "$root/crates/tollgate-issuer/openapi.json" \
   --url "$base" --checks all --phases examples,coverage,fuzzing,stateful --mode all \
   --max-examples "$max_examples" --max-time "$max_seconds" --seed 1 --workers 1 \
   --request-timeout 10 --exclude-path /openapi.json --generation-database none \
-  --report junit,pytest --report-dir target/schemathesis-report --no-color \
-  ${SCHEMATHESIS_ARGS:-} || status=$?
+  --report junit,pytest --report-dir . --no-color \
+  ${SCHEMATHESIS_ARGS:-}) || status=$?
 if [ "$status" -ne 0 ]; then
   echo "--- server log (last 20 lines)"; tail -20 "$work/server.log"
 fi
