@@ -1,0 +1,351 @@
+//! Writes the seed corpora of every fuzz target into `fuzz/corpus/<target>/` (existing files with
+//! the same names are replaced; files found by fuzzing are left alone):
+//!
+//! ```sh
+//! cargo run -p tollgate-fuzz --example seed_corpora
+//! ```
+//!
+//! Seeds are real inputs of the fixture's world: tokens signed with the fixture key and valid at
+//! its instant, forms its clients and users would send.
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use std::fs;
+use tollgate_fuzz::fixture::{
+    self, admin_token, claims_json, default_header, sign_raw, user_token,
+};
+
+fn basic(id: &str, secret: &str) -> String {
+    format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")))
+}
+
+fn with(claims: &str, edit: impl FnOnce(&mut serde_json::Value)) -> String {
+    let mut value: serde_json::Value = serde_json::from_str(claims).expect("fixture claims");
+    edit(&mut value);
+    value.to_string()
+}
+
+fn form(path: &str, auth: Option<&str>, body: &str) -> String {
+    let auth = auth
+        .map(|a| format!("Authorization: {a}\n"))
+        .unwrap_or_default();
+    format!("POST {path}\n{auth}Content-Type: application/x-www-form-urlencoded\n\n{body}")
+}
+
+fn main() -> std::io::Result<()> {
+    let user = user_token();
+    let admin = admin_token();
+    let base = claims_json("user-0001", "web", "/Acme", &["customer"], "openid profile");
+    let signed = |claims: &str| sign_raw(default_header().as_bytes(), claims.as_bytes());
+    let revoked = signed(&with(&base, |c| c["jti"] = fixture::REVOKED_JTI.into()));
+    let expired = signed(&with(&base, |c| {
+        c["exp"] = (fixture::NOW.as_secs() - 3600).into()
+    }));
+    let alg_none = format!(
+        "{}.{}.",
+        URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"at+jwt"}"#),
+        URL_SAFE_NO_PAD.encode(&base)
+    );
+    let hs256 = format!(
+        "{}.{}.c2lnbmF0dXJl",
+        URL_SAFE_NO_PAD.encode(format!(
+            r#"{{"alg":"HS256","typ":"at+jwt","kid":"{}"}}"#,
+            fixture::KID
+        )),
+        URL_SAFE_NO_PAD.encode(&base)
+    );
+    let bearer: Vec<(&str, String)> = vec![
+        ("valid-user", format!("Bearer {user}")),
+        ("valid-admin", format!("bearer {admin}")),
+        ("no-scheme", user.clone()),
+        ("revoked", format!("Bearer {revoked}")),
+        ("expired", format!("Bearer {expired}")),
+        ("alg-none", format!("Bearer {alg_none}")),
+        ("hs256-confusion", format!("Bearer {hs256}")),
+        ("two-headers", format!("Bearer {user}\nBearer {admin}")),
+        ("basic", "Basic c3ZjOnN2Yy1zZWNyZXQ=".into()),
+        ("empty-bearer", "Bearer ".into()),
+        ("dots", "Bearer a.b.c".into()),
+    ];
+
+    let header_nul = |header: &str, claims: &str| format!("{header}\0{claims}");
+    let signed_claims: Vec<(&str, String)> = vec![
+        ("valid", base.clone()),
+        (
+            "admin",
+            claims_json("admin-sub", "web", "/", &["admin"], "openid"),
+        ),
+        (
+            "aud-array",
+            with(&base, |c| {
+                c["aud"] = serde_json::json!(["other", fixture::AUDIENCE])
+            }),
+        ),
+        (
+            "aud-empty",
+            with(&base, |c| c["aud"] = serde_json::json!([])),
+        ),
+        (
+            "nbf-future",
+            with(&base, |c| c["nbf"] = (fixture::NOW.as_secs() + 3600).into()),
+        ),
+        (
+            "expired",
+            with(&base, |c| c["exp"] = (fixture::NOW.as_secs() - 31).into()),
+        ),
+        ("iat-ms-mismatch", with(&base, |c| c["iat_ms"] = 5.into())),
+        (
+            "revoked-grant",
+            with(&base, |c| c["grant_id"] = fixture::REVOKED_GRANT.into()),
+        ),
+        (
+            "cut-tenant-old",
+            with(&base, |c| {
+                c["tenant"] = "/Cut/Team".into();
+                c["iat"] = (fixture::NOW.as_secs() - 7200).into();
+                c["iat_ms"] = serde_json::Value::Null;
+            }),
+        ),
+        (
+            "bad-tenant",
+            with(&base, |c| c["tenant"] = "/Acme/../Globex".into()),
+        ),
+        (
+            "duplicate-claim",
+            base.replacen("{", r#"{"sub":"other","#, 1),
+        ),
+        (
+            "typ-jwt",
+            header_nul(
+                &format!(r#"{{"alg":"EdDSA","typ":"JWT","kid":"{}"}}"#, fixture::KID),
+                &base,
+            ),
+        ),
+        (
+            "crit",
+            header_nul(
+                &format!(
+                    r#"{{"alg":"EdDSA","typ":"application/at+jwt","kid":"{}","crit":["x"]}}"#,
+                    fixture::KID
+                ),
+                &base,
+            ),
+        ),
+        (
+            "no-kid",
+            header_nul(r#"{"alg":"EdDSA","typ":"at+jwt"}"#, &base),
+        ),
+    ];
+
+    let tenant_path: Vec<(&str, String)> = vec![
+        ("child", "/Org\n/Org/Sub".into()),
+        ("sibling-prefix", "/Org\n/Organic".into()),
+        ("root", "/\n/Acme/EU".into()),
+        ("parent", "/a/b/c\n/a/b".into()),
+        ("dotdot", "/a/../b\n/a".into()),
+        ("trailing-slash", "/Org/\n/Org".into()),
+        ("charset", "/a-b_c.d/9\n/a-b_c.d/9/x".into()),
+        ("unicode", "/Ö\n/Ö/x".into()),
+    ];
+
+    let json_post = |body: &str, auth: &str| {
+        format!(
+            "POST /api/v2/identity/token/batch-revocation\n{auth}\nContent-Type: application/json\n\n{body}"
+        )
+    };
+    let admin_auth = format!("Authorization: Bearer {admin}");
+    let svc = basic("svc", "svc-secret");
+    let web = basic("web", "web-secret");
+    let token_service: Vec<(&str, String)> = vec![
+        (
+            "cc-basic",
+            form(
+                "/connect/token",
+                Some(&svc),
+                "grant_type=client_credentials&scope=api",
+            ),
+        ),
+        (
+            "cc-post",
+            form(
+                "/connect/token",
+                None,
+                "grant_type=client_credentials&client_id=svc&client_secret=svc-secret&access-token-lifetime=60",
+            ),
+        ),
+        (
+            "cc-both-auth",
+            form(
+                "/connect/token",
+                Some(&svc),
+                "grant_type=client_credentials&client_id=svc&client_secret=svc-secret",
+            ),
+        ),
+        (
+            "cc-bad-secret",
+            form(
+                "/connect/token",
+                Some(&basic("svc", "nope")),
+                "grant_type=client_credentials",
+            ),
+        ),
+        (
+            "cc-percent-basic",
+            form(
+                "/connect/token",
+                Some(&basic("s%76c", "svc%2Dsecret")),
+                "grant_type=client_credentials",
+            ),
+        ),
+        (
+            "password-alice",
+            form(
+                "/connect/token",
+                Some(&web),
+                "grant_type=password&username=alice&password=alice-password&tenant_path=%2FAcme&scope=openid+profile",
+            ),
+        ),
+        (
+            "password-bob-two-tenants",
+            form(
+                "/connect/token",
+                Some(&web),
+                "grant_type=password&username=bob&password=bob-password",
+            ),
+        ),
+        (
+            "password-wrong",
+            form(
+                "/connect/token",
+                Some(&web),
+                "grant_type=password&username=alice&password=x",
+            ),
+        ),
+        (
+            "refresh-unknown",
+            form(
+                "/connect/token",
+                Some(&web),
+                "grant_type=refresh_token&refresh_token=abc",
+            ),
+        ),
+        (
+            "duplicate-param",
+            form(
+                "/connect/token",
+                Some(&svc),
+                "grant_type=client_credentials&grant_type=password",
+            ),
+        ),
+        (
+            "wrong-content-type",
+            format!(
+                "POST /connect/token\nAuthorization: {svc}\nContent-Type: text/plain\n\ngrant_type=client_credentials"
+            ),
+        ),
+        ("get-token", "GET /connect/token\n\n".into()),
+        (
+            "revoke-user-token",
+            form(
+                "/connect/revocation",
+                Some(&web),
+                &format!("token={user}&token_type_hint=access_token"),
+            ),
+        ),
+        (
+            "revoke-other-client",
+            form("/connect/revocation", Some(&svc), &format!("token={user}")),
+        ),
+        (
+            "api-revoke",
+            form(
+                "/api/id/v1/auth/token/revoke",
+                Some(&web),
+                &format!("token={user}&token_type=refresh_token"),
+            ),
+        ),
+        (
+            "api-revoke-bad-hint",
+            form(
+                "/api/id/v1/auth/token/revoke",
+                Some(&web),
+                "token=x&token_type_hint=id_token",
+            ),
+        ),
+        (
+            "introspect-gateway",
+            form(
+                "/connect/introspect",
+                Some(&basic("gateway", "gateway-secret")),
+                &format!("token={user}"),
+            ),
+        ),
+        (
+            "introspect-own",
+            form("/connect/introspect", Some(&web), &format!("token={admin}")),
+        ),
+        ("batch-all", json_post("{}", &admin_auth)),
+        (
+            "batch-date",
+            json_post(r#"{"creationBefore":"2025-10-01"}"#, &admin_auth),
+        ),
+        (
+            "batch-tenant",
+            json_post(
+                r#"{"creationBefore":"2025-12-31T23:00:00+01:00","tenantPath":"/Acme"}"#,
+                &admin_auth,
+            ),
+        ),
+        (
+            "batch-subject",
+            json_post(
+                r#"{"creationBefore":null,"subject":"user-0001"}"#,
+                &admin_auth,
+            ),
+        ),
+        (
+            "batch-two-scopes",
+            json_post(r#"{"clientId":"svc","subject":"x"}"#, &admin_auth),
+        ),
+        (
+            "batch-future",
+            json_post(r#"{"creationBefore":"2030-01-01T00:00:00Z"}"#, &admin_auth),
+        ),
+        (
+            "batch-reference-token",
+            json_post(
+                r#"{"clientId":"svc"}"#,
+                &format!("Reference-Token: {admin}"),
+            ),
+        ),
+        (
+            "batch-not-admin",
+            json_post("{}", &format!("Authorization: Bearer {user}")),
+        ),
+        ("batch-null", json_post("null", &admin_auth)),
+        (
+            "userinfo",
+            format!("GET /connect/userinfo\nAuthorization: Bearer {user}\n\n"),
+        ),
+        ("jwks", "GET /.well-known/jwks.json\n\n".into()),
+        (
+            "discovery",
+            "GET /.well-known/openid-configuration\n\n".into(),
+        ),
+        ("unknown-path", "GET /nope\n\n".into()),
+    ];
+
+    for (target, seeds) in [
+        ("bearer", bearer),
+        ("signed_claims", signed_claims),
+        ("tenant_path", tenant_path),
+        ("token_service", token_service),
+    ] {
+        let dir = tollgate_fuzz::corpus_dir(target);
+        fs::create_dir_all(&dir)?;
+        for (name, seed) in seeds {
+            fs::write(dir.join(format!("seed-{name}")), seed)?;
+        }
+    }
+    Ok(())
+}

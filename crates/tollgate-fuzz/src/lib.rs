@@ -1,0 +1,64 @@
+//! The bodies of tollgate's coverage-guided fuzz targets, one function per target.
+//!
+//! Each function takes the fuzzer's raw bytes, feeds them to one parser that sees untrusted input
+//! through its **public** API, and panics when an invariant breaks (a panic is what libFuzzer
+//! reports as a crash). The same functions serve twice:
+//!
+//! * `fuzz/fuzz_targets/<target>.rs` are one-liners calling them under `cargo fuzz` (nightly
+//!   sanitizer flags; run with `fuzz/run.sh`);
+//! * this crate's `tests/corpora.rs` replays every committed file of `fuzz/corpus/<target>/`
+//!   through them as an ordinary test, so `cargo test --workspace` (CI) checks the corpora on
+//!   stable.
+//!
+//! | target | what it feeds | invariants |
+//! |---|---|---|
+//! | [`bearer`] | `Authorization` header bytes to a [`ValidateBearer`](tollgate_layer::ValidateBearer) service and tokens to [`Verifier::verify`](tollgate_layer::Verifier::verify) | status 200/400/401 only; accepted ⇔ verified; an accepted token is canonical and passes every claim check; cached and uncached verification agree |
+//! | [`signed_claims`] | a JWS header and claims JSON, **signed** with the fixture key | an accepted token's claims pass every check the Layer documents and the revocation index |
+//! | [`tenant_path`] | tenant path strings | parse round-trips, `is_valid` agrees with `parse`, `covers` is the segment-prefix relation, tenant cutoffs follow it |
+//! | `config` (feature `config`) | the text of a `tollgate serve` configuration file, through `tollgate_server::config::parse` | no panic; deterministic; an error is one line naming the file and echoes no password hash |
+//! | [`token_service`] | a whole HTTP request (method, path, headers, body) to [`TokenService`](tollgate_issuer::TokenService) | no panic; status in the endpoint's documented set; JSON bodies where promised; issued tokens verify |
+//!
+//! The revocation-event wire format has no target yet: it does not exist (the Redis relay will add
+//! it).
+//!
+//! Inputs are built from fixed keys and a fixed clock ([`fixture`]), so a committed seed (a real
+//! token, a real form) means the same thing in every run.
+#![warn(missing_docs)]
+#![deny(unsafe_code, unreachable_pub)]
+
+pub mod bearer;
+#[cfg(feature = "config")]
+pub mod config;
+pub mod fixture;
+pub mod signed_claims;
+pub mod tenant_path;
+pub mod token_service;
+
+pub use bearer::bearer;
+#[cfg(feature = "config")]
+pub use config::config;
+pub use signed_claims::signed_claims;
+pub use tenant_path::tenant_path;
+pub use token_service::token_service;
+
+use std::path::PathBuf;
+
+/// A target's body: the fuzzer's bytes in, a panic for a broken invariant.
+pub type Target = fn(&[u8]);
+
+/// Every target, by the name of its `fuzz/fuzz_targets/<name>.rs` file and corpus folder.
+pub const TARGETS: &[(&str, Target)] = &[
+    ("bearer", bearer),
+    ("signed_claims", signed_claims),
+    ("tenant_path", tenant_path),
+    ("token_service", token_service),
+    #[cfg(feature = "config")]
+    ("config", config),
+];
+
+/// The committed seed corpus of `target`: `fuzz/corpus/<target>/` at the workspace root.
+pub fn corpus_dir(target: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fuzz/corpus")
+        .join(target)
+}
