@@ -9,6 +9,7 @@ pub(crate) mod batch_revocation;
 pub(crate) mod discovery;
 pub(crate) mod introspection;
 pub(crate) mod jwks;
+pub(crate) mod openapi;
 pub(crate) mod revocation;
 pub(crate) mod token;
 pub(crate) mod userinfo;
@@ -28,6 +29,7 @@ pub(crate) enum Endpoint {
     OpenIdConfiguration,
     OAuthMetadata,
     Jwks,
+    OpenApi,
 }
 
 /// The methods a route accepts.
@@ -86,7 +88,7 @@ const fn route(
 }
 
 /// (path, methods) → endpoint, for every endpoint.
-pub(crate) const ROUTES: [Route; 9] = {
+pub(crate) const ROUTES: [Route; 10] = {
     use Endpoint as E;
     use ErrorShape::{Camel, OAuth, PluginError};
     use Methods::{Get, GetOrPost, Post};
@@ -96,6 +98,7 @@ pub(crate) const ROUTES: [Route; 9] = {
         route("/connect/introspect", Post, E::Introspection, OAuth),
         route("/connect/userinfo", GetOrPost, E::Userinfo, OAuth),
         route("/.well-known/jwks.json", Get, E::Jwks, OAuth),
+        route("/openapi.json", Get, E::OpenApi, OAuth),
         route(
             "/.well-known/openid-configuration",
             Get,
@@ -147,6 +150,7 @@ mod tests {
             Endpoint::OpenIdConfiguration,
             Endpoint::OAuthMetadata,
             Endpoint::Jwks,
+            Endpoint::OpenApi,
         ];
         for endpoint in all {
             assert_eq!(
@@ -157,6 +161,36 @@ mod tests {
         }
         for route in &ROUTES {
             assert_eq!(find(route.path).map(|r| r.endpoint), Some(route.endpoint));
+        }
+    }
+
+    /// The OpenAPI description names exactly the routes the service serves, with their methods.
+    #[test]
+    fn the_openapi_description_covers_every_route_and_no_other() {
+        let description: serde_json::Value =
+            serde_json::from_str(openapi::DESCRIPTION).expect("openapi.json is JSON");
+        let paths = description["paths"].as_object().expect("paths");
+        for route in &ROUTES {
+            let described = paths
+                .get(route.path)
+                .unwrap_or_else(|| panic!("{} is served but not described", route.path));
+            let mut methods: Vec<&str> = described
+                .as_object()
+                .expect("a path item")
+                .keys()
+                .map(String::as_str)
+                .filter(|k| ["get", "post", "put", "delete", "patch"].contains(k))
+                .collect();
+            methods.sort_unstable();
+            let expected: &[&str] = match route.methods {
+                Methods::Post => &["post"],
+                Methods::Get => &["get"],
+                Methods::GetOrPost => &["get", "post"],
+            };
+            assert_eq!(methods, expected, "{}", route.path);
+        }
+        for path in paths.keys() {
+            assert!(find(path).is_some(), "{path} is described but not served");
         }
     }
 }

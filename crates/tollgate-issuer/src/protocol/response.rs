@@ -258,7 +258,15 @@ pub(crate) fn empty_ok() -> Response<ResponseBody> {
 
 /// A JSON document that may be cached (discovery, JWKS).
 pub(crate) fn public_json<T: Serialize + ?Sized>(body: &T) -> Response<ResponseBody> {
-    let mut response = json(StatusCode::OK, body);
+    match serde_json::to_vec(body) {
+        Ok(bytes) => public_json_bytes(Bytes::from(bytes)),
+        Err(_) => with_no_store(StatusCode::INTERNAL_SERVER_ERROR, None, Bytes::new()),
+    }
+}
+
+/// A JSON document already encoded, that may be cached.
+pub(crate) fn public_json_bytes(body: Bytes) -> Response<ResponseBody> {
+    let mut response = with_no_store(StatusCode::OK, Some("application/json"), body);
     let headers = response.headers_mut();
     headers.remove(PRAGMA);
     headers.insert(

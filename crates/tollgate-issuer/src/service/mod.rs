@@ -7,7 +7,7 @@ mod protected;
 pub use builder::{BuildError, TokenServiceBuilder};
 
 use crate::endpoints::{self, Endpoint, Route};
-use crate::endpoints::{api_revoke, discovery, introspection, jwks, revocation, token};
+use crate::endpoints::{api_revoke, discovery, introspection, jwks, openapi, revocation, token};
 use crate::issuer::Issuer;
 use crate::protocol::form::{BoxError, Form, read_body};
 use crate::protocol::response::{self, Failure, ResponseBody};
@@ -177,6 +177,7 @@ where
             }
             Endpoint::Userinfo => call_guarded(self.userinfo.clone(), request),
             Endpoint::Jwks => ready(jwks::handle(&self.issuer)),
+            Endpoint::OpenApi => ready(openapi::handle()),
             Endpoint::OpenIdConfiguration | Endpoint::OAuthMetadata => {
                 ready(discovery::handle(&self.issuer))
             }
