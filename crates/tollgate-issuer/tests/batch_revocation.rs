@@ -170,6 +170,18 @@ async fn a_missing_null_or_mistyped_body_is_400_and_cuts_off_nothing() {
         assert_plugin_error(&reply, StatusCode::BAD_REQUEST);
         assert!(server.accepted(&victim).await, "{content_type} {body:?}");
     }
+    // A narrowing field that is null or empty never widens the cut.
+    for body in [
+        json!({"clientId": null}),
+        json!({"subject": null, "clientId": null}),
+        json!({"tenantPath": null}),
+        json!({"subject": ""}),
+        json!({"clientId": ""}),
+    ] {
+        let reply = server.batch(&admin, body.clone()).await;
+        assert_plugin_error(&reply, StatusCode::BAD_REQUEST);
+        assert!(server.accepted(&victim).await, "{body}");
+    }
     // A form body is not a JSON object either.
     let reply = server
         .post(BATCH)
@@ -404,14 +416,16 @@ async fn batch_revocation_narrows_by_at_most_one_field() {
         );
     }
     assert!(server.accepted(&victim).await);
-    // Null narrowing fields are absent ones.
+    // A null narrowing field is refused, not taken as absent: the cut never widens by mistake.
+    let reply = server
+        .batch(
+            &admin,
+            json!({"tenantPath": null, "subject": null, "clientId": "svc"}),
+        )
+        .await;
+    assert_plugin_error(&reply, StatusCode::BAD_REQUEST);
     assert_eq!(
-        server
-            .batch_count(
-                &admin,
-                json!({"tenantPath": null, "subject": null, "clientId": "svc"})
-            )
-            .await,
+        server.batch_count(&admin, json!({"clientId": "svc"})).await,
         1
     );
 }

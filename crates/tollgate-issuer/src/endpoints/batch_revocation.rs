@@ -12,13 +12,28 @@ use serde::{Deserialize, Serialize};
 use tollgate_core::{Claims, CutoffScope, TenantPath, UnixMillis};
 
 /// `TokenBatchRevocationRequestModel`, plus tollgate's narrowing fields.
+///
+/// A narrowing field is a non-empty string or absent, never `null`: `{"clientId": null}` from a
+/// caller whose variable was unset must not widen the cut to every client.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct BatchRequest {
     creation_before: Option<String>,
+    #[serde(default, deserialize_with = "narrowing")]
     tenant_path: Option<String>,
+    #[serde(default, deserialize_with = "narrowing")]
     subject: Option<String>,
+    #[serde(default, deserialize_with = "narrowing")]
     client_id: Option<String>,
+}
+
+/// A present narrowing field: a non-empty string (`null` and `""` are refused).
+fn narrowing<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let value = String::deserialize(d)?;
+    if value.is_empty() {
+        return Err(serde::de::Error::invalid_length(0, &"a non-empty string"));
+    }
+    Ok(Some(value))
 }
 
 #[derive(Serialize)]
