@@ -9,6 +9,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
@@ -130,7 +131,10 @@ async fn serve(
         // from elsewhere.
         let tokens = service.clone();
         let peer_addr = PeerAddr(peer.ip());
+        let requested = Arc::new(AtomicBool::new(false));
+        let seen = requested.clone();
         let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+            seen.store(true, Ordering::Relaxed);
             request.extensions_mut().insert(peer_addr);
             tokens.clone().call(request)
         });
@@ -156,7 +160,18 @@ async fn serve(
             let connection = builder
                 .serve_connection_with_upgrades(TokioIo::new(stream), service)
                 .into_owned();
-            if let Err(e) = watcher.watch(connection).await {
+            let mut connection = std::pin::pin!(watcher.watch(connection));
+            // hyper times HTTP/1 request heads, not HTTP/2 ones: an HTTP/2 connection that has
+            // sent its preface but no request by the deadline is dropped here, which closes it.
+            let outcome = match tokio::time::timeout_at(deadline, &mut connection).await {
+                Ok(outcome) => outcome,
+                Err(_) if requested.load(Ordering::Relaxed) => connection.await,
+                Err(_) => {
+                    tracing::debug!(%peer, "closed: no request within the header read timeout");
+                    return;
+                }
+            };
+            if let Err(e) = outcome {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });

@@ -84,6 +84,11 @@ fn connections_without_a_complete_request_head_are_closed_at_the_deadline() {
     partial_preface.write_all(b"PRI * HTTP/2.0\r\n").unwrap();
     let mut one_byte = connect(&server);
     one_byte.write_all(b"P").unwrap();
+    // The whole HTTP/2 preface and an empty SETTINGS frame, then no request ever.
+    let mut h2_idle = connect(&server);
+    h2_idle
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .unwrap();
     // Served once, then idle on a keep-alive connection.
     let mut kept_alive = connect(&server);
     assert_eq!(request(&mut kept_alive, Duration::from_secs(10)), Some(200));
@@ -93,6 +98,7 @@ fn connections_without_a_complete_request_head_are_closed_at_the_deadline() {
         ("a partial request head", &mut partial_head),
         ("a partial HTTP/2 preface", &mut partial_preface),
         ("a single byte", &mut one_byte),
+        ("an HTTP/2 connection that sends no request", &mut h2_idle),
         ("an idle keep-alive connection", &mut kept_alive),
     ] {
         let after = closed_within(stream, Duration::from_secs(8));
