@@ -12,11 +12,11 @@
 //!
 //! | target | what it feeds | invariants |
 //! |---|---|---|
-//! | [`bearer`] | `Authorization` header bytes to a [`ValidateBearer`](tollgate_layer::ValidateBearer) service and tokens to [`Verifier::verify`](tollgate_layer::Verifier::verify) | status 200/400/401 only; accepted ⇔ verified; an accepted token is canonical and passes every claim check; cached and uncached verification agree |
-//! | [`signed_claims`] | a JWS header and claims JSON, **signed** with the fixture key | an accepted token's claims pass every check the Layer documents and the revocation index |
-//! | [`tenant_path`] | tenant path strings | parse round-trips, `is_valid` agrees with `parse`, `covers` is the segment-prefix relation, tenant cutoffs follow it |
+//! | [`bearer()`] | `Authorization` header bytes to a [`ValidateBearer`](tollgate_layer::ValidateBearer) service and tokens to [`Verifier::verify`](tollgate_layer::Verifier::verify) | status 200/400/401 only; accepted ⇔ verified; an accepted token is canonical and passes every claim check; cached and uncached verification agree |
+//! | [`signed_claims()`] | a JWS header and claims JSON, **signed** with the fixture key | an accepted token's claims pass every check the Layer documents and the revocation index |
+//! | [`tenant_path()`] | tenant path strings | parse round-trips, `is_valid` agrees with `parse`, `covers` is the segment-prefix relation, tenant cutoffs follow it |
 //! | `config` (feature `config`) | the text of a `tollgate serve` configuration file, through `tollgate_server::config::parse` | no panic; deterministic; an error is one line naming the file and echoes no password hash |
-//! | [`token_service`] | a whole HTTP request (method, path, headers, body) to [`TokenService`](tollgate_issuer::TokenService) | no panic; status in the endpoint's documented set; JSON bodies where promised; issued tokens verify |
+//! | [`token_service()`] | a whole HTTP request (method, path, headers, body) to [`TokenService`](tollgate_issuer::TokenService) | no panic; status in the endpoint's documented set; JSON bodies where promised; issued tokens verify |
 //!
 //! The revocation-event wire format has no target yet: it does not exist (the Redis relay will add
 //! it).
