@@ -49,7 +49,7 @@ impl ClientAuthenticator {
         ClientAuthenticator {
             clients,
             hasher,
-            throttle: Throttle::default(),
+            throttle: Throttle::for_clients(),
             clock,
         }
     }

@@ -34,6 +34,11 @@ struct Record {
 #[derive(Debug, Default)]
 pub(crate) struct Throttle {
     records: DashMap<String, Record, foldhash::fast::RandomState>,
+    /// Whether a key with no failure may have any number of attempts in flight. Users sign in
+    /// one at a time, so their attempts are always counted against the free failures; a busy
+    /// client authenticates many requests at once, and must not be refused for that. Once a
+    /// client's key has failed, its attempts are counted as a user's are.
+    concurrent_while_clean: bool,
 }
 
 /// An attempt that holds one of its key's slots until it is settled (or dropped,
@@ -46,6 +51,15 @@ pub(crate) struct Attempt<'a> {
 }
 
 impl Throttle {
+    /// For client authentication: a client that has not failed is never limited in concurrency
+    /// (see `concurrent_while_clean`).
+    pub(crate) fn for_clients() -> Self {
+        Throttle {
+            concurrent_while_clean: true,
+            ..Throttle::default()
+        }
+    }
+
     /// Reserves an attempt for `key`, or says how long to wait first. Attempts are allowed
     /// concurrently only up to the failures still free; once a key is throttled, one at a time.
     pub(crate) fn begin(&self, key: &str, now: UnixMillis) -> Result<Attempt<'_>, Duration> {
@@ -70,7 +84,8 @@ impl Throttle {
             return Err(Duration::from_millis(ms).max(wait_a_little));
         }
         let slots = FREE_FAILURES.saturating_sub(record.failures).max(1);
-        if record.in_flight >= slots {
+        let unlimited = self.concurrent_while_clean && record.failures == 0;
+        if !unlimited && record.in_flight >= slots {
             return Err(wait_a_little);
         }
         record.in_flight += 1;
@@ -192,6 +207,30 @@ mod tests {
         let fresh = Throttle::default();
         drop(fresh.begin("carol", t0).unwrap());
         assert!(fresh.records.is_empty());
+    }
+
+    #[test]
+    fn a_clean_client_is_never_limited_in_concurrency_and_a_failing_one_is() {
+        let throttle = Throttle::for_clients();
+        let t0 = UnixMillis(0);
+        let busy: Vec<_> = (0..100)
+            .map(|_| throttle.begin("svc", t0).unwrap())
+            .collect();
+        drop(busy);
+        fail(&throttle, "svc", t0);
+        let held: Vec<_> = (0..4).map(|_| throttle.begin("svc", t0).unwrap()).collect();
+        assert!(
+            throttle.begin("svc", t0).is_err(),
+            "four free failures left"
+        );
+        drop(held);
+        // Users are always counted.
+        let users = Throttle::default();
+        let held: Vec<_> = (0..FREE_FAILURES)
+            .map(|_| users.begin("bob", t0).unwrap())
+            .collect();
+        assert!(users.begin("bob", t0).is_err());
+        drop(held);
     }
 
     #[test]
