@@ -121,37 +121,22 @@ impl Failure {
     pub(crate) fn into_response(self, shape: ErrorShape) -> Response<ResponseBody> {
         match shape {
             ErrorShape::OAuth => self.into_oauth(),
-            ErrorShape::Camel => self.into_camel(),
+            ErrorShape::Camel => self.error_pair("errorDescription"),
             ErrorShape::PluginError => self.into_plugin_error(),
         }
     }
 
     /// As an RFC 6749 error: `{"error", "error_description"}`.
     pub(crate) fn into_oauth(self) -> Response<ResponseBody> {
-        #[derive(Serialize)]
-        struct Body {
-            error: &'static str,
-            error_description: &'static str,
-        }
-        let body = Body {
-            error: self.code.as_str(),
-            error_description: self.description,
-        };
-        self.respond(&body)
+        self.error_pair("error_description")
     }
 
-    /// As the Revoke Auth Token API's error: `{"error", "errorDescription"}`.
-    pub(crate) fn into_camel(self) -> Response<ResponseBody> {
-        #[derive(Serialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Body {
-            error: &'static str,
-            error_description: &'static str,
-        }
-        let body = Body {
-            error: self.code.as_str(),
-            error_description: self.description,
-        };
+    /// `{"error": code, <description_field>: description}`: RFC 6749's shape, or the Revoke Auth
+    /// Token API's (`errorDescription`), which differs only in that field's name.
+    fn error_pair(self, description_field: &str) -> Response<ResponseBody> {
+        let mut body = serde_json::Map::new();
+        body.insert("error".into(), self.code.as_str().into());
+        body.insert(description_field.into(), self.description.into());
         self.respond(&body)
     }
 

@@ -238,6 +238,7 @@ where
                 .await
                 .map(|()| response::empty_ok()),
             Endpoint::Introspection => introspection::handle(issuer, &parts, &form).await,
+            // `call` sends only the four form endpoints here.
             _ => Err(Failure::internal()),
         }
     }
