@@ -64,6 +64,7 @@ async fn serve(
 ) -> Result<(), String> {
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     let purge = service.spawn_purge(PURGE_EVERY);
+    let mut shutdown = std::pin::pin!(shutdown_signal());
     tracing::info!(
         address = %local,
         issuer = %service.issuer(),
@@ -88,7 +89,6 @@ async fn serve(
     let (stopping, stop) = watch::channel(false);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let mut warned_full: Option<Instant> = None;
-    let mut shutdown = std::pin::pin!(shutdown_signal());
     loop {
         // A free slot first: at the bound, new connections wait in the kernel's backlog and are
         // served as soon as a connection ends.
@@ -194,25 +194,37 @@ async fn serve(
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
+/// Installs the SIGINT and SIGTERM handlers at once, and returns the future that resolves on the
+/// first of them. Installed before the server announces itself: a signal that arrived before its
+/// handler existed would end the process uncleanly, with nothing flushed.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminate = signal(SignalKind::terminate()).ok();
+        let mut interrupt = signal(SignalKind::interrupt()).ok();
+        async move {
+            tokio::select! {
+                () = received(&mut terminate) => {}
+                () = received(&mut interrupt) => {}
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+    }
+}
+
+/// The next delivery of `signal`; never, if its handler could not be installed.
+#[cfg(unix)]
+async fn received(signal: &mut Option<tokio::signal::unix::Signal>) {
+    match signal {
+        Some(signal) => {
+            signal.recv().await;
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
+        None => std::future::pending::<()>().await,
     }
 }
