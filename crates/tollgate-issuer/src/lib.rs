@@ -57,4 +57,6 @@ pub use directory::{
 };
 pub use protocol::response::ResponseBody;
 pub use service::{BuildError, LiveTokens, TokenService, TokenServiceBuilder, TokenServiceFuture};
-pub use store::{MemoryStore, SqliteStore, Store, StoreError};
+pub use store::{
+    MemoryStore, OutboxEntry, OutboxPosition, OutboxStatus, SqliteStore, Store, StoreError,
+};

@@ -39,7 +39,7 @@ use live::refresh_identity;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::RwLock;
+use tokio::sync::{Notify, RwLock};
 use tollgate_core::{
     Audience, Claims, Clock, CutoffScope, KeySet, RevocationEvent, RevocationIndex, TenantPath,
     UnixMillis, jws, random,
@@ -157,6 +157,9 @@ pub(crate) struct Ledger {
     verifier: Verifier,
     issue_gate: RwLock<()>,
     revocation_gate: RwLock<()>,
+    /// Woken after every revocation commit: the relay that publishes the store's outbox waits on
+    /// it rather than polling.
+    outbox: Arc<Notify>,
 }
 
 impl fmt::Debug for Ledger {
@@ -201,7 +204,13 @@ impl Ledger {
             verifier: parts.verifier,
             issue_gate: RwLock::new(()),
             revocation_gate: RwLock::new(()),
+            outbox: Arc::new(Notify::new()),
         }
+    }
+
+    /// Notified after every revocation this ledger commits (see [`Ledger::record`]).
+    pub(crate) fn outbox(&self) -> &Arc<Notify> {
+        &self.outbox
     }
 
     /// The issuer URL (`iss`).
@@ -217,6 +226,11 @@ impl Ledger {
     /// The keys tokens are signed with.
     pub(crate) fn keys(&self) -> &KeySet {
         &self.keys
+    }
+
+    /// The durable store.
+    pub(crate) fn store(&self) -> &Arc<dyn Store> {
+        &self.store
     }
 
     /// The revocation index this ledger feeds.
@@ -459,11 +473,14 @@ impl Ledger {
         Ok(cut)
     }
 
-    /// Makes `event` durable, then applies it to the index: when this returns `Ok`, every
-    /// validator sharing the index already enforces it. The caller holds the revocation gate.
+    /// Makes `event` durable, then applies it to the index, then wakes the outbox's relay: when
+    /// this returns `Ok`, every validator sharing the index already enforces it, and validators
+    /// in other processes will once the relay has published it (the store's outbox keeps it
+    /// until then, across restarts). The caller holds the revocation gate.
     async fn record(&self, event: RevocationEvent) -> Result<(), LedgerError> {
         self.commit(vec![Record::Revocation(event.clone())]).await?;
         self.index.apply(&event);
+        self.outbox.notify_one();
         Ok(())
     }
 

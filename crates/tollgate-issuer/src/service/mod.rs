@@ -104,6 +104,17 @@ impl TokenService {
         LiveTokens { access, refresh }
     }
 
+    /// The durable store, whose outbox a relay publishes (see [`crate::store`]).
+    pub fn store(&self) -> &Arc<dyn crate::Store> {
+        self.issuer.ledger.store()
+    }
+
+    /// Notified (`notify_one`) after every revocation this service commits, so that a relay
+    /// publishing the store's outbox can wait for work instead of polling.
+    pub fn outbox_notify(&self) -> Arc<tokio::sync::Notify> {
+        self.issuer.ledger.outbox().clone()
+    }
+
     /// Forgets expired tokens, revocations and throttle records (in memory and in the store).
     pub async fn purge(&self) -> Result<(), crate::StoreError> {
         self.issuer.purge().await

@@ -2,8 +2,8 @@
 //! for a deployment that chooses to forget everything on restart.
 
 use super::{
-    AccessTokenRecord, Loaded, Purge, Record, RefreshTokenRecord, Store, StoreError, StoreFuture,
-    TokenHash,
+    AccessTokenRecord, Loaded, OutboxEntry, OutboxPosition, OutboxStatus, Purge, Record,
+    RefreshTokenRecord, Store, StoreError, StoreFuture, TokenHash,
 };
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -23,9 +23,19 @@ struct State {
     access_tokens: HashMap<String, AccessTokenRecord>,
     refresh_tokens: HashMap<TokenHash, RefreshTokenRecord>,
     /// Revoked `jti`s and grant ids, with the expiry after which they may be forgotten.
-    revoked_tokens: HashMap<String, UnixMillis>,
-    revoked_grants: HashMap<String, UnixMillis>,
-    cutoffs: HashMap<CutoffScope, UnixMillis>,
+    revoked_tokens: HashMap<String, Stamped>,
+    revoked_grants: HashMap<String, Stamped>,
+    cutoffs: HashMap<CutoffScope, Stamped>,
+    /// The last outbox number taken.
+    seq: u64,
+    outbox: OutboxPosition,
+}
+
+/// A revocation's instant (expiry, or a cutoff's) and its outbox number.
+#[derive(Debug, Clone, Copy)]
+struct Stamped {
+    at: UnixMillis,
+    seq: u64,
 }
 
 impl MemoryStore {
@@ -67,16 +77,20 @@ impl State {
                 }
             }
             Record::Revocation(RevocationEvent::Token { jti, expires_at }) => {
-                keep_max(self.revoked_tokens.entry(jti), expires_at);
+                keep_max(self.revoked_tokens.entry(jti), expires_at, &mut self.seq);
             }
             Record::Revocation(RevocationEvent::Grant {
                 grant_id,
                 expires_at,
-            }) => keep_max(self.revoked_grants.entry(grant_id), expires_at),
+            }) => keep_max(
+                self.revoked_grants.entry(grant_id),
+                expires_at,
+                &mut self.seq,
+            ),
             Record::Revocation(RevocationEvent::Cutoff {
                 scope,
                 issued_before,
-            }) => keep_max(self.cutoffs.entry(scope), issued_before),
+            }) => keep_max(self.cutoffs.entry(scope), issued_before, &mut self.seq),
             // A kind of revocation this store has no map for; the index still enforces it.
             Record::Revocation(event) => {
                 tracing::error!(?event, "revocation not kept by the memory store");
@@ -84,28 +98,56 @@ impl State {
         }
     }
 
-    fn load(&self, now: UnixMillis) -> Loaded {
-        let tokens = self
-            .revoked_tokens
-            .iter()
-            .map(|(jti, &expires_at)| RevocationEvent::Token {
+    /// Every stored revocation with its outbox number.
+    fn revocations(&self) -> impl Iterator<Item = OutboxEntry> + '_ {
+        let tokens = self.revoked_tokens.iter().map(|(jti, s)| OutboxEntry {
+            seq: s.seq,
+            event: RevocationEvent::Token {
                 jti: jti.clone(),
-                expires_at,
-            });
-        let grants =
-            self.revoked_grants
-                .iter()
-                .map(|(grant_id, &expires_at)| RevocationEvent::Grant {
-                    grant_id: grant_id.clone(),
-                    expires_at,
-                });
-        let cutoffs = self
-            .cutoffs
-            .iter()
-            .map(|(scope, &issued_before)| RevocationEvent::Cutoff {
+                expires_at: s.at,
+            },
+        });
+        let grants = self.revoked_grants.iter().map(|(grant_id, s)| OutboxEntry {
+            seq: s.seq,
+            event: RevocationEvent::Grant {
+                grant_id: grant_id.clone(),
+                expires_at: s.at,
+            },
+        });
+        let cutoffs = self.cutoffs.iter().map(|(scope, s)| OutboxEntry {
+            seq: s.seq,
+            event: RevocationEvent::Cutoff {
                 scope: scope.clone(),
-                issued_before,
-            });
+                issued_before: s.at,
+            },
+        });
+        tokens.chain(grants).chain(cutoffs)
+    }
+
+    fn outbox_read(&self, after: u64, limit: usize) -> Vec<OutboxEntry> {
+        let mut entries: Vec<OutboxEntry> = self.revocations().filter(|e| e.seq > after).collect();
+        entries.sort_unstable_by_key(|e| e.seq);
+        entries.truncate(limit);
+        entries
+    }
+
+    fn outbox_status(&self) -> OutboxStatus {
+        let after = self.outbox.published_through;
+        OutboxStatus {
+            position: self.outbox.clone(),
+            pending: self.revocations().filter(|e| e.seq > after).count() as u64,
+        }
+    }
+
+    fn outbox_mark(&mut self, position: OutboxPosition) {
+        if position.epoch != self.outbox.epoch
+            || position.published_through > self.outbox.published_through
+        {
+            self.outbox = position;
+        }
+    }
+
+    fn load(&self, now: UnixMillis) -> Loaded {
         Loaded {
             access_tokens: self
                 .access_tokens
@@ -119,25 +161,41 @@ impl State {
                 .filter(|t| t.expires_at >= now)
                 .cloned()
                 .collect(),
-            revocations: tokens.chain(grants).chain(cutoffs).collect(),
+            revocations: self.revocations().map(|e| e.event).collect(),
         }
     }
 
     fn purge(&mut self, horizon: Purge) -> u64 {
         let before = horizon.expired_before;
-        retain_count(&mut self.cutoffs, |&at| at > horizon.cutoffs_before)
+        retain_count(&mut self.cutoffs, |s| s.at > horizon.cutoffs_before)
             + retain_count(&mut self.access_tokens, |t| t.expires_at >= before)
             + retain_count(&mut self.refresh_tokens, |t| t.expires_at >= before)
-            + retain_count(&mut self.revoked_tokens, |&expires_at| expires_at >= before)
-            + retain_count(&mut self.revoked_grants, |&expires_at| expires_at >= before)
+            + retain_count(&mut self.revoked_tokens, |s| s.at >= before)
+            + retain_count(&mut self.revoked_grants, |s| s.at >= before)
     }
 }
 
 /// Keeps the later instant, so that applying revocations is idempotent and commutative, as in
-/// the revocation index.
-fn keep_max<K>(entry: Entry<'_, K, UnixMillis>, instant: UnixMillis) {
-    let stored = entry.or_insert(instant);
-    *stored = (*stored).max(instant);
+/// the revocation index. A revocation that is new or moved later takes the next outbox number
+/// (it must be published); one that changes nothing keeps its number.
+fn keep_max<K>(entry: Entry<'_, K, Stamped>, instant: UnixMillis, seq: &mut u64) {
+    match entry {
+        Entry::Occupied(stored) if stored.get().at >= instant => {}
+        Entry::Occupied(mut stored) => {
+            *seq += 1;
+            *stored.get_mut() = Stamped {
+                at: instant,
+                seq: *seq,
+            };
+        }
+        Entry::Vacant(slot) => {
+            *seq += 1;
+            slot.insert(Stamped {
+                at: instant,
+                seq: *seq,
+            });
+        }
+    }
 }
 
 /// Keeps the values that pass `keep`; returns how many went.
@@ -170,6 +228,22 @@ impl Store for MemoryStore {
 
     fn flush(&self) -> StoreFuture<'_, ()> {
         Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn outbox_status(&self) -> StoreFuture<'_, OutboxStatus> {
+        Box::pin(std::future::ready(self.with_state(|s| s.outbox_status())))
+    }
+
+    fn outbox_read(&self, after: u64, limit: usize) -> StoreFuture<'_, Vec<OutboxEntry>> {
+        Box::pin(std::future::ready(
+            self.with_state(|s| s.outbox_read(after, limit)),
+        ))
+    }
+
+    fn outbox_mark(&self, position: OutboxPosition) -> StoreFuture<'_, ()> {
+        Box::pin(std::future::ready(
+            self.with_state(|s| s.outbox_mark(position)),
+        ))
     }
 }
 

@@ -9,6 +9,18 @@
 //! [`MemoryStore`], which keeps everything in the process (for tests, or by explicit choice).
 //! A third-party store checks itself against the same contract with `testing::check_store`
 //! (feature `test-util`).
+//!
+//! # The outbox
+//!
+//! Every revocation a store commits also takes the next number of a durable sequence, in the
+//! same transaction. A relay (`tollgate-redis`) reads what lies beyond the position it last
+//! published ([`Store::outbox_read`]), publishes it, then records the new position
+//! ([`Store::outbox_mark`]). So an event that was committed while Redis was down, or just before
+//! the process died, is still published later: nothing committed is ever missing from the
+//! stream. The position carries the *epoch* of the Redis data it was published into; when Redis
+//! comes back empty (a new epoch), the relay publishes everything still stored, from the start.
+//! An event that is revised (a cutoff moved later, a revocation's expiry extended) takes a new
+//! number and is published again; applying events is idempotent, so republishing is harmless.
 
 mod memory;
 mod sqlite;
@@ -122,6 +134,34 @@ pub struct Loaded {
     pub revocations: Vec<RevocationEvent>,
 }
 
+/// A revocation as the outbox holds it: the event and its place in the store's sequence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEntry {
+    /// Its number in the store's sequence: later commits have larger numbers.
+    pub seq: u64,
+    /// The revocation.
+    pub event: RevocationEvent,
+}
+
+/// How far a relay has published the outbox: everything numbered up to `published_through` has
+/// reached the Redis data identified by `epoch`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutboxPosition {
+    /// The epoch of the Redis data published into; empty before the first publication.
+    pub epoch: String,
+    /// The highest sequence number published into that epoch (0: nothing yet).
+    pub published_through: u64,
+}
+
+/// The outbox at a glance: where the relay stands and how much is left to publish.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutboxStatus {
+    /// The position last recorded with [`Store::outbox_mark`].
+    pub position: OutboxPosition,
+    /// Stored revocations numbered after that position: the relay's backlog.
+    pub pending: u64,
+}
+
 /// Why the store could not do what was asked. The message is for logs (it may name files); the
 /// issuer answers clients with a generic `503`.
 #[derive(Debug)]
@@ -171,4 +211,31 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Makes everything written so far (written-behind records included) durable: called on
     /// shutdown.
     fn flush(&self) -> StoreFuture<'_, ()>;
+
+    /// Where the relay stands and how many revocations wait to be published (see
+    /// [the outbox](self#the-outbox)).
+    ///
+    /// The default answers that this store keeps no outbox: it can serve one process, but not
+    /// feed replication.
+    fn outbox_status(&self) -> StoreFuture<'_, OutboxStatus> {
+        Box::pin(std::future::ready(Err(no_outbox())))
+    }
+
+    /// At most `limit` stored revocations numbered after `after`, in sequence order.
+    fn outbox_read(&self, after: u64, limit: usize) -> StoreFuture<'_, Vec<OutboxEntry>> {
+        let _ = (after, limit);
+        Box::pin(std::future::ready(Err(no_outbox())))
+    }
+
+    /// Records that everything up to `position.published_through` reached `position.epoch`,
+    /// durably. Within one epoch the position only moves forward (a late, smaller mark is
+    /// ignored); a new epoch replaces the old one.
+    fn outbox_mark(&self, position: OutboxPosition) -> StoreFuture<'_, ()> {
+        let _ = position;
+        Box::pin(std::future::ready(Err(no_outbox())))
+    }
+}
+
+fn no_outbox() -> StoreError {
+    StoreError::new("this store keeps no outbox, so it cannot feed replication")
 }

@@ -7,7 +7,8 @@
 //! paying for its own.
 
 use super::{
-    AccessTokenRecord, Loaded, Purge, Record, RefreshTokenRecord, Store, StoreError, StoreFuture,
+    AccessTokenRecord, Loaded, OutboxEntry, OutboxPosition, OutboxStatus, Purge, Record,
+    RefreshTokenRecord, Store, StoreError, StoreFuture,
 };
 use rusqlite::{Connection, TransactionBehavior, params};
 use std::fmt;
@@ -25,8 +26,9 @@ const FILE_NAME: &str = "tollgate.sqlite3";
 /// and holding that process's id so that a refusal can name it.
 const LOCK_FILE: &str = "tollgate.lock";
 
-/// The schema this code writes, kept in `PRAGMA user_version`.
-const SCHEMA_VERSION: i32 = 1;
+/// The schema this code writes, kept in `PRAGMA user_version`: 1 was the first; 2 added the
+/// outbox (a sequence number on every revocation, and the relay's position).
+const SCHEMA_VERSION: i32 = 2;
 
 /// At most this many jobs share a transaction, so that one huge backlog does not become one
 /// huge transaction that holds every waiter until it is all written.
@@ -81,6 +83,23 @@ CREATE TABLE IF NOT EXISTS cutoffs (
 ) WITHOUT ROWID;
 ";
 
+/// Version 1 to 2: the outbox. Rows written by version 1 are numbered by [`migrate`].
+const OUTBOX_SCHEMA: &str = "
+ALTER TABLE revocations ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX revocations_seq ON revocations (seq);
+ALTER TABLE cutoffs ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX cutoffs_seq ON cutoffs (seq);
+-- One row: the last sequence number taken (never reused, even once its row is purged) and the
+-- relay's position (the Redis epoch published into, and how far).
+CREATE TABLE outbox (
+    id INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
+    last_seq INTEGER NOT NULL,
+    epoch TEXT NOT NULL,
+    published_through INTEGER NOT NULL
+);
+INSERT INTO outbox (id, last_seq, epoch, published_through) VALUES (1, 0, '', 0);
+";
+
 /// A [`Store`] in an SQLite database, `tollgate.sqlite3` in a data directory.
 ///
 /// Commits are durable (WAL, `synchronous=FULL`) and grouped: concurrent commits share one
@@ -123,6 +142,26 @@ enum Job {
         horizon: Purge,
         purged: u64,
         done: Reply<u64>,
+    },
+    /// Reads or moves the outbox.
+    Outbox(OutboxJob),
+}
+
+/// The outbox's jobs, each holding its output until the transaction has committed.
+enum OutboxJob {
+    Status {
+        status: OutboxStatus,
+        done: Reply<OutboxStatus>,
+    },
+    Read {
+        after: u64,
+        limit: usize,
+        entries: Vec<OutboxEntry>,
+        done: Reply<Vec<OutboxEntry>>,
+    },
+    Mark {
+        position: OutboxPosition,
+        done: Reply<()>,
     },
 }
 
@@ -317,6 +356,30 @@ impl Store for SqliteStore {
         // Jobs run in order, so an empty commit resolves once everything queued before it is.
         self.commit(Vec::new())
     }
+
+    fn outbox_status(&self) -> StoreFuture<'_, OutboxStatus> {
+        Box::pin(self.call(|done| {
+            Job::Outbox(OutboxJob::Status {
+                status: OutboxStatus::default(),
+                done,
+            })
+        }))
+    }
+
+    fn outbox_read(&self, after: u64, limit: usize) -> StoreFuture<'_, Vec<OutboxEntry>> {
+        Box::pin(self.call(move |done| {
+            Job::Outbox(OutboxJob::Read {
+                after,
+                limit,
+                entries: Vec::new(),
+                done,
+            })
+        }))
+    }
+
+    fn outbox_mark(&self, position: OutboxPosition) -> StoreFuture<'_, ()> {
+        Box::pin(self.call(move |done| Job::Outbox(OutboxJob::Mark { position, done })))
+    }
 }
 
 /// Creates the schema in a new database; refuses one written by a newer version.
@@ -328,9 +391,14 @@ fn migrate(conn: &mut Connection) -> Result<(), String> {
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .map_err(|e| format!("cannot read the schema version: {e}"))?;
     match version {
-        0 => {
-            tx.execute_batch(SCHEMA)
-                .map_err(|e| format!("cannot create the schema: {e}"))?;
+        0 | 1 => {
+            if version == 0 {
+                tx.execute_batch(SCHEMA)
+                    .map_err(|e| format!("cannot create the schema: {e}"))?;
+            }
+            tx.execute_batch(OUTBOX_SCHEMA)
+                .map_err(|e| format!("cannot add the outbox to the schema: {e}"))?;
+            number_unpublished(&tx).map_err(|e| format!("cannot number the revocations: {e}"))?;
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)
                 .map_err(|e| format!("cannot set the schema version: {e}"))?;
             tx.commit()
@@ -343,6 +411,28 @@ fn migrate(conn: &mut Connection) -> Result<(), String> {
              data directory"
         )),
     }
+}
+
+/// Gives every revocation stored by schema version 1 its own outbox number, so that a relay
+/// publishes them all.
+fn number_unpublished(tx: &Connection) -> rusqlite::Result<()> {
+    let mut seq: i64 = 0;
+    for (table, key) in [("revocations", "kind, id"), ("cutoffs", "scope, value")] {
+        let keys: Vec<(String, String)> = tx
+            .prepare(&format!("SELECT {key} FROM {table}"))?
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        let (first, second) = key.split_once(", ").unwrap_or((key, key));
+        let mut update = tx.prepare(&format!(
+            "UPDATE {table} SET seq = ?1 WHERE {first} = ?2 AND {second} = ?3"
+        ))?;
+        for (a, b) in keys {
+            seq += 1;
+            update.execute(params![seq, a, b])?;
+        }
+    }
+    tx.execute("UPDATE outbox SET last_seq = ?1", [seq])?;
+    Ok(())
 }
 
 /// The writer thread: takes what is queued, runs it as one transaction, answers, and again,
@@ -413,6 +503,7 @@ impl Job {
                 *purged = purge(tx, *horizon).map_err(|e| format!("purge failed: {e}"))?;
                 Ok(())
             }
+            Job::Outbox(job) => job.run(tx).map_err(|e| format!("outbox failed: {e}")),
         }
     }
 
@@ -432,8 +523,129 @@ impl Job {
             Job::Purge { purged, done, .. } => {
                 let _ = done.send(answer(outcome, purged));
             }
+            Job::Outbox(OutboxJob::Status { status, done }) => {
+                let _ = done.send(answer(outcome, status));
+            }
+            Job::Outbox(OutboxJob::Read { entries, done, .. }) => {
+                let _ = done.send(answer(outcome, entries));
+            }
+            Job::Outbox(OutboxJob::Mark { done, .. }) => {
+                let _ = done.send(answer(outcome, ()));
+            }
         }
     }
+}
+
+impl OutboxJob {
+    fn run(&mut self, tx: &Connection) -> rusqlite::Result<()> {
+        match self {
+            OutboxJob::Status { status, .. } => {
+                let (epoch, published_through): (String, i64) = tx
+                    .prepare_cached("SELECT epoch, published_through FROM outbox")?
+                    .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+                let pending: i64 = tx
+                    .prepare_cached(
+                        "SELECT (SELECT count(*) FROM revocations WHERE seq > ?1)
+                              + (SELECT count(*) FROM cutoffs WHERE seq > ?1)",
+                    )?
+                    .query_row([published_through], |row| row.get(0))?;
+                *status = OutboxStatus {
+                    position: OutboxPosition {
+                        epoch,
+                        published_through: u64::try_from(published_through).unwrap_or(0),
+                    },
+                    pending: u64::try_from(pending).unwrap_or(0),
+                };
+            }
+            OutboxJob::Read {
+                after,
+                limit,
+                entries,
+                ..
+            } => {
+                let after = i64::try_from(*after).unwrap_or(i64::MAX);
+                let limit = i64::try_from(*limit).unwrap_or(i64::MAX);
+                *entries = tx
+                    .prepare_cached(
+                        "SELECT seq, kind, id, expires_at, NULL FROM revocations WHERE seq > ?1
+                         UNION ALL
+                         SELECT seq, 'cutoff', scope, issued_before, value FROM cutoffs
+                         WHERE seq > ?1
+                         ORDER BY seq LIMIT ?2",
+                    )?
+                    .query_map([after, limit], |row| {
+                        let seq: i64 = row.get(0)?;
+                        let instant = UnixMillis(row.get(3)?);
+                        let event = match row.get_ref(1)?.as_str()? {
+                            "cutoff" => {
+                                cutoff_event(row.get_ref(2)?.as_str()?, row.get(4)?, instant)?
+                            }
+                            kind => revocation_event(kind, row.get(2)?, instant)?,
+                        };
+                        Ok(OutboxEntry {
+                            seq: u64::try_from(seq).unwrap_or(0),
+                            event,
+                        })
+                    })?
+                    .collect::<rusqlite::Result<_>>()?;
+            }
+            OutboxJob::Mark { position, .. } => {
+                tx.prepare_cached(
+                    "UPDATE outbox SET epoch = ?1, published_through = ?2
+                     WHERE epoch <> ?1 OR published_through < ?2",
+                )?
+                .execute(params![
+                    position.epoch,
+                    i64::try_from(position.published_through).unwrap_or(i64::MAX)
+                ])?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Takes the next outbox number (never reused: it outlives the rows it numbered).
+fn next_seq(tx: &Connection) -> rusqlite::Result<i64> {
+    tx.prepare_cached("UPDATE outbox SET last_seq = last_seq + 1 RETURNING last_seq")?
+        .query_row([], |row| row.get(0))
+}
+
+/// A token or grant revocation read back from the `revocations` table.
+fn revocation_event(
+    kind: &str,
+    id: String,
+    expires_at: UnixMillis,
+) -> rusqlite::Result<RevocationEvent> {
+    match kind {
+        "token" => Ok(RevocationEvent::Token {
+            jti: id,
+            expires_at,
+        }),
+        "grant" => Ok(RevocationEvent::Grant {
+            grant_id: id,
+            expires_at,
+        }),
+        other => Err(corrupt(0, format!("unknown revocation kind {other:?}"))),
+    }
+}
+
+/// A cutoff read back from the `cutoffs` table.
+fn cutoff_event(
+    scope: &str,
+    value: String,
+    issued_before: UnixMillis,
+) -> rusqlite::Result<RevocationEvent> {
+    let scope = match scope {
+        "all" => CutoffScope::All,
+        "tenant" => CutoffScope::Tenant(value),
+        "subject" => CutoffScope::Subject(value),
+        "client" => CutoffScope::Client(value),
+        other => return Err(corrupt(0, format!("unknown cutoff scope {other:?}"))),
+    };
+    Ok(RevocationEvent::Cutoff {
+        scope,
+        issued_before,
+    })
 }
 
 /// A job's output if its batch committed, else the batch's error.
@@ -505,14 +717,17 @@ fn write(tx: &Connection, record: &Record) -> rusqlite::Result<()> {
 }
 
 // Both upserts keep the maximum, so that applying events is idempotent and commutative here as in
-// the revocation index.
+// the revocation index. A row that is new or moved later takes a new outbox number, to be
+// published; a repeat changes nothing (the number it took is skipped: gaps are harmless).
 
 fn revoke(tx: &Connection, kind: &str, id: &str, expires_at: UnixMillis) -> rusqlite::Result<()> {
+    let seq = next_seq(tx)?;
     tx.prepare_cached(
-        "INSERT INTO revocations (kind, id, expires_at) VALUES (?1, ?2, ?3)
-         ON CONFLICT (kind, id) DO UPDATE SET expires_at = max(expires_at, excluded.expires_at)",
+        "INSERT INTO revocations (kind, id, expires_at, seq) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (kind, id) DO UPDATE SET expires_at = excluded.expires_at, seq = excluded.seq
+         WHERE excluded.expires_at > expires_at",
     )?
-    .execute(params![kind, id, expires_at.0])?;
+    .execute(params![kind, id, expires_at.0, seq])?;
     Ok(())
 }
 
@@ -528,12 +743,14 @@ fn cut_off(
         CutoffScope::Client(v) => ("client", v.as_str()),
         other => return Err(unsupported(format!("cutoff scope {other:?}"))),
     };
+    let seq = next_seq(tx)?;
     tx.prepare_cached(
-        "INSERT INTO cutoffs (scope, value, issued_before) VALUES (?1, ?2, ?3)
+        "INSERT INTO cutoffs (scope, value, issued_before, seq) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (scope, value)
-         DO UPDATE SET issued_before = max(issued_before, excluded.issued_before)",
+         DO UPDATE SET issued_before = excluded.issued_before, seq = excluded.seq
+         WHERE excluded.issued_before > issued_before",
     )?
-    .execute(params![scope, value, issued_before.0])?;
+    .execute(params![scope, value, issued_before.0, seq])?;
     Ok(())
 }
 
@@ -577,36 +794,21 @@ fn load(tx: &Connection, now: UnixMillis) -> rusqlite::Result<Loaded> {
     let mut revocations: Vec<RevocationEvent> = tx
         .prepare("SELECT kind, id, expires_at FROM revocations")?
         .query_map([], |row| {
-            let id = row.get(1)?;
-            let expires_at = UnixMillis(row.get(2)?);
-            match row.get_ref(0)?.as_str()? {
-                "token" => Ok(RevocationEvent::Token {
-                    jti: id,
-                    expires_at,
-                }),
-                "grant" => Ok(RevocationEvent::Grant {
-                    grant_id: id,
-                    expires_at,
-                }),
-                other => Err(corrupt(0, format!("unknown revocation kind {other:?}"))),
-            }
+            revocation_event(
+                row.get_ref(0)?.as_str()?,
+                row.get(1)?,
+                UnixMillis(row.get(2)?),
+            )
         })?
         .collect::<rusqlite::Result<_>>()?;
     let cutoffs = tx
         .prepare("SELECT scope, value, issued_before FROM cutoffs")?
         .query_map([], |row| {
-            let value: String = row.get(1)?;
-            let scope = match row.get_ref(0)?.as_str()? {
-                "all" => CutoffScope::All,
-                "tenant" => CutoffScope::Tenant(value),
-                "subject" => CutoffScope::Subject(value),
-                "client" => CutoffScope::Client(value),
-                other => return Err(corrupt(0, format!("unknown cutoff scope {other:?}"))),
-            };
-            Ok(RevocationEvent::Cutoff {
-                scope,
-                issued_before: UnixMillis(row.get(2)?),
-            })
+            cutoff_event(
+                row.get_ref(0)?.as_str()?,
+                row.get(1)?,
+                UnixMillis(row.get(2)?),
+            )
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     revocations.extend(cutoffs);
@@ -823,6 +1025,90 @@ mod tests {
             .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
             .unwrap();
         let error = SqliteStore::open(dir.path()).unwrap_err().to_string();
-        assert!(error.contains("unknown schema version 2"), "{error}");
+        assert!(error.contains("unknown schema version 3"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_version_1_database_gets_an_outbox_holding_its_revocations() {
+        let dir = tempdir().unwrap();
+        {
+            let conn = Connection::open(dir.path().join(FILE_NAME)).unwrap();
+            conn.execute_batch(SCHEMA).unwrap();
+            conn.execute_batch(
+                "INSERT INTO revocations VALUES ('token', 'old-jti', 9000000);
+                 INSERT INTO cutoffs VALUES ('subject', 'alice', 10);",
+            )
+            .unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+        }
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let pending = store.outbox_read(0, 10).await.unwrap();
+        let mut events: Vec<_> = pending.iter().map(|e| e.event.clone()).collect();
+        events.sort_by_key(|e| format!("{e:?}"));
+        assert_eq!(
+            events,
+            vec![
+                RevocationEvent::Cutoff {
+                    scope: CutoffScope::Subject("alice".into()),
+                    issued_before: UnixMillis(10),
+                },
+                RevocationEvent::Token {
+                    jti: "old-jti".into(),
+                    expires_at: UnixMillis(9_000_000),
+                },
+            ]
+        );
+        assert_ne!(
+            pending[0].seq, pending[1].seq,
+            "each row has its own number"
+        );
+        assert_eq!(store.outbox_status().await.unwrap().pending, 2);
+        // New revocations are numbered after the migrated ones.
+        store
+            .commit(vec![Record::Revocation(RevocationEvent::Token {
+                jti: "new".into(),
+                expires_at: UnixMillis(9_000_000),
+            })])
+            .await
+            .unwrap();
+        let all = store.outbox_read(0, 10).await.unwrap();
+        assert_eq!(all.len(), 3);
+        assert!(all[2].seq > all[0].seq.max(all[1].seq));
+    }
+
+    #[tokio::test]
+    async fn the_outbox_survives_a_reopen() {
+        let dir = tempdir().unwrap();
+        let revoke = |jti: &str| {
+            vec![Record::Revocation(RevocationEvent::Token {
+                jti: jti.into(),
+                expires_at: UnixMillis(9_000_000),
+            })]
+        };
+        let marked = {
+            let store = SqliteStore::open(dir.path()).unwrap();
+            store.commit(revoke("a")).await.unwrap();
+            let seq = store.outbox_read(0, 10).await.unwrap()[0].seq;
+            let position = OutboxPosition {
+                epoch: "epoch-1".into(),
+                published_through: seq,
+            };
+            store.outbox_mark(position.clone()).await.unwrap();
+            store
+                .purge(Purge::new(UnixMillis(i64::MAX), UnixMillis(i64::MAX)))
+                .await
+                .unwrap();
+            position
+        };
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let status = store.outbox_status().await.unwrap();
+        assert_eq!(status.position, marked);
+        assert_eq!(status.pending, 0);
+        store.commit(revoke("b")).await.unwrap();
+        let pending = store
+            .outbox_read(marked.published_through, 10)
+            .await
+            .unwrap();
+        assert_eq!(pending.len(), 1, "numbers never start over: {pending:?}");
     }
 }

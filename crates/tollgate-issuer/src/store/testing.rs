@@ -15,7 +15,7 @@
 //!
 //! Each check panics with a message naming what the store got wrong, as a test should.
 
-use super::{AccessTokenRecord, Loaded, Purge, Record, RefreshTokenRecord, Store};
+use super::{AccessTokenRecord, Loaded, OutboxPosition, Purge, Record, RefreshTokenRecord, Store};
 use std::future::Future;
 use tollgate_core::{CutoffScope, RevocationEvent, UnixMillis};
 
@@ -292,6 +292,140 @@ pub async fn write_behind_then_flush(store: &dyn Store) {
     assert_every_record_kind(store.load(NOW).await.expect("the store failed"));
 }
 
+fn token(jti: &str, expires_at: i64) -> RevocationEvent {
+    RevocationEvent::Token {
+        jti: jti.into(),
+        expires_at: UnixMillis(expires_at),
+    }
+}
+
+fn mark(epoch: &str, published_through: u64) -> OutboxPosition {
+    OutboxPosition {
+        epoch: epoch.into(),
+        published_through,
+    }
+}
+
+/// The outbox numbers every revocation in commit order, and only revocations; a revocation that
+/// changes (a later cutoff, a longer expiry) is numbered again, a repeated one is not; marks move
+/// forward within an epoch and a new epoch replaces the old one; numbers keep growing after the
+/// numbered rows were purged.
+pub async fn outbox_numbers_revocations(store: &dyn Store) {
+    let fail = "the store failed";
+    let status = store.outbox_status().await.expect(fail);
+    assert_eq!(status.pending, 0, "a new store has an empty outbox");
+    assert_eq!(status.position, OutboxPosition::default());
+    store
+        .commit(vec![
+            Record::AccessToken(access_token("issued", 9_000_000)),
+            Record::Revocation(token("t1", 9_000_000)),
+        ])
+        .await
+        .expect(fail);
+    store
+        .commit(vec![
+            cutoff(CutoffScope::Subject("alice".into()), 10),
+            Record::Revocation(RevocationEvent::Grant {
+                grant_id: "g1".into(),
+                expires_at: UnixMillis(9_000_000),
+            }),
+        ])
+        .await
+        .expect(fail);
+    let all = store.outbox_read(0, 100).await.expect(fail);
+    let events: Vec<_> = all.iter().map(|e| e.event.clone()).collect();
+    assert_eq!(
+        events,
+        vec![
+            token("t1", 9_000_000),
+            RevocationEvent::Cutoff {
+                scope: CutoffScope::Subject("alice".into()),
+                issued_before: UnixMillis(10),
+            },
+            RevocationEvent::Grant {
+                grant_id: "g1".into(),
+                expires_at: UnixMillis(9_000_000),
+            },
+        ],
+        "the outbox holds the revocations (not issued tokens) in commit order"
+    );
+    assert!(
+        all.windows(2).all(|w| w[0].seq < w[1].seq),
+        "outbox numbers grow: {all:?}"
+    );
+    let first = all[0].seq;
+    let rest = store.outbox_read(first, 100).await.expect(fail);
+    assert_eq!(rest, all[1..].to_vec(), "reading after a number skips it");
+    assert_eq!(
+        store.outbox_read(0, 2).await.expect(fail),
+        all[..2].to_vec(),
+        "the limit holds"
+    );
+    assert_eq!(store.outbox_status().await.expect(fail).pending, 3);
+
+    let last = all[2].seq;
+    store.outbox_mark(mark("e1", last)).await.expect(fail);
+    let status = store.outbox_status().await.expect(fail);
+    assert_eq!(status.position, mark("e1", last));
+    assert_eq!(status.pending, 0, "everything marked is published");
+    store.outbox_mark(mark("e1", first)).await.expect(fail);
+    assert_eq!(
+        store.outbox_status().await.expect(fail).position,
+        mark("e1", last),
+        "a late, smaller mark in the same epoch is ignored"
+    );
+
+    // The same revocation again changes nothing, so there is nothing new to publish.
+    store
+        .commit(vec![Record::Revocation(token("t1", 9_000_000))])
+        .await
+        .expect(fail);
+    assert!(store.outbox_read(last, 10).await.expect(fail).is_empty());
+    // A later cutoff for the same scope must be published again.
+    store
+        .commit(vec![cutoff(CutoffScope::Subject("alice".into()), 20)])
+        .await
+        .expect(fail);
+    let moved = store.outbox_read(last, 10).await.expect(fail);
+    assert_eq!(
+        moved.len(),
+        1,
+        "a moved cutoff is numbered again: {moved:?}"
+    );
+    assert!(moved[0].seq > last);
+    assert_eq!(store.outbox_status().await.expect(fail).pending, 1);
+
+    // A new epoch (Redis came back empty) replaces the position, even with a smaller number.
+    store.outbox_mark(mark("e2", 0)).await.expect(fail);
+    let status = store.outbox_status().await.expect(fail);
+    assert_eq!(status.position, mark("e2", 0));
+    assert_eq!(
+        status.pending, 3,
+        "everything stored is pending in a new epoch"
+    );
+
+    // Purging every numbered row must not let numbers start over below a published mark.
+    let high = moved[0].seq;
+    store.outbox_mark(mark("e2", high)).await.expect(fail);
+    store
+        .purge(Purge::new(UnixMillis(i64::MAX), UnixMillis(i64::MAX)))
+        .await
+        .expect(fail);
+    store
+        .commit(vec![Record::Revocation(token("t2", 9_000_000))])
+        .await
+        .expect(fail);
+    let after_purge = store.outbox_read(high, 10).await.expect(fail);
+    assert_eq!(
+        after_purge
+            .iter()
+            .map(|e| e.event.clone())
+            .collect::<Vec<_>>(),
+        vec![token("t2", 9_000_000)],
+        "a revocation after a purge is numbered above every earlier one"
+    );
+}
+
 /// Runs every check of the store contract, each against a fresh store from `new_store`:
 ///
 /// - every kind of record written in one commit is read back by `load`, the expired ones
@@ -300,7 +434,8 @@ pub async fn write_behind_then_flush(store: &dyn Store) {
 /// - revocations keep the latest expiry and cutoffs the latest instant, in any order;
 /// - `purge` forgets exactly what expired before its instant and the cutoffs old enough, and
 ///   counts it;
-/// - written-behind records are loaded once `flush` has resolved.
+/// - written-behind records are loaded once `flush` has resolved;
+/// - the outbox numbers revocations as [`outbox_numbers_revocations`] says.
 pub async fn check_store<S, F, Fut>(mut new_store: F)
 where
     S: Store,
@@ -317,4 +452,5 @@ where
     upserts_keep_the_maximum(&new_store().await).await;
     purge_removes_only_expired(&new_store().await).await;
     write_behind_then_flush(&new_store().await).await;
+    outbox_numbers_revocations(&new_store().await).await;
 }
