@@ -20,9 +20,11 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::json;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::net::TcpListener;
 use tollgate::core::{CutoffScope, RevocationEvent, SigningAlgorithm, UnixMillis};
-use tollgate::layer::{RequireScopeLayer, ValidateBearerLayer, VerifiedClaims};
+use tollgate::layer::{NotReady, RequireScopeLayer, ValidateBearerLayer, VerifiedClaims};
 use tonic::Code;
 use tower::{Layer, ServiceBuilder};
 
@@ -194,6 +196,48 @@ async fn tonic_service() {
         .unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);
     assert_eq!(status.message(), "token revoked");
+}
+
+#[tokio::test]
+async fn tonic_service_refuses_while_not_ready() {
+    let fx = Fixture::new(SigningAlgorithm::EdDSA);
+    let synced = Arc::new(AtomicBool::new(false));
+    let flag = synced.clone();
+    let service = ValidateBearerLayer::new(fx.verifier.clone())
+        .readiness(Arc::new(move || {
+            if flag.load(Ordering::Acquire) {
+                Ok(())
+            } else {
+                Err(NotReady::NotSynced)
+            }
+        }))
+        .layer(greeter::GreeterServer);
+    let (l, addr) = listener().await;
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(l))
+            .await
+            .unwrap()
+    });
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+
+    let token = fx.mint(|_| {});
+    let status = greeter::say_hello(channel.clone(), Some(&token), "x")
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable);
+    assert_eq!(status.message(), "revocation state not yet synchronised");
+
+    synced.store(true, Ordering::Release);
+    let reply = greeter::say_hello(channel, Some(&token), "Ferris")
+        .await
+        .unwrap();
+    assert_eq!(reply, "Hello, Ferris! (token subject: alice)");
 }
 
 #[tokio::test]

@@ -17,6 +17,9 @@
 //!
 //! * [`verifier`]: the [`Verifier`] that checks a token (signature, claims, revocation) and its
 //!   builder; also usable without the middleware.
+//! * [`readiness`]: the [`Readiness`] policy, whether the revocation state can be trusted right
+//!   now, with which a layer refuses every request (503, gRPC 14) until its revocation feed has
+//!   synced or once it has been out of contact too long.
 //! * [`rejection`]: why a request was refused ([`Rejection`]), the [`OnRejection`] policy that
 //!   turns it into a response, [`DefaultRejection`], and the RFC 6750 challenge
 //!   ([`Rejection::challenge`]).
@@ -28,7 +31,8 @@
 //! In short: a request without a token gets 401, a malformed `Authorization` header 400
 //! `invalid_request`, a bad, expired or revoked token 401 `invalid_token`, a token without a
 //! required scope 403 `insufficient_scope`; gRPC requests get trailers-only responses with
-//! `grpc-status` 16 (7 for a missing scope). Accepted requests carry [`VerifiedClaims`] in their
+//! `grpc-status` 16 (7 for a missing scope). A layer whose [`Readiness`] reports [`NotReady`]
+//! answers every request 503 with `Retry-After: 1` (gRPC 14). Accepted requests carry [`VerifiedClaims`] in their
 //! extensions.
 //!
 //! # Example
@@ -79,6 +83,7 @@ mod claims;
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod extract;
 mod purge;
+pub mod readiness;
 pub mod rejection;
 pub mod remote_jwks;
 pub mod require_scope;
@@ -87,6 +92,7 @@ pub mod verifier;
 
 pub use claims::VerifiedClaims;
 pub use purge::spawn_index_purge;
+pub use readiness::{AlwaysReady, NotReady, Readiness};
 pub use rejection::{DefaultRejection, OnRejection, Rejection};
 pub use remote_jwks::RemoteJwks;
 pub use require_scope::{RequireScope, RequireScopeLayer};

@@ -5,9 +5,13 @@
 //! was given another (any `Fn(&Rejection, &HeaderMap) -> Response<B>` is one).
 //! [`Rejection::challenge`] builds the RFC 6750 `WWW-Authenticate` value, for policies that
 //! shape their own responses but keep the standard challenge.
+//!
+//! One rejection is not about the request: [`Rejection::Unavailable`], sent while the layer's
+//! [`Readiness`](crate::readiness::Readiness) says its revocation state cannot be trusted.
 
+use crate::readiness::NotReady;
 use crate::verifier::TokenError;
-use http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use std::fmt;
 use std::sync::Arc;
@@ -28,22 +32,27 @@ pub enum Rejection {
     InvalidToken(TokenError),
     /// The token lacks a scope the route needs (these, space-separated).
     InsufficientScope(Arc<str>),
+    /// The revocation state cannot be trusted right now (see
+    /// [`readiness`](crate::readiness)); the request was not looked at.
+    Unavailable(NotReady),
 }
 
 impl Rejection {
-    /// The HTTP status: 400, 401 or 403.
+    /// The HTTP status: 400, 401, 403, or 503 for [`Unavailable`](Rejection::Unavailable).
     pub fn status(&self) -> StatusCode {
         match self {
             Rejection::MissingToken | Rejection::InvalidToken(_) => StatusCode::UNAUTHORIZED,
             Rejection::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             Rejection::InsufficientScope(_) => StatusCode::FORBIDDEN,
+            Rejection::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
-    /// The RFC 6750 `error` code, if any.
+    /// The RFC 6750 `error` code, if any: none for a missing token (§3.1), and none for
+    /// [`Unavailable`](Rejection::Unavailable), which says nothing about the token.
     pub fn error_code(&self) -> Option<&'static str> {
         match self {
-            Rejection::MissingToken => None,
+            Rejection::MissingToken | Rejection::Unavailable(_) => None,
             Rejection::InvalidRequest(_) => Some("invalid_request"),
             Rejection::InvalidToken(_) => Some("invalid_token"),
             Rejection::InsufficientScope(_) => Some("insufficient_scope"),
@@ -57,13 +66,16 @@ impl Rejection {
             Rejection::InvalidRequest(why) => why,
             Rejection::InvalidToken(e) => e.description(),
             Rejection::InsufficientScope(_) => "insufficient scope",
+            Rejection::Unavailable(why) => why.description(),
         }
     }
 
-    /// The gRPC status code: 16 (`UNAUTHENTICATED`) or 7 (`PERMISSION_DENIED`).
+    /// The gRPC status code: 16 (`UNAUTHENTICATED`), 7 (`PERMISSION_DENIED`) for a missing
+    /// scope, or 14 (`UNAVAILABLE`) for [`Unavailable`](Rejection::Unavailable).
     pub fn grpc_status(&self) -> u8 {
         match self {
             Rejection::InsufficientScope(_) => 7,
+            Rejection::Unavailable(_) => 14,
             _ => 16,
         }
     }
@@ -76,7 +88,8 @@ impl Rejection {
     /// The RFC 6750 §3 `WWW-Authenticate` challenge for this rejection, in `realm`.
     ///
     /// `Bearer realm="…"` alone for [`MissingToken`](Rejection::MissingToken) (§3.1: no error
-    /// attribute when the request carried no credentials); otherwise followed by
+    /// attribute when the request carried no credentials) and for
+    /// [`Unavailable`](Rejection::Unavailable) (not an answer about the credentials); otherwise followed by
     /// `error="…", error_description="…"` and, for
     /// [`InsufficientScope`](Rejection::InsufficientScope), `scope="…"`. Quotes, backslashes and
     /// characters outside printable ASCII are dropped from `realm`, so any realm gives a valid
@@ -166,6 +179,9 @@ where
 /// RFC 6750 responses with empty bodies for HTTP requests; for gRPC and gRPC-Web requests, an
 /// HTTP 200 trailers-only response carrying `grpc-status` and `grpc-message`, with the request's
 /// gRPC content type.
+///
+/// [`Rejection::Unavailable`] over HTTP is a 503 with `Retry-After: 1` and no
+/// `WWW-Authenticate`: there is no credential to challenge until the layer can judge one.
 #[derive(Debug, Clone)]
 pub struct DefaultRejection {
     realm: Arc<str>,
@@ -231,6 +247,12 @@ impl<B: Default> OnRejection<B> for DefaultRejection {
                 "grpc-message",
                 HeaderValue::from_static(rejection.description()),
             );
+        } else if let Rejection::Unavailable(_) = rejection {
+            // Not being ready is meant to be brief (the first sync after a start, a reconnect),
+            // and refusing costs the layer next to nothing: a longer wait would only keep
+            // clients away after the feed has recovered.
+            headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            *response.status_mut() = rejection.status();
         } else {
             headers.insert(WWW_AUTHENTICATE, self.challenge(rejection));
             *response.status_mut() = rejection.status();
@@ -268,8 +290,10 @@ mod tests {
                 issued_before: UnixMillis(0),
             }),
         ];
-        for e in all {
-            let d = e.description();
+        let descriptions = all.iter().map(|e| e.description()).chain(
+            [NotReady::NotSynced, NotReady::Stale].map(|n| Rejection::Unavailable(n).description()),
+        );
+        for d in descriptions {
             assert!(
                 d.bytes()
                     .all(|b| (b' '..=b'~').contains(&b) && b != b'%' && b != b'"'),

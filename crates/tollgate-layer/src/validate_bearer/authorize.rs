@@ -3,6 +3,7 @@
 //! JWKS refetch), so that both decide alike and neither imports the other.
 
 use crate::claims::VerifiedClaims;
+use crate::readiness::Readiness;
 use crate::rejection::Rejection;
 use crate::verifier::{TokenError, Verifier};
 use http::Request;
@@ -22,11 +23,21 @@ pub(super) enum Outcome {
 pub(super) fn authorize<B>(
     verifier: &Verifier,
     optional: bool,
+    readiness: Option<&dyn Readiness>,
     request: &mut Request<B>,
     may_refetch: bool,
 ) -> Outcome {
     // Claims come only from this layer, never from whatever built the request.
     request.extensions_mut().remove::<VerifiedClaims>();
+    // Before the token: while the revocation state cannot be trusted no token can be judged, and
+    // answering alike whatever the request carries reveals nothing about it.
+    if let Some(Err(not_ready)) = readiness.map(Readiness::check) {
+        tracing::debug!(
+            reason = not_ready.description(),
+            "request refused: not ready"
+        );
+        return Outcome::Reject(Rejection::Unavailable(not_ready));
+    }
     let token = match bearer_token(request) {
         Ok(Some(token)) => token,
         Ok(None) if optional => return Outcome::Accept,

@@ -2,12 +2,14 @@
 //! rejection, or the wait for a JWKS refetch.
 
 use super::authorize::{Outcome, authorize};
+use crate::readiness::Readiness;
 use crate::rejection::{OnRejection, Rejection};
 use crate::verifier::{TokenError, Verifier};
 use http::{Request, Response};
 use pin_project_lite::pin_project;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use tokio::sync::futures::OwnedNotified;
 use tower_service::Service;
@@ -56,6 +58,8 @@ struct Pending<S, ReqBody, R> {
     request: Request<ReqBody>,
     verifier: Verifier,
     optional: bool,
+    // Asked again after the wait: the feed may have gone stale meanwhile.
+    readiness: Option<Arc<dyn Readiness>>,
     on_rejection: R,
 }
 
@@ -83,6 +87,7 @@ where
         request: Request<ReqBody>,
         verifier: Verifier,
         optional: bool,
+        readiness: Option<Arc<dyn Readiness>>,
         on_rejection: R,
     ) -> Self {
         ResponseFuture {
@@ -93,6 +98,7 @@ where
                     request,
                     verifier,
                     optional,
+                    readiness,
                     on_rejection,
                 }),
             },
@@ -132,7 +138,8 @@ where
                     let Some(mut p) = pending.take() else {
                         panic!("ResponseFuture polled after completion");
                     };
-                    match authorize(&p.verifier, p.optional, &mut p.request, false) {
+                    let readiness = p.readiness.as_deref();
+                    match authorize(&p.verifier, p.optional, readiness, &mut p.request, false) {
                         Outcome::Accept => State::Readying {
                             service: p.service,
                             request: Some(p.request),

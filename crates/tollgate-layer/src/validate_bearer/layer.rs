@@ -1,9 +1,11 @@
 //! The [`ValidateBearerLayer`], which wraps services in [`ValidateBearer`] and carries its
-//! configuration: the verifier, optional mode and the rejection policy.
+//! configuration: the verifier, optional mode, the readiness policy and the rejection policy.
 
 use super::ValidateBearer;
+use crate::readiness::Readiness;
 use crate::rejection::DefaultRejection;
 use crate::verifier::Verifier;
+use std::sync::Arc;
 use tower_layer::Layer;
 
 /// Wraps a service so that it only sees requests with a valid, unrevoked bearer access token.
@@ -12,6 +14,8 @@ use tower_layer::Layer;
 pub struct ValidateBearerLayer<R = DefaultRejection> {
     verifier: Verifier,
     optional: bool,
+    // `None` is always ready, and costs the request path nothing.
+    readiness: Option<Arc<dyn Readiness>>,
     on_rejection: R,
 }
 
@@ -21,6 +25,7 @@ impl ValidateBearerLayer {
         ValidateBearerLayer {
             verifier,
             optional: false,
+            readiness: None,
             on_rejection: DefaultRejection::default(),
         }
     }
@@ -34,11 +39,25 @@ impl<R> ValidateBearerLayer<R> {
         self
     }
 
+    /// Refuses every request with [`Rejection::Unavailable`](crate::Rejection::Unavailable)
+    /// (503 with `Retry-After: 1`, or gRPC `UNAVAILABLE`) while `readiness` says the revocation
+    /// state cannot be trusted; see [`readiness`](crate::readiness).
+    ///
+    /// The check comes before the token is looked at, so requests without a token, and in
+    /// [optional](Self::optional) mode anonymous requests too, get 503 while not ready: the
+    /// layer fails closed, and its answer reveals nothing about the token it cannot judge.
+    /// Without this call the layer is always ready. `poll_ready` is unaffected.
+    pub fn readiness(mut self, readiness: Arc<dyn Readiness>) -> Self {
+        self.readiness = Some(readiness);
+        self
+    }
+
     /// Shapes rejection responses with `on_rejection` instead of [`DefaultRejection`].
     pub fn on_rejection<R2>(self, on_rejection: R2) -> ValidateBearerLayer<R2> {
         ValidateBearerLayer {
             verifier: self.verifier,
             optional: self.optional,
+            readiness: self.readiness,
             on_rejection,
         }
     }
@@ -57,6 +76,7 @@ impl<S, R: Clone> Layer<S> for ValidateBearerLayer<R> {
             inner,
             self.verifier.clone(),
             self.optional,
+            self.readiness.clone(),
             self.on_rejection.clone(),
         )
     }

@@ -8,6 +8,10 @@
 //!
 //! # What is checked, in order
 //!
+//! 0. If the layer was given a [`Readiness`](crate::readiness::Readiness)
+//!    ([`ValidateBearerLayer::readiness`]), that the revocation state can be trusted — not:
+//!    503 with `Retry-After: 1` (gRPC: `grpc-status` 14), whatever the request carries, a
+//!    missing token included, so that the layer fails closed and reveals nothing.
 //! 1. Exactly one `Authorization` header with a `Bearer` token (RFC 6750) — none: 401 without an
 //!    error code (or pass-through in [optional](ValidateBearerLayer::optional) mode); anything
 //!    else malformed: 400 `invalid_request`.

@@ -3,9 +3,11 @@
 
 use super::ResponseFuture;
 use super::authorize::{Outcome, authorize};
+use crate::readiness::Readiness;
 use crate::rejection::OnRejection;
 use crate::verifier::Verifier;
 use http::{Request, Response};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use tower_service::Service;
 
@@ -17,15 +19,23 @@ pub struct ValidateBearer<S, R> {
     inner: S,
     verifier: Verifier,
     optional: bool,
+    readiness: Option<Arc<dyn Readiness>>,
     on_rejection: R,
 }
 
 impl<S, R> ValidateBearer<S, R> {
-    pub(super) fn new(inner: S, verifier: Verifier, optional: bool, on_rejection: R) -> Self {
+    pub(super) fn new(
+        inner: S,
+        verifier: Verifier,
+        optional: bool,
+        readiness: Option<Arc<dyn Readiness>>,
+        on_rejection: R,
+    ) -> Self {
         ValidateBearer {
             inner,
             verifier,
             optional,
+            readiness,
             on_rejection,
         }
     }
@@ -60,7 +70,8 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        match authorize(&self.verifier, self.optional, &mut request, true) {
+        let readiness = self.readiness.as_deref();
+        match authorize(&self.verifier, self.optional, readiness, &mut request, true) {
             Outcome::Accept => ResponseFuture::called(self.inner.call(request)),
             Outcome::Reject(rejection) => ResponseFuture::rejected(
                 self.on_rejection
@@ -76,6 +87,7 @@ where
                     request,
                     self.verifier.clone(),
                     self.optional,
+                    self.readiness.clone(),
                     self.on_rejection.clone(),
                 )
             }
