@@ -1,0 +1,390 @@
+//! The follower: keeps a [`RevocationIndex`] in step with the stream, in any process.
+//!
+//! It loads the snapshot and applies it, then reads the stream from the snapshot's id with
+//! blocking reads, and resumes from the last id it applied after any disconnect (never from `$`,
+//! which would skip what it missed). Before each read it checks, in one atomic step, that Redis
+//! still has the data it was following (the epoch) and that the stream was not trimmed past it
+//! (its last id is older than the snapshot's and the stream's first entry is newer than its
+//! last id); otherwise it loads the snapshot again. Applying is idempotent and commutative, so a
+//! reload, a duplicate or a reordering changes nothing that was already right.
+
+mod health;
+mod state;
+
+pub use health::{DEFAULT_MAX_SILENCE, FeedHealth, HealthPolicy};
+pub use state::FeedStatus;
+
+use crate::connect::{ConnectError, RedisTarget};
+use crate::snapshot::{self, Written};
+use crate::stream::{self, RawEntry};
+use crate::wire::{Keys, StreamId};
+use redis::aio::MultiplexedConnection;
+use redis::{RedisResult, Value};
+use state::FeedState;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tollgate_core::RevocationIndex;
+
+/// Entries read per round trip.
+const BATCH: usize = 1000;
+/// Backoff between reconnection attempts: from this...
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+/// ...doubling up to this.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// How long a blocking read waits for new entries: Redis answers at least this often, which
+/// keeps "time since Redis last answered" meaningful on a quiet stream.
+const DEFAULT_BLOCK: Duration = Duration::from_secs(1);
+
+/// Configures a follower: `Follower::new(target, index)`, then [`start`](Follower::start).
+#[derive(Debug)]
+pub struct Follower {
+    target: RedisTarget,
+    index: Arc<RevocationIndex>,
+    keys: Keys,
+    block: Duration,
+    snapshot_every: Option<u64>,
+}
+
+impl Follower {
+    /// A follower feeding `index` from the Redis at `target`, under the default keys.
+    pub fn new(target: RedisTarget, index: Arc<RevocationIndex>) -> Self {
+        Follower {
+            target,
+            index,
+            keys: Keys::default(),
+            block: DEFAULT_BLOCK,
+            snapshot_every: None,
+        }
+    }
+
+    /// Follows the channel under these keys (see [`Keys::new`]).
+    pub fn keys(mut self, keys: Keys) -> Self {
+        self.keys = keys;
+        self
+    }
+
+    /// Writes a snapshot of the index (and trims the stream below it) every `events` entries
+    /// applied, and after finding Redis without one. The token service does; a Layer in an app
+    /// usually leaves it to the token service. `0` turns it off (the default).
+    pub fn write_snapshots(mut self, events: u64) -> Self {
+        self.snapshot_every = (events > 0).then_some(events);
+        self
+    }
+
+    /// How long a blocking read waits for new entries (default 1 s).
+    pub fn block(mut self, block: Duration) -> Self {
+        self.block = block.max(Duration::from_millis(10));
+        self
+    }
+
+    /// Connects once, then follows in a background task on the current Tokio runtime.
+    ///
+    /// Fails only if Redis refuses the credentials or the target is unusable: a Redis that is
+    /// out of reach is retried in the background (the feed is then not synced, which the
+    /// [`HealthPolicy`] decides about).
+    pub async fn start(self) -> Result<Feed, ConnectError> {
+        let state = Arc::new(FeedState::new());
+        let first = match self.target.connect(self.response_timeout()).await {
+            Ok(connection) => Some(connection),
+            Err(e) if e.is_refused() => return Err(e),
+            Err(e) => {
+                tracing::warn!(error = %e, "revocation feed: Redis out of reach; retrying");
+                None
+            }
+        };
+        let task = Task {
+            follower: self,
+            state: state.clone(),
+            epoch: None,
+            last_id: None,
+            since_snapshot: 0,
+        };
+        let handle = tokio::spawn(task.run(first));
+        Ok(Feed {
+            state,
+            task: Arc::new(handle),
+        })
+    }
+
+    fn response_timeout(&self) -> Duration {
+        self.block + Duration::from_secs(2)
+    }
+}
+
+/// A running follower: its status, its health for the Layer, and a way to stop it. Clones share
+/// the task; it runs until [`stop`](Feed::stop) (dropping every handle leaves it running).
+#[derive(Debug, Clone)]
+pub struct Feed {
+    state: Arc<FeedState>,
+    task: Arc<JoinHandle<()>>,
+}
+
+impl Feed {
+    /// The follower's state now.
+    pub fn status(&self) -> FeedStatus {
+        self.state.status()
+    }
+
+    /// Whether the first sync is done.
+    pub fn is_synced(&self) -> bool {
+        self.state.is_synced()
+    }
+
+    /// The feed's health under `policy`, for the Layer.
+    pub fn health(&self, policy: HealthPolicy) -> FeedHealth {
+        FeedHealth {
+            state: self.state.clone(),
+            policy,
+        }
+    }
+
+    /// Waits until the first sync is done, or `timeout` has passed (then returns `false`).
+    pub async fn wait_synced(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !self.is_synced() {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        true
+    }
+
+    /// Stops following. The index keeps what it was given.
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+/// The follower's task state.
+struct Task {
+    follower: Follower,
+    state: Arc<FeedState>,
+    /// The epoch of the data followed; `None` before the first load.
+    epoch: Option<String>,
+    /// The last id applied; `None` when the snapshot must be loaded (again).
+    last_id: Option<StreamId>,
+    since_snapshot: u64,
+}
+
+impl Task {
+    async fn run(mut self, mut first: Option<MultiplexedConnection>) {
+        let mut backoff = MIN_BACKOFF;
+        let timeout = self.follower.response_timeout();
+        loop {
+            let mut connection = match first.take() {
+                Some(connection) => connection,
+                None => match self.follower.target.connect(timeout).await {
+                    Ok(connection) => connection,
+                    Err(e) => {
+                        self.state.disconnected();
+                        tracing::debug!(error = %e, "revocation feed: reconnecting");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                        continue;
+                    }
+                },
+            };
+            self.state.touch();
+            backoff = MIN_BACKOFF;
+            if let Err(e) = self.follow(&mut connection).await {
+                self.state.disconnected();
+                tracing::warn!(
+                    error = %self.follower.target.error(&e),
+                    last_id = %self.last_id.unwrap_or_default(),
+                    "revocation feed: Redis failed; resuming from the last id applied"
+                );
+                tokio::time::sleep(backoff).await;
+            }
+        }
+    }
+
+    /// Follows until Redis fails.
+    async fn follow(&mut self, connection: &mut MultiplexedConnection) -> RedisResult<()> {
+        let keys = self.follower.keys.clone();
+        loop {
+            let Some(last) = self.last_id else {
+                self.load(connection).await?;
+                continue;
+            };
+            // One atomic look: is this still the data we follow, was the stream trimmed past us,
+            // and what follows our last id.
+            let (epoch, snapshot_id, first, batch): (Option<String>, Option<String>, Value, Value) =
+                redis::pipe()
+                    .atomic()
+                    .cmd("GET")
+                    .arg(&keys.epoch)
+                    .cmd("HGET")
+                    .arg(&keys.snapshot)
+                    .arg("id")
+                    .cmd("XRANGE")
+                    .arg(&keys.stream)
+                    .arg("-")
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(1)
+                    .cmd("XREAD")
+                    .arg("COUNT")
+                    .arg(BATCH)
+                    .arg("STREAMS")
+                    .arg(&keys.stream)
+                    .arg(last.to_string())
+                    .query_async(connection)
+                    .await?;
+            self.state.touch();
+            if epoch != self.epoch {
+                tracing::warn!(
+                    "revocation feed: Redis lost its data (new epoch); loading the snapshot again \
+                     and reading the stream from its start"
+                );
+                self.last_id = None;
+                continue;
+            }
+            let snapshot_id = snapshot_id.as_deref().and_then(StreamId::parse);
+            let first = stream::range_entries(&first)
+                .first()
+                .and_then(|entry| entry.id);
+            if let (Some(snapshot_id), Some(first)) = (snapshot_id, first)
+                && last < snapshot_id
+                && first > last
+            {
+                tracing::warn!(
+                    %last, %first, %snapshot_id,
+                    "revocation feed: the stream was trimmed past this follower; loading the snapshot"
+                );
+                self.last_id = None;
+                continue;
+            }
+            let entries = stream::read_entries(&batch);
+            let caught_up = entries.len() < BATCH;
+            self.apply(&entries);
+            if caught_up && !self.state.is_synced() {
+                self.state.set_synced();
+                tracing::info!(last_id = %self.last_id.unwrap_or_default(), "revocation feed synced");
+            }
+            self.maybe_snapshot(connection).await?;
+            if !entries.is_empty() {
+                continue;
+            }
+            // Nothing new: wait for it. Entries that arrive while blocked are newer than any
+            // trim (trims only follow snapshots of what was already in the stream).
+            let Some(last) = self.last_id else { continue };
+            let block_ms = u64::try_from(self.follower.block.as_millis()).unwrap_or(1000);
+            let batch: Value = redis::cmd("XREAD")
+                .arg("COUNT")
+                .arg(BATCH)
+                .arg("BLOCK")
+                .arg(block_ms)
+                .arg("STREAMS")
+                .arg(&keys.stream)
+                .arg(last.to_string())
+                .query_async(connection)
+                .await?;
+            self.state.touch();
+            let entries = stream::read_entries(&batch);
+            self.apply(&entries);
+            self.maybe_snapshot(connection).await?;
+        }
+    }
+
+    /// Applies entries in order; a garbage entry is logged and skipped, never a stop.
+    fn apply(&mut self, entries: &[RawEntry]) {
+        let Some(mut last) = self.last_id else { return };
+        let (mut applied, mut skipped, mut published) = (0, 0, None);
+        for entry in entries {
+            let Some(id) = entry.id else {
+                skipped += 1;
+                tracing::warn!("revocation feed: skipped an entry without an id");
+                continue;
+            };
+            last = last.max(id);
+            match entry.decode() {
+                Ok((event, at)) => {
+                    self.follower.index.apply(&event);
+                    applied += 1;
+                    published = at.or(published);
+                }
+                Err(why) => {
+                    skipped += 1;
+                    tracing::warn!(%id, reason = %why, "revocation feed: skipped an entry");
+                }
+            }
+        }
+        self.last_id = Some(last);
+        self.since_snapshot += applied;
+        self.state.applied(last, applied, skipped, published);
+    }
+
+    /// Loads the snapshot (if any) into the index and positions the follower after it.
+    async fn load(&mut self, connection: &mut MultiplexedConnection) -> RedisResult<()> {
+        let keys = &self.follower.keys;
+        let epoch = stream::ensure_epoch(connection, keys).await?;
+        let found = snapshot::read(connection, keys).await?;
+        self.state.touch();
+        let id = match found {
+            None => StreamId::ZERO,
+            Some(Err(why)) => {
+                tracing::error!(
+                    ?why,
+                    "revocation feed: the snapshot in Redis is unusable; reading the stream from \
+                     its start (entries trimmed before it are missed until a snapshot is written)"
+                );
+                StreamId::ZERO
+            }
+            Some(Ok(found)) => {
+                let index = self.follower.index.clone();
+                let (applied, skipped) = tokio::task::spawn_blocking(move || {
+                    let (events, skipped) = snapshot::decode(&found.events);
+                    for event in &events {
+                        index.apply(event);
+                    }
+                    (events.len(), skipped)
+                })
+                .await
+                .unwrap_or((0, 0));
+                self.state.snapshot_loaded(skipped as u64);
+                tracing::info!(id = %found.id, applied, skipped, "revocation feed: snapshot loaded");
+                found.id
+            }
+        };
+        let fresh_redis = self.epoch.as_ref().is_some_and(|old| *old != epoch);
+        self.epoch = Some(epoch);
+        self.last_id = Some(id);
+        self.state.set_last_id(id);
+        // A Redis that lost its data gets this follower's whole state back at once, events that
+        // existed only in Redis (`tollgate revoke`) included.
+        if fresh_redis && id == StreamId::ZERO && self.follower.snapshot_every.is_some() {
+            self.write_snapshot(connection).await?;
+        }
+        Ok(())
+    }
+
+    async fn maybe_snapshot(&mut self, connection: &mut MultiplexedConnection) -> RedisResult<()> {
+        match self.follower.snapshot_every {
+            Some(every) if self.since_snapshot >= every => self.write_snapshot(connection).await,
+            _ => Ok(()),
+        }
+    }
+
+    async fn write_snapshot(&mut self, connection: &mut MultiplexedConnection) -> RedisResult<()> {
+        let (Some(id), Some(epoch)) = (self.last_id, self.epoch.clone()) else {
+            return Ok(());
+        };
+        // Taken after `id` was applied: it holds every entry up to `id` (and perhaps more, which
+        // is harmless).
+        let events = self.follower.index.snapshot();
+        let (written, left_out) =
+            snapshot::write(connection, &self.follower.keys, &epoch, id, &events).await?;
+        self.since_snapshot = 0;
+        match written {
+            Written::Yes => {
+                self.state.snapshot_written();
+                tracing::info!(%id, events = events.len(), left_out, "revocation feed: snapshot written");
+            }
+            Written::Older => {}
+            Written::OtherEpoch => self.last_id = None,
+        }
+        Ok(())
+    }
+}

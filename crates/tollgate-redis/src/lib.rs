@@ -1,0 +1,63 @@
+//! Revocations between processes, through Redis: every validator in every process enforces
+//! every revocation, within milliseconds, and misses none.
+//!
+//! ```text
+//! token service ── ledger ── store: revocations with a sequence (the outbox)
+//!                                     │
+//!                                     └─ Relay ──XADD──▶ Redis stream ◀──XADD── `tollgate revoke`
+//!                                                            │      + snapshot (state, stream id)
+//!                    Follower (Layer in an app, gateway, token service) ◀─┘
+//!                    loads the snapshot, XREADs from its id, resumes from its last id
+//! ```
+//!
+//! - [`Relay`] publishes what the token service's store committed (its outbox), in order, and
+//!   marks it published; what was committed while Redis was down, or before a crash, is
+//!   published later. A `200` never waits for Redis: the store is the source of truth.
+//! - [`Follower`] keeps a [`RevocationIndex`](tollgate_core::RevocationIndex) in step with the
+//!   stream, and can write the [snapshot](wire) that lets the stream be trimmed.
+//! - [`Feed::health`] turns the follower's state into the Layer's
+//!   [`Readiness`](tollgate_layer::Readiness), under the operator's [`HealthPolicy`].
+//! - [`publish`] puts events straight into the stream (`tollgate revoke`).
+//!
+//! The format is versioned and documented in [`wire`] so that other languages can produce and
+//! consume it.
+//!
+//! # Example: a Layer that follows a remote token service
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use tollgate_core::RevocationIndex;
+//! use tollgate_layer::{ValidateBearerLayer, Verifier};
+//! use tollgate_redis::{Follower, HealthPolicy, RedisTarget};
+//!
+//! let index = Arc::new(RevocationIndex::new());
+//! let feed = Follower::new(RedisTarget::new("redis://127.0.0.1:6379/")?, index.clone())
+//!     .start()
+//!     .await?;
+//! # let keys = tollgate_core::KeySet::new();
+//! let verifier = Verifier::builder(keys)
+//!     .issuer("https://id.example.com")
+//!     .audience("api")
+//!     .revocation_index(index)
+//!     .build();
+//! let layer = ValidateBearerLayer::new(verifier).readiness(feed.health(HealthPolicy::default()));
+//! # let _ = layer;
+//! # Ok(())
+//! # }
+//! ```
+
+mod connect;
+mod follower;
+mod relay;
+mod snapshot;
+mod stream;
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+pub mod testing;
+pub mod wire;
+
+pub use connect::{ConnectError, RedisTarget};
+pub use follower::{DEFAULT_MAX_SILENCE, Feed, FeedHealth, FeedStatus, Follower, HealthPolicy};
+pub use relay::{Relay, RelayHandle, RelayStatus};
+pub use stream::{PublishError, publish};

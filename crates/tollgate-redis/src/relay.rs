@@ -1,0 +1,269 @@
+//! The relay: publishes the store's outbox into the stream, in order, and records how far it
+//! got, so that every committed revocation reaches Redis, whenever Redis is there.
+//!
+//! Each round: read the Redis epoch (creating it if Redis is empty); if it is not the epoch the
+//! store last published into, Redis lost its data and everything still stored is published again
+//! from the start; read the next batch of the outbox, `XADD` it in one pipeline, then mark it
+//! published in the store. A crash between the `XADD` and the mark publishes the batch twice,
+//! which followers absorb (applying is idempotent). Failures are retried with backoff; the
+//! revocation's `200` never waits for any of this.
+
+use crate::connect::{ConnectError, RedisTarget};
+use crate::stream;
+use crate::wire::{self, Keys};
+use redis::aio::MultiplexedConnection;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tollgate_core::UnixMillis;
+use tollgate_issuer::{OutboxPosition, Store};
+
+/// Outbox entries published per round trip.
+const BATCH: usize = 512;
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// With nothing to do, the relay still looks this often (a missed wake-up costs at most this).
+const IDLE_CHECK: Duration = Duration::from_secs(1);
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Configures a relay: `Relay::new(target, store)`, then [`start`](Relay::start).
+#[derive(Debug)]
+pub struct Relay {
+    target: RedisTarget,
+    store: Arc<dyn Store>,
+    keys: Keys,
+    wake: Arc<Notify>,
+}
+
+impl Relay {
+    /// A relay publishing `store`'s outbox to the Redis at `target`, under the default keys.
+    pub fn new(target: RedisTarget, store: Arc<dyn Store>) -> Self {
+        Relay {
+            target,
+            store,
+            keys: Keys::default(),
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Publishes under these keys.
+    pub fn keys(mut self, keys: Keys) -> Self {
+        self.keys = keys;
+        self
+    }
+
+    /// Wakes the relay when notified (`TokenService::outbox_notify`), instead of waiting for
+    /// its next check.
+    pub fn wake_on(mut self, wake: Arc<Notify>) -> Self {
+        self.wake = wake;
+        self
+    }
+
+    /// Connects once (failing if Redis refuses the credentials), then publishes in a background
+    /// task on the current Tokio runtime.
+    pub async fn start(self) -> Result<RelayHandle, ConnectError> {
+        let first = match self.target.connect(RESPONSE_TIMEOUT).await {
+            Ok(connection) => Some(connection),
+            Err(e) if e.is_refused() => return Err(e),
+            Err(e) => {
+                tracing::warn!(error = %e, "revocation relay: Redis out of reach; retrying");
+                None
+            }
+        };
+        let state = Arc::new(RelayState::default());
+        let task = tokio::spawn(run(self, state.clone(), first));
+        Ok(RelayHandle {
+            state,
+            task: Arc::new(task),
+        })
+    }
+}
+
+#[derive(Debug, Default)]
+struct RelayState {
+    published: AtomicU64,
+    backlog: AtomicU64,
+    healthy: AtomicBool,
+    last_error: Mutex<Option<String>>,
+}
+
+impl RelayState {
+    fn failed(&self, error: String) {
+        self.healthy.store(false, Ordering::Relaxed);
+        if let Ok(mut last) = self.last_error.lock() {
+            *last = Some(error);
+        }
+    }
+}
+
+/// How the relay is doing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RelayStatus {
+    /// Events published since start (republished ones included).
+    pub published: u64,
+    /// Revocations committed but not yet published, as of the last round.
+    pub backlog: u64,
+    /// The last round succeeded.
+    pub healthy: bool,
+    /// The last failure, for logs and status pages (no secrets: it names Redis without its
+    /// password).
+    pub last_error: Option<String>,
+}
+
+/// A running relay. Clones share the task; it runs until [`stop`](RelayHandle::stop).
+#[derive(Debug, Clone)]
+pub struct RelayHandle {
+    state: Arc<RelayState>,
+    task: Arc<JoinHandle<()>>,
+}
+
+impl RelayHandle {
+    /// The relay's state now.
+    pub fn status(&self) -> RelayStatus {
+        RelayStatus {
+            published: self.state.published.load(Ordering::Relaxed),
+            backlog: self.state.backlog.load(Ordering::Relaxed),
+            healthy: self.state.healthy.load(Ordering::Relaxed),
+            last_error: self.state.last_error.lock().ok().and_then(|e| e.clone()),
+        }
+    }
+
+    /// Stops publishing; what is left stays in the store's outbox for the next start.
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+async fn run(relay: Relay, state: Arc<RelayState>, mut first: Option<MultiplexedConnection>) {
+    let mut backoff = MIN_BACKOFF;
+    let mut connection: Option<MultiplexedConnection> = None;
+    loop {
+        if connection.is_none() {
+            connection = match first.take() {
+                Some(c) => Some(c),
+                None => match relay.target.connect(RESPONSE_TIMEOUT).await {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        state.failed(e.to_string());
+                        tracing::debug!(error = %e, "revocation relay: reconnecting");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                        continue;
+                    }
+                },
+            };
+        }
+        let Some(conn) = connection.as_mut() else {
+            continue;
+        };
+        match round(&relay, &state, conn).await {
+            Ok(published) => {
+                if !state.healthy.swap(true, Ordering::Relaxed) {
+                    tracing::info!("revocation relay: publishing");
+                }
+                backoff = MIN_BACKOFF;
+                if published < BATCH {
+                    // Caught up: wait for the next commit (or check again in a while).
+                    let _ = tokio::time::timeout(IDLE_CHECK, relay.wake.notified()).await;
+                }
+            }
+            Err(Failure::Redis(e)) => {
+                let e = relay.target.error(&e);
+                if state.healthy.load(Ordering::Relaxed) {
+                    tracing::warn!(error = %e, "revocation relay: Redis failed; will retry");
+                }
+                state.failed(e.to_string());
+                connection = None;
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+            Err(Failure::Store(e)) => {
+                if state.healthy.load(Ordering::Relaxed) {
+                    tracing::warn!(error = %e, "revocation relay: the store failed; will retry");
+                }
+                state.failed(e.to_string());
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+enum Failure {
+    Redis(redis::RedisError),
+    Store(tollgate_issuer::StoreError),
+}
+
+/// Publishes one batch; returns how many outbox entries it covered.
+async fn round(
+    relay: &Relay,
+    state: &RelayState,
+    connection: &mut MultiplexedConnection,
+) -> Result<usize, Failure> {
+    let epoch = stream::ensure_epoch(connection, &relay.keys)
+        .await
+        .map_err(Failure::Redis)?;
+    let status = relay.store.outbox_status().await.map_err(Failure::Store)?;
+    let same_epoch = status.position.epoch == epoch;
+    let after = if same_epoch {
+        status.position.published_through
+    } else {
+        if !status.position.epoch.is_empty() {
+            tracing::warn!(
+                "revocation relay: Redis lost its data (new epoch); publishing every stored \
+                 revocation again"
+            );
+        }
+        0
+    };
+    let entries = relay
+        .store
+        .outbox_read(after, BATCH)
+        .await
+        .map_err(Failure::Store)?;
+    let Some(last) = entries.last().map(|e| e.seq) else {
+        if !same_epoch {
+            mark(relay, epoch, 0).await?;
+        }
+        state.backlog.store(0, Ordering::Relaxed);
+        return Ok(0);
+    };
+    let mut pipe = redis::pipe();
+    let now = UnixMillis::from(std::time::SystemTime::now());
+    for entry in &entries {
+        match wire::encode(&entry.event) {
+            Ok(line) => stream::add_entry(&mut pipe, &relay.keys, &line, now),
+            // Only an id no honest issuer makes (a control character) gets here; the store's own
+            // validators enforce it, other processes cannot be told.
+            Err(e) => {
+                tracing::error!(seq = entry.seq, error = %e, "revocation relay: cannot publish")
+            }
+        }
+    }
+    pipe.query_async::<()>(connection)
+        .await
+        .map_err(Failure::Redis)?;
+    mark(relay, epoch, last).await?;
+    if same_epoch {
+        let left = status.pending.saturating_sub(entries.len() as u64);
+        state.backlog.store(left, Ordering::Relaxed);
+    }
+    state
+        .published
+        .fetch_add(entries.len() as u64, Ordering::Relaxed);
+    Ok(entries.len())
+}
+
+async fn mark(relay: &Relay, epoch: String, published_through: u64) -> Result<(), Failure> {
+    relay
+        .store
+        .outbox_mark(OutboxPosition {
+            epoch,
+            published_through,
+        })
+        .await
+        .map_err(Failure::Store)
+}

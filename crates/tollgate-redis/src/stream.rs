@@ -1,0 +1,179 @@
+//! The Redis side of the format in [`crate::wire`]: the epoch, appending entries, and reading
+//! them back out of Redis replies.
+
+use crate::wire::{self, Keys, StreamId};
+use redis::aio::MultiplexedConnection;
+use redis::{RedisResult, Value};
+use tollgate_core::{RevocationEvent, UnixMillis, random};
+
+/// The epoch of the Redis data: created (at random) by whoever finds it missing, so that a Redis
+/// that lost its data (restart without persistence, `FLUSHALL`, failover to an empty replica)
+/// has a new one, and relays and followers notice.
+pub(crate) async fn ensure_epoch(
+    connection: &mut MultiplexedConnection,
+    keys: &Keys,
+) -> RedisResult<String> {
+    let (_, epoch): (Value, String) = redis::pipe()
+        .cmd("SET")
+        .arg(&keys.epoch)
+        .arg(random::id())
+        .arg("NX")
+        .cmd("GET")
+        .arg(&keys.epoch)
+        .query_async(connection)
+        .await?;
+    Ok(epoch)
+}
+
+/// Adds `XADD <stream> * v 1 at <now> e <line>` to `pipe`.
+pub(crate) fn add_entry(pipe: &mut redis::Pipeline, keys: &Keys, line: &str, now: UnixMillis) {
+    pipe.cmd("XADD")
+        .arg(&keys.stream)
+        .arg("*")
+        .arg("v")
+        .arg(wire::VERSION)
+        .arg("at")
+        .arg(now.0)
+        .arg("e")
+        .arg(line);
+}
+
+/// Publishes `events` straight into the stream (no outbox): for events that exist nowhere else,
+/// such as those of `tollgate revoke`. Returns the id each got, in order.
+pub async fn publish(
+    connection: &mut MultiplexedConnection,
+    keys: &Keys,
+    events: &[RevocationEvent],
+) -> Result<Vec<StreamId>, PublishError> {
+    let lines = events
+        .iter()
+        .map(wire::encode)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(PublishError::Event)?;
+    ensure_epoch(connection, keys)
+        .await
+        .map_err(PublishError::Redis)?;
+    let mut pipe = redis::pipe();
+    let now = UnixMillis::from(std::time::SystemTime::now());
+    for line in &lines {
+        add_entry(&mut pipe, keys, line, now);
+    }
+    let ids: Vec<String> = pipe
+        .query_async(connection)
+        .await
+        .map_err(PublishError::Redis)?;
+    Ok(ids.iter().filter_map(|id| StreamId::parse(id)).collect())
+}
+
+/// Why [`publish`] published nothing.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum PublishError {
+    /// An event the wire format cannot carry.
+    Event(wire::WireError),
+    /// Redis failed.
+    Redis(redis::RedisError),
+}
+
+impl std::fmt::Display for PublishError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PublishError::Event(e) => write!(f, "cannot publish the event: {e}"),
+            PublishError::Redis(e) => write!(f, "Redis failed: {}", e.category()),
+        }
+    }
+}
+
+impl std::error::Error for PublishError {}
+
+/// One stream entry as read: its id and its fields, not yet validated.
+#[derive(Debug, Default)]
+pub(crate) struct RawEntry {
+    pub(crate) id: Option<StreamId>,
+    pub(crate) fields: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl RawEntry {
+    fn field(&self, name: &str) -> Option<&[u8]> {
+        self.fields
+            .iter()
+            .find(|(k, _)| k == name.as_bytes())
+            .map(|(_, v)| v.as_slice())
+    }
+
+    /// The event and its publish instant, validated: an unknown version, a missing field or a
+    /// malformed event is an error naming what is wrong (never the entry's content).
+    pub(crate) fn decode(&self) -> Result<(RevocationEvent, Option<UnixMillis>), String> {
+        match self.field("v") {
+            Some(v) if v == wire::VERSION.as_bytes() => {}
+            Some(_) => return Err("unknown format version".into()),
+            None => return Err("no format version".into()),
+        }
+        let line = self.field("e").ok_or("no event field")?;
+        let line = std::str::from_utf8(line).map_err(|_| "event is not UTF-8")?;
+        let event = wire::decode(line).map_err(|e| e.to_string())?;
+        let at = self
+            .field("at")
+            .and_then(|at| std::str::from_utf8(at).ok()?.parse().ok())
+            .map(UnixMillis);
+        Ok((event, at))
+    }
+}
+
+fn bytes(value: &Value) -> Option<Vec<u8>> {
+    match value {
+        Value::BulkString(b) => Some(b.clone()),
+        Value::SimpleString(s) => Some(s.clone().into_bytes()),
+        Value::Int(i) => Some(i.to_string().into_bytes()),
+        _ => None,
+    }
+}
+
+fn items(value: &Value) -> &[Value] {
+    match value {
+        Value::Array(items) | Value::Set(items) => items,
+        _ => &[],
+    }
+}
+
+/// One `[id, [field, value, ...]]` of an XRANGE or XREAD reply. Anything malformed yields an
+/// entry without an id or fields, which the caller skips.
+fn entry(value: &Value) -> RawEntry {
+    let parts = items(value);
+    let id = parts
+        .first()
+        .and_then(bytes)
+        .and_then(|b| StreamId::parse(std::str::from_utf8(&b).ok()?));
+    let fields = match parts.get(1) {
+        Some(Value::Map(pairs)) => pairs
+            .iter()
+            .filter_map(|(k, v)| Some((bytes(k)?, bytes(v)?)))
+            .collect(),
+        Some(list) => items(list)
+            .chunks_exact(2)
+            .filter_map(|kv| Some((bytes(&kv[0])?, bytes(&kv[1])?)))
+            .collect(),
+        None => Vec::new(),
+    };
+    RawEntry { id, fields }
+}
+
+/// The entries of an XRANGE reply.
+pub(crate) fn range_entries(reply: &Value) -> Vec<RawEntry> {
+    items(reply).iter().map(entry).collect()
+}
+
+/// The entries of an XREAD reply for one stream (`Nil` when the read timed out).
+pub(crate) fn read_entries(reply: &Value) -> Vec<RawEntry> {
+    let streams: Vec<&Value> = match reply {
+        Value::Map(pairs) => pairs.iter().map(|(_, v)| v).collect(),
+        other => items(other)
+            .iter()
+            .filter_map(|s| items(s).get(1))
+            .collect(),
+    };
+    streams
+        .into_iter()
+        .flat_map(|entries| items(entries).iter().map(entry))
+        .collect()
+}
