@@ -12,12 +12,12 @@ use http_body_util::Full;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::json;
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tollgate::core::{KeySet, RevocationIndex, SigningAlgorithm, SigningKey, jws};
-use tollgate::layer::{RemoteJwks, ValidateBearerLayer, VerifiedClaims, Verifier};
+use tollgate::layer::{NotReady, RemoteJwks, ValidateBearerLayer, VerifiedClaims, Verifier};
 use tower::{Service, ServiceBuilder, ServiceExt};
 
 /// A JWKS endpoint serving whatever `document` holds; `up` false answers 503.
@@ -143,4 +143,72 @@ async fn unknown_kid_waits_for_refetch_and_outage_keeps_keys() {
     assert_eq!(call(&token(&stranger)).await, StatusCode::UNAUTHORIZED);
     assert_eq!(call(&rotated).await, StatusCode::OK);
     assert_eq!(call(&first).await, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn readiness_is_asked_again_after_waiting_for_keys() {
+    let issuer = issuer().await;
+    let remote = RemoteJwks::builder(issuer.url.parse().unwrap())
+        .min_refetch_interval(Duration::from_millis(300))
+        .request_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let verifier = Verifier::builder()
+        .issuer(ISSUER)
+        .audience(AUDIENCE)
+        .remote_jwks(remote)
+        .revocation_index(Arc::new(RevocationIndex::new()))
+        .build()
+        .unwrap();
+    // Ready for one more check when `ready_once` is set, then stale while `stale` is.
+    let ready_once = Arc::new(AtomicBool::new(false));
+    let stale = Arc::new(AtomicBool::new(false));
+    let (once, gone) = (ready_once.clone(), stale.clone());
+    let layer = ValidateBearerLayer::new(verifier).readiness(Arc::new(move || {
+        if once.swap(false, Ordering::SeqCst) || !gone.load(Ordering::SeqCst) {
+            Ok(())
+        } else {
+            Err(NotReady::Stale)
+        }
+    }));
+    let mut svc = ServiceBuilder::new()
+        .layer(layer)
+        .service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
+    let mut call = async |t: &str| {
+        let req = Request::get("/")
+            .header("authorization", format!("Bearer {t}"))
+            .body(())
+            .unwrap();
+        let res =
+            tokio::time::timeout(Duration::from_secs(5), svc.ready().await.unwrap().call(req))
+                .await
+                .expect("a request waiting for keys must not hang")
+                .unwrap();
+        res.status()
+    };
+    assert_eq!(
+        call(&token(&issuer.keys.signing_key().unwrap())).await,
+        StatusCode::OK
+    );
+
+    // A token of a rotated key passes the first check, waits for the refetch, and meanwhile the
+    // feed went stale: the second check refuses it.
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    issuer
+        .keys
+        .set_signing_key(SigningKey::generate(SigningAlgorithm::EdDSA, "k2").unwrap());
+    let rotated = token(&issuer.keys.signing_key().unwrap());
+    let before = issuer.hits.load(Ordering::SeqCst);
+    ready_once.store(true, Ordering::SeqCst);
+    stale.store(true, Ordering::SeqCst);
+    assert_eq!(call(&rotated).await, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        issuer.hits.load(Ordering::SeqCst),
+        before + 1,
+        "the request waited for a refetch"
+    );
+    assert!(!ready_once.load(Ordering::SeqCst), "asked before the wait");
+
+    stale.store(false, Ordering::SeqCst);
+    assert_eq!(call(&rotated).await, StatusCode::OK);
 }

@@ -53,7 +53,9 @@
 //! }));
 //! let mut service = tower::ServiceBuilder::new()
 //!     .layer(layer)
-//!     .service_fn(|_: Request<String>| async { Ok::<_, Infallible>(Response::new(String::new())) });
+//!     .service_fn(|_: Request<String>| async {
+//!         Ok::<_, Infallible>(Response::new(String::new()))
+//!     });
 //!
 //! // Before the first sync: 503, whatever the request carries.
 //! let response = service.ready().await?.call(Request::new(String::new())).await?;

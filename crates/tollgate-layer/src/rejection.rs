@@ -89,8 +89,8 @@ impl Rejection {
     ///
     /// `Bearer realm="…"` alone for [`MissingToken`](Rejection::MissingToken) (§3.1: no error
     /// attribute when the request carried no credentials) and for
-    /// [`Unavailable`](Rejection::Unavailable) (not an answer about the credentials); otherwise followed by
-    /// `error="…", error_description="…"` and, for
+    /// [`Unavailable`](Rejection::Unavailable) (not an answer about the credentials); otherwise
+    /// followed by `error="…", error_description="…"` and, for
     /// [`InsufficientScope`](Rejection::InsufficientScope), `scope="…"`. Quotes, backslashes and
     /// characters outside printable ASCII are dropped from `realm`, so any realm gives a valid
     /// quoted string. If the scope makes the value an invalid header, the challenge falls back to
