@@ -41,7 +41,8 @@
 //!     .audience("api")
 //!     .revocation_index(index)
 //!     .build();
-//! let layer = ValidateBearerLayer::new(verifier).readiness(feed.health(HealthPolicy::default()));
+//! let layer = ValidateBearerLayer::new(verifier)
+//!     .readiness(Arc::new(feed.health(HealthPolicy::default())));
 //! # let _ = layer;
 //! # Ok(())
 //! # }
