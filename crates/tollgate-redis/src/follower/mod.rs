@@ -36,6 +36,15 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// keeps "time since Redis last answered" meaningful on a quiet stream.
 const DEFAULT_BLOCK: Duration = Duration::from_secs(1);
 
+/// One atomic look at Redis: the epoch, the snapshot's version and id, the stream's first entry,
+/// and what follows the last id applied.
+type Look = (
+    Option<String>,
+    (Option<String>, Option<String>),
+    Value,
+    Value,
+);
+
 /// Configures a follower: `Follower::new(target, index)`, then [`start`](Follower::start).
 #[derive(Debug)]
 pub struct Follower {
@@ -210,28 +219,28 @@ impl Task {
             };
             // One atomic look: is this still the data we follow, was the stream trimmed past us,
             // and what follows our last id.
-            let (epoch, snapshot_id, first, batch): (Option<String>, Option<String>, Value, Value) =
-                redis::pipe()
-                    .atomic()
-                    .cmd("GET")
-                    .arg(&keys.epoch)
-                    .cmd("HGET")
-                    .arg(&keys.snapshot)
-                    .arg("id")
-                    .cmd("XRANGE")
-                    .arg(&keys.stream)
-                    .arg("-")
-                    .arg("+")
-                    .arg("COUNT")
-                    .arg(1)
-                    .cmd("XREAD")
-                    .arg("COUNT")
-                    .arg(BATCH)
-                    .arg("STREAMS")
-                    .arg(&keys.stream)
-                    .arg(last.to_string())
-                    .query_async(connection)
-                    .await?;
+            let (epoch, snapshot, first, batch): Look = redis::pipe()
+                .atomic()
+                .cmd("GET")
+                .arg(&keys.epoch)
+                .cmd("HMGET")
+                .arg(&keys.snapshot)
+                .arg("v")
+                .arg("id")
+                .cmd("XRANGE")
+                .arg(&keys.stream)
+                .arg("-")
+                .arg("+")
+                .arg("COUNT")
+                .arg(1)
+                .cmd("XREAD")
+                .arg("COUNT")
+                .arg(BATCH)
+                .arg("STREAMS")
+                .arg(&keys.stream)
+                .arg(last.to_string())
+                .query_async(connection)
+                .await?;
             self.state.touch();
             if epoch != self.epoch {
                 tracing::warn!(
@@ -241,7 +250,11 @@ impl Task {
                 self.last_id = None;
                 continue;
             }
-            let snapshot_id = snapshot_id.as_deref().and_then(StreamId::parse);
+            // A snapshot this code cannot read cannot help: follow the stream as it is.
+            let snapshot_id = match snapshot {
+                (Some(v), Some(id)) if v == crate::wire::VERSION => StreamId::parse(&id),
+                _ => None,
+            };
             let first = stream::range_entries(&first)
                 .first()
                 .and_then(|entry| entry.id);
