@@ -6,7 +6,7 @@ use crate::wire::{self, Keys, StreamId};
 use redis::aio::MultiplexedConnection;
 use redis::{RedisResult, Script};
 use std::collections::HashMap;
-use tollgate_core::{RevocationEvent, UnixMillis};
+use tollgate_core::{RevocationEvent, RevocationIndex, UnixMillis};
 
 /// Writes the snapshot only if it covers more of the stream than the one in Redis, and only into
 /// the epoch it was taken in; then trims the stream below it. Atomic, so a follower never sees
@@ -119,19 +119,24 @@ pub(crate) async fn read(
     Ok(Some(Ok(Snapshot { id, events })))
 }
 
-/// Decodes a snapshot's payload: the valid events, and how many lines were refused.
-pub(crate) fn decode(payload: &[u8]) -> (Vec<RevocationEvent>, usize) {
-    let mut skipped = 0;
-    let events = payload
+/// Applies a snapshot's payload to `index`, line by line: returns how many events were applied
+/// and how many lines were refused.
+pub(crate) fn apply(payload: &[u8], index: &RevocationIndex) -> (usize, usize) {
+    let (mut applied, mut skipped) = (0, 0);
+    for line in payload
         .split(|&b| b == b'\n')
         .filter(|line| !line.is_empty())
-        .filter_map(|line| {
-            let event = std::str::from_utf8(line)
-                .ok()
-                .and_then(|line| wire::decode(line).ok());
-            skipped += usize::from(event.is_none());
-            event
-        })
-        .collect();
-    (events, skipped)
+    {
+        match std::str::from_utf8(line)
+            .ok()
+            .and_then(|line| wire::decode(line).ok())
+        {
+            Some(event) => {
+                index.apply(&event);
+                applied += 1;
+            }
+            None => skipped += 1,
+        }
+    }
+    (applied, skipped)
 }

@@ -120,60 +120,66 @@ impl RawEntry {
     }
 }
 
-fn bytes(value: &Value) -> Option<Vec<u8>> {
+fn bytes(value: Value) -> Option<Vec<u8>> {
     match value {
-        Value::BulkString(b) => Some(b.clone()),
-        Value::SimpleString(s) => Some(s.clone().into_bytes()),
+        Value::BulkString(b) => Some(b),
+        Value::SimpleString(s) => Some(s.into_bytes()),
         Value::Int(i) => Some(i.to_string().into_bytes()),
         _ => None,
     }
 }
 
-fn items(value: &Value) -> &[Value] {
+fn items(value: Value) -> Vec<Value> {
     match value {
         Value::Array(items) | Value::Set(items) => items,
-        _ => &[],
+        _ => Vec::new(),
     }
 }
 
-/// One `[id, [field, value, ...]]` of an XRANGE or XREAD reply. Anything malformed yields an
-/// entry without an id or fields, which the caller skips.
-fn entry(value: &Value) -> RawEntry {
-    let parts = items(value);
+/// One `[id, [field, value, ...]]` of an XRANGE or XREAD reply, taken apart without copying.
+/// Anything malformed yields an entry without an id or fields, which the caller skips.
+fn entry(value: Value) -> RawEntry {
+    let mut parts = items(value).into_iter();
     let id = parts
-        .first()
+        .next()
         .and_then(bytes)
         .and_then(|b| StreamId::parse(std::str::from_utf8(&b).ok()?));
-    let fields = match parts.get(1) {
+    let fields = match parts.next() {
         Some(Value::Map(pairs)) => pairs
-            .iter()
+            .into_iter()
             .filter_map(|(k, v)| Some((bytes(k)?, bytes(v)?)))
             .collect(),
-        Some(list) => items(list)
-            .chunks_exact(2)
-            .filter_map(|kv| Some((bytes(&kv[0])?, bytes(&kv[1])?)))
-            .collect(),
+        Some(list) => {
+            let mut fields = Vec::with_capacity(3);
+            let mut flat = items(list).into_iter();
+            while let (Some(k), Some(v)) = (flat.next(), flat.next()) {
+                if let (Some(k), Some(v)) = (bytes(k), bytes(v)) {
+                    fields.push((k, v));
+                }
+            }
+            fields
+        }
         None => Vec::new(),
     };
     RawEntry { id, fields }
 }
 
 /// The entries of an XRANGE reply.
-pub(crate) fn range_entries(reply: &Value) -> Vec<RawEntry> {
-    items(reply).iter().map(entry).collect()
+pub(crate) fn range_entries(reply: Value) -> Vec<RawEntry> {
+    items(reply).into_iter().map(entry).collect()
 }
 
 /// The entries of an XREAD reply for one stream (`Nil` when the read timed out).
-pub(crate) fn read_entries(reply: &Value) -> Vec<RawEntry> {
-    let streams: Vec<&Value> = match reply {
-        Value::Map(pairs) => pairs.iter().map(|(_, v)| v).collect(),
+pub(crate) fn read_entries(reply: Value) -> Vec<RawEntry> {
+    let streams: Vec<Value> = match reply {
+        Value::Map(pairs) => pairs.into_iter().map(|(_, v)| v).collect(),
         other => items(other)
-            .iter()
-            .filter_map(|s| items(s).get(1))
+            .into_iter()
+            .filter_map(|s| items(s).into_iter().nth(1))
             .collect(),
     };
     streams
         .into_iter()
-        .flat_map(|entries| items(entries).iter().map(entry))
+        .flat_map(|entries| items(entries).into_iter().map(entry))
         .collect()
 }

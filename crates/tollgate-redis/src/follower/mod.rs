@@ -27,7 +27,7 @@ use tokio::task::JoinHandle;
 use tollgate_core::RevocationIndex;
 
 /// Entries read per round trip.
-const BATCH: usize = 1000;
+const BATCH: usize = 4096;
 /// Backoff between reconnection attempts: from this...
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 /// ...doubling up to this.
@@ -255,7 +255,7 @@ impl Task {
                 (Some(v), Some(id)) if v == crate::wire::VERSION => StreamId::parse(&id),
                 _ => None,
             };
-            let first = stream::range_entries(&first)
+            let first = stream::range_entries(first)
                 .first()
                 .and_then(|entry| entry.id);
             if let (Some(snapshot_id), Some(first)) = (snapshot_id, first)
@@ -269,7 +269,7 @@ impl Task {
                 self.last_id = None;
                 continue;
             }
-            let entries = stream::read_entries(&batch);
+            let entries = stream::read_entries(batch);
             let caught_up = entries.len() < BATCH;
             self.apply(&entries);
             if caught_up && !self.state.is_synced() {
@@ -295,7 +295,7 @@ impl Task {
                 .query_async(connection)
                 .await?;
             self.state.touch();
-            let entries = stream::read_entries(&batch);
+            let entries = stream::read_entries(batch);
             self.apply(&entries);
             self.maybe_snapshot(connection).await?;
         }
@@ -347,15 +347,10 @@ impl Task {
             }
             Some(Ok(found)) => {
                 let index = self.follower.index.clone();
-                let (applied, skipped) = tokio::task::spawn_blocking(move || {
-                    let (events, skipped) = snapshot::decode(&found.events);
-                    for event in &events {
-                        index.apply(event);
-                    }
-                    (events.len(), skipped)
-                })
-                .await
-                .unwrap_or((0, 0));
+                let (applied, skipped) =
+                    tokio::task::spawn_blocking(move || snapshot::apply(&found.events, &index))
+                        .await
+                        .unwrap_or((0, 0));
                 self.state.snapshot_loaded(skipped as u64);
                 tracing::info!(id = %found.id, applied, skipped, "revocation feed: snapshot loaded");
                 found.id
