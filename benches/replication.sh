@@ -7,7 +7,7 @@
 #
 # Needs: wrk (Debian package `wrk`), redis-server, curl. Every Redis here is private (free port,
 # temporary directory); the machine's shared one is never touched.
-#   benches/replication.sh           # DURATION=10s RATE=1000 SECONDS=30 by default
+#   benches/replication.sh           # DURATION=10s RATE=1000 PROPAGATION_SECONDS=30 by default
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 load="$root/benches/load"
@@ -57,7 +57,7 @@ echo "replication on:  $on revocations/s"
 echo "ratio on/off:    $(python3 -c "print(f'{$on/$off:.2f}')")"
 echo "stream entries published: $(redis-cli -p "$port" XLEN '{tollgate}:revocations') (trimmed below each snapshot)"
 
-echo "== 2. propagation, ${RATE:-1000} revocations/s for ${SECONDS:-30} s"
+echo "== 2. propagation, ${RATE:-1000} revocations/s for ${PROPAGATION_SECONDS:-30} s"
 TOLLGATE_BIN="$bin" cargo bench -q -p tollgate-redis --bench propagation 2>/dev/null
 
 echo "== 3. the follower"

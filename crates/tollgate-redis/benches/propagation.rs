@@ -4,7 +4,7 @@
 //! tight loop, so the figure is what a Layer's `check` would see.
 //!
 //! Run: `benches/replication.sh` (builds the release binary, then runs this with
-//! `TOLLGATE_BIN=target/release/tollgate`). `RATE` and `SECONDS` override the load.
+//! `TOLLGATE_BIN=target/release/tollgate`). `RATE` and `PROPAGATION_SECONDS` override the load.
 
 use base64::Engine;
 use bytes::Bytes;
@@ -115,7 +115,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 #[tokio::main]
 async fn main() {
     let rate = env_or("RATE", 1000);
-    let seconds = env_or("SECONDS", 30);
+    let seconds = env_or("PROPAGATION_SECONDS", 30);
     let total = (rate * seconds) as usize;
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
