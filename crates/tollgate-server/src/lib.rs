@@ -8,5 +8,7 @@
 pub mod cli;
 pub mod config;
 pub mod connection;
+mod replication;
+mod revoke;
 pub mod serve;
 mod setup;
