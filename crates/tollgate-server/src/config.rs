@@ -872,10 +872,9 @@ mod tests {
     #[test]
     fn replication_is_optional_and_checked() {
         assert!(parse("issuer = \"x\"\n").unwrap().replication().is_none());
-        let config = parse(
-            "issuer = \"x\"\n[replication]\nredis_url = \"redis://:pw@127.0.0.1:6390/\"\n",
-        )
-        .unwrap();
+        let config =
+            parse("issuer = \"x\"\n[replication]\nredis_url = \"redis://:pw@127.0.0.1:6390/\"\n")
+                .unwrap();
         let replication = config.replication().unwrap();
         assert_eq!(replication.key_prefix(), "tollgate");
         assert_eq!(replication.keys().stream, "{tollgate}:revocations");

@@ -37,7 +37,7 @@ pub(crate) struct Args {
     #[arg(long, value_name = "ID", requires = "expires_at")]
     jti: Option<String>,
     /// The revoked token's expiry: the revocation is kept until then.
-    #[arg(long, value_name = "TIME", requires = "jti")]
+    #[arg(long, value_name = "TIME", conflicts_with_all = ["all", "tenant", "subject", "client"])]
     expires_at: Option<String>,
     /// Cuts off every token.
     #[arg(long)]
