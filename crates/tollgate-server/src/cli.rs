@@ -1,6 +1,7 @@
-//! The command line: `tollgate serve`, `tollgate hash-password`, `tollgate keygen`.
+//! The command line: `tollgate serve`, `tollgate revoke`, `tollgate hash-password`,
+//! `tollgate keygen`.
 
-use crate::{serve, setup};
+use crate::{revoke, serve, setup};
 use clap::{Parser, Subcommand};
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
@@ -24,6 +25,13 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Publishes one revocation straight into the Redis stream that every follower reads: for
+    /// tokens tollgate did not issue (Keycloak, Auth0, ...).
+    ///
+    /// Name the Redis (`--redis URL` or `--config FILE`) and exactly one of `--jti ID
+    /// --expires-at TIME`, `--all`, `--tenant PATH`, `--subject SUB`, `--client ID` (with
+    /// `--before TIME`, default now). TIME is RFC 3339 (`2026-11-22T10:00:00Z`) or Unix seconds.
+    Revoke(revoke::Args),
     /// Prints the argon2id hash of a password (or client secret).
     ///
     /// At a terminal it asks twice, without echo; otherwise it reads standard input (one
@@ -46,9 +54,13 @@ enum Command {
 /// Parses the process's arguments, runs the command, and prints any failure as one line,
 /// `tollgate: <what went wrong>`, on standard error.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e),
+    };
     let outcome = match cli.command {
         Command::Serve { config } => serve::run(&config),
+        Command::Revoke(args) => revoke::run(args),
         Command::HashPassword => hash_password(),
         Command::Keygen {
             out,
@@ -63,6 +75,33 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `--help` and `--version` as clap prints them; an argument error as one line,
+/// `tollgate: <what is wrong>`, exit status 2 (clap's usage block would bury the one line that
+/// matters, and scripts read the first line).
+fn usage_error(error: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        error.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = error.print();
+        return ExitCode::SUCCESS;
+    }
+    let text = error.render().to_string();
+    let message = text
+        .lines()
+        .take_while(|line| !line.starts_with("Usage:"))
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with("tip:"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let message = message.strip_prefix("error: ").unwrap_or(&message);
+    eprintln!("tollgate: {message} (see `tollgate --help`)");
+    ExitCode::from(2)
 }
 
 fn hash_password() -> Result<(), String> {

@@ -13,6 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tollgate_core::{SigningAlgorithm, TenantPath};
 use tollgate_issuer::{Client, ClientSecret, GrantType, PasswordHash, StaticDirectory, User};
+use tollgate_redis::RedisTarget;
+use tollgate_redis::wire::Keys;
 use toml::Spanned;
 
 /// Longest accepted configuration file: a configuration is a few kilobytes, not megabytes.
@@ -35,6 +37,7 @@ pub struct Config {
     pub(crate) server: ServerLimits,
     pub(crate) keys: Vec<KeySpec>,
     pub(crate) directory: Arc<StaticDirectory>,
+    pub(crate) replication: Option<Replication>,
     pub(crate) source: Source,
 }
 
@@ -62,6 +65,55 @@ impl Config {
     /// How many connections are served at once.
     pub fn max_connections(&self) -> usize {
         self.server.max_connections
+    }
+
+    /// The `[replication]` table, if the file has one.
+    pub fn replication(&self) -> Option<&Replication> {
+        self.replication.as_ref()
+    }
+}
+
+/// Default of `[replication] key_prefix`.
+pub const DEFAULT_KEY_PREFIX: &str = "tollgate";
+/// Default of `[replication] snapshot_every`.
+pub const DEFAULT_SNAPSHOT_EVERY: u64 = 10_000;
+
+/// The validated `[replication]` table: where the Redis of the revocation stream is, under which
+/// keys, and how often this server writes a snapshot.
+#[derive(Debug, Clone)]
+pub struct Replication {
+    /// With the password of `password_env` put in, if set; it never shows in `Display`/`Debug`.
+    target: RedisTarget,
+    /// Whether the password came from `password_env`.
+    password_env: bool,
+    key_prefix: String,
+    snapshot_every: u64,
+}
+
+impl Replication {
+    /// The Redis server (its `Display` hides the password).
+    pub fn target(&self) -> &RedisTarget {
+        &self.target
+    }
+
+    /// Whether the password was taken from the environment variable `password_env` names.
+    pub fn has_password_env(&self) -> bool {
+        self.password_env
+    }
+
+    /// The prefix of the Redis keys (`{prefix}:revocations`, ...).
+    pub fn key_prefix(&self) -> &str {
+        &self.key_prefix
+    }
+
+    /// The Redis keys under [`key_prefix`](Self::key_prefix).
+    pub fn keys(&self) -> Keys {
+        Keys::new(&self.key_prefix)
+    }
+
+    /// Events applied between two snapshots written by this server (`0`: never).
+    pub fn snapshot_every(&self) -> u64 {
+        self.snapshot_every
     }
 }
 
@@ -105,6 +157,19 @@ struct File {
     clients: Vec<ClientFile>,
     #[serde(default)]
     users: Vec<UserFile>,
+    replication: Option<ReplicationFile>,
+}
+
+/// `[replication]`: revocations between processes through Redis.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReplicationFile {
+    redis_url: Spanned<String>,
+    /// The name of an environment variable holding the password, so that it stays out of the
+    /// file.
+    password_env: Option<Spanned<String>>,
+    key_prefix: Option<Spanned<String>>,
+    snapshot_every: Option<u64>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -312,6 +377,25 @@ impl Source {
 /// Reads the configuration file at `path` and [`parse`]s it. Relative paths inside it are
 /// resolved from the file's directory.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    parse(&read(path)?, path)
+}
+
+/// Reads the configuration file at `path` and returns its `[replication]` table, validated
+/// (`None` if it has none). The rest of the file must be well-formed (syntax, types, unknown
+/// keys) but is not validated: `tollgate revoke --config` needs neither the clients' secrets
+/// nor the keys.
+pub fn load_replication(path: &Path) -> Result<Option<Replication>, ConfigError> {
+    let source = Source {
+        path: path.to_owned(),
+        text: read(path)?,
+    };
+    let file = deserialize(&source)?;
+    file.replication
+        .map(|r| replication(&source, r))
+        .transpose()
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
     let fail =
         |e: &dyn std::fmt::Display| ConfigError(format!("{}: cannot read: {e}", path.display()));
     let file = std::fs::File::open(path).map_err(|e| fail(&e))?;
@@ -324,7 +408,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             MAX_FILE_SIZE / 1024
         )));
     }
-    parse(&text, path)
+    Ok(text)
 }
 
 /// Parses and validates configuration text as if read from `path` (which names the file in
@@ -365,6 +449,10 @@ fn validate(file: File, source: Source) -> Result<Config, ConfigError> {
     }
     let issuer = file.issuer.get_ref().clone();
     let server = server_limits(&source, &file.server)?;
+    let replication = file
+        .replication
+        .map(|r| replication(&source, r))
+        .transpose()?;
     let keys = key_specs(&source, file.keys)?;
     let tenants = file
         .tenants
@@ -502,7 +590,57 @@ fn validate(file: File, source: Source) -> Result<Config, ConfigError> {
         server,
         keys,
         directory,
+        replication,
         source,
+    })
+}
+
+/// Checks a prefix of Redis keys: it becomes a Redis Cluster hash tag, `{prefix}`, which a brace
+/// would end early.
+pub(crate) fn check_key_prefix(prefix: &str) -> Result<(), &'static str> {
+    if prefix.is_empty()
+        || prefix.len() > 256
+        || prefix.chars().any(|c| c.is_control() || c.is_whitespace())
+        || prefix.contains(['{', '}'])
+    {
+        return Err("must be 1 to 256 characters without spaces, braces or control characters");
+    }
+    Ok(())
+}
+
+fn replication(source: &Source, file: ReplicationFile) -> Result<Replication, ConfigError> {
+    // `RedisTarget`'s errors never echo the URL, which may hold a password.
+    let mut target = RedisTarget::new(file.redis_url.get_ref())
+        .map_err(|e| source.error(&file.redis_url, "replication.redis_url", e))?;
+    if let Some(var) = &file.password_env {
+        let key = "replication.password_env";
+        let password = std::env::var(var.get_ref()).map_err(|_| {
+            source.error(
+                var,
+                key,
+                format_args!("environment variable `{}` is not set", var.get_ref()),
+            )
+        })?;
+        if password.is_empty() {
+            return Err(source.error(var, key, "the password is empty"));
+        }
+        target = target
+            .with_password(&password)
+            .map_err(|e| source.error(var, key, e))?;
+    }
+    let key_prefix = match &file.key_prefix {
+        Some(prefix) => {
+            check_key_prefix(prefix.get_ref())
+                .map_err(|e| source.error(prefix, "replication.key_prefix", e))?;
+            prefix.get_ref().clone()
+        }
+        None => DEFAULT_KEY_PREFIX.to_owned(),
+    };
+    Ok(Replication {
+        target,
+        password_env: file.password_env.is_some(),
+        key_prefix,
+        snapshot_every: file.snapshot_every.unwrap_or(DEFAULT_SNAPSHOT_EVERY),
     })
 }
 
@@ -729,6 +867,54 @@ mod tests {
             "issuer = \"x\"\n[[keys]]\nkid = \"k\"\nalgorithm = \"HS256\"\nfile = \"f\"\nsigning = true\n",
         );
         assert!(err.contains("keys[0].algorithm"), "{err}");
+    }
+
+    #[test]
+    fn replication_is_optional_and_checked() {
+        assert!(parse("issuer = \"x\"\n").unwrap().replication().is_none());
+        let config =
+            parse("issuer = \"x\"\n[replication]\nredis_url = \"redis://:pw@127.0.0.1:6390/\"\n")
+                .unwrap();
+        let replication = config.replication().unwrap();
+        assert_eq!(replication.key_prefix(), "tollgate");
+        assert_eq!(replication.keys().stream, "{tollgate}:revocations");
+        assert_eq!(replication.snapshot_every(), DEFAULT_SNAPSHOT_EVERY);
+        assert_eq!(
+            replication.target().to_string(),
+            "redis://:***@127.0.0.1:6390/"
+        );
+
+        let table = "issuer = \"x\"\n[replication]\n";
+        let err = error(&format!("{table}redis_url = \"http://:secret@h/\"\n"));
+        assert!(
+            err.starts_with("t.toml:3:") && err.contains("replication.redis_url"),
+            "{err}"
+        );
+        assert!(!err.contains("secret"), "{err}");
+        let err = error(&format!("{table}key_prefix = \"a\"\n"));
+        assert!(err.contains("redis_url"), "{err}");
+        let url = "redis_url = \"redis://h/\"\n";
+        let err = error(&format!("{table}{url}key_prefix = \"a}}b\"\n"));
+        assert!(
+            err.starts_with("t.toml:4:") && err.contains("replication.key_prefix"),
+            "{err}"
+        );
+        let err = error(&format!("{table}{url}redis_password = \"x\"\n"));
+        assert!(err.contains("redis_password"), "{err}");
+        let err = error(&format!(
+            "{table}{url}password_env = \"TOLLGATE_TEST_SURELY_UNSET_VARIABLE\"\n"
+        ));
+        assert!(
+            err.starts_with("t.toml:4:") && err.contains("replication.password_env"),
+            "{err}"
+        );
+        let config = parse(&format!(
+            "{table}{url}key_prefix = \"eu\"\nsnapshot_every = 0\n"
+        ))
+        .unwrap();
+        let replication = config.replication().unwrap();
+        assert_eq!(replication.keys().epoch, "{eu}:epoch");
+        assert_eq!(replication.snapshot_every(), 0);
     }
 
     #[test]

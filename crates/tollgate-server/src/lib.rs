@@ -1,6 +1,7 @@
 //! The `tollgate` program as a library: the configuration file ([`config`]), `tollgate serve`
-//! ([`serve`]), the limits every listener applies ([`connection`]), and the command line
-//! ([`cli`]). The `tollgate` binary is [`cli::main`].
+//! ([`serve`], with its `[replication]` through Redis), the limits every listener applies
+//! ([`connection`]), and the command line ([`cli`], `tollgate revoke` included). The `tollgate`
+//! binary is [`cli::main`].
 //!
 //! To check configuration text the way `tollgate serve` does, without touching the disk, call
 //! [`config::parse`].
@@ -8,5 +9,7 @@
 pub mod cli;
 pub mod config;
 pub mod connection;
+mod replication;
+mod revoke;
 pub mod serve;
 mod setup;

@@ -1,6 +1,7 @@
 //! `tollgate serve`: the hyper server, connection limits, structured logs, and graceful shutdown.
 
 use crate::connection::{Limits, first_bytes};
+use crate::replication::{self, Replicas};
 use crate::{config, setup};
 use http::Request;
 use hyper::body::Incoming;
@@ -50,10 +51,15 @@ pub fn run(config_path: &Path) -> Result<(), String> {
         let listener = TcpListener::bind(listen)
             .await
             .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        let replication = config.replication.clone();
         let service = setup::build(config, keys)
             .await
             .map_err(|e| e.to_string())?;
-        serve(listener, service, limits).await
+        let replicas = match &replication {
+            Some(replication) => Some(replication::start(replication, &service).await?),
+            None => None,
+        };
+        serve(listener, service, limits, replicas).await
     })
 }
 
@@ -61,6 +67,7 @@ async fn serve(
     listener: TcpListener,
     service: tollgate_issuer::TokenService,
     limits: Limits,
+    replicas: Option<Replicas>,
 ) -> Result<(), String> {
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     let purge = service.spawn_purge(PURGE_EVERY);
@@ -186,10 +193,15 @@ async fn serve(
         tracing::warn!("in-flight requests did not finish within {DRAIN:?}");
     }
     purge.abort();
-    service
+    let flushed = service
         .flush()
         .await
-        .map_err(|e| format!("cannot flush the store: {e}"))?;
+        .map_err(|e| format!("cannot flush the store: {e}"));
+    // After the flush: what the relay had not published is in the outbox, for the next start.
+    if let Some(replicas) = replicas {
+        replicas.stop();
+    }
+    flushed?;
     tracing::info!("store flushed; bye");
     Ok(())
 }

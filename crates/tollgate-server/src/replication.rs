@@ -1,0 +1,96 @@
+//! `tollgate serve` with `[replication]`: publishes the store's revocations into Redis and
+//! follows the stream, so that revocations made elsewhere (another issuer, `tollgate revoke`) are
+//! enforced by this server's own introspection, userinfo, refresh and admin API.
+
+use crate::config::Replication;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tollgate_issuer::TokenService;
+use tollgate_redis::{Feed, Follower, Relay, RelayHandle};
+
+/// How often a relay that is behind or failing is reported.
+const REPORT_EVERY: Duration = Duration::from_secs(10);
+
+/// The relay and the follower of a running server.
+pub(crate) struct Replicas {
+    relay: RelayHandle,
+    feed: Feed,
+    report: JoinHandle<()>,
+}
+
+/// Starts the relay (the store's outbox into the stream) and the follower (the stream into the
+/// token service's index, which every endpoint consults).
+///
+/// Fails only when Redis refuses the credentials: retrying cannot help, and serving would leave
+/// every revocation of this server unpublished. A Redis out of reach is only a warning: the
+/// outbox keeps what is committed and the relay publishes it once Redis answers.
+pub(crate) async fn start(
+    config: &Replication,
+    service: &TokenService,
+) -> Result<Replicas, String> {
+    let relay = Relay::new(config.target().clone(), service.store().clone())
+        .keys(config.keys())
+        .wake_on(service.outbox_notify())
+        .start();
+    let follower = Follower::new(config.target().clone(), service.index().clone())
+        .keys(config.keys())
+        .write_snapshots(config.snapshot_every())
+        .start();
+    // Both connect at once: with Redis out of reach, start-up waits for one timeout, not two.
+    let (relay, feed) = tokio::join!(relay, follower);
+    let (relay, feed) = match (relay, feed) {
+        (Ok(relay), Ok(feed)) => (relay, feed),
+        (relay, feed) => {
+            if let Ok(relay) = &relay {
+                relay.stop();
+            }
+            if let Ok(feed) = &feed {
+                feed.stop();
+            }
+            let error = relay.err().or(feed.err()).map(|e| e.to_string());
+            return Err(error.unwrap_or_default());
+        }
+    };
+    tracing::info!(
+        redis = %config.target(),
+        key_prefix = config.key_prefix(),
+        snapshot_every = config.snapshot_every(),
+        "replication: publishing and following revocations through Redis"
+    );
+    let report = tokio::spawn(report(relay.clone()));
+    Ok(Replicas {
+        relay,
+        feed,
+        report,
+    })
+}
+
+impl Replicas {
+    /// Stops publishing and following. What the relay had not published yet stays in the store's
+    /// outbox for the next start.
+    pub(crate) fn stop(self) {
+        self.report.abort();
+        self.relay.stop();
+        self.feed.stop();
+    }
+}
+
+/// Logs the relay's backlog while there is one, or while it fails: a quiet log means every
+/// committed revocation has reached Redis. (The follower logs its own state changes.)
+async fn report(relay: RelayHandle) {
+    let mut every = tokio::time::interval(REPORT_EVERY);
+    every.tick().await;
+    loop {
+        every.tick().await;
+        let status = relay.status();
+        if status.backlog > 0 || !status.healthy {
+            tracing::warn!(
+                backlog = status.backlog,
+                healthy = status.healthy,
+                published = status.published,
+                error = status.last_error.as_deref().unwrap_or(""),
+                "replication: revocations not yet published to Redis"
+            );
+        }
+    }
+}

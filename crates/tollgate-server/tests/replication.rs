@@ -1,0 +1,398 @@
+//! `[replication]` and `tollgate revoke`, across processes and a private Redis: a revocation made
+//! at `tollgate serve` reaches a Layer that only follows the stream (in this test's process),
+//! `tollgate revoke` reaches both, a wrong password stops both commands with one line, and a
+//! revocation committed while Redis was down is published once it is back.
+
+mod support;
+
+use http::{Request, Response};
+use std::convert::Infallible;
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use support::*;
+use tollgate_core::RevocationIndex;
+use tollgate_layer::{RemoteJwks, ValidateBearerLayer, Verifier};
+use tollgate_redis::testing::RedisServer;
+use tollgate_redis::{Feed, Follower, HealthPolicy, RedisTarget};
+use tower::{Layer, ServiceExt};
+
+/// The demo configuration's issuer, which is also its tokens' default audience.
+const ISSUER: &str = "http://127.0.0.1:8080";
+/// How long a revocation may take to reach a follower before the test fails: generous, since
+/// the machine may be busy; the polls below return as soon as it has.
+const DEADLINE: Duration = Duration::from_secs(20);
+
+/// The demo configuration with a `[replication]` table appended.
+fn replicated_config(dir: &std::path::Path, replication: &str) -> String {
+    format!("{}\n[replication]\n{replication}", config(dir))
+}
+
+/// A Layer in this process, fed only through Redis, with the server's keys from its JWKS.
+struct FollowingApi {
+    verifier: Verifier,
+    feed: Feed,
+}
+
+impl FollowingApi {
+    async fn start(redis_url: &str, server: &Server) -> FollowingApi {
+        let index = Arc::new(RevocationIndex::new());
+        let feed = Follower::new(RedisTarget::new(redis_url).unwrap(), index.clone())
+            .start()
+            .await
+            .expect("follow the stream");
+        assert!(
+            feed.wait_synced(DEADLINE).await,
+            "the follower never synced"
+        );
+        let jwks = RemoteJwks::builder(server.url("/.well-known/jwks.json").parse().unwrap())
+            .build()
+            .unwrap();
+        let verifier = Verifier::builder()
+            .issuer(ISSUER)
+            .audience(ISSUER)
+            .remote_jwks(jwks)
+            .revocation_index(index)
+            .build()
+            .unwrap();
+        FollowingApi { verifier, feed }
+    }
+
+    /// The status the Layer answers `token` with.
+    async fn status(&self, token: &str) -> u16 {
+        let layer = ValidateBearerLayer::new(self.verifier.clone())
+            .readiness(Arc::new(self.feed.health(HealthPolicy::default())));
+        let service = layer.layer(tower::service_fn(|_: Request<()>| async {
+            Ok::<_, Infallible>(Response::new(String::new()))
+        }));
+        let request = Request::get("/")
+            .header("authorization", format!("Bearer {token}"))
+            .body(())
+            .unwrap();
+        service.oneshot(request).await.unwrap().status().as_u16()
+    }
+
+    /// Waits until the Layer answers `token` with `want`.
+    async fn wait_for(&self, token: &str, want: u16, what: &str) {
+        let start = Instant::now();
+        loop {
+            let status = self.status(token).await;
+            if status == want {
+                return;
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "{what}: the following Layer still answers {status}, not {want}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Waits until the token service's introspection answers `want` (200 active, 401 not).
+async fn wait_for_introspection(server: &Server, token: &str, want: u16, what: &str) {
+    let start = Instant::now();
+    loop {
+        let status = token_status(server, token).await;
+        if status == want {
+            return;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "{what}: the token service still answers {status}, not {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Runs `tollgate <args>` with `env`, with no Redis password from this process's environment.
+fn tollgate(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tollgate"));
+    command
+        .args(args)
+        .env_remove("TOLLGATE_REDIS_PASSWORD")
+        .stdin(Stdio::null());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.output().expect("run tollgate")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Asserts a failure printed exactly one line, `tollgate: ...`, and returns it.
+fn one_line_failure(output: &Output, what: &str) -> String {
+    let stderr = text(&output.stderr);
+    assert!(!output.status.success(), "{what}: succeeded: {stderr}");
+    assert!(
+        output.stdout.is_empty(),
+        "{what}: printed {:?}",
+        text(&output.stdout)
+    );
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{what}: {stderr}");
+    assert!(lines[0].starts_with("tollgate: "), "{what}: {stderr}");
+    lines[0].to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocations_reach_a_layer_in_another_process_and_revoke_reaches_both() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        &replicated_config(dir.path(), &format!("redis_url = {:?}\n", redis.url())),
+    );
+    let api = FollowingApi::start(&redis.url(), &server).await;
+
+    // Issued by `tollgate serve`, accepted by the Layer; revoked at the token service (RFC
+    // 7009), refused by the Layer once the event has come through Redis.
+    let token = service_token(&server).await;
+    api.wait_for(&token, 200, "a fresh token").await;
+    let (status, _) = post_form(
+        &http(),
+        &server.url("/connect/revocation"),
+        SVC,
+        &[("token", token.as_str())],
+    )
+    .await;
+    assert_eq!(status, 200);
+    api.wait_for(&token, 401, "a revoked token").await;
+
+    // A cutoff from `tollgate revoke`, which exists only in the stream: the Layer refuses the
+    // client's earlier tokens, and so does the token service, which follows the stream too.
+    let earlier = service_token(&server).await;
+    api.wait_for(&earlier, 200, "a fresh token").await;
+    assert_eq!(token_status(&server, &earlier).await, 200);
+    let output = tollgate(&["revoke", "--redis", &redis.url(), "--client", "svc"], &[]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let printed = text(&output.stdout);
+    assert!(
+        printed.starts_with("published cutoff client \"svc\" issued before ")
+            && printed
+                .trim_end()
+                .ends_with(&format!(" to {}", redis.url()))
+            && printed.lines().count() == 1,
+        "{printed}"
+    );
+    api.wait_for(&earlier, 401, "a token cut off by `tollgate revoke`")
+        .await;
+    wait_for_introspection(
+        &server,
+        &earlier,
+        401,
+        "a token cut off by `tollgate revoke`",
+    )
+    .await;
+
+    // A subject cutoff taken from the configuration's [replication] table; a token issued after
+    // a cutoff is not touched by it.
+    let later = service_token(&server).await;
+    api.wait_for(&later, 200, "a token issued after the cutoff")
+        .await;
+    let config = dir.path().join("tollgate.toml");
+    let output = tollgate(
+        &[
+            "revoke",
+            "--config",
+            config.to_str().unwrap(),
+            "--subject",
+            "svc",
+        ],
+        &[],
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stdout).starts_with("published cutoff subject \"svc\" issued before "),
+        "{}",
+        text(&output.stdout)
+    );
+    api.wait_for(&later, 401, "a token cut off by subject")
+        .await;
+    wait_for_introspection(&server, &later, 401, "a token cut off by subject").await;
+    server.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_stops_serve_and_revoke_with_one_line() {
+    let redis = RedisServer::start_with_password("right-password");
+    let port = redis.port();
+    let dir = tempfile::tempdir().unwrap();
+
+    // `serve`, with the password from the environment: refused before serving.
+    let config = replicated_config(
+        dir.path(),
+        &format!(
+            "redis_url = \"redis://127.0.0.1:{port}/\"\npassword_env = \"TEST_REDIS_PASSWORD\"\n"
+        ),
+    );
+    let path = dir.path().join("tollgate.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["serve", "--config"])
+        .arg(&path)
+        .env("TEST_REDIS_PASSWORD", "wrong-password")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "tollgate serve did not stop on a wrong Redis password"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().unwrap();
+    assert!(!output.status.success());
+    let stderr = text(&output.stderr);
+    assert!(!stderr.contains("wrong-password"), "{stderr}");
+    assert!(!stderr.contains("tollgate is serving"), "{stderr}");
+    assert_eq!(
+        stderr.lines().last(),
+        Some(
+            format!(
+                "tollgate: Redis at redis://:***@127.0.0.1:{port}/ refused the credentials \
+                 (check the password)"
+            )
+            .as_str()
+        ),
+        "{stderr}"
+    );
+
+    // `revoke`, with the password in the URL, then from TOLLGATE_REDIS_PASSWORD.
+    let url = format!("redis://:wrong-password@127.0.0.1:{port}/");
+    let output = tollgate(&["revoke", "--redis", &url, "--all"], &[]);
+    let line = one_line_failure(&output, "revoke with a wrong password in the URL");
+    assert!(line.contains("refused the credentials"), "{line}");
+    assert!(!line.contains("wrong-password"), "{line}");
+    assert_eq!(output.status.code(), Some(1));
+    let url = format!("redis://127.0.0.1:{port}/");
+    let output = tollgate(
+        &["revoke", "--redis", &url, "--subject", "alice"],
+        &[("TOLLGATE_REDIS_PASSWORD", "wrong-password")],
+    );
+    let line = one_line_failure(&output, "revoke with a wrong TOLLGATE_REDIS_PASSWORD");
+    assert!(line.contains("refused the credentials"), "{line}");
+    assert!(!line.contains("wrong-password"), "{line}");
+
+    // And the right one works.
+    let output = tollgate(
+        &["revoke", "--redis", &url, "--subject", "alice"],
+        &[("TOLLGATE_REDIS_PASSWORD", "right-password")],
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(!text(&output.stdout).contains("right-password"));
+}
+
+#[test]
+fn revoke_argument_errors_are_one_line() {
+    // Nothing listens on port 1: no case below may get as far as connecting, but if one did it
+    // would fail rather than publish somewhere.
+    let redis = "redis://127.0.0.1:1/";
+    let cases: &[(&[&str], &str)] = &[
+        (&["--redis", redis], "--jti"),
+        (&["--subject", "alice"], "--redis"),
+        (
+            &["--redis", redis, "--all", "--subject", "alice"],
+            "--subject",
+        ),
+        (&["--redis", redis, "--jti", "j1"], "--expires-at"),
+        (
+            &["--redis", redis, "--subject", "a", "--expires-at", "1"],
+            "--expires-at",
+        ),
+        (
+            &["--redis", redis, "--all", "--before", "yesterday"],
+            "--before",
+        ),
+        (
+            &["--redis", redis, "--jti", "j1", "--expires-at", "soon"],
+            "--expires-at",
+        ),
+        (
+            &[
+                "--redis",
+                redis,
+                "--jti",
+                "j1",
+                "--expires-at",
+                "2001-01-01T00:00:00Z",
+            ],
+            "has passed",
+        ),
+        (
+            &[
+                "--redis",
+                redis,
+                "--jti",
+                "a\u{1}b",
+                "--expires-at",
+                "4102444800",
+            ],
+            "control character",
+        ),
+        (&["--redis", redis, "--tenant", "Acme"], "--tenant"),
+        (
+            &["--redis", "http://:secret@x/", "--all"],
+            "invalid Redis URL",
+        ),
+        (
+            &["--redis", redis, "--all", "--key-prefix", "a{b"],
+            "--key-prefix",
+        ),
+        (
+            &["--config", "/nonexistent/tollgate.toml", "--all"],
+            "cannot read",
+        ),
+        (&["--redis", redis, "--all"], "127.0.0.1:1"),
+    ];
+    for (args, expect) in cases {
+        let mut all = vec!["revoke"];
+        all.extend_from_slice(args);
+        let output = tollgate(&all, &[]);
+        let line = one_line_failure(&output, &format!("{args:?}"));
+        assert!(line.contains(expect), "{args:?}: {line}");
+        assert!(!line.contains("secret"), "{args:?}: {line}");
+        assert!(
+            matches!(output.status.code(), Some(1 | 2)),
+            "{args:?}: {:?}",
+            output.status
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_committed_while_redis_is_down_is_published_when_it_is_back() {
+    let mut redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        &replicated_config(dir.path(), &format!("redis_url = {:?}\n", redis.url())),
+    );
+    let api = FollowingApi::start(&redis.url(), &server).await;
+    let token = service_token(&server).await;
+    api.wait_for(&token, 200, "a fresh token").await;
+
+    redis.kill();
+    // The store is the source of truth: the revocation is committed without Redis.
+    let (status, _) = post_form(
+        &http(),
+        &server.url("/connect/revocation"),
+        SVC,
+        &[("token", token.as_str())],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(token_status(&server, &token).await, 401);
+
+    // An empty Redis on the same port: the relay publishes what it missed, the follower loads it.
+    redis.restart();
+    api.wait_for(&token, 401, "a token revoked while Redis was down")
+        .await;
+    server.stop();
+}
