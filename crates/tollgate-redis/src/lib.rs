@@ -36,11 +36,12 @@
 //!     .start()
 //!     .await?;
 //! # let keys = tollgate_core::KeySet::new();
-//! let verifier = Verifier::builder(keys)
+//! let verifier = Verifier::builder()
+//!     .keys(keys)
 //!     .issuer("https://id.example.com")
 //!     .audience("api")
 //!     .revocation_index(index)
-//!     .build();
+//!     .build()?;
 //! let layer = ValidateBearerLayer::new(verifier)
 //!     .readiness(Arc::new(feed.health(HealthPolicy::default())));
 //! # let _ = layer;
