@@ -25,7 +25,10 @@ type HttpClient = Client<HttpConnector, Full<Bytes>>;
 const BASIC: &str = "svc:svc-secret-0123456789";
 
 fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn root() -> PathBuf {
@@ -128,10 +131,13 @@ async fn main() {
     let base = format!("http://127.0.0.1:{port}");
     let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while post(&client, &format!("{base}/connect/token"), "grant_type=client_credentials".into())
-        .await
-        .0
-        != 200
+    while post(
+        &client,
+        &format!("{base}/connect/token"),
+        "grant_type=client_credentials".into(),
+    )
+    .await
+    .0 != 200
     {
         assert!(Instant::now() < deadline, "tollgate serve did not come up");
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -196,7 +202,11 @@ async fn main() {
         tokio::time::sleep_until(due.into()).await;
         let jti = jti(&token);
         pending.lock().unwrap().insert(jti.clone(), None);
-        let (client, pending, url) = (client.clone(), pending.clone(), format!("{base}/connect/revocation"));
+        let (client, pending, url) = (
+            client.clone(),
+            pending.clone(),
+            format!("{base}/connect/revocation"),
+        );
         sends.push(tokio::spawn(async move {
             let (status, _) = post(&client, &url, format!("token={token}")).await;
             let answered = Instant::now();

@@ -13,6 +13,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 #[derive(Clone)]
 pub struct RedisTarget {
     url: url::Url,
+    /// PEM root certificates to trust for `rediss://` instead of the system's.
+    ca: Option<std::sync::Arc<Vec<u8>>>,
 }
 
 /// Why a Redis target or connection failed; the message names the server without its password.
@@ -64,7 +66,10 @@ impl RedisTarget {
         if parsed.host_str().is_none_or(str::is_empty) {
             return Err(ConnectError::new("invalid Redis URL: no host"));
         }
-        let target = RedisTarget { url: parsed };
+        let target = RedisTarget {
+            url: parsed,
+            ca: None,
+        };
         // The redis crate's own checks (database number, TLS support).
         Client::open(target.url.as_str()).map_err(|e| {
             ConnectError::new(format!("invalid Redis URL {target}: {}", e.category()))
@@ -80,6 +85,34 @@ impl RedisTarget {
         Ok(self)
     }
 
+    /// Trusts these PEM root certificates (a private CA) for `rediss://`, instead of the
+    /// system's trust store.
+    pub fn with_ca_pem(mut self, pem: Vec<u8>) -> Result<Self, ConnectError> {
+        if !self.is_tls() {
+            return Err(ConnectError::new(format!(
+                "a CA certificate is only for rediss:// URLs, not {self}"
+            )));
+        }
+        self.ca = Some(std::sync::Arc::new(pem));
+        self.client()?;
+        Ok(self)
+    }
+
+    fn client(&self) -> Result<Client, ConnectError> {
+        let client = match &self.ca {
+            None => Client::open(self.url.as_str()),
+            Some(pem) => Client::build_with_tls(
+                self.url.as_str(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.to_vec()),
+                },
+            ),
+        };
+        client
+            .map_err(|e| ConnectError::new(format!("cannot use Redis at {self}: {}", e.category())))
+    }
+
     /// Whether connections use TLS (`rediss://`).
     pub fn is_tls(&self) -> bool {
         self.url.scheme() == "rediss"
@@ -91,7 +124,7 @@ impl RedisTarget {
         &self,
         response_timeout: Duration,
     ) -> Result<MultiplexedConnection, ConnectError> {
-        let client = Client::open(self.url.as_str()).map_err(|e| self.error(&e))?;
+        let client = self.client()?;
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(response_timeout));

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 pub struct RedisServer {
     port: u16,
     password: Option<String>,
+    /// Serves TLS only (`rediss://`), with a certificate for 127.0.0.1 signed by a fresh CA.
+    tls: bool,
     dir: tempfile::TempDir,
     child: Option<Child>,
 }
@@ -43,15 +45,97 @@ impl RedisServer {
         Self::start_with(Some(password.to_owned()))
     }
 
+    /// Starts a server that speaks TLS only, with a certificate for `127.0.0.1` signed by a CA
+    /// made for it ([`ca_pem`](Self::ca_pem)); needs `openssl` on the `PATH`.
+    pub fn start_tls() -> RedisServer {
+        Self::start_with_tls(None, true)
+    }
+
     fn start_with(password: Option<String>) -> RedisServer {
+        Self::start_with_tls(password, false)
+    }
+
+    fn start_with_tls(password: Option<String>, tls: bool) -> RedisServer {
         let mut server = RedisServer {
             port: free_port(),
             password,
+            tls,
             dir: tempfile::tempdir().expect("cannot create a temporary directory"),
             child: None,
         };
+        if tls {
+            server.make_certificates();
+        }
         server.restart();
         server
+    }
+
+    /// The CA certificate (PEM) that signed a TLS server's certificate.
+    pub fn ca_pem(&self) -> Vec<u8> {
+        std::fs::read(self.dir.path().join("ca.pem")).expect("not a TLS server")
+    }
+
+    fn make_certificates(&self) {
+        let dir = self.dir.path();
+        let openssl = |args: &[&str]| {
+            let status = Command::new("openssl")
+                .args(args)
+                .current_dir(dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .unwrap_or_else(|e| panic!("cannot run openssl (needed for a TLS Redis): {e}"));
+            assert!(status.success(), "openssl {args:?} failed");
+        };
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=tollgate test CA",
+        ]);
+        openssl(&[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ]);
+        std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ]);
     }
 
     /// The port it listens on (loopback).
@@ -59,11 +143,12 @@ impl RedisServer {
         self.port
     }
 
-    /// `redis://127.0.0.1:<port>/` (with the password, if any).
+    /// `redis://127.0.0.1:<port>/` (`rediss://` for TLS; with the password, if any).
     pub fn url(&self) -> String {
+        let scheme = if self.tls { "rediss" } else { "redis" };
         match &self.password {
-            Some(p) => format!("redis://:{p}@127.0.0.1:{}/", self.port),
-            None => format!("redis://127.0.0.1:{}/", self.port),
+            Some(p) => format!("{scheme}://:{p}@127.0.0.1:{}/", self.port),
+            None => format!("{scheme}://127.0.0.1:{}/", self.port),
         }
     }
 
@@ -80,9 +165,22 @@ impl RedisServer {
     pub fn restart(&mut self) {
         self.kill();
         let mut command = Command::new(binary());
+        if self.tls {
+            let file = |name: &str| self.dir.path().join(name);
+            command
+                .args(["--port", "0", "--tls-port"])
+                .arg(self.port.to_string())
+                .arg("--tls-cert-file")
+                .arg(file("server.pem"))
+                .arg("--tls-key-file")
+                .arg(file("server.key"))
+                .arg("--tls-ca-cert-file")
+                .arg(file("ca.pem"))
+                .args(["--tls-auth-clients", "no"]);
+        } else {
+            command.arg("--port").arg(self.port.to_string());
+        }
         command
-            .arg("--port")
-            .arg(self.port.to_string())
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(self.dir.path())

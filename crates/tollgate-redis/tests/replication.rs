@@ -416,3 +416,36 @@ async fn a_relay_resumes_from_its_mark_and_keeps_it_per_epoch() {
         "only what was new was published again"
     );
 }
+
+#[tokio::test]
+async fn rediss_with_a_private_ca() {
+    let redis = RedisServer::start_tls();
+    let untrusted = Follower::new(target(&redis.url()), Arc::new(RevocationIndex::new()))
+        .block(Duration::from_millis(100))
+        .start()
+        .await
+        .expect("an unverifiable certificate is retried, like any connection failure");
+    assert!(
+        !untrusted.wait_synced(Duration::from_millis(500)).await,
+        "synced with a server whose certificate nobody vouched for"
+    );
+    untrusted.stop();
+    let trusted = target(&redis.url()).with_ca_pem(redis.ca_pem()).unwrap();
+    let producer = Producer::new();
+    let _relay = Relay::new(trusted.clone(), producer.store())
+        .wake_on(producer.wake.clone())
+        .start()
+        .await
+        .unwrap();
+    let index = Arc::new(RevocationIndex::new());
+    let feed = Follower::new(trusted, index.clone()).start().await.unwrap();
+    assert!(feed.wait_synced(WITHIN).await);
+    producer.revoke(token(7)).await;
+    converge(&producer.index, &index, WITHIN).await;
+    assert!(
+        target("redis://127.0.0.1:1/")
+            .with_ca_pem(redis.ca_pem())
+            .is_err(),
+        "a CA for a plain-text URL is a mistake worth saying"
+    );
+}

@@ -170,6 +170,8 @@ struct ReplicationFile {
     password_env: Option<Spanned<String>>,
     key_prefix: Option<Spanned<String>>,
     snapshot_every: Option<u64>,
+    /// PEM root certificates to trust for `rediss://` (a private CA), instead of the system's.
+    ca_file: Option<Spanned<PathBuf>>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -628,6 +630,16 @@ fn replication(source: &Source, file: ReplicationFile) -> Result<Replication, Co
             .with_password(&password)
             .map_err(|e| source.error(var, key, e))?;
     }
+    if let Some(ca) = &file.ca_file {
+        let key = "replication.ca_file";
+        let path = resolve(source.base_dir(), ca.get_ref());
+        let pem = std::fs::read(&path).map_err(|e| {
+            source.error(ca, key, format_args!("cannot read {}: {e}", path.display()))
+        })?;
+        target = target
+            .with_ca_pem(pem)
+            .map_err(|e| source.error(ca, key, e))?;
+    }
     let key_prefix = match &file.key_prefix {
         Some(prefix) => {
             check_key_prefix(prefix.get_ref())
@@ -915,6 +927,16 @@ mod tests {
         let replication = config.replication().unwrap();
         assert_eq!(replication.keys().epoch, "{eu}:epoch");
         assert_eq!(replication.snapshot_every(), 0);
+        let err = error(&format!("{table}{url}ca_file = \"no-such-ca.pem\"\n"));
+        assert!(
+            err.starts_with("t.toml:4:") && err.contains("replication.ca_file"),
+            "{err}"
+        );
+        let err = error(&format!("{table}{url}ca_file = \"Cargo.toml\"\n"));
+        assert!(
+            err.contains("replication.ca_file") && err.contains("rediss://"),
+            "a CA for a plain-text URL: {err}"
+        );
     }
 
     #[test]
