@@ -2,11 +2,12 @@
 //! got, so that every committed revocation reaches Redis, whenever Redis is there.
 //!
 //! Each round: read the Redis epoch (creating it if Redis is empty); if it is not the epoch the
-//! store last published into, Redis lost its data and everything still stored is published again
-//! from the start; read the next batch of the outbox, `XADD` it in one pipeline, then mark it
-//! published in the store. A crash between the `XADD` and the mark publishes the batch twice,
-//! which followers absorb (applying is idempotent). Failures are retried with backoff; the
-//! revocation's `200` never waits for any of this.
+//! relay last published into, Redis lost its data and everything still stored is published again
+//! from the start; read the next batch of the outbox, and `XADD` it in one pipeline. How far it
+//! got is recorded in the store (`outbox_mark`) at most once a second and whenever it is idle,
+//! off the path from a commit to the stream; a crash before the mark publishes again what
+//! followed the last one, which followers absorb (applying is idempotent). Failures are retried
+//! with backoff; the revocation's `200` never waits for any of this.
 
 use crate::connect::{ConnectError, RedisTarget};
 use crate::stream;
@@ -140,6 +141,7 @@ impl RelayHandle {
 async fn run(relay: Relay, state: Arc<RelayState>, mut first: Option<MultiplexedConnection>) {
     let mut backoff = MIN_BACKOFF;
     let mut connection: Option<MultiplexedConnection> = None;
+    let mut progress = Progress::default();
     loop {
         if connection.is_none() {
             connection = match first.take() {
@@ -159,15 +161,21 @@ async fn run(relay: Relay, state: Arc<RelayState>, mut first: Option<Multiplexed
         let Some(conn) = connection.as_mut() else {
             continue;
         };
-        match round(&relay, &state, conn).await {
+        match round(&relay, &state, conn, &mut progress).await {
             Ok(published) => {
                 if !state.healthy.swap(true, Ordering::Relaxed) {
                     tracing::info!("revocation relay: publishing");
                 }
                 backoff = MIN_BACKOFF;
+                let mut save = progress.due();
                 if published < BATCH {
-                    // Caught up: wait for the next commit (or check again in a while).
-                    let _ = tokio::time::timeout(IDLE_CHECK, relay.wake.notified()).await;
+                    // Caught up: wait for the next commit, or look again in a while (and then
+                    // record how far it got: the relay is idle).
+                    let woken = tokio::time::timeout(IDLE_CHECK, relay.wake.notified()).await;
+                    save |= woken.is_err();
+                }
+                if save && let Err(Failure::Store(e)) = progress.save(&relay, &state).await {
+                    tracing::warn!(error = %e, "revocation relay: cannot record its position");
                 }
             }
             Err(Failure::Redis(e)) => {
@@ -185,6 +193,8 @@ async fn run(relay: Relay, state: Arc<RelayState>, mut first: Option<Multiplexed
                     tracing::warn!(error = %e, "revocation relay: the store failed; will retry");
                 }
                 state.failed(e.to_string());
+                // Start again from what the store says.
+                progress = Progress::default();
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
@@ -197,26 +207,80 @@ enum Failure {
     Store(tollgate_issuer::StoreError),
 }
 
+/// How far the relay has published. It lives in memory and reaches the store (`outbox_mark`)
+/// when the relay is idle, or at least every [`MARK_EVERY`] while it is busy: a mark is only
+/// what a restart resumes from, and republishing a little after a crash is harmless, so the
+/// path from a commit to the stream never waits for a write.
+#[derive(Default)]
+struct Progress {
+    /// Where the store says the relay stood, read once (`None`: not yet).
+    position: Option<OutboxPosition>,
+    /// The last position written to the store.
+    saved: Option<OutboxPosition>,
+    saved_at: Option<tokio::time::Instant>,
+}
+
+/// While the relay is busy, its position is recorded at least this often.
+const MARK_EVERY: Duration = Duration::from_secs(1);
+
+impl Progress {
+    async fn save(&mut self, relay: &Relay, state: &RelayState) -> Result<(), Failure> {
+        let Some(position) = self.position.clone() else {
+            return Ok(());
+        };
+        if self.saved.as_ref() != Some(&position) {
+            relay
+                .store
+                .outbox_mark(position.clone())
+                .await
+                .map_err(Failure::Store)?;
+            self.saved = Some(position);
+        }
+        self.saved_at = Some(tokio::time::Instant::now());
+        // The backlog as the store counts it, now that it knows where the relay stands.
+        let status = relay.store.outbox_status().await.map_err(Failure::Store)?;
+        state.backlog.store(status.pending, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn due(&self) -> bool {
+        self.saved_at.is_none_or(|at| at.elapsed() >= MARK_EVERY)
+    }
+}
+
 /// Publishes one batch; returns how many outbox entries it covered.
 async fn round(
     relay: &Relay,
     state: &RelayState,
     connection: &mut MultiplexedConnection,
+    progress: &mut Progress,
 ) -> Result<usize, Failure> {
     let epoch = stream::ensure_epoch(connection, &relay.keys)
         .await
         .map_err(Failure::Redis)?;
-    let status = relay.store.outbox_status().await.map_err(Failure::Store)?;
-    let same_epoch = status.position.epoch == epoch;
-    let after = if same_epoch {
-        status.position.published_through
+    let position = match &progress.position {
+        Some(position) => position.clone(),
+        None => {
+            let stored = relay.store.outbox_status().await.map_err(Failure::Store)?;
+            state.backlog.store(stored.pending, Ordering::Relaxed);
+            progress.saved = Some(stored.position.clone());
+            progress.position = Some(stored.position.clone());
+            stored.position
+        }
+    };
+    let after = if position.epoch == epoch {
+        position.published_through
     } else {
-        if !status.position.epoch.is_empty() {
+        if !position.epoch.is_empty() {
             tracing::warn!(
                 "revocation relay: Redis lost its data (new epoch); publishing every stored \
                  revocation again"
             );
         }
+        progress.position = Some(OutboxPosition {
+            epoch: epoch.clone(),
+            published_through: 0,
+        });
         0
     };
     let entries = relay
@@ -225,10 +289,6 @@ async fn round(
         .await
         .map_err(Failure::Store)?;
     let Some(last) = entries.last().map(|e| e.seq) else {
-        if !same_epoch {
-            mark(relay, epoch, 0).await?;
-        }
-        state.backlog.store(0, Ordering::Relaxed);
         return Ok(0);
     };
     let mut pipe = redis::pipe();
@@ -239,31 +299,19 @@ async fn round(
             // Only an id no honest issuer makes (a control character) gets here; the store's own
             // validators enforce it, other processes cannot be told.
             Err(e) => {
-                tracing::error!(seq = entry.seq, error = %e, "revocation relay: cannot publish")
+                tracing::error!(seq = entry.seq, error = %e, "revocation relay: cannot publish");
             }
         }
     }
     pipe.query_async::<()>(connection)
         .await
         .map_err(Failure::Redis)?;
-    mark(relay, epoch, last).await?;
-    if same_epoch {
-        let left = status.pending.saturating_sub(entries.len() as u64);
-        state.backlog.store(left, Ordering::Relaxed);
-    }
+    progress.position = Some(OutboxPosition {
+        epoch,
+        published_through: last,
+    });
     state
         .published
         .fetch_add(entries.len() as u64, Ordering::Relaxed);
     Ok(entries.len())
-}
-
-async fn mark(relay: &Relay, epoch: String, published_through: u64) -> Result<(), Failure> {
-    relay
-        .store
-        .outbox_mark(OutboxPosition {
-            epoch,
-            published_through,
-        })
-        .await
-        .map_err(Failure::Store)
 }

@@ -392,8 +392,10 @@ async fn a_relay_resumes_from_its_mark_and_keeps_it_per_epoch() {
     let producer = Producer::new();
     producer.revoke(token(1)).await;
     let relay1 = relay(&redis.url(), &producer).await;
+    // Published, and the position recorded (the relay records it once idle).
     let deadline = tokio::time::Instant::now() + WITHIN;
-    while relay1.status().published < 1 {
+    while relay1.status().published < 1 || producer.store.outbox_status().await.unwrap().pending > 0
+    {
         assert!(tokio::time::Instant::now() < deadline);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -119,6 +119,10 @@ struct Writer {
     jobs: Option<mpsc::Sender<Job>>,
     thread: Option<JoinHandle<()>>,
     transactions: Arc<AtomicU64>,
+    /// A second, read-only connection for the outbox: in WAL mode it reads what is committed
+    /// without queueing behind the writer's transactions and their fsyncs, which would add their
+    /// latency to every revocation's trip to other processes.
+    reader: Arc<std::sync::Mutex<Connection>>,
     /// Holds the data directory's lock while the store is open; closing it releases the lock.
     _lock: std::fs::File,
 }
@@ -147,18 +151,8 @@ enum Job {
     Outbox(OutboxJob),
 }
 
-/// The outbox's jobs, each holding its output until the transaction has committed.
+/// The outbox's writes (its reads go through the reader connection).
 enum OutboxJob {
-    Status {
-        status: OutboxStatus,
-        done: Reply<OutboxStatus>,
-    },
-    Read {
-        after: u64,
-        limit: usize,
-        entries: Vec<OutboxEntry>,
-        done: Reply<Vec<OutboxEntry>>,
-    },
     Mark {
         position: OutboxPosition,
         done: Reply<()>,
@@ -257,6 +251,14 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(|e| fail("cannot set synchronous=FULL", e))?;
         migrate(&mut conn).map_err(|e| StoreError::new(format!("{}: {e}", path.display())))?;
+        let reader = Connection::open_with_flags(
+            &path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| fail("cannot open a reader", e))?;
+        reader
+            .busy_timeout(busy_timeout)
+            .map_err(|e| fail("cannot set busy timeout", e))?;
 
         let (jobs, queue) = mpsc::channel();
         let transactions = Arc::new(AtomicU64::new(0));
@@ -271,6 +273,7 @@ impl SqliteStore {
                 jobs: Some(jobs),
                 thread: Some(thread),
                 transactions,
+                reader: Arc::new(std::sync::Mutex::new(reader)),
                 _lock: lock,
             }),
         })
@@ -288,6 +291,22 @@ impl SqliteStore {
             .as_ref()
             .and_then(|jobs| jobs.send(job).ok())
             .ok_or_else(|| StoreError::new("the store thread has stopped"))
+    }
+
+    /// Runs `query` on the reader connection, on a blocking thread.
+    async fn read<T: Send + 'static>(
+        &self,
+        query: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let reader = self.writer.reader.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = reader
+                .lock()
+                .map_err(|_| StoreError::new("a reader panicked"))?;
+            query(&conn).map_err(|e| StoreError::new(format!("outbox read failed: {e}")))
+        })
+        .await
+        .map_err(|_| StoreError::new("the outbox reader stopped"))?
     }
 
     /// Queues the job made with a reply channel and waits for its answer.
@@ -358,23 +377,11 @@ impl Store for SqliteStore {
     }
 
     fn outbox_status(&self) -> StoreFuture<'_, OutboxStatus> {
-        Box::pin(self.call(|done| {
-            Job::Outbox(OutboxJob::Status {
-                status: OutboxStatus::default(),
-                done,
-            })
-        }))
+        Box::pin(self.read(outbox_status))
     }
 
     fn outbox_read(&self, after: u64, limit: usize) -> StoreFuture<'_, Vec<OutboxEntry>> {
-        Box::pin(self.call(move |done| {
-            Job::Outbox(OutboxJob::Read {
-                after,
-                limit,
-                entries: Vec::new(),
-                done,
-            })
-        }))
+        Box::pin(self.read(move |conn| outbox_read(conn, after, limit)))
     }
 
     fn outbox_mark(&self, position: OutboxPosition) -> StoreFuture<'_, ()> {
@@ -523,12 +530,6 @@ impl Job {
             Job::Purge { purged, done, .. } => {
                 let _ = done.send(answer(outcome, purged));
             }
-            Job::Outbox(OutboxJob::Status { status, done }) => {
-                let _ = done.send(answer(outcome, status));
-            }
-            Job::Outbox(OutboxJob::Read { entries, done, .. }) => {
-                let _ = done.send(answer(outcome, entries));
-            }
             Job::Outbox(OutboxJob::Mark { done, .. }) => {
                 let _ = done.send(answer(outcome, ()));
             }
@@ -539,56 +540,6 @@ impl Job {
 impl OutboxJob {
     fn run(&mut self, tx: &Connection) -> rusqlite::Result<()> {
         match self {
-            OutboxJob::Status { status, .. } => {
-                let (epoch, published_through): (String, i64) = tx
-                    .prepare_cached("SELECT epoch, published_through FROM outbox")?
-                    .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))?;
-                let pending: i64 = tx
-                    .prepare_cached(
-                        "SELECT (SELECT count(*) FROM revocations WHERE seq > ?1)
-                              + (SELECT count(*) FROM cutoffs WHERE seq > ?1)",
-                    )?
-                    .query_row([published_through], |row| row.get(0))?;
-                *status = OutboxStatus {
-                    position: OutboxPosition {
-                        epoch,
-                        published_through: u64::try_from(published_through).unwrap_or(0),
-                    },
-                    pending: u64::try_from(pending).unwrap_or(0),
-                };
-            }
-            OutboxJob::Read {
-                after,
-                limit,
-                entries,
-                ..
-            } => {
-                let after = i64::try_from(*after).unwrap_or(i64::MAX);
-                let limit = i64::try_from(*limit).unwrap_or(i64::MAX);
-                *entries = tx
-                    .prepare_cached(
-                        "SELECT seq, kind, id, expires_at, NULL FROM revocations WHERE seq > ?1
-                         UNION ALL
-                         SELECT seq, 'cutoff', scope, issued_before, value FROM cutoffs
-                         WHERE seq > ?1
-                         ORDER BY seq LIMIT ?2",
-                    )?
-                    .query_map([after, limit], |row| {
-                        let seq: i64 = row.get(0)?;
-                        let instant = UnixMillis(row.get(3)?);
-                        let event = match row.get_ref(1)?.as_str()? {
-                            "cutoff" => {
-                                cutoff_event(row.get_ref(2)?.as_str()?, row.get(4)?, instant)?
-                            }
-                            kind => revocation_event(kind, row.get(2)?, instant)?,
-                        };
-                        Ok(OutboxEntry {
-                            seq: u64::try_from(seq).unwrap_or(0),
-                            event,
-                        })
-                    })?
-                    .collect::<rusqlite::Result<_>>()?;
-            }
             OutboxJob::Mark { position, .. } => {
                 tx.prepare_cached(
                     "UPDATE outbox SET epoch = ?1, published_through = ?2
@@ -602,6 +553,49 @@ impl OutboxJob {
         }
         Ok(())
     }
+}
+
+fn outbox_status(conn: &Connection) -> rusqlite::Result<OutboxStatus> {
+    let (epoch, published_through): (String, i64) = conn
+        .prepare_cached("SELECT epoch, published_through FROM outbox")?
+        .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    let pending: i64 = conn
+        .prepare_cached(
+            "SELECT (SELECT count(*) FROM revocations WHERE seq > ?1)
+                  + (SELECT count(*) FROM cutoffs WHERE seq > ?1)",
+        )?
+        .query_row([published_through], |row| row.get(0))?;
+    Ok(OutboxStatus {
+        position: OutboxPosition {
+            epoch,
+            published_through: u64::try_from(published_through).unwrap_or(0),
+        },
+        pending: u64::try_from(pending).unwrap_or(0),
+    })
+}
+
+fn outbox_read(conn: &Connection, after: u64, limit: usize) -> rusqlite::Result<Vec<OutboxEntry>> {
+    let after = i64::try_from(after).unwrap_or(i64::MAX);
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    conn.prepare_cached(
+        "SELECT seq, kind, id, expires_at, NULL FROM revocations WHERE seq > ?1
+         UNION ALL
+         SELECT seq, 'cutoff', scope, issued_before, value FROM cutoffs WHERE seq > ?1
+         ORDER BY seq LIMIT ?2",
+    )?
+    .query_map([after, limit], |row| {
+        let seq: i64 = row.get(0)?;
+        let instant = UnixMillis(row.get(3)?);
+        let event = match row.get_ref(1)?.as_str()? {
+            "cutoff" => cutoff_event(row.get_ref(2)?.as_str()?, row.get(4)?, instant)?,
+            kind => revocation_event(kind, row.get(2)?, instant)?,
+        };
+        Ok(OutboxEntry {
+            seq: u64::try_from(seq).unwrap_or(0),
+            event,
+        })
+    })?
+    .collect()
 }
 
 /// Takes the next outbox number (never reused: it outlives the rows it numbered).
