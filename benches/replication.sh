@@ -45,17 +45,22 @@ revocations() {
     http://127.0.0.1:8080/connect/revocation | rate
 }
 
-echo "== 1. /connect/revocation, wrk -t2 -c64 -d$DURATION, replication off then on"
-run_server off ""
-off=$(revocations off)
-kill "$server"; wait "$server" 2>/dev/null || true
-run_server on "$(printf '[replication]\nredis_url = "redis://127.0.0.1:%s/"' "$port")"
-on=$(revocations on)
-kill "$server"; wait "$server" 2>/dev/null || true
-echo "replication off: $off revocations/s"
-echo "replication on:  $on revocations/s"
-echo "ratio on/off:    $(python3 -c "print(f'{$on/$off:.2f}')")"
-echo "stream entries published: $(redis-cli -p "$port" XLEN '{tollgate}:revocations') (trimmed below each snapshot)"
+echo "== 1. /connect/revocation, wrk -t2 -c64 -d$DURATION, replication off and on, alternating ${ROUNDS:-2} times"
+replication=$(printf '[replication]\nredis_url = "redis://127.0.0.1:%s/"' "$port")
+off_total=0; on_total=0
+for round in $(seq "${ROUNDS:-2}"); do
+  for mode in off on; do
+    extra=""; [ "$mode" = on ] && extra=$replication
+    rm -rf "$work/$mode"
+    run_server "$mode" "$extra"
+    r=$(revocations "$mode")
+    kill "$server"; wait "$server" 2>/dev/null || true
+    echo "round $round, replication $mode: $r revocations/s"
+    if [ "$mode" = on ]; then on_total=$((on_total + r)); else off_total=$((off_total + r)); fi
+  done
+done
+echo "ratio on/off (sums): $(python3 -c "print(f'{$on_total/$off_total:.2f}')")"
+echo "stream entries left after trimming: $(redis-cli -p "$port" XLEN '{tollgate}:revocations')"
 
 echo "== 2. propagation, ${RATE:-1000} revocations/s for ${PROPAGATION_SECONDS:-30} s"
 TOLLGATE_BIN="$bin" cargo bench -q -p tollgate-redis --bench propagation 2>/dev/null

@@ -166,6 +166,37 @@ impl Feed {
     }
 }
 
+/// One atomic look: is this still the data we follow (the epoch), was the stream trimmed past
+/// us (the snapshot's id and the stream's first entry), and what follows `last`.
+async fn look(
+    mut connection: MultiplexedConnection,
+    keys: Keys,
+    last: StreamId,
+) -> RedisResult<Look> {
+    redis::pipe()
+        .atomic()
+        .cmd("GET")
+        .arg(&keys.epoch)
+        .cmd("HMGET")
+        .arg(&keys.snapshot)
+        .arg("v")
+        .arg("id")
+        .cmd("XRANGE")
+        .arg(&keys.stream)
+        .arg("-")
+        .arg("+")
+        .arg("COUNT")
+        .arg(1)
+        .cmd("XREAD")
+        .arg("COUNT")
+        .arg(BATCH)
+        .arg("STREAMS")
+        .arg(&keys.stream)
+        .arg(last.to_string())
+        .query_async(&mut connection)
+        .await
+}
+
 /// The follower's task state.
 struct Task {
     follower: Follower,
@@ -212,35 +243,22 @@ impl Task {
     /// Follows until Redis fails.
     async fn follow(&mut self, connection: &mut MultiplexedConnection) -> RedisResult<()> {
         let keys = self.follower.keys.clone();
+        // The next look, already sent while the previous batch is applied: while there is a
+        // backlog, Redis reads the next batch as this task applies the last one.
+        let mut ahead: Option<(StreamId, JoinHandle<RedisResult<Look>>)> = None;
         loop {
             let Some(last) = self.last_id else {
+                ahead = None;
                 self.load(connection).await?;
                 continue;
             };
-            // One atomic look: is this still the data we follow, was the stream trimmed past us,
-            // and what follows our last id.
-            let (epoch, snapshot, first, batch): Look = redis::pipe()
-                .atomic()
-                .cmd("GET")
-                .arg(&keys.epoch)
-                .cmd("HMGET")
-                .arg(&keys.snapshot)
-                .arg("v")
-                .arg("id")
-                .cmd("XRANGE")
-                .arg(&keys.stream)
-                .arg("-")
-                .arg("+")
-                .arg("COUNT")
-                .arg(1)
-                .cmd("XREAD")
-                .arg("COUNT")
-                .arg(BATCH)
-                .arg("STREAMS")
-                .arg(&keys.stream)
-                .arg(last.to_string())
-                .query_async(connection)
-                .await?;
+            let seen = match ahead.take() {
+                Some((from, next)) if from == last => next.await.map_err(|_| {
+                    redis::RedisError::from(std::io::Error::other("read aborted"))
+                })??,
+                _ => look(connection.clone(), keys.clone(), last).await?,
+            };
+            let (epoch, snapshot, first, batch) = seen;
             self.state.touch();
             if epoch != self.epoch {
                 tracing::warn!(
@@ -271,6 +289,10 @@ impl Task {
             }
             let entries = stream::read_entries(batch);
             let caught_up = entries.len() < BATCH;
+            if !caught_up && let Some(next) = entries.iter().filter_map(|e| e.id).max() {
+                let read = look(connection.clone(), keys.clone(), next);
+                ahead = Some((next.max(last), tokio::spawn(read)));
+            }
             self.apply(&entries);
             if caught_up && !self.state.is_synced() {
                 self.state.set_synced();
