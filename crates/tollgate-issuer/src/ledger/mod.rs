@@ -31,6 +31,8 @@ mod live;
 mod redeem;
 
 pub(crate) use live::LiveTokens;
+#[cfg(feature = "test-util")]
+pub use live::bench::LiveTokensBench;
 pub(crate) use redeem::RedeemError;
 
 use crate::digest::sha256;

@@ -10,6 +10,8 @@
 //! (`cargo bench -p tollgate-issuer --features test-util --bench live_memory`), everything
 //! included: see the README's memory model.
 
+#[cfg(feature = "test-util")]
+pub(crate) mod bench;
 mod id;
 mod owners;
 mod timeline;
