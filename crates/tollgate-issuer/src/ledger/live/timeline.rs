@@ -25,7 +25,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 const CHUNK: usize = 1024;
 
 /// The smallest capacity a chunk grows by.
-const MIN_GROWTH: usize = 8;
+const MIN_GROWTH: usize = 4;
 
 /// A token whose id is a tollgate id and which has no grant.
 #[derive(Debug, Clone, Copy)]
@@ -93,69 +93,70 @@ pub(super) struct NewToken<'a> {
     pub(super) owner: u32,
 }
 
-/// A list that grows chunk by chunk, each chunk by an eighth (see the [module docs](self)).
+/// A list that grows chunk by chunk, each chunk by an eighth (see the [module docs](self)). The
+/// chunk being filled is held inline: a bucket of a few tokens allocates one small chunk and
+/// nothing else.
 #[derive(Debug)]
 struct Chunks<T> {
-    chunks: Vec<Vec<T>>,
+    /// The chunk being filled (never more than [`CHUNK`]).
+    tail: Vec<T>,
+    /// Chunks of exactly [`CHUNK`] records.
+    full: Vec<Vec<T>>,
 }
 
 impl<T> Default for Chunks<T> {
     fn default() -> Self {
-        Chunks { chunks: Vec::new() }
+        Chunks {
+            tail: Vec::new(),
+            full: Vec::new(),
+        }
     }
 }
 
 impl<T> Chunks<T> {
     fn push(&mut self, record: T) {
-        match self.chunks.last_mut() {
-            Some(last) if last.len() < CHUNK => {
-                if last.len() == last.capacity() {
-                    let growth = (last.len() / 8).max(MIN_GROWTH).min(CHUNK - last.len());
-                    last.reserve_exact(growth);
-                }
-                last.push(record);
-            }
-            _ => {
-                let mut chunk = Vec::with_capacity(MIN_GROWTH);
-                chunk.push(record);
-                self.chunks.push(chunk);
-            }
+        if self.tail.len() == CHUNK {
+            self.full.push(std::mem::take(&mut self.tail));
         }
+        if self.tail.len() == self.tail.capacity() {
+            let len = self.tail.len();
+            self.tail
+                .reserve_exact((len / 8).max(MIN_GROWTH).min(CHUNK - len));
+        }
+        self.tail.push(record);
     }
 
     /// Removes the first record `is_it` picks, filling its place with the last record.
     fn remove(&mut self, is_it: impl Fn(&T) -> bool) -> bool {
-        let Some((c, i)) = self
-            .chunks
-            .iter()
-            .enumerate()
-            .find_map(|(c, chunk)| chunk.iter().position(&is_it).map(|i| (c, i)))
-        else {
-            return false;
-        };
-        let Some(last_chunk) = self.chunks.last_mut() else {
-            return false;
-        };
-        let Some(last) = last_chunk.pop() else {
-            return false;
-        };
-        if last_chunk.is_empty() {
-            self.chunks.pop();
+        if self.tail.is_empty() {
+            let Some(chunk) = self.full.pop() else {
+                return false;
+            };
+            self.tail = chunk;
         }
-        // `last` was the record to remove if it was the very last one; otherwise it takes its
-        // place.
-        if let Some(slot) = self.chunks.get_mut(c).and_then(|chunk| chunk.get_mut(i)) {
-            *slot = last;
+        if let Some(i) = self.tail.iter().position(&is_it) {
+            self.tail.swap_remove(i);
+            return true;
         }
-        true
+        for chunk in &mut self.full {
+            if let Some(slot) = chunk.iter_mut().find(|r| is_it(r)) {
+                // The tail is not empty (see above): its last record fills the hole, so full
+                // chunks stay full.
+                if let Some(last) = self.tail.pop() {
+                    *slot = last;
+                }
+                return true;
+            }
+        }
+        false
     }
 
     fn iter(&self) -> impl Iterator<Item = &T> {
-        self.chunks.iter().flatten()
+        self.full.iter().flatten().chain(&self.tail)
     }
 
     fn len(&self) -> usize {
-        self.chunks.iter().map(Vec::len).sum()
+        self.full.len() * CHUNK + self.tail.len()
     }
 }
 
@@ -408,6 +409,17 @@ mod tests {
         }
         assert_eq!(timeline.len(), 0);
         assert!(timeline.lock().by_expiry.is_empty(), "empty buckets go");
+        // Emptying a bucket whose tail chunk is empty takes records from its full chunks.
+        let many: Vec<String> = (0..CHUNK + 1)
+            .map(|_| tollgate_core::random::id())
+            .collect();
+        for id in &many {
+            timeline.insert(token(id, None, 20));
+        }
+        for id in many.iter().rev() {
+            assert!(timeline.remove(id, 20));
+        }
+        assert_eq!(timeline.len(), 0);
     }
 
     #[test]
@@ -482,17 +494,31 @@ mod tests {
     #[test]
     fn chunks_never_hold_more_than_an_eighth_unused() {
         let mut chunks = Chunks::default();
-        for n in 1..=5 * CHUNK {
+        for n in 1..=5 * CHUNK + 100 {
             chunks.push(n);
-            let capacity: usize = chunks.chunks.iter().map(Vec::capacity).sum();
-            let full = chunks.chunks.len().saturating_sub(1) * CHUNK;
-            let tail = n - full;
+            let tail = chunks.tail.len();
             assert!(
-                capacity - full <= tail + (tail / 8).max(MIN_GROWTH),
-                "{n}: {capacity}"
+                chunks
+                    .full
+                    .iter()
+                    .all(|c| c.len() == CHUNK && c.capacity() == CHUNK)
             );
-            assert!(chunks.chunks.iter().all(|c| c.capacity() <= CHUNK));
+            assert!(
+                chunks.tail.capacity() <= tail + (tail / 8).max(MIN_GROWTH),
+                "{n}"
+            );
+            assert_eq!(chunks.len(), n);
         }
-        assert_eq!(chunks.len(), 5 * CHUNK);
+        // Removal keeps full chunks full, whichever chunk the record was in.
+        for n in [1, 2000, 5 * CHUNK + 100, 3000, 5 * CHUNK + 50] {
+            assert!(chunks.remove(|&r| r == n), "{n}");
+            assert!(!chunks.remove(|&r| r == n));
+            assert!(chunks.full.iter().all(|c| c.len() == CHUNK));
+        }
+        assert_eq!(chunks.len(), 5 * CHUNK + 95);
+        let mut left: Vec<usize> = chunks.iter().copied().collect();
+        left.sort_unstable();
+        assert_eq!(left.len(), chunks.len());
+        assert!(!left.contains(&2000) && left.contains(&2001));
     }
 }
