@@ -27,14 +27,16 @@ static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 const START: i64 = 1_767_225_600_000;
 const LIFETIME: i64 = 3_600_000;
 
+type Hasher = foldhash::fast::RandomState;
+
+/// Interned names: number by name, name by number.
+type Symbols = (HashMap<Arc<str>, u32, Hasher>, Vec<Arc<str>>);
+
 /// The live set as it was before (main @ 0b808bb): interned names, text ids.
 #[derive(Default)]
 struct Before {
-    access: DashMap<CompactString, BeforeEntry, foldhash::fast::RandomState>,
-    symbols: RwLock<(
-        HashMap<Arc<str>, u32, foldhash::fast::RandomState>,
-        Vec<Arc<str>>,
-    )>,
+    access: DashMap<CompactString, BeforeEntry, Hasher>,
+    symbols: RwLock<Symbols>,
 }
 
 #[allow(dead_code)] // Only its size matters.
