@@ -13,8 +13,13 @@
 //! chunks of at most [`CHUNK`] that grow by an eighth, so unused capacity is at most an eighth of
 //! a bucket's last chunk (Vec's doubling would leave up to half of it unused right after a
 //! growth step). Each bucket (one per second of expiry, tollgate's `exp` being whole seconds)
-//! adds about 100 bytes of map and headers, spread over the tokens that expire in that second.
-//! Tokens with any other id take a [`Foreign`] record: their text on the heap (the worst case).
+//! adds about 300 bytes (its share of the map's nodes, chunk headers, a partly filled chunk),
+//! spread over the tokens that expire in that second. Tokens with any other id take a
+//! [`Foreign`] record: their text on the heap (the worst case).
+//!
+//! Measured (`benches/live_memory.rs`, counting allocator, 1,000,000 tokens): 32.1 bytes per
+//! token at 15,000 tokens/s, 36.4 at 278/s, 62.4 at 10/s, 48.2 with grants, 88.7 with UUID ids;
+//! 32.8 at 10,000,000 tokens.
 
 use super::id::Id128;
 use std::collections::BTreeMap;
