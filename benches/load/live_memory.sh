@@ -56,6 +56,7 @@ for round in $(seq "$ROUNDS"); do
   done
 done
 for bin in "$@"; do
+  [ "$ROUNDS" -gt 0 ] || break
   echo "median $bin: $(printf '%s\n' ${rates[$bin]} | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}') tokens/s"
 done
 
