@@ -55,6 +55,10 @@ pub use directory::{
     Client, Clients, DirectoryError, DirectoryFuture, DuplicateEntry, GrantType, StaticDirectory,
     User, Users,
 };
+/// For `benches/live_memory.rs` only (feature `test-util`): not part of the API.
+#[cfg(feature = "test-util")]
+#[doc(hidden)]
+pub use ledger::LiveTokensBench;
 pub use protocol::response::ResponseBody;
 pub use service::{BuildError, LiveTokens, TokenService, TokenServiceBuilder, TokenServiceFuture};
 pub use store::{

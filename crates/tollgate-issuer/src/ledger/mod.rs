@@ -31,6 +31,8 @@ mod live;
 mod redeem;
 
 pub(crate) use live::LiveTokens;
+#[cfg(feature = "test-util")]
+pub use live::bench::LiveTokensBench;
 pub(crate) use redeem::RedeemError;
 
 use crate::digest::sha256;
@@ -49,6 +51,11 @@ use tollgate_layer::{VerifiedClaims, Verifier};
 /// How long after their expiry revocations and tokens are kept: validators accept a token until
 /// `exp` plus their clock-skew leeway (30 s by default), so its revocation must outlive that.
 const RETENTION: Duration = Duration::from_secs(60);
+
+/// How many expired access tokens one purge step forgets before letting others at the live set
+/// (plus at most one expiry bucket): freeing them takes microseconds, since records are dropped a
+/// chunk of up to 1,024 at a time.
+const PURGE_STEP: usize = 65_536;
 
 /// How far in the future a cutoff's instant may be (clock skew between caller and server).
 const MAX_SKEW: Duration = Duration::from_secs(1);
@@ -264,10 +271,10 @@ impl Ledger {
     ) -> Result<Issued, LedgerError> {
         let Some(refresh_scope) = refresh_scope else {
             let (access_token, record) = self.mint(&spec, None).await?;
-            let jti = record.jti.clone();
+            let (jti, expires_at) = (record.jti.clone(), record.expires_at);
             if let Err(e) = self.store.write_behind(vec![Record::AccessToken(record)]) {
                 tracing::error!(error = %e, "cannot record an issued token");
-                self.live.remove_access(&jti);
+                self.live.remove_access(&jti, expires_at);
                 return Err(LedgerError::Unavailable);
             }
             return Ok(Issued {
@@ -332,7 +339,7 @@ impl Ledger {
         match jws::encode(&key, jws::ACCESS_TOKEN_TYP, &claims) {
             Ok(token) => Ok((token, record)),
             Err(e) => {
-                self.live.remove_access(&record.jti);
+                self.live.remove_access(&record.jti, record.expires_at);
                 tracing::error!(error = %e, "cannot sign an access token");
                 Err(LedgerError::Internal)
             }
@@ -350,7 +357,7 @@ impl Ledger {
         replaces: Option<[u8; 32]>,
     ) -> Result<Issued, LedgerError> {
         let (access_token, access) = self.mint(&spec, Some(&grant_id)).await?;
-        let jti = access.jti.clone();
+        let (jti, expires_at) = (access.jti.clone(), access.expires_at);
         let refresh_token = random::secret();
         let now = self.clock.now();
         let refresh = RefreshTokenRecord {
@@ -371,7 +378,7 @@ impl Ledger {
         records.extend(replaces.map(Record::RefreshRotated));
         if let Err(e) = self.commit(records).await {
             // Never handed out: it must not count in a batch revocation.
-            self.live.remove_access(&jti);
+            self.live.remove_access(&jti, expires_at);
             return Err(e);
         }
         self.live.insert_refresh(refresh);
@@ -502,7 +509,17 @@ impl Ledger {
     pub(crate) async fn purge(&self) -> Result<(), StoreError> {
         let now = self.clock.now();
         let before = now.saturating_sub(RETENTION);
-        let live = self.live.purge(before);
+        let mut live = self.live.purge_refresh(before);
+        loop {
+            let step = self.live.purge_access(before, PURGE_STEP);
+            live += step.removed;
+            if !step.more {
+                break;
+            }
+            // Issuance and batch counts get the live set between steps: however many tokens
+            // expired since the last purge, none waits behind more than one step.
+            tokio::task::yield_now().await;
+        }
         let index =
             self.index.purge_expired(now) + self.index.purge_cutoffs(now, self.cutoff_retention);
         // The store forgets a cutoff no sooner than the index does (RETENTION covers the index's
