@@ -84,6 +84,40 @@ async fn main() {
     let events = revocations(MILLION);
     fill(&url, &keys, &events).await;
 
+    // The ceiling: the same stream read with plain XREADs, nothing decoded or applied.
+    let mut conn = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let (mut last, mut read) = ("0-0".to_owned(), 0usize);
+    loop {
+        let reply: redis::streams::StreamReadReply = redis::cmd("XREAD")
+            .arg("COUNT")
+            .arg(4096)
+            .arg("STREAMS")
+            .arg(&keys.stream)
+            .arg(&last)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let Some(ids) = reply.keys.into_iter().next().map(|k| k.ids) else {
+            break;
+        };
+        if ids.is_empty() {
+            break;
+        }
+        read += ids.len();
+        last = ids.last().map(|e| e.id.clone()).unwrap_or_default();
+    }
+    let raw = started.elapsed();
+    println!(
+        "raw XREAD, for comparison: {read} entries in {:.2} s = {:.0} entries/s",
+        raw.as_secs_f64(),
+        read as f64 / raw.as_secs_f64()
+    );
+
     // 1. Apply rate: a follower that reads the whole stream (and writes one snapshot at the end).
     let index = Arc::new(RevocationIndex::with_capacity(MILLION));
     let started = Instant::now();

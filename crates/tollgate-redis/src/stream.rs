@@ -25,17 +25,13 @@ pub(crate) async fn ensure_epoch(
     Ok(epoch)
 }
 
-/// Adds `XADD <stream> * v 1 at <now> e <line>` to `pipe`.
+/// Adds `XADD <stream> * 1 "<now> <line>"` to `pipe`: one field, named for the format version.
 pub(crate) fn add_entry(pipe: &mut redis::Pipeline, keys: &Keys, line: &str, now: UnixMillis) {
     pipe.cmd("XADD")
         .arg(&keys.stream)
         .arg("*")
-        .arg("v")
         .arg(wire::VERSION)
-        .arg("at")
-        .arg(now.0)
-        .arg("e")
-        .arg(line);
+        .arg(format!("{} {line}", now.0));
 }
 
 /// Publishes `events` straight into the stream (no outbox): for events that exist nowhere else,
@@ -94,29 +90,22 @@ pub(crate) struct RawEntry {
 }
 
 impl RawEntry {
-    fn field(&self, name: &str) -> Option<&[u8]> {
-        self.fields
-            .iter()
-            .find(|(k, _)| k == name.as_bytes())
-            .map(|(_, v)| v.as_slice())
-    }
-
-    /// The event and its publish instant, validated: an unknown version, a missing field or a
-    /// malformed event is an error naming what is wrong (never the entry's content).
-    pub(crate) fn decode(&self) -> Result<(RevocationEvent, Option<UnixMillis>), String> {
-        match self.field("v") {
-            Some(v) if v == wire::VERSION.as_bytes() => {}
-            Some(_) => return Err("unknown format version".into()),
-            None => return Err("no format version".into()),
-        }
-        let line = self.field("e").ok_or("no event field")?;
-        let line = std::str::from_utf8(line).map_err(|_| "event is not UTF-8")?;
+    /// The event and its publish instant, validated: an unknown version or a malformed entry is
+    /// an error naming what is wrong (never the entry's content).
+    pub(crate) fn decode(&self) -> Result<(RevocationEvent, UnixMillis), String> {
+        let value = match self.fields.as_slice() {
+            [(name, value)] if name == wire::VERSION.as_bytes() => value,
+            [] => return Err("no fields".into()),
+            [_] => return Err("unknown format version".into()),
+            _ => return Err("more than one field".into()),
+        };
+        let value = std::str::from_utf8(value).map_err(|_| "entry is not UTF-8")?;
+        let (at, line) = value.split_once(' ').ok_or("no publish instant")?;
+        let at = at
+            .parse()
+            .map_err(|_| "the publish instant is not an integer")?;
         let event = wire::decode(line).map_err(|e| e.to_string())?;
-        let at = self
-            .field("at")
-            .and_then(|at| std::str::from_utf8(at).ok()?.parse().ok())
-            .map(UnixMillis);
-        Ok((event, at))
+        Ok((event, UnixMillis(at)))
     }
 }
 
@@ -150,7 +139,7 @@ fn entry(value: Value) -> RawEntry {
             .filter_map(|(k, v)| Some((bytes(k)?, bytes(v)?)))
             .collect(),
         Some(list) => {
-            let mut fields = Vec::with_capacity(3);
+            let mut fields = Vec::with_capacity(1);
             let mut flat = items(list).into_iter();
             while let (Some(k), Some(v)) = (flat.next(), flat.next()) {
                 if let (Some(k), Some(v)) = (bytes(k), bytes(v)) {

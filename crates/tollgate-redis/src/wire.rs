@@ -13,8 +13,9 @@
 //! C <issued_before_ms> client <client_id> ... issued to this client
 //! ```
 //!
-//! A stream entry has three fields: `v` (the format version, `1`), `at` (when it was published,
-//! Unix milliseconds, for lag) and `e` (the event line). The snapshot is a hash with `v`, `id`
+//! A stream entry has one field, named for the format version (`1`), whose value is the publish
+//! instant (Unix milliseconds, for lag), a space, and the event line:
+//! `XADD <stream> * 1 "1763805600123 T 1763809200000 <jti>"`. The snapshot is a hash with `v`, `id`
 //! (the stream id it covers: every entry up to and including it is in the snapshot), `at` and
 //! `events` (event lines joined by `\n`).
 

@@ -338,7 +338,7 @@ impl Task {
                 Ok((event, at)) => {
                     self.follower.index.apply(&event);
                     applied += 1;
-                    published = at.or(published);
+                    published = Some(at);
                 }
                 Err(why) => {
                     skipped += 1;
