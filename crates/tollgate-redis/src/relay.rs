@@ -174,8 +174,8 @@ async fn run(relay: Relay, state: Arc<RelayState>, mut first: Option<Multiplexed
                     let woken = tokio::time::timeout(IDLE_CHECK, relay.wake.notified()).await;
                     save |= woken.is_err();
                 }
-                if save && let Err(Failure::Store(e)) = progress.save(&relay, &state).await {
-                    tracing::warn!(error = %e, "revocation relay: cannot record its position");
+                if save {
+                    progress.save(&relay, &state);
                 }
             }
             Err(Failure::Redis(e)) => {
@@ -213,34 +213,44 @@ enum Failure {
 /// path from a commit to the stream never waits for a write.
 #[derive(Default)]
 struct Progress {
-    /// Where the store says the relay stood, read once (`None`: not yet).
+    /// Where the relay stands; read from the store once (`None`: not yet).
     position: Option<OutboxPosition>,
-    /// The last position written to the store.
+    /// The last position handed to the store.
     saved: Option<OutboxPosition>,
     saved_at: Option<tokio::time::Instant>,
+    /// The write in flight: it runs beside the relay, so that publishing never waits for it.
+    saving: Option<JoinHandle<()>>,
 }
 
 /// While the relay is busy, its position is recorded at least this often.
 const MARK_EVERY: Duration = Duration::from_secs(1);
 
 impl Progress {
-    async fn save(&mut self, relay: &Relay, state: &RelayState) -> Result<(), Failure> {
+    /// Records the position in the store (and refreshes the backlog) in the background; at most
+    /// one such write at a time.
+    fn save(&mut self, relay: &Relay, state: &Arc<RelayState>) {
         let Some(position) = self.position.clone() else {
-            return Ok(());
+            return;
         };
-        if self.saved.as_ref() != Some(&position) {
-            relay
-                .store
-                .outbox_mark(position.clone())
-                .await
-                .map_err(Failure::Store)?;
-            self.saved = Some(position);
+        if self.saving.as_ref().is_some_and(|task| !task.is_finished()) {
+            return;
         }
         self.saved_at = Some(tokio::time::Instant::now());
-        // The backlog as the store counts it, now that it knows where the relay stands.
-        let status = relay.store.outbox_status().await.map_err(Failure::Store)?;
-        state.backlog.store(status.pending, Ordering::Relaxed);
-        Ok(())
+        let mark = (self.saved.as_ref() != Some(&position)).then(|| position.clone());
+        self.saved = Some(position);
+        let (store, state) = (relay.store.clone(), state.clone());
+        self.saving = Some(tokio::spawn(async move {
+            if let Some(position) = mark
+                && let Err(e) = store.outbox_mark(position).await
+            {
+                tracing::warn!(error = %e, "revocation relay: cannot record its position");
+                return;
+            }
+            // The backlog as the store counts it, now that it knows where the relay stands.
+            if let Ok(status) = store.outbox_status().await {
+                state.backlog.store(status.pending, Ordering::Relaxed);
+            }
+        }));
     }
 
     fn due(&self) -> bool {
