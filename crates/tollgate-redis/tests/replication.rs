@@ -2,6 +2,7 @@
 //! convergence, Redis lost and restarted empty, a follower partitioned while the stream is
 //! trimmed past it, duplicates, garbage, credentials and health.
 
+#[macro_use]
 mod support;
 
 use std::sync::Arc;
@@ -74,11 +75,10 @@ async fn what_was_committed_before_the_relay_started_is_published() {
         .await
         .unwrap();
     converge(&producer.index, &index, WITHIN).await;
-    let deadline = tokio::time::Instant::now() + WITHIN;
-    while producer.store.outbox_status().await.unwrap().pending > 0 {
-        assert!(tokio::time::Instant::now() < deadline, "never marked");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually!(
+        "the outbox marked published",
+        producer.store.outbox_status().await.unwrap().pending == 0
+    );
     assert_eq!(relay.status().backlog, 0);
     assert!(relay.status().healthy);
 }
@@ -149,20 +149,12 @@ async fn a_follower_partitioned_while_the_stream_is_trimmed_past_it_reloads_the_
         producer.revoke(token(i)).await;
     }
     converge(&producer.index, &writer_index, WITHIN).await;
-    let deadline = tokio::time::Instant::now() + WITHIN;
-    while writer.status().snapshots_written < 5 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no snapshots written"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually!(
+        "five snapshots written",
+        writer.status().snapshots_written >= 5
+    );
     let mut conn = support::redis(&redis.url()).await;
-    let length: usize = redis::cmd("XLEN")
-        .arg(&Keys::default().stream)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let length = stream_len(&mut conn).await;
     assert!(
         length < 10_000,
         "the stream was not trimmed ({length} entries)"
@@ -232,19 +224,10 @@ async fn killed_between_publishing_and_marking_duplicates_are_harmless() {
         .await
         .unwrap();
     converge(&producer.index, &index, WITHIN).await;
-    let deadline = tokio::time::Instant::now() + WITHIN;
-    loop {
-        let length: usize = redis::cmd("XLEN")
-            .arg(&Keys::default().stream)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        if length == 40 {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{length} entries");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually!(
+        "every entry published twice",
+        stream_len(&mut conn).await == 40
+    );
     assert_eq!(state(&index), state(&producer.index));
 }
 
@@ -372,20 +355,12 @@ async fn health_refuses_until_the_first_sync_and_once_stale() {
     assert_eq!(strict.check(), Ok(()));
 
     proxy.partition();
-    let deadline = tokio::time::Instant::now() + WITHIN;
-    while strict.check() != Err(NotReady::Stale) {
-        assert!(tokio::time::Instant::now() < deadline, "never went stale");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually!("stale", strict.check() == Err(NotReady::Stale));
     assert_eq!(lenient.check(), Ok(()), "always_serve never refuses");
     assert!(!feed.status().connected);
 
     proxy.heal();
-    let deadline = tokio::time::Instant::now() + WITHIN;
-    while strict.check().is_err() {
-        assert!(tokio::time::Instant::now() < deadline, "never recovered");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually!("ready again", strict.check().is_ok());
 }
 
 #[tokio::test]
@@ -395,12 +370,11 @@ async fn a_relay_resumes_from_its_mark_and_keeps_it_per_epoch() {
     producer.revoke(token(1)).await;
     let relay1 = relay(&redis.url(), &producer).await;
     // Published, and the position recorded (the relay records it once idle).
-    let deadline = tokio::time::Instant::now() + WITHIN;
-    while relay1.status().published < 1 || producer.store.outbox_status().await.unwrap().pending > 0
-    {
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually!(
+        "published and marked",
+        relay1.status().published >= 1
+            && producer.store.outbox_status().await.unwrap().pending == 0
+    );
     relay1.stop();
     let OutboxPosition {
         epoch,
@@ -409,11 +383,10 @@ async fn a_relay_resumes_from_its_mark_and_keeps_it_per_epoch() {
     assert!(!epoch.is_empty() && published_through > 0);
     producer.revoke(token(2)).await;
     let relay2 = relay(&redis.url(), &producer).await;
-    let deadline = tokio::time::Instant::now() + WITHIN;
-    while producer.store.outbox_status().await.unwrap().pending > 0 {
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually!(
+        "the outbox marked published",
+        producer.store.outbox_status().await.unwrap().pending == 0
+    );
     assert_eq!(
         relay2.status().published,
         1,

@@ -12,6 +12,17 @@ use tokio::sync::{Notify, broadcast};
 use tollgate_core::{CutoffScope, RevocationEvent, RevocationIndex, UnixMillis};
 use tollgate_issuer::store::{MemoryStore, Record, Store};
 
+/// Waits (polling every 20 ms) until `$ready` holds; fails naming `$what` after 15 s.
+macro_rules! eventually {
+    ($what:expr, $ready:expr) => {{
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+        while !$ready {
+            assert!(tokio::time::Instant::now() < deadline, "never: {}", $what);
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }};
+}
+
 /// Far enough in the future that nothing expires during a test.
 pub const LATER: UnixMillis = UnixMillis(4_000_000_000_000);
 
@@ -148,4 +159,13 @@ pub async fn redis(url: &str) -> redis::aio::MultiplexedConnection {
         .get_multiplexed_async_connection()
         .await
         .expect("connect to the test's Redis")
+}
+
+/// How many entries the default stream holds.
+pub async fn stream_len(connection: &mut redis::aio::MultiplexedConnection) -> usize {
+    redis::cmd("XLEN")
+        .arg(&tollgate_redis::wire::Keys::default().stream)
+        .query_async(connection)
+        .await
+        .expect("XLEN")
 }
