@@ -46,14 +46,16 @@ impl Ledger {
         let claims = template.clone();
         let stamp: Stamp = Box::new(move |at| {
             let mut records = vec![Record::AccessToken(access_record(&stamped(
-                claims,
+                claims.clone(),
                 at,
                 access_lifetime,
             )))];
-            if let Some((mut refresh, replaces)) = refresh {
-                refresh.issued_at = at;
-                refresh.expires_at = at.saturating_add(refresh_lifetime);
-                records.push(Record::RefreshToken(refresh));
+            if let Some((refresh, replaces)) = &refresh {
+                records.push(Record::RefreshToken(RefreshTokenRecord {
+                    issued_at: at,
+                    expires_at: at.saturating_add(refresh_lifetime),
+                    ..refresh.clone()
+                }));
                 records.extend(replaces.map(Record::RefreshRotated));
             }
             records

@@ -42,8 +42,10 @@ use std::time::Duration;
 use tollgate_core::UnixMillis;
 
 /// Builds the records of tokens about to be handed out from the issue instant the store chose
-/// (see [`Store::commit_issued`](super::Store::commit_issued)).
-pub type Stamp = Box<dyn FnOnce(UnixMillis) -> Vec<Record> + Send>;
+/// (see [`Store::commit_issued`](super::Store::commit_issued)). A store may call it more than
+/// once (a transaction that failed and is retried reads its clock again); the records of the
+/// call whose transaction committed are the ones stored, with the instant returned.
+pub type Stamp = Box<dyn Fn(UnixMillis) -> Vec<Record> + Send + Sync>;
 
 /// What a compare-and-set rotation of a refresh token found.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -18,7 +18,7 @@ fn stamp(jti: &str, owner: (&str, &str, &str), grant: Option<&str>, refresh: Opt
     let (tenant, subject, client) = (owner.0.to_owned(), owner.1.to_owned(), owner.2.to_owned());
     Box::new(move |at: UnixMillis| {
         let mut records = vec![Record::AccessToken(AccessTokenRecord {
-            jti,
+            jti: jti.clone(),
             grant_id: grant.clone(),
             tenant: tenant.clone(),
             subject: subject.clone(),
@@ -29,10 +29,10 @@ fn stamp(jti: &str, owner: (&str, &str, &str), grant: Option<&str>, refresh: Opt
         if let Some(id) = refresh {
             records.push(Record::RefreshToken(RefreshTokenRecord {
                 hash: [id; 32],
-                grant_id: grant.unwrap_or_else(|| format!("grant-{id}")),
-                client_id: client,
-                subject,
-                tenant,
+                grant_id: grant.clone().unwrap_or_else(|| format!("grant-{id}")),
+                client_id: client.clone(),
+                subject: subject.clone(),
+                tenant: tenant.clone(),
                 scope: "openid".into(),
                 issued_at: at,
                 expires_at: at.saturating_add(MINUTE),
