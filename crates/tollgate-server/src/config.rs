@@ -459,7 +459,11 @@ fn deserialize(source: &Source) -> Result<File, ConfigError> {
     let deserializer = toml::Deserializer::parse(&source.text)
         .map_err(|e| source.error_at(e.span(), e.message()))?;
     serde_path_to_error::deserialize(deserializer).map_err(|e| {
-        let key = e.path().to_string();
+        // A `Spanned` value shows in the path as a field of its own: the key is the one above it.
+        let key = e
+            .path()
+            .to_string()
+            .replace(".$__serde_spanned_private_value", "");
         let inner = e.into_inner();
         let message = if key == "." || key.is_empty() {
             inner.message().to_owned()
@@ -897,6 +901,11 @@ mod tests {
             err.starts_with("t.toml:3:") && err.contains("server.max_connections"),
             "{err}"
         );
+        let err = error("issuer = \"x\"\n[server]\nmax_connections = \"a\"\n");
+        assert!(
+            err.starts_with("t.toml:3:19: server.max_connections: invalid type"),
+            "a spanned value is named by its key alone: {err}"
+        );
         let err = error("issuer = \"x\"\n[server]\nmax_conections = 1\n");
         assert!(err.contains("max_conections"), "{err}");
     }
@@ -1001,7 +1010,7 @@ mod tests {
 
         let err = error("issuer = \"x\"\n[metrics]\nlisten = \"localhost\"\n");
         assert!(
-            err.starts_with("t.toml:3:") && err.contains("metrics.listen"),
+            err.starts_with("t.toml:3:10: metrics.listen: invalid socket address"),
             "{err}"
         );
         let err = error("issuer = \"x\"\n[metrics]\nport = 9464\n");
