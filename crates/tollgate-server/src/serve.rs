@@ -54,7 +54,7 @@ pub fn run(config_path: &Path) -> Result<(), String> {
         let listener = TcpListener::bind(listen)
             .await
             .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-        let mut exporter = match config.metrics_listen() {
+        let exporter = match config.metrics_listen() {
             Some(address) => Some((
                 TcpListener::bind(address)
                     .await
@@ -72,7 +72,7 @@ pub fn run(config_path: &Path) -> Result<(), String> {
             Some(replication) => Some(replication::start(replication, &service).await?),
             None => None,
         };
-        let Some((metrics_listener, mut metrics)) = exporter.take() else {
+        let Some((metrics_listener, mut metrics)) = exporter else {
             return serve(listener, service.clone(), service, limits, replicas).await;
         };
         metrics.collect(metrics::status::LiveTokens(service.clone()));
