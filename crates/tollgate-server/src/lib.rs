@@ -9,6 +9,7 @@
 pub mod cli;
 pub mod config;
 pub mod connection;
+mod migrate;
 mod replication;
 mod revoke;
 pub mod serve;
