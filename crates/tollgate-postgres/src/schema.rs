@@ -110,14 +110,17 @@ pub(crate) async fn migrate(client: &mut Client) -> Result<(), String> {
             .map_err(fail("cannot read the schema version"))?,
         _ => return Err("schema_version holds more than one row".into()),
     };
-    if version > SCHEMA_VERSION || version < 0 {
+    let Some(applied) = usize::try_from(version)
+        .ok()
+        .filter(|_| version <= SCHEMA_VERSION)
+    else {
         return Err(format!(
             "unknown schema version {version} (this tollgate writes version {SCHEMA_VERSION}): \
              the database was written by a newer tollgate; run that version or use another \
              database"
         ));
-    }
-    for (from, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+    };
+    for (from, migration) in MIGRATIONS.iter().enumerate().skip(applied) {
         tx.batch_execute(migration)
             .await
             .map_err(fail(&format!("migration to version {} failed", from + 1)))?;
