@@ -62,13 +62,17 @@
 //!
 //! # When the database is unreachable
 //!
-//! Connecting and every operation are bounded ([`PostgresOptions`]): a commit against a stopped
-//! database fails within the connect timeout (at once when the connection is refused) with a
+//! Connecting and every operation are bounded ([`PostgresOptions`]), on the client (a timer
+//! around each operation) and on the server (`statement_timeout`, set for every connection): a
+//! commit against a stopped database fails within the connect timeout (at once when the connection is refused) with a
 //! [`StoreError`](tollgate_issuer::StoreError), which the issuer answers with `503`. While the
 //! last attempt failed, [`write_behind`](PostgresStore) refuses records too (so issuance answers
 //! `503` rather than issuing tokens it cannot record) and queues an empty probe batch; the first
 //! batch that succeeds makes the store healthy again. Broken pooled connections are dropped and
 //! new ones made on the next use: the store recovers by itself when PostgreSQL returns.
+//!
+//! A batch that times out while its `COMMIT` is in flight may have committed: its waiters hear an
+//! error all the same. Every write is an idempotent upsert, so the client's retry is harmless.
 //!
 //! # TLS
 //!

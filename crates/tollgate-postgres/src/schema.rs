@@ -86,6 +86,10 @@ pub(crate) async fn migrate(client: &mut Client) -> Result<(), String> {
         .transaction()
         .await
         .map_err(fail("cannot begin the migration"))?;
+    // A migration of a large table may take long, and so may waiting for another replica's.
+    tx.batch_execute("SET LOCAL statement_timeout = 0")
+        .await
+        .map_err(fail("cannot begin the migration"))?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await
         .map_err(fail("cannot take the migration lock"))?;

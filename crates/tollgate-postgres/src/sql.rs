@@ -267,13 +267,23 @@ fn scope_key(scope: &CutoffScope) -> Result<(&'static str, &str), Failure> {
 }
 
 /// Everything live at `now`, read in one repeatable-read snapshot.
-pub(crate) async fn load(client: &mut Client, now: UnixMillis) -> Result<Loaded, Failure> {
+pub(crate) async fn load(
+    client: &mut Client,
+    now: UnixMillis,
+    timeout: std::time::Duration,
+) -> Result<Loaded, Failure> {
     let tx = client
         .build_transaction()
         .isolation_level(IsolationLevel::RepeatableRead)
         .read_only(true)
         .start()
         .await?;
+    // Reading every live token may take longer than an operation's limit.
+    tx.batch_execute(&format!(
+        "SET LOCAL statement_timeout = {}",
+        timeout.as_millis()
+    ))
+    .await?;
     let access_tokens = tx
         .query(
             "SELECT jti, grant_id, tenant, subject, client_id, issued_at, expires_at

@@ -57,8 +57,9 @@ impl PostgresOptions {
     }
 
     /// How long one operation (a batch of commits, an outbox read, a purge) may take, waiting for
-    /// a connection included (default 10 s). An operation that overruns fails and its connection
-    /// is closed, which makes the server roll it back.
+    /// a connection included (default 10 s); also each connection's `statement_timeout`. An
+    /// operation that overruns fails and its connection is closed, which makes the server roll it
+    /// back.
     pub fn operation_timeout(mut self, timeout: Duration) -> Self {
         self.operation_timeout = timeout;
         self
@@ -120,7 +121,15 @@ impl PostgresStore {
         options: PostgresOptions,
     ) -> Result<PostgresStore, StoreError> {
         let mut config = target.config().clone();
+        // The server stops an overrunning statement itself too, rather than running it on for a
+        // client that gave up.
+        let server_options = format!(
+            "{} -c statement_timeout={}",
+            config.get_options().unwrap_or(""),
+            options.operation_timeout.as_millis()
+        );
         config
+            .options(server_options.trim())
             .connect_timeout(options.connect_timeout)
             .keepalives(true)
             .keepalives_idle(Duration::from_secs(30))
@@ -393,8 +402,9 @@ impl Store for PostgresStore {
 
     fn load(&self, now: UnixMillis) -> StoreFuture<'_, Loaded> {
         let shared = &self.inner.shared;
-        Box::pin(shared.read(shared.options.load_timeout, move |client| {
-            Box::pin(async move { sql::load(client, now).await })
+        let timeout = shared.options.load_timeout;
+        Box::pin(shared.read(timeout, move |client| {
+            Box::pin(async move { sql::load(client, now, timeout).await })
         }))
     }
 
