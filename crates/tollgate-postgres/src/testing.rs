@@ -12,7 +12,9 @@
 //! - With `TOLLGATE_TEST_POSTGRES_URL` set (a server the tests may create databases on), or when
 //!   the binaries are missing and that variable is set, no server is started: each
 //!   [`PostgresServer`] is a fresh database `t_<random>` on that server instead, and
-//!   [`stop`](PostgresServer::stop)/[`start`](PostgresServer::start) are unavailable.
+//!   [`stop`](PostgresServer::stop) and [`start_again`](PostgresServer::start_again) are
+//!   unavailable: tests that restart the server use [`PostgresServer::start_private`].
+//!   The databases are left behind: point the variable at a throwaway server.
 //! - With neither, [`PostgresServer::start`] panics with a message saying what is missing: a test
 //!   never passes without PostgreSQL.
 
@@ -95,6 +97,12 @@ impl PostgresServer {
         if let Ok(url) = std::env::var(URL_ENV) {
             return Self::external(&url);
         }
+        Self::start_private()
+    }
+
+    /// Starts a private server whatever [`URL_ENV`] says: for tests that stop and restart it.
+    /// Panics, saying why, if the PostgreSQL binaries are missing.
+    pub fn start_private() -> PostgresServer {
         let Some(bin) = find_bin() else {
             panic!(
                 "PostgreSQL tests need either the PostgreSQL server binaries \
@@ -160,22 +168,32 @@ impl PostgresServer {
     fn external(url: &str) -> PostgresServer {
         let base = PostgresTarget::new(url).unwrap_or_else(|e| panic!("{URL_ENV}: {e}"));
         let name = format!("t_{}", random_suffix());
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("cannot start a runtime");
-        runtime.block_on(async {
-            let (client, connection) = base
-                .config()
-                .connect(tokio_postgres::NoTls)
-                .await
-                .unwrap_or_else(|e| panic!("{URL_ENV} ({base}): cannot connect: {e}"));
-            tokio::spawn(connection);
-            client
-                .batch_execute(&format!("CREATE DATABASE {name}"))
-                .await
-                .unwrap_or_else(|e| panic!("{URL_ENV} ({base}): CREATE DATABASE: {e}"));
-        });
+        // On a thread of its own: `start` is synchronous but usually called inside a test's
+        // runtime, where blocking on another runtime is refused.
+        let create = {
+            let (base, name) = (base.clone(), name.clone());
+            move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("cannot start a runtime");
+                runtime.block_on(async {
+                    let (client, connection) = base
+                        .config()
+                        .connect(tokio_postgres::NoTls)
+                        .await
+                        .unwrap_or_else(|e| panic!("{URL_ENV} ({base}): cannot connect: {e}"));
+                    tokio::spawn(connection);
+                    client
+                        .batch_execute(&format!("CREATE DATABASE {name}"))
+                        .await
+                        .unwrap_or_else(|e| panic!("{URL_ENV} ({base}): CREATE DATABASE: {e}"));
+                });
+            }
+        };
+        if let Err(panic) = std::thread::spawn(create).join() {
+            std::panic::resume_unwind(panic);
+        }
         let mut parsed = url::Url::parse(url).unwrap_or_else(|e| panic!("{URL_ENV}: {e}"));
         parsed.set_path(&name);
         PostgresServer {
@@ -312,4 +330,16 @@ impl Drop for PostgresServer {
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.stop()));
         }
     }
+}
+
+/// A plain client on `target` (its password included), for looking at the tables behind a
+/// store's back.
+pub async fn client(target: &PostgresTarget) -> tokio_postgres::Client {
+    let (client, connection) = target
+        .config()
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("{target}: cannot connect: {e}"));
+    tokio::spawn(connection);
+    client
 }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use tollgate_core::{RevocationEvent, UnixMillis};
 use tollgate_issuer::store::testing::{self, NOW, access_token, assert_every_record_kind};
 use tollgate_issuer::store::{Record, Store};
-use tollgate_postgres::testing::PostgresServer;
+use tollgate_postgres::testing::{PostgresServer, client};
 use tollgate_postgres::{PostgresOptions, PostgresStore, PostgresTarget};
 
 fn options() -> PostgresOptions {
@@ -18,19 +18,6 @@ async fn open(target: &PostgresTarget) -> PostgresStore {
     PostgresStore::connect(target.clone(), options())
         .await
         .expect("connect")
-}
-
-/// A plain client on `target`, for looking at the tables behind the store's back.
-async fn client(target: &PostgresTarget) -> tokio_postgres::Client {
-    let (client, connection) = target
-        .to_string()
-        .parse::<tokio_postgres::Config>()
-        .unwrap()
-        .connect(tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    client
 }
 
 fn revoke(jti: &str) -> Vec<Record> {
@@ -152,7 +139,7 @@ async fn unreachable_database_fails_quickly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_database_fails_commits_quickly_and_the_store_recovers_by_itself() {
-    let server = PostgresServer::start();
+    let server = PostgresServer::start_private();
     let target = server.target();
     let store = open(&target).await;
     store.commit(revoke("before")).await.unwrap();

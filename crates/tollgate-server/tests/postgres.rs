@@ -17,7 +17,7 @@ fn postgres_config(dir: &std::path::Path, url: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revocations_survive_a_restart_and_a_stopped_database_is_503_until_it_returns() {
-    let postgres = PostgresServer::start();
+    let postgres = PostgresServer::start_private();
     let dir = tempfile::tempdir().unwrap();
     let config = postgres_config(dir.path(), postgres.url());
     let server = Server::start(dir.path(), &config);
