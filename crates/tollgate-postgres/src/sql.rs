@@ -1,6 +1,7 @@
 //! The SQL of the store: one function per operation, each taking a connection or transaction,
 //! so that new operations (and new `Store` methods) are one more function here.
 
+use futures_util::TryStreamExt;
 use futures_util::future::try_join_all;
 use std::future::Future;
 use std::pin::Pin;
@@ -284,37 +285,40 @@ pub(crate) async fn load(
         timeout.as_millis()
     ))
     .await?;
-    let access_tokens = tx
-        .query(
+    // Streamed, row by row: millions of live tokens are never held twice (as rows and records).
+    let mut access_tokens = Vec::new();
+    let rows = tx
+        .query_raw(
             "SELECT jti, grant_id, tenant, subject, client_id, issued_at, expires_at
              FROM access_tokens WHERE expires_at >= $1",
-            &[&now.0],
+            [now.0],
         )
-        .await?
-        .iter()
-        .map(|row| {
-            Ok(AccessTokenRecord {
-                jti: row.try_get(0)?,
-                grant_id: row.try_get(1)?,
-                tenant: row.try_get(2)?,
-                subject: row.try_get(3)?,
-                client_id: row.try_get(4)?,
-                issued_at: UnixMillis(row.try_get(5)?),
-                expires_at: UnixMillis(row.try_get(6)?),
-            })
-        })
-        .collect::<Result<_, tokio_postgres::Error>>()?;
-    let refresh_tokens = tx
-        .query(
+        .await?;
+    let mut rows = std::pin::pin!(rows);
+    while let Some(row) = rows.try_next().await? {
+        access_tokens.push(AccessTokenRecord {
+            jti: row.try_get(0)?,
+            grant_id: row.try_get(1)?,
+            tenant: row.try_get(2)?,
+            subject: row.try_get(3)?,
+            client_id: row.try_get(4)?,
+            issued_at: UnixMillis(row.try_get(5)?),
+            expires_at: UnixMillis(row.try_get(6)?),
+        });
+    }
+    let mut refresh_tokens = Vec::new();
+    let rows = tx
+        .query_raw(
             "SELECT hash, grant_id, client_id, subject, tenant, scope, issued_at, expires_at,
                  rotated
              FROM refresh_tokens WHERE expires_at >= $1",
-            &[&now.0],
+            [now.0],
         )
-        .await?
-        .iter()
-        .map(refresh_token)
-        .collect::<Result<_, Failure>>()?;
+        .await?;
+    let mut rows = std::pin::pin!(rows);
+    while let Some(row) = rows.try_next().await? {
+        refresh_tokens.push(refresh_token(&row)?);
+    }
     let mut revocations = tx
         .query("SELECT kind, id, expires_at FROM revocations", &[])
         .await?
