@@ -33,6 +33,8 @@ pub const URL_ENV: &str = "TOLLGATE_TEST_POSTGRES_URL";
 pub struct PostgresServer {
     kind: Kind,
     url: String,
+    /// The password of the user `tollgate`, for a private server that requires one.
+    password: Option<String>,
 }
 
 #[derive(Debug)]
@@ -103,6 +105,16 @@ impl PostgresServer {
     /// Starts a private server whatever [`URL_ENV`] says: for tests that stop and restart it.
     /// Panics, saying why, if the PostgreSQL binaries are missing.
     pub fn start_private() -> PostgresServer {
+        Self::start_private_with(None)
+    }
+
+    /// Starts a private server on which the user `tollgate` must give `password`
+    /// (`scram-sha-256`): [`url`](Self::url) has no password, [`target`](Self::target) has it.
+    pub fn start_private_with_password(password: &str) -> PostgresServer {
+        Self::start_private_with(Some(password.to_owned()))
+    }
+
+    fn start_private_with(password: Option<String>) -> PostgresServer {
         let Some(bin) = find_bin() else {
             panic!(
                 "PostgreSQL tests need either the PostgreSQL server binaries \
@@ -134,21 +146,26 @@ impl PostgresServer {
                 port,
                 run_as,
             },
+            password,
         };
-        server.run(
-            "initdb",
-            &[
-                "-D",
-                "{data}",
-                "-A",
-                "trust",
-                "-U",
-                "tollgate",
-                "-E",
-                "UTF8",
-                "--no-sync",
-            ],
-        );
+        let mut initdb = vec!["-D", "{data}", "-U", "tollgate", "-E", "UTF8", "--no-sync"];
+        match &server.password {
+            Some(password) => {
+                let file = server.private_dir().join("pwfile");
+                std::fs::write(&file, password).expect("cannot write the password file");
+                if let Some(user) = run_as {
+                    let status = Command::new("chown")
+                        .arg(format!("{user}:"))
+                        .arg(&file)
+                        .status()
+                        .expect("cannot run chown");
+                    assert!(status.success(), "chown {}", file.display());
+                }
+                initdb.extend(["-A", "scram-sha-256", "--pwfile={dir}/pwfile"]);
+            }
+            None => initdb.extend(["-A", "trust"]),
+        }
+        server.run("initdb", &initdb);
         server.start_again();
         server.run(
             "createdb",
@@ -199,6 +216,7 @@ impl PostgresServer {
         PostgresServer {
             url: parsed.to_string(),
             kind: Kind::External,
+            password: None,
         }
     }
 
@@ -222,14 +240,22 @@ impl PostgresServer {
         base.with_dbname(&name)
     }
 
-    /// The URL of the test's database (user `tollgate`, no password, for a private server).
+    /// The URL of the test's database (user `tollgate` and never a password, for a private
+    /// server).
     pub fn url(&self) -> &str {
         &self.url
     }
 
     /// [`url`](Self::url), parsed.
     pub fn target(&self) -> PostgresTarget {
-        PostgresTarget::new(&self.url).expect("the test URL parses")
+        PostgresTarget::new(&self.url)
+            .expect("the test URL parses")
+            .with_password(self.password.clone())
+    }
+
+    fn private_dir(&self) -> &Path {
+        self.data_dir()
+            .expect("only a private server has a directory")
     }
 
     /// Stops the server at once (`-m immediate`: as a crash would), keeping its data.
@@ -300,6 +326,9 @@ impl PostgresServer {
             .args(args.iter().map(|a| fill(a)))
             .current_dir(dir.path())
             .stdin(Stdio::null());
+        if let Some(password) = &self.password {
+            command.env("PGPASSWORD", password);
+        }
         let output = command
             .output()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));

@@ -124,6 +124,23 @@ async fn a_wrong_password_is_one_clear_line_without_the_password() {
 }
 
 #[tokio::test]
+async fn a_password_is_required_and_a_wrong_one_refused() {
+    let server = PostgresServer::start_private_with_password("right-password");
+    let store = open(&server.target()).await;
+    store.commit(revoke("with-password")).await.unwrap();
+    let wrong = server.target().with_password(Some("wrong-password".into()));
+    let error = PostgresStore::connect(wrong, options())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("password authentication failed"), "{error}");
+    assert!(
+        !error.contains("wrong-password") && !error.contains('\n'),
+        "{error}"
+    );
+}
+
+#[tokio::test]
 async fn unreachable_database_fails_quickly() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

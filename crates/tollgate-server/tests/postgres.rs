@@ -123,3 +123,37 @@ fn an_unreachable_database_at_start_is_one_line_and_exit_1() {
     );
     assert!(!stderr.contains("hunter2"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_password_comes_from_password_env_and_a_wrong_one_is_one_line() {
+    let postgres = PostgresServer::start_private_with_password("pg-secret-1");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tollgate.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "{}password_env = \"TOLLGATE_TEST_PG_PASSWORD\"\n",
+            postgres_config(dir.path(), postgres.url())
+        ),
+    )
+    .unwrap();
+    let server =
+        Server::start_file_with_env(&path, &[("TOLLGATE_TEST_PG_PASSWORD", "pg-secret-1")]);
+    service_token(&server).await;
+    server.stop();
+
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["serve", "--config"])
+        .arg(&path)
+        .env("TOLLGATE_TEST_PG_PASSWORD", "not-the-secret")
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("password authentication failed") && !stderr.contains("not-the-secret"),
+        "{stderr}"
+    );
+}
