@@ -157,3 +157,54 @@ async fn the_password_comes_from_password_env_and_a_wrong_one_is_one_line() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_store_moves_a_sqlite_deployment_onto_postgres_without_losing_a_revocation() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = Server::start(dir.path(), &config(dir.path()));
+    let revoked = service_token(&sqlite).await;
+    let kept = service_token(&sqlite).await;
+    let (status, _) = post_form(
+        &http(),
+        &sqlite.url("/connect/revocation"),
+        SVC,
+        &[("token", &revoked)],
+    )
+    .await;
+    assert_eq!(status, 200);
+    sqlite.stop();
+
+    let postgres = PostgresServer::start();
+    let path = dir.path().join("postgres.toml");
+    std::fs::write(&path, postgres_config(dir.path(), postgres.url())).unwrap();
+    let migrate = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+            .args(["migrate-store", "--config"])
+            .arg(&path)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let output = migrate(&[]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("copied 2 access tokens")
+            && stdout.contains("1 token and grant revocations"),
+        "{stdout}"
+    );
+    let again = migrate(&[]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+    assert!(migrate(&["--force"]).status.success());
+
+    // The same data directory (its generated signing key) and the database: the revocation holds.
+    let server = Server::start_file(&path);
+    assert_eq!(token_status(&server, &revoked).await, 401);
+    assert_eq!(token_status(&server, &kept).await, 200);
+    server.stop();
+}
