@@ -45,6 +45,7 @@ mod directory;
 mod endpoints;
 mod issuer;
 mod ledger;
+pub mod outcome;
 mod protocol;
 mod service;
 pub mod store;

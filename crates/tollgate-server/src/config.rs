@@ -40,6 +40,8 @@ pub struct Config {
     pub(crate) keys: Vec<KeySpec>,
     pub(crate) directory: Arc<StaticDirectory>,
     pub(crate) replication: Option<Replication>,
+    /// `[metrics] listen`: where `/metrics` is served; `None` without a `[metrics]` table.
+    pub(crate) metrics: Option<SocketAddr>,
     pub(crate) source: Source,
 }
 
@@ -72,6 +74,11 @@ impl Config {
     /// The `[replication]` table, if the file has one.
     pub fn replication(&self) -> Option<&Replication> {
         self.replication.as_ref()
+    }
+
+    /// The address of the metrics listener (`[metrics] listen`); `None` without `[metrics]`.
+    pub fn metrics_listen(&self) -> Option<SocketAddr> {
+        self.metrics
     }
 }
 
@@ -160,6 +167,7 @@ struct File {
     #[serde(default)]
     users: Vec<UserFile>,
     replication: Option<ReplicationFile>,
+    metrics: Option<MetricsFile>,
     postgres: Option<PostgresFile>,
 }
 
@@ -204,6 +212,24 @@ struct ReplicationFile {
     snapshot_every: Option<u64>,
     /// PEM root certificates to trust for `rediss://` (a private CA), instead of the system's.
     ca_file: Option<Spanned<PathBuf>>,
+}
+
+/// Default of `[metrics] listen`: loopback, on the port commonly used for an exporter that is
+/// not registered with Prometheus (9464), so that a `[metrics]` table alone exposes nothing
+/// beyond the host.
+pub const DEFAULT_METRICS_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9464);
+
+/// `[metrics]`: Prometheus metrics on a listener of their own. Without the table, none.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MetricsFile {
+    #[serde(default = "default_metrics_listen")]
+    listen: Spanned<SocketAddr>,
+}
+
+fn default_metrics_listen() -> Spanned<SocketAddr> {
+    Spanned::new(0..0, DEFAULT_METRICS_LISTEN)
 }
 
 fn default_listen() -> SocketAddr {
@@ -467,7 +493,11 @@ fn deserialize(source: &Source) -> Result<File, ConfigError> {
     let deserializer = toml::Deserializer::parse(&source.text)
         .map_err(|e| source.error_at(e.span(), e.message()))?;
     serde_path_to_error::deserialize(deserializer).map_err(|e| {
-        let key = e.path().to_string();
+        // A `Spanned` value shows in the path as a field of its own: the key is the one above it.
+        let key = e
+            .path()
+            .to_string()
+            .replace(".$__serde_spanned_private_value", "");
         let inner = e.into_inner();
         let message = if key == "." || key.is_empty() {
             inner.message().to_owned()
@@ -490,6 +520,10 @@ fn validate(file: File, source: Source) -> Result<Config, ConfigError> {
         .map(|r| replication(&source, r))
         .transpose()?;
     let postgres = postgres(&source, file.store, file.postgres)?;
+    let metrics = file
+        .metrics
+        .map(|m| metrics_listen(&source, &m, file.listen))
+        .transpose()?;
     let keys = key_specs(&source, file.keys)?;
     let tenants = file
         .tenants
@@ -629,6 +663,7 @@ fn validate(file: File, source: Source) -> Result<Config, ConfigError> {
         keys,
         directory,
         replication,
+        metrics,
         source,
     })
 }
@@ -682,6 +717,24 @@ fn postgres(
         None => DEFAULT_POSTGRES_POOL_SIZE,
     };
     Ok(Some(PostgresConfig { target, pool_size }))
+}
+
+/// `[metrics] listen`: never the token service's own address (a port `0` is a fresh port
+/// either way).
+fn metrics_listen(
+    source: &Source,
+    file: &MetricsFile,
+    listen: SocketAddr,
+) -> Result<SocketAddr, ConfigError> {
+    let address = *file.listen.get_ref();
+    if address.port() != 0 && address == listen {
+        return Err(source.error(
+            &file.listen,
+            "metrics.listen",
+            "must differ from `listen`: the metrics are never served on the token service's listener",
+        ));
+    }
+    Ok(address)
 }
 
 /// Checks a prefix of Redis keys: it becomes a Redis Cluster hash tag, `{prefix}`, which a brace
@@ -935,6 +988,11 @@ mod tests {
             err.starts_with("t.toml:3:") && err.contains("server.max_connections"),
             "{err}"
         );
+        let err = error("issuer = \"x\"\n[server]\nmax_connections = \"a\"\n");
+        assert!(
+            err.starts_with("t.toml:3:19: server.max_connections: invalid type"),
+            "a spanned value is named by its key alone: {err}"
+        );
         let err = error("issuer = \"x\"\n[server]\nmax_conections = 1\n");
         assert!(err.contains("max_conections"), "{err}");
     }
@@ -1068,6 +1126,36 @@ mod tests {
         assert!(
             err.starts_with("t.toml:3:") && err.contains("store"),
             "a [postgres] table the store ignores: {err}"
+        );
+    }
+
+    #[test]
+    fn metrics_are_off_unless_configured() {
+        assert_eq!(parse("issuer = \"x\"\n").unwrap().metrics_listen(), None);
+        let config = parse("issuer = \"x\"\n[metrics]\n").unwrap();
+        assert_eq!(config.metrics_listen(), Some(DEFAULT_METRICS_LISTEN));
+        let config = parse("issuer = \"x\"\n[metrics]\nlisten = \"0.0.0.0:9100\"\n").unwrap();
+        assert_eq!(
+            config.metrics_listen(),
+            Some("0.0.0.0:9100".parse().unwrap())
+        );
+
+        let err = error("issuer = \"x\"\n[metrics]\nlisten = \"localhost\"\n");
+        assert!(
+            err.starts_with("t.toml:3:10: metrics.listen: invalid socket address"),
+            "{err}"
+        );
+        let err = error("issuer = \"x\"\n[metrics]\nport = 9464\n");
+        assert!(
+            err.starts_with("t.toml:3:") && err.contains("port"),
+            "{err}"
+        );
+        let err = error(
+            "issuer = \"x\"\nlisten = \"127.0.0.1:8080\"\n[metrics]\nlisten = \"127.0.0.1:8080\"\n",
+        );
+        assert!(
+            err.starts_with("t.toml:4:") && err.contains("metrics.listen: must differ"),
+            "{err}"
         );
     }
 

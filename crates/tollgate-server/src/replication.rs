@@ -66,6 +66,14 @@ pub(crate) async fn start(
 }
 
 impl Replicas {
+    /// What the metrics read at each scrape.
+    pub(crate) fn status(&self) -> crate::metrics::status::Replication {
+        crate::metrics::status::Replication {
+            relay: self.relay.clone(),
+            feed: self.feed.clone(),
+        }
+    }
+
     /// Stops publishing and following. What the relay had not published yet stays in the store's
     /// outbox for the next start.
     pub(crate) fn stop(self) {

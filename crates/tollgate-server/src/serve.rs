@@ -1,13 +1,15 @@
 //! `tollgate serve`: the hyper server, connection limits, structured logs, and graceful shutdown.
 
 use crate::connection::{Limits, first_bytes};
+use crate::metrics::{self, Metrics};
 use crate::replication::{self, Replicas};
 use crate::{config, setup};
-use http::Request;
+use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use std::convert::Infallible;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,7 +17,8 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
-use tollgate_issuer::PeerAddr;
+use tollgate_issuer::{PeerAddr, ResponseBody, TokenService};
+use tower_layer::Layer;
 use tower_service::Service;
 
 /// How long in-flight requests get to finish after a shutdown signal.
@@ -51,24 +54,57 @@ pub fn run(config_path: &Path) -> Result<(), String> {
         let listener = TcpListener::bind(listen)
             .await
             .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        let exporter = match config.metrics_listen() {
+            Some(address) => Some((
+                TcpListener::bind(address)
+                    .await
+                    .map_err(|e| format!("cannot listen on {address} for metrics: {e}"))?,
+                Metrics::new(),
+            )),
+            None => None,
+        };
         let replication = config.replication.clone();
-        let service = setup::build(config, keys)
+        let measured = exporter.as_ref().map(|(_, metrics)| metrics);
+        let service = setup::build(config, keys, measured)
             .await
             .map_err(|e| e.to_string())?;
         let replicas = match &replication {
             Some(replication) => Some(replication::start(replication, &service).await?),
             None => None,
         };
-        serve(listener, service, limits, replicas).await
+        let Some((metrics_listener, mut metrics)) = exporter else {
+            return serve(listener, service.clone(), service, limits, replicas).await;
+        };
+        metrics.collect(metrics::status::LiveTokens(service.clone()));
+        if let Some(replicas) = &replicas {
+            metrics.collect(replicas.status());
+        }
+        let counted = metrics.count_responses().layer(service.clone());
+        let address = metrics_listener.local_addr().map_err(|e| e.to_string())?;
+        tracing::info!(address = %address, "metrics are served at /metrics");
+        let exporter = tokio::spawn(metrics::serve(metrics_listener, Arc::new(metrics)));
+        let outcome = serve(listener, service, counted, limits, replicas).await;
+        exporter.abort();
+        outcome
     })
 }
 
-async fn serve(
+/// Serves `endpoint` (the token service, measured or not) until a shutdown signal, then drains
+/// connections and flushes `service`'s store.
+async fn serve<S>(
     listener: TcpListener,
-    service: tollgate_issuer::TokenService,
+    service: TokenService,
+    endpoint: S,
     limits: Limits,
     replicas: Option<Replicas>,
-) -> Result<(), String> {
+) -> Result<(), String>
+where
+    S: Service<Request<Incoming>, Response = Response<ResponseBody>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     let purge = service.spawn_purge(PURGE_EVERY);
     let mut shutdown = std::pin::pin!(shutdown_signal());
@@ -136,13 +172,14 @@ async fn serve(
         // Each request carries the address it came from: failed client authentications are then
         // throttled per client id and address, so a guesser cannot lock out a client calling
         // from elsewhere.
-        let tokens = service.clone();
+        let tokens = endpoint.clone();
         let peer_addr = PeerAddr(peer.ip());
         let requested = Arc::new(AtomicBool::new(false));
         let seen = requested.clone();
         let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
             seen.store(true, Ordering::Relaxed);
             request.extensions_mut().insert(peer_addr);
+            // Always ready: the token service is, and the counting layer only forwards.
             tokens.clone().call(request)
         });
         let watcher = graceful.watcher();

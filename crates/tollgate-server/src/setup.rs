@@ -2,6 +2,7 @@
 //! in the data directory), the store, clients and users.
 
 use crate::config::{Config, ConfigError, StoreKind};
+use crate::metrics::Metrics;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
@@ -59,10 +60,11 @@ pub(crate) fn read_keys(config: &Config) -> Result<Option<KeySet>, ConfigError> 
 
 /// From a validated configuration and its keys to the token service: creates (and, for SQLite,
 /// locks) the data directory, generates a signing key there if none is configured, opens the
-/// store and loads its state.
+/// store (measured by `metrics`, if given) and loads its state.
 pub(crate) async fn build(
     config: Config,
     keys: Option<KeySet>,
+    metrics: Option<&Metrics>,
 ) -> Result<TokenService, ConfigError> {
     let source = &config.source;
     let data_dir = &config.data_dir;
@@ -106,6 +108,10 @@ pub(crate) async fn build(
             }
             Arc::new(store)
         }
+    };
+    let store = match metrics {
+        Some(metrics) => metrics.store(store),
+        None => store,
     };
     let keys = match keys {
         Some(keys) => keys,

@@ -3,6 +3,7 @@
 
 use crate::issuer::Issuer;
 use crate::ledger::CutOffError;
+use crate::outcome::BatchRevoked;
 use crate::protocol::MAX_IDENTIFIER_LEN;
 use crate::protocol::form::{BoxError, has_content_type, read_body};
 use crate::protocol::response::{self, ErrorCode, Failure, ResponseBody};
@@ -171,10 +172,11 @@ where
         count = cut.count,
         "batch revocation"
     );
-    Ok(response::json(
-        StatusCode::OK,
-        &BatchResponse { count: cut.count },
-    ))
+    let mut response = response::json(StatusCode::OK, &BatchResponse { count: cut.count });
+    response
+        .extensions_mut()
+        .insert(BatchRevoked::new(cut.count));
+    Ok(response)
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@ use crate::auth::SignInError;
 use crate::directory::{Client, GrantType, User};
 use crate::issuer::Issuer;
 use crate::ledger::{AccessSpec, Issued, RedeemError};
+use crate::outcome::TokenIssued;
 use crate::protocol::MAX_IDENTIFIER_LEN;
 use crate::protocol::form::Form;
 use crate::protocol::response::{self, ErrorCode, Failure, ResponseBody};
@@ -44,11 +45,13 @@ pub(crate) async fn handle(
         ));
     }
     let lifetime = lifetime(issuer, &client, form.get("access-token-lifetime"))?;
-    match grant {
+    let mut response = match grant {
         GrantType::ClientCredentials => client_credentials(issuer, &client, form, lifetime).await,
         GrantType::Password => password(issuer, &client, form, lifetime).await,
         GrantType::RefreshToken => refresh(issuer, &client, form, lifetime).await,
-    }
+    }?;
+    response.extensions_mut().insert(TokenIssued::new(grant));
+    Ok(response)
 }
 
 /// `access-token-lifetime`, clamped to the client's maximum; the default when absent.

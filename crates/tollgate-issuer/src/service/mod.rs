@@ -140,6 +140,16 @@ impl TokenService {
     pub async fn flush(&self) -> Result<(), crate::StoreError> {
         self.issuer.ledger.flush().await
     }
+
+    /// The path of the endpoint that serves a request for `path`, from the routing table; `None`
+    /// when no endpoint does (the service answers `404`).
+    ///
+    /// For labels (metrics, logs): the answer is one of a fixed set of static strings, whatever
+    /// the request, so a label made of it has bounded values. What each response did is in its
+    /// extensions (see [`outcome`](crate::outcome)).
+    pub fn route(path: &str) -> Option<&'static str> {
+        endpoints::find(path).map(|route| route.path)
+    }
 }
 
 impl<B> Service<Request<B>> for TokenService

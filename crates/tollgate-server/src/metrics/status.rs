@@ -1,0 +1,140 @@
+//! Values read when Prometheus scrapes, from the status the running parts already keep: the
+//! live tokens of the token service, the relay's and the follower's status. Nothing polls them
+//! in between.
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Unit;
+use tollgate_issuer::TokenService;
+use tollgate_redis::{Feed, RelayHandle};
+
+/// `tollgate_live_tokens{kind}`: the tokens the service tracks, read at scrape time.
+#[derive(Debug)]
+pub(crate) struct LiveTokens(pub(crate) TokenService);
+
+impl Collector for LiveTokens {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let live = self.0.live_tokens();
+        let gauge = ConstGauge::new(0i64);
+        let mut family = encoder.encode_descriptor(
+            "tollgate_live_tokens",
+            "Tokens the service tracks until they expire (access: for batch counts; refresh: exchanged ones included)",
+            None,
+            gauge.metric_type(),
+        )?;
+        for (kind, count) in [("access", live.access), ("refresh", live.refresh)] {
+            ConstGauge::new(count as i64).encode(family.encode_family(&[("kind", kind)])?)?;
+        }
+        Ok(())
+    }
+}
+
+/// With `[replication]`: the relay's and the follower's status, read at scrape time.
+#[derive(Debug)]
+pub(crate) struct Replication {
+    pub(crate) relay: RelayHandle,
+    pub(crate) feed: Feed,
+}
+
+/// One unlabelled gauge.
+fn gauge(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    value: f64,
+) -> Result<(), std::fmt::Error> {
+    let gauge = ConstGauge::new(value);
+    gauge.encode(encoder.encode_descriptor(name, help, unit, gauge.metric_type())?)
+}
+
+/// One unlabelled counter.
+fn counter(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    value: u64,
+) -> Result<(), std::fmt::Error> {
+    let counter = ConstCounter::new(value);
+    counter.encode(encoder.encode_descriptor(name, help, None, counter.metric_type())?)
+}
+
+fn flag(on: bool) -> f64 {
+    if on { 1.0 } else { 0.0 }
+}
+
+impl Collector for Replication {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let relay = self.relay.status();
+        let e = &mut encoder;
+        gauge(
+            e,
+            "tollgate_relay_backlog",
+            "Revocations committed but not yet published to Redis, as of the relay's last round",
+            None,
+            relay.backlog as f64,
+        )?;
+        counter(
+            e,
+            "tollgate_relay_published",
+            "Revocation events published to Redis since start (republished ones included)",
+            relay.published,
+        )?;
+        gauge(
+            e,
+            "tollgate_relay_healthy",
+            "1 if the relay's last round succeeded, else 0",
+            None,
+            flag(relay.healthy),
+        )?;
+        let feed = self.feed.status();
+        gauge(
+            e,
+            "tollgate_feed_synced",
+            "1 once the follower has loaded the snapshot and read the stream to its end",
+            None,
+            flag(feed.synced),
+        )?;
+        gauge(
+            e,
+            "tollgate_feed_connected",
+            "1 if the follower's last exchange with Redis succeeded, else 0",
+            None,
+            flag(feed.connected),
+        )?;
+        counter(
+            e,
+            "tollgate_feed_applied",
+            "Stream entries the follower applied to the revocation index",
+            feed.applied,
+        )?;
+        counter(
+            e,
+            "tollgate_feed_skipped",
+            "Stream entries and snapshot lines the follower refused (malformed, unknown version)",
+            feed.skipped,
+        )?;
+        // Absent until there is something to report: a made-up zero would read as "no lag".
+        if let Some(lag) = feed.lag {
+            gauge(
+                e,
+                "tollgate_feed_lag",
+                "For the last event applied: when it was applied minus when it was published",
+                Some(&Unit::Seconds),
+                lag.as_secs_f64(),
+            )?;
+        }
+        if let Some(since) = feed.since_contact {
+            gauge(
+                e,
+                "tollgate_feed_since_contact",
+                "Time since Redis last answered the follower",
+                Some(&Unit::Seconds),
+                since.as_secs_f64(),
+            )?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,159 @@
+//! [`MeteredStore`]: a [`Store`] that measures the store it wraps (commit latency, commits by
+//! result, revocations committed by kind) and otherwise only forwards.
+
+use super::{KindLabels, ResultLabels, StoreMetrics};
+use std::sync::Arc;
+use std::time::Instant;
+use tollgate_core::{RevocationEvent, UnixMillis};
+use tollgate_issuer::store::{Loaded, Purge, Record, StoreFuture};
+use tollgate_issuer::{OutboxEntry, OutboxPosition, OutboxStatus, Store, StoreError};
+
+/// The store of the token service, measured. Every method forwards to the inner store, the
+/// outbox's included: a relay reading through it sees the inner store's outbox.
+#[derive(Debug)]
+pub(crate) struct MeteredStore {
+    inner: Arc<dyn Store>,
+    metrics: StoreMetrics,
+}
+
+impl MeteredStore {
+    pub(crate) fn new(inner: Arc<dyn Store>, metrics: StoreMetrics) -> Self {
+        MeteredStore { inner, metrics }
+    }
+}
+
+/// The label of a revocation event.
+fn kind(event: &RevocationEvent) -> &'static str {
+    match event {
+        RevocationEvent::Token { .. } => "token",
+        RevocationEvent::Grant { .. } => "grant",
+        RevocationEvent::Cutoff { .. } => "cutoff",
+        _ => "other",
+    }
+}
+
+impl Store for MeteredStore {
+    fn commit(&self, records: Vec<Record>) -> StoreFuture<'_, ()> {
+        // Counted before the records move into the store, added once the commit is durable:
+        // a failed commit revoked nothing.
+        let revocations: Vec<&'static str> = records
+            .iter()
+            .filter_map(|record| match record {
+                Record::Revocation(event) => Some(kind(event)),
+                _ => None,
+            })
+            .collect();
+        Box::pin(async move {
+            let started = Instant::now();
+            let outcome = self.inner.commit(records).await;
+            self.metrics
+                .commit_seconds
+                .observe(started.elapsed().as_secs_f64());
+            let result = if outcome.is_ok() { "ok" } else { "error" };
+            self.metrics
+                .commits
+                .get_or_create(&ResultLabels { result })
+                .inc();
+            if outcome.is_ok() {
+                for kind in revocations {
+                    self.metrics
+                        .revocations
+                        .get_or_create(&KindLabels { kind })
+                        .inc();
+                }
+            }
+            outcome
+        })
+    }
+
+    fn write_behind(&self, records: Vec<Record>) -> Result<(), StoreError> {
+        self.inner.write_behind(records)
+    }
+
+    fn load(&self, now: UnixMillis) -> StoreFuture<'_, Loaded> {
+        self.inner.load(now)
+    }
+
+    fn purge(&self, horizon: Purge) -> StoreFuture<'_, u64> {
+        self.inner.purge(horizon)
+    }
+
+    fn flush(&self) -> StoreFuture<'_, ()> {
+        self.inner.flush()
+    }
+
+    fn outbox_status(&self) -> StoreFuture<'_, OutboxStatus> {
+        self.inner.outbox_status()
+    }
+
+    fn outbox_read(&self, after: u64, limit: usize) -> StoreFuture<'_, Vec<OutboxEntry>> {
+        self.inner.outbox_read(after, limit)
+    }
+
+    fn outbox_mark(&self, position: OutboxPosition) -> StoreFuture<'_, ()> {
+        self.inner.outbox_mark(position)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tollgate_core::CutoffScope;
+    use tollgate_issuer::MemoryStore;
+
+    fn count(
+        family: &prometheus_client::metrics::family::Family<
+            KindLabels,
+            prometheus_client::metrics::counter::Counter,
+        >,
+        kind: &'static str,
+    ) -> u64 {
+        family.get_or_create(&KindLabels { kind }).get()
+    }
+
+    #[tokio::test]
+    async fn commits_are_timed_and_revocations_counted_by_kind() {
+        let metrics = StoreMetrics::default();
+        let store = MeteredStore::new(Arc::new(MemoryStore::new()), metrics.clone());
+        let token = RevocationEvent::Token {
+            jti: "j".into(),
+            expires_at: UnixMillis(i64::MAX / 2),
+        };
+        let cutoff = RevocationEvent::Cutoff {
+            scope: CutoffScope::All,
+            issued_before: UnixMillis(1),
+        };
+        store
+            .commit(vec![
+                Record::Revocation(token.clone()),
+                Record::Revocation(cutoff),
+            ])
+            .await
+            .unwrap();
+        store.commit(vec![Record::Revocation(token)]).await.unwrap();
+        assert_eq!(count(&metrics.revocations, "token"), 2);
+        assert_eq!(count(&metrics.revocations, "cutoff"), 1);
+        assert_eq!(count(&metrics.revocations, "grant"), 0);
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register("commit", "", metrics.commit_seconds.clone());
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(text.contains("commit_count 2\n"), "{text}");
+        let ok = metrics
+            .commits
+            .get_or_create(&ResultLabels { result: "ok" })
+            .get();
+        assert_eq!(ok, 2);
+        // The outbox is the inner store's.
+        assert!(store.outbox_status().await.unwrap().pending > 0);
+    }
+
+    /// The decorator keeps the store contract, the outbox's included.
+    #[tokio::test]
+    async fn keeps_the_store_contract() {
+        tollgate_issuer::store::testing::check_store(|| async {
+            MeteredStore::new(Arc::new(MemoryStore::new()), StoreMetrics::default())
+        })
+        .await;
+    }
+}

@@ -1,0 +1,381 @@
+//! `[metrics]`: the real binary serves Prometheus text on its own listener, never on the token
+//! service's; its counters equal the traffic sent; with `[replication]` it reports the relay and
+//! the follower; a bad `[metrics]` table is a one-line configuration error.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use support::*;
+use tollgate_redis::testing::RedisServer;
+
+/// The demo configuration with a metrics listener on a free port.
+fn metered_config(dir: &std::path::Path) -> String {
+    format!("{}\n[metrics]\nlisten = \"127.0.0.1:0\"\n", config(dir))
+}
+
+/// The metrics listener's address, from the server's log.
+fn metrics_base(server: &Server) -> String {
+    let logs = server.logs.lock().unwrap();
+    let line = logs
+        .iter()
+        .find(|line| line.contains("metrics are served"))
+        .unwrap_or_else(|| panic!("no metrics listener in the log: {logs:?}"));
+    let address = line
+        .split("address=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap();
+    format!("http://{address}")
+}
+
+/// One scrape: samples by name and labels (`name{a="1",b="2"}`, labels as the text has them).
+struct Scrape {
+    samples: BTreeMap<String, f64>,
+    text: String,
+}
+
+impl Scrape {
+    /// Parses the text exposition format: `# ...` lines are metadata; every other line is
+    /// `name[{labels}] value`. Label values here never hold spaces or `}`.
+    fn parse(text: String) -> Scrape {
+        assert!(text.ends_with("# EOF\n"), "not OpenMetrics text: {text}");
+        let mut samples = BTreeMap::new();
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
+            let (series, value) = line
+                .rsplit_once(' ')
+                .unwrap_or_else(|| panic!("not a sample: {line:?}"));
+            let value: f64 = value
+                .parse()
+                .unwrap_or_else(|_| panic!("not a number: {line:?}"));
+            assert!(
+                samples.insert(series.to_owned(), value).is_none(),
+                "{series} twice"
+            );
+        }
+        Scrape { samples, text }
+    }
+
+    /// The sample's value; 0 when the series is absent (a counter never incremented).
+    fn value(&self, series: &str) -> f64 {
+        self.samples.get(series).copied().unwrap_or(0.0)
+    }
+
+    fn has(&self, series: &str) -> bool {
+        self.samples.contains_key(series)
+    }
+}
+
+async fn scrape(base: &str) -> Scrape {
+    let response = http().get(format!("{base}/metrics")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        content_type.starts_with("application/openmetrics-text"),
+        "{content_type}"
+    );
+    Scrape::parse(response.text().await.unwrap())
+}
+
+async fn batch_revoke_client(server: &Server, admin: &str, client: &str) -> u64 {
+    let response = http()
+        .post(server.url("/api/v2/identity/token/batch-revocation"))
+        .bearer_auth(admin)
+        .json(&serde_json::json!({ "creationBefore": null, "clientId": client }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    body["count"].as_u64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_counters_equal_the_traffic_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &metered_config(dir.path()));
+    let metrics = metrics_base(&server);
+    let http = http();
+
+    // N client-credentials tokens, and one password token for the admin.
+    const N: usize = 5;
+    let mut tokens = Vec::new();
+    for _ in 0..N {
+        tokens.push(service_token(&server).await);
+    }
+    let admin = password_token(&server, "admin", "admin-password", "/").await;
+    let admin = admin["access_token"].as_str().unwrap().to_owned();
+
+    // M revocations (RFC 7009) of the service's own tokens.
+    const M: usize = 2;
+    for token in &tokens[..M] {
+        let (status, _) = post_form(
+            &http,
+            &server.url("/connect/revocation"),
+            SVC,
+            &[("token", token)],
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+
+    // A batch revocation: it counts the N - M live service tokens.
+    let counted = batch_revoke_client(&server, &admin, "svc").await;
+    assert_eq!(counted, (N - M) as u64);
+
+    // Failures: a wrong secret (401), no grant_type (400), an unknown grant (400).
+    let token_url = server.url("/connect/token");
+    let (status, _) = post_form(
+        &http,
+        &token_url,
+        ("svc", "wrong-secret"),
+        &[("grant_type", "client_credentials")],
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (status, _) = post_form(&http, &token_url, SVC, &[]).await;
+    assert_eq!(status, 400);
+    let (status, _) = post_form(&http, &token_url, SVC, &[("grant_type", "magic")]).await;
+    assert_eq!(status, 400);
+
+    // The public listener has no /metrics: it is a path like any other it does not serve.
+    for path in ["/metrics", "/metrics?x=1", "/no/such/path"] {
+        let response = http.get(server.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 404, "{path}");
+        let body = response.text().await.unwrap();
+        assert!(!body.contains("tollgate_"), "{path}: {body}");
+    }
+
+    let s = scrape(&metrics).await;
+    let issued = |grant: &str| {
+        s.value(&format!(
+            "tollgate_tokens_issued_total{{grant_type=\"{grant}\"}}"
+        ))
+    };
+    assert_eq!(issued("client_credentials"), N as f64, "{}", s.text);
+    assert_eq!(issued("password"), 1.0, "{}", s.text);
+    assert_eq!(issued("refresh_token"), 0.0, "{}", s.text);
+    let responses = |endpoint: &str, status: u16| {
+        s.value(&format!(
+            "tollgate_http_responses_total{{endpoint=\"{endpoint}\",status=\"{status}\"}}"
+        ))
+    };
+    assert_eq!(
+        responses("/connect/token", 200),
+        (N + 1) as f64,
+        "{}",
+        s.text
+    );
+    assert_eq!(responses("/connect/token", 401), 1.0, "{}", s.text);
+    assert_eq!(responses("/connect/token", 400), 2.0, "{}", s.text);
+    assert_eq!(
+        responses("/connect/revocation", 200),
+        M as f64,
+        "{}",
+        s.text
+    );
+    assert_eq!(
+        responses("/api/v2/identity/token/batch-revocation", 200),
+        1.0,
+        "{}",
+        s.text
+    );
+    assert_eq!(responses("unmatched", 404), 3.0, "{}", s.text);
+    assert_eq!(s.value("tollgate_batch_revocations_total"), 1.0);
+    assert_eq!(
+        s.value("tollgate_batch_revoked_tokens_total"),
+        (N - M) as f64
+    );
+    let committed = |kind: &str| {
+        s.value(&format!(
+            "tollgate_revocations_committed_total{{kind=\"{kind}\"}}"
+        ))
+    };
+    assert_eq!(committed("token"), M as f64, "{}", s.text);
+    assert_eq!(committed("cutoff"), 1.0, "{}", s.text);
+    assert_eq!(committed("grant"), 0.0, "{}", s.text);
+    // Every revocation is a durable commit, and so is the admin's refresh token.
+    let commits = s.value("tollgate_store_commits_total{result=\"ok\"}");
+    assert!(commits >= (M + 2) as f64, "{}", s.text);
+    assert_eq!(
+        s.value("tollgate_store_commits_total{result=\"error\"}"),
+        0.0
+    );
+    assert_eq!(
+        s.value("tollgate_store_commit_duration_seconds_count"),
+        commits,
+        "{}",
+        s.text
+    );
+    assert_eq!(
+        s.value("tollgate_store_commit_duration_seconds_bucket{le=\"+Inf\"}"),
+        commits
+    );
+    // The N service tokens and the admin's are live until they expire (revoked or not).
+    assert_eq!(
+        s.value("tollgate_live_tokens{kind=\"access\"}"),
+        (N + 1) as f64
+    );
+    assert_eq!(s.value("tollgate_live_tokens{kind=\"refresh\"}"), 1.0);
+    // No replication, no relay or feed.
+    assert!(!s.text.contains("tollgate_relay_"), "{}", s.text);
+    assert!(!s.text.contains("tollgate_feed_"), "{}", s.text);
+    // Bounded labels: no client id, subject or token anywhere.
+    for secret in ["svc", "admin", "integration", tokens[0].as_str()] {
+        assert!(
+            !s.text.contains(&format!("\"{secret}\"")),
+            "{secret}: {}",
+            s.text
+        );
+    }
+
+    // The metrics listener serves nothing else.
+    let response = http
+        .get(format!("{metrics}/connect/token"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    let response = http
+        .post(format!("{metrics}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 405);
+
+    // A scrape counts nothing on the token service.
+    let again = scrape(&metrics).await;
+    assert_eq!(
+        again.value("tollgate_http_responses_total{endpoint=\"/connect/token\",status=\"200\"}"),
+        (N + 1) as f64
+    );
+    server.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_metrics_table_there_is_no_metrics_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &config(dir.path()));
+    let logs = server.logs.lock().unwrap().clone();
+    assert!(
+        !logs.iter().any(|line| line.contains("metrics are served")),
+        "{logs:?}"
+    );
+    let response = http().get(server.url("/metrics")).send().await.unwrap();
+    assert_eq!(response.status(), 404);
+    server.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_replication_the_relay_and_the_feed_are_reported() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "{}\n[replication]\nredis_url = {:?}\n",
+        metered_config(dir.path()),
+        redis.url()
+    );
+    let server = Server::start(dir.path(), &config);
+    let metrics = metrics_base(&server);
+    let token = service_token(&server).await;
+    let (status, _) = post_form(
+        &http(),
+        &server.url("/connect/revocation"),
+        SVC,
+        &[("token", &token)],
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    // The relay publishes the revocation (its backlog is refreshed once it has recorded its
+    // position) and the server's own follower applies it back.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let s = loop {
+        let s = scrape(&metrics).await;
+        if s.value("tollgate_relay_published_total") >= 1.0
+            && s.value("tollgate_feed_applied_total") >= 1.0
+            && s.has("tollgate_relay_backlog")
+            && s.value("tollgate_relay_backlog") == 0.0
+        {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never published, applied, and caught up: {}",
+            s.text
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(s.value("tollgate_relay_healthy"), 1.0, "{}", s.text);
+    assert_eq!(s.value("tollgate_feed_synced"), 1.0, "{}", s.text);
+    assert_eq!(s.value("tollgate_feed_connected"), 1.0, "{}", s.text);
+    assert!(s.has("tollgate_feed_lag_seconds"), "{}", s.text);
+    assert!(s.has("tollgate_feed_since_contact_seconds"), "{}", s.text);
+    assert!(
+        s.text.contains("# TYPE tollgate_feed_lag_seconds gauge"),
+        "{}",
+        s.text
+    );
+    server.stop();
+}
+
+/// `tollgate serve` on `config`, which must fail: its last line of standard error.
+fn serve_fails(dir: &std::path::Path, config: &str) -> String {
+    let path = dir.join("bad.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["serve", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    stderr.lines().last().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn a_bad_metrics_table_is_one_line_naming_the_key_and_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = config(dir.path());
+    let line = base.lines().count() + 2;
+
+    let err = serve_fails(
+        dir.path(),
+        &format!("{base}[metrics]\nlisten = \"localhost:9464\"\n"),
+    );
+    assert!(err.starts_with("tollgate: "), "{err}");
+    assert!(err.contains(&format!("bad.toml:{line}:")), "{err}");
+    assert!(
+        err.contains("metrics.listen: invalid socket address"),
+        "{err}"
+    );
+
+    let err = serve_fails(
+        dir.path(),
+        &format!("{base}[metrics]\naddress = \"127.0.0.1:1\"\n"),
+    );
+    assert!(
+        err.contains(&format!("bad.toml:{line}:")) && err.contains("address"),
+        "{err}"
+    );
+
+    // Taken already: the start fails before anything is served.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap();
+    let err = serve_fails(
+        dir.path(),
+        &format!("{base}[metrics]\nlisten = \"{address}\"\n"),
+    );
+    assert!(
+        err.contains(&format!("cannot listen on {address} for metrics")),
+        "{err}"
+    );
+}
