@@ -244,18 +244,30 @@ impl Shared {
             Box<dyn Future<Output = Result<T, Failure>> + Send + 'c>,
         >,
     ) -> Result<T, StoreError> {
-        let run = async {
-            let mut client = self.connection().await?;
-            let result = query(&mut client).await;
-            if matches!(&result, Err(failure) if failure.lost) {
-                drop(Object::take(client));
-            }
-            result
+        // Waiting for a connection is bounded by the pool's own timeouts.
+        let mut client = self.connection().await.map_err(|e| self.error(&e))?;
+        let result = match tokio::time::timeout(timeout, query(&mut client)).await {
+            Ok(result) => result,
+            Err(_) => Err(Failure::lost(format!("timed out after {timeout:?}"))),
         };
-        match tokio::time::timeout(timeout, run).await {
-            Ok(result) => result.map_err(|e| self.error(&e)),
-            Err(_) => Err(self.error(&Failure::lost(format!("timed out after {timeout:?}")))),
+        if matches!(&result, Err(failure) if failure.lost) {
+            discard(client);
         }
+        result.map_err(|e| self.error(&e))
+    }
+}
+
+/// Closes a connection instead of returning it to the pool: after a timeout it may be in the
+/// middle of a transaction, and after a lost connection it is useless. Closing it makes the server
+/// roll back whatever was open.
+fn discard(client: Object) {
+    drop(Object::take(client));
+}
+
+/// Discards the writer's connection, if any.
+fn discard_writer(writer: &mut Option<Writer>) {
+    if let Some(old) = writer.take() {
+        discard(old.client);
     }
 }
 
@@ -292,7 +304,7 @@ async fn write_loop(shared: Arc<Shared>, mut queue: mpsc::UnboundedReceiver<Job>
                 Ok(outcomes) => outcomes,
                 Err(_) => {
                     // The connection is mid-transaction: closing it makes the server roll back.
-                    writer = None;
+                    discard_writer(&mut writer);
                     vec![Err(Failure::lost(format!("timed out after {timeout:?}"))); batch.len()]
                 }
             };
@@ -331,7 +343,7 @@ async fn run_batch(
 ) -> Vec<Result<(), Failure>> {
     let all_fail = |e: Failure| vec![Err(e); batch.len()];
     if writer.as_ref().is_some_and(|w| w.client.is_closed()) {
-        *writer = None;
+        discard_writer(writer);
     }
     let current = match writer {
         Some(current) => current,
@@ -344,7 +356,7 @@ async fn run_batch(
     match sql::write(&mut current.client, &current.statements, &records).await {
         Ok(()) => return vec![Ok(()); batch.len()],
         Err(e) if e.lost => {
-            *writer = None;
+            discard_writer(writer);
             return all_fail(e);
         }
         // Alone in its batch: there is nothing else to save.
@@ -360,7 +372,7 @@ async fn run_batch(
         let records: Vec<&Record> = job.records.iter().collect();
         let outcome = sql::write(&mut current.client, &current.statements, &records).await;
         if matches!(&outcome, Err(e) if e.lost) {
-            *writer = None;
+            discard_writer(writer);
         }
         outcomes.push(outcome);
     }

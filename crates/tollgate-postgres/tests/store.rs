@@ -353,3 +353,35 @@ async fn outbox_numbers_are_visible_in_order_across_stores() {
     }
     assert_eq!(read, 300, "a relay following the outbox missed revocations");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overrunning_commit_fails_in_time_and_leaves_nothing_behind() {
+    let server = PostgresServer::start();
+    let target = server.create_database().await;
+    let timeout = Duration::from_millis(500);
+    let store = PostgresStore::connect(target.clone(), options().operation_timeout(timeout))
+        .await
+        .unwrap();
+    let mut blocker = client(&target).await;
+    let lock = blocker.transaction().await.unwrap();
+    lock.batch_execute("LOCK TABLE access_tokens IN EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let record = |jti: &str| vec![Record::AccessToken(access_token(jti, NOW.0 + 1))];
+    let error = store.commit(record("stuck")).await.unwrap_err();
+    assert!(started.elapsed() < timeout * 4, "{:?}", started.elapsed());
+    assert!(error.to_string().contains("time"), "{error}");
+    lock.rollback().await.unwrap();
+
+    store.commit(record("later")).await.unwrap();
+    let jtis: Vec<_> = store
+        .load(NOW)
+        .await
+        .unwrap()
+        .access_tokens
+        .into_iter()
+        .map(|t| t.jti)
+        .collect();
+    assert_eq!(jtis, ["later"], "the overrun commit was rolled back");
+}
