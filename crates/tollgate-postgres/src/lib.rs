@@ -35,7 +35,9 @@
 //! One writer task per store owns one pooled connection. [`commit`](PostgresStore) and
 //! [`write_behind`](PostgresStore) queue jobs to it; it takes everything queued (up to
 //! [`MAX_BATCH`] jobs) and writes the batch in one transaction, so concurrent commits share one
-//! `COMMIT` and one WAL flush, then answers every waiter. If the batch fails, it is rolled back
+//! `COMMIT` and one WAL flush, then answers every waiter. Within the transaction the statements
+//! are pipelined (all sent before the first answer is awaited), and the batch's issued access
+//! tokens, its bulk, are one `INSERT ... SELECT FROM unnest(...)` of arrays. If the batch fails, it is rolled back
 //! and each job is retried in a transaction of its own, so that one bad record costs only its
 //! own job (a lost connection fails them all quickly). Batches run in queue order, which is what
 //! makes [`flush`](PostgresStore) (an empty commit) wait for everything queued before it.

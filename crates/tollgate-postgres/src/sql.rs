@@ -95,7 +95,8 @@ impl Statements {
                 .prepare(
                     "INSERT INTO access_tokens
                      (jti, grant_id, tenant, subject, client_id, issued_at, expires_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)
+                     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
+                         $5::text[], $6::bigint[], $7::bigint[])
                      ON CONFLICT (jti) DO UPDATE SET grant_id = excluded.grant_id,
                          tenant = excluded.tenant, subject = excluded.subject,
                          client_id = excluded.client_id, issued_at = excluded.issued_at,
@@ -176,34 +177,84 @@ async fn write_in(
             tx.execute(&statements.outbox_lock, &[&OUTBOX_LOCK]).await
         }));
     }
+    // Issued access tokens, the bulk of every batch, go in one statement (a row per token from
+    // arrays); the other records, few and ordered (an issuance before its rotation), one each.
+    let access = AccessTokenColumns::of(records);
+    if !access.jti.is_empty() {
+        pending.push(Box::pin(async move {
+            tx.execute(
+                &statements.access_token,
+                &[
+                    &access.jti,
+                    &access.grant_id,
+                    &access.tenant,
+                    &access.subject,
+                    &access.client_id,
+                    &access.issued_at,
+                    &access.expires_at,
+                ],
+            )
+            .await
+        }));
+    }
     for record in records {
-        pending.push(write_one(tx, statements, record)?);
+        pending.extend(write_one(tx, statements, record)?);
     }
     try_join_all(pending).await?;
     Ok(())
+}
+
+/// The access tokens of a batch as columns, for one `unnest` insert. A jti written twice keeps its
+/// last record: one `INSERT ... ON CONFLICT` may not update a row twice.
+#[derive(Default)]
+struct AccessTokenColumns<'a> {
+    jti: Vec<&'a str>,
+    grant_id: Vec<Option<&'a str>>,
+    tenant: Vec<&'a str>,
+    subject: Vec<&'a str>,
+    client_id: Vec<&'a str>,
+    issued_at: Vec<i64>,
+    expires_at: Vec<i64>,
+}
+
+impl<'a> AccessTokenColumns<'a> {
+    fn of(records: &[&'a Record]) -> Self {
+        let mut last = std::collections::HashMap::new();
+        let tokens: Vec<&AccessTokenRecord> = records
+            .iter()
+            .filter_map(|r| match r {
+                Record::AccessToken(t) => Some(t),
+                _ => None,
+            })
+            .collect();
+        for (i, t) in tokens.iter().enumerate() {
+            last.insert(t.jti.as_str(), i);
+        }
+        let mut columns = AccessTokenColumns::default();
+        for (i, t) in tokens.into_iter().enumerate() {
+            if last.get(t.jti.as_str()) != Some(&i) {
+                continue;
+            }
+            columns.jti.push(&t.jti);
+            columns.grant_id.push(t.grant_id.as_deref());
+            columns.tenant.push(&t.tenant);
+            columns.subject.push(&t.subject);
+            columns.client_id.push(&t.client_id);
+            columns.issued_at.push(t.issued_at.0);
+            columns.expires_at.push(t.expires_at.0);
+        }
+        columns
+    }
 }
 
 fn write_one<'a>(
     tx: &'a Transaction<'_>,
     st: &'a Statements,
     record: &'a Record,
-) -> Result<Pending<'a>, Failure> {
-    Ok(match record {
-        Record::AccessToken(t) => Box::pin(async move {
-            tx.execute(
-                &st.access_token,
-                &[
-                    &t.jti,
-                    &t.grant_id,
-                    &t.tenant,
-                    &t.subject,
-                    &t.client_id,
-                    &t.issued_at.0,
-                    &t.expires_at.0,
-                ],
-            )
-            .await
-        }),
+) -> Result<Option<Pending<'a>>, Failure> {
+    Ok(Some(match record {
+        // Written together, by `write_in`.
+        Record::AccessToken(_) => return Ok(None),
         Record::RefreshToken(t) => Box::pin(async move {
             tx.execute(
                 &st.refresh_token,
@@ -250,7 +301,7 @@ fn write_one<'a>(
         Record::Revocation(event) => {
             return Err(Failure::refused(format!("cannot store {event:?}")));
         }
-    })
+    }))
 }
 
 fn scope_key(scope: &CutoffScope) -> Result<(&'static str, &str), Failure> {

@@ -385,3 +385,25 @@ async fn an_overrunning_commit_fails_in_time_and_leaves_nothing_behind() {
         .collect();
     assert_eq!(jtis, ["later"], "the overrun commit was rolled back");
 }
+
+#[tokio::test]
+async fn an_access_token_written_twice_in_one_batch_keeps_its_last_record() {
+    let server = PostgresServer::start();
+    let store = open(&server.target()).await;
+    let first = access_token("twice", NOW.0 + 10);
+    let last = access_token("twice", NOW.0 + 20);
+    store
+        .commit(vec![
+            Record::AccessToken(first.clone()),
+            Record::AccessToken(last.clone()),
+        ])
+        .await
+        .unwrap();
+    // And across jobs that share a batch.
+    store.write_behind(vec![Record::AccessToken(last)]).unwrap();
+    store
+        .write_behind(vec![Record::AccessToken(first.clone())])
+        .unwrap();
+    store.flush().await.unwrap();
+    assert_eq!(store.load(NOW).await.unwrap().access_tokens, vec![first]);
+}
