@@ -1,7 +1,7 @@
 //! The command line: `tollgate serve`, `tollgate revoke`, `tollgate hash-password`,
-//! `tollgate keygen`.
+//! `tollgate keygen`, `tollgate migrate-store`.
 
-use crate::{revoke, serve, setup};
+use crate::{migrate, revoke, serve, setup};
 use clap::{Parser, Subcommand};
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
@@ -32,6 +32,12 @@ enum Command {
     /// --expires-at TIME`, `--all`, `--tenant PATH`, `--subject SUB`, `--client ID` (with
     /// `--before TIME`, default now). TIME is RFC 3339 (`2026-11-22T10:00:00Z`) or Unix seconds.
     Revoke(revoke::Args),
+    /// Copies an SQLite data directory (live tokens, refresh tokens, every revocation and
+    /// cutoff) into the PostgreSQL store of a configuration with `store = "postgres"`.
+    ///
+    /// Stop the `tollgate serve` using the directory first. Refuses a database that already
+    /// holds tokens or revocations unless `--force` (copying again merges: it is harmless).
+    MigrateStore(migrate::Args),
     /// Prints the argon2id hash of a password (or client secret).
     ///
     /// At a terminal it asks twice, without echo; otherwise it reads standard input (one
@@ -61,6 +67,7 @@ pub fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Serve { config } => serve::run(&config),
         Command::Revoke(args) => revoke::run(args),
+        Command::MigrateStore(args) => migrate::run(args),
         Command::HashPassword => hash_password(),
         Command::Keygen {
             out,

@@ -32,6 +32,8 @@ pub struct Config {
     /// Resolved against the configuration file's directory.
     pub(crate) data_dir: PathBuf,
     pub(crate) store: StoreKind,
+    /// `Some` exactly when `store = "postgres"`.
+    pub(crate) postgres: Option<PostgresConfig>,
     pub(crate) admin_role: String,
     pub(crate) tokens: Lifetimes,
     pub(crate) server: ServerLimits,
@@ -166,6 +168,36 @@ struct File {
     users: Vec<UserFile>,
     replication: Option<ReplicationFile>,
     metrics: Option<MetricsFile>,
+    postgres: Option<PostgresFile>,
+}
+
+/// `[postgres]`: the database of `store = "postgres"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PostgresFile {
+    url: Spanned<String>,
+    /// The name of an environment variable holding the password, so that it stays out of the
+    /// file.
+    password_env: Option<Spanned<String>>,
+    pool_size: Option<Spanned<usize>>,
+}
+
+/// Default of `[postgres] pool_size`.
+pub const DEFAULT_POSTGRES_POOL_SIZE: usize = 8;
+
+/// The validated `[postgres]` table.
+#[derive(Debug, Clone)]
+pub(crate) struct PostgresConfig {
+    /// With the password of `password_env` put in, if set; it never shows in `Display`/`Debug`.
+    pub(crate) target: tollgate_postgres::PostgresTarget,
+    pub(crate) pool_size: usize,
+}
+
+impl PostgresConfig {
+    /// The store's options: the pool size, the default time limits.
+    pub(crate) fn options(&self) -> tollgate_postgres::PostgresOptions {
+        tollgate_postgres::PostgresOptions::default().pool_size(self.pool_size)
+    }
 }
 
 /// `[replication]`: revocations between processes through Redis.
@@ -221,6 +253,8 @@ pub(crate) enum StoreKind {
     Sqlite,
     /// In memory: for demos and tests only.
     Memory,
+    /// PostgreSQL, as `[postgres]` says: for several replicas on one database.
+    Postgres,
 }
 
 /// Token lifetimes, in seconds.
@@ -485,6 +519,7 @@ fn validate(file: File, source: Source) -> Result<Config, ConfigError> {
         .replication
         .map(|r| replication(&source, r))
         .transpose()?;
+    let postgres = postgres(&source, file.store, file.postgres)?;
     let metrics = file
         .metrics
         .map(|m| metrics_listen(&source, &m, file.listen))
@@ -621,6 +656,7 @@ fn validate(file: File, source: Source) -> Result<Config, ConfigError> {
         audience: file.audience,
         data_dir: resolve(source.base_dir(), &file.data_dir),
         store: file.store,
+        postgres,
         admin_role: file.admin_role,
         tokens: file.tokens,
         server,
@@ -630,6 +666,57 @@ fn validate(file: File, source: Source) -> Result<Config, ConfigError> {
         metrics,
         source,
     })
+}
+
+/// Validates `[postgres]` against `store`: the table is required by `store = "postgres"` and
+/// meaningless otherwise.
+fn postgres(
+    source: &Source,
+    store: StoreKind,
+    file: Option<PostgresFile>,
+) -> Result<Option<PostgresConfig>, ConfigError> {
+    let file = match (store, file) {
+        (StoreKind::Postgres, Some(file)) => file,
+        (StoreKind::Postgres, None) => {
+            return Err(source.error_at(
+                None,
+                "store: \"postgres\" needs a [postgres] table with its url",
+            ));
+        }
+        (_, Some(file)) => {
+            return Err(source.error(
+                &file.url,
+                "postgres",
+                "the table is set but `store` is not \"postgres\"",
+            ));
+        }
+        (_, None) => return Ok(None),
+    };
+    // `PostgresTarget`'s errors never echo the URL, which may hold a password.
+    let mut target = tollgate_postgres::PostgresTarget::new(file.url.get_ref())
+        .map_err(|e| source.error(&file.url, "postgres.url", e))?;
+    if let Some(var) = &file.password_env {
+        let key = "postgres.password_env";
+        let password = std::env::var(var.get_ref()).map_err(|_| {
+            source.error(
+                var,
+                key,
+                format_args!("environment variable `{}` is not set", var.get_ref()),
+            )
+        })?;
+        if password.is_empty() {
+            return Err(source.error(var, key, "the password is empty"));
+        }
+        target = target.with_password(Some(password));
+    }
+    let pool_size = match &file.pool_size {
+        Some(size) if *size.get_ref() < 2 || *size.get_ref() > 1000 => {
+            return Err(source.error(size, "postgres.pool_size", "must be 2 to 1000"));
+        }
+        Some(size) => *size.get_ref(),
+        None => DEFAULT_POSTGRES_POOL_SIZE,
+    };
+    Ok(Some(PostgresConfig { target, pool_size }))
 }
 
 /// `[metrics] listen`: never the token service's own address (a port `0` is a fresh port
@@ -994,6 +1081,51 @@ mod tests {
         assert!(
             err.contains("replication.ca_file") && err.contains("rediss://"),
             "a CA for a plain-text URL: {err}"
+        );
+    }
+
+    #[test]
+    fn postgres_store_is_checked() {
+        let store = "issuer = \"x\"\nstore = \"postgres\"\n";
+        let err = error(store);
+        assert!(err.contains("[postgres]"), "{err}");
+        let table = format!("{store}[postgres]\n");
+        let config = parse(&format!(
+            "{table}url = \"postgresql://app:inline@db:5433/tg\"\n"
+        ))
+        .unwrap();
+        let postgres = config.postgres.unwrap();
+        assert_eq!(postgres.target.to_string(), "postgresql://app@db:5433/tg");
+        assert_eq!(postgres.pool_size, DEFAULT_POSTGRES_POOL_SIZE);
+        assert!(!format!("{postgres:?}").contains("inline"));
+
+        let err = error(&format!(
+            "{table}url = \"postgresql://app:secret@h/db?nope=1\"\n"
+        ));
+        assert!(
+            err.starts_with("t.toml:4:") && err.contains("postgres.url"),
+            "{err}"
+        );
+        assert!(!err.contains("secret"), "{err}");
+        let url = "url = \"postgresql://app@h/db\"\n";
+        let err = error(&format!(
+            "{table}{url}password_env = \"TOLLGATE_TEST_SURELY_UNSET_VARIABLE\"\n"
+        ));
+        assert!(
+            err.starts_with("t.toml:5:") && err.contains("postgres.password_env"),
+            "{err}"
+        );
+        let err = error(&format!("{table}{url}pool_size = 1\n"));
+        assert!(
+            err.starts_with("t.toml:5:") && err.contains("postgres.pool_size"),
+            "{err}"
+        );
+        let err = error(&format!("{table}{url}password = \"x\"\n"));
+        assert!(err.contains("password"), "{err}");
+        let err = error(&format!("issuer = \"x\"\n[postgres]\n{url}"));
+        assert!(
+            err.starts_with("t.toml:3:") && err.contains("store"),
+            "a [postgres] table the store ignores: {err}"
         );
     }
 

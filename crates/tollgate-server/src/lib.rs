@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod connection;
 mod metrics;
+mod migrate;
 mod replication;
 mod revoke;
 pub mod serve;

@@ -87,6 +87,27 @@ pub(crate) async fn build(
             tracing::warn!("store = \"memory\": nothing survives a restart");
             Arc::new(MemoryStore::new())
         }
+        StoreKind::Postgres => {
+            let postgres = config.postgres.as_ref().ok_or_else(|| {
+                source.error_at(None, "store: \"postgres\" needs a [postgres] table")
+            })?;
+            // Unreachable at start is fatal, with the reason in one line: a replica that cannot
+            // reach the fleet's database has nothing to serve, and its supervisor restarts it.
+            let store = tollgate_postgres::PostgresStore::connect(
+                postgres.target.clone(),
+                postgres.options(),
+            )
+            .await
+            .map_err(|e| source.error_at(None, format_args!("postgres: {e}")))?;
+            tracing::info!(database = %store.target(), pool_size = postgres.pool_size, "store: PostgreSQL");
+            if keys.is_none() {
+                tracing::warn!(
+                    "store = \"postgres\" with no [[keys]]: the signing key generated in data_dir \
+                     is this replica's alone; replicas must share configured keys"
+                );
+            }
+            Arc::new(store)
+        }
     };
     let store = match metrics {
         Some(metrics) => metrics.store(store),
@@ -95,7 +116,7 @@ pub(crate) async fn build(
     let keys = match keys {
         Some(keys) => keys,
         None => {
-            if config.store == StoreKind::Memory {
+            if config.store != StoreKind::Sqlite {
                 create_private_dir(data_dir).map_err(|e| {
                     source.error_at(
                         None,

@@ -57,9 +57,15 @@ impl Server {
     }
 
     pub fn start_file(path: &Path) -> Server {
+        Self::start_file_with_env(path, &[])
+    }
+
+    /// [`start_file`](Self::start_file) with these environment variables set.
+    pub fn start_file_with_env(path: &Path, env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
             .args(["serve", "--config"])
             .arg(path)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -1,0 +1,95 @@
+//! A PostgreSQL [`Store`](tollgate_issuer::store::Store) for tollgate: the state of several
+//! token-service replicas in one database.
+//!
+//! [`PostgresStore`] keeps what [`SqliteStore`](tollgate_issuer::SqliteStore) keeps (issued
+//! access tokens, refresh tokens by hash, revocations with their outbox sequence, the relay's
+//! position) in tables of the same shape, so that every replica reads every other replica's
+//! writes. It passes the store contract kit (`tollgate_issuer::store::testing::check_store`).
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), tollgate_issuer::StoreError> {
+//! use std::sync::Arc;
+//! use tollgate_postgres::{PostgresOptions, PostgresStore, PostgresTarget};
+//!
+//! let target = PostgresTarget::new("postgresql://tollgate@db.internal/tollgate")?
+//!     .with_password(std::env::var("TOLLGATE_DB_PASSWORD").ok());
+//! let store = PostgresStore::connect(target, PostgresOptions::default()).await?;
+//! let store: Arc<dyn tollgate_issuer::Store> = Arc::new(store);
+//! # let _ = store;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Schema and migrations
+//!
+//! The schema is versioned in the table `schema_version` (one row). [`PostgresStore::connect`]
+//! applies the migrations this code knows in one transaction that first takes a transaction-level
+//! advisory lock (`pg_advisory_xact_lock`): replicas started together migrate one after the
+//! other, and the later ones find the schema current. A database written by a newer tollgate
+//! (an unknown, higher version) is refused. Tables live in the connection's `search_path`
+//! (normally `public`): give tollgate a database, or a schema (`options=-c search_path=...` in the
+//! URL), of its own.
+//!
+//! # Group commit
+//!
+//! One writer task per store owns one pooled connection. [`commit`](PostgresStore) and
+//! [`write_behind`](PostgresStore) queue jobs to it; it takes everything queued (up to
+//! [`MAX_BATCH`] jobs) and writes the batch in one transaction, so concurrent commits share one
+//! `COMMIT` and one WAL flush, then answers every waiter. Within the transaction the statements
+//! are pipelined (all sent before the first answer is awaited), and the batch's issued access
+//! tokens, its bulk, are one `INSERT ... SELECT FROM unnest(...)` of arrays. If the batch fails, it is rolled back
+//! and each job is retried in a transaction of its own, so that one bad record costs only its
+//! own job (a lost connection fails them all quickly). Batches run in queue order, which is what
+//! makes [`flush`](PostgresStore) (an empty commit) wait for everything queued before it.
+//!
+//! Several replicas are several writers on one database; PostgreSQL runs their transactions
+//! concurrently and groups their WAL flushes itself. Within one process a single writer keeps the
+//! queue's order; several writers per process would each batch the same way but need an ordering
+//! barrier for `flush`, and have not been needed: one batch of up to [`MAX_BATCH`] jobs per round
+//! trip of `COMMIT` is the throughput limit, not the connection.
+//!
+//! Reads (`load`, the outbox) and `purge` take their own pooled connections and never queue behind
+//! the writer.
+//!
+//! # The outbox sequence across replicas
+//!
+//! Every revocation row takes `nextval('outbox_seq')` when it is written or revised, in the
+//! writing transaction. A relay reads rows numbered after the position it published and moves the
+//! position forward. A sequence alone would not do with concurrent writers: a transaction that took
+//! number 10 may commit after one that took 11, and a relay that read 11 and moved past it would
+//! never see 10. So every transaction that writes a revocation first takes the transaction-level
+//! advisory lock [`OUTBOX_LOCK`], held until it commits: numbers are taken and made visible in one
+//! order across all replicas, and whoever sees number *n* committed also sees every smaller number
+//! that will ever exist. Transactions that write no revocation (issued tokens) skip the lock.
+//!
+//! # When the database is unreachable
+//!
+//! Connecting and every operation are bounded ([`PostgresOptions`]), on the client (a timer
+//! around each operation) and on the server (`statement_timeout`, set for every connection): a
+//! commit against a stopped database fails within the connect timeout (at once when the connection is refused) with a
+//! [`StoreError`](tollgate_issuer::StoreError), which the issuer answers with `503`. While the
+//! last attempt failed, [`write_behind`](PostgresStore) refuses records too (so issuance answers
+//! `503` rather than issuing tokens it cannot record) and queues an empty probe batch; the first
+//! batch that succeeds makes the store healthy again. Broken pooled connections are dropped and
+//! new ones made on the next use: the store recovers by itself when PostgreSQL returns.
+//!
+//! A batch that times out while its `COMMIT` is in flight may have committed: its waiters hear an
+//! error all the same. Every write is an idempotent upsert, so the client's retry is harmless.
+//!
+//! # TLS
+//!
+//! Connections are plain TCP (or a Unix socket) today: `sslmode=disable` or the default `prefer`
+//! (which falls back to plain). `sslmode=require` is refused with a clear error rather than
+//! silently ignored. Adding TLS is a connector given to the pool (`tokio-postgres` takes one at
+//! connect time); nothing else in the store changes.
+
+mod schema;
+mod sql;
+mod store;
+mod target;
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+pub mod testing;
+
+pub use store::{MAX_BATCH, OUTBOX_LOCK, PostgresOptions, PostgresStore};
+pub use target::PostgresTarget;

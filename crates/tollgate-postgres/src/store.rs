@@ -1,0 +1,461 @@
+//! [`PostgresStore`]: the pool, the writer task that groups commits, and the `Store` methods.
+
+use crate::sql::{self, Failure, Statements};
+use crate::target::PostgresTarget;
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tollgate_core::UnixMillis;
+use tollgate_issuer::store::{
+    Loaded, OutboxEntry, OutboxPosition, OutboxStatus, Purge, Record, Store, StoreError,
+    StoreFuture,
+};
+
+pub use crate::sql::OUTBOX_LOCK;
+
+/// At most this many jobs share a transaction, so that one huge backlog does not become one huge
+/// transaction that holds every waiter until it is all written.
+pub const MAX_BATCH: usize = 1024;
+
+/// How the store uses the database: pool size and time limits.
+#[derive(Debug, Clone)]
+pub struct PostgresOptions {
+    pool_size: usize,
+    connect_timeout: Duration,
+    operation_timeout: Duration,
+    load_timeout: Duration,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        PostgresOptions {
+            pool_size: 8,
+            connect_timeout: Duration::from_secs(3),
+            operation_timeout: Duration::from_secs(10),
+            load_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+impl PostgresOptions {
+    /// Connections in the pool (default 8, at least 2): one is the writer's, the others serve
+    /// reads, purges and the relay.
+    pub fn pool_size(mut self, connections: usize) -> Self {
+        self.pool_size = connections.max(2);
+        self
+    }
+
+    /// How long making a connection may take (default 3 s): a commit while the database is
+    /// unreachable fails after at most this long (at once if the connection is refused).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long one operation (a batch of commits, an outbox read, a purge) may take, waiting for
+    /// a connection included (default 10 s); also each connection's `statement_timeout`. An
+    /// operation that overruns fails and its connection is closed, which makes the server roll it
+    /// back.
+    pub fn operation_timeout(mut self, timeout: Duration) -> Self {
+        self.operation_timeout = timeout;
+        self
+    }
+
+    /// How long [`load`](Store::load) may take (default 300 s): it reads every live token.
+    pub fn load_timeout(mut self, timeout: Duration) -> Self {
+        self.load_timeout = timeout;
+        self
+    }
+}
+
+/// A [`Store`] in a PostgreSQL database, shared by any number of processes.
+///
+/// Commits are durable once PostgreSQL has committed them (with the server's default
+/// `synchronous_commit = on`, flushed to its WAL) and grouped: concurrent commits share one
+/// transaction (see the crate docs). Clones share the pool and the writer task. Dropping the last
+/// handle lets the writer finish what is queued in the background; call
+/// [`flush`](Store::flush) first to wait for it.
+#[derive(Clone)]
+pub struct PostgresStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    jobs: mpsc::UnboundedSender<Job>,
+    shared: Arc<Shared>,
+}
+
+/// What the writer task and the handles both see.
+struct Shared {
+    target: PostgresTarget,
+    pool: Pool,
+    options: PostgresOptions,
+    /// False from a batch that lost the connection until one succeeds.
+    healthy: AtomicBool,
+    /// An empty batch is queued to find out whether the database is back.
+    probing: AtomicBool,
+    transactions: AtomicU64,
+}
+
+type Reply = oneshot::Sender<Result<(), StoreError>>;
+
+/// Records for the writer; no waiter for write-behind.
+struct Job {
+    records: Vec<Record>,
+    done: Option<Reply>,
+}
+
+impl PostgresStore {
+    /// Connects to `target`, applies the schema migrations (under an advisory lock, so replicas
+    /// starting together do not race) and starts the writer task on the current tokio runtime.
+    ///
+    /// Fails with one line naming the target (never its password) if the database cannot be
+    /// reached within the connect timeout, refuses the credentials, or holds a schema written by
+    /// a newer tollgate.
+    pub async fn connect(
+        target: PostgresTarget,
+        options: PostgresOptions,
+    ) -> Result<PostgresStore, StoreError> {
+        let mut config = target.config().clone();
+        // The server stops an overrunning statement itself too, rather than running it on for a
+        // client that gave up.
+        let server_options = format!(
+            "{} -c statement_timeout={}",
+            config.get_options().unwrap_or(""),
+            options.operation_timeout.as_millis()
+        );
+        config
+            .options(server_options.trim())
+            .connect_timeout(options.connect_timeout)
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(30))
+            .application_name("tollgate");
+        let manager = Manager::from_config(
+            config,
+            tokio_postgres::NoTls,
+            ManagerConfig {
+                // A connection is checked only for having been closed: a dead one then fails its
+                // next operation, is dropped, and the one after gets a fresh connection.
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(options.operation_timeout))
+            .create_timeout(Some(options.connect_timeout))
+            .recycle_timeout(Some(options.connect_timeout))
+            .build()
+            .map_err(|e| StoreError::new(format!("{target}: cannot make a pool: {e}")))?;
+        let shared = Arc::new(Shared {
+            target,
+            pool,
+            options,
+            healthy: AtomicBool::new(true),
+            probing: AtomicBool::new(false),
+            transactions: AtomicU64::new(0),
+        });
+        let mut client = shared.connection().await.map_err(|e| shared.error(&e))?;
+        crate::schema::migrate(&mut client)
+            .await
+            .map_err(|e| StoreError::new(format!("{}: {e}", shared.target)))?;
+        drop(client);
+        let (jobs, queue) = mpsc::unbounded_channel();
+        tokio::spawn(write_loop(Arc::clone(&shared), queue));
+        Ok(PostgresStore {
+            inner: Arc::new(Inner { jobs, shared }),
+        })
+    }
+
+    /// The database, for logs (without its password).
+    pub fn target(&self) -> &PostgresTarget {
+        &self.inner.shared.target
+    }
+
+    /// How many transactions the writer has committed. Against the number of commits it shows
+    /// how well group commit batches (for metrics).
+    pub fn transactions(&self) -> u64 {
+        self.inner.shared.transactions.load(Ordering::Relaxed)
+    }
+
+    /// How many rows the tables hold, expired ones included: `[access tokens, refresh tokens,
+    /// token and grant revocations, cutoffs]`. For migrations, which refuse a target that is not
+    /// empty.
+    pub async fn row_counts(&self) -> Result<[u64; 4], StoreError> {
+        self.inner
+            .shared
+            .read(self.inner.shared.options.operation_timeout, |client| {
+                Box::pin(async move { sql::row_counts(&***client).await })
+            })
+            .await
+    }
+
+    fn send(&self, job: Job) -> Result<(), StoreError> {
+        self.inner
+            .jobs
+            .send(job)
+            .map_err(|_| StoreError::new("the store's writer has stopped"))
+    }
+
+    async fn call(&self, records: Vec<Record>) -> Result<(), StoreError> {
+        let (done, answer) = oneshot::channel();
+        self.send(Job {
+            records,
+            done: Some(done),
+        })?;
+        answer
+            .await
+            .map_err(|_| StoreError::new("the store's writer stopped before answering"))?
+    }
+}
+
+impl Shared {
+    /// A pooled connection, or why there is none.
+    async fn connection(&self) -> Result<Object, Failure> {
+        self.pool.get().await.map_err(|e| {
+            let message = match &e {
+                deadpool_postgres::PoolError::Backend(e) => sql::describe(e),
+                deadpool_postgres::PoolError::Timeout(_) => format!(
+                    "no connection within {:?} (database unreachable, or the pool exhausted)",
+                    self.options.connect_timeout
+                ),
+                other => other.to_string(),
+            };
+            Failure::lost(format!("cannot connect: {message}"))
+        })
+    }
+
+    fn error(&self, failure: &Failure) -> StoreError {
+        StoreError::new(format!("{}: {}", self.target, failure.message))
+    }
+
+    /// Runs `query` on a pooled connection within `timeout`. A connection that failed or timed
+    /// out is closed rather than returned to the pool.
+    async fn read<T>(
+        &self,
+        timeout: Duration,
+        query: impl for<'c> FnOnce(
+            &'c mut Object,
+        ) -> std::pin::Pin<
+            Box<dyn Future<Output = Result<T, Failure>> + Send + 'c>,
+        >,
+    ) -> Result<T, StoreError> {
+        // Waiting for a connection is bounded by the pool's own timeouts.
+        let mut client = self.connection().await.map_err(|e| self.error(&e))?;
+        let result = match tokio::time::timeout(timeout, query(&mut client)).await {
+            Ok(result) => result,
+            Err(_) => Err(Failure::lost(format!("timed out after {timeout:?}"))),
+        };
+        if matches!(&result, Err(failure) if failure.lost) {
+            discard(client);
+        }
+        result.map_err(|e| self.error(&e))
+    }
+}
+
+/// Closes a connection instead of returning it to the pool: after a timeout it may be in the
+/// middle of a transaction, and after a lost connection it is useless. Closing it makes the server
+/// roll back whatever was open.
+fn discard(client: Object) {
+    drop(Object::take(client));
+}
+
+/// Discards the writer's connection, if any.
+fn discard_writer(writer: &mut Option<Writer>) {
+    if let Some(old) = writer.take() {
+        discard(old.client);
+    }
+}
+
+impl fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("target", &self.inner.shared.target)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The writer's connection with its prepared statements.
+struct Writer {
+    client: Object,
+    statements: Statements,
+}
+
+/// The writer task: takes what is queued, writes it as one transaction, answers, and again, until
+/// every handle is gone and the queue is empty.
+async fn write_loop(shared: Arc<Shared>, mut queue: mpsc::UnboundedReceiver<Job>) {
+    let mut writer: Option<Writer> = None;
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = queue.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let timeout = shared.options.operation_timeout;
+        let outcomes =
+            match tokio::time::timeout(timeout, run_batch(&shared, &mut writer, &batch)).await {
+                Ok(outcomes) => outcomes,
+                Err(_) => {
+                    // The connection is mid-transaction: closing it makes the server roll back.
+                    discard_writer(&mut writer);
+                    vec![Err(Failure::lost(format!("timed out after {timeout:?}"))); batch.len()]
+                }
+            };
+        let lost = outcomes.iter().any(|o| matches!(o, Err(f) if f.lost));
+        if outcomes.iter().any(Result::is_ok) {
+            shared.transactions.fetch_add(1, Ordering::Relaxed);
+        }
+        let was_healthy = shared.healthy.swap(!lost, Ordering::Relaxed);
+        shared.probing.store(false, Ordering::Relaxed);
+        if let Some(Err(e)) = outcomes.iter().find(|o| o.is_err()) {
+            let failed = outcomes.iter().filter(|o| o.is_err()).count();
+            if lost && !was_healthy {
+                tracing::debug!(target = %shared.target, error = %e.message, failed, "store still unreachable");
+            } else {
+                tracing::error!(target = %shared.target, error = %e.message, failed, jobs = batch.len(), "store jobs failed");
+            }
+        } else if !was_healthy {
+            tracing::info!(target = %shared.target, "store reachable again");
+        }
+        for (job, outcome) in batch.drain(..).zip(outcomes) {
+            if let Some(done) = job.done {
+                // A waiter that gave up (dropped its future) is no error.
+                let _ = done.send(outcome.map_err(|e| shared.error(&e)));
+            }
+        }
+    }
+}
+
+/// Writes the batch in one transaction; if that fails for a reason other than the connection,
+/// writes each job in a transaction of its own so that only the bad ones fail. Returns each job's
+/// outcome, in order.
+async fn run_batch(
+    shared: &Shared,
+    writer: &mut Option<Writer>,
+    batch: &[Job],
+) -> Vec<Result<(), Failure>> {
+    let all_fail = |e: Failure| vec![Err(e); batch.len()];
+    if writer.as_ref().is_some_and(|w| w.client.is_closed()) {
+        discard_writer(writer);
+    }
+    let current = match writer {
+        Some(current) => current,
+        None => match connect_writer(shared).await {
+            Ok(fresh) => writer.insert(fresh),
+            Err(e) => return all_fail(e),
+        },
+    };
+    let records: Vec<&Record> = batch.iter().flat_map(|job| &job.records).collect();
+    match sql::write(&mut current.client, &current.statements, &records).await {
+        Ok(()) => return vec![Ok(()); batch.len()],
+        Err(e) if e.lost => {
+            discard_writer(writer);
+            return all_fail(e);
+        }
+        // Alone in its batch: there is nothing else to save.
+        Err(e) if batch.len() == 1 => return vec![Err(e)],
+        Err(_) => {}
+    }
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for job in batch {
+        let Some(current) = writer.as_mut() else {
+            outcomes.push(Err(Failure::lost("the connection was lost".into())));
+            continue;
+        };
+        let records: Vec<&Record> = job.records.iter().collect();
+        let outcome = sql::write(&mut current.client, &current.statements, &records).await;
+        if matches!(&outcome, Err(e) if e.lost) {
+            discard_writer(writer);
+        }
+        outcomes.push(outcome);
+    }
+    outcomes
+}
+
+async fn connect_writer(shared: &Shared) -> Result<Writer, Failure> {
+    let client = shared.connection().await?;
+    let statements = Statements::prepare(&client).await?;
+    Ok(Writer { client, statements })
+}
+
+impl Store for PostgresStore {
+    fn commit(&self, records: Vec<Record>) -> StoreFuture<'_, ()> {
+        Box::pin(self.call(records))
+    }
+
+    fn write_behind(&self, records: Vec<Record>) -> Result<(), StoreError> {
+        let shared = &self.inner.shared;
+        if !shared.healthy.load(Ordering::Relaxed) {
+            // Refuse rather than accept records that would be lost: the issuer answers 503. One
+            // empty batch at a time finds out when the database is back.
+            if !shared.probing.swap(true, Ordering::Relaxed) {
+                self.send(Job {
+                    records: Vec::new(),
+                    done: None,
+                })?;
+            }
+            return Err(StoreError::new(format!(
+                "{}: the database is unreachable",
+                shared.target
+            )));
+        }
+        self.send(Job {
+            records,
+            done: None,
+        })
+    }
+
+    fn load(&self, now: UnixMillis) -> StoreFuture<'_, Loaded> {
+        let shared = &self.inner.shared;
+        let timeout = shared.options.load_timeout;
+        Box::pin(shared.read(timeout, move |client| {
+            Box::pin(async move { sql::load(client, now, timeout).await })
+        }))
+    }
+
+    fn purge(&self, horizon: Purge) -> StoreFuture<'_, u64> {
+        let shared = &self.inner.shared;
+        Box::pin(
+            shared.read(shared.options.operation_timeout, move |client| {
+                Box::pin(async move { sql::purge(client, horizon).await })
+            }),
+        )
+    }
+
+    fn flush(&self) -> StoreFuture<'_, ()> {
+        // Batches run in order, so an empty commit resolves once everything queued before it has.
+        self.commit(Vec::new())
+    }
+
+    fn outbox_status(&self) -> StoreFuture<'_, OutboxStatus> {
+        let shared = &self.inner.shared;
+        Box::pin(shared.read(shared.options.operation_timeout, |client| {
+            Box::pin(async move { sql::outbox_status(&***client).await })
+        }))
+    }
+
+    fn outbox_read(&self, after: u64, limit: usize) -> StoreFuture<'_, Vec<OutboxEntry>> {
+        let shared = &self.inner.shared;
+        Box::pin(
+            shared.read(shared.options.operation_timeout, move |client| {
+                Box::pin(async move { sql::outbox_read(&***client, after, limit).await })
+            }),
+        )
+    }
+
+    fn outbox_mark(&self, position: OutboxPosition) -> StoreFuture<'_, ()> {
+        let shared = &self.inner.shared;
+        Box::pin(
+            shared.read(shared.options.operation_timeout, move |client| {
+                Box::pin(async move { sql::outbox_mark(&***client, &position).await })
+            }),
+        )
+    }
+}
