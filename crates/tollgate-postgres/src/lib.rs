@@ -83,6 +83,7 @@
 //! silently ignored. Adding TLS is a connector given to the pool (`tokio-postgres` takes one at
 //! connect time); nothing else in the store changes.
 
+mod coordination;
 mod schema;
 mod sql;
 mod store;
@@ -91,5 +92,6 @@ mod target;
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod testing;
 
+pub use coordination::ISSUE_LOCK;
 pub use store::{MAX_BATCH, OUTBOX_LOCK, PostgresOptions, PostgresStore};
 pub use target::PostgresTarget;

@@ -94,7 +94,7 @@ impl SignIn {
             Settled::Undecided => drop(attempt),
         }
         if let Some(store) = &self.shared
-            && let Err(e) = store.throttle_settle(username, settled).await
+            && let Err(e) = store.throttle_settle(username, settled, POLICY).await
         {
             // The attempt stays counted as a failure: the safe side.
             tracing::warn!(error = %e, "cannot settle a sign-in attempt in the shared throttle");

@@ -301,9 +301,16 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         Box::pin(std::future::ready(Err(not_shared())))
     }
 
-    /// Shared stores: settles an attempt counted by [`throttle_take`](Store::throttle_take).
-    fn throttle_settle(&self, key: &str, outcome: Settled) -> StoreFuture<'_, ()> {
-        let _ = (key, outcome);
+    /// Shared stores: settles an attempt counted by [`throttle_take`](Store::throttle_take)
+    /// under the same `policy`: a success forgets the key, a failure stays counted, and an
+    /// undecided attempt is given back.
+    fn throttle_settle(
+        &self,
+        key: &str,
+        outcome: Settled,
+        policy: ThrottlePolicy,
+    ) -> StoreFuture<'_, ()> {
+        let _ = (key, outcome, policy);
         Box::pin(std::future::ready(Err(not_shared())))
     }
 }

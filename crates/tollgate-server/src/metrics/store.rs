@@ -132,8 +132,13 @@ impl Store for MeteredStore {
         self.inner.throttle_take(key, now, policy)
     }
 
-    fn throttle_settle(&self, key: &str, outcome: Settled) -> StoreFuture<'_, ()> {
-        self.inner.throttle_settle(key, outcome)
+    fn throttle_settle(
+        &self,
+        key: &str,
+        outcome: Settled,
+        policy: ThrottlePolicy,
+    ) -> StoreFuture<'_, ()> {
+        self.inner.throttle_settle(key, outcome, policy)
     }
 }
 

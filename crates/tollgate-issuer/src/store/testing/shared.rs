@@ -207,12 +207,22 @@ pub async fn cutoffs_count_what_they_turn(store: &dyn Store) {
 
 /// Issuance racing a cutoff: the count is exactly the tokens stamped before the cut.
 pub async fn counts_are_exact_under_concurrent_issuance(store: Arc<dyn Store>) {
+    counts_are_exact_across(vec![store.clone(), store.clone()], store).await;
+}
+
+/// Issuance at each of `issuers` (stores on one database: replicas) racing a cutoff at `cutter`:
+/// the count is exactly the tokens stamped, at any of them, before the cut.
+pub async fn counts_are_exact_across(issuers: Vec<Arc<dyn Store>>, cutter: Arc<dyn Store>) {
+    let store = cutter;
+    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let issuers: Vec<_> = (0..4)
         .map(|worker| {
-            let store = store.clone();
+            let store = issuers[worker % issuers.len()].clone();
+            let done = done.clone();
             tokio::spawn(async move {
                 let mut instants = Vec::new();
                 for n in 0..150 {
+                    done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let jti = format!("w{worker}-{n}");
                     instants.push(
                         store
@@ -225,7 +235,10 @@ pub async fn counts_are_exact_under_concurrent_issuance(store: Arc<dyn Store>) {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    // Cut once issuance is well under way, while most of it is still to come.
+    while done.load(std::sync::atomic::Ordering::Relaxed) < 100 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     let cut = store
         .cut_off(&CutoffScope::Client("svc".into()), None)
         .await
@@ -235,6 +248,11 @@ pub async fn counts_are_exact_under_concurrent_issuance(store: Arc<dyn Store>) {
         stamped.extend(issuer.await.expect("join"));
     }
     let before = stamped.iter().filter(|t| **t < cut.issued_before).count() as u64;
+    assert!(
+        before > 0 && before < stamped.len() as u64,
+        "the cut fell outside the issuance ({before} of {} before it)",
+        stamped.len()
+    );
     assert_eq!(
         cut.count,
         before,
@@ -253,7 +271,7 @@ pub async fn throttle_counts_across_callers(store: &dyn Store) {
             None
         );
         store
-            .throttle_settle("u", Settled::Failed)
+            .throttle_settle("u", Settled::Failed, POLICY)
             .await
             .expect("settle");
     }
@@ -264,7 +282,7 @@ pub async fn throttle_counts_across_callers(store: &dyn Store) {
             None
         );
         store
-            .throttle_settle("u", Settled::Undecided)
+            .throttle_settle("u", Settled::Undecided, POLICY)
             .await
             .expect("settle");
     }
@@ -279,7 +297,7 @@ pub async fn throttle_counts_across_callers(store: &dyn Store) {
         "blocked for a second after three counted attempts"
     );
     store
-        .throttle_settle("u", Settled::Failed)
+        .throttle_settle("u", Settled::Failed, POLICY)
         .await
         .expect("settle");
     let later = now.saturating_add(Duration::from_secs(1));
@@ -293,7 +311,7 @@ pub async fn throttle_counts_across_callers(store: &dyn Store) {
         "the wait doubles"
     );
     store
-        .throttle_settle("u", Settled::Succeeded)
+        .throttle_settle("u", Settled::Succeeded, POLICY)
         .await
         .expect("settle");
     assert_eq!(
