@@ -10,6 +10,11 @@
 //! A third-party store checks itself against the same contract with `testing::check_store`
 //! (feature `test-util`).
 //!
+//! A store that several issuer processes share (replicas on one database, such as
+//! `tollgate_postgres::PostgresStore`) says so with [`Store::is_shared`] and takes over what
+//! in-process locks cannot do across processes: see [`shared`], and
+//! `testing::check_shared_store` for its contract.
+//!
 //! # The outbox
 //!
 //! Every revocation a store commits also takes the next number of a durable sequence, in the
