@@ -62,6 +62,17 @@
 //! order across all replicas, and whoever sees number *n* committed also sees every smaller number
 //! that will ever exist. Transactions that write no revocation (issued tokens) skip the lock.
 //!
+//! # Replicas
+//!
+//! A `PostgresStore` [is shared](tollgate_issuer::store::Store::is_shared): the issuer leaves to
+//! it what replicas must agree on, and it does each in the database, where they meet. Issued
+//! tokens are stamped with the database's clock inside the writer's transaction, under the
+//! advisory lock [`ISSUE_LOCK`] held in shared mode (so issuance commits durably before its
+//! answer, grouped like any commit); a batch revocation holds that lock exclusively while it reads
+//! the clock, counts in SQL and records its cutoff; a refresh token is rotated by one
+//! compare-and-set statement; failed sign-ins are counted in the table `sign_in_throttle`. Why
+//! this keeps batch counts exact is argued in `tollgate_issuer::store::shared`.
+//!
 //! # When the database is unreachable
 //!
 //! Connecting and every operation are bounded ([`PostgresOptions`]), on the client (a timer
@@ -83,6 +94,7 @@
 //! silently ignored. Adding TLS is a connector given to the pool (`tokio-postgres` takes one at
 //! connect time); nothing else in the store changes.
 
+mod coordination;
 mod schema;
 mod sql;
 mod store;
@@ -91,5 +103,6 @@ mod target;
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod testing;
 
+pub use coordination::ISSUE_LOCK;
 pub use store::{MAX_BATCH, OUTBOX_LOCK, PostgresOptions, PostgresStore};
 pub use target::PostgresTarget;

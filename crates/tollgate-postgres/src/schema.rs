@@ -3,7 +3,7 @@
 use tokio_postgres::Client;
 
 /// The schema version this code writes.
-pub(crate) const SCHEMA_VERSION: i32 = 1;
+pub(crate) const SCHEMA_VERSION: i32 = 2;
 
 /// The advisory lock held (for one transaction) while migrating: `'tollgate'` in ASCII, so that
 /// it is recognisable in `pg_locks`.
@@ -14,7 +14,8 @@ pub(crate) const MIGRATION_LOCK: i64 = 0x746f_6c6c_6761_7465;
 ///
 /// Instants are Unix milliseconds (`bigint`), as everywhere in tollgate. Every table that is
 /// purged has an index on the column purge selects by.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
 CREATE TABLE access_tokens (
     jti text NOT NULL PRIMARY KEY,
     grant_id text,
@@ -71,7 +72,18 @@ CREATE TABLE outbox (
     published_through bigint NOT NULL
 );
 INSERT INTO outbox (id, epoch, published_through) VALUES (1, '', 0);
-"];
+",
+    "
+-- Version 2: the sign-in throttle shared by replicas, one row per username (see coordination.rs).
+CREATE TABLE sign_in_throttle (
+    key text NOT NULL PRIMARY KEY,
+    failures integer NOT NULL,
+    last_attempt bigint NOT NULL,
+    blocked_until bigint NOT NULL
+);
+CREATE INDEX sign_in_throttle_last_attempt ON sign_in_throttle (last_attempt);
+",
+];
 
 /// Brings the schema to [`SCHEMA_VERSION`], in one transaction under [`MIGRATION_LOCK`]: two
 /// processes starting together migrate one after the other (the second finds nothing to do).

@@ -9,7 +9,7 @@ use tokio_postgres::{Client, GenericClient, IsolationLevel, Row, Statement, Tran
 use tollgate_core::{CutoffScope, RevocationEvent, UnixMillis};
 use tollgate_issuer::store::{
     AccessTokenRecord, Loaded, OutboxEntry, OutboxPosition, OutboxStatus, Purge, Record,
-    RefreshTokenRecord,
+    RefreshTokenRecord, Stamp,
 };
 
 /// The advisory lock every transaction that writes a revocation holds until it commits, so that
@@ -152,11 +152,27 @@ pub(crate) async fn write(
     client: &mut Client,
     statements: &Statements,
     records: &[&Record],
-) -> Result<(), Failure> {
+    stamps: &[&Stamp],
+) -> Result<UnixMillis, Failure> {
     let tx = client.transaction().await?;
-    let written = write_in(&tx, statements, records).await;
+    let written = async {
+        // Issued tokens take their instant under the issuance lock (see `coordination`).
+        let at = if stamps.is_empty() {
+            UnixMillis(0)
+        } else {
+            crate::coordination::issue_instant(&tx).await?
+        };
+        let stamped: Vec<Record> = stamps.iter().flat_map(|stamp| stamp(at)).collect();
+        let all: Vec<&Record> = records.iter().copied().chain(&stamped).collect();
+        write_in(&tx, statements, &all).await?;
+        Ok(at)
+    }
+    .await;
     match written {
-        Ok(()) => Ok(tx.commit().await?),
+        Ok(at) => {
+            tx.commit().await?;
+            Ok(at)
+        }
         Err(e) => {
             // The failure is what the caller hears of; a rollback that fails too only means the
             // connection is gone, which the failure already says or the next use finds out.
@@ -166,7 +182,7 @@ pub(crate) async fn write(
     }
 }
 
-async fn write_in(
+pub(crate) async fn write_in(
     tx: &Transaction<'_>,
     statements: &Statements,
     records: &[&Record],
@@ -304,7 +320,7 @@ fn write_one<'a>(
     }))
 }
 
-fn scope_key(scope: &CutoffScope) -> Result<(&'static str, &str), Failure> {
+pub(crate) fn scope_key(scope: &CutoffScope) -> Result<(&'static str, &str), Failure> {
     Ok(match scope {
         CutoffScope::All => ("all", ""),
         CutoffScope::Tenant(v) => ("tenant", v.as_str()),
@@ -394,7 +410,7 @@ pub(crate) async fn load(
     })
 }
 
-fn refresh_token(row: &Row) -> Result<RefreshTokenRecord, Failure> {
+pub(crate) fn refresh_token(row: &Row) -> Result<RefreshTokenRecord, Failure> {
     let hash: &[u8] = row.try_get(0)?;
     let hash = hash
         .try_into()
@@ -469,6 +485,7 @@ pub(crate) async fn purge(client: &mut Client, horizon: Purge) -> Result<u64, Fa
             &[&horizon.cutoffs_before.0],
         )
         .await?;
+    purged += crate::coordination::purge_throttle(&tx, horizon.expired_before).await?;
     tx.commit().await?;
     Ok(purged)
 }

@@ -1,5 +1,6 @@
 //! [`PostgresStore`]: the pool, the writer task that groups commits, and the `Store` methods.
 
+use crate::coordination;
 use crate::sql::{self, Failure, Statements};
 use crate::target::PostgresTarget;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
@@ -9,10 +10,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
-use tollgate_core::UnixMillis;
+use tollgate_core::{CutoffScope, UnixMillis};
 use tollgate_issuer::store::{
-    Loaded, OutboxEntry, OutboxPosition, OutboxStatus, Purge, Record, Store, StoreError,
-    StoreFuture,
+    Loaded, OutboxEntry, OutboxPosition, OutboxStatus, Purge, Record, RefreshTokenRecord, Rotation,
+    Settled, SharedCutOff, Stamp, Store, StoreError, StoreFuture, ThrottlePolicy, TokenHash,
 };
 
 pub use crate::sql::OUTBOX_LOCK;
@@ -101,11 +102,14 @@ struct Shared {
     transactions: AtomicU64,
 }
 
-type Reply = oneshot::Sender<Result<(), StoreError>>;
+/// A job's answer: the issue instant of its stamped tokens (zero for a job without a stamp).
+type Reply = oneshot::Sender<Result<UnixMillis, StoreError>>;
 
-/// Records for the writer; no waiter for write-behind.
+/// Records for the writer, or tokens to stamp with the batch's issue instant; no waiter for
+/// write-behind.
 struct Job {
     records: Vec<Record>,
+    stamp: Option<Stamp>,
     done: Option<Reply>,
 }
 
@@ -201,10 +205,15 @@ impl PostgresStore {
             .map_err(|_| StoreError::new("the store's writer has stopped"))
     }
 
-    async fn call(&self, records: Vec<Record>) -> Result<(), StoreError> {
+    async fn call(
+        &self,
+        records: Vec<Record>,
+        stamp: Option<Stamp>,
+    ) -> Result<UnixMillis, StoreError> {
         let (done, answer) = oneshot::channel();
         self.send(Job {
             records,
+            stamp,
             done: Some(done),
         })?;
         answer
@@ -340,7 +349,7 @@ async fn run_batch(
     shared: &Shared,
     writer: &mut Option<Writer>,
     batch: &[Job],
-) -> Vec<Result<(), Failure>> {
+) -> Vec<Result<UnixMillis, Failure>> {
     let all_fail = |e: Failure| vec![Err(e); batch.len()];
     if writer.as_ref().is_some_and(|w| w.client.is_closed()) {
         discard_writer(writer);
@@ -353,8 +362,9 @@ async fn run_batch(
         },
     };
     let records: Vec<&Record> = batch.iter().flat_map(|job| &job.records).collect();
-    match sql::write(&mut current.client, &current.statements, &records).await {
-        Ok(()) => return vec![Ok(()); batch.len()],
+    let stamps: Vec<&Stamp> = batch.iter().filter_map(|job| job.stamp.as_ref()).collect();
+    match sql::write(&mut current.client, &current.statements, &records, &stamps).await {
+        Ok(at) => return vec![Ok(at); batch.len()],
         Err(e) if e.lost => {
             discard_writer(writer);
             return all_fail(e);
@@ -370,7 +380,8 @@ async fn run_batch(
             continue;
         };
         let records: Vec<&Record> = job.records.iter().collect();
-        let outcome = sql::write(&mut current.client, &current.statements, &records).await;
+        let stamps: Vec<&Stamp> = job.stamp.iter().collect();
+        let outcome = sql::write(&mut current.client, &current.statements, &records, &stamps).await;
         if matches!(&outcome, Err(e) if e.lost) {
             discard_writer(writer);
         }
@@ -387,7 +398,7 @@ async fn connect_writer(shared: &Shared) -> Result<Writer, Failure> {
 
 impl Store for PostgresStore {
     fn commit(&self, records: Vec<Record>) -> StoreFuture<'_, ()> {
-        Box::pin(self.call(records))
+        Box::pin(async move { self.call(records, None).await.map(drop) })
     }
 
     fn write_behind(&self, records: Vec<Record>) -> Result<(), StoreError> {
@@ -398,6 +409,7 @@ impl Store for PostgresStore {
             if !shared.probing.swap(true, Ordering::Relaxed) {
                 self.send(Job {
                     records: Vec::new(),
+                    stamp: None,
                     done: None,
                 })?;
             }
@@ -408,6 +420,7 @@ impl Store for PostgresStore {
         }
         self.send(Job {
             records,
+            stamp: None,
             done: None,
         })
     }
@@ -446,6 +459,87 @@ impl Store for PostgresStore {
         Box::pin(
             shared.read(shared.options.operation_timeout, move |client| {
                 Box::pin(async move { sql::outbox_read(&***client, after, limit).await })
+            }),
+        )
+    }
+
+    fn is_shared(&self) -> bool {
+        true
+    }
+
+    fn commit_issued(&self, stamp: Stamp) -> StoreFuture<'_, UnixMillis> {
+        Box::pin(self.call(Vec::new(), Some(stamp)))
+    }
+
+    fn cut_off(
+        &self,
+        scope: &CutoffScope,
+        asked: Option<UnixMillis>,
+    ) -> StoreFuture<'_, SharedCutOff> {
+        let shared = &self.inner.shared;
+        let scope = scope.clone();
+        Box::pin(
+            shared.read(shared.options.operation_timeout, move |client| {
+                Box::pin(async move { coordination::cut_off(client, &scope, asked).await })
+            }),
+        )
+    }
+
+    fn refresh_token(&self, hash: &TokenHash) -> StoreFuture<'_, Option<RefreshTokenRecord>> {
+        let (shared, hash) = (&self.inner.shared, *hash);
+        Box::pin(
+            shared.read(shared.options.operation_timeout, move |client| {
+                Box::pin(async move { coordination::refresh_token(&***client, &hash).await })
+            }),
+        )
+    }
+
+    fn rotate_refresh(&self, hash: &TokenHash) -> StoreFuture<'_, Rotation> {
+        let (shared, hash) = (&self.inner.shared, *hash);
+        Box::pin(
+            shared.read(shared.options.operation_timeout, move |client| {
+                Box::pin(async move { coordination::rotate_refresh(&***client, &hash).await })
+            }),
+        )
+    }
+
+    fn unrotate_refresh(&self, hash: &TokenHash) -> StoreFuture<'_, ()> {
+        let (shared, hash) = (&self.inner.shared, *hash);
+        Box::pin(
+            shared.read(shared.options.operation_timeout, move |client| {
+                Box::pin(async move { coordination::unrotate_refresh(&***client, &hash).await })
+            }),
+        )
+    }
+
+    fn throttle_take(
+        &self,
+        key: &str,
+        now: UnixMillis,
+        policy: ThrottlePolicy,
+    ) -> StoreFuture<'_, Option<UnixMillis>> {
+        let (shared, key) = (&self.inner.shared, key.to_owned());
+        Box::pin(
+            shared.read(shared.options.operation_timeout, move |client| {
+                Box::pin(
+                    async move { coordination::throttle_take(client, &key, now, policy).await },
+                )
+            }),
+        )
+    }
+
+    fn throttle_settle(
+        &self,
+        key: &str,
+        outcome: Settled,
+        policy: ThrottlePolicy,
+    ) -> StoreFuture<'_, ()> {
+        let (shared, key) = (&self.inner.shared, key.to_owned());
+        Box::pin(
+            shared.read(shared.options.operation_timeout, move |client| {
+                Box::pin(async move {
+                    coordination::throttle_settle(&***client, &key, outcome, policy).await
+                })
             }),
         )
     }

@@ -37,6 +37,32 @@ async fn keeps_the_store_contract() {
     .await;
 }
 
+/// Replicas' coordination: issue instants from the database's clock, exact counts under
+/// concurrent issuance, the refresh compare-and-set, the shared throttle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keeps_the_shared_store_contract() {
+    let server = PostgresServer::start();
+    testing::check_shared_store(|| {
+        let server = &server;
+        async move { open(&server.create_database().await).await }
+    })
+    .await;
+}
+
+/// Two stores on one database are two replicas: a count at one sees what the other issued, and
+/// a rotation at one is a replay at the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_stores_on_one_database_coordinate_as_replicas() {
+    let server = PostgresServer::start();
+    let target = server.create_database().await;
+    let a: Arc<dyn Store> = Arc::new(open(&target).await);
+    let b: Arc<dyn Store> = Arc::new(open(&target).await);
+    let c: Arc<dyn Store> = Arc::new(open(&target).await);
+    testing::counts_are_exact_across(vec![a.clone(), b.clone()], c).await;
+    // The refresh token `a` issued is rotated once, whichever replica asks first.
+    testing::rotation_is_compare_and_set(a).await;
+}
+
 #[tokio::test]
 async fn a_reopened_store_keeps_everything() {
     let server = PostgresServer::start();
@@ -85,7 +111,7 @@ async fn stores_opening_together_migrate_once() {
         .await
         .unwrap();
     assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0].get::<_, i32>(0), 1);
+    assert_eq!(rows[0].get::<_, i32>(0), 2, "the newest schema version");
 }
 
 #[tokio::test]

@@ -106,6 +106,13 @@ pub(crate) async fn build(
                      is this replica's alone; replicas must share configured keys"
                 );
             }
+            if config.replication().is_none() {
+                tracing::warn!(
+                    "store = \"postgres\" with no [replication]: revocations made at other \
+                     replicas reach this one's index only on restart; give every replica one \
+                     Redis"
+                );
+            }
             Arc::new(store)
         }
     };

@@ -5,88 +5,15 @@
 
 mod support;
 
-use http::{Request, Response};
-use std::convert::Infallible;
 use std::process::{Command, Output, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::following::{DEADLINE, FollowingApi};
 use support::*;
-use tollgate_core::RevocationIndex;
-use tollgate_layer::{RemoteJwks, ValidateBearerLayer, Verifier};
 use tollgate_redis::testing::RedisServer;
-use tollgate_redis::{Feed, Follower, HealthPolicy, RedisTarget};
-use tower::{Layer, ServiceExt};
-
-/// The demo configuration's issuer, which is also its tokens' default audience.
-const ISSUER: &str = "http://127.0.0.1:8080";
-/// How long a revocation may take to reach a follower before the test fails: generous, since
-/// the machine may be busy; the polls below return as soon as it has.
-const DEADLINE: Duration = Duration::from_secs(20);
 
 /// The demo configuration with a `[replication]` table appended.
 fn replicated_config(dir: &std::path::Path, replication: &str) -> String {
     format!("{}\n[replication]\n{replication}", config(dir))
-}
-
-/// A Layer in this process, fed only through Redis, with the server's keys from its JWKS.
-struct FollowingApi {
-    verifier: Verifier,
-    feed: Feed,
-}
-
-impl FollowingApi {
-    async fn start(redis_url: &str, server: &Server) -> FollowingApi {
-        let index = Arc::new(RevocationIndex::new());
-        let feed = Follower::new(RedisTarget::new(redis_url).unwrap(), index.clone())
-            .start()
-            .await
-            .expect("follow the stream");
-        assert!(
-            feed.wait_synced(DEADLINE).await,
-            "the follower never synced"
-        );
-        let jwks = RemoteJwks::builder(server.url("/.well-known/jwks.json").parse().unwrap())
-            .build()
-            .unwrap();
-        let verifier = Verifier::builder()
-            .issuer(ISSUER)
-            .audience(ISSUER)
-            .remote_jwks(jwks)
-            .revocation_index(index)
-            .build()
-            .unwrap();
-        FollowingApi { verifier, feed }
-    }
-
-    /// The status the Layer answers `token` with.
-    async fn status(&self, token: &str) -> u16 {
-        let layer = ValidateBearerLayer::new(self.verifier.clone())
-            .readiness(Arc::new(self.feed.health(HealthPolicy::default())));
-        let service = layer.layer(tower::service_fn(|_: Request<()>| async {
-            Ok::<_, Infallible>(Response::new(String::new()))
-        }));
-        let request = Request::get("/")
-            .header("authorization", format!("Bearer {token}"))
-            .body(())
-            .unwrap();
-        service.oneshot(request).await.unwrap().status().as_u16()
-    }
-
-    /// Waits until the Layer answers `token` with `want`.
-    async fn wait_for(&self, token: &str, want: u16, what: &str) {
-        let start = Instant::now();
-        loop {
-            let status = self.status(token).await;
-            if status == want {
-                return;
-            }
-            assert!(
-                start.elapsed() < DEADLINE,
-                "{what}: the following Layer still answers {status}, not {want}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
 }
 
 /// Waits until the token service's introspection answers `want` (200 active, 401 not).

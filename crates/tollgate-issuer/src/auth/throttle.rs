@@ -3,6 +3,7 @@
 //! success or a quiet period clears the record. The legitimate party is slowed down during an
 //! attack, never locked out for good.
 
+use crate::store::ThrottlePolicy;
 use dashmap::DashMap;
 use std::time::Duration;
 use tollgate_core::UnixMillis;
@@ -15,6 +16,14 @@ const BASE_DELAY: Duration = Duration::from_secs(1);
 const MAX_DELAY: Duration = Duration::from_secs(300);
 /// A record with no failure for this long is forgotten.
 const FORGET_AFTER: Duration = Duration::from_secs(15 * 60);
+
+/// The same policy, for a store that throttles across replicas.
+pub(crate) const POLICY: ThrottlePolicy = ThrottlePolicy {
+    free_failures: FREE_FAILURES,
+    base_delay: BASE_DELAY,
+    max_delay: MAX_DELAY,
+    forget_after: FORGET_AFTER,
+};
 /// Keys tracked at most: beyond it, new keys are throttled as if they had failed until the purge
 /// timer forgets quiet records (memory stays bounded under a spray of names).
 const MAX_TRACKED: usize = 100_000;
@@ -107,9 +116,7 @@ impl Throttle {
                 record.failures = record.failures.saturating_add(1);
                 record.last_failure = now;
                 if record.failures >= FREE_FAILURES {
-                    let doublings = (record.failures - FREE_FAILURES).min(16);
-                    let delay = BASE_DELAY.saturating_mul(1 << doublings).min(MAX_DELAY);
-                    record.blocked_until = now.saturating_add(delay);
+                    record.blocked_until = now.saturating_add(POLICY.delay_after(record.failures));
                 }
             }
             None => {

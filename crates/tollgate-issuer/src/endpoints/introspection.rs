@@ -24,6 +24,7 @@ pub(crate) async fn handle(
     let now = ledger.now();
     let answer = ledger
         .find(token)
+        .await?
         .filter(|found| client.introspect_any || found.client_id() == client.id)
         .and_then(|found| match found {
             // A validator's leeway is for clock skew between servers; this issuer's own clock

@@ -27,8 +27,17 @@
 //!   revocation, a rotation, a family being issued), and exclusively by the count and its cutoff,
 //!   so that no token changes state between being counted and being cut off.
 
+//!
+//! # Replicas
+//!
+//! A store shared by several processes ([`Store::is_shared`]) cannot rely on these gates: each
+//! replica has its own. With such a store the ledger keeps no live set; it leaves the issue
+//! instant, the count and its cutoff, and refresh rotation to the store, which orders them in
+//! the database (see [`crate::store::shared`] for why counts stay exact there).
+
 mod live;
 mod redeem;
+mod shared;
 
 pub(crate) use live::LiveTokens;
 #[cfg(feature = "test-util")]
@@ -164,6 +173,8 @@ pub(crate) struct Ledger {
     verifier: Verifier,
     issue_gate: RwLock<()>,
     revocation_gate: RwLock<()>,
+    /// The store is shared with other replicas: see [Replicas](self#replicas).
+    shared: bool,
     /// Woken after every revocation commit: the relay that publishes the store's outbox waits on
     /// it rather than polling.
     outbox: Arc<Notify>,
@@ -198,6 +209,7 @@ pub(crate) struct Parts {
 impl Ledger {
     /// A ledger with nothing live; [`load`](Self::load) reads the store back.
     pub(crate) fn new(parts: Parts) -> Self {
+        let shared = parts.store.is_shared();
         Ledger {
             issuer: parts.issuer,
             audience: parts.audience,
@@ -211,6 +223,7 @@ impl Ledger {
             verifier: parts.verifier,
             issue_gate: RwLock::new(()),
             revocation_gate: RwLock::new(()),
+            shared,
             outbox: Arc::new(Notify::new()),
         }
     }
@@ -269,6 +282,10 @@ impl Ledger {
         spec: AccessSpec<'_>,
         refresh_scope: Option<String>,
     ) -> Result<Issued, LedgerError> {
+        if self.shared {
+            let family = refresh_scope.map(|scope| (random::id(), scope, None));
+            return self.issue_shared(&spec, family).await;
+        }
         let Some(refresh_scope) = refresh_scope else {
             let (access_token, record) = self.mint(&spec, None).await?;
             let (jti, expires_at) = (record.jti.clone(), record.expires_at);
@@ -294,10 +311,25 @@ impl Ledger {
         spec: &AccessSpec<'_>,
         grant_id: Option<&str>,
     ) -> Result<(String, AccessTokenRecord), LedgerError> {
-        let key = self.keys.signing_key().ok_or_else(|| {
-            tracing::error!("no signing key configured");
-            LedgerError::Internal
-        })?;
+        let (claims, record) = {
+            // Waits (without blocking a runtime worker) while a batch revocation counts.
+            let _gate = self.issue_gate.read().await;
+            let claims = self.claims_for(spec, grant_id, self.clock.now());
+            let record = access_record(&claims);
+            self.live.insert_access(&record);
+            (claims, record)
+        };
+        match self.sign(&claims) {
+            Ok(token) => Ok((token, record)),
+            Err(e) => {
+                self.live.remove_access(&record.jti, record.expires_at);
+                Err(e)
+            }
+        }
+    }
+
+    /// The claims of an access token described by `spec`, issued at `now`.
+    fn claims_for(&self, spec: &AccessSpec<'_>, grant_id: Option<&str>, now: UnixMillis) -> Claims {
         let audience = if spec.audience.is_empty() {
             &self.audience
         } else {
@@ -307,43 +339,32 @@ impl Ledger {
             [one] => Audience::One(one.clone()),
             many => Audience::Many(many.to_vec()),
         };
-        let (claims, record) = {
-            // Waits (without blocking a runtime worker) while a batch revocation counts.
-            let _gate = self.issue_gate.read().await;
-            let now = self.clock.now();
-            let mut claims = Claims::new(
-                &self.issuer,
-                spec.subject,
-                audience,
-                spec.client_id,
-                now,
-                spec.lifetime,
-            );
-            claims.scope = spec.scope.clone();
-            // Always present, `/` included: resource servers should not have to know the default.
-            claims.tenant = Some(spec.tenant.as_str().to_owned());
-            claims.roles = spec.roles.clone();
-            claims.grant_id = grant_id.map(str::to_owned);
-            let record = AccessTokenRecord {
-                jti: claims.jti.clone(),
-                grant_id: claims.grant_id.clone(),
-                tenant: spec.tenant.as_str().to_owned(),
-                subject: claims.sub.clone(),
-                client_id: claims.client_id.clone(),
-                issued_at: now,
-                expires_at: UnixMillis::from_secs(claims.exp),
-            };
-            self.live.insert_access(&record);
-            (claims, record)
-        };
-        match jws::encode(&key, jws::ACCESS_TOKEN_TYP, &claims) {
-            Ok(token) => Ok((token, record)),
-            Err(e) => {
-                self.live.remove_access(&record.jti, record.expires_at);
-                tracing::error!(error = %e, "cannot sign an access token");
-                Err(LedgerError::Internal)
-            }
-        }
+        let mut claims = Claims::new(
+            &self.issuer,
+            spec.subject,
+            audience,
+            spec.client_id,
+            now,
+            spec.lifetime,
+        );
+        claims.scope = spec.scope.clone();
+        // Always present, `/` included: resource servers should not have to know the default.
+        claims.tenant = Some(spec.tenant.as_str().to_owned());
+        claims.roles = spec.roles.clone();
+        claims.grant_id = grant_id.map(str::to_owned);
+        claims
+    }
+
+    /// Signs `claims` with the signing key.
+    fn sign(&self, claims: &Claims) -> Result<String, LedgerError> {
+        let key = self.keys.signing_key().ok_or_else(|| {
+            tracing::error!("no signing key configured");
+            LedgerError::Internal
+        })?;
+        jws::encode(&key, jws::ACCESS_TOKEN_TYP, claims).map_err(|e| {
+            tracing::error!(error = %e, "cannot sign an access token");
+            LedgerError::Internal
+        })
     }
 
     /// Issues an access token and a refresh token of `grant_id`, committing both (and the
@@ -356,6 +377,11 @@ impl Ledger {
         refresh_scope: String,
         replaces: Option<[u8; 32]>,
     ) -> Result<Issued, LedgerError> {
+        if self.shared {
+            return self
+                .issue_shared(&spec, Some((grant_id, refresh_scope, replaces)))
+                .await;
+        }
         let (access_token, access) = self.mint(&spec, Some(&grant_id)).await?;
         let (jti, expires_at) = (access.jti.clone(), access.expires_at);
         let refresh_token = random::secret();
@@ -391,21 +417,35 @@ impl Ledger {
     /// The live token `token` is, if any: an access token a validator sharing the index accepts
     /// now (signature, claims, revocations and cutoffs), or a refresh token that has not expired
     /// and whose grant is neither revoked nor cut off.
-    pub(crate) fn find(&self, token: &str) -> Option<Found> {
+    pub(crate) async fn find(&self, token: &str) -> Result<Option<Found>, LedgerError> {
         if jws::is_compact(token) {
             // Expired, revoked, cut-off, foreign or forged tokens fail verification.
-            return self.verifier.verify(token).ok().map(Found::Access);
+            return Ok(self.verifier.verify(token).ok().map(Found::Access));
         }
-        self.live_refresh(&sha256(token.as_bytes()))
-            .map(Found::Refresh)
+        Ok(self
+            .live_refresh(&sha256(token.as_bytes()))
+            .await?
+            .map(Found::Refresh))
     }
 
-    /// The refresh token with this hash, if it is live (rotated ones included).
-    fn live_refresh(&self, hash: &[u8; 32]) -> Option<RefreshTokenRecord> {
-        let record = self.live.refresh(hash)?;
-        let live = record.expires_at > self.clock.now()
-            && self.index.check(&refresh_identity(&record)).is_ok();
-        live.then_some(record)
+    /// The refresh token with this hash, if it is live (rotated ones included): from the live
+    /// set, or from a shared store, which knows every replica's.
+    async fn live_refresh(
+        &self,
+        hash: &[u8; 32],
+    ) -> Result<Option<RefreshTokenRecord>, LedgerError> {
+        let record = if self.shared {
+            self.store.refresh_token(hash).await.map_err(|e| {
+                tracing::error!(error = %e, "store lookup failed");
+                LedgerError::Unavailable
+            })?
+        } else {
+            self.live.refresh(hash)
+        };
+        Ok(record.filter(|record| {
+            record.expires_at > self.clock.now()
+                && self.index.check(&refresh_identity(record)).is_ok()
+        }))
     }
 
     /// Revokes `token` for `client_id` if it is live: an access token by its `jti`, a refresh
@@ -413,7 +453,7 @@ impl Ledger {
     /// Durable, then enforced. A token that is not live is nothing to revoke; another client's
     /// token is left alone.
     pub(crate) async fn revoke(&self, client_id: &str, token: &str) -> Result<(), RevokeError> {
-        let Some(found) = self.find(token) else {
+        let Some(found) = self.find(token).await.map_err(RevokeError::Ledger)? else {
             return Ok(());
         };
         if found.client_id() != client_id {
@@ -443,6 +483,9 @@ impl Ledger {
         scope: CutoffScope,
         asked: Option<UnixMillis>,
     ) -> Result<CutOff, CutOffError> {
+        if self.shared {
+            return self.cut_off_shared(scope, asked).await;
+        }
         let _revocations = self.revocation_gate.write().await;
         // The count walks every live token under the issue gate: on a blocking thread, so that
         // the runtime's workers keep serving everything but issuance meanwhile.
@@ -486,9 +529,14 @@ impl Ledger {
     /// until then, across restarts). The caller holds the revocation gate.
     async fn record(&self, event: RevocationEvent) -> Result<(), LedgerError> {
         self.commit(vec![Record::Revocation(event.clone())]).await?;
-        self.index.apply(&event);
-        self.outbox.notify_one();
+        self.enforce(&event);
         Ok(())
+    }
+
+    /// Applies a committed revocation to the index and wakes the outbox's relay.
+    fn enforce(&self, event: &RevocationEvent) {
+        self.index.apply(event);
+        self.outbox.notify_one();
     }
 
     /// Commits `records` durably.
@@ -541,6 +589,11 @@ impl Ledger {
         for event in &loaded.revocations {
             self.index.apply(event);
         }
+        if self.shared {
+            // Every replica's tokens are in the store, which answers for them.
+            tracing::info!(revocations, "revocations loaded from the shared store");
+            return Ok(());
+        }
         for record in &loaded.access_tokens {
             self.live.insert_access(record);
         }
@@ -549,5 +602,18 @@ impl Ledger {
         }
         tracing::info!(revocations, access, refresh, "state loaded from the store");
         Ok(())
+    }
+}
+
+/// What the store keeps of an access token with these claims.
+fn access_record(claims: &Claims) -> AccessTokenRecord {
+    AccessTokenRecord {
+        jti: claims.jti.clone(),
+        grant_id: claims.grant_id.clone(),
+        tenant: claims.tenant().to_owned(),
+        subject: claims.sub.clone(),
+        client_id: claims.client_id.clone(),
+        issued_at: claims.issued_at(),
+        expires_at: UnixMillis::from_secs(claims.exp),
     }
 }

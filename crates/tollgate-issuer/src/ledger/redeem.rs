@@ -4,7 +4,7 @@
 use super::live::RotateError;
 use super::{AccessSpec, Issued, Ledger, LedgerError};
 use crate::digest::sha256;
-use crate::store::RefreshTokenRecord;
+use crate::store::{RefreshTokenRecord, Rotation};
 use tokio::sync::RwLockReadGuard;
 
 /// Why a refresh token cannot be exchanged.
@@ -41,19 +41,36 @@ impl Ledger {
     ) -> Result<Redemption<'_>, RedeemError> {
         let gate = self.revocation_gate.read().await;
         let hash = sha256(token.as_bytes());
-        let known = self.live_refresh(&hash).ok_or(RedeemError::Invalid)?;
+        let known = self
+            .live_refresh(&hash)
+            .await
+            .map_err(RedeemError::Ledger)?
+            .ok_or(RedeemError::Invalid)?;
         if known.client_id != client_id {
             return Err(RedeemError::Invalid);
         }
-        match self.live.rotate(&hash) {
-            Ok(record) => Ok(Redemption {
+        let rotation = if self.shared {
+            // A compare-and-set in the store: of two replicas, exactly one wins.
+            self.store.rotate_refresh(&hash).await.map_err(|e| {
+                tracing::error!(error = %e, "store rotation failed");
+                RedeemError::Ledger(LedgerError::Unavailable)
+            })?
+        } else {
+            match self.live.rotate(&hash) {
+                Ok(record) => Rotation::Rotated(record),
+                Err(RotateError::Unknown) => Rotation::Unknown,
+                Err(RotateError::Reused(record)) => Rotation::Reused(*record),
+            }
+        };
+        match rotation {
+            Rotation::Rotated(record) => Ok(Redemption {
                 ledger: self,
                 record,
                 completed: false,
                 _gate: gate,
             }),
-            Err(RotateError::Unknown) => Err(RedeemError::Invalid),
-            Err(RotateError::Reused(record)) => {
+            Rotation::Unknown => Err(RedeemError::Invalid),
+            Rotation::Reused(record) => {
                 tracing::warn!(client_id, grant_id = %record.grant_id, "refresh token reuse; revoking its grant");
                 self.record(self.grant_revocation(&record.grant_id))
                     .await
@@ -89,8 +106,25 @@ impl Redemption<'_> {
 
 impl Drop for Redemption<'_> {
     fn drop(&mut self) {
-        if !self.completed {
+        if self.completed {
+            return;
+        }
+        if !self.ledger.shared {
             self.ledger.live.unrotate(&self.record.hash);
+            return;
+        }
+        // The shared store is undone behind the answer; if that fails too, the client signs in
+        // again (the safe side: the token stays unusable).
+        let (store, hash) = (self.ledger.store.clone(), self.record.hash);
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    if let Err(e) = store.unrotate_refresh(&hash).await {
+                        tracing::warn!(error = %e, "cannot undo a refresh rotation");
+                    }
+                });
+            }
+            Err(_) => tracing::warn!("no runtime to undo a refresh rotation on"),
         }
     }
 }

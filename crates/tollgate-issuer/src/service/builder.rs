@@ -197,6 +197,7 @@ impl TokenServiceBuilder {
         let own_audience = verifier(Some(&audience))?;
         let hasher = Hasher::new(self.hash_concurrency)
             .map_err(|e| BuildError::new(format!("cannot prepare the password hasher: {e}")))?;
+        let (store_shared, shared_store) = (store.is_shared(), store.clone());
         let ledger = Ledger::new(ledger::Parts {
             issuer,
             audience,
@@ -227,6 +228,11 @@ impl TokenServiceBuilder {
                 .await
                 .map_err(|e| dummy_failed(&e))?
                 .map_err(|e| dummy_failed(&e))?;
+        let sign_in = if store_shared {
+            sign_in.shared_with(shared_store)
+        } else {
+            sign_in
+        };
         let issuer = Arc::new(Issuer {
             ledger: Arc::new(ledger),
             clients: ClientAuthenticator::new(clients, hasher, self.clock),

@@ -10,6 +10,11 @@
 //! A third-party store checks itself against the same contract with `testing::check_store`
 //! (feature `test-util`).
 //!
+//! A store that several issuer processes share (replicas on one database, such as
+//! `tollgate_postgres::PostgresStore`) says so with [`Store::is_shared`] and takes over what
+//! in-process locks cannot do across processes: see [`shared`], and
+//! `testing::check_shared_store` for its contract.
+//!
 //! # The outbox
 //!
 //! Every revocation a store commits also takes the next number of a durable sequence, in the
@@ -23,18 +28,20 @@
 //! number and is published again; applying events is idempotent, so republishing is harmless.
 
 mod memory;
+pub mod shared;
 mod sqlite;
 #[cfg(any(test, feature = "test-util"))]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod testing;
 
 pub use memory::MemoryStore;
+pub use shared::{Rotation, Settled, SharedCutOff, Stamp, ThrottlePolicy};
 pub use sqlite::SqliteStore;
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use tollgate_core::{RevocationEvent, UnixMillis};
+use tollgate_core::{CutoffScope, RevocationEvent, UnixMillis};
 
 /// A boxed, sendable future: the [`Store`] trait is object-safe so the issuer holds a
 /// `Arc<dyn Store>` chosen at run time.
@@ -234,6 +241,87 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         let _ = position;
         Box::pin(std::future::ready(Err(no_outbox())))
     }
+
+    /// Whether several issuer processes may share this store at once. A shared store implements
+    /// every method below, and the issuer then leaves issuance instants, batch counts, refresh
+    /// rotation and the sign-in throttle to it (see [`shared`]); a store for one process (the
+    /// default) never sees those calls.
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    /// Shared stores: chooses the issue instant from the store's clock, inside one transaction
+    /// that holds the issuance lock in shared mode, commits the records `stamp` builds from it
+    /// durably, and returns it. Concurrent calls may share a transaction and its flush.
+    fn commit_issued(&self, stamp: Stamp) -> StoreFuture<'_, UnixMillis> {
+        drop(stamp);
+        Box::pin(std::future::ready(Err(not_shared())))
+    }
+
+    /// Shared stores: in one transaction holding the issuance lock exclusively, reads the store's
+    /// clock `now`, cuts at `asked` (or `now`, whichever is earlier), counts the live tokens in
+    /// `scope` issued before that instant that no stored revocation refuses yet (access tokens
+    /// not expired at `now`; refresh tokens not expired, not rotated, whose grant is not revoked),
+    /// and records the cutoff as a revocation with the next outbox number.
+    fn cut_off(
+        &self,
+        scope: &CutoffScope,
+        asked: Option<UnixMillis>,
+    ) -> StoreFuture<'_, SharedCutOff> {
+        let _ = (scope, asked);
+        Box::pin(std::future::ready(Err(not_shared())))
+    }
+
+    /// Shared stores: the refresh token with this hash, rotated or not, unless it expired.
+    fn refresh_token(&self, hash: &TokenHash) -> StoreFuture<'_, Option<RefreshTokenRecord>> {
+        let _ = hash;
+        Box::pin(std::future::ready(Err(not_shared())))
+    }
+
+    /// Shared stores: marks the refresh token rotated if it is not, as one compare-and-set
+    /// visible to every process at once, and says what it found.
+    fn rotate_refresh(&self, hash: &TokenHash) -> StoreFuture<'_, Rotation> {
+        let _ = hash;
+        Box::pin(std::future::ready(Err(not_shared())))
+    }
+
+    /// Shared stores: undoes a [`rotate_refresh`](Store::rotate_refresh) whose replacement was
+    /// never issued (the user was disabled meanwhile, the issuance failed).
+    fn unrotate_refresh(&self, hash: &TokenHash) -> StoreFuture<'_, ()> {
+        let _ = hash;
+        Box::pin(std::future::ready(Err(not_shared())))
+    }
+
+    /// Shared stores: counts one sign-in attempt for `key` before it is judged, atomically, and
+    /// answers `Some(until)` instead when the key must wait until then (nothing is counted).
+    /// A counted attempt that makes `policy.free_failures` or more makes the next one wait
+    /// `policy.delay_after(failures)`; a key quiet for `policy.forget_after` starts afresh.
+    fn throttle_take(
+        &self,
+        key: &str,
+        now: UnixMillis,
+        policy: ThrottlePolicy,
+    ) -> StoreFuture<'_, Option<UnixMillis>> {
+        let _ = (key, now, policy);
+        Box::pin(std::future::ready(Err(not_shared())))
+    }
+
+    /// Shared stores: settles an attempt counted by [`throttle_take`](Store::throttle_take)
+    /// under the same `policy`: a success forgets the key, a failure stays counted, and an
+    /// undecided attempt is given back.
+    fn throttle_settle(
+        &self,
+        key: &str,
+        outcome: Settled,
+        policy: ThrottlePolicy,
+    ) -> StoreFuture<'_, ()> {
+        let _ = (key, outcome, policy);
+        Box::pin(std::future::ready(Err(not_shared())))
+    }
+}
+
+fn not_shared() -> StoreError {
+    StoreError::new("this store serves one process: it cannot coordinate replicas")
 }
 
 fn no_outbox() -> StoreError {

@@ -4,8 +4,11 @@
 use super::{KindLabels, ResultLabels, StoreMetrics};
 use std::sync::Arc;
 use std::time::Instant;
-use tollgate_core::{RevocationEvent, UnixMillis};
-use tollgate_issuer::store::{Loaded, Purge, Record, StoreFuture};
+use tollgate_core::{CutoffScope, RevocationEvent, UnixMillis};
+use tollgate_issuer::store::{
+    Loaded, Purge, Record, RefreshTokenRecord, Rotation, Settled, SharedCutOff, Stamp, StoreFuture,
+    ThrottlePolicy, TokenHash,
+};
 use tollgate_issuer::{OutboxEntry, OutboxPosition, OutboxStatus, Store, StoreError};
 
 /// The store of the token service, measured. Every method forwards to the inner store, the
@@ -46,22 +49,7 @@ impl Store for MeteredStore {
         Box::pin(async move {
             let started = Instant::now();
             let outcome = self.inner.commit(records).await;
-            self.metrics
-                .commit_seconds
-                .observe(started.elapsed().as_secs_f64());
-            let result = if outcome.is_ok() { "ok" } else { "error" };
-            self.metrics
-                .commits
-                .get_or_create(&ResultLabels { result })
-                .inc();
-            if outcome.is_ok() {
-                for kind in revocations {
-                    self.metrics
-                        .revocations
-                        .get_or_create(&KindLabels { kind })
-                        .inc();
-                }
-            }
+            self.observe(started, outcome.is_ok(), &revocations);
             outcome
         })
     }
@@ -93,12 +81,93 @@ impl Store for MeteredStore {
     fn outbox_mark(&self, position: OutboxPosition) -> StoreFuture<'_, ()> {
         self.inner.outbox_mark(position)
     }
+
+    // A shared store's coordination is forwarded too: without `is_shared` the issuer would fall
+    // back to its in-process gates, which cannot keep replicas' promises.
+    fn is_shared(&self) -> bool {
+        self.inner.is_shared()
+    }
+
+    fn commit_issued(&self, stamp: Stamp) -> StoreFuture<'_, UnixMillis> {
+        Box::pin(async move {
+            let started = Instant::now();
+            let outcome = self.inner.commit_issued(stamp).await;
+            self.observe(started, outcome.is_ok(), &[]);
+            outcome
+        })
+    }
+
+    fn cut_off(
+        &self,
+        scope: &CutoffScope,
+        asked: Option<UnixMillis>,
+    ) -> StoreFuture<'_, SharedCutOff> {
+        let scope = scope.clone();
+        Box::pin(async move {
+            let started = Instant::now();
+            let outcome = self.inner.cut_off(&scope, asked).await;
+            self.observe(started, outcome.is_ok(), &["cutoff"]);
+            outcome
+        })
+    }
+
+    fn refresh_token(&self, hash: &TokenHash) -> StoreFuture<'_, Option<RefreshTokenRecord>> {
+        self.inner.refresh_token(hash)
+    }
+
+    fn rotate_refresh(&self, hash: &TokenHash) -> StoreFuture<'_, Rotation> {
+        self.inner.rotate_refresh(hash)
+    }
+
+    fn unrotate_refresh(&self, hash: &TokenHash) -> StoreFuture<'_, ()> {
+        self.inner.unrotate_refresh(hash)
+    }
+
+    fn throttle_take(
+        &self,
+        key: &str,
+        now: UnixMillis,
+        policy: ThrottlePolicy,
+    ) -> StoreFuture<'_, Option<UnixMillis>> {
+        self.inner.throttle_take(key, now, policy)
+    }
+
+    fn throttle_settle(
+        &self,
+        key: &str,
+        outcome: Settled,
+        policy: ThrottlePolicy,
+    ) -> StoreFuture<'_, ()> {
+        self.inner.throttle_settle(key, outcome, policy)
+    }
+}
+
+impl MeteredStore {
+    /// Records a commit that started at `started`, and the revocations of `kinds` it made durable
+    /// if it succeeded.
+    fn observe(&self, started: Instant, ok: bool, kinds: &[&'static str]) {
+        self.metrics
+            .commit_seconds
+            .observe(started.elapsed().as_secs_f64());
+        let result = if ok { "ok" } else { "error" };
+        self.metrics
+            .commits
+            .get_or_create(&ResultLabels { result })
+            .inc();
+        if ok {
+            for &kind in kinds {
+                self.metrics
+                    .revocations
+                    .get_or_create(&KindLabels { kind })
+                    .inc();
+            }
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tollgate_core::CutoffScope;
     use tollgate_issuer::MemoryStore;
 
     fn count(

@@ -5,6 +5,8 @@
     reason = "helpers of a test crate, which has no public API"
 )]
 
+pub mod following;
+
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::Path;

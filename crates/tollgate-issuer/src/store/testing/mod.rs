@@ -454,3 +454,10 @@ where
     write_behind_then_flush(&new_store().await).await;
     outbox_numbers_revocations(&new_store().await).await;
 }
+
+mod shared;
+pub use shared::{
+    check_shared_store, counts_are_exact_across, counts_are_exact_under_concurrent_issuance,
+    cutoffs_count_what_they_turn, issuance_is_stamped_by_the_store, rotation_is_compare_and_set,
+    throttle_counts_across_callers,
+};

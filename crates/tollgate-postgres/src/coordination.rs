@@ -1,0 +1,283 @@
+//! What replicas meet on in the database (the issuer's `store::shared` contract): the issuance
+//! lock and clock, batch counts, the refresh-token compare-and-set, and the sign-in throttle.
+//!
+//! # The issuance lock and the database's clock
+//!
+//! Every writer transaction that records issued tokens takes [`ISSUE_LOCK`] in shared mode
+//! (`pg_advisory_xact_lock_shared`) and only then reads `clock_timestamp()`: that is the tokens'
+//! issue instant, and they are answered only after the transaction commits. A cutoff's
+//! transaction takes the same lock exclusively, then reads the clock for its instant `T`, counts,
+//! and records the cutoff. So a token either committed before the cutoff took the lock (it is
+//! visible to the count, and its instant is at most `T`) or took the lock after the cutoff
+//! committed (its instant is at least `T`): counted exactly when refused. One clock, the
+//! database server's, decides both sides; the replicas' clocks take no part.
+//!
+//! Lock order is always the issuance lock, then [`OUTBOX_LOCK`](crate::OUTBOX_LOCK) (which every
+//! transaction writing a revocation takes): a batch holding both, and a cutoff holding both, wait
+//! for each other but never deadlock.
+
+use crate::sql::{self, Failure, Statements};
+use tokio_postgres::{Client, GenericClient, Transaction};
+use tollgate_core::{CutoffScope, RevocationEvent, UnixMillis};
+use tollgate_issuer::store::{Record, Rotation, Settled, SharedCutOff, ThrottlePolicy, TokenHash};
+
+/// The advisory lock issuance holds shared and a cutoff's count holds exclusively (`'tollissu'`
+/// in ASCII, so that it is recognisable in `pg_locks`).
+pub const ISSUE_LOCK: i64 = 0x746f_6c6c_6973_7375;
+
+/// The database server's clock, in Unix milliseconds.
+const CLOCK: &str = "SELECT floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint";
+
+/// Takes the issuance lock (shared) and reads the clock: the issue instant of the tokens this
+/// transaction records.
+pub(crate) async fn issue_instant(tx: &Transaction<'_>) -> Result<UnixMillis, Failure> {
+    tx.execute("SELECT pg_advisory_xact_lock_shared($1)", &[&ISSUE_LOCK])
+        .await?;
+    Ok(UnixMillis(tx.query_one(CLOCK, &[]).await?.try_get(0)?))
+}
+
+/// `x`'s tenant, subject or client matches `scope` (`$3` is the scope's value).
+fn in_scope(scope: &CutoffScope, x: &str) -> &'static str {
+    // One literal per table alias keeps the SQL static (no text from requests in it).
+    match (scope, x) {
+        (CutoffScope::All, _) => "TRUE",
+        (CutoffScope::Tenant(path), _) if path == "/" => "TRUE",
+        (CutoffScope::Tenant(_), "a") => "(a.tenant = $3 OR starts_with(a.tenant, $3 || '/'))",
+        (CutoffScope::Tenant(_), _) => "(t.tenant = $3 OR starts_with(t.tenant, $3 || '/'))",
+        (CutoffScope::Subject(_), "a") => "a.subject = $3",
+        (CutoffScope::Subject(_), _) => "t.subject = $3",
+        (CutoffScope::Client(_), "a") => "a.client_id = $3",
+        (CutoffScope::Client(_), _) => "t.client_id = $3",
+        // A scope this code does not know covers nothing it can tell.
+        _ => "FALSE",
+    }
+}
+
+/// A stored cutoff `c` that refuses `x`, as the revocation index judges: everyone, `x`'s subject
+/// or client, or `x`'s tenant or one of its ancestors, at an instant after `x` was issued.
+fn refused_by_a_cutoff(x: &str) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM cutoffs c WHERE c.issued_before > {x}.issued_at AND (
+             c.scope = 'all'
+             OR (c.scope = 'subject' AND c.value = {x}.subject)
+             OR (c.scope = 'client' AND c.value = {x}.client_id)
+             OR (c.scope = 'tenant' AND (c.value = '/' OR {x}.tenant = c.value
+                 OR starts_with({x}.tenant, c.value || '/')))))"
+    )
+}
+
+/// The cutoff: under the exclusive issuance lock, reads the clock, counts the live tokens in
+/// `scope` issued before the cut that nothing stored refuses yet, and records the cutoff (which
+/// takes the outbox lock and the next outbox number), in one transaction.
+pub(crate) async fn cut_off(
+    client: &mut Client,
+    scope: &CutoffScope,
+    asked: Option<UnixMillis>,
+) -> Result<SharedCutOff, Failure> {
+    let statements = Statements::prepare(client).await?;
+    let (_, value) = sql::scope_key(scope)?;
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&ISSUE_LOCK])
+        .await?;
+    let now: i64 = tx.query_one(CLOCK, &[]).await?.try_get(0)?;
+    let before = asked.map_or(now, |asked| asked.0.min(now));
+    let count_sql = format!(
+        "SELECT
+           (SELECT count(*) FROM access_tokens a
+             WHERE a.issued_at < $1 AND a.expires_at > $2 AND {access_scope}
+               AND NOT EXISTS (SELECT 1 FROM revocations r WHERE r.kind = 'token' AND r.id = a.jti)
+               AND NOT EXISTS (SELECT 1 FROM revocations r
+                               WHERE r.kind = 'grant' AND r.id = a.grant_id)
+               AND NOT {access_cut})
+         + (SELECT count(*) FROM refresh_tokens t
+             WHERE t.issued_at < $1 AND t.expires_at > $2 AND NOT t.rotated AND {refresh_scope}
+               AND NOT EXISTS (SELECT 1 FROM revocations r
+                               WHERE r.kind = 'grant' AND r.id = t.grant_id)
+               AND NOT {refresh_cut})",
+        access_scope = in_scope(scope, "a"),
+        refresh_scope = in_scope(scope, "t"),
+        access_cut = refused_by_a_cutoff("a"),
+        refresh_cut = refused_by_a_cutoff("t"),
+    );
+    // `$3`, the scope's value, is bound only when the scope's condition names it.
+    let names_value = !matches!(in_scope(scope, "a"), "TRUE" | "FALSE");
+    let count: i64 = if names_value {
+        tx.query_one(&count_sql, &[&before, &now, &value]).await?
+    } else {
+        tx.query_one(&count_sql, &[&before, &now]).await?
+    }
+    .try_get(0)?;
+    let cutoff = Record::Revocation(RevocationEvent::Cutoff {
+        scope: scope.clone(),
+        issued_before: UnixMillis(before),
+    });
+    sql::write_in(&tx, &statements, &[&cutoff]).await?;
+    tx.commit().await?;
+    Ok(SharedCutOff {
+        count: u64::try_from(count).unwrap_or(0),
+        issued_before: UnixMillis(before),
+    })
+}
+
+const REFRESH_COLUMNS: &str =
+    "hash, grant_id, client_id, subject, tenant, scope, issued_at, expires_at, rotated";
+
+/// The refresh token with this hash, unless it expired by the database's clock.
+pub(crate) async fn refresh_token(
+    client: &impl GenericClient,
+    hash: &TokenHash,
+) -> Result<Option<tollgate_issuer::store::RefreshTokenRecord>, Failure> {
+    let row = client
+        .query_opt(
+            &format!(
+                "SELECT {REFRESH_COLUMNS} FROM refresh_tokens
+                 WHERE hash = $1 AND expires_at > ({CLOCK})"
+            ),
+            &[&&hash[..]],
+        )
+        .await?;
+    row.as_ref().map(sql::refresh_token).transpose()
+}
+
+/// Rotates the refresh token if it is not rotated, in one statement: the row is locked, so of
+/// two concurrent callers the second sees the first's rotation (read committed re-reads a row it
+/// waited for) and is told it is a replay.
+pub(crate) async fn rotate_refresh(
+    client: &impl GenericClient,
+    hash: &TokenHash,
+) -> Result<Rotation, Failure> {
+    let row = client
+        .query_opt(
+            &format!(
+                "WITH target AS (
+                     SELECT {REFRESH_COLUMNS} FROM refresh_tokens
+                     WHERE hash = $1 AND expires_at > ({CLOCK}) FOR UPDATE),
+                 won AS (
+                     UPDATE refresh_tokens r SET rotated = true FROM target
+                     WHERE r.hash = target.hash AND NOT target.rotated RETURNING r.hash)
+                 SELECT {REFRESH_COLUMNS}, EXISTS (SELECT 1 FROM won) FROM target"
+            ),
+            &[&&hash[..]],
+        )
+        .await?;
+    let Some(row) = row else {
+        return Ok(Rotation::Unknown);
+    };
+    let record = sql::refresh_token(&row)?;
+    Ok(if row.try_get::<_, bool>(9)? {
+        Rotation::Rotated(tollgate_issuer::store::RefreshTokenRecord {
+            rotated: true,
+            ..record
+        })
+    } else {
+        Rotation::Reused(record)
+    })
+}
+
+/// Undoes a rotation whose replacement was never issued.
+pub(crate) async fn unrotate_refresh(
+    client: &impl GenericClient,
+    hash: &TokenHash,
+) -> Result<(), Failure> {
+    client
+        .execute(
+            "UPDATE refresh_tokens SET rotated = false WHERE hash = $1",
+            &[&&hash[..]],
+        )
+        .await?;
+    Ok(())
+}
+
+fn millis(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Counts a sign-in attempt for `key` unless it must wait (see the issuer's `throttle_take`).
+pub(crate) async fn throttle_take(
+    client: &mut Client,
+    key: &str,
+    now: UnixMillis,
+    policy: ThrottlePolicy,
+) -> Result<Option<UnixMillis>, Failure> {
+    let tx = client.transaction().await?;
+    tx.execute(
+        "INSERT INTO sign_in_throttle (key, failures, last_attempt, blocked_until)
+         VALUES ($1, 0, $2, 0) ON CONFLICT (key) DO NOTHING",
+        &[&key, &now.0],
+    )
+    .await?;
+    let row = tx
+        .query_one(
+            "SELECT failures, last_attempt, blocked_until FROM sign_in_throttle
+             WHERE key = $1 FOR UPDATE",
+            &[&key],
+        )
+        .await?;
+    let (failures, last_attempt, blocked_until): (i32, i64, i64) =
+        (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+    if blocked_until > now.0 {
+        tx.commit().await?;
+        return Ok(Some(UnixMillis(blocked_until)));
+    }
+    let quiet = now.0.saturating_sub(millis(policy.forget_after)) > last_attempt;
+    let failures = if quiet { 0 } else { failures.max(0) }.saturating_add(1);
+    let delay = policy.delay_after(u32::try_from(failures).unwrap_or(u32::MAX));
+    let blocked_until = if delay.is_zero() {
+        0
+    } else {
+        now.0.saturating_add(millis(delay))
+    };
+    tx.execute(
+        "UPDATE sign_in_throttle SET failures = $2, last_attempt = $3, blocked_until = $4
+         WHERE key = $1",
+        &[&key, &failures, &now.0, &blocked_until],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(None)
+}
+
+/// Settles an attempt [`throttle_take`] counted: a success forgets the key, a failure stays
+/// counted, an undecided attempt is given back (with the wait it caused, if it no longer reaches
+/// the free failures).
+pub(crate) async fn throttle_settle(
+    client: &impl GenericClient,
+    key: &str,
+    outcome: Settled,
+    policy: ThrottlePolicy,
+) -> Result<(), Failure> {
+    match outcome {
+        Settled::Succeeded => {
+            client
+                .execute("DELETE FROM sign_in_throttle WHERE key = $1", &[&key])
+                .await?;
+        }
+        Settled::Failed => {}
+        Settled::Undecided => {
+            let free = i32::try_from(policy.free_failures).unwrap_or(i32::MAX);
+            client
+                .execute(
+                    "UPDATE sign_in_throttle SET failures = greatest(failures - 1, 0),
+                         blocked_until = CASE WHEN failures - 1 < $2 THEN 0 ELSE blocked_until END
+                     WHERE key = $1",
+                    &[&key, &free],
+                )
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Forgets throttle rows with no attempt for an hour before `before` (far longer than any
+/// policy's `forget_after` or wait).
+pub(crate) async fn purge_throttle(
+    tx: &Transaction<'_>,
+    before: UnixMillis,
+) -> Result<u64, Failure> {
+    Ok(tx
+        .execute(
+            "DELETE FROM sign_in_throttle WHERE last_attempt < $1",
+            &[&before.0.saturating_sub(3_600_000)],
+        )
+        .await?)
+}
