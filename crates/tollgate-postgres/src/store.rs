@@ -43,10 +43,11 @@ impl Default for PostgresOptions {
 }
 
 impl PostgresOptions {
-    /// Connections in the pool (default 8, at least 2): one is the writer's, the others serve
-    /// reads, purges and the relay.
+    /// Connections in the pool (default 8, at least 4): one is the writer's, one to four (the
+    /// pool beyond four) record issued tokens, and the others serve reads, cutoffs, purges and
+    /// the relay.
     pub fn pool_size(mut self, connections: usize) -> Self {
-        self.pool_size = connections.max(2);
+        self.pool_size = connections.max(4);
         self
     }
 
@@ -87,7 +88,20 @@ pub struct PostgresStore {
 
 struct Inner {
     jobs: mpsc::UnboundedSender<Job>,
+    /// The issuance writers' queues (see [`issuance_writers`]), taken in turn.
+    issuers: Vec<mpsc::UnboundedSender<Job>>,
+    next_issuer: AtomicU64,
     shared: Arc<Shared>,
+}
+
+/// How many writers record issued tokens, besides the one that writes everything else: issued
+/// tokens are committed before they are answered, and one writer would make every issuance wait
+/// for the previous batch's `COMMIT`. Several batches in flight let PostgreSQL flush their commits
+/// together. They need no order among themselves (each caller waits for its own commit, and
+/// `flush` is for written-behind records, which go to the other writer). Half the pool beyond the
+/// four connections kept for the other writer, reads, cutoffs and the relay, between 1 and 4.
+fn issuance_writers(pool_size: usize) -> usize {
+    (pool_size.saturating_sub(4)).clamp(1, 4)
 }
 
 /// What the writer task and the handles both see.
@@ -170,8 +184,20 @@ impl PostgresStore {
         drop(client);
         let (jobs, queue) = mpsc::unbounded_channel();
         tokio::spawn(write_loop(Arc::clone(&shared), queue));
+        let issuers = (0..issuance_writers(shared.options.pool_size))
+            .map(|_| {
+                let (issuer, queue) = mpsc::unbounded_channel();
+                tokio::spawn(write_loop(Arc::clone(&shared), queue));
+                issuer
+            })
+            .collect();
         Ok(PostgresStore {
-            inner: Arc::new(Inner { jobs, shared }),
+            inner: Arc::new(Inner {
+                jobs,
+                issuers,
+                next_issuer: AtomicU64::new(0),
+                shared,
+            }),
         })
     }
 
@@ -468,7 +494,26 @@ impl Store for PostgresStore {
     }
 
     fn commit_issued(&self, stamp: Stamp) -> StoreFuture<'_, UnixMillis> {
-        Box::pin(self.call(Vec::new(), Some(stamp)))
+        Box::pin(async move {
+            let inner = &self.inner;
+            let turn = inner.next_issuer.fetch_add(1, Ordering::Relaxed);
+            let issuer = usize::try_from(turn).unwrap_or(0) % inner.issuers.len().max(1);
+            let (done, answer) = oneshot::channel();
+            let job = Job {
+                records: Vec::new(),
+                stamp: Some(stamp),
+                done: Some(done),
+            };
+            inner
+                .issuers
+                .get(issuer)
+                .unwrap_or(&inner.jobs)
+                .send(job)
+                .map_err(|_| StoreError::new("the store's writer has stopped"))?;
+            answer
+                .await
+                .map_err(|_| StoreError::new("the store's writer stopped before answering"))?
+        })
     }
 
     fn cut_off(

@@ -433,3 +433,55 @@ async fn an_access_token_written_twice_in_one_batch_keeps_its_last_record() {
     store.flush().await.unwrap();
     assert_eq!(store.load(NOW).await.unwrap().access_tokens, vec![first]);
 }
+
+/// The count judges tenant cutoffs the same whether it writes them into the query (few) or
+/// matches them through arrays (many).
+#[tokio::test]
+async fn counts_agree_with_few_and_many_tenant_cutoffs() {
+    use tollgate_core::CutoffScope;
+    use tollgate_issuer::store::{AccessTokenRecord, Stamp};
+    let server = PostgresServer::start();
+    for others in [3, 40] {
+        let store = open(&server.create_database().await).await;
+        for (jti, tenant) in [
+            ("sub-1", "/Org/Sub"),
+            ("sub-2", "/Org/Sub"),
+            ("other", "/Other"),
+        ] {
+            let stamp: Stamp = Box::new(move |at| {
+                vec![Record::AccessToken(AccessTokenRecord {
+                    jti: jti.into(),
+                    grant_id: None,
+                    tenant: tenant.into(),
+                    subject: "s".into(),
+                    client_id: "c".into(),
+                    issued_at: at,
+                    expires_at: at.saturating_add(Duration::from_secs(60)),
+                })]
+            });
+            store.commit_issued(stamp).await.unwrap();
+        }
+        // Cutoffs on unrelated tenants (one a prefix of a real one without being its ancestor),
+        // and /Org, which covers /Org/Sub.
+        let mut cutoffs: Vec<Record> = (0..others)
+            .map(|n| {
+                Record::Revocation(RevocationEvent::Cutoff {
+                    scope: CutoffScope::Tenant(format!("/T{n}")),
+                    issued_before: UnixMillis(i64::MAX / 2),
+                })
+            })
+            .collect();
+        for path in ["/Oth", "/Org"] {
+            cutoffs.push(Record::Revocation(RevocationEvent::Cutoff {
+                scope: CutoffScope::Tenant(path.into()),
+                issued_before: UnixMillis(i64::MAX / 2),
+            }));
+        }
+        store.commit(cutoffs).await.unwrap();
+        let cut = store.cut_off(&CutoffScope::All, None).await.unwrap();
+        assert_eq!(
+            cut.count, 1,
+            "only /Other's token, with {others} other cutoffs"
+        );
+    }
+}

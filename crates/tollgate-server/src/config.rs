@@ -710,8 +710,8 @@ fn postgres(
         target = target.with_password(Some(password));
     }
     let pool_size = match &file.pool_size {
-        Some(size) if *size.get_ref() < 2 || *size.get_ref() > 1000 => {
-            return Err(source.error(size, "postgres.pool_size", "must be 2 to 1000"));
+        Some(size) if *size.get_ref() < 4 || *size.get_ref() > 1000 => {
+            return Err(source.error(size, "postgres.pool_size", "must be 4 to 1000"));
         }
         Some(size) => *size.get_ref(),
         None => DEFAULT_POSTGRES_POOL_SIZE,
@@ -1115,7 +1115,7 @@ mod tests {
             err.starts_with("t.toml:5:") && err.contains("postgres.password_env"),
             "{err}"
         );
-        let err = error(&format!("{table}{url}pool_size = 1\n"));
+        let err = error(&format!("{table}{url}pool_size = 3\n"));
         assert!(
             err.starts_with("t.toml:5:") && err.contains("postgres.pool_size"),
             "{err}"

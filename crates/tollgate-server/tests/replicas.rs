@@ -330,19 +330,21 @@ async fn killing_a_replica_during_a_revocation_burst_loses_nothing_acknowledged(
     let fleet = Fleet::start();
     let (a, b) = (fleet.replica(0), fleet.replica(1));
     let mut tokens = Vec::new();
-    for _ in 0..60 {
+    for _ in 0..200 {
         tokens.push(service_token(&b).await);
     }
     let base = a.base.clone();
+    let acked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let burst: Vec<_> = tokens
-        .chunks(15)
+        .chunks(50)
         .map(|chunk| {
-            let (chunk, base) = (chunk.to_vec(), base.clone());
+            let (chunk, base, acked) = (chunk.to_vec(), base.clone(), acked.clone());
             tokio::spawn(async move {
                 let http = http();
                 let mut acknowledged = Vec::new();
                 for token in chunk {
                     if revoke(&http, &base, &token).await == 200 {
+                        acked.fetch_add(1, Ordering::Relaxed);
                         acknowledged.push(token);
                     }
                 }
@@ -350,7 +352,10 @@ async fn killing_a_replica_during_a_revocation_burst_loses_nothing_acknowledged(
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Killed in the middle of the burst: some revocations acknowledged, more in flight.
+    while acked.load(Ordering::Relaxed) < 20 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     a.crash();
     let mut acknowledged = Vec::new();
     for part in burst {
