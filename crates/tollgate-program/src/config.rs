@@ -98,7 +98,11 @@ impl Source {
         let deserializer = toml::Deserializer::parse(&self.text)
             .map_err(|e| self.error_at(e.span(), e.message()))?;
         serde_path_to_error::deserialize(deserializer).map_err(|e| {
-            let key = e.path().to_string();
+            // A `Spanned` value shows in the path as a private field: the key is its parent.
+            let key = e
+                .path()
+                .to_string()
+                .replace(".$__serde_spanned_private_value", "");
             let inner = e.into_inner();
             let message = if key == "." || key.is_empty() {
                 inner.message().to_owned()
