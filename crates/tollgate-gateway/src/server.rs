@@ -9,20 +9,18 @@ use crate::ops::metrics::{Metrics, Sources};
 use crate::proxy::Upstream;
 use http::Request;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 use tollgate_core::RevocationIndex;
 use tollgate_layer::{DefaultRejection, Readiness, RemoteJwks, ValidateBearerLayer, Verifier};
-use tollgate_program::connection::first_bytes;
+use tollgate_program::connection::{Limits, serve_connections};
 use tollgate_redis::Follower;
 
 /// How often expired revocations and idle rate buckets are forgotten.
@@ -193,24 +191,38 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, String> {
     });
     let task = tokio::spawn(async move {
         let graceful = GracefulShutdown::new();
-        let gateway_loop = accept_loop(listener, limits, stopped.clone(), &graceful, move |peer| {
-            let gateway = gateway.clone();
-            hyper::service::service_fn(move |request: Request<Incoming>| {
+        let gateway_loop = serve_connections(
+            listener,
+            http_builder(&limits),
+            conn_limits(&limits),
+            stopped.clone(),
+            &graceful,
+            move |peer| {
                 let gateway = gateway.clone();
-                async move { Ok::<_, std::convert::Infallible>(gateway.handle(peer, request).await) }
-            })
-        });
-        let ops_limits = crate::config::Limits {
+                hyper::service::service_fn(move |request: Request<Incoming>| {
+                    let gateway = gateway.clone();
+                    async move { Ok::<_, std::convert::Infallible>(gateway.handle(peer, request).await) }
+                })
+            },
+        );
+        let ops_limits = Limits {
             max_connections: 64,
-            ..limits
+            ..conn_limits(&limits)
         };
-        let ops_loop = accept_loop(ops_listener, ops_limits, stopped, &graceful, move |_| {
-            let ops = ops.clone();
-            hyper::service::service_fn(move |request: Request<Incoming>| {
-                let response = ops.answer(&request);
-                async move { Ok::<_, std::convert::Infallible>(response) }
-            })
-        });
+        let ops_loop = serve_connections(
+            ops_listener,
+            http_builder(&limits),
+            ops_limits,
+            stopped,
+            &graceful,
+            move |_| {
+                let ops = ops.clone();
+                hyper::service::service_fn(move |request: Request<Incoming>| {
+                    let response = ops.answer(&request);
+                    async move { Ok::<_, std::convert::Infallible>(response) }
+                })
+            },
+        );
         tokio::join!(gateway_loop, ops_loop);
         tracing::info!("shutting down: finishing in-flight requests");
         if tokio::time::timeout(limits.drain_timeout, graceful.shutdown())
@@ -236,31 +248,20 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, String> {
     })
 }
 
-/// Accepts connections until `stop` turns true, each served under the connection limits.
-async fn accept_loop<F, S, B>(
-    listener: TcpListener,
-    limits: crate::config::Limits,
-    mut stop: watch::Receiver<bool>,
-    graceful: &GracefulShutdown,
-    service_for: F,
-) where
-    F: Fn(SocketAddr) -> S,
-    S: hyper::service::Service<
-            Request<Incoming>,
-            Response = http::Response<B>,
-            Error = std::convert::Infallible,
-        > + Send
-        + 'static,
-    S::Future: Send + 'static,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
+/// The connection limits `tollgate-program` applies.
+fn conn_limits(limits: &crate::config::Limits) -> Limits {
+    Limits {
+        header_read_timeout: limits.header_read_timeout,
+        max_connections: limits.max_connections,
+    }
+}
+
+/// HTTP/1.1 and h2c, with the header size bound and HTTP/2 keep-alive pings.
+fn http_builder(limits: &crate::config::Limits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_header_bytes);
     builder
         .http2()
@@ -268,88 +269,5 @@ async fn accept_loop<F, S, B>(
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(10))
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let mut warned_full: Option<Instant> = None;
-    let stopping = async |stop: &mut watch::Receiver<bool>| {
-        let _ = stop.wait_for(|s| *s).await;
-    };
-    loop {
-        // A free slot first: at the bound, new connections wait in the kernel's backlog.
-        let permit = match slots.clone().try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(_) => {
-                if warned_full.is_none_or(|at| at.elapsed() > Duration::from_secs(10)) {
-                    tracing::warn!(
-                        max_connections = limits.max_connections,
-                        "connection limit reached: new connections wait"
-                    );
-                    warned_full = Some(Instant::now());
-                }
-                tokio::select! {
-                    permit = slots.clone().acquire_owned() => match permit {
-                        Ok(permit) => permit,
-                        Err(_) => break,
-                    },
-                    () = stopping(&mut stop) => break,
-                }
-            }
-        };
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = stopping(&mut stop) => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let deadline = Instant::now() + limits.header_read_timeout;
-        let mut builder = builder.clone();
-        let requested = Arc::new(AtomicBool::new(false));
-        let seen = requested.clone();
-        let inner = service_for(peer);
-        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-            seen.store(true, Ordering::Relaxed);
-            inner.call(request)
-        });
-        let watcher = graceful.watcher();
-        let mut stop = stop.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let ready = tokio::select! {
-                ready = first_bytes(&stream, deadline) => ready,
-                () = stopping(&mut stop) => false,
-            };
-            if !ready {
-                tracing::debug!(%peer, "closed: no request within the header read timeout");
-                return;
-            }
-            // hyper's own timer starts now: give it what is left of the deadline.
-            builder.http1().header_read_timeout(
-                deadline
-                    .saturating_duration_since(Instant::now())
-                    .max(Duration::from_millis(1)),
-            );
-            let connection = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .into_owned();
-            let mut connection = std::pin::pin!(watcher.watch(connection));
-            // hyper times HTTP/1 heads, not HTTP/2 ones: an HTTP/2 connection with no request
-            // by the deadline is dropped here.
-            let outcome = match tokio::time::timeout_at(deadline, &mut connection).await {
-                Ok(outcome) => outcome,
-                Err(_) if requested.load(Ordering::Relaxed) => connection.await,
-                Err(_) => {
-                    tracing::debug!(%peer, "closed: no request within the header read timeout");
-                    return;
-                }
-            };
-            if let Err(e) = outcome {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-        });
-    }
+    builder
 }

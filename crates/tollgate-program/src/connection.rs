@@ -4,10 +4,20 @@
 //! hyper's `http1::Builder::header_read_timeout` starts its timer only once hyper-util's protocol
 //! detection (`auto::Builder`) has read the first bytes, and that detection has no timer: a
 //! connection that sends nothing, or part of the HTTP/2 preface, would otherwise stay open for
-//! ever. [`first_bytes`] is that missing timer.
+//! ever. [`first_bytes`] is that missing timer; [`serve_connections`] is the accept loop that
+//! applies all of it.
 
+use http::Request;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 
 /// What a connection may cost.
@@ -55,5 +65,121 @@ pub async fn first_bytes(stream: &TcpStream, deadline: Instant) -> bool {
             return false;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Serves connections accepted on `listener` with `builder` (HTTP/1.1 and HTTP/2, upgrades
+/// allowed) until `stop` turns true, under `limits`: at most `max_connections` at once (more wait
+/// in the kernel's backlog), and each must send a complete request head (or, for HTTP/2, its
+/// first request) within `header_read_timeout`, measured from the accept, idle connections
+/// included. `service_for` makes each connection's service from the peer's address.
+/// Connections are watched by `graceful`, so that the caller can drain them after `stop`.
+pub async fn serve_connections<F, S, B>(
+    listener: TcpListener,
+    builder: auto::Builder<TokioExecutor>,
+    limits: Limits,
+    mut stop: watch::Receiver<bool>,
+    graceful: &GracefulShutdown,
+    service_for: F,
+) where
+    F: Fn(SocketAddr) -> S,
+    S: hyper::service::Service<
+            Request<Incoming>,
+            Response = http::Response<B>,
+            Error = std::convert::Infallible,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    // The deadlines below need hyper's timer, whatever the caller configured.
+    let mut builder = builder;
+    builder.http1().timer(TokioTimer::new());
+    builder.http2().timer(TokioTimer::new());
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let mut warned_full: Option<Instant> = None;
+    let stopping = async |stop: &mut watch::Receiver<bool>| {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    loop {
+        // A free slot first: at the bound, new connections wait in the kernel's backlog.
+        let permit = match slots.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                if warned_full.is_none_or(|at| at.elapsed() > Duration::from_secs(10)) {
+                    tracing::warn!(
+                        max_connections = limits.max_connections,
+                        "connection limit reached: new connections wait"
+                    );
+                    warned_full = Some(Instant::now());
+                }
+                tokio::select! {
+                    permit = slots.clone().acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => break,
+                    },
+                    () = stopping(&mut stop) => break,
+                }
+            }
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = stopping(&mut stop) => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let deadline = Instant::now() + limits.header_read_timeout;
+        let mut builder = builder.clone();
+        let requested = Arc::new(AtomicBool::new(false));
+        let seen = requested.clone();
+        let inner = service_for(peer);
+        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+            seen.store(true, Ordering::Relaxed);
+            inner.call(request)
+        });
+        let watcher = graceful.watcher();
+        let mut stop = stop.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let ready = tokio::select! {
+                ready = first_bytes(&stream, deadline) => ready,
+                () = stopping(&mut stop) => false,
+            };
+            if !ready {
+                tracing::debug!(%peer, "closed: no request within the header read timeout");
+                return;
+            }
+            // hyper's own timer starts now: give it what is left of the deadline.
+            builder.http1().header_read_timeout(
+                deadline
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(1)),
+            );
+            let connection = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
+            let mut connection = std::pin::pin!(watcher.watch(connection));
+            // hyper times HTTP/1 heads, not HTTP/2 ones: an HTTP/2 connection with no request
+            // by the deadline is dropped here.
+            let outcome = match tokio::time::timeout_at(deadline, &mut connection).await {
+                Ok(outcome) => outcome,
+                Err(_) if requested.load(Ordering::Relaxed) => connection.await,
+                Err(_) => {
+                    tracing::debug!(%peer, "closed: no request within the header read timeout");
+                    return;
+                }
+            };
+            if let Err(e) = outcome {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
     }
 }
