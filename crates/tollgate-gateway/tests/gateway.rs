@@ -828,3 +828,11 @@ fn configuration_errors_are_one_line_with_file_line_and_key() {
         "{error}"
     );
 }
+
+#[test]
+fn the_example_configuration_is_valid() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contrib/gateway.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let config = tollgate_gateway::config::parse(&text, &path).unwrap_or_else(|e| panic!("{e}"));
+    assert!(config.follows_revocations());
+}
