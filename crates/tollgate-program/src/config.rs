@@ -3,7 +3,7 @@
 //! [`Source`] holds the file's path and text; [`Source::deserialize`] parses it into any serde
 //! type, naming the key (through `serde_path_to_error`) and the line (through the TOML span) of
 //! the first problem; [`Source::error`] makes the same kind of error for a value that parsed but
-//! is not valid, from its [`Spanned`](toml::Spanned) position.
+//! is not valid, from its `toml::Spanned` position.
 //!
 //! # Example
 //!
