@@ -15,8 +15,8 @@
 //! * `limit`: the per-client-id rate cap;
 //! * [`ops`]: `/healthz`, `/readyz`, `/metrics` on their own listener.
 //!
-//! The order of checks on a request, and every answer the gateway makes itself, are listed in
-//! the `gateway` module; the configuration reference is `docs/gateway.md`.
+//! The order of checks on a request, every answer the gateway makes itself, and every
+//! configuration key are in `docs/gateway.md`.
 //!
 //! # Example
 //!
