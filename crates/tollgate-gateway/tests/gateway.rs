@@ -836,3 +836,33 @@ fn the_example_configuration_is_valid() {
     let config = tollgate_gateway::config::parse(&text, &path).unwrap_or_else(|e| panic!("{e}"));
     assert!(config.follows_revocations());
 }
+
+#[tokio::test]
+async fn shutdown_drains_in_flight_requests() {
+    let fx = Fixture::new();
+    let up = upstream().await;
+    let gw = fx
+        .start(&format!(
+            "[[upstreams]]\nname = \"app\"\nurl = \"http://{}\"\nresponse_timeout = 10\n\
+             [[routes]]\nprefix = \"/slow\"\npublic = true\n",
+            up.addr
+        ))
+        .await;
+    let addr = gw.local_addr();
+    // The upstream answers /slow after 3 s; the gateway is told to stop meanwhile.
+    let in_flight = tokio::spawn(async move { send(addr, "GET", "/slow", &[]).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    gw.shutdown().await;
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "shutdown did not wait for the request"
+    );
+    let a = in_flight.await.unwrap();
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.body, "late");
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "still accepting after shutdown"
+    );
+}
