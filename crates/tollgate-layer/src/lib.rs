@@ -94,7 +94,7 @@ pub use claims::VerifiedClaims;
 pub use purge::spawn_index_purge;
 pub use readiness::{AlwaysReady, NotReady, Readiness};
 pub use rejection::{DefaultRejection, OnRejection, Rejection};
-pub use remote_jwks::RemoteJwks;
+pub use remote_jwks::{FetchCounts, RemoteJwks};
 pub use require_scope::{RequireScope, RequireScopeLayer};
 pub use validate_bearer::{ValidateBearer, ValidateBearerLayer};
 pub use verifier::{TokenError, Verifier, VerifierBuilder};

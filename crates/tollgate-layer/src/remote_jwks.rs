@@ -41,6 +41,7 @@ use jsonwebtoken::jwk::Jwk;
 use serde::Deserialize;
 use std::error::Error;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 use tokio::runtime::TryCurrentError;
@@ -94,6 +95,19 @@ struct Shared {
     wake: Notify,
     state: Mutex<FetchState>,
     min_refetch_interval: Duration,
+    /// Fetches that installed keys, and fetches that failed (for metrics).
+    fetched_ok: AtomicU64,
+    fetched_failed: AtomicU64,
+}
+
+/// How many fetches a [`RemoteJwks`] has made since it was built, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FetchCounts {
+    /// Fetches whose document was installed as the key set.
+    pub succeeded: u64,
+    /// Fetches that failed (the previous keys were kept).
+    pub failed: u64,
 }
 
 #[derive(Debug)]
@@ -195,6 +209,7 @@ enum ErrorKind {
     NoRuntime(TryCurrentError),
     #[cfg_attr(not(feature = "rustls"), allow(dead_code))]
     Tls(String),
+    Discovery(String),
 }
 
 impl fmt::Display for RemoteJwksError {
@@ -219,6 +234,7 @@ impl fmt::Display for RemoteJwksError {
                  refresh task)",
             ),
             ErrorKind::Tls(e) => write!(f, "cannot set up TLS for the JWKS client: {e}"),
+            ErrorKind::Discovery(e) => write!(f, "OpenID Connect discovery failed: {e}"),
         }
     }
 }
@@ -254,6 +270,63 @@ impl RemoteJwks {
     /// kept.
     pub fn keys(&self) -> &KeySet {
         &self.inner.keys
+    }
+
+    /// How many fetches succeeded and failed since this fetcher was built.
+    pub fn fetch_counts(&self) -> FetchCounts {
+        let shared = &self.inner.shared;
+        FetchCounts {
+            succeeded: shared.fetched_ok.load(Ordering::Relaxed),
+            failed: shared.fetched_failed.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Reads an OpenID Connect discovery document (`.../.well-known/openid-configuration`, or
+    /// RFC 8414's `oauth-authorization-server`) and starts a builder for its `jwks_uri`.
+    ///
+    /// The document's `issuer` must equal `issuer` (OpenID Connect Discovery §4.3): a document
+    /// that names another issuer is refused rather than trusted for its keys. The document is
+    /// read once, with the same limits as a JWKS fetch (5 s, 1 MiB).
+    pub async fn discover(
+        discovery: Uri,
+        issuer: &str,
+    ) -> Result<RemoteJwksBuilder, RemoteJwksError> {
+        check_uri(&discovery)?;
+        let source = JwksSource {
+            client: Client::builder(TokioExecutor::new())
+                .pool_timer(TokioTimer::new())
+                .build(connector()?),
+            uri: discovery,
+            timeout: Duration::from_secs(5),
+        };
+        let body = tokio::time::timeout(source.timeout, source.download())
+            .await
+            .map_err(|_| FetchError::TimedOut(source.timeout))
+            .and_then(|r| r)
+            .map_err(|e| ErrorKind::Discovery(e.to_string()))?;
+        #[derive(Deserialize)]
+        struct Discovery {
+            issuer: String,
+            jwks_uri: String,
+        }
+        let document: Discovery = serde_json::from_slice(&body).map_err(|e| {
+            ErrorKind::Discovery(format!(
+                "not a discovery document with issuer and jwks_uri: {e}"
+            ))
+        })?;
+        if document.issuer != issuer {
+            return Err(ErrorKind::Discovery(format!(
+                "the document names issuer {:?}, not the configured {issuer:?}",
+                document.issuer
+            ))
+            .into());
+        }
+        let jwks: Uri = document
+            .jwks_uri
+            .parse()
+            .map_err(|e| ErrorKind::Discovery(format!("jwks_uri is not a URL: {e}")))?;
+        check_uri(&jwks)?;
+        Ok(RemoteJwks::builder(jwks))
     }
 
     /// Asks for an early fetch because a token named a `kid` that [`keys`](Self::keys) lacks.
@@ -334,6 +407,8 @@ impl RemoteJwksBuilder {
                 stopped: false,
             }),
             min_refetch_interval: self.min_refetch_interval,
+            fetched_ok: AtomicU64::new(0),
+            fetched_failed: AtomicU64::new(0),
         });
         let connector = connector()?;
         let source = JwksSource {
@@ -410,11 +485,13 @@ async fn refresh(stop: StopGuard, keys: KeySet, source: JwksSource, refresh_inte
         });
         delay = match outcome {
             Ok(()) => {
+                shared.fetched_ok.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(uri = %source.uri, kids = ?keys.kids(), "fetched JWKS");
                 retry = first_retry;
                 refresh_interval
             }
             Err(error) => {
+                shared.fetched_failed.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(
                     uri = %source.uri,
                     %error,

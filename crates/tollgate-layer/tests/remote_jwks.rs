@@ -198,7 +198,7 @@ async fn fetch_finished(notified: OwnedNotified) {
 }
 
 #[tokio::test]
-async fn initial_fetch_fills_the_key_set() {
+async fn initial_fetch_fills_the_key_set_and_is_counted() {
     let keys = issuer_keys(&["k1"]);
     let issuer = Issuer::start(jwks_body(&keys)).await;
     let jwks = RemoteJwks::builder(issuer.uri())
@@ -211,6 +211,36 @@ async fn initial_fetch_fills_the_key_set() {
     assert_eq!(
         issuer.state.last_accept.lock().unwrap().as_deref(),
         Some("application/json")
+    );
+    let counts = jwks.fetch_counts();
+    assert_eq!((counts.succeeded, counts.failed), (1, 0));
+}
+
+#[tokio::test]
+async fn discovery_names_the_jwks_uri_of_the_configured_issuer() {
+    let issuer = Issuer::start(Answer::ok("")).await;
+    let discovery: http::Uri = format!("http://{}/.well-known/openid-configuration", issuer.addr)
+        .parse()
+        .unwrap();
+    let jwks_uri = format!("http://{}/keys", issuer.addr);
+    issuer.answer(Answer::ok(
+        serde_json::json!({ "issuer": "https://id.example", "jwks_uri": jwks_uri }).to_string(),
+    ));
+    let builder = RemoteJwks::discover(discovery.clone(), "https://id.example")
+        .await
+        .unwrap();
+    assert!(format!("{builder:?}").contains(&jwks_uri), "{builder:?}");
+
+    // Another issuer's document is refused, not trusted for its keys.
+    let error = RemoteJwks::discover(discovery.clone(), "https://other.example")
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("names issuer"), "{error}");
+    issuer.answer(Answer::ok("{}"));
+    assert!(
+        RemoteJwks::discover(discovery, "https://id.example")
+            .await
+            .is_err()
     );
 }
 
@@ -352,6 +382,8 @@ async fn failed_fetches_keep_the_old_keys_and_wake_waiters() {
         assert_eq!(issuer.requests(), before + 1, "{what}: one fetch");
         assert_eq!(jwks.keys().kids(), ["k1"], "{what}: old keys kept");
     }
+    assert_eq!(jwks.fetch_counts().failed, 5, "every failure counted");
+    assert_eq!(jwks.fetch_counts().succeeded, 1);
 
     issuer.answer(Answer::ok(other));
     issuer.hold_answers(true);

@@ -1,5 +1,5 @@
-//! The command line: `tollgate serve`, `tollgate revoke`, `tollgate hash-password`,
-//! `tollgate keygen`, `tollgate migrate-store`.
+//! The command line: `tollgate serve`, `tollgate gateway`, `tollgate revoke`,
+//! `tollgate hash-password`, `tollgate keygen`, `tollgate migrate-store`.
 
 use crate::{migrate, revoke, serve, setup};
 use clap::{Parser, Subcommand};
@@ -22,6 +22,12 @@ enum Command {
     /// Serves the token service.
     Serve {
         /// The TOML configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Runs the validating reverse proxy and forward-auth service (see docs/gateway.md).
+    Gateway {
+        /// The gateway's TOML configuration file.
         #[arg(long, short)]
         config: PathBuf,
     },
@@ -66,6 +72,7 @@ pub fn main() -> ExitCode {
     };
     let outcome = match cli.command {
         Command::Serve { config } => serve::run(&config),
+        Command::Gateway { config } => tollgate_gateway::run(&config),
         Command::Revoke(args) => revoke::run(args),
         Command::MigrateStore(args) => migrate::run(args),
         Command::HashPassword => hash_password(),

@@ -17,8 +17,8 @@ use tollgate_redis::RedisTarget;
 use tollgate_redis::wire::Keys;
 use toml::Spanned;
 
-/// Longest accepted configuration file: a configuration is a few kilobytes, not megabytes.
-pub const MAX_FILE_SIZE: u64 = 1024 * 1024;
+pub use tollgate_program::config::{ConfigError, MAX_FILE_SIZE};
+pub(crate) use tollgate_program::config::{Source, check_key_prefix, resolve};
 
 /// A validated configuration, ready for `tollgate serve`.
 ///
@@ -360,86 +360,12 @@ fn yes() -> bool {
     true
 }
 
-/// A configuration error: one line, `file:line:column: key: what is wrong`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError(pub(crate) String);
-
-impl ConfigError {
-    /// The one-line message (the same as `Display`).
-    pub fn message(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-/// Where a value sits in the file, for error messages.
-#[derive(Debug, Clone)]
-pub(crate) struct Source {
-    path: PathBuf,
-    text: String,
-}
-
-impl Source {
-    /// `file:line:column: message`.
-    pub(crate) fn error_at(
-        &self,
-        span: Option<std::ops::Range<usize>>,
-        message: impl std::fmt::Display,
-    ) -> ConfigError {
-        // A message is one line, whatever the value that went into it.
-        let message = message.to_string().replace(['\n', '\r'], " ");
-        match span {
-            Some(span) => {
-                let start = span.start.min(self.text.len());
-                let before = self.text.get(..start).unwrap_or(&self.text);
-                let line = before.matches('\n').count() + 1;
-                let column = before.chars().count()
-                    - before
-                        .rfind('\n')
-                        .map_or(0, |i| before[..=i].chars().count())
-                    + 1;
-                ConfigError(format!(
-                    "{}:{line}:{column}: {message}",
-                    self.path.display()
-                ))
-            }
-            None => ConfigError(format!("{}: {message}", self.path.display())),
-        }
-    }
-
-    /// The error for a spanned value.
-    pub(crate) fn error<T>(
-        &self,
-        value: &Spanned<T>,
-        key: &str,
-        message: impl std::fmt::Display,
-    ) -> ConfigError {
-        let span = value.span();
-        // Defaults carry an empty span at 0: they have no place in the file.
-        let span = (!span.is_empty()).then_some(span);
-        self.error_at(span, format_args!("{key}: {message}"))
-    }
-
-    /// The directory relative paths are resolved from.
-    pub(crate) fn base_dir(&self) -> &Path {
-        match self.path.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir,
-            _ => Path::new("."),
-        }
-    }
-}
-
 /// Reads the configuration file at `path` and [`parse`]s it. Relative paths inside it are
 /// resolved from the file's directory.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    parse(&read(path)?, path)
+    let source = Source::read(path)?;
+    let file = source.deserialize()?;
+    validate(file, source)
 }
 
 /// Reads the configuration file at `path` and returns its `[replication]` table, validated
@@ -447,30 +373,11 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 /// keys) but is not validated: `tollgate revoke --config` needs neither the clients' secrets
 /// nor the keys.
 pub fn load_replication(path: &Path) -> Result<Option<Replication>, ConfigError> {
-    let source = Source {
-        path: path.to_owned(),
-        text: read(path)?,
-    };
-    let file = deserialize(&source)?;
+    let source = Source::read(path)?;
+    let file: File = source.deserialize()?;
     file.replication
         .map(|r| replication(&source, r))
         .transpose()
-}
-
-fn read(path: &Path) -> Result<String, ConfigError> {
-    let fail =
-        |e: &dyn std::fmt::Display| ConfigError(format!("{}: cannot read: {e}", path.display()));
-    let file = std::fs::File::open(path).map_err(|e| fail(&e))?;
-    let mut text = String::new();
-    std::io::Read::read_to_string(&mut std::io::Read::take(file, MAX_FILE_SIZE + 1), &mut text)
-        .map_err(|e| fail(&e))?;
-    if text.len() as u64 > MAX_FILE_SIZE {
-        return Err(fail(&format_args!(
-            "larger than {} KiB",
-            MAX_FILE_SIZE / 1024
-        )));
-    }
-    Ok(text)
 }
 
 /// Parses and validates configuration text as if read from `path` (which names the file in
@@ -481,31 +388,9 @@ fn read(path: &Path) -> Result<String, ConfigError> {
 /// It touches no file; a client's `secret_env` is read from the environment. Errors are one line,
 /// `file:line:column: key: message`, and never echo a secret.
 pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-    let source = Source {
-        path: path.to_owned(),
-        text: text.to_owned(),
-    };
-    let file = deserialize(&source)?;
+    let source = Source::new(path, text.to_owned());
+    let file = source.deserialize()?;
     validate(file, source)
-}
-
-fn deserialize(source: &Source) -> Result<File, ConfigError> {
-    let deserializer = toml::Deserializer::parse(&source.text)
-        .map_err(|e| source.error_at(e.span(), e.message()))?;
-    serde_path_to_error::deserialize(deserializer).map_err(|e| {
-        // A `Spanned` value shows in the path as a field of its own: the key is the one above it.
-        let key = e
-            .path()
-            .to_string()
-            .replace(".$__serde_spanned_private_value", "");
-        let inner = e.into_inner();
-        let message = if key == "." || key.is_empty() {
-            inner.message().to_owned()
-        } else {
-            format!("{key}: {}", inner.message())
-        };
-        source.error_at(inner.span(), message)
-    })
 }
 
 fn validate(file: File, source: Source) -> Result<Config, ConfigError> {
@@ -737,19 +622,6 @@ fn metrics_listen(
     Ok(address)
 }
 
-/// Checks a prefix of Redis keys: it becomes a Redis Cluster hash tag, `{prefix}`, which a brace
-/// would end early.
-pub(crate) fn check_key_prefix(prefix: &str) -> Result<(), &'static str> {
-    if prefix.is_empty()
-        || prefix.len() > 256
-        || prefix.chars().any(|c| c.is_control() || c.is_whitespace())
-        || prefix.contains(['{', '}'])
-    {
-        return Err("must be 1 to 256 characters without spaces, braces or control characters");
-    }
-    Ok(())
-}
-
 fn replication(source: &Source, file: ReplicationFile) -> Result<Replication, ConfigError> {
     // `RedisTarget`'s errors never echo the URL, which may hold a password.
     let mut target = RedisTarget::new(file.redis_url.get_ref())
@@ -857,15 +729,6 @@ fn key_specs(source: &Source, keys: Vec<KeyFile>) -> Result<Vec<KeySpec>, Config
         return Err(source.error_at(None, "keys: one key must have `signing = true`"));
     }
     Ok(specs)
-}
-
-/// `path`, or `base/path` when it is relative.
-pub(crate) fn resolve(base: &Path, path: &Path) -> PathBuf {
-    if path.is_absolute() {
-        path.to_owned()
-    } else {
-        base.join(path)
-    }
 }
 
 fn tenant(source: &Source, value: &Spanned<String>, key: &str) -> Result<TenantPath, ConfigError> {

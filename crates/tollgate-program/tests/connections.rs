@@ -1,9 +1,6 @@
-//! The accept loop of `examples/hyper_gateway.rs` over real sockets: connections that send no
-//! complete request head (or HTTP/2 preface) in time are closed, and connections beyond the bound
-//! wait until a slot frees.
-
-#[path = "../examples/support/connections.rs"]
-mod connections;
+//! The accept loop every tollgate listener uses (`serve_connections`) over real sockets:
+//! connections that send no complete request head (or HTTP/2 preface) in time are closed, and
+//! connections beyond the bound wait until a slot frees.
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -11,14 +8,23 @@ use std::convert::Infallible;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tollgate_program::connection::{Limits, serve_connections};
 
-async fn start(limits: connections::Limits) -> std::net::SocketAddr {
+async fn start(limits: Limits) -> std::net::SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let service = hyper::service::service_fn(|_request| async {
-        Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from_static(b"ok"))))
+    let builder =
+        hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    tokio::spawn(async move {
+        let (_stop, stopped) = tokio::sync::watch::channel(false);
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        serve_connections(listener, builder, limits, stopped, &graceful, |_peer| {
+            hyper::service::service_fn(|_request| async {
+                Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from_static(b"ok"))))
+            })
+        })
+        .await;
     });
-    tokio::spawn(connections::serve(listener, service, limits));
     addr
 }
 
@@ -48,7 +54,7 @@ async fn served(stream: &mut TcpStream, limit: Duration) -> bool {
 
 #[tokio::test]
 async fn silent_and_partial_connections_are_closed_at_the_deadline() {
-    let addr = start(connections::Limits {
+    let addr = start(Limits {
         header_read_timeout: Duration::from_secs(1),
         max_connections: 16,
     })
@@ -74,7 +80,7 @@ async fn silent_and_partial_connections_are_closed_at_the_deadline() {
 
 #[tokio::test]
 async fn connections_beyond_the_bound_wait_for_a_slot() {
-    let addr = start(connections::Limits {
+    let addr = start(Limits {
         header_read_timeout: Duration::from_secs(30),
         max_connections: 1,
     })

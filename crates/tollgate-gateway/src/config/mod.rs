@@ -1,0 +1,658 @@
+//! `gateway.toml`: its schema ([`file`]), and turning it into a validated [`GatewayConfig`] whose
+//! errors are one line naming the file, the line and the key (the same helper as `tollgate
+//! serve`'s, from `tollgate-program`).
+//!
+//! [`load`] reads the file and the local key files it names; nothing is fetched over the
+//! network here (a JWKS or discovery URL is fetched when the gateway starts). The reference for
+//! every key is `docs/gateway.md`.
+
+mod file;
+
+use crate::route::{Access, Requirements, Route, RouteTable};
+use file::{File, IdentityHeadersFile, KeysFile, LimitsFile, RevocationsFile};
+use http::{HeaderName, Method, Uri};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tollgate_core::{KeySet, SigningAlgorithm, SigningKey, TenantPath, VerifyingKey};
+use tollgate_program::config::{Source, check_key_prefix};
+use tollgate_redis::wire::Keys;
+use tollgate_redis::{HealthPolicy, RedisTarget};
+use toml::Spanned;
+
+pub use tollgate_program::config::ConfigError;
+
+/// A validated gateway configuration. Made by [`load`] or [`parse`].
+#[derive(Debug)]
+pub struct GatewayConfig {
+    pub(crate) listen: SocketAddr,
+    pub(crate) ops_listen: SocketAddr,
+    pub(crate) issuer: String,
+    pub(crate) audiences: Vec<String>,
+    pub(crate) keys: KeySource,
+    pub(crate) validation: Validation,
+    pub(crate) revocations: Option<Revocations>,
+    pub(crate) limits: Limits,
+    pub(crate) forward_auth: Option<ForwardAuth>,
+    pub(crate) identity: crate::identity::IdentityHeaders,
+    pub(crate) upstreams: Vec<UpstreamConfig>,
+    pub(crate) routes: RouteTable,
+}
+
+impl GatewayConfig {
+    /// The address requests are served on.
+    pub fn listen(&self) -> SocketAddr {
+        self.listen
+    }
+
+    /// The address of `/healthz`, `/readyz` and `/metrics`.
+    pub fn ops_listen(&self) -> SocketAddr {
+        self.ops_listen
+    }
+
+    /// Moves both listeners (for tests and for command-line overrides).
+    pub fn set_listen(&mut self, listen: SocketAddr, ops_listen: SocketAddr) {
+        self.listen = listen;
+        self.ops_listen = ops_listen;
+    }
+
+    /// Whether revocations are followed from Redis (`[revocations]`).
+    pub fn follows_revocations(&self) -> bool {
+        self.revocations.is_some()
+    }
+}
+
+/// Where verification keys come from.
+#[derive(Debug)]
+pub(crate) enum KeySource {
+    /// Keys read from files at start.
+    Local(KeySet),
+    /// A JWKS URL, fetched at start and every `refresh`.
+    Jwks { uri: Uri, refresh: Duration },
+    /// An OpenID Connect discovery document naming the JWKS URL.
+    Discovery { uri: Uri, refresh: Duration },
+}
+
+/// `[validation]`, checked.
+#[derive(Debug, Clone)]
+pub(crate) struct Validation {
+    pub(crate) leeway: Duration,
+    pub(crate) require_at_jwt: bool,
+    pub(crate) cache_verified_tokens: usize,
+    pub(crate) realm: String,
+    pub(crate) algorithms: Option<Vec<SigningAlgorithm>>,
+}
+
+/// `[revocations]`, checked.
+#[derive(Debug, Clone)]
+pub(crate) struct Revocations {
+    pub(crate) target: RedisTarget,
+    pub(crate) keys: Keys,
+    pub(crate) policy: HealthPolicy,
+}
+
+/// `[limits]`: what a client may cost.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    /// From accepting a connection to its complete first request head.
+    pub header_read_timeout: Duration,
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// Largest request head (HTTP/1 buffer, HTTP/2 header list).
+    pub max_header_bytes: usize,
+    /// Requests per second per client id (a token bucket); `0` turns the cap off.
+    pub client_rate: f64,
+    /// The bucket's size: requests a client may send at once after a quiet spell.
+    pub client_burst: u32,
+    /// How long in-flight requests get to finish after SIGTERM or SIGINT.
+    pub drain_timeout: Duration,
+}
+
+impl Default for Limits {
+    /// 10 s for a request head, 1024 connections, 64 KiB of headers, no per-client cap, 30 s to
+    /// drain.
+    fn default() -> Self {
+        Limits {
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 1024,
+            max_header_bytes: 64 * 1024,
+            client_rate: 0.0,
+            client_burst: 0,
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Which proxy calls the forward-auth endpoint: it decides which headers carry the original
+/// method and URI (only that proxy's headers are trusted, so a client cannot smuggle another
+/// convention's headers through it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardAuthProxy {
+    /// nginx `auth_request`: `X-Original-Method` and `X-Original-URI`, set in the auth location
+    /// with `proxy_set_header`.
+    Nginx,
+    /// Traefik `ForwardAuth`: `X-Forwarded-Method` and `X-Forwarded-Uri`, set by Traefik.
+    Traefik,
+    /// Envoy `ext_authz` (HTTP service): the original path appended to the auth path
+    /// (`path_prefix`), the original method as the request's.
+    Envoy,
+}
+
+/// `[forward_auth]`, checked.
+#[derive(Debug, Clone)]
+pub(crate) struct ForwardAuth {
+    pub(crate) path: String,
+    pub(crate) proxy: ForwardAuthProxy,
+}
+
+/// One `[[upstreams]]`, checked.
+#[derive(Debug, Clone)]
+pub(crate) struct UpstreamConfig {
+    pub(crate) name: String,
+    pub(crate) url: Uri,
+    pub(crate) h2c: bool,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) response_timeout: Duration,
+    pub(crate) max_idle_connections: usize,
+}
+
+/// Reads `path` and validates it (reading the key files it names, resolved from the file's
+/// directory).
+pub fn load(path: &Path) -> Result<GatewayConfig, ConfigError> {
+    let source = Source::read(path)?;
+    validate(&source)
+}
+
+/// Validates configuration text as if read from `path` (which names the file in errors and is
+/// the base of relative paths). Key files named by `[keys]` are read.
+pub fn parse(text: &str, path: &Path) -> Result<GatewayConfig, ConfigError> {
+    validate(&Source::new(path, text.to_owned()))
+}
+
+fn validate(source: &Source) -> Result<GatewayConfig, ConfigError> {
+    let file: File = source.deserialize()?;
+    if file.issuer.get_ref().trim().is_empty() {
+        return Err(source.error(&file.issuer, "issuer", "must not be empty"));
+    }
+    if file.audience.get_ref().is_empty() || file.audience.get_ref().iter().any(String::is_empty) {
+        return Err(source.error(
+            &file.audience,
+            "audience",
+            "name at least one audience, none empty",
+        ));
+    }
+    let keys = key_source(source, &file.keys)?;
+    let validation = validation(source, &file.validation)?;
+    let revocations = file
+        .revocations
+        .as_ref()
+        .map(|r| revocations(source, r))
+        .transpose()?;
+    let limits = limits(source, &file.limits)?;
+    let forward_auth = file
+        .forward_auth
+        .as_ref()
+        .map(|f| forward_auth(source, f))
+        .transpose()?;
+    let identity = identity_headers(source, &file.identity_headers)?;
+    let mut upstreams: Vec<UpstreamConfig> = Vec::new();
+    for (i, u) in file.upstreams.iter().enumerate() {
+        let key = |field: &str| format!("upstreams[{i}].{field}");
+        if u.name.get_ref().is_empty() || upstreams.iter().any(|o| &o.name == u.name.get_ref()) {
+            return Err(source.error(&u.name, &key("name"), "must be non-empty and unique"));
+        }
+        let url: Uri = u
+            .url
+            .get_ref()
+            .parse()
+            .map_err(|e| source.error(&u.url, &key("url"), e))?;
+        if url.scheme_str() != Some("http") || url.authority().is_none() || url.query().is_some() {
+            return Err(source.error(
+                &u.url,
+                &key("url"),
+                "must be an http:// URL with a host and no query (TLS to upstreams is not \
+                 supported: run the gateway beside them)",
+            ));
+        }
+        let seconds = |v: &Spanned<u64>, field: &str| {
+            if (1..=3600).contains(v.get_ref()) {
+                Ok(Duration::from_secs(*v.get_ref()))
+            } else {
+                Err(source.error(v, &key(field), "must be between 1 and 3600 seconds"))
+            }
+        };
+        upstreams.push(UpstreamConfig {
+            name: u.name.get_ref().clone(),
+            url,
+            h2c: u.h2c,
+            connect_timeout: seconds(&u.connect_timeout, "connect_timeout")?,
+            response_timeout: seconds(&u.response_timeout, "response_timeout")?,
+            max_idle_connections: u.max_idle_connections,
+        });
+    }
+    let mut routes = Vec::new();
+    for (i, r) in file.routes.iter().enumerate() {
+        let key = |field: &str| format!("routes[{i}].{field}");
+        let prefix = r.prefix.get_ref();
+        if !prefix.starts_with('/') || !crate::route::is_safe_path(prefix) {
+            return Err(source.error(
+                &r.prefix,
+                &key("prefix"),
+                "must start with `/` and hold no `.`/`..` segment or percent-encoded `.`, `/`, `\\`",
+            ));
+        }
+        let methods = r
+            .methods
+            .as_ref()
+            .map(|methods| {
+                methods
+                    .iter()
+                    .map(|m| {
+                        Method::from_bytes(m.get_ref().to_ascii_uppercase().as_bytes())
+                            .map_err(|_| source.error(m, &key("methods"), "not an HTTP method"))
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?;
+        let upstream = match &r.upstream {
+            Some(name) => Some(
+                upstreams
+                    .iter()
+                    .position(|u| &u.name == name.get_ref())
+                    .ok_or_else(|| {
+                        source.error(
+                            name,
+                            &key("upstream"),
+                            format_args!("no upstream is named `{}`", name.get_ref()),
+                        )
+                    })?,
+            ),
+            None if upstreams.len() == 1 => Some(0),
+            None if upstreams.is_empty() => None,
+            None => {
+                return Err(source.error(
+                    &r.prefix,
+                    &key("upstream"),
+                    "name the upstream: there are several",
+                ));
+            }
+        };
+        let access = if r.public {
+            if !r.scopes.is_empty() || !r.roles.is_empty() || r.tenant.is_some() {
+                return Err(source.error(
+                    &r.prefix,
+                    &key("public"),
+                    "a public route cannot also require scopes, roles or a tenant",
+                ));
+            }
+            Access::Public
+        } else {
+            let tenant = r
+                .tenant
+                .as_ref()
+                .map(|t| {
+                    TenantPath::parse(t.get_ref()).map_err(|e| source.error(t, &key("tenant"), e))
+                })
+                .transpose()?;
+            if r.scopes.iter().chain(&r.roles).any(|s| {
+                s.is_empty() || s.contains(|c: char| c.is_whitespace() || c == '"' || c == '\\')
+            }) {
+                return Err(source.error(
+                    &r.prefix,
+                    &key("scopes"),
+                    "scopes and roles are non-empty, without spaces or quotes",
+                ));
+            }
+            Access::Protected(Requirements::new(r.scopes.clone(), r.roles.clone(), tenant))
+        };
+        routes.push(Arc::new(Route {
+            prefix: prefix.clone(),
+            methods,
+            upstream,
+            access,
+            strip_authorization: r.strip_authorization,
+        }));
+    }
+    Ok(GatewayConfig {
+        listen: file.listen,
+        ops_listen: file.ops.listen,
+        issuer: file.issuer.get_ref().clone(),
+        audiences: file.audience.get_ref().clone(),
+        keys,
+        validation,
+        revocations,
+        limits,
+        forward_auth,
+        identity,
+        upstreams,
+        routes: RouteTable::new(routes),
+    })
+}
+
+fn key_source(source: &Source, file: &Spanned<KeysFile>) -> Result<KeySource, ConfigError> {
+    let keys = file.get_ref();
+    let given = [
+        keys.jwks_url.is_some(),
+        keys.discovery_url.is_some(),
+        keys.jwks_file.is_some(),
+        !keys.files.is_empty(),
+    ]
+    .iter()
+    .filter(|b| **b)
+    .count();
+    if given != 1 {
+        return Err(source.error(
+            file,
+            "keys",
+            "set exactly one of jwks_url, discovery_url, jwks_file, files",
+        ));
+    }
+    let refresh = *keys.refresh_interval.get_ref();
+    if !(1..=86_400).contains(&refresh) {
+        return Err(source.error(
+            &keys.refresh_interval,
+            "keys.refresh_interval",
+            "must be between 1 and 86400 seconds",
+        ));
+    }
+    let refresh = Duration::from_secs(refresh);
+    let url = |v: &Spanned<String>, key: &str| -> Result<Uri, ConfigError> {
+        let uri: Uri = v.get_ref().parse().map_err(|e| source.error(v, key, e))?;
+        match uri.scheme_str() {
+            Some("http" | "https") if uri.host().is_some() => Ok(uri),
+            _ => Err(source.error(v, key, "must be an http:// or https:// URL")),
+        }
+    };
+    if let Some(v) = &keys.jwks_url {
+        return Ok(KeySource::Jwks {
+            uri: url(v, "keys.jwks_url")?,
+            refresh,
+        });
+    }
+    if let Some(v) = &keys.discovery_url {
+        return Ok(KeySource::Discovery {
+            uri: url(v, "keys.discovery_url")?,
+            refresh,
+        });
+    }
+    if let Some(v) = &keys.jwks_file {
+        let key = "keys.jwks_file";
+        let path = source.resolve(v.get_ref());
+        let text = std::fs::read(&path).map_err(|e| {
+            source.error(v, key, format_args!("cannot read {}: {e}", path.display()))
+        })?;
+        let jwks = serde_json::from_slice(&text)
+            .map_err(|e| source.error(v, key, format_args!("not a JWK set: {e}")))?;
+        let set = KeySet::from_jwks(&jwks).map_err(|e| source.error(v, key, e))?;
+        return Ok(KeySource::Local(set));
+    }
+    let set = KeySet::new();
+    for (i, k) in keys.files.iter().enumerate() {
+        let key = format!("keys.files[{i}].file");
+        let algorithm: SigningAlgorithm = k
+            .algorithm
+            .get_ref()
+            .parse()
+            .ok()
+            .filter(|a: &SigningAlgorithm| !a.is_symmetric())
+            .ok_or_else(|| {
+                source.error(
+                    &k.algorithm,
+                    &format!("keys.files[{i}].algorithm"),
+                    "must be EdDSA, ES256 or RS256",
+                )
+            })?;
+        let path = source.resolve(k.file.get_ref());
+        let bytes = std::fs::read(&path).map_err(|e| {
+            source.error(
+                &k.file,
+                &key,
+                format_args!("cannot read {}: {e}", path.display()),
+            )
+        })?;
+        let der = pkcs8_der(&bytes).ok_or_else(|| {
+            source.error(
+                &k.file,
+                &key,
+                "not a PKCS#8 private key (DER, or PEM `PRIVATE KEY`)",
+            )
+        })?;
+        // The gateway only verifies: it keeps the public half of the key and drops the rest.
+        let public = SigningKey::from_der(algorithm, &k.kid, &der)
+            .map_err(|e| source.error(&k.file, &key, e))?
+            .verifying_key()
+            .to_jwk()
+            .cloned()
+            .ok_or_else(|| source.error(&k.file, &key, "no public key"))?;
+        let public = VerifyingKey::from_jwk(&public).map_err(|e| source.error(&k.file, &key, e))?;
+        set.add_verifying_key(public)
+            .map_err(|e| source.error(&k.file, &key, e))?;
+    }
+    Ok(KeySource::Local(set))
+}
+
+/// The DER of a PKCS#8 key file: DER as is, or the body of a PEM `PRIVATE KEY` block.
+fn pkcs8_der(bytes: &[u8]) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return Some(bytes.to_vec());
+    };
+    let begin = "-----BEGIN PRIVATE KEY-----";
+    let Some(start) = text.find(begin) else {
+        return Some(bytes.to_vec());
+    };
+    let rest = &text[start + begin.len()..];
+    let body = &rest[..rest.find("-----END PRIVATE KEY-----")?];
+    let body: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+    base64::engine::general_purpose::STANDARD.decode(body).ok()
+}
+
+fn validation(source: &Source, v: &file::ValidationFile) -> Result<Validation, ConfigError> {
+    if v.leeway > 300 {
+        return Err(source.error_at(None, "validation.leeway: at most 300 seconds"));
+    }
+    let algorithms = v
+        .algorithms
+        .as_ref()
+        .map(|list| {
+            list.iter()
+                .map(|a| {
+                    a.get_ref().parse::<SigningAlgorithm>().map_err(|_| {
+                        source.error(
+                            a,
+                            "validation.algorithms",
+                            "must be EdDSA, ES256, RS256 or HS256",
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()?;
+    Ok(Validation {
+        leeway: Duration::from_secs(v.leeway),
+        require_at_jwt: v.require_at_jwt,
+        cache_verified_tokens: v.cache_verified_tokens,
+        realm: v.realm.clone(),
+        algorithms,
+    })
+}
+
+fn revocations(source: &Source, r: &RevocationsFile) -> Result<Revocations, ConfigError> {
+    // `RedisTarget`'s errors never echo the URL, which may hold a password.
+    let mut target = RedisTarget::new(r.redis_url.get_ref())
+        .map_err(|e| source.error(&r.redis_url, "revocations.redis_url", e))?;
+    if let Some(var) = &r.password_env {
+        let key = "revocations.password_env";
+        let password = std::env::var(var.get_ref()).map_err(|_| {
+            source.error(
+                var,
+                key,
+                format_args!("environment variable `{}` is not set", var.get_ref()),
+            )
+        })?;
+        if password.is_empty() {
+            return Err(source.error(var, key, "the password is empty"));
+        }
+        target = target
+            .with_password(&password)
+            .map_err(|e| source.error(var, key, e))?;
+    }
+    if let Some(ca) = &r.ca_file {
+        let key = "revocations.ca_file";
+        let path = source.resolve(ca.get_ref());
+        let pem = std::fs::read(&path).map_err(|e| {
+            source.error(ca, key, format_args!("cannot read {}: {e}", path.display()))
+        })?;
+        target = target
+            .with_ca_pem(pem)
+            .map_err(|e| source.error(ca, key, e))?;
+    }
+    let prefix = match &r.key_prefix {
+        Some(prefix) => {
+            check_key_prefix(prefix.get_ref())
+                .map_err(|e| source.error(prefix, "revocations.key_prefix", e))?;
+            prefix.get_ref().as_str()
+        }
+        None => "tollgate",
+    };
+    let silence = *r.max_silence.get_ref();
+    if silence > 86_400 {
+        return Err(source.error(
+            &r.max_silence,
+            "revocations.max_silence",
+            "at most 86400 seconds (0: serve however stale)",
+        ));
+    }
+    Ok(Revocations {
+        target,
+        keys: Keys::new(prefix),
+        policy: HealthPolicy {
+            require_sync: r.require_sync,
+            max_silence: (silence > 0).then(|| Duration::from_secs(silence)),
+        },
+    })
+}
+
+fn limits(source: &Source, l: &LimitsFile) -> Result<Limits, ConfigError> {
+    let header_read_timeout = *l.header_read_timeout.get_ref();
+    if !(1..=3600).contains(&header_read_timeout) {
+        return Err(source.error(
+            &l.header_read_timeout,
+            "limits.header_read_timeout",
+            "must be between 1 and 3600 seconds",
+        ));
+    }
+    let max_connections = *l.max_connections.get_ref();
+    if !(1..=1_000_000).contains(&max_connections) {
+        return Err(source.error(
+            &l.max_connections,
+            "limits.max_connections",
+            "must be between 1 and 1000000",
+        ));
+    }
+    let max_header_bytes = *l.max_header_bytes.get_ref();
+    if !(8192..=1024 * 1024).contains(&max_header_bytes) {
+        return Err(source.error(
+            &l.max_header_bytes,
+            "limits.max_header_bytes",
+            "must be between 8192 and 1048576",
+        ));
+    }
+    let rate = *l.client_rate.get_ref();
+    if !rate.is_finite() || !(0.0..=1_000_000.0).contains(&rate) {
+        return Err(source.error(
+            &l.client_rate,
+            "limits.client_rate",
+            "must be between 0 (off) and 1000000 requests per second",
+        ));
+    }
+    let burst = match &l.client_burst {
+        Some(b) if *b.get_ref() == 0 => {
+            return Err(source.error(b, "limits.client_burst", "must be at least 1"));
+        }
+        Some(b) => *b.get_ref(),
+        // One second's worth, and never less than one request.
+        None => (rate.ceil() as u32).max(1),
+    };
+    let drain = *l.drain_timeout.get_ref();
+    if drain > 3600 {
+        return Err(source.error(
+            &l.drain_timeout,
+            "limits.drain_timeout",
+            "at most 3600 seconds",
+        ));
+    }
+    Ok(Limits {
+        header_read_timeout: Duration::from_secs(header_read_timeout),
+        max_connections,
+        max_header_bytes,
+        client_rate: rate,
+        client_burst: burst,
+        drain_timeout: Duration::from_secs(drain),
+    })
+}
+
+fn forward_auth(source: &Source, f: &file::ForwardAuthFile) -> Result<ForwardAuth, ConfigError> {
+    let path = f.path.get_ref();
+    if !path.starts_with('/')
+        || path.len() < 2
+        || path.ends_with('/')
+        || !crate::route::is_safe_path(path)
+    {
+        return Err(source.error(
+            &f.path,
+            "forward_auth.path",
+            "must be a path such as `/auth` (not `/`, no trailing `/`)",
+        ));
+    }
+    let proxy = match f.proxy.get_ref().as_str() {
+        "nginx" => ForwardAuthProxy::Nginx,
+        "traefik" => ForwardAuthProxy::Traefik,
+        "envoy" => ForwardAuthProxy::Envoy,
+        other => {
+            return Err(source.error(
+                &f.proxy,
+                "forward_auth.proxy",
+                format_args!("unknown proxy `{other}` (nginx, traefik, envoy)"),
+            ));
+        }
+    };
+    Ok(ForwardAuth {
+        path: path.clone(),
+        proxy,
+    })
+}
+
+fn identity_headers(
+    source: &Source,
+    h: &IdentityHeadersFile,
+) -> Result<crate::identity::IdentityHeaders, ConfigError> {
+    let name = |v: &Spanned<String>, key: &str| -> Result<HeaderName, ConfigError> {
+        let name = HeaderName::from_bytes(v.get_ref().as_bytes())
+            .map_err(|_| source.error(v, key, "not a header name"))?;
+        // Headers the gateway or HTTP itself owns cannot carry claims.
+        if crate::proxy::is_reserved(&name) {
+            return Err(source.error(v, key, "a header HTTP or the gateway owns"));
+        }
+        Ok(name)
+    };
+    let names = [
+        name(&h.subject, "identity_headers.subject")?,
+        name(&h.client, "identity_headers.client")?,
+        name(&h.tenant, "identity_headers.tenant")?,
+        name(&h.scopes, "identity_headers.scopes")?,
+        name(&h.roles, "identity_headers.roles")?,
+        name(&h.jti, "identity_headers.jti")?,
+    ];
+    for (i, n) in names.iter().enumerate() {
+        if names[..i].contains(n) {
+            return Err(source.error(
+                &h.subject,
+                "identity_headers",
+                format_args!("`{n}` is named twice"),
+            ));
+        }
+    }
+    Ok(crate::identity::IdentityHeaders::new(names))
+}

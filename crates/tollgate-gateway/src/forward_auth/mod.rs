@@ -1,0 +1,78 @@
+//! The forward-auth endpoint: a proxy the operator already runs (nginx `auth_request`, Traefik
+//! `ForwardAuth`, Envoy `ext_authz` in HTTP service mode) asks the gateway about each request;
+//! the gateway answers 200 with the verified identity in headers, or the Layer's 401/403.
+//!
+//! The original method and URI are read from the headers of the configured proxy only
+//! ([`ForwardAuthProxy`]), so a client cannot name another URI through the other proxies'
+//! conventions:
+//!
+//! | proxy | method | URI |
+//! |---|---|---|
+//! | nginx | `X-Original-Method` | `X-Original-URI` (set them with `proxy_set_header`) |
+//! | Traefik | `X-Forwarded-Method` | `X-Forwarded-Uri` (Traefik sets them) |
+//! | Envoy | the request's | the request's path after the auth path (`path_prefix`) |
+
+use crate::config::{ForwardAuth, ForwardAuthProxy};
+use http::uri::PathAndQuery;
+use http::{HeaderMap, Method, Request};
+
+/// The request a forward-auth call is about.
+#[derive(Debug, Clone)]
+pub(crate) struct Original {
+    pub(crate) method: Method,
+    pub(crate) uri: PathAndQuery,
+}
+
+/// Why a forward-auth call names no usable original request (400).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NoOriginal;
+
+impl ForwardAuth {
+    /// Whether `path` is this endpoint: the path itself, or (Envoy, `path_prefix`) the path
+    /// followed by the original one.
+    pub(crate) fn matches(&self, path: &str) -> bool {
+        match path.strip_prefix(self.path.as_str()) {
+            Some("") => true,
+            Some(rest) => self.proxy == ForwardAuthProxy::Envoy && rest.starts_with('/'),
+            None => false,
+        }
+    }
+
+    /// The original method and URI of a forward-auth call.
+    pub(crate) fn original<B>(&self, request: &Request<B>) -> Result<Original, NoOriginal> {
+        let headers = request.headers();
+        let (method, uri) = match self.proxy {
+            ForwardAuthProxy::Nginx => (
+                header(headers, "x-original-method"),
+                header(headers, "x-original-uri").ok_or(NoOriginal)?,
+            ),
+            ForwardAuthProxy::Traefik => (
+                header(headers, "x-forwarded-method"),
+                header(headers, "x-forwarded-uri").ok_or(NoOriginal)?,
+            ),
+            ForwardAuthProxy::Envoy => {
+                let pq = request.uri().path_and_query().ok_or(NoOriginal)?;
+                let rest = pq
+                    .as_str()
+                    .strip_prefix(self.path.as_str())
+                    .ok_or(NoOriginal)?;
+                (Some(request.method().as_str()), rest)
+            }
+        };
+        let method = match method {
+            Some(m) => Method::from_bytes(m.as_bytes()).map_err(|_| NoOriginal)?,
+            // nginx's and Traefik's own request: absent only if the proxy was not set up to
+            // send it, and then the original request was most likely a GET.
+            None => Method::GET,
+        };
+        if !uri.starts_with('/') {
+            return Err(NoOriginal);
+        }
+        let uri = PathAndQuery::try_from(uri).map_err(|_| NoOriginal)?;
+        Ok(Original { method, uri })
+    }
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}

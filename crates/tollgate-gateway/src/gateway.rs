@@ -1,0 +1,429 @@
+//! The request path: request id, identity headers removed, forward-auth or proxy, route,
+//! the Layer (for protected routes), the route's requirements, the client's rate cap, then the
+//! upstream or the forward-auth answer; and the metrics and log line of every request.
+//!
+//! Refusals the gateway makes itself:
+//!
+//! | situation | HTTP | gRPC |
+//! |---|---|---|
+//! | path with a `.`/`..` segment, `//`, `\`, or percent-encoded `.`, `/`, `\` | 400 | 3 |
+//! | forward-auth call naming no original URI | 400 | 3 |
+//! | no route matches (or a forward-auth-only route is requested through the proxy) | 403 | 7 |
+//! | token valid, but a scope is missing | 403 `insufficient_scope` (the Layer's shape) | 7 |
+//! | token valid, but a role is missing or the tenant is not the route's | 403 | 7 |
+//! | the client id's rate cap | 429 + `Retry-After` | 8 |
+//! | upstream unreachable / no response head in time | 502 / 504 | 14 / 4 |
+//!
+//! Everything else about the token (400, 401, 503) is the Layer's answer, unchanged.
+
+use crate::config::ForwardAuth;
+use crate::forward_auth::Original;
+use crate::identity::IdentityHeaders;
+use crate::limit::ClientRateLimit;
+use crate::ops::metrics::{Metrics, Outcome};
+use crate::proxy::{Upstream, UpstreamError};
+use crate::response::{self, GatewayBody, grpc_content_type, refuse};
+use crate::route::{Access, Denied, Route, RouteTable, is_safe_path};
+use http::header::AUTHORIZATION;
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+use tollgate_core::{Claims, KeySet};
+use tollgate_layer::{
+    DefaultRejection, OnRejection, Readiness, Rejection, ValidateBearer, VerifiedClaims,
+};
+use tower_service::Service;
+use tracing::Instrument;
+
+/// The request id header: accepted from the client when well-formed, otherwise made up; sent
+/// to the upstream and back to the client.
+pub(crate) static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Whether the gateway can judge tokens: keys loaded, and the revocation feed healthy under its
+/// policy (the same check the Layer makes on every request).
+#[derive(Debug)]
+pub(crate) struct GatewayReadiness {
+    pub(crate) keys: KeySet,
+    pub(crate) feed: Option<Arc<dyn Readiness>>,
+}
+
+impl GatewayReadiness {
+    pub(crate) fn check(&self) -> Result<(), &'static str> {
+        if self.keys.kids().is_empty() {
+            return Err("no verification key loaded yet");
+        }
+        match &self.feed {
+            Some(feed) => feed.check().map_err(|n| n.description()),
+            None => Ok(()),
+        }
+    }
+}
+
+/// What the gateway shares between requests.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) routes: RouteTable,
+    pub(crate) forward_auth: Option<ForwardAuth>,
+    pub(crate) identity: IdentityHeaders,
+    pub(crate) upstreams: Vec<Upstream>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) limiter: Option<Arc<ClientRateLimit>>,
+    pub(crate) rejection: DefaultRejection,
+}
+
+/// Whether a request is proxied or is a forward-auth call about another request.
+#[derive(Debug, Clone)]
+enum Mode {
+    Proxy,
+    ForwardAuth,
+}
+
+/// What the route lookup decided, carried through the Layer in the request's extensions.
+#[derive(Debug, Clone)]
+struct Routed {
+    route: Arc<Route>,
+    mode: Mode,
+    peer: SocketAddr,
+}
+
+/// The gateway's request service.
+#[derive(Debug, Clone)]
+pub(crate) struct Gateway {
+    shared: Arc<Shared>,
+    protected: ValidateBearer<Authorized, RecordRejection>,
+}
+
+impl Gateway {
+    pub(crate) fn new(shared: Arc<Shared>, layer: tollgate_layer::ValidateBearerLayer) -> Self {
+        let on_rejection = RecordRejection {
+            inner: shared.rejection.clone(),
+            metrics: shared.metrics.clone(),
+        };
+        let layer = layer.on_rejection(on_rejection);
+        let protected = tower_layer::Layer::layer(
+            &layer,
+            Authorized {
+                shared: shared.clone(),
+            },
+        );
+        Gateway { shared, protected }
+    }
+
+    /// Answers one request from `peer`.
+    pub(crate) async fn handle(
+        self,
+        peer: SocketAddr,
+        mut request: Request<Incoming>,
+    ) -> Response<GatewayBody> {
+        let started = Instant::now();
+        let request_id = request_id(request.headers());
+        request
+            .headers_mut()
+            .insert(X_REQUEST_ID.clone(), request_id.clone());
+        // Before anything else: whatever path the request takes, a client's copies go.
+        self.shared.identity.strip(request.headers_mut());
+        let span = tracing::info_span!(
+            "request",
+            id = request_id.to_str().unwrap_or(""),
+            method = %request.method(),
+            path = request.uri().path(),
+        );
+        let (route, mut response) = self.dispatch(peer, request).instrument(span.clone()).await;
+        let outcome = response
+            .extensions()
+            .get::<Outcome>()
+            .copied()
+            .unwrap_or(Outcome::Forwarded);
+        let elapsed = started.elapsed();
+        self.shared.metrics.request(route, outcome, elapsed);
+        span.in_scope(|| {
+            tracing::debug!(
+                status = response.status().as_u16(),
+                ?outcome,
+                micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+                "answered"
+            );
+        });
+        response
+            .headers_mut()
+            .insert(X_REQUEST_ID.clone(), request_id);
+        response
+    }
+
+    async fn dispatch(
+        &self,
+        peer: SocketAddr,
+        mut request: Request<Incoming>,
+    ) -> (Option<usize>, Response<GatewayBody>) {
+        let shared = &self.shared;
+        let grpc = grpc_content_type(request.headers());
+        let (mode, method, path) = match &shared.forward_auth {
+            Some(fa) if fa.matches(request.uri().path()) => match fa.original(&request) {
+                Ok(Original { method, uri }) => (Mode::ForwardAuth, method, uri.path().to_owned()),
+                Err(_) => {
+                    shared.metrics.rejection("bad_path");
+                    let response = refuse(
+                        grpc,
+                        StatusCode::BAD_REQUEST,
+                        3,
+                        "forward-auth request names no original URI",
+                    );
+                    return (None, with_outcome(response, Outcome::NoRoute));
+                }
+            },
+            _ => (
+                Mode::Proxy,
+                request.method().clone(),
+                request.uri().path().to_owned(),
+            ),
+        };
+        if !is_safe_path(&path) {
+            shared.metrics.rejection("bad_path");
+            let response = refuse(
+                grpc,
+                StatusCode::BAD_REQUEST,
+                3,
+                "request path cannot be routed",
+            );
+            return (None, with_outcome(response, Outcome::NoRoute));
+        }
+        let found = shared
+            .routes
+            .find(&method, &path)
+            .filter(|(_, route)| matches!(mode, Mode::ForwardAuth) || route.upstream.is_some());
+        let Some((index, route)) = found else {
+            shared.metrics.rejection("no_route");
+            tracing::debug!(%method, path, "no route");
+            let response = refuse(grpc, StatusCode::FORBIDDEN, 7, "no route");
+            return (None, with_outcome(response, Outcome::NoRoute));
+        };
+        let routed = Routed {
+            route: route.clone(),
+            mode,
+            peer,
+        };
+        let response = match routed.route.access {
+            Access::Public => finish(shared, routed, None, request).await,
+            Access::Protected(_) => {
+                request.extensions_mut().insert(routed);
+                let mut protected = self.protected.clone();
+                // `Authorized` is always ready: this returns at once.
+                let ready = std::future::poll_fn(|cx| protected.poll_ready(cx)).await;
+                match ready {
+                    Ok(()) => match protected.call(request).await {
+                        Ok(response) => response,
+                        Err(never) => match never {},
+                    },
+                    Err(never) => match never {},
+                }
+            }
+        };
+        (Some(index), response)
+    }
+}
+
+fn with_outcome(mut response: Response<GatewayBody>, outcome: Outcome) -> Response<GatewayBody> {
+    response.extensions_mut().insert(outcome);
+    response
+}
+
+/// The request's id: the client's `x-request-id` if it is 1 to 128 characters of
+/// `[A-Za-z0-9._:/+=-]`, otherwise 128 random bits.
+fn request_id(headers: &HeaderMap) -> HeaderValue {
+    headers
+        .get(&X_REQUEST_ID)
+        .filter(|v| {
+            let b = v.as_bytes();
+            (1..=128).contains(&b.len())
+                && b.iter()
+                    .all(|c| c.is_ascii_alphanumeric() || b"._:/+=-".contains(c))
+        })
+        .cloned()
+        .unwrap_or_else(|| {
+            HeaderValue::from_str(&tollgate_core::random::id())
+                .unwrap_or_else(|_| HeaderValue::from_static("-"))
+        })
+}
+
+/// The last step of an allowed request: the forward-auth answer, or the upstream's response.
+async fn finish(
+    shared: &Shared,
+    routed: Routed,
+    claims: Option<&Claims>,
+    mut request: Request<Incoming>,
+) -> Response<GatewayBody> {
+    let grpc = grpc_content_type(request.headers());
+    if let Mode::ForwardAuth = routed.mode {
+        let mut response = Response::new(response::empty());
+        if let Some(claims) = claims
+            && shared
+                .identity
+                .insert(response.headers_mut(), claims)
+                .is_err()
+        {
+            return unforwardable(shared, grpc);
+        }
+        return with_outcome(response, Outcome::Allowed);
+    }
+    if let Some(claims) = claims
+        && shared
+            .identity
+            .insert(request.headers_mut(), claims)
+            .is_err()
+    {
+        return unforwardable(shared, grpc);
+    }
+    if routed.route.strip_authorization {
+        request.headers_mut().remove(AUTHORIZATION);
+    }
+    let Some(index) = routed.route.upstream else {
+        return with_outcome(
+            refuse(grpc, StatusCode::FORBIDDEN, 7, "no route"),
+            Outcome::NoRoute,
+        );
+    };
+    let Some(upstream) = shared.upstreams.get(index) else {
+        return with_outcome(
+            refuse(grpc, StatusCode::FORBIDDEN, 7, "no route"),
+            Outcome::NoRoute,
+        );
+    };
+    match upstream.forward(request, routed.peer).await {
+        Ok(response) => with_outcome(response, Outcome::Forwarded),
+        Err(error) => {
+            shared.metrics.upstream_error(index, error);
+            tracing::debug!(
+                upstream = upstream.name(),
+                kind = error.label(),
+                "upstream failed"
+            );
+            let response = match error {
+                UpstreamError::Down => {
+                    refuse(grpc, StatusCode::BAD_GATEWAY, 14, "upstream unavailable")
+                }
+                UpstreamError::Slow => {
+                    refuse(grpc, StatusCode::GATEWAY_TIMEOUT, 4, "upstream timed out")
+                }
+            };
+            with_outcome(response, Outcome::UpstreamError)
+        }
+    }
+}
+
+fn unforwardable(shared: &Shared, grpc: Option<HeaderValue>) -> Response<GatewayBody> {
+    shared.metrics.rejection("unforwardable_claims");
+    with_outcome(
+        refuse(
+            grpc,
+            StatusCode::FORBIDDEN,
+            7,
+            "claims cannot be forwarded as headers",
+        ),
+        Outcome::Forbidden,
+    )
+}
+
+/// The service behind the Layer: the request's token is valid and unrevoked; checks the
+/// route's requirements and the client's rate, then finishes the request.
+#[derive(Debug, Clone)]
+pub(crate) struct Authorized {
+    shared: Arc<Shared>,
+}
+
+impl Service<Request<Incoming>> for Authorized {
+    type Response = Response<GatewayBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<GatewayBody>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut request: Request<Incoming>) -> Self::Future {
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            let grpc = grpc_content_type(request.headers());
+            let routed = request.extensions_mut().remove::<Routed>();
+            let claims = request.extensions_mut().remove::<VerifiedClaims>();
+            let (Some(routed), Some(claims)) = (routed, claims) else {
+                // The gateway always routes before the Layer, and the Layer (not optional)
+                // always inserts claims: refuse rather than forward unauthenticated.
+                return Ok(with_outcome(
+                    refuse(grpc, StatusCode::FORBIDDEN, 7, "no route"),
+                    Outcome::NoRoute,
+                ));
+            };
+            if let Access::Protected(requirements) = &routed.route.access
+                && let Err(denied) = requirements.check(&claims)
+            {
+                shared.metrics.rejection(denied.reason());
+                tracing::debug!(
+                    reason = denied.reason(),
+                    "token lacks the route's requirements"
+                );
+                let response = match denied {
+                    Denied::Scope(scope) => shared
+                        .rejection
+                        .on_rejection(&Rejection::InsufficientScope(scope), request.headers()),
+                    Denied::Role => {
+                        refuse(grpc, StatusCode::FORBIDDEN, 7, "a required role is missing")
+                    }
+                    Denied::Tenant => {
+                        refuse(grpc, StatusCode::FORBIDDEN, 7, "token tenant not allowed")
+                    }
+                };
+                return Ok(with_outcome(response, Outcome::Forbidden));
+            }
+            if let Some(limiter) = &shared.limiter
+                && let Err(wait) = limiter.check(&claims.client_id)
+            {
+                shared.metrics.rejection("rate_limited");
+                return Ok(with_outcome(
+                    response::too_many(grpc, wait),
+                    Outcome::RateLimited,
+                ));
+            }
+            Ok(finish(&shared, routed, Some(&claims), request).await)
+        })
+    }
+}
+
+/// The Layer's rejections, counted by reason and marked for the request metrics.
+#[derive(Debug, Clone)]
+pub(crate) struct RecordRejection {
+    inner: DefaultRejection,
+    metrics: Arc<Metrics>,
+}
+
+impl OnRejection<GatewayBody> for RecordRejection {
+    fn on_rejection(
+        &self,
+        rejection: &Rejection,
+        request_headers: &HeaderMap,
+    ) -> Response<GatewayBody> {
+        let reason = match rejection {
+            Rejection::MissingToken => "missing_token",
+            Rejection::InvalidRequest(_) => "invalid_request",
+            r if r.is_revoked() => "revoked",
+            Rejection::Unavailable(_) => "not_ready",
+            Rejection::InsufficientScope(_) => "insufficient_scope",
+            _ => "invalid_token",
+        };
+        self.metrics.rejection(reason);
+        tracing::debug!(
+            reason,
+            description = rejection.description(),
+            "token refused"
+        );
+        with_outcome(
+            self.inner.on_rejection(rejection, request_headers),
+            Outcome::Rejected,
+        )
+    }
+}

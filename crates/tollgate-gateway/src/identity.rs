@@ -1,0 +1,53 @@
+//! The verified identity as headers: set for the upstream (or in a forward-auth answer), and
+//! removed from every incoming request first, so that a client can never supply its own.
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use tollgate_core::Claims;
+
+/// The header names that carry subject, client, tenant, scopes, roles and token id.
+#[derive(Debug, Clone)]
+pub(crate) struct IdentityHeaders {
+    /// subject, client, tenant, scopes, roles, jti.
+    names: [HeaderName; 6],
+}
+
+/// A claim that cannot stand in a header value (a control character in `sub`, say).
+#[derive(Debug)]
+pub(crate) struct Unrepresentable;
+
+impl IdentityHeaders {
+    pub(crate) fn new(names: [HeaderName; 6]) -> Self {
+        IdentityHeaders { names }
+    }
+
+    /// Removes every copy of every identity header.
+    pub(crate) fn strip(&self, headers: &mut HeaderMap) {
+        for name in &self.names {
+            headers.remove(name);
+        }
+    }
+
+    /// Sets the identity headers from `claims` (scopes space-separated, roles comma-separated;
+    /// tenant and roles left out when the token has none).
+    pub(crate) fn insert(
+        &self,
+        headers: &mut HeaderMap,
+        claims: &Claims,
+    ) -> Result<(), Unrepresentable> {
+        let value = |text: &str| HeaderValue::from_str(text).map_err(|_| Unrepresentable);
+        let [subject, client, tenant, scopes, roles, jti] = &self.names;
+        headers.insert(subject, value(&claims.sub)?);
+        headers.insert(client, value(&claims.client_id)?);
+        if let Some(t) = &claims.tenant {
+            headers.insert(tenant, value(t)?);
+        }
+        if !claims.scope.is_empty() {
+            headers.insert(scopes, value(&claims.scope)?);
+        }
+        if !claims.roles.is_empty() {
+            headers.insert(roles, value(&claims.roles.join(","))?);
+        }
+        headers.insert(jti, value(&claims.jti)?);
+        Ok(())
+    }
+}

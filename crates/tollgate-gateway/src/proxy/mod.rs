@@ -1,0 +1,288 @@
+//! Forwarding a request to an upstream and its response back: pooled connections (hyper-util's
+//! client), bodies streamed both ways, hop-by-hop headers removed, upgrades (WebSocket) spliced
+//! after the 101, and upstream failures answered 502 (unreachable) or 504 (no response head in
+//! time) with a generic body.
+
+use crate::response::{self, GatewayBody};
+use http::header::{
+    CONNECTION, CONTENT_LENGTH, HOST, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER,
+    TRANSFER_ENCODING, UPGRADE,
+};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::config::UpstreamConfig;
+
+/// Headers that describe one connection, not the message (RFC 9110 §7.6.1): never forwarded.
+/// `keep-alive` and `proxy-connection` have no constant in `http`.
+static HOP_BY_HOP: [HeaderName; 9] = [
+    CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    PROXY_AUTHENTICATE,
+    PROXY_AUTHORIZATION,
+    TE,
+    TRAILER,
+    TRANSFER_ENCODING,
+    UPGRADE,
+];
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Whether `name` is owned by HTTP or by the gateway, so that it may not carry claims.
+pub(crate) fn is_reserved(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name)
+        || [
+            &http::header::AUTHORIZATION,
+            &HOST,
+            &CONTENT_LENGTH,
+            &http::header::CONTENT_TYPE,
+            &X_FORWARDED_FOR,
+            &X_FORWARDED_PROTO,
+            &X_FORWARDED_HOST,
+            &crate::gateway::X_REQUEST_ID,
+        ]
+        .contains(&name)
+}
+
+/// Why an upstream gave no response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum UpstreamError {
+    /// Could not connect (refused, unreachable, connect timeout) or the connection failed
+    /// before a response head: 502.
+    Down,
+    /// No response head within the response timeout: 504.
+    Slow,
+}
+
+impl UpstreamError {
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            UpstreamError::Down => "unreachable",
+            UpstreamError::Slow => "timeout",
+        }
+    }
+}
+
+/// One upstream: where it is and a pool of connections to it.
+#[derive(Debug, Clone)]
+pub(crate) struct Upstream {
+    name: String,
+    scheme: Scheme,
+    authority: Authority,
+    /// A path the upstream's URL carried, put before every request path (no trailing `/`).
+    base_path: String,
+    h2c: bool,
+    response_timeout: Duration,
+    client: Client<HttpConnector, Incoming>,
+}
+
+impl Upstream {
+    /// Builds the pool; connects lazily.
+    pub(crate) fn new(config: &UpstreamConfig) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(config.connect_timeout));
+        connector.set_nodelay(true);
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(config.max_idle_connections)
+            .timer(TokioTimer::new());
+        if config.h2c {
+            builder.http2_only(true);
+        }
+        let base_path = config.url.path().trim_end_matches('/').to_owned();
+        Upstream {
+            name: config.name.clone(),
+            scheme: config.url.scheme().cloned().unwrap_or(Scheme::HTTP),
+            // Validated by the configuration: an http URL with a host.
+            authority: config
+                .url
+                .authority()
+                .cloned()
+                .unwrap_or_else(|| Authority::from_static("localhost")),
+            base_path,
+            h2c: config.h2c,
+            response_timeout: config.response_timeout,
+            client: builder.build(connector),
+        }
+    }
+
+    /// The upstream's configured name (a metrics label).
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn uri_for(&self, path_and_query: Option<&PathAndQuery>) -> Result<Uri, http::Error> {
+        let pq = path_and_query.map_or("/", PathAndQuery::as_str);
+        let pq = if self.base_path.is_empty() {
+            PathAndQuery::try_from(pq)?
+        } else {
+            PathAndQuery::try_from(format!("{}{pq}", self.base_path))?
+        };
+        Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(pq)
+            .build()
+    }
+
+    /// Forwards `request` (already authorized, identity headers set) and returns the upstream's
+    /// response with its body streaming, or the error it failed with.
+    pub(crate) async fn forward(
+        &self,
+        mut request: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Result<Response<GatewayBody>, UpstreamError> {
+        let upgrade = wants_upgrade(&request);
+        let original_host = request.headers().get(HOST).cloned().or_else(|| {
+            request
+                .uri()
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
+        let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut request));
+        let uri = self
+            .uri_for(request.uri().path_and_query())
+            .map_err(|_| UpstreamError::Down)?;
+        *request.uri_mut() = uri;
+        let headers = request.headers_mut();
+        let keep_te_trailers = headers
+            .get(TE)
+            .is_some_and(|te| te.as_bytes().eq_ignore_ascii_case(b"trailers"));
+        remove_hop_by_hop(headers);
+        if keep_te_trailers {
+            // gRPC servers require `te: trailers`, the one TE value HTTP/2 allows.
+            headers.insert(TE, HeaderValue::from_static("trailers"));
+        }
+        if let Some(protocol) = &upgrade {
+            headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+            headers.insert(UPGRADE, protocol.clone());
+        }
+        append_forwarded_for(headers, peer);
+        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+        if let Some(host) = original_host {
+            headers.insert(X_FORWARDED_HOST.clone(), host);
+        }
+        // The upstream's own authority: from the URI for HTTP/2, `Host` for HTTP/1.
+        headers.remove(HOST);
+        if self.h2c {
+            *request.version_mut() = Version::HTTP_2;
+        } else {
+            if let Ok(host) = HeaderValue::from_str(self.authority.as_str()) {
+                request.headers_mut().insert(HOST, host);
+            }
+            *request.version_mut() = Version::HTTP_11;
+        }
+        let sent = tokio::time::timeout(self.response_timeout, self.client.request(request)).await;
+        let mut response = match sent {
+            Ok(Ok(response)) => response,
+            Ok(Err(error)) => {
+                tracing::warn!(upstream = %self.name, error = %error_chain(&error), "upstream request failed");
+                return Err(UpstreamError::Down);
+            }
+            Err(_) => {
+                tracing::warn!(upstream = %self.name, timeout = ?self.response_timeout, "upstream sent no response head in time");
+                return Err(UpstreamError::Slow);
+            }
+        };
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            if let Some(client_upgrade) = client_upgrade {
+                let upstream_upgrade = hyper::upgrade::on(&mut response);
+                tokio::spawn(splice(client_upgrade, upstream_upgrade));
+                let (parts, _) = response.into_parts();
+                return Ok(Response::from_parts(parts, response::empty()));
+            }
+            // A 101 nobody asked for cannot be relayed.
+            return Err(UpstreamError::Down);
+        }
+        remove_hop_by_hop(response.headers_mut());
+        Ok(response.map(|body| body.boxed()))
+    }
+}
+
+/// The protocol a request asks to upgrade to (HTTP/1.1 `Connection: upgrade` + `Upgrade`).
+fn wants_upgrade<B>(request: &Request<B>) -> Option<HeaderValue> {
+    if request.version() != Version::HTTP_11 {
+        return None;
+    }
+    let asks = request
+        .headers()
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    asks.then(|| request.headers().get(UPGRADE).cloned())
+        .flatten()
+}
+
+/// Copies bytes both ways between the client's and the upstream's upgraded connections until
+/// either side closes.
+async fn splice(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    let (client, upstream) = match tokio::try_join!(client, upstream) {
+        Ok(both) => both,
+        Err(error) => {
+            tracing::debug!(%error, "upgrade did not complete");
+            return;
+        }
+    };
+    let mut client = TokioIo::new(client);
+    let mut upstream = TokioIo::new(upstream);
+    match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        Ok((up, down)) => tracing::debug!(
+            bytes_up = up,
+            bytes_down = down,
+            "upgraded connection closed"
+        ),
+        Err(error) => tracing::debug!(%error, "upgraded connection failed"),
+    }
+}
+
+/// Removes the hop-by-hop headers, and those the `Connection` header names.
+pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in listed.iter().chain(&HOP_BY_HOP) {
+        headers.remove(name);
+    }
+}
+
+fn append_forwarded_for(headers: &mut HeaderMap, peer: SocketAddr) {
+    let ip = peer.ip().to_string();
+    let value = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(previous) => format!("{previous}, {ip}"),
+        None => ip,
+    };
+    headers.remove(&X_FORWARDED_FOR);
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        headers.insert(X_FORWARDED_FOR.clone(), value);
+    }
+}
+
+/// hyper-util's message is the error's kind; the cause is further down the chain.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

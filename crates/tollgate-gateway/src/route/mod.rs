@@ -1,0 +1,174 @@
+//! Routes: which requests the gateway lets through, to which upstream, and what a token must
+//! carry for them.
+//!
+//! A route matches a path prefix, segment by segment (`/api` matches `/api` and `/api/orders`,
+//! not `/apiary`), and optionally a list of methods. The first route that matches wins; a
+//! request no route matches is refused with 403 (see [`crate::gateway`]). A route is public
+//! (no token looked at) or protected: a valid, unrevoked token, plus every listed scope, every
+//! listed role and, if set, a tenant at or below the route's.
+
+use http::Method;
+use std::sync::Arc;
+use tollgate_core::{Claims, TenantPath};
+
+/// One `[[routes]]` entry.
+#[derive(Debug)]
+pub(crate) struct Route {
+    pub(crate) prefix: String,
+    pub(crate) methods: Option<Vec<Method>>,
+    /// Index into the gateway's upstreams; `None` for a route only forward-auth answers.
+    pub(crate) upstream: Option<usize>,
+    pub(crate) access: Access,
+    pub(crate) strip_authorization: bool,
+}
+
+/// Who may use a route.
+#[derive(Debug)]
+pub(crate) enum Access {
+    /// Anyone: the token is not looked at (identity headers are still removed).
+    Public,
+    /// A valid, unrevoked token that meets these requirements.
+    Protected(Requirements),
+}
+
+/// What a protected route asks of a verified token.
+#[derive(Debug)]
+pub(crate) struct Requirements {
+    scopes: Vec<String>,
+    /// The scopes, space-separated, for the `insufficient_scope` challenge.
+    scope_challenge: Arc<str>,
+    roles: Vec<String>,
+    tenant: Option<TenantPath>,
+}
+
+/// Why a verified token may not use a route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Denied {
+    /// A scope is missing: the route's scopes, space-separated.
+    Scope(Arc<str>),
+    /// A role is missing.
+    Role,
+    /// The token's tenant is not the route's or below it.
+    Tenant,
+}
+
+impl Denied {
+    /// The metrics label.
+    pub(crate) fn reason(&self) -> &'static str {
+        match self {
+            Denied::Scope(_) => "insufficient_scope",
+            Denied::Role => "missing_role",
+            Denied::Tenant => "wrong_tenant",
+        }
+    }
+}
+
+impl Requirements {
+    pub(crate) fn new(scopes: Vec<String>, roles: Vec<String>, tenant: Option<TenantPath>) -> Self {
+        Requirements {
+            scope_challenge: scopes.join(" ").into(),
+            scopes,
+            roles,
+            tenant,
+        }
+    }
+
+    /// Whether `claims` meet every requirement.
+    pub(crate) fn check(&self, claims: &Claims) -> Result<(), Denied> {
+        if !self.scopes.iter().all(|s| claims.has_scope(s)) {
+            return Err(Denied::Scope(self.scope_challenge.clone()));
+        }
+        if !self.roles.iter().all(|r| claims.has_role(r)) {
+            return Err(Denied::Role);
+        }
+        if let Some(tenant) = &self.tenant
+            && !tenant.covers(claims.tenant())
+        {
+            return Err(Denied::Tenant);
+        }
+        Ok(())
+    }
+}
+
+/// The routes in order.
+#[derive(Debug)]
+pub(crate) struct RouteTable {
+    routes: Vec<Arc<Route>>,
+}
+
+impl RouteTable {
+    pub(crate) fn new(routes: Vec<Arc<Route>>) -> Self {
+        RouteTable { routes }
+    }
+
+    /// The first route matching `method` and `path`, with its index (for metrics).
+    pub(crate) fn find(&self, method: &Method, path: &str) -> Option<(usize, &Arc<Route>)> {
+        self.routes.iter().enumerate().find(|(_, r)| {
+            prefix_matches(&r.prefix, path) && r.methods.as_ref().is_none_or(|m| m.contains(method))
+        })
+    }
+
+    /// Every route, in order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Arc<Route>> {
+        self.routes.iter()
+    }
+}
+
+/// `prefix` covers `path` whole segments at a time.
+fn prefix_matches(prefix: &str, path: &str) -> bool {
+    let Some(rest) = path.strip_prefix(prefix) else {
+        return false;
+    };
+    rest.is_empty() || prefix.ends_with('/') || rest.starts_with('/')
+}
+
+/// Whether a path can be matched by prefix safely: no `.` or `..` segment and no
+/// percent-encoded `.`, `/` or `\` (which an upstream might decode into one), no `\`, and no
+/// empty segment (`//`). Anything else could name a path under one prefix here and under
+/// another at the upstream; such requests are refused with 400.
+pub(crate) fn is_safe_path(path: &str) -> bool {
+    if !path.starts_with('/') || path.contains('\\') || path.contains("//") {
+        return false;
+    }
+    let lower = path.to_ascii_lowercase();
+    if lower.contains("%2e") || lower.contains("%2f") || lower.contains("%5c") {
+        return false;
+    }
+    !path
+        .split('/')
+        .any(|segment| segment == "." || segment == "..")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_match_whole_segments() {
+        assert!(prefix_matches("/api", "/api"));
+        assert!(prefix_matches("/api", "/api/orders"));
+        assert!(!prefix_matches("/api", "/apiary"));
+        assert!(prefix_matches("/api/", "/api/x"));
+        assert!(prefix_matches("/", "/anything"));
+        assert!(!prefix_matches("/api", "/"));
+    }
+
+    #[test]
+    fn unsafe_paths() {
+        for ok in ["/", "/api/orders", "/a.b/c..d", "/x%20y"] {
+            assert!(is_safe_path(ok), "{ok}");
+        }
+        for bad in [
+            "/public/../admin",
+            "/./admin",
+            "/public/%2e%2e/admin",
+            "/a%2Fb",
+            "/a\\b",
+            "//admin",
+            "/..",
+            "relative",
+        ] {
+            assert!(!is_safe_path(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,258 @@
+//! Forward-auth behind a real nginx (Debian's `nginx` package) configured with `auth_request`,
+//! end to end: allowed (the identity reaches the upstream through nginx), refused (401 with
+//! the Layer's challenge, 403 for a missing scope), and revoked through a real Redis.
+//!
+//! Needs `nginx` (on the `PATH`, in `/usr/sbin`, or named by `TOLLGATE_NGINX`) and
+//! `redis-server`: a missing one fails the test with a message saying so.
+
+mod support;
+
+use http::StatusCode;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use support::*;
+use tollgate_core::{RevocationEvent, UnixMillis};
+use tollgate_redis::testing::RedisServer;
+use tollgate_redis::wire::Keys;
+
+fn nginx_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("TOLLGATE_NGINX") {
+        return PathBuf::from(path);
+    }
+    let on_path = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default();
+    on_path
+        .into_iter()
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/sbin")])
+        .map(|dir| dir.join("nginx"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "this test needs nginx (Debian: `apt-get install nginx`, which .ci/run does), \
+                 or TOLLGATE_NGINX=/path/to/nginx"
+            )
+        })
+}
+
+/// An nginx of the test's own, on a free port, in a temporary prefix; killed when dropped.
+struct Nginx {
+    port: u16,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Nginx {
+    /// SIGQUIT asks the master to stop its workers too (SIGKILL would orphan them); SIGKILL
+    /// only if it has not stopped in time.
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-QUIT", &self.child.id().to_string()])
+            .status();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Nginx {
+    fn start(gateway: std::net::SocketAddr, upstream: std::net::SocketAddr) -> Nginx {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let p = dir.path().display();
+        // The README's snippet, with temporary paths a non-root user can write.
+        let conf = format!(
+            r#"
+worker_processes 1;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {p}/body;
+    proxy_temp_path {p}/proxy;
+    fastcgi_temp_path {p}/fastcgi;
+    uwsgi_temp_path {p}/uwsgi;
+    scgi_temp_path {p}/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            auth_request /_tollgate;
+            auth_request_set $auth_subject $upstream_http_x_auth_subject;
+            auth_request_set $auth_scopes $upstream_http_x_auth_scopes;
+            proxy_set_header X-Auth-Subject $auth_subject;
+            proxy_set_header X-Auth-Scopes $auth_scopes;
+            proxy_pass http://{upstream};
+        }}
+        location = /_tollgate {{
+            internal;
+            proxy_pass http://{gateway}/auth;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header X-Original-URI $request_uri;
+            proxy_set_header X-Original-Method $request_method;
+        }}
+    }}
+}}
+"#
+        );
+        let conf_path = dir.path().join("nginx.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let child = Command::new(nginx_binary())
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-e")
+            .arg("stderr")
+            .arg("-c")
+            .arg(&conf_path)
+            .arg("-g")
+            .arg(format!("daemon off; pid {p}/nginx.pid; error_log stderr;"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start nginx");
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "nginx did not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Nginx {
+            port,
+            child,
+            _dir: dir,
+        }
+    }
+
+    fn addr(&self) -> std::net::SocketAddr {
+        ([127, 0, 0, 1], self.port).into()
+    }
+}
+
+#[tokio::test]
+async fn forward_auth_behind_nginx_auth_request() {
+    // Fail first, with the message saying what is missing, before starting anything.
+    nginx_binary();
+    let redis = RedisServer::start();
+    let fx = Fixture::new();
+    let up = upstream().await;
+    let gw = fx
+        .start(&format!(
+            "[revocations]\nredis_url = \"{}\"\n[forward_auth]\npath = \"/auth\"\nproxy = \"nginx\"\n\
+             [[routes]]\nprefix = \"/orders\"\nscopes = [\"orders:read\"]\n\
+             [[routes]]\nprefix = \"/health\"\npublic = true\n",
+            redis.url()
+        ))
+        .await;
+    let start = Instant::now();
+    while send(gw.ops_addr(), "GET", "/readyz", &[]).await.status != StatusCode::OK {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "gateway never ready"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let nginx = Nginx::start(gw.local_addr(), up.addr);
+    let n = nginx.addr();
+    let token = fx.token(|c| c.scope = "orders:read".into());
+    let auth = bearer(&token);
+
+    // Allowed: the identity goes to the upstream in the headers nginx copies from the answer;
+    // a client's own copy is overwritten by nginx's proxy_set_header.
+    let a = send(
+        n,
+        "GET",
+        "/orders/1?page=2",
+        &[("authorization", &auth), ("x-auth-subject", "mallory")],
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let seen = a.echoed();
+    assert_eq!(seen["path"], "/orders/1?page=2");
+    assert_eq!(seen["headers"]["x-auth-subject"], "alice");
+    assert_eq!(seen["headers"]["x-auth-scopes"], "orders:read");
+    assert_eq!(send(n, "GET", "/health", &[]).await.status, StatusCode::OK);
+
+    // Refused: nginx passes the 401 and its WWW-Authenticate, and the 403.
+    let a = send(n, "GET", "/orders/1", &[]).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        a.header("www-authenticate"),
+        Some("Bearer realm=\"tollgate\"")
+    );
+    let a = send(n, "GET", "/orders/1", &[("authorization", "Bearer a.b.c")]).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        a.header("www-authenticate")
+            .unwrap()
+            .contains("invalid_token")
+    );
+    let no_scope = fx.token(|_| {});
+    let a = send(
+        n,
+        "GET",
+        "/orders/1",
+        &[("authorization", &bearer(&no_scope))],
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        send(n, "GET", "/elsewhere", &[("authorization", &auth)])
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+
+    // Revoked through Redis.
+    let payload = token.split('.').nth(1).unwrap();
+    let claims: serde_json::Value = {
+        use base64::Engine;
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let mut connection = tollgate_redis::RedisTarget::new(&redis.url())
+        .unwrap()
+        .connect(Duration::from_secs(5))
+        .await
+        .unwrap();
+    tollgate_redis::publish(
+        &mut connection,
+        &Keys::default(),
+        &[RevocationEvent::Token {
+            jti: claims["jti"].as_str().unwrap().to_owned(),
+            expires_at: UnixMillis::from(std::time::SystemTime::now() + Duration::from_secs(3600)),
+        }],
+    )
+    .await
+    .unwrap();
+    let start = Instant::now();
+    loop {
+        let a = send(n, "GET", "/orders/1", &[("authorization", &auth)]).await;
+        if a.status == StatusCode::UNAUTHORIZED {
+            assert!(a.header("www-authenticate").unwrap().contains("revoked"));
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the revoked token still passes nginx"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(nginx);
+    gw.shutdown().await;
+}

@@ -1,0 +1,131 @@
+//! Revocations through a real Redis (a private `redis-server`): `/readyz` and every protected
+//! request say "not ready" until the feed's first sync, and a revocation published to the
+//! stream is refused by the gateway.
+
+mod support;
+
+use http::StatusCode;
+use std::time::{Duration, Instant};
+use support::*;
+use tollgate_core::{RevocationEvent, UnixMillis};
+use tollgate_redis::testing::RedisServer;
+use tollgate_redis::wire::Keys;
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let start = Instant::now();
+    while !check().await {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "{what}: not within {DEADLINE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn not_ready_before_the_first_sync_then_revocations_are_refused() {
+    let mut redis = RedisServer::start();
+    let url = redis.url();
+    // Redis is out of reach when the gateway starts: it must not serve tokens it cannot judge.
+    redis.kill();
+    let fx = Fixture::new();
+    let up = upstream().await;
+    let gw = fx
+        .start(&format!(
+            "[revocations]\nredis_url = \"{url}\"\n[[upstreams]]\nname = \"app\"\nurl = \"http://{}\"\n\
+             [[routes]]\nprefix = \"/api\"\n[[routes]]\nprefix = \"/public\"\npublic = true\n",
+            up.addr
+        ))
+        .await;
+    let (addr, ops) = (gw.local_addr(), gw.ops_addr());
+    let token = fx.token(|_| {});
+    let auth = bearer(&token);
+
+    let a = send(ops, "GET", "/readyz", &[]).await;
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(a.body.contains("not ready"), "{}", a.body);
+    let a = send(addr, "GET", "/api/x", &[("authorization", &auth)]).await;
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(a.header("retry-after"), Some("1"));
+    assert_eq!(
+        send(ops, "GET", "/healthz", &[]).await.status,
+        StatusCode::OK,
+        "alive all the same"
+    );
+    assert_eq!(
+        send(addr, "GET", "/public", &[]).await.status,
+        StatusCode::OK,
+        "public routes need no token"
+    );
+
+    redis.restart();
+    eventually("ready once Redis answers", async || {
+        send(ops, "GET", "/readyz", &[]).await.status == StatusCode::OK
+    })
+    .await;
+    assert_eq!(
+        send(addr, "GET", "/api/x", &[("authorization", &auth)])
+            .await
+            .status,
+        StatusCode::OK
+    );
+
+    // A revocation published to the stream (as `tollgate serve` or `tollgate revoke` would).
+    let claims_jti = {
+        use base64::Engine;
+        let payload = token.split('.').nth(1).unwrap();
+        let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap();
+        let claims: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        claims["jti"].as_str().unwrap().to_owned()
+    };
+    let other = fx.token(|_| {});
+    let mut connection = tollgate_redis::RedisTarget::new(&url)
+        .unwrap()
+        .connect(Duration::from_secs(5))
+        .await
+        .unwrap();
+    tollgate_redis::publish(
+        &mut connection,
+        &Keys::default(),
+        &[RevocationEvent::Token {
+            jti: claims_jti,
+            expires_at: UnixMillis::from(std::time::SystemTime::now() + Duration::from_secs(3600)),
+        }],
+    )
+    .await
+    .unwrap();
+    eventually("the revoked token refused", async || {
+        let a = send(addr, "GET", "/api/x", &[("authorization", &auth)]).await;
+        a.status == StatusCode::UNAUTHORIZED
+            && a.header("www-authenticate")
+                .is_some_and(|c| c.contains("revoked"))
+    })
+    .await;
+    assert_eq!(
+        send(addr, "GET", "/api/x", &[("authorization", &bearer(&other))])
+            .await
+            .status,
+        StatusCode::OK,
+        "other tokens are unaffected"
+    );
+
+    let metrics = send(ops, "GET", "/metrics", &[]).await.body;
+    for sample in [
+        "tollgate_gateway_feed_synced 1",
+        "tollgate_gateway_feed_connected 1",
+        "tollgate_gateway_revocation_index_tokens 1",
+        "tollgate_gateway_feed_events_applied_total 1",
+        "tollgate_gateway_rejections_total{reason=\"revoked\"} 1",
+        "tollgate_gateway_rejections_total{reason=\"not_ready\"} 1",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == sample),
+            "{sample} missing:\n{metrics}"
+        );
+    }
+    gw.shutdown().await;
+}

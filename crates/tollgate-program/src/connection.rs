@@ -1,0 +1,185 @@
+//! What one connection may cost before it has sent a request: the limits every tollgate listener
+//! applies, and the wait for the first bytes that hyper does not time.
+//!
+//! hyper's `http1::Builder::header_read_timeout` starts its timer only once hyper-util's protocol
+//! detection (`auto::Builder`) has read the first bytes, and that detection has no timer: a
+//! connection that sends nothing, or part of the HTTP/2 preface, would otherwise stay open for
+//! ever. [`first_bytes`] is that missing timer; [`serve_connections`] is the accept loop that
+//! applies all of it.
+
+use http::Request;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio::time::Instant;
+
+/// What a connection may cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// From accepting a connection to its complete first request head (and from the end of a
+    /// response to the next complete head).
+    pub header_read_timeout: Duration,
+    /// Connections served at once; more wait in the kernel's listen backlog.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    /// 10 s to send a request head, 512 connections.
+    fn default() -> Self {
+        Limits {
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 512,
+        }
+    }
+}
+
+/// The bytes every HTTP/2 connection starts with (RFC 9113 §3.4).
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Waits, until `deadline`, for the peer to send enough to tell HTTP/1 from HTTP/2: a byte that
+/// departs from the HTTP/2 preface, or the whole preface. Nothing is consumed (it peeks).
+///
+/// `false` when the peer closed, failed, or ran out of time: close the connection.
+pub async fn first_bytes(stream: &TcpStream, deadline: Instant) -> bool {
+    let mut buf = [0u8; H2_PREFACE.len()];
+    loop {
+        let n = match tokio::time::timeout_at(deadline, stream.peek(&mut buf)).await {
+            Ok(Ok(n)) => n,
+            Ok(Err(_)) | Err(_) => return false,
+        };
+        if n == 0 {
+            return false;
+        }
+        if n == buf.len() || buf[..n] != H2_PREFACE[..n] {
+            return true;
+        }
+        // Part of the preface: `peek` would return at once again, so wait a little for the rest.
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Serves connections accepted on `listener` with `builder` (HTTP/1.1 and HTTP/2, upgrades
+/// allowed) until `stop` turns true, under `limits`: at most `max_connections` at once (more wait
+/// in the kernel's backlog), and each must send a complete request head (or, for HTTP/2, its
+/// first request) within `header_read_timeout`, measured from the accept, idle connections
+/// included. `service_for` makes each connection's service from the peer's address.
+/// Connections are watched by `graceful`, so that the caller can drain them after `stop`.
+pub async fn serve_connections<F, S, B>(
+    listener: TcpListener,
+    builder: auto::Builder<TokioExecutor>,
+    limits: Limits,
+    mut stop: watch::Receiver<bool>,
+    graceful: &GracefulShutdown,
+    service_for: F,
+) where
+    F: Fn(SocketAddr) -> S,
+    S: hyper::service::Service<
+            Request<Incoming>,
+            Response = http::Response<B>,
+            Error = std::convert::Infallible,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    // The deadlines below need hyper's timer, whatever the caller configured.
+    let mut builder = builder;
+    builder.http1().timer(TokioTimer::new());
+    builder.http2().timer(TokioTimer::new());
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let mut warned_full: Option<Instant> = None;
+    let stopping = async |stop: &mut watch::Receiver<bool>| {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    loop {
+        // A free slot first: at the bound, new connections wait in the kernel's backlog.
+        let permit = match slots.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                if warned_full.is_none_or(|at| at.elapsed() > Duration::from_secs(10)) {
+                    tracing::warn!(
+                        max_connections = limits.max_connections,
+                        "connection limit reached: new connections wait"
+                    );
+                    warned_full = Some(Instant::now());
+                }
+                tokio::select! {
+                    permit = slots.clone().acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => break,
+                    },
+                    () = stopping(&mut stop) => break,
+                }
+            }
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = stopping(&mut stop) => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let deadline = Instant::now() + limits.header_read_timeout;
+        let mut builder = builder.clone();
+        let requested = Arc::new(AtomicBool::new(false));
+        let seen = requested.clone();
+        let inner = service_for(peer);
+        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+            seen.store(true, Ordering::Relaxed);
+            inner.call(request)
+        });
+        let watcher = graceful.watcher();
+        let mut stop = stop.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let ready = tokio::select! {
+                ready = first_bytes(&stream, deadline) => ready,
+                () = stopping(&mut stop) => false,
+            };
+            if !ready {
+                tracing::debug!(%peer, "closed: no request within the header read timeout");
+                return;
+            }
+            // hyper's own timer starts now: give it what is left of the deadline.
+            builder.http1().header_read_timeout(
+                deadline
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(1)),
+            );
+            let connection = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
+            let mut connection = std::pin::pin!(watcher.watch(connection));
+            // hyper times HTTP/1 heads, not HTTP/2 ones: an HTTP/2 connection with no request
+            // by the deadline is dropped here.
+            let outcome = match tokio::time::timeout_at(deadline, &mut connection).await {
+                Ok(outcome) => outcome,
+                Err(_) if requested.load(Ordering::Relaxed) => connection.await,
+                Err(_) => {
+                    tracing::debug!(%peer, "closed: no request within the header read timeout");
+                    return;
+                }
+            };
+            if let Err(e) = outcome {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+}

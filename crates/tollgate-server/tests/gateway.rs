@@ -1,0 +1,204 @@
+//! `tollgate gateway` as operators run it, beside `tollgate serve`, both following one private
+//! Redis: a token issued by `serve` passes the gateway (keys from `serve`'s JWKS URL), is
+//! refused once revoked at `serve`, the gateway stops cleanly on SIGTERM, and a bad
+//! configuration is one line naming file, line and key.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tollgate_redis::testing::RedisServer;
+
+const ISSUER: &str = "http://127.0.0.1:8080";
+
+/// An upstream that answers every request `200 upstream` and closes.
+async fn upstream() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 8\r\nconnection: close\r\n\r\nupstream")
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+struct Gateway {
+    child: Child,
+    base: String,
+    ops: String,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_gateway(path: &std::path::Path) -> Gateway {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["gateway", "--config"])
+        .arg(path)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start tollgate gateway");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("tollgate gateway is serving") {
+                let field = |name: &str| {
+                    line.split(&format!("{name}="))
+                        .nth(1)
+                        .and_then(|rest| rest.split_whitespace().next())
+                        .unwrap_or("")
+                        .to_owned()
+                };
+                let _ = tx.send((field("address"), field("ops")));
+            }
+            eprintln!("gateway: {line}");
+        }
+    });
+    let (address, ops) = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("tollgate gateway did not start");
+    Gateway {
+        child,
+        base: format!("http://{address}"),
+        ops: format!("http://{ops}"),
+    }
+}
+
+async fn status(url: &str, token: Option<&str>) -> u16 {
+    let mut request = http().get(url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().await.unwrap().status().as_u16()
+}
+
+#[tokio::test]
+async fn a_revocation_at_serve_is_refused_by_the_gateway() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        &format!(
+            "{}\n[replication]\nredis_url = {:?}\n",
+            config(dir.path()),
+            redis.url()
+        ),
+    );
+    let upstream = upstream().await;
+    let gateway_toml = dir.path().join("gateway.toml");
+    std::fs::write(
+        &gateway_toml,
+        format!(
+            "listen = \"127.0.0.1:0\"\nissuer = \"{ISSUER}\"\naudience = [\"{ISSUER}\"]\n\
+             [keys]\njwks_url = \"{}\"\n[ops]\nlisten = \"127.0.0.1:0\"\n\
+             [revocations]\nredis_url = {:?}\n\
+             [[upstreams]]\nname = \"app\"\nurl = \"http://{upstream}\"\n[[routes]]\nprefix = \"/\"\n",
+            server.url("/.well-known/jwks.json"),
+            redis.url(),
+        ),
+    )
+    .unwrap();
+    let gateway = start_gateway(&gateway_toml);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while status(&format!("{}/readyz", gateway.ops), None).await != 200 {
+        assert!(Instant::now() < deadline, "the gateway never became ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let token = service_token(&server).await;
+    let url = format!("{}/orders", gateway.base);
+    assert_eq!(status(&url, Some(&token)).await, 200);
+    assert_eq!(status(&url, None).await, 401);
+    let (revoked, _) = post_form(
+        &http(),
+        &server.url("/connect/revocation"),
+        SVC,
+        &[("token", token.as_str())],
+    )
+    .await;
+    assert_eq!(revoked, 200);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while status(&url, Some(&token)).await != 401 {
+        assert!(
+            Instant::now() < deadline,
+            "the revoked token still passes the gateway"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let fresh = service_token(&server).await;
+    assert_eq!(status(&url, Some(&fresh)).await, 200);
+
+    // SIGTERM: a clean exit.
+    let mut gateway = gateway;
+    let pid = gateway.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(exit) = gateway.child.try_wait().unwrap() {
+            assert!(exit.success(), "gateway exited with {exit}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the gateway did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server.stop();
+}
+
+#[test]
+fn a_bad_gateway_configuration_is_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gw.toml");
+    std::fs::write(
+        &path,
+        "issuer = \"i\"\naudience = [\"a\"]\n[keys]\njwks_url = \"http://127.0.0.1:1/jwks\"\n\
+         [[routes]]\nprefix = \"/x\"\nscopes = [\"a b\"]\n",
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["gateway", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "tollgate: {}:6:10: routes[0].scopes: ",
+            path.display()
+        )),
+        "{stderr}"
+    );
+}
