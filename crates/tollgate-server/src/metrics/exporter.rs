@@ -1,4 +1,4 @@
-//! The metrics listener: `GET /metrics` and nothing else, over HTTP/1.1, on the address of
+//! The metrics listener: `GET /metrics` and nothing else, on the address of
 //! `[metrics] listen`, apart from the token service's listener so that a firewall rule or a
 //! loopback address keeps it private.
 
@@ -6,13 +6,16 @@ use super::Metrics;
 use http::header::{ALLOW, CONTENT_TYPE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioExecutor;
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::watch;
 use tollgate_issuer::ResponseBody;
+use tollgate_program::connection::{Limits, serve_connections};
 
 /// The content type of the OpenMetrics text format, which Prometheus negotiates natively.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -22,36 +25,24 @@ const MAX_CONNECTIONS: usize = 16;
 /// How long a connection may take to send a request head.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves `metrics` on `listener` until the task running it is aborted.
+/// Serves `metrics` on `listener` until the task running it is aborted, through the accept loop
+/// every tollgate listener shares (connection bound, header timeout).
 pub(crate) async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                tracing::warn!(error = %e, "metrics: accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+    let limits = Limits {
+        header_read_timeout: HEADER_READ_TIMEOUT,
+        max_connections: MAX_CONNECTIONS,
+    };
+    // Never told to stop: the task is aborted with the server, and scrapes need no draining.
+    let (_running, stop) = watch::channel(false);
+    let graceful = GracefulShutdown::new();
+    let builder = auto::Builder::new(TokioExecutor::new());
+    serve_connections(listener, builder, limits, stop, &graceful, |_| {
         let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-                std::future::ready(Ok::<_, Infallible>(answer(&metrics, &request)))
-            });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "metrics: connection ended with an error");
-            }
-        });
-    }
+        hyper::service::service_fn(move |request: Request<Incoming>| {
+            std::future::ready(Ok::<_, Infallible>(answer(&metrics, &request)))
+        })
+    })
+    .await;
 }
 
 /// `/metrics` for `GET` and `HEAD`; `405` for another method there, `404` anywhere else.
