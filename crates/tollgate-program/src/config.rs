@@ -151,6 +151,62 @@ impl Source {
         self.error_at(span, format_args!("{key}: {message}"))
     }
 
+    /// The secret named by `var` (a `password_env` key, at `key`): the environment variable must
+    /// be set and not empty. The error names the variable, never a value.
+    pub fn password_from_env(
+        &self,
+        var: &Spanned<String>,
+        key: &str,
+    ) -> Result<String, ConfigError> {
+        let password = std::env::var(var.get_ref()).map_err(|_| {
+            self.error(
+                var,
+                key,
+                format_args!("environment variable `{}` is not set", var.get_ref()),
+            )
+        })?;
+        if password.is_empty() {
+            return Err(self.error(var, key, "the password is empty"));
+        }
+        Ok(password)
+    }
+
+    /// A Redis to follow or publish to, from a table's `redis_url`, `password_env` and `ca_file`
+    /// keys (`table` names it in errors: `replication`, `revocations`). The URL's errors never
+    /// echo it (it may hold a password).
+    pub fn redis_target(
+        &self,
+        table: &str,
+        url: &Spanned<String>,
+        password_env: Option<&Spanned<String>>,
+        ca_file: Option<&Spanned<PathBuf>>,
+    ) -> Result<tollgate_redis::RedisTarget, ConfigError> {
+        let mut target = tollgate_redis::RedisTarget::new(url.get_ref())
+            .map_err(|e| self.error(url, &format!("{table}.redis_url"), e))?;
+        if let Some(var) = password_env {
+            let key = format!("{table}.password_env");
+            let password = self.password_from_env(var, &key)?;
+            target = target
+                .with_password(&password)
+                .map_err(|e| self.error(var, &key, e))?;
+        }
+        if let Some(ca) = ca_file {
+            let key = format!("{table}.ca_file");
+            let path = self.resolve(ca.get_ref());
+            let pem = std::fs::read(&path).map_err(|e| {
+                self.error(
+                    ca,
+                    &key,
+                    format_args!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            target = target
+                .with_ca_pem(pem)
+                .map_err(|e| self.error(ca, &key, e))?;
+        }
+        Ok(target)
+    }
+
     /// The directory relative paths are resolved from.
     pub fn base_dir(&self) -> &Path {
         match self.path.parent() {

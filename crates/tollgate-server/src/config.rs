@@ -581,17 +581,7 @@ fn postgres(
     let mut target = tollgate_postgres::PostgresTarget::new(file.url.get_ref())
         .map_err(|e| source.error(&file.url, "postgres.url", e))?;
     if let Some(var) = &file.password_env {
-        let key = "postgres.password_env";
-        let password = std::env::var(var.get_ref()).map_err(|_| {
-            source.error(
-                var,
-                key,
-                format_args!("environment variable `{}` is not set", var.get_ref()),
-            )
-        })?;
-        if password.is_empty() {
-            return Err(source.error(var, key, "the password is empty"));
-        }
+        let password = source.password_from_env(var, "postgres.password_env")?;
         target = target.with_password(Some(password));
     }
     let pool_size = match &file.pool_size {
@@ -623,35 +613,12 @@ fn metrics_listen(
 }
 
 fn replication(source: &Source, file: ReplicationFile) -> Result<Replication, ConfigError> {
-    // `RedisTarget`'s errors never echo the URL, which may hold a password.
-    let mut target = RedisTarget::new(file.redis_url.get_ref())
-        .map_err(|e| source.error(&file.redis_url, "replication.redis_url", e))?;
-    if let Some(var) = &file.password_env {
-        let key = "replication.password_env";
-        let password = std::env::var(var.get_ref()).map_err(|_| {
-            source.error(
-                var,
-                key,
-                format_args!("environment variable `{}` is not set", var.get_ref()),
-            )
-        })?;
-        if password.is_empty() {
-            return Err(source.error(var, key, "the password is empty"));
-        }
-        target = target
-            .with_password(&password)
-            .map_err(|e| source.error(var, key, e))?;
-    }
-    if let Some(ca) = &file.ca_file {
-        let key = "replication.ca_file";
-        let path = resolve(source.base_dir(), ca.get_ref());
-        let pem = std::fs::read(&path).map_err(|e| {
-            source.error(ca, key, format_args!("cannot read {}: {e}", path.display()))
-        })?;
-        target = target
-            .with_ca_pem(pem)
-            .map_err(|e| source.error(ca, key, e))?;
-    }
+    let target = source.redis_target(
+        "replication",
+        &file.redis_url,
+        file.password_env.as_ref(),
+        file.ca_file.as_ref(),
+    )?;
     let key_prefix = match &file.key_prefix {
         Some(prefix) => {
             check_key_prefix(prefix.get_ref())

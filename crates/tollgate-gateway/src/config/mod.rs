@@ -479,35 +479,12 @@ fn validation(source: &Source, v: &file::ValidationFile) -> Result<Validation, C
 }
 
 fn revocations(source: &Source, r: &RevocationsFile) -> Result<Revocations, ConfigError> {
-    // `RedisTarget`'s errors never echo the URL, which may hold a password.
-    let mut target = RedisTarget::new(r.redis_url.get_ref())
-        .map_err(|e| source.error(&r.redis_url, "revocations.redis_url", e))?;
-    if let Some(var) = &r.password_env {
-        let key = "revocations.password_env";
-        let password = std::env::var(var.get_ref()).map_err(|_| {
-            source.error(
-                var,
-                key,
-                format_args!("environment variable `{}` is not set", var.get_ref()),
-            )
-        })?;
-        if password.is_empty() {
-            return Err(source.error(var, key, "the password is empty"));
-        }
-        target = target
-            .with_password(&password)
-            .map_err(|e| source.error(var, key, e))?;
-    }
-    if let Some(ca) = &r.ca_file {
-        let key = "revocations.ca_file";
-        let path = source.resolve(ca.get_ref());
-        let pem = std::fs::read(&path).map_err(|e| {
-            source.error(ca, key, format_args!("cannot read {}: {e}", path.display()))
-        })?;
-        target = target
-            .with_ca_pem(pem)
-            .map_err(|e| source.error(ca, key, e))?;
-    }
+    let target = source.redis_target(
+        "revocations",
+        &r.redis_url,
+        r.password_env.as_ref(),
+        r.ca_file.as_ref(),
+    )?;
     let prefix = match &r.key_prefix {
         Some(prefix) => {
             check_key_prefix(prefix.get_ref())
