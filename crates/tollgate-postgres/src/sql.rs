@@ -153,6 +153,7 @@ pub(crate) async fn write(
     statements: &Statements,
     records: &[&Record],
     stamps: &[&Stamp],
+    durable_access_tokens: bool,
 ) -> Result<UnixMillis, Failure> {
     let tx = client.transaction().await?;
     let written = async {
@@ -164,7 +165,23 @@ pub(crate) async fn write(
         };
         let stamped: Vec<Record> = stamps.iter().flat_map(|stamp| stamp(at)).collect();
         let all: Vec<&Record> = records.iter().copied().chain(&stamped).collect();
-        write_in(&tx, statements, &all).await?;
+        // Access tokens alone may skip the WAL flush (see `PostgresOptions::durable_access_tokens`);
+        // anything else in the batch makes it wait.
+        let relaxed = !durable_access_tokens
+            && !all.is_empty()
+            && all.iter().all(|r| matches!(r, Record::AccessToken(_)));
+        if relaxed {
+            tokio::try_join!(
+                async {
+                    Ok(tx
+                        .batch_execute("SET LOCAL synchronous_commit TO off")
+                        .await?)
+                },
+                write_in(&tx, statements, &all),
+            )?;
+        } else {
+            write_in(&tx, statements, &all).await?;
+        }
         Ok(at)
     }
     .await;

@@ -180,6 +180,9 @@ struct PostgresFile {
     /// file.
     password_env: Option<Spanned<String>>,
     pool_size: Option<Spanned<usize>>,
+    /// See `PostgresOptions::durable_access_tokens`.
+    #[serde(default)]
+    durable_access_tokens: bool,
 }
 
 /// Default of `[postgres] pool_size`.
@@ -191,12 +194,15 @@ pub(crate) struct PostgresConfig {
     /// With the password of `password_env` put in, if set; it never shows in `Display`/`Debug`.
     pub(crate) target: tollgate_postgres::PostgresTarget,
     pub(crate) pool_size: usize,
+    pub(crate) durable_access_tokens: bool,
 }
 
 impl PostgresConfig {
     /// The store's options: the pool size, the default time limits.
     pub(crate) fn options(&self) -> tollgate_postgres::PostgresOptions {
-        tollgate_postgres::PostgresOptions::default().pool_size(self.pool_size)
+        tollgate_postgres::PostgresOptions::default()
+            .pool_size(self.pool_size)
+            .durable_access_tokens(self.durable_access_tokens)
     }
 }
 
@@ -591,7 +597,11 @@ fn postgres(
         Some(size) => *size.get_ref(),
         None => DEFAULT_POSTGRES_POOL_SIZE,
     };
-    Ok(Some(PostgresConfig { target, pool_size }))
+    Ok(Some(PostgresConfig {
+        target,
+        pool_size,
+        durable_access_tokens: file.durable_access_tokens,
+    }))
 }
 
 /// `[metrics] listen`: never the token service's own address (a port `0` is a fresh port
