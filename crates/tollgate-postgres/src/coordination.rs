@@ -31,21 +31,24 @@ const CLOCK: &str = "SELECT floor(extract(epoch FROM clock_timestamp()) * 1000):
 
 /// Takes the issuance lock (shared) and reads the clock: the issue instant of the tokens this
 /// transaction records.
-pub(crate) async fn issue_instant(tx: &Transaction<'_>) -> Result<UnixMillis, Failure> {
-    // One statement and one round trip, in an order nothing can change: a `CASE` evaluates its
-    // condition (which needs the lock taken) before its result (which reads the clock), and the
-    // volatile call keeps the subquery from being flattened. Two statements sent together (an
-    // earlier version) could run the clock first: the shared-store contract's exact-count check
-    // caught it.
+pub(crate) async fn issue_instant(
+    tx: &Transaction<'_>,
+    statements: &Statements,
+) -> Result<UnixMillis, Failure> {
     let row = tx
-        .query_one(
-            "SELECT CASE WHEN lock IS NULL THEN NULL ELSE floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint END
-             FROM (SELECT pg_advisory_xact_lock_shared($1)::text AS lock) AS locked",
-            &[&ISSUE_LOCK],
-        )
+        .query_one(&statements.issue_instant, &[&ISSUE_LOCK])
         .await?;
     Ok(UnixMillis(row.try_get(0)?))
 }
+
+/// The issuance lock (shared), then the clock, in one statement and one round trip, in an order
+/// nothing can change: a `CASE` evaluates its condition (which needs the lock taken) before its
+/// result (which reads the clock), and the volatile call keeps the subquery from being
+/// flattened. Two statements sent together (an earlier version) could run the clock first: the
+/// shared-store contract's exact-count check caught it.
+pub(crate) const ISSUE_INSTANT: &str = "SELECT CASE WHEN lock IS NULL THEN NULL
+         ELSE floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint END
+     FROM (SELECT pg_advisory_xact_lock_shared($1)::text AS lock) AS locked";
 
 /// `x`'s tenant, subject or client matches `scope` (`$3` is the scope's value).
 fn in_scope(scope: &CutoffScope, x: &str) -> &'static str {

@@ -86,6 +86,8 @@ pub(crate) struct Statements {
     revoke: Statement,
     cut_off: Statement,
     outbox_lock: Statement,
+    /// See `coordination::ISSUE_INSTANT`.
+    pub(crate) issue_instant: Statement,
 }
 
 impl Statements {
@@ -139,6 +141,7 @@ impl Statements {
                 )
                 .await?,
             outbox_lock: client.prepare("SELECT pg_advisory_xact_lock($1)").await?,
+            issue_instant: client.prepare(crate::coordination::ISSUE_INSTANT).await?,
         })
     }
 }
@@ -161,7 +164,7 @@ pub(crate) async fn write(
         let at = if stamps.is_empty() {
             UnixMillis(0)
         } else {
-            crate::coordination::issue_instant(&tx).await?
+            crate::coordination::issue_instant(&tx, statements).await?
         };
         let stamped: Vec<Record> = stamps.iter().flat_map(|stamp| stamp(at)).collect();
         let all: Vec<&Record> = records.iter().copied().chain(&stamped).collect();
