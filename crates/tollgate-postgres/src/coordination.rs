@@ -29,26 +29,36 @@ pub const ISSUE_LOCK: i64 = 0x746f_6c6c_6973_7375;
 /// The database server's clock, in Unix milliseconds.
 const CLOCK: &str = "SELECT floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint";
 
-/// Takes the issuance lock (shared) and reads the clock: the issue instant of the tokens this
-/// transaction records.
-pub(crate) async fn issue_instant(
-    tx: &Transaction<'_>,
-    statements: &Statements,
-) -> Result<UnixMillis, Failure> {
-    let row = tx
-        .query_one(&statements.issue_instant, &[&ISSUE_LOCK])
-        .await?;
-    Ok(UnixMillis(row.try_get(0)?))
-}
+/// `BEGIN`, then the issuance lock (shared) and the clock, as one simple-query message: the
+/// server runs its statements in order, so the clock is read with the lock held, in the
+/// transaction that records the tokens. Within the `SELECT`, a `CASE` evaluates its condition
+/// (which needs the lock taken) before its result (which reads the clock), and the volatile call
+/// keeps the subquery from being flattened. (Two statements sent together by the extended
+/// protocol, an earlier version, could run the clock first: the shared-store contract's
+/// exact-count check caught it.)
+pub(crate) static BEGIN_AND_ISSUE_INSTANT: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| {
+        format!(
+            "BEGIN; SELECT CASE WHEN lock IS NULL THEN NULL
+                 ELSE floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint END
+             FROM (SELECT pg_advisory_xact_lock_shared({ISSUE_LOCK})::text AS lock) AS locked"
+        )
+    });
 
-/// The issuance lock (shared), then the clock, in one statement and one round trip, in an order
-/// nothing can change: a `CASE` evaluates its condition (which needs the lock taken) before its
-/// result (which reads the clock), and the volatile call keeps the subquery from being
-/// flattened. Two statements sent together (an earlier version) could run the clock first: the
-/// shared-store contract's exact-count check caught it.
-pub(crate) const ISSUE_INSTANT: &str = "SELECT CASE WHEN lock IS NULL THEN NULL
-         ELSE floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint END
-     FROM (SELECT pg_advisory_xact_lock_shared($1)::text AS lock) AS locked";
+/// The instant [`BEGIN_AND_ISSUE_INSTANT`] answered.
+pub(crate) fn instant_of(
+    messages: &[tokio_postgres::SimpleQueryMessage],
+) -> Result<UnixMillis, Failure> {
+    messages
+        .iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0),
+            _ => None,
+        })
+        .and_then(|text| text.parse().ok())
+        .map(UnixMillis)
+        .ok_or_else(|| Failure::refused("the database answered no issue instant".into()))
+}
 
 /// `x`'s tenant, subject or client matches `scope` (`$3` is the scope's value).
 fn in_scope(scope: &CutoffScope, x: &str) -> &'static str {

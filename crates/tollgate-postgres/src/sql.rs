@@ -5,7 +5,7 @@ use futures_util::TryStreamExt;
 use futures_util::future::try_join_all;
 use std::future::Future;
 use std::pin::Pin;
-use tokio_postgres::{Client, GenericClient, IsolationLevel, Row, Statement, Transaction};
+use tokio_postgres::{Client, GenericClient, IsolationLevel, Row, Statement};
 use tollgate_core::{CutoffScope, RevocationEvent, UnixMillis};
 use tollgate_issuer::store::{
     AccessTokenRecord, Loaded, OutboxEntry, OutboxPosition, OutboxStatus, Purge, Record,
@@ -86,8 +86,6 @@ pub(crate) struct Statements {
     revoke: Statement,
     cut_off: Statement,
     outbox_lock: Statement,
-    /// See `coordination::ISSUE_INSTANT`.
-    pub(crate) issue_instant: Statement,
 }
 
 impl Statements {
@@ -141,7 +139,6 @@ impl Statements {
                 )
                 .await?,
             outbox_lock: client.prepare("SELECT pg_advisory_xact_lock($1)").await?,
-            issue_instant: client.prepare(crate::coordination::ISSUE_INSTANT).await?,
         })
     }
 }
@@ -158,34 +155,13 @@ pub(crate) async fn write(
     stamps: &[&Stamp],
     durable_access_tokens: bool,
 ) -> Result<UnixMillis, Failure> {
+    if !stamps.is_empty() {
+        return write_issued(client, statements, records, stamps, durable_access_tokens).await;
+    }
     let tx = client.transaction().await?;
     let written = async {
-        // Issued tokens take their instant under the issuance lock (see `coordination`).
-        let at = if stamps.is_empty() {
-            UnixMillis(0)
-        } else {
-            crate::coordination::issue_instant(&tx, statements).await?
-        };
-        let stamped: Vec<Record> = stamps.iter().flat_map(|stamp| stamp(at)).collect();
-        let all: Vec<&Record> = records.iter().copied().chain(&stamped).collect();
-        // Access tokens alone may skip the WAL flush (see `PostgresOptions::durable_access_tokens`);
-        // anything else in the batch makes it wait.
-        let relaxed = !durable_access_tokens
-            && !all.is_empty()
-            && all.iter().all(|r| matches!(r, Record::AccessToken(_)));
-        if relaxed {
-            tokio::try_join!(
-                async {
-                    Ok(tx
-                        .batch_execute("SET LOCAL synchronous_commit TO off")
-                        .await?)
-                },
-                write_in(&tx, statements, &all),
-            )?;
-        } else {
-            write_in(&tx, statements, &all).await?;
-        }
-        Ok(at)
+        write_in(&tx, statements, records).await?;
+        Ok(UnixMillis(0))
     }
     .await;
     match written {
@@ -202,8 +178,57 @@ pub(crate) async fn write(
     }
 }
 
+/// [`write`] for a batch with issued tokens: `BEGIN`, the issuance lock and the clock go in one
+/// message (one round trip; the server runs them in order), then the records the stamps make
+/// from that instant, then `COMMIT`.
+async fn write_issued(
+    client: &mut Client,
+    statements: &Statements,
+    records: &[&Record],
+    stamps: &[&Stamp],
+    durable_access_tokens: bool,
+) -> Result<UnixMillis, Failure> {
+    let begun = client
+        .simple_query(&crate::coordination::BEGIN_AND_ISSUE_INSTANT)
+        .await;
+    let written = async {
+        let at = crate::coordination::instant_of(&begun?)?;
+        let stamped: Vec<Record> = stamps.iter().flat_map(|stamp| stamp(at)).collect();
+        let all: Vec<&Record> = records.iter().copied().chain(&stamped).collect();
+        // Access tokens alone may skip the WAL flush (see `PostgresOptions::durable_access_tokens`);
+        // anything else in the batch makes it wait. (Only before `COMMIT` matters.)
+        let relaxed =
+            !durable_access_tokens && all.iter().all(|r| matches!(r, Record::AccessToken(_)));
+        if relaxed {
+            tokio::try_join!(
+                async {
+                    Ok(client
+                        .batch_execute("SET LOCAL synchronous_commit TO off")
+                        .await?)
+                },
+                write_in(&*client, statements, &all),
+            )?;
+        } else {
+            write_in(&*client, statements, &all).await?;
+        }
+        Ok(at)
+    }
+    .await;
+    match written {
+        Ok(at) => {
+            client.batch_execute("COMMIT").await?;
+            Ok(at)
+        }
+        Err(e) => {
+            // As in `write`: the failure is what the caller hears of.
+            let _ = client.batch_execute("ROLLBACK").await;
+            Err(e)
+        }
+    }
+}
+
 pub(crate) async fn write_in(
-    tx: &Transaction<'_>,
+    tx: &(impl GenericClient + Sync),
     statements: &Statements,
     records: &[&Record],
 ) -> Result<(), Failure> {
@@ -284,7 +309,7 @@ impl<'a> AccessTokenColumns<'a> {
 }
 
 fn write_one<'a>(
-    tx: &'a Transaction<'_>,
+    tx: &'a (impl GenericClient + Sync),
     st: &'a Statements,
     record: &'a Record,
 ) -> Result<Option<Pending<'a>>, Failure> {
