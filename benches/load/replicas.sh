@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Replicas on PostgreSQL against one replica on SQLite, in one run on one machine (the README's
-# "Replicas on PostgreSQL" figures):
-#   1. client_credentials issuance, wrk -t1 -c16: one replica on SQLite, one on PostgreSQL, two on
+# "Replicas as one service" figures):
+#   1. client_credentials issuance, wrk -t1 -c64 (ISSUE_CONNECTIONS): one replica on SQLite, one on PostgreSQL, two on
 #      PostgreSQL (two wrk processes, one per replica, started together; their rates summed);
 #   2. /connect/revocation of distinct tokens, wrk -t2 -c64: the same three set-ups;
 #   3. a batch revocation over LIVE live tokens on PostgreSQL (rows added with one INSERT ...
@@ -81,12 +81,12 @@ BASIC=$(printf 'svc:svc-secret-0123456789' | base64 -w0)
 export BASIC
 rate() { awk '/Requests\/sec/ {print int($2)}'; }
 non2xx() { awk '/Non-2xx/ {n=$NF} END {print n+0}'; }
-issue() { wrk -t1 -c16 -d"$2" -s "$here/issue.lua" "http://127.0.0.1:$1/connect/token"; }
+issue() { wrk -t1 -c"${ISSUE_CONNECTIONS:-64}" -d"$2" -s "$here/issue.lua" "http://127.0.0.1:$1/connect/token"; }
 collect() { OUT=$2 wrk -t1 -c16 -d"$3" -s "$here/collect_tokens.lua" "http://127.0.0.1:$1/connect/token" >/dev/null; }
 revoke() { TOKENS=$2 THREADS=2 wrk -t2 -c"$3" -d"$DURATION" -s "$here/revoke.lua" "http://127.0.0.1:$1/connect/revocation"; }
 
 p1=$(free_port); p2=$(free_port)
-echo "== 1. client_credentials issuance, wrk -t1 -c16 -d$DURATION per replica (warm-up 3 s)"
+echo "== 1. client_credentials issuance, wrk -t1 -c${ISSUE_CONNECTIONS:-64} -d$DURATION per replica (warm-up 3 s)"
 start sqlite "$p1" sqlite; s=$last_pid
 issue "$p1" 3s >/dev/null
 out=$(issue "$p1" "$DURATION"); sqlite_issue=$(echo "$out" | rate)
