@@ -207,6 +207,37 @@ impl Source {
         Ok(target)
     }
 
+    /// A listener's connection limits from a table's `header_read_timeout` (seconds, 1 to 3600)
+    /// and `max_connections` (1 to 1,000,000: tokio's semaphore holds at most `usize::MAX >> 3`
+    /// permits) keys; `table` names them in errors (`server`, `limits`).
+    pub fn connection_limits(
+        &self,
+        table: &str,
+        header_read_timeout: &Spanned<u64>,
+        max_connections: &Spanned<usize>,
+    ) -> Result<crate::connection::Limits, ConfigError> {
+        let timeout = *header_read_timeout.get_ref();
+        if !(1..=3600).contains(&timeout) {
+            return Err(self.error(
+                header_read_timeout,
+                &format!("{table}.header_read_timeout"),
+                "must be between 1 and 3600 seconds",
+            ));
+        }
+        let max = *max_connections.get_ref();
+        if !(1..=1_000_000).contains(&max) {
+            return Err(self.error(
+                max_connections,
+                &format!("{table}.max_connections"),
+                "must be between 1 and 1000000",
+            ));
+        }
+        Ok(crate::connection::Limits {
+            header_read_timeout: std::time::Duration::from_secs(timeout),
+            max_connections: max,
+        })
+    }
+
     /// The directory relative paths are resolved from.
     pub fn base_dir(&self) -> &Path {
         match self.path.parent() {

@@ -646,26 +646,14 @@ fn replication(source: &Source, file: ReplicationFile) -> Result<Replication, Co
 }
 
 fn server_limits(source: &Source, server: &ServerFile) -> Result<ServerLimits, ConfigError> {
-    let timeout = *server.header_read_timeout.get_ref();
-    if !(1..=3600).contains(&timeout) {
-        return Err(source.error(
-            &server.header_read_timeout,
-            "server.header_read_timeout",
-            "must be between 1 and 3600 seconds",
-        ));
-    }
-    let max = *server.max_connections.get_ref();
-    // tokio's semaphore holds at most `usize::MAX >> 3` permits.
-    if !(1..=1_000_000).contains(&max) {
-        return Err(source.error(
-            &server.max_connections,
-            "server.max_connections",
-            "must be between 1 and 1000000",
-        ));
-    }
+    let limits = source.connection_limits(
+        "server",
+        &server.header_read_timeout,
+        &server.max_connections,
+    )?;
     Ok(ServerLimits {
-        header_read_timeout: Duration::from_secs(timeout),
-        max_connections: max,
+        header_read_timeout: limits.header_read_timeout,
+        max_connections: limits.max_connections,
     })
 }
 

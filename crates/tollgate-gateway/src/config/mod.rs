@@ -512,22 +512,12 @@ fn revocations(source: &Source, r: &RevocationsFile) -> Result<Revocations, Conf
 }
 
 fn limits(source: &Source, l: &LimitsFile) -> Result<Limits, ConfigError> {
-    let header_read_timeout = *l.header_read_timeout.get_ref();
-    if !(1..=3600).contains(&header_read_timeout) {
-        return Err(source.error(
-            &l.header_read_timeout,
-            "limits.header_read_timeout",
-            "must be between 1 and 3600 seconds",
-        ));
-    }
-    let max_connections = *l.max_connections.get_ref();
-    if !(1..=1_000_000).contains(&max_connections) {
-        return Err(source.error(
-            &l.max_connections,
-            "limits.max_connections",
-            "must be between 1 and 1000000",
-        ));
-    }
+    let connection =
+        source.connection_limits("limits", &l.header_read_timeout, &l.max_connections)?;
+    let (header_read_timeout, max_connections) = (
+        connection.header_read_timeout.as_secs(),
+        connection.max_connections,
+    );
     let max_header_bytes = *l.max_header_bytes.get_ref();
     if !(8192..=1024 * 1024).contains(&max_header_bytes) {
         return Err(source.error(
