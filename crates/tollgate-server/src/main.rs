@@ -1,9 +1,10 @@
 //! `tollgate`: serves the token service from a TOML configuration, and the tools to prepare one
 //! (`hash-password`, `keygen`). Everything lives in the `tollgate_server` library.
 
-/// mimalloc instead of the system allocator: a proxied request allocates and frees dozens of small
-/// buffers (headers, futures, body frames) across two worker threads, and glibc's malloc spent
-/// about a tenth of the gateway's user time on them (`benches/gateway.sh`, README "Measured").
+/// mimalloc instead of the system allocator: a proxied request allocates and frees dozens of
+/// small buffers (headers, futures, body frames) across the runtime's worker threads, and
+/// glibc's malloc spent about a tenth of the gateway's user time on them (`benches/gateway.sh`,
+/// README "Measured").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
