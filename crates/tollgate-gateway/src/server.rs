@@ -15,15 +15,16 @@ use hyper_util::server::graceful::GracefulShutdown;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::{Semaphore, oneshot, watch};
 use tokio::task::JoinHandle;
 use tollgate_core::RevocationIndex;
 use tollgate_layer::{DefaultRejection, Readiness, RemoteJwks, ValidateBearerLayer, Verifier};
-use tollgate_program::connection::{Limits, serve_connections};
+use tollgate_program::connection::{Limits, serve_connections, serve_connections_sharing};
 use tollgate_redis::Follower;
 
-/// How often expired revocations and idle rate buckets are forgotten.
+/// How often expired revocations, idle rate buckets and expired idle upstream connections are
+/// forgotten.
 const PURGE_EVERY: Duration = Duration::from_secs(60);
 
 /// A running gateway: its addresses, and a way to stop it.
@@ -140,6 +141,7 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, String> {
         },
     ));
     let limits = config.limits;
+    let workers = workers();
     let limiter = (limits.client_rate > 0.0).then(|| {
         Arc::new(ClientRateLimit::new(
             limits.client_rate,
@@ -150,21 +152,28 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, String> {
         routes: config.routes,
         forward_auth: config.forward_auth,
         identity: config.identity,
-        upstreams: config.upstreams.iter().map(Upstream::new).collect(),
+        upstreams: config
+            .upstreams
+            .iter()
+            .map(|u| Upstream::new(u, workers))
+            .collect(),
         metrics: metrics.clone(),
         limiter: limiter.clone(),
         rejection: DefaultRejection::with_realm(&config.validation.realm),
     });
-    let gateway = Gateway::new(shared, layer);
+    let gateway = Gateway::new(shared.clone(), layer);
     let ops = Ops { metrics, readiness };
 
-    let listener = TcpListener::bind(config.listen)
-        .await
+    let listeners = bind_workers(config.listen, workers)
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let ops_listener = TcpListener::bind(config.ops_listen)
         .await
         .map_err(|e| format!("cannot listen on {} (ops): {e}", config.ops_listen))?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let addr = listeners
+        .first()
+        .ok_or("no listener")?
+        .local_addr()
+        .map_err(|e| e.to_string())?;
     let ops_addr = ops_listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(
         address = %addr,
@@ -180,31 +189,36 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, String> {
         Arc::new(tollgate_core::SystemClock),
         PURGE_EVERY,
     );
-    let purge_limits = limiter.map(|limiter| {
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(PURGE_EVERY);
-            loop {
-                every.tick().await;
+    let purge_idle = tokio::spawn(async move {
+        let mut every = tokio::time::interval(PURGE_EVERY);
+        loop {
+            every.tick().await;
+            if let Some(limiter) = &limiter {
                 limiter.purge();
             }
-        })
+            for upstream in &shared.upstreams {
+                upstream.purge_idle();
+            }
+        }
     });
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let mut finished = Vec::with_capacity(listeners.len());
+    for (i, listener) in listeners.into_iter().enumerate() {
+        let (done, finished_one) = oneshot::channel::<()>();
+        finished.push(finished_one);
+        let gateway = gateway.clone();
+        let slots = slots.clone();
+        let stopped = stopped.clone();
+        std::thread::Builder::new()
+            .name(format!("tollgate-gateway-{i}"))
+            .spawn(move || {
+                worker(i, listener, gateway, limits, slots, stopped);
+                let _ = done.send(());
+            })
+            .map_err(|e| format!("cannot start a worker thread: {e}"))?;
+    }
     let task = tokio::spawn(async move {
         let graceful = GracefulShutdown::new();
-        let gateway_loop = serve_connections(
-            listener,
-            http_builder(&limits),
-            conn_limits(&limits),
-            stopped.clone(),
-            &graceful,
-            move |peer| {
-                let gateway = gateway.clone();
-                hyper::service::service_fn(move |request: Request<Incoming>| {
-                    let gateway = gateway.clone();
-                    async move { Ok::<_, std::convert::Infallible>(gateway.handle(peer, request).await) }
-                })
-            },
-        );
         let ops_limits = Limits {
             max_connections: 64,
             ..conn_limits(&limits)
@@ -223,18 +237,14 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, String> {
                 })
             },
         );
-        tokio::join!(gateway_loop, ops_loop);
+        ops_loop.await;
         tracing::info!("shutting down: finishing in-flight requests");
-        if tokio::time::timeout(limits.drain_timeout, graceful.shutdown())
-            .await
-            .is_err()
-        {
-            tracing::warn!(drain_timeout = ?limits.drain_timeout, "in-flight requests did not finish in time");
+        let _ = tokio::time::timeout(limits.drain_timeout, graceful.shutdown()).await;
+        for finished in finished {
+            let _ = finished.await;
         }
         purge_index.abort();
-        if let Some(p) = purge_limits {
-            p.abort();
-        }
+        purge_idle.abort();
         if let Some(feed) = feed {
             feed.stop();
         }
@@ -246,6 +256,92 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, String> {
         stop,
         task,
     })
+}
+
+/// How many request-serving threads: `TOLLGATE_GATEWAY_WORKERS`, else one per CPU.
+fn workers() -> usize {
+    std::env::var("TOLLGATE_GATEWAY_WORKERS")
+        .ok()
+        .and_then(|w| w.parse().ok())
+        .filter(|w| *w > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
+}
+
+/// `count` listening sockets on one address (`SO_REUSEPORT`: the kernel spreads new
+/// connections over them). Port 0 picks a port for the first, and the others share it.
+fn bind_workers(addr: SocketAddr, count: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+    let mut addr = addr;
+    let mut listeners = Vec::with_capacity(count);
+    for _ in 0..count {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.set_reuseport(true)?;
+        socket.bind(addr)?;
+        let listener = socket.listen(1024)?;
+        addr = listener.local_addr()?;
+        listeners.push(listener.into_std()?);
+    }
+    Ok(listeners)
+}
+
+/// One request-serving thread: a single-threaded runtime that accepts on its own socket and
+/// serves those connections to the end, with its own upstream connections, so that a request
+/// never changes threads (nginx's worker model). Returns once its connections are drained.
+fn worker(
+    index: usize,
+    listener: std::net::TcpListener,
+    gateway: Gateway,
+    limits: crate::config::Limits,
+    slots: Arc<Semaphore>,
+    stopped: watch::Receiver<bool>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!(%error, "cannot start a worker's runtime");
+            return;
+        }
+    };
+    crate::proxy::set_worker(index + 1);
+    runtime.block_on(async move {
+        let listener = match TcpListener::from_std(listener) {
+            Ok(listener) => listener,
+            Err(error) => {
+                tracing::error!(%error, "cannot register a worker's listener");
+                return;
+            }
+        };
+        let graceful = GracefulShutdown::new();
+        serve_connections_sharing(
+            listener,
+            http_builder(&limits),
+            conn_limits(&limits),
+            slots,
+            stopped,
+            &graceful,
+            move |peer| {
+                let gateway = gateway.clone();
+                hyper::service::service_fn(move |request: Request<Incoming>| {
+                    let gateway = gateway.clone();
+                    async move { Ok::<_, std::convert::Infallible>(gateway.handle(peer, request).await) }
+                })
+            },
+        )
+        .await;
+        if tokio::time::timeout(limits.drain_timeout, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(drain_timeout = ?limits.drain_timeout, "in-flight requests did not finish in time");
+        }
+    });
 }
 
 /// The connection limits `tollgate-program` applies.

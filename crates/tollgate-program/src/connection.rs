@@ -78,6 +78,34 @@ pub async fn serve_connections<F, S, B>(
     listener: TcpListener,
     builder: auto::Builder<TokioExecutor>,
     limits: Limits,
+    stop: watch::Receiver<bool>,
+    graceful: &GracefulShutdown,
+    service_for: F,
+) where
+    F: Fn(SocketAddr) -> S,
+    S: hyper::service::Service<
+            Request<Incoming>,
+            Response = http::Response<B>,
+            Error = std::convert::Infallible,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    serve_connections_sharing(listener, builder, limits, slots, stop, graceful, service_for).await;
+}
+
+/// [`serve_connections`] with the connection slots given: several accept loops (one per thread,
+/// each on its own listening socket) then share one `max_connections` bound. `slots` should
+/// hold `limits.max_connections` permits; `limits.max_connections` is only reported.
+pub async fn serve_connections_sharing<F, S, B>(
+    listener: TcpListener,
+    builder: auto::Builder<TokioExecutor>,
+    limits: Limits,
+    slots: Arc<Semaphore>,
     mut stop: watch::Receiver<bool>,
     graceful: &GracefulShutdown,
     service_for: F,
@@ -98,7 +126,6 @@ pub async fn serve_connections<F, S, B>(
     let mut builder = builder;
     builder.http1().timer(TokioTimer::new());
     builder.http2().timer(TokioTimer::new());
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
     let mut warned_full: Option<Instant> = None;
     let stopping = async |stop: &mut watch::Receiver<bool>| {
         let _ = stop.wait_for(|s| *s).await;

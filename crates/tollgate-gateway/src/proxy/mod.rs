@@ -1,5 +1,5 @@
-//! Forwarding a request to an upstream and its response back: pooled connections (hyper-util's
-//! client), bodies streamed both ways, hop-by-hop headers removed, upgrades (WebSocket) spliced
+//! Forwarding a request to an upstream and its response back: pooled connections ([`pool`]),
+//! bodies streamed both ways, hop-by-hop headers removed, upgrades (WebSocket) spliced
 //! after the 101, and upstream failures answered 502 (unreachable) or 504 (no response head in
 //! time) with a generic body.
 
@@ -12,13 +12,17 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::UpstreamConfig;
+
+mod pool;
+
+use pool::Pool;
+pub(crate) use pool::set_worker;
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1): never forwarded.
 /// `keep-alive` and `proxy-connection` have no constant in `http`.
@@ -82,40 +86,46 @@ pub(crate) struct Upstream {
     /// A path the upstream's URL carried, put before every request path (no trailing `/`).
     base_path: String,
     h2c: bool,
+    /// `Host` for HTTP/1.1 requests: the upstream URL's authority.
+    host: HeaderValue,
     response_timeout: Duration,
-    client: Client<HttpConnector, Incoming>,
+    pool: Arc<Pool>,
 }
 
 impl Upstream {
-    /// Builds the pool; connects lazily.
-    pub(crate) fn new(config: &UpstreamConfig) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(config.connect_timeout));
-        connector.set_nodelay(true);
-        let mut builder = Client::builder(TokioExecutor::new());
-        builder
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(config.max_idle_connections)
-            .timer(TokioTimer::new());
-        if config.h2c {
-            builder.http2_only(true);
-        }
+    /// Builds the pool (one part per worker thread); connects lazily.
+    pub(crate) fn new(config: &UpstreamConfig, workers: usize) -> Self {
         let base_path = config.url.path().trim_end_matches('/').to_owned();
+        // Validated by the configuration: an http URL with a host.
+        let authority = config
+            .url
+            .authority()
+            .cloned()
+            .unwrap_or_else(|| Authority::from_static("localhost"));
+        let port = authority.port_u16().unwrap_or(80);
+        let address = format!("{}:{port}", authority.host());
         Upstream {
             name: config.name.clone(),
             scheme: config.url.scheme().cloned().unwrap_or(Scheme::HTTP),
-            // Validated by the configuration: an http URL with a host.
-            authority: config
-                .url
-                .authority()
-                .cloned()
-                .unwrap_or_else(|| Authority::from_static("localhost")),
+            host: HeaderValue::from_str(authority.as_str())
+                .unwrap_or_else(|_| HeaderValue::from_static("localhost")),
+            authority,
             base_path,
             h2c: config.h2c,
             response_timeout: config.response_timeout,
-            client: builder.build(connector),
+            pool: Arc::new(Pool::new(
+                address,
+                config.h2c,
+                config.connect_timeout,
+                config.max_idle_connections,
+                workers,
+            )),
         }
+    }
+
+    /// Drops idle connections that expired or closed.
+    pub(crate) fn purge_idle(&self) {
+        self.pool.purge();
     }
 
     /// The upstream's configured name (a metrics label).
@@ -123,18 +133,25 @@ impl Upstream {
         &self.name
     }
 
-    fn uri_for(&self, path_and_query: Option<&PathAndQuery>) -> Result<Uri, http::Error> {
-        let pq = path_and_query.map_or("/", PathAndQuery::as_str);
-        let pq = if self.base_path.is_empty() {
-            PathAndQuery::try_from(pq)?
-        } else {
-            PathAndQuery::try_from(format!("{}{pq}", self.base_path))?
+    /// The request's URI for the upstream: origin-form (`/path?query`) for HTTP/1.1, absolute
+    /// for HTTP/2; the base path put in front.
+    fn uri_for(&self, uri: &Uri) -> Result<Uri, http::Error> {
+        let pq = match uri.path_and_query() {
+            Some(pq) if self.base_path.is_empty() => pq.clone(),
+            pq => {
+                let pq = pq.map_or("/", PathAndQuery::as_str);
+                PathAndQuery::try_from(format!("{}{pq}", self.base_path))?
+            }
         };
-        Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query(pq)
-            .build()
+        if self.h2c {
+            Uri::builder()
+                .scheme(self.scheme.clone())
+                .authority(self.authority.clone())
+                .path_and_query(pq)
+                .build()
+        } else {
+            Ok(Uri::from(pq))
+        }
     }
 
     /// Forwards `request` (already authorized, identity headers set) and returns the upstream's
@@ -153,7 +170,7 @@ impl Upstream {
         });
         let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut request));
         let uri = self
-            .uri_for(request.uri().path_and_query())
+            .uri_for(request.uri())
             .map_err(|_| UpstreamError::Down)?;
         *request.uri_mut() = uri;
         let headers = request.headers_mut();
@@ -179,12 +196,10 @@ impl Upstream {
         if self.h2c {
             *request.version_mut() = Version::HTTP_2;
         } else {
-            if let Ok(host) = HeaderValue::from_str(self.authority.as_str()) {
-                request.headers_mut().insert(HOST, host);
-            }
+            request.headers_mut().insert(HOST, self.host.clone());
             *request.version_mut() = Version::HTTP_11;
         }
-        let sent = tokio::time::timeout(self.response_timeout, self.client.request(request)).await;
+        let sent = tokio::time::timeout(self.response_timeout, self.pool.send(request)).await;
         let mut response = match sent {
             Ok(Ok(response)) => response,
             Ok(Err(error)) => {
@@ -207,7 +222,7 @@ impl Upstream {
             return Err(UpstreamError::Down);
         }
         remove_hop_by_hop(response.headers_mut());
-        Ok(response.map(|body| body.boxed()))
+        Ok(response.map(BodyExt::boxed))
     }
 }
 
