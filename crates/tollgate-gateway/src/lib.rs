@@ -59,7 +59,9 @@ pub fn run(config_path: &std::path::Path) -> Result<(), String> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
     let config = config::load(config_path).map_err(|e| e.to_string())?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // Requests are served on the gateway's own worker threads (`workers`); this runtime keeps
+    // the rest: the revocation feed, key refreshes, the ops listener.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;

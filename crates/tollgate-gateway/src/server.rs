@@ -141,7 +141,7 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, String> {
         },
     ));
     let limits = config.limits;
-    let workers = workers();
+    let workers = config.workers;
     let limiter = (limits.client_rate > 0.0).then(|| {
         Arc::new(ClientRateLimit::new(
             limits.client_rate,
@@ -256,15 +256,6 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, String> {
         stop,
         task,
     })
-}
-
-/// How many request-serving threads: `TOLLGATE_GATEWAY_WORKERS`, else one per CPU.
-fn workers() -> usize {
-    std::env::var("TOLLGATE_GATEWAY_WORKERS")
-        .ok()
-        .and_then(|w| w.parse().ok())
-        .filter(|w| *w > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
 }
 
 /// `count` listening sockets on one address (`SO_REUSEPORT`: the kernel spreads new

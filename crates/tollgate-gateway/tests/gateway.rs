@@ -866,3 +866,99 @@ async fn shutdown_drains_in_flight_requests() {
         "still accepting after shutdown"
     );
 }
+
+/// One client connection's requests, one after another, each answer read to its end.
+async fn keep_alive_requests(
+    addr: std::net::SocketAddr,
+    requests: usize,
+    token: &str,
+) -> Vec<StatusCode> {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let mut statuses = Vec::new();
+    for i in 0..requests {
+        sender.ready().await.unwrap();
+        // Answers with a body, and without one (HEAD): both give their connection back.
+        let method = if i % 3 == 2 { "HEAD" } else { "GET" };
+        let request = Request::builder()
+            .method(method)
+            .uri(format!("/upload/{i}"))
+            .header("authorization", bearer(token))
+            .body(http_body_util::Empty::<Bytes>::new())
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        statuses.push(response.status());
+        response.into_body().collect().await.unwrap();
+    }
+    statuses
+}
+
+#[tokio::test]
+async fn upstream_connections_are_reused_by_each_worker() {
+    let fx = Fixture::new();
+    let up = upstream().await;
+    let body = format!("workers = 3\n{}", routes(&up));
+    // `workers` is a top-level key: put it before the first table.
+    let text = fx
+        .config("")
+        .replacen("[keys]", &format!("{}\n[keys]", "workers = 3"), 1)
+        + &body.replacen("workers = 3\n", "", 1);
+    let config = tollgate_gateway::config::parse(&text, &fx.path()).unwrap();
+    assert_eq!(config.workers(), 3);
+    let gw = tollgate_gateway::start(config).await.unwrap();
+    let token = fx.token(|c| c.scope = "orders:read".into());
+
+    // Requests one after another on one client connection: one upstream connection serves
+    // them all (each is given back when its answer has been read).
+    let statuses = keep_alive_requests(gw.local_addr(), 30, &token).await;
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::OK),
+        "{statuses:?}"
+    );
+    assert_eq!(up.connections.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+    // Six client connections at once, spread over the three workers: each worker opens the
+    // upstream connections it needs and keeps them, never one per request.
+    let clients: Vec<_> = (0..6)
+        .map(|_| {
+            let token = token.clone();
+            let addr = gw.local_addr();
+            tokio::spawn(async move { keep_alive_requests(addr, 30, &token).await })
+        })
+        .collect();
+    for client in clients {
+        let statuses = client.await.unwrap();
+        assert!(
+            statuses.iter().all(|s| *s == StatusCode::OK),
+            "{statuses:?}"
+        );
+    }
+    let opened = up.connections.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        (2..=7).contains(&opened),
+        "{opened} upstream connections for 7 client connections and 210 requests"
+    );
+    gw.shutdown().await;
+}
+
+#[test]
+fn workers_are_checked() {
+    let fx = Fixture::new();
+    let text = fx.config("").replacen("[keys]", "workers = 0\n[keys]", 1);
+    let error = tollgate_gateway::config::parse(&text, &fx.path())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.ends_with(":4:11: workers: must be between 1 and 1024"),
+        "{error}"
+    );
+    let default = tollgate_gateway::config::parse(&fx.config(""), &fx.path()).unwrap();
+    assert_eq!(
+        default.workers(),
+        std::thread::available_parallelism().map_or(1, usize::from)
+    );
+}

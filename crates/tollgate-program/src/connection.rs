@@ -95,7 +95,16 @@ pub async fn serve_connections<F, S, B>(
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
-    serve_connections_sharing(listener, builder, limits, slots, stop, graceful, service_for).await;
+    serve_connections_sharing(
+        listener,
+        builder,
+        limits,
+        slots,
+        stop,
+        graceful,
+        service_for,
+    )
+    .await;
 }
 
 /// [`serve_connections`] with the connection slots given: several accept loops (one per thread,

@@ -11,6 +11,7 @@ use toml::Spanned;
 pub(super) struct File {
     #[serde(default = "default_listen")]
     pub(super) listen: SocketAddr,
+    pub(super) workers: Option<Spanned<usize>>,
     pub(super) issuer: Spanned<String>,
     pub(super) audience: Spanned<Vec<String>>,
     pub(super) keys: Spanned<KeysFile>,

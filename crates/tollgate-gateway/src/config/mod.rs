@@ -27,6 +27,7 @@ pub use tollgate_program::config::ConfigError;
 #[derive(Debug)]
 pub struct GatewayConfig {
     pub(crate) listen: SocketAddr,
+    pub(crate) workers: usize,
     pub(crate) ops_listen: SocketAddr,
     pub(crate) issuer: String,
     pub(crate) audiences: Vec<String>,
@@ -44,6 +45,11 @@ impl GatewayConfig {
     /// The address requests are served on.
     pub fn listen(&self) -> SocketAddr {
         self.listen
+    }
+
+    /// How many threads serve requests (`workers`; one per CPU by default).
+    pub fn workers(&self) -> usize {
+        self.workers
     }
 
     /// The address of `/healthz`, `/readyz` and `/metrics`.
@@ -314,8 +320,16 @@ fn validate(source: &Source) -> Result<GatewayConfig, ConfigError> {
             strip_authorization: r.strip_authorization,
         }));
     }
+    let workers = match &file.workers {
+        Some(w) if !(1..=1024).contains(w.get_ref()) => {
+            return Err(source.error(w, "workers", "must be between 1 and 1024"));
+        }
+        Some(w) => *w.get_ref(),
+        None => std::thread::available_parallelism().map_or(1, usize::from),
+    };
     Ok(GatewayConfig {
         listen: file.listen,
+        workers,
         ops_listen: file.ops.listen,
         issuer: file.issuer.get_ref().clone(),
         audiences: file.audience.get_ref().clone(),

@@ -196,8 +196,7 @@ impl Pool {
     /// quiet upstream's connections do not stay open).
     pub(crate) fn purge(&self) {
         for part in &self.parts {
-            lock(&part.idle)
-                .retain(|i| !i.sender.is_closed() && i.since.elapsed() <= IDLE_TIMEOUT);
+            lock(&part.idle).retain(|i| !i.sender.is_closed() && i.since.elapsed() <= IDLE_TIMEOUT);
             let mut h2 = lock(&part.shared_h2);
             if h2.as_ref().is_some_and(http2::SendRequest::is_closed) {
                 *h2 = None;

@@ -14,6 +14,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -84,6 +85,8 @@ impl Fixture {
 /// The real upstream the tests proxy to.
 pub struct Upstream {
     pub addr: SocketAddr,
+    /// Connections the upstream has accepted.
+    pub connections: Arc<AtomicUsize>,
     /// Notified by the upstream when it has received the first bytes of a streamed upload.
     pub got_first_bytes: Arc<Notify>,
     /// Notified by the test when the client has received the first bytes of a download.
@@ -105,11 +108,14 @@ pub async fn upstream() -> Upstream {
     let got_first_bytes = Arc::new(Notify::new());
     let client_got_first_bytes = Arc::new(Notify::new());
     let (a, b) = (got_first_bytes.clone(), client_got_first_bytes.clone());
+    let connections = Arc::new(AtomicUsize::new(0));
+    let accepted = connections.clone();
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
+            accepted.fetch_add(1, Ordering::SeqCst);
             let (a, b) = (a.clone(), b.clone());
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |request| {
@@ -123,6 +129,7 @@ pub async fn upstream() -> Upstream {
     });
     Upstream {
         addr,
+        connections,
         got_first_bytes,
         client_got_first_bytes,
     }
