@@ -21,15 +21,18 @@ use crate::forward_auth::Original;
 use crate::identity::IdentityHeaders;
 use crate::limit::ClientRateLimit;
 use crate::ops::metrics::{Metrics, Outcome};
-use crate::proxy::{Upstream, UpstreamError};
+use crate::proxy::{PeerIp, Upstream, UpstreamError};
 use crate::response::{self, GatewayBody, grpc_content_type, refuse};
 use crate::route::{Access, Denied, Route, RouteTable, is_safe_path};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
+use std::cell::Cell;
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::hash::Hasher;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -89,7 +92,7 @@ enum Mode {
 struct Routed {
     route: Arc<Route>,
     mode: Mode,
-    peer: SocketAddr,
+    peer: PeerIp,
 }
 
 /// The gateway's request service.
@@ -118,11 +121,14 @@ impl Gateway {
     /// Answers one request from `peer`.
     pub(crate) async fn handle(
         self,
-        peer: SocketAddr,
+        peer: PeerIp,
         mut request: Request<Incoming>,
     ) -> Response<GatewayBody> {
         let started = Instant::now();
         let request_id = request_id(request.headers());
+        // Room, at once, for what the gateway adds: the request id, six identity headers,
+        // three `X-Forwarded-*` and `Host`.
+        request.headers_mut().reserve(12);
         request
             .headers_mut()
             .insert(X_REQUEST_ID.clone(), request_id.clone());
@@ -158,7 +164,7 @@ impl Gateway {
 
     async fn dispatch(
         &self,
-        peer: SocketAddr,
+        peer: PeerIp,
         mut request: Request<Incoming>,
     ) -> (Option<usize>, Response<GatewayBody>) {
         let shared = &self.shared;
@@ -234,7 +240,7 @@ fn with_outcome(mut response: Response<GatewayBody>, outcome: Outcome) -> Respon
 }
 
 /// The request's id: the client's `x-request-id` if it is 1 to 128 characters of
-/// `[A-Za-z0-9._:/+=-]`, otherwise 128 random bits.
+/// `[A-Za-z0-9._:/+=-]`, otherwise a new one.
 fn request_id(headers: &HeaderMap) -> HeaderValue {
     headers
         .get(&X_REQUEST_ID)
@@ -245,10 +251,37 @@ fn request_id(headers: &HeaderMap) -> HeaderValue {
                     .all(|c| c.is_ascii_alphanumeric() || b"._:/+=-".contains(c))
         })
         .cloned()
-        .unwrap_or_else(|| {
-            HeaderValue::from_str(&tollgate_core::random::id())
-                .unwrap_or_else(|_| HeaderValue::from_static("-"))
-        })
+        .unwrap_or_else(new_request_id)
+}
+
+thread_local! {
+    /// This thread's request ids: 64 bits drawn from the standard library's randomly keyed
+    /// hasher when the thread starts, and a count.
+    static REQUEST_IDS: Cell<(u64, u64)> = Cell::new((
+        std::hash::BuildHasher::build_hasher(&std::collections::hash_map::RandomState::new())
+            .finish(),
+        0,
+    ));
+}
+
+/// A request id nobody sent: 22 base64url characters of the thread's 64 random bits and its
+/// count, unique per thread and (with overwhelming odds) across threads and processes. Request
+/// ids correlate logs; they are not secrets, so they need no cryptographic generator per request
+/// (token ids do, and come from `tollgate_core::random`).
+fn new_request_id() -> HeaderValue {
+    let (seed, count) = REQUEST_IDS.with(|ids| {
+        let (seed, count) = ids.get();
+        ids.set((seed, count.wrapping_add(1)));
+        (seed, count)
+    });
+    let mut bits = [0u8; 16];
+    bits[..8].copy_from_slice(&seed.to_be_bytes());
+    bits[8..].copy_from_slice(&count.to_be_bytes());
+    let mut text = [0u8; 22];
+    match URL_SAFE_NO_PAD.encode_slice(bits, &mut text) {
+        Ok(22) => HeaderValue::from_bytes(&text).unwrap_or_else(|_| HeaderValue::from_static("-")),
+        _ => HeaderValue::from_static("-"),
+    }
 }
 
 /// The last step of an allowed request: the forward-auth answer, or the upstream's response.
@@ -294,7 +327,7 @@ async fn finish(
             Outcome::NoRoute,
         );
     };
-    match upstream.forward(request, routed.peer).await {
+    match upstream.forward(request, &routed.peer).await {
         Ok(response) => with_outcome(response, Outcome::Forwarded),
         Err(error) => {
             shared.metrics.upstream_error(index, error);
@@ -425,5 +458,27 @@ impl OnRejection<GatewayBody> for RecordRejection {
             self.inner.on_rejection(rejection, request_headers),
             Outcome::Rejected,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::new_request_id;
+    use std::collections::HashSet;
+
+    #[test]
+    fn request_ids_are_unique_within_and_across_threads() {
+        let ids = || (0..1000).map(|_| new_request_id()).collect::<Vec<_>>();
+        let here = ids();
+        let there = std::thread::spawn(ids).join().unwrap();
+        let all: HashSet<_> = here.iter().chain(&there).collect();
+        assert_eq!(all.len(), 2000);
+        assert!(here.iter().all(|id| {
+            id.len() == 22
+                && id
+                    .as_bytes()
+                    .iter()
+                    .all(|c| c.is_ascii_alphanumeric() || b"-_".contains(c))
+        }));
     }
 }

@@ -6,7 +6,7 @@ use crate::gateway::{Gateway, GatewayReadiness, Shared};
 use crate::limit::ClientRateLimit;
 use crate::ops::Ops;
 use crate::ops::metrics::{Metrics, Sources};
-use crate::proxy::Upstream;
+use crate::proxy::{PeerIp, Upstream};
 use http::Request;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -319,9 +319,16 @@ fn worker(
             &graceful,
             move |peer| {
                 let gateway = gateway.clone();
+                let peer = PeerIp::new(peer);
                 hyper::service::service_fn(move |request: Request<Incoming>| {
                     let gateway = gateway.clone();
-                    async move { Ok::<_, std::convert::Infallible>(gateway.handle(peer, request).await) }
+                    let peer = peer.clone();
+                    // The request's future is large (kilobytes: routing, the Layer, the upstream
+                    // call); hyper moves the service's future into its dispatcher, so it gets a
+                    // box and hyper moves a pointer.
+                    Box::pin(async move {
+                        Ok::<_, std::convert::Infallible>(gateway.handle(peer, request).await)
+                    })
                 })
             },
         )

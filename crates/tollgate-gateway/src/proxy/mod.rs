@@ -58,6 +58,21 @@ pub(crate) fn is_reserved(name: &HeaderName) -> bool {
         .contains(&name)
 }
 
+/// The client's IP address as `X-Forwarded-For` carries it: made once per connection, not per
+/// request.
+#[derive(Debug, Clone)]
+pub(crate) struct PeerIp(HeaderValue);
+
+impl PeerIp {
+    pub(crate) fn new(peer: SocketAddr) -> Self {
+        // An IP address in text is always a valid header value.
+        PeerIp(
+            HeaderValue::from_str(&peer.ip().to_string())
+                .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
+        )
+    }
+}
+
 /// Why an upstream gave no response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum UpstreamError {
@@ -159,7 +174,7 @@ impl Upstream {
     pub(crate) async fn forward(
         &self,
         mut request: Request<Incoming>,
-        peer: SocketAddr,
+        peer: &PeerIp,
     ) -> Result<Response<GatewayBody>, UpstreamError> {
         let upgrade = wants_upgrade(&request);
         let original_host = request.headers().get(HOST).cloned().or_else(|| {
@@ -266,26 +281,40 @@ async fn splice(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnU
 
 /// Removes the hop-by-hop headers, and those the `Connection` header names.
 pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    let listed: Vec<HeaderName> = headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
+    // What `Connection` names beyond the standard hop-by-hop headers: usually nothing (it says
+    // `keep-alive`, `close` or `upgrade`), so usually no allocation.
+    let mut listed: Vec<HeaderName> = Vec::new();
+    for value in headers.get_all(CONNECTION) {
+        let Ok(value) = value.to_str() else { continue };
+        for token in value.split(',').map(str::trim) {
+            if token.is_empty()
+                || ["keep-alive", "close", "upgrade"]
+                    .iter()
+                    .any(|t| token.eq_ignore_ascii_case(t))
+            {
+                continue;
+            }
+            if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
+                listed.push(name);
+            }
+        }
+    }
     for name in listed.iter().chain(&HOP_BY_HOP) {
         headers.remove(name);
     }
 }
 
-fn append_forwarded_for(headers: &mut HeaderMap, peer: SocketAddr) {
-    let ip = peer.ip().to_string();
-    let value = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(previous) => format!("{previous}, {ip}"),
-        None => ip,
+fn append_forwarded_for(headers: &mut HeaderMap, peer: &PeerIp) {
+    let value = match headers.get(&X_FORWARDED_FOR).map(HeaderValue::to_str) {
+        None => Some(peer.0.clone()),
+        Some(Ok(previous)) => {
+            let ip = peer.0.to_str().unwrap_or("unknown");
+            HeaderValue::from_str(&format!("{previous}, {ip}")).ok()
+        }
+        Some(Err(_)) => None,
     };
     headers.remove(&X_FORWARDED_FOR);
-    if let Ok(value) = HeaderValue::from_str(&value) {
+    if let Some(value) = value {
         headers.insert(X_FORWARDED_FOR.clone(), value);
     }
 }

@@ -124,8 +124,10 @@ impl Pool {
         self: &Arc<Self>,
         request: Request<Incoming>,
     ) -> Result<Response<Returning>, SendError> {
+        // Connecting is rare and its future is large: it is boxed, so that the future of every
+        // request (moved as a whole into hyper's dispatcher) stays small.
         if self.h2c {
-            return self.send_h2(request).await;
+            return Box::pin(self.send_h2(request)).await;
         }
         let mut request = request;
         // A reused connection can turn out closed before the request was written (the
@@ -134,7 +136,7 @@ impl Pool {
         loop {
             let (mut sender, reused) = match self.checkout().await {
                 Some(sender) => (sender, true),
-                None => (self.connect_h1().await?, false),
+                None => (Box::pin(self.connect_h1()).await?, false),
             };
             match sender.try_send_request(request).await {
                 Ok(response) => {
