@@ -16,8 +16,8 @@
 # instances (6379, 8080, ...) are never touched.
 #
 # Fairness, on a 2-core machine where wrk, the proxy under test and the upstream share the cores:
-#   - the ceiling nginx has `worker_processes auto` (one per core: 2), as the gateway has a tokio
-#     multi-thread runtime with one worker per core; the upstream nginx likewise;
+#   - the ceiling nginx has `worker_processes auto` (one per core: 2), as the gateway has
+#     `workers` (one request-serving thread per core, by default); the upstream nginx likewise;
 #   - the ceiling keeps upstream connections alive (`keepalive 64`, HTTP/1.1, `Connection ""`) as
 #     the gateway's pooled client does; neither logs requests (nginx `access_log off`, gateway
 #     RUST_LOG=warn); nginx's 1,000-requests-per-connection default is lifted on both sides
