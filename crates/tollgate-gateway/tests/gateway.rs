@@ -962,3 +962,64 @@ fn workers_are_checked() {
         std::thread::available_parallelism().map_or(1, usize::from)
     );
 }
+
+/// Sends `GET /public/x` on `stream` and waits up to `limit` for an answer's status line.
+async fn answered_within(stream: &mut tokio::net::TcpStream, limit: Duration) -> Option<String> {
+    stream
+        .write_all(b"GET /public/x HTTP/1.1\r\nhost: gw\r\n\r\n")
+        .await
+        .ok()?;
+    let mut buf = [0u8; 4096];
+    let n = tokio::time::timeout(limit, stream.read(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
+    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+    Some(text.lines().next().unwrap_or_default().to_owned())
+}
+
+#[tokio::test]
+async fn max_connections_bounds_all_workers_together() {
+    let fx = Fixture::new();
+    let up = upstream().await;
+    // More workers than connection slots: a worker without a connection must not sit on a slot
+    // that a connection on another worker's socket is waiting for.
+    let text = fx.config(&format!(
+        "[limits]\nmax_connections = 2\nheader_read_timeout = 30\n{}",
+        routes(&up)
+    ));
+    let text = text.replacen("[keys]", "workers = 4\n[keys]", 1);
+    let config = tollgate_gateway::config::parse(&text, &fx.path()).unwrap();
+    let gw = tollgate_gateway::start(config).await.unwrap();
+    let addr = gw.local_addr();
+
+    let mut first = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let line = answered_within(&mut first, Duration::from_secs(5)).await;
+    assert_eq!(line.as_deref(), Some("HTTP/1.1 200 OK"));
+    let mut second = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let line = answered_within(&mut second, Duration::from_secs(5)).await;
+    assert_eq!(line.as_deref(), Some("HTTP/1.1 200 OK"));
+
+    // Both slots are taken (the connections stay open): a third waits, whichever worker's
+    // socket it reached.
+    let mut third = tokio::net::TcpStream::connect(addr).await.unwrap();
+    assert_eq!(
+        answered_within(&mut third, Duration::from_millis(800)).await,
+        None,
+        "a connection beyond max_connections was served"
+    );
+    // One slot frees: the waiting connection is served.
+    drop(second);
+    let mut buf = [0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), third.read(&mut buf))
+        .await
+        .expect("served once a slot freed")
+        .unwrap();
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    drop(first);
+    gw.shutdown().await;
+}

@@ -69,10 +69,10 @@ pub async fn first_bytes(stream: &TcpStream, deadline: Instant) -> bool {
 }
 
 /// Serves connections accepted on `listener` with `builder` (HTTP/1.1 and HTTP/2, upgrades
-/// allowed) until `stop` turns true, under `limits`: at most `max_connections` at once (more wait
-/// in the kernel's backlog), and each must send a complete request head (or, for HTTP/2, its
-/// first request) within `header_read_timeout`, measured from the accept, idle connections
-/// included. `service_for` makes each connection's service from the peer's address.
+/// allowed) until `stop` turns true, under `limits`: at most `max_connections` at once (beyond
+/// it, one accepted connection waits unserved and the rest wait in the kernel's backlog), and
+/// each must send a complete request head (or, for HTTP/2, its first request) within
+/// `header_read_timeout`, measured from when it is served, idle connections included. `service_for` makes each connection's service from the peer's address.
 /// Connections are watched by `graceful`, so that the caller can drain them after `stop`.
 pub async fn serve_connections<F, S, B>(
     listener: TcpListener,
@@ -140,7 +140,20 @@ pub async fn serve_connections_sharing<F, S, B>(
         let _ = stop.wait_for(|s| *s).await;
     };
     loop {
-        // A free slot first: at the bound, new connections wait in the kernel's backlog.
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = stopping(&mut stop) => break,
+        };
+        // Then a free slot: at the bound this connection waits, unserved, and the ones after it
+        // wait in the kernel's backlog. (Taking the slot before the accept would let a loop
+        // that has no connection hold a slot while another loop's socket has one waiting.)
         let permit = match slots.clone().try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
@@ -159,17 +172,6 @@ pub async fn serve_connections_sharing<F, S, B>(
                     () = stopping(&mut stop) => break,
                 }
             }
-        };
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = stopping(&mut stop) => break,
         };
         let _ = stream.set_nodelay(true);
         let deadline = Instant::now() + limits.header_read_timeout;
