@@ -9,7 +9,10 @@
 //!
 //! * [`config`]: `gateway.toml`, with errors naming file, line and key;
 //! * `route`: path-prefix (and method) routes, public or requiring scopes, roles, a tenant;
-//! * `proxy`: pooled HTTP/1.1 and h2c upstreams, streamed bodies, upgrades, 502/504;
+//! * `server`: `workers` request-serving threads, one runtime and one `SO_REUSEPORT` socket
+//!   each, as nginx's worker processes;
+//! * `proxy`: pooled HTTP/1.1 and h2c upstreams (a pool part per worker), streamed bodies,
+//!   upgrades, 502/504;
 //! * `forward_auth`: the endpoint nginx `auth_request`, Traefik `ForwardAuth` and Envoy
 //!   `ext_authz` call;
 //! * `limit`: the per-client-id rate cap;

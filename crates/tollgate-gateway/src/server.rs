@@ -55,10 +55,14 @@ impl RunningGateway {
     }
 }
 
-/// Starts the gateway on the current tokio runtime: fetches the keys' source (a JWKS or
-/// discovery URL: the first fetch runs in the background, `/readyz` says when it is done),
-/// connects to Redis (a Redis out of reach is retried in the background; one refusing the
-/// credentials fails here), binds both listeners and serves until [`RunningGateway::shutdown`].
+/// Starts the gateway: fetches the keys' source (a JWKS or discovery URL: the first fetch runs
+/// in the background, `/readyz` says when it is done), connects to Redis (a Redis out of reach
+/// is retried in the background; one refusing the credentials fails here), binds both
+/// listeners and serves until [`RunningGateway::shutdown`].
+///
+/// Requests are served on `workers` threads of the gateway's own, each with a single-threaded
+/// runtime and its own listening socket on the `listen` address; the revocation feed, key
+/// refreshes and the ops listener run on the calling tokio runtime.
 pub async fn start(config: GatewayConfig) -> Result<RunningGateway, String> {
     let index = Arc::new(RevocationIndex::new());
     let (keys, jwks) = match &config.keys {
