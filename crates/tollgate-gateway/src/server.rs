@@ -264,7 +264,14 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, String> {
 
 /// `count` listening sockets on one address (`SO_REUSEPORT`: the kernel spreads new
 /// connections over them). Port 0 picks a port for the first, and the others share it.
+///
+/// A port something already listens on is refused, as a plain bind would refuse it: without the
+/// check, a second gateway started on the same port by the same user would silently join the
+/// first one's group and take half its connections.
 fn bind_workers(addr: SocketAddr, count: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+    if addr.port() != 0 {
+        drop(std::net::TcpListener::bind(addr)?);
+    }
     let mut addr = addr;
     let mut listeners = Vec::with_capacity(count);
     for _ in 0..count {

@@ -1023,3 +1023,20 @@ async fn max_connections_bounds_all_workers_together() {
     drop(first);
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_listen_address_in_use_is_refused() {
+    let fx = Fixture::new();
+    let up = upstream().await;
+    let first = fx.start(&routes(&up)).await;
+    // A second gateway on the first one's address (same user, so `SO_REUSEPORT` would let it
+    // join) must fail as a plain bind would, not share the port.
+    let mut config = tollgate_gateway::config::parse(&fx.config(&routes(&up)), &fx.path()).unwrap();
+    config.set_listen(first.local_addr(), "127.0.0.1:0".parse().unwrap());
+    let error = tollgate_gateway::start(config).await.unwrap_err();
+    assert!(
+        error.starts_with(&format!("cannot listen on {}", first.local_addr())),
+        "{error}"
+    );
+    first.shutdown().await;
+}

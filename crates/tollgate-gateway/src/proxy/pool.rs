@@ -183,13 +183,16 @@ impl Pool {
         }
         let now = Instant::now();
         let mut idle = self.idle_stack();
-        // The oldest are at the bottom: expired ones go first, then any beyond the bound.
+        // The oldest are at the bottom: expired ones go first, then, at the bound, the oldest.
         let expired = idle
             .iter()
             .take_while(|i| now.duration_since(i.since) > IDLE_TIMEOUT)
             .count();
         idle.drain(..expired);
-        if idle.len() < self.max_idle {
+        if idle.len() >= self.max_idle && !idle.is_empty() {
+            idle.remove(0);
+        }
+        if self.max_idle > 0 {
             idle.push(Idle { sender, since: now });
         }
     }
