@@ -29,6 +29,9 @@
 # tollgate binary is ${TOLLGATE_BIN:-target/release/tollgate}, built if missing. Run from anywhere:
 #   benches/gateway.sh                                    # DURATION=10s ROUNDS=2 REVOKED=1000000
 #   DURATION=5s ROUNDS=1 REVOKED=100000 benches/gateway.sh
+#   CPU=1 benches/gateway.sh     # also CPU time per request of the proxy under test (user and
+#                                # system, every thread, from /proc/<pid>/stat), of the upstream
+#                                # nginx and of wrk, around each measured run
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 work="$root/target/gateway-bench"
@@ -92,6 +95,9 @@ start_nginx "$work/upstream"
 start_nginx "$work/ceiling"
 wait_for "http://127.0.0.1:$up_port/" "the upstream nginx" "$work/upstream/error.log"
 wait_for "http://127.0.0.1:$ceiling_port/" "the ceiling nginx" "$work/ceiling/error.log"
+# Their worker processes, whose CPU time CPU=1 reports per request.
+upstream_workers=$(pgrep -P "$(cat "$work/upstream/nginx.pid")" | tr '\n' ' ')
+ceiling_workers=$(pgrep -P "$(cat "$work/ceiling/nginx.pid")" | tr '\n' ' ')
 
 # --- Redis, and the revoked ids in the stream the gateway follows --------------------------------
 redis_port=$(free_port)
@@ -227,6 +233,19 @@ errors() { awk '/Socket errors/ {print}'; }
 # VmRSS is sampled every 100 ms (PID "-" for nginx). Sets $m_rate and $m_p99, keeps wrk's output,
 # raises peak[NAME]; a non-2xx answer stops the run (it would not measure what it says).
 declare -A peak=()
+# ticks PID...: user and system clock ticks of those processes (every thread), summed.
+ticks() {
+  local u=0 st=0 p a b
+  for p in "$@"; do read -r a b < <(awk '{print $14, $15}' "/proc/$p/stat"); u=$((u + a)); st=$((st + b)); done
+  echo "$u $st"
+}
+# children_seconds: prints the CPU seconds (user + system) of this shell's finished children,
+# wrk included. `times` must run in this shell (a subshell's count starts at zero): call it as
+# `children_seconds >FILE`, not in `$(...)`.
+children_seconds() {
+  times >"$work/times.raw"
+  awk 'NR == 2 {gsub(/[ms]/, " "); print $1 * 60 + $2 + $3 * 60 + $4}' "$work/times.raw"
+}
 measure() {
   local name=$1 pid=$2 url=$3 h sampler="" out bad sock r
   shift 3
@@ -241,8 +260,26 @@ measure() {
        sleep 0.1
      done) & sampler=$!
   fi
+  local proxy_pids=$pid cpu0 cpu1 up0 up1 wrk0 wrk1
+  if [ "$pid" = - ]; then proxy_pids=$ceiling_workers; fi
+  cpu0=$(ticks $proxy_pids); up0=$(ticks $upstream_workers); children_seconds >"$work/wrk.cpu"
+  wrk0=$(cat "$work/wrk.cpu")
   out=$(wrk_run -d"$DURATION" --latency "${args[@]}" "$url")
+  cpu1=$(ticks $proxy_pids); up1=$(ticks $upstream_workers); children_seconds >"$work/wrk.cpu"
+  wrk1=$(cat "$work/wrk.cpu")
   if [ -n "$sampler" ]; then kill "$sampler" 2>/dev/null || true; wait "$sampler" 2>/dev/null || true; fi
+  if [ "${CPU:-0}" = 1 ]; then
+    python3 - "$name" "$(echo "$out" | awk '/requests in/ {print $1}')" "$(getconf CLK_TCK)" \
+      $cpu0 $cpu1 $up0 $up1 $wrk0 $wrk1 <<'PY'
+import sys
+name, n, hz = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+u0, s0, u1, s1, uu0, us0, uu1, us1 = map(int, sys.argv[4:12])
+w0, w1 = map(float, sys.argv[12:14])
+per = lambda ticks: ticks / hz / n * 1e6
+print(f"  cpu per request, {name}: user {per(u1 - u0):.1f} us + system {per(s1 - s0):.1f} us; "
+      f"upstream nginx {per(uu1 - uu0 + us1 - us0):.1f} us; wrk {(w1 - w0) / n * 1e6:.1f} us")
+PY
+  fi
   echo "$out" >"$work/$name.$round.wrk"
   bad=$(echo "$out" | non2xx)
   if [ "$bad" -ne 0 ]; then echo "$name: $bad non-2xx answers (see $work/$name.$round.wrk)" >&2; exit 1; fi
