@@ -126,9 +126,6 @@ impl Gateway {
     ) -> Response<GatewayBody> {
         let started = Instant::now();
         let request_id = request_id(request.headers());
-        // Room, at once, for what the gateway adds: the request id, six identity headers,
-        // three `X-Forwarded-*` and `Host`.
-        request.headers_mut().reserve(12);
         request
             .headers_mut()
             .insert(X_REQUEST_ID.clone(), request_id.clone());

@@ -282,12 +282,23 @@ async fn identity_headers_are_set_and_client_copies_removed() {
     assert_eq!(seen["authorization"], auth.as_str());
     assert_eq!(seen["x-request-id"], "req-42");
     assert_eq!(a.header("x-request-id"), Some("req-42"));
-    assert!(
-        seen["x-forwarded-for"]
-            .as_str()
-            .unwrap()
-            .contains("127.0.0.1")
+    assert_eq!(seen["x-forwarded-for"], "127.0.0.1");
+
+    // A client's `X-Forwarded-For` is kept and the peer appended; one that is not readable
+    // text is replaced by the peer, never dropped with it.
+    let with = |xff: &'static str| {
+        let mut headers = vec![("authorization", auth.as_str())];
+        headers.push(("x-forwarded-for", xff));
+        headers
+    };
+    let a = send(addr, "GET", "/orders/7", &with("203.0.113.9")).await;
+    assert_eq!(
+        a.echoed()["headers"]["x-forwarded-for"],
+        "203.0.113.9, 127.0.0.1"
     );
+    let a = send(addr, "GET", "/orders/7", &with("caf\u{e9}")).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.echoed()["headers"]["x-forwarded-for"], "127.0.0.1");
 
     // On a public route every copy is removed too, and none is added.
     let a = send(addr, "GET", "/public", &forged).await;
@@ -901,12 +912,7 @@ async fn keep_alive_requests(
 async fn upstream_connections_are_reused_by_each_worker() {
     let fx = Fixture::new();
     let up = upstream().await;
-    let body = format!("workers = 3\n{}", routes(&up));
-    // `workers` is a top-level key: put it before the first table.
-    let text = fx
-        .config("")
-        .replacen("[keys]", &format!("{}\n[keys]", "workers = 3"), 1)
-        + &body.replacen("workers = 3\n", "", 1);
+    let text = fx.config_with("workers = 3\n", &routes(&up));
     let config = tollgate_gateway::config::parse(&text, &fx.path()).unwrap();
     assert_eq!(config.workers(), 3);
     let gw = tollgate_gateway::start(config).await.unwrap();
@@ -948,7 +954,7 @@ async fn upstream_connections_are_reused_by_each_worker() {
 #[test]
 fn workers_are_checked() {
     let fx = Fixture::new();
-    let text = fx.config("").replacen("[keys]", "workers = 0\n[keys]", 1);
+    let text = fx.config_with("workers = 0\n", "");
     let error = tollgate_gateway::config::parse(&text, &fx.path())
         .unwrap_err()
         .to_string();
@@ -984,11 +990,13 @@ async fn max_connections_bounds_all_workers_together() {
     let up = upstream().await;
     // More workers than connection slots: a worker without a connection must not sit on a slot
     // that a connection on another worker's socket is waiting for.
-    let text = fx.config(&format!(
-        "[limits]\nmax_connections = 2\nheader_read_timeout = 30\n{}",
-        routes(&up)
-    ));
-    let text = text.replacen("[keys]", "workers = 4\n[keys]", 1);
+    let text = fx.config_with(
+        "workers = 4\n",
+        &format!(
+            "[limits]\nmax_connections = 2\nheader_read_timeout = 30\n{}",
+            routes(&up)
+        ),
+    );
     let config = tollgate_gateway::config::parse(&text, &fx.path()).unwrap();
     let gw = tollgate_gateway::start(config).await.unwrap();
     let addr = gw.local_addr();

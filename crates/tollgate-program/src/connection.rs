@@ -72,8 +72,9 @@ pub async fn first_bytes(stream: &TcpStream, deadline: Instant) -> bool {
 /// allowed) until `stop` turns true, under `limits`: at most `max_connections` at once (beyond
 /// it, one accepted connection waits unserved and the rest wait in the kernel's backlog), and
 /// each must send a complete request head (or, for HTTP/2, its first request) within
-/// `header_read_timeout`, measured from when it is served, idle connections included. `service_for` makes each connection's service from the peer's address.
-/// Connections are watched by `graceful`, so that the caller can drain them after `stop`.
+/// `header_read_timeout`, measured from when it is served, idle connections included.
+/// `service_for` makes each connection's service from the peer's address. Connections are
+/// watched by `graceful`, so that the caller can drain them after `stop`.
 pub async fn serve_connections<F, S, B>(
     listener: TcpListener,
     builder: auto::Builder<TokioExecutor>,

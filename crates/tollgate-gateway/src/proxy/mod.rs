@@ -304,22 +304,22 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// Appends the peer to the client's `X-Forwarded-For` (its first line), or starts one with it
+/// when the client sent none, or one that is not readable text.
 fn append_forwarded_for(headers: &mut HeaderMap, peer: &PeerIp) {
-    let value = match headers.get(&X_FORWARDED_FOR).map(HeaderValue::to_str) {
-        None => Some(peer.0.clone()),
-        Some(Ok(previous)) => {
-            let ip = peer.0.to_str().unwrap_or("unknown");
+    let value = headers
+        .get(&X_FORWARDED_FOR)
+        .and_then(|previous| previous.to_str().ok())
+        .and_then(|previous| {
+            let ip = peer.0.to_str().ok()?;
             HeaderValue::from_str(&format!("{previous}, {ip}")).ok()
-        }
-        Some(Err(_)) => None,
-    };
-    headers.remove(&X_FORWARDED_FOR);
-    if let Some(value) = value {
-        headers.insert(X_FORWARDED_FOR.clone(), value);
-    }
+        })
+        .unwrap_or_else(|| peer.0.clone());
+    // `insert` replaces every line the client sent.
+    headers.insert(X_FORWARDED_FOR.clone(), value);
 }
 
-/// hyper-util's message is the error's kind; the cause is further down the chain.
+/// hyper's message is the error's kind; the cause is further down the chain.
 fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();

@@ -57,10 +57,11 @@ impl std::fmt::Display for SendError {
 }
 
 impl std::error::Error for SendError {
+    // The message above already says the inner error's: the chain goes on with its cause.
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            SendError::Connect(e) => Some(e),
-            SendError::Request(e) => Some(e),
+            SendError::Connect(e) => e.source(),
+            SendError::Request(e) => std::error::Error::source(e),
         }
     }
 }

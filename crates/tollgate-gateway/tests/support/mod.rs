@@ -62,8 +62,14 @@ impl Fixture {
 
     /// The configuration text: listeners on free ports, the key file, then `body`.
     pub fn config(&self, body: &str) -> String {
+        self.config_with("", body)
+    }
+
+    /// [`Fixture::config`] with `top` (top-level keys, such as `workers = 3\n`) after the
+    /// fixture's own, before the first table.
+    pub fn config_with(&self, top: &str, body: &str) -> String {
         format!(
-            "listen = \"127.0.0.1:0\"\nissuer = \"{ISSUER}\"\naudience = [\"{AUDIENCE}\"]\n\
+            "listen = \"127.0.0.1:0\"\nissuer = \"{ISSUER}\"\naudience = [\"{AUDIENCE}\"]\n{top}\
              [keys]\nfiles = [{{ kid = \"k1\", algorithm = \"EdDSA\", file = \"k1.der\" }}]\n\
              [ops]\nlisten = \"127.0.0.1:0\"\n{body}"
         )
