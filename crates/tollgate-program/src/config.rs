@@ -235,6 +235,7 @@ impl Source {
         Ok(crate::connection::Limits {
             header_read_timeout: std::time::Duration::from_secs(timeout),
             max_connections: max,
+            ..crate::connection::Limits::default()
         })
     }
 

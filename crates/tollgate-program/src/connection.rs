@@ -7,6 +7,7 @@
 //! ever. [`first_bytes`] is that missing timer; [`serve_connections`] is the accept loop that
 //! applies all of it.
 
+use crate::client_io::ClientIo;
 use http::Request;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -26,16 +27,21 @@ pub struct Limits {
     /// From accepting a connection to its complete first request head (and from the end of a
     /// response to the next complete head).
     pub header_read_timeout: Duration,
-    /// Connections served at once; more wait in the kernel's listen backlog.
+    /// Connections served at once, upgraded ones (WebSocket tunnels) included; more wait in
+    /// the kernel's listen backlog.
     pub max_connections: usize,
+    /// How long a write to the client may stay blocked (a client that does not read) before the
+    /// connection is closed. See [`ClientIo`].
+    pub send_timeout: Duration,
 }
 
 impl Default for Limits {
-    /// 10 s to send a request head, 512 connections.
+    /// 10 s to send a request head, 512 connections, 30 s for a blocked write.
     fn default() -> Self {
         Limits {
             header_read_timeout: Duration::from_secs(10),
             max_connections: 512,
+            send_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -69,10 +75,11 @@ pub async fn first_bytes(stream: &TcpStream, deadline: Instant) -> bool {
 }
 
 /// Serves connections accepted on `listener` with `builder` (HTTP/1.1 and HTTP/2, upgrades
-/// allowed) until `stop` turns true, under `limits`: at most `max_connections` at once (beyond
-/// it, one accepted connection waits unserved and the rest wait in the kernel's backlog), and
-/// each must send a complete request head (or, for HTTP/2, its first request) within
-/// `header_read_timeout`, measured from when it is served, idle connections included.
+/// allowed) until `stop` turns true, under `limits`: at most `max_connections` at once, tunnels
+/// of upgraded connections included (beyond it, one accepted connection waits unserved and the
+/// rest wait in the kernel's backlog); each must send a complete request head (or, for HTTP/2,
+/// its first request) within `header_read_timeout`, measured from when it is served, idle
+/// connections included; and a write the client leaves blocked for `send_timeout` closes it.
 /// `service_for` makes each connection's service from the peer's address. Connections are
 /// watched by `graceful`, so that the caller can drain them after `stop`.
 pub async fn serve_connections<F, S, B>(
@@ -186,10 +193,11 @@ pub async fn serve_connections_sharing<F, S, B>(
         });
         let watcher = graceful.watcher();
         let mut stop = stop.clone();
+        // The socket holds the slot: an upgraded connection keeps it until the tunnel closes.
+        let stream = ClientIo::new(stream, Some(permit), limits.send_timeout);
         tokio::spawn(async move {
-            let _permit = permit;
             let ready = tokio::select! {
-                ready = first_bytes(&stream, deadline) => ready,
+                ready = first_bytes(stream.get_ref(), deadline) => ready,
                 () = stopping(&mut stop) => false,
             };
             if !ready {

@@ -4,9 +4,11 @@
 //! * [`config`]: reading a TOML configuration file with errors that are one line naming the
 //!   file, the line, the column and the key (`prod.toml:14:10: clients[1].grants: ...`).
 //! * [`connection`]: what one connection may cost before it has sent a request (the header read
-//!   deadline hyper does not time, the connection count).
+//!   deadline hyper does not time, the connection count), and [`client_io`], the client's
+//!   socket that holds its connection slot and times blocked writes.
 //! * [`shutdown_signal`]: SIGTERM or SIGINT, installed before a server announces itself.
 
+pub mod client_io;
 pub mod config;
 pub mod connection;
 

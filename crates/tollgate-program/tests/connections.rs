@@ -1,6 +1,7 @@
 //! The accept loop every tollgate listener uses (`serve_connections`) over real sockets:
 //! connections that send no complete request head (or HTTP/2 preface) in time are closed, and
-//! connections beyond the bound wait until a slot frees.
+//! connections beyond the bound wait until a slot frees, and a client that stops reading is
+//! closed after the send timeout, its slot freed.
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -19,8 +20,15 @@ async fn start(limits: Limits) -> std::net::SocketAddr {
         let (_stop, stopped) = tokio::sync::watch::channel(false);
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         serve_connections(listener, builder, limits, stopped, &graceful, |_peer| {
-            hyper::service::service_fn(|_request| async {
-                Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from_static(b"ok"))))
+            hyper::service::service_fn(|request: http::Request<hyper::body::Incoming>| async move {
+                // `/big`: more than the loopback's socket buffers hold, for clients that do not
+                // read.
+                let body = if request.uri().path() == "/big" {
+                    Bytes::from(vec![b'x'; 64 << 20])
+                } else {
+                    Bytes::from_static(b"ok")
+                };
+                Ok::<_, Infallible>(http::Response::new(Full::new(body)))
             })
         })
         .await;
@@ -57,6 +65,7 @@ async fn silent_and_partial_connections_are_closed_at_the_deadline() {
     let addr = start(Limits {
         header_read_timeout: Duration::from_secs(1),
         max_connections: 16,
+        ..Limits::default()
     })
     .await;
     let mut silent = TcpStream::connect(addr).await.unwrap();
@@ -83,6 +92,7 @@ async fn connections_beyond_the_bound_wait_for_a_slot() {
     let addr = start(Limits {
         header_read_timeout: Duration::from_secs(30),
         max_connections: 1,
+        ..Limits::default()
     })
     .await;
     let mut first = TcpStream::connect(addr).await.unwrap();
@@ -99,4 +109,41 @@ async fn connections_beyond_the_bound_wait_for_a_slot() {
         .expect("served once the slot freed")
         .unwrap();
     assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_closed_after_the_send_timeout() {
+    let addr = start(Limits {
+        header_read_timeout: Duration::from_secs(30),
+        max_connections: 1,
+        send_timeout: Duration::from_secs(1),
+    })
+    .await;
+    // Asks for 64 MiB and reads none of it: the server's writes block once the socket buffers
+    // are full.
+    let mut stalled = TcpStream::connect(addr).await.unwrap();
+    stalled
+        .write_all(b"GET /big HTTP/1.1\r\nHost: gateway\r\n\r\n")
+        .await
+        .unwrap();
+    // The only slot is taken until the send timeout closes the stalled connection.
+    let mut next = TcpStream::connect(addr).await.unwrap();
+    assert!(
+        served(&mut next, Duration::from_secs(10)).await,
+        "a client that reads nothing kept its slot past the send timeout"
+    );
+    // The stalled connection was closed: what it can still read ends well short of 64 MiB.
+    let mut read = 0usize;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), stalled.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => read += n,
+            Err(_) => panic!("the stalled connection is still open"),
+        }
+    }
+    assert!(
+        read < 64 << 20,
+        "read {read} bytes: the whole response was sent"
+    );
 }

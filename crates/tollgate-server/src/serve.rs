@@ -50,6 +50,7 @@ pub fn run(config_path: &Path) -> Result<(), String> {
         let limits = Limits {
             header_read_timeout: config.header_read_timeout(),
             max_connections: config.max_connections(),
+            ..Limits::default()
         };
         let listener = TcpListener::bind(listen)
             .await

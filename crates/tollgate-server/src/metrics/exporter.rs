@@ -31,6 +31,7 @@ pub(crate) async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
     let limits = Limits {
         header_read_timeout: HEADER_READ_TIMEOUT,
         max_connections: MAX_CONNECTIONS,
+        ..Limits::default()
     };
     // Never told to stop: the task is aborted with the server, and scrapes need no draining.
     let (_running, stop) = watch::channel(false);
