@@ -1,13 +1,16 @@
-//! The request path: request id, identity headers removed, forward-auth or proxy, route,
-//! the Layer (for protected routes), the route's requirements, the client's rate cap, then the
-//! upstream or the forward-auth answer; and the metrics and log line of every request.
+//! The request path: the client's hop-by-hop headers and its copies of the gateway's own
+//! headers removed ([`crate::headers`]), request id, forward-auth or proxy, path check and
+//! route, the Layer (for protected routes), the route's requirements, the client's rate cap,
+//! then the upstream or the forward-auth answer; and the metrics and log line of every request.
 //!
 //! Refusals the gateway makes itself:
 //!
 //! | situation | HTTP | gRPC |
 //! |---|---|---|
-//! | path with a `.`/`..` segment, `//`, `\`, or percent-encoded `.`, `/`, `\` | 400 | 3 |
-//! | forward-auth call naming no original URI | 400 | 3 |
+//! | a path an upstream could read as another ([`crate::route::routable`]) | 400 | 3 |
+//! | forward-auth call naming no original method or URI | 400 | 3 |
+//! | conflicting or malformed method-override headers (`method_override = "judge"`) | 400 | 3 |
+//! | a malformed or cut-short request body | 400 | 3 |
 //! | no route matches (or a forward-auth-only route is requested through the proxy) | 403 | 7 |
 //! | token valid, but a scope is missing | 403 `insufficient_scope` (the Layer's shape) | 7 |
 //! | token valid, but a role is missing or the tenant is not the route's | 403 | 7 |
@@ -16,18 +19,19 @@
 //!
 //! Everything else about the token (400, 401, 503) is the Layer's answer, unchanged.
 
-use crate::config::ForwardAuth;
+use crate::config::{ForwardAuth, MethodOverride, Proxy};
 use crate::forward_auth::Original;
+use crate::headers::{Hop, METHOD_OVERRIDE, X_REQUEST_ID};
 use crate::identity::IdentityHeaders;
 use crate::limit::ClientRateLimit;
 use crate::ops::metrics::{Metrics, Outcome};
 use crate::proxy::{PeerIp, Upstream, UpstreamError};
 use crate::response::{self, GatewayBody, grpc_content_type, refuse};
-use crate::route::{Access, Denied, Route, RouteTable, is_safe_path};
+use crate::route::{Access, Denied, Route, RouteTable, routable};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::header::AUTHORIZATION;
-use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use std::cell::Cell;
 use std::convert::Infallible;
@@ -43,10 +47,6 @@ use tollgate_layer::{
 };
 use tower_service::Service;
 use tracing::Instrument;
-
-/// The request id header: accepted from the client when well-formed, otherwise made up; sent
-/// to the upstream and back to the client.
-pub(crate) static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Whether the gateway can judge tokens: keys loaded, and the revocation feed healthy under its
 /// policy (the same check the Layer makes on every request).
@@ -74,6 +74,7 @@ pub(crate) struct Shared {
     pub(crate) routes: RouteTable,
     pub(crate) forward_auth: Option<ForwardAuth>,
     pub(crate) identity: IdentityHeaders,
+    pub(crate) proxy: Proxy,
     pub(crate) upstreams: Vec<Upstream>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) limiter: Option<Arc<ClientRateLimit>>,
@@ -93,6 +94,8 @@ struct Routed {
     route: Arc<Route>,
     mode: Mode,
     peer: PeerIp,
+    /// What the client's hop-by-hop headers asked for that is carried on.
+    hop: Hop,
 }
 
 /// The gateway's request service.
@@ -125,19 +128,33 @@ impl Gateway {
         mut request: Request<Incoming>,
     ) -> Response<GatewayBody> {
         let started = Instant::now();
+        // Before anything else, whatever path the request takes: the client's hop-by-hop
+        // headers go (so that `Connection` can name none of the headers set below), and so do
+        // its copies of the headers the gateway sets.
+        let hop = crate::headers::take_hop_by_hop(
+            request.version(),
+            request.headers_mut(),
+            &self.shared.proxy.upgrades,
+        );
+        crate::headers::strip_client_copies(
+            request.headers_mut(),
+            self.shared.identity.names(),
+            self.shared.proxy.method_override,
+        );
         let request_id = request_id(request.headers());
         request
             .headers_mut()
             .insert(X_REQUEST_ID.clone(), request_id.clone());
-        // Before anything else: whatever path the request takes, a client's copies go.
-        self.shared.identity.strip(request.headers_mut());
         let span = tracing::info_span!(
             "request",
             id = request_id.to_str().unwrap_or(""),
             method = %request.method(),
             path = request.uri().path(),
         );
-        let (route, mut response) = self.dispatch(peer, request).instrument(span.clone()).await;
+        let (route, mut response) = self
+            .dispatch(peer, hop, request)
+            .instrument(span.clone())
+            .await;
         let outcome = response
             .extensions()
             .get::<Outcome>()
@@ -162,47 +179,68 @@ impl Gateway {
     async fn dispatch(
         &self,
         peer: PeerIp,
+        hop: Hop,
         mut request: Request<Incoming>,
     ) -> (Option<usize>, Response<GatewayBody>) {
         let shared = &self.shared;
         let grpc = grpc_content_type(request.headers());
-        let (mode, method, path) = match &shared.forward_auth {
+        let bad_request = |reason: &str, text: &'static str| {
+            shared.metrics.rejection(reason);
+            let response = refuse(grpc.clone(), StatusCode::BAD_REQUEST, 3, text);
+            (None, with_outcome(response, Outcome::NoRoute))
+        };
+        let (mode, method, target) = match &shared.forward_auth {
             Some(fa) if fa.matches(request.uri().path()) => match fa.original(&request) {
-                Ok(Original { method, uri }) => (Mode::ForwardAuth, method, uri.path().to_owned()),
+                Ok(Original { method, uri }) => (Mode::ForwardAuth, method, uri),
                 Err(_) => {
-                    shared.metrics.rejection("bad_path");
-                    let response = refuse(
-                        grpc,
-                        StatusCode::BAD_REQUEST,
-                        3,
-                        "forward-auth request names no original URI",
+                    return bad_request(
+                        "bad_path",
+                        "forward-auth request names no original method and URI",
                     );
-                    return (None, with_outcome(response, Outcome::NoRoute));
                 }
             },
             _ => (
                 Mode::Proxy,
                 request.method().clone(),
-                request.uri().path().to_owned(),
+                request
+                    .uri()
+                    .path_and_query()
+                    .cloned()
+                    .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
             ),
         };
-        if !is_safe_path(&path) {
-            shared.metrics.rejection("bad_path");
-            let response = refuse(
-                grpc,
-                StatusCode::BAD_REQUEST,
-                3,
-                "request path cannot be routed",
-            );
-            return (None, with_outcome(response, Outcome::NoRoute));
-        }
-        let found = shared
-            .routes
-            .find(&method, &path)
-            .filter(|(_, route)| matches!(mode, Mode::ForwardAuth) || route.upstream.is_some());
+        let Some(path) = routable(target.path()) else {
+            return bad_request("bad_path", "request path cannot be routed");
+        };
+        let claimed = match shared.proxy.method_override {
+            MethodOverride::Strip => None,
+            MethodOverride::Judge => match claimed_method(request.headers()) {
+                Ok(claimed) => claimed.filter(|m| *m != method),
+                Err(()) => {
+                    return bad_request(
+                        "bad_method_override",
+                        "method-override headers are malformed or disagree",
+                    );
+                }
+            },
+        };
+        let usable = |(_, route): &(usize, &Arc<Route>)| {
+            matches!(mode, Mode::ForwardAuth) || route.upstream.is_some()
+        };
+        let found = shared.routes.find(&method, &path).filter(usable);
+        // The upstream may act on the claimed method: the same route must allow it too.
+        let found = match &claimed {
+            None => found,
+            Some(claimed) => found.filter(|(index, _)| {
+                shared
+                    .routes
+                    .find(claimed, &path)
+                    .is_some_and(|(other, _)| other == *index)
+            }),
+        };
         let Some((index, route)) = found else {
             shared.metrics.rejection("no_route");
-            tracing::debug!(%method, path, "no route");
+            tracing::debug!(%method, path = %path, "no route");
             let response = refuse(grpc, StatusCode::FORBIDDEN, 7, "no route");
             return (None, with_outcome(response, Outcome::NoRoute));
         };
@@ -210,6 +248,7 @@ impl Gateway {
             route: route.clone(),
             mode,
             peer,
+            hop,
         };
         let response = match routed.route.access {
             Access::Public => finish(shared, routed, None, request).await,
@@ -229,6 +268,28 @@ impl Gateway {
         };
         (Some(index), response)
     }
+}
+
+/// The one method the method-override headers claim, if any: `Err` when a value is not a method
+/// or two values differ (an upstream could honour either).
+fn claimed_method(headers: &HeaderMap) -> Result<Option<Method>, ()> {
+    let mut claimed: Option<Method> = None;
+    for value in METHOD_OVERRIDE
+        .iter()
+        .flat_map(|name| headers.get_all(name))
+    {
+        let method = value
+            .to_str()
+            .ok()
+            .map(str::trim)
+            .and_then(|m| Method::from_bytes(m.to_ascii_uppercase().as_bytes()).ok())
+            .ok_or(())?;
+        match &claimed {
+            Some(other) if *other != method => return Err(()),
+            _ => claimed = Some(method),
+        }
+    }
+    Ok(claimed)
 }
 
 fn with_outcome(mut response: Response<GatewayBody>, outcome: Outcome) -> Response<GatewayBody> {
@@ -310,6 +371,7 @@ async fn finish(
         return unforwardable(shared, grpc);
     }
     if routed.route.strip_authorization {
+        // Its `_` spellings went with the client's other copies of judged headers.
         request.headers_mut().remove(AUTHORIZATION);
     }
     let Some(index) = routed.route.upstream else {
@@ -324,8 +386,15 @@ async fn finish(
             Outcome::NoRoute,
         );
     };
-    match upstream.forward(request, &routed.peer).await {
+    match upstream.forward(request, &routed.peer, &routed.hop).await {
         Ok(response) => with_outcome(response, Outcome::Forwarded),
+        Err(UpstreamError::ClientBody) => {
+            shared.metrics.rejection("bad_request_body");
+            with_outcome(
+                refuse(grpc, StatusCode::BAD_REQUEST, 3, "malformed request body"),
+                Outcome::ClientError,
+            )
+        }
         Err(error) => {
             shared.metrics.upstream_error(index, error);
             tracing::debug!(
@@ -337,7 +406,7 @@ async fn finish(
                 UpstreamError::Down => {
                     refuse(grpc, StatusCode::BAD_GATEWAY, 14, "upstream unavailable")
                 }
-                UpstreamError::Slow => {
+                UpstreamError::Slow | UpstreamError::ClientBody => {
                     refuse(grpc, StatusCode::GATEWAY_TIMEOUT, 4, "upstream timed out")
                 }
             };

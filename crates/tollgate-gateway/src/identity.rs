@@ -1,5 +1,6 @@
-//! The verified identity as headers: set for the upstream (or in a forward-auth answer), and
-//! removed from every incoming request first, so that a client can never supply its own.
+//! The verified identity as headers: set for the upstream (or in a forward-auth answer), after
+//! every client copy, in any spelling, was removed ([`crate::headers`]), so that a client can
+//! never supply its own.
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use tollgate_core::Claims;
@@ -20,11 +21,10 @@ impl IdentityHeaders {
         IdentityHeaders { names }
     }
 
-    /// Removes every copy of every identity header.
-    pub(crate) fn strip(&self, headers: &mut HeaderMap) {
-        for name in &self.names {
-            headers.remove(name);
-        }
+    /// The header names (the client's copies are removed by
+    /// [`crate::headers::strip_client_copies`]).
+    pub(crate) fn names(&self) -> &[HeaderName] {
+        &self.names
     }
 
     /// Sets the identity headers from `claims` (scopes space-separated, roles comma-separated;

@@ -36,6 +36,7 @@
 pub mod config;
 mod forward_auth;
 mod gateway;
+mod headers;
 mod identity;
 pub mod limit;
 pub mod ops;

@@ -156,10 +156,11 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, String> {
         routes: config.routes,
         forward_auth: config.forward_auth,
         identity: config.identity,
+        proxy: config.proxy,
         upstreams: config
             .upstreams
             .iter()
-            .map(|u| Upstream::new(u, workers))
+            .map(|u| Upstream::new(u, workers, limits.tunnel_idle_timeout))
             .collect(),
         metrics: metrics.clone(),
         limiter: limiter.clone(),
@@ -358,6 +359,7 @@ fn conn_limits(limits: &crate::config::Limits) -> Limits {
     Limits {
         header_read_timeout: limits.header_read_timeout,
         max_connections: limits.max_connections,
+        send_timeout: limits.send_timeout,
     }
 }
 

@@ -22,6 +22,8 @@ pub(super) struct File {
     pub(super) ops: OpsFile,
     #[serde(default)]
     pub(super) limits: LimitsFile,
+    #[serde(default)]
+    pub(super) proxy: ProxyFile,
     pub(super) forward_auth: Option<ForwardAuthFile>,
     #[serde(default)]
     pub(super) identity_headers: IdentityHeadersFile,
@@ -130,6 +132,8 @@ pub(super) struct LimitsFile {
     pub(super) client_rate: Spanned<f64>,
     pub(super) client_burst: Option<Spanned<u32>>,
     pub(super) drain_timeout: Spanned<u64>,
+    pub(super) send_timeout: Spanned<u64>,
+    pub(super) tunnel_idle_timeout: Spanned<u64>,
 }
 
 impl Default for LimitsFile {
@@ -142,6 +146,25 @@ impl Default for LimitsFile {
             client_rate: Spanned::new(0..0, 0.0),
             client_burst: None,
             drain_timeout: Spanned::new(0..0, d.drain_timeout.as_secs()),
+            send_timeout: Spanned::new(0..0, d.send_timeout.as_secs()),
+            tunnel_idle_timeout: Spanned::new(0..0, d.tunnel_idle_timeout.as_secs()),
+        }
+    }
+}
+
+/// `[proxy]`: what of a client's request is carried to upstreams.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct ProxyFile {
+    pub(super) upgrades: Vec<Spanned<String>>,
+    pub(super) method_override: Spanned<String>,
+}
+
+impl Default for ProxyFile {
+    fn default() -> Self {
+        ProxyFile {
+            upgrades: vec![Spanned::new(0..0, "websocket".to_owned())],
+            method_override: Spanned::new(0..0, "strip".to_owned()),
         }
     }
 }

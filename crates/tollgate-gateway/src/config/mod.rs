@@ -9,8 +9,8 @@
 mod file;
 
 use crate::route::{Access, Requirements, Route, RouteTable};
-use file::{File, IdentityHeadersFile, KeysFile, LimitsFile, RevocationsFile};
-use http::{HeaderName, Method, Uri};
+use file::{File, IdentityHeadersFile, KeysFile, LimitsFile, ProxyFile, RevocationsFile};
+use http::{HeaderName, HeaderValue, Method, Uri};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -35,6 +35,7 @@ pub struct GatewayConfig {
     pub(crate) validation: Validation,
     pub(crate) revocations: Option<Revocations>,
     pub(crate) limits: Limits,
+    pub(crate) proxy: Proxy,
     pub(crate) forward_auth: Option<ForwardAuth>,
     pub(crate) identity: crate::identity::IdentityHeaders,
     pub(crate) upstreams: Vec<UpstreamConfig>,
@@ -113,11 +114,17 @@ pub struct Limits {
     pub client_burst: u32,
     /// How long in-flight requests get to finish after SIGTERM or SIGINT.
     pub drain_timeout: Duration,
+    /// How long a write to a client may stay blocked (a client that does not read its
+    /// response) before its connection is closed.
+    pub send_timeout: Duration,
+    /// How long an upgraded connection (a WebSocket tunnel) may carry nothing either way
+    /// before it is closed.
+    pub tunnel_idle_timeout: Duration,
 }
 
 impl Default for Limits {
     /// 10 s for a request head, 1024 connections, 64 KiB of headers, no per-client cap, 30 s to
-    /// drain.
+    /// drain, 30 s for a blocked write, 300 s for an idle tunnel.
     fn default() -> Self {
         Limits {
             header_read_timeout: Duration::from_secs(10),
@@ -126,8 +133,62 @@ impl Default for Limits {
             client_rate: 0.0,
             client_burst: 0,
             drain_timeout: Duration::from_secs(30),
+            send_timeout: Duration::from_secs(30),
+            tunnel_idle_timeout: Duration::from_secs(300),
         }
     }
+}
+
+/// `[proxy]`, checked: what of a client's request is carried to upstreams.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Proxy {
+    pub(crate) upgrades: Upgrades,
+    pub(crate) method_override: MethodOverride,
+}
+
+/// The protocols a client may upgrade a connection to (`[proxy] upgrades`): `websocket` by
+/// default. An upgrade to anything else is dropped (the request goes on as an ordinary one), and
+/// `h2c`/`h2` can never be listed: after the upstream's 101 the client would speak HTTP/2 to it
+/// directly, any path, any header, past every route.
+#[derive(Debug, Clone)]
+pub(crate) struct Upgrades(Vec<String>);
+
+impl Default for Upgrades {
+    fn default() -> Self {
+        Upgrades(vec!["websocket".to_owned()])
+    }
+}
+
+impl Upgrades {
+    /// Whether every protocol an `Upgrade` value lists is allowed (names compared without case;
+    /// a listed name allows each of its versions).
+    pub(crate) fn allows(&self, value: &HeaderValue) -> bool {
+        let Ok(value) = value.to_str() else {
+            return false;
+        };
+        let mut protocols = value.split(',').map(str::trim).peekable();
+        protocols.peek().is_some()
+            && protocols.all(|protocol| {
+                let name = protocol.split('/').next().unwrap_or(protocol);
+                !protocol.is_empty()
+                    && self.0.iter().any(|allowed| {
+                        allowed.eq_ignore_ascii_case(protocol) || allowed.eq_ignore_ascii_case(name)
+                    })
+            })
+    }
+}
+
+/// What the gateway does with `X-HTTP-Method-Override`, `X-HTTP-Method` and
+/// `X-Method-Override` (`[proxy] method_override`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum MethodOverride {
+    /// Removed from every request (the default): the upstream acts on the request's method,
+    /// which is the one routes judged.
+    #[default]
+    Strip,
+    /// Forwarded, and the route must allow both the request's method and the one they claim
+    /// (and be the same route for both); conflicting or malformed claims are refused.
+    Judge,
 }
 
 /// Which proxy calls the forward-auth endpoint: it decides which headers carry the original
@@ -196,6 +257,7 @@ fn validate(source: &Source) -> Result<GatewayConfig, ConfigError> {
         .map(|r| revocations(source, r))
         .transpose()?;
     let limits = limits(source, &file.limits)?;
+    let proxy = proxy(source, &file.proxy)?;
     let forward_auth = file
         .forward_auth
         .as_ref()
@@ -240,14 +302,17 @@ fn validate(source: &Source) -> Result<GatewayConfig, ConfigError> {
     let mut routes = Vec::new();
     for (i, r) in file.routes.iter().enumerate() {
         let key = |field: &str| format!("routes[{i}].{field}");
-        let prefix = r.prefix.get_ref();
-        if !prefix.starts_with('/') || !crate::route::is_safe_path(prefix) {
-            return Err(source.error(
-                &r.prefix,
-                &key("prefix"),
-                "must start with `/` and hold no `.`/`..` segment or percent-encoded `.`, `/`, `\\`",
-            ));
-        }
+        // Stored decoded: requests are matched by their decoded path.
+        let prefix = crate::route::routable(r.prefix.get_ref())
+            .ok_or_else(|| {
+                source.error(
+                    &r.prefix,
+                    &key("prefix"),
+                    "must start with `/` and be a path the gateway routes (no `.`/`..` segment, \
+                     `;`, `//`, `\\` or encoded `.`, `/`, `\\`, `%`)",
+                )
+            })?
+            .into_owned();
         let methods = r
             .methods
             .as_ref()
@@ -313,7 +378,7 @@ fn validate(source: &Source) -> Result<GatewayConfig, ConfigError> {
             Access::Protected(Requirements::new(r.scopes.clone(), r.roles.clone(), tenant))
         };
         routes.push(Arc::new(Route {
-            prefix: prefix.clone(),
+            prefix,
             methods,
             upstream,
             access,
@@ -337,6 +402,7 @@ fn validate(source: &Source) -> Result<GatewayConfig, ConfigError> {
         validation,
         revocations,
         limits,
+        proxy,
         forward_auth,
         identity,
         upstreams,
@@ -564,7 +630,16 @@ fn limits(source: &Source, l: &LimitsFile) -> Result<Limits, ConfigError> {
             "at most 3600 seconds",
         ));
     }
+    let timeout = |v: &Spanned<u64>, key: &str| {
+        if (1..=86_400).contains(v.get_ref()) {
+            Ok(Duration::from_secs(*v.get_ref()))
+        } else {
+            Err(source.error(v, key, "must be between 1 and 86400 seconds"))
+        }
+    };
     Ok(Limits {
+        send_timeout: timeout(&l.send_timeout, "limits.send_timeout")?,
+        tunnel_idle_timeout: timeout(&l.tunnel_idle_timeout, "limits.tunnel_idle_timeout")?,
         header_read_timeout: Duration::from_secs(header_read_timeout),
         max_connections,
         max_header_bytes,
@@ -574,12 +649,47 @@ fn limits(source: &Source, l: &LimitsFile) -> Result<Limits, ConfigError> {
     })
 }
 
+fn proxy(source: &Source, p: &ProxyFile) -> Result<Proxy, ConfigError> {
+    let mut upgrades = Vec::with_capacity(p.upgrades.len());
+    for protocol in &p.upgrades {
+        let name = protocol.get_ref().trim();
+        let bare = name.split('/').next().unwrap_or(name);
+        if bare.eq_ignore_ascii_case("h2c") || bare.eq_ignore_ascii_case("h2") {
+            return Err(source.error(
+                protocol,
+                "proxy.upgrades",
+                "HTTP/2 upgrades are never forwarded: the client would reach the upstream past \
+                 every route",
+            ));
+        }
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic() && b != b',') {
+            return Err(source.error(protocol, "proxy.upgrades", "not a protocol name"));
+        }
+        upgrades.push(name.to_owned());
+    }
+    let method_override = match p.method_override.get_ref().as_str() {
+        "strip" => MethodOverride::Strip,
+        "judge" => MethodOverride::Judge,
+        other => {
+            return Err(source.error(
+                &p.method_override,
+                "proxy.method_override",
+                format_args!("unknown value `{other}` (strip, judge)"),
+            ));
+        }
+    };
+    Ok(Proxy {
+        upgrades: Upgrades(upgrades),
+        method_override,
+    })
+}
+
 fn forward_auth(source: &Source, f: &file::ForwardAuthFile) -> Result<ForwardAuth, ConfigError> {
     let path = f.path.get_ref();
     if !path.starts_with('/')
         || path.len() < 2
         || path.ends_with('/')
-        || !crate::route::is_safe_path(path)
+        || crate::route::routable(path).as_deref() != Some(path.as_str())
     {
         return Err(source.error(
             &f.path,
@@ -613,7 +723,7 @@ fn identity_headers(
         let name = HeaderName::from_bytes(v.get_ref().as_bytes())
             .map_err(|_| source.error(v, key, "not a header name"))?;
         // Headers the gateway or HTTP itself owns cannot carry claims.
-        if crate::proxy::is_reserved(&name) {
+        if crate::headers::is_reserved(&name) {
             return Err(source.error(v, key, "a header HTTP or the gateway owns"));
         }
         Ok(name)
@@ -627,7 +737,10 @@ fn identity_headers(
         name(&h.jti, "identity_headers.jti")?,
     ];
     for (i, n) in names.iter().enumerate() {
-        if names[..i].contains(n) {
+        if names[..i]
+            .iter()
+            .any(|m| crate::headers::same_variable(m.as_str(), n.as_str()))
+        {
             return Err(source.error(
                 &h.subject,
                 "identity_headers",

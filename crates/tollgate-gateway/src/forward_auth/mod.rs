@@ -23,7 +23,7 @@ pub(crate) struct Original {
     pub(crate) uri: PathAndQuery,
 }
 
-/// Why a forward-auth call names no usable original request (400).
+/// Why a forward-auth call names no usable original request, method or URI (400).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct NoOriginal;
 
@@ -59,12 +59,10 @@ impl ForwardAuth {
                 (Some(request.method().as_str()), rest)
             }
         };
-        let method = match method {
-            Some(m) => Method::from_bytes(m.as_bytes()).map_err(|_| NoOriginal)?,
-            // nginx's and Traefik's own request: absent only if the proxy was not set up to
-            // send it, and then the original request was most likely a GET.
-            None => Method::GET,
-        };
+        // Absent only if the proxy was not set up to send it: guessing (GET) would judge a
+        // route by a method the request may not have.
+        let method =
+            Method::from_bytes(method.ok_or(NoOriginal)?.as_bytes()).map_err(|_| NoOriginal)?;
         if !uri.starts_with('/') {
             return Err(NoOriginal);
         }

@@ -45,9 +45,11 @@ pub(crate) enum Outcome {
     RateLimited,
     /// The upstream was unreachable (502) or slow (504).
     UpstreamError,
+    /// The client's request was malformed past what routing sees (its body): 400.
+    ClientError,
 }
 
-const OUTCOMES: [Outcome; 7] = [
+const OUTCOMES: [Outcome; 8] = [
     Outcome::Forwarded,
     Outcome::Allowed,
     Outcome::Rejected,
@@ -55,6 +57,7 @@ const OUTCOMES: [Outcome; 7] = [
     Outcome::NoRoute,
     Outcome::RateLimited,
     Outcome::UpstreamError,
+    Outcome::ClientError,
 ];
 
 impl Outcome {
@@ -67,6 +70,7 @@ impl Outcome {
             Outcome::NoRoute => "no_route",
             Outcome::RateLimited => "rate_limited",
             Outcome::UpstreamError => "upstream_error",
+            Outcome::ClientError => "client_error",
         }
     }
 
@@ -76,7 +80,7 @@ impl Outcome {
 }
 
 /// Every `reason` label of `tollgate_gateway_rejections_total`.
-pub(crate) const REASONS: [&str; 12] = [
+pub(crate) const REASONS: [&str; 14] = [
     "missing_token",
     "invalid_request",
     "invalid_token",
@@ -87,6 +91,8 @@ pub(crate) const REASONS: [&str; 12] = [
     "wrong_tenant",
     "no_route",
     "bad_path",
+    "bad_method_override",
+    "bad_request_body",
     "rate_limited",
     "unforwardable_claims",
 ];

@@ -1,20 +1,24 @@
 //! Forwarding a request to an upstream and its response back: pooled connections ([`pool`]),
-//! bodies streamed both ways, hop-by-hop headers removed, upgrades (WebSocket) spliced
-//! after the 101, and upstream failures answered 502 (unreachable) or 504 (no response head in
-//! time) with a generic body.
+//! bodies streamed both ways, hop-by-hop headers removed from the response (the request's were
+//! removed before anything else, [`crate::headers`]), allowed upgrades (WebSocket) spliced
+//! after the 101 until either side closes or the tunnel idles, the response in the client's
+//! HTTP/1.1 whatever version the upstream spoke, and upstream failures answered 502
+//! (unreachable) or 504 (no response head in time) with a generic body; a request whose own
+//! body is malformed is the client's fault, not the upstream's.
 
-use crate::response::{self, GatewayBody};
-use http::header::{
-    CONNECTION, CONTENT_LENGTH, HOST, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER,
-    TRANSFER_ENCODING, UPGRADE,
+use crate::headers::{
+    Hop, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, remove_hop_by_hop,
 };
+use crate::response::{self, GatewayBody};
+use http::header::{CONNECTION, HOST, TE, UPGRADE};
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri, Version};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::config::UpstreamConfig;
@@ -23,40 +27,6 @@ mod pool;
 
 use pool::Pool;
 pub(crate) use pool::set_worker;
-
-/// Headers that describe one connection, not the message (RFC 9110 §7.6.1): never forwarded.
-/// `keep-alive` and `proxy-connection` have no constant in `http`.
-static HOP_BY_HOP: [HeaderName; 9] = [
-    CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    PROXY_AUTHENTICATE,
-    PROXY_AUTHORIZATION,
-    TE,
-    TRAILER,
-    TRANSFER_ENCODING,
-    UPGRADE,
-];
-
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-
-/// Whether `name` is owned by HTTP or by the gateway, so that it may not carry claims.
-pub(crate) fn is_reserved(name: &HeaderName) -> bool {
-    HOP_BY_HOP.contains(name)
-        || [
-            &http::header::AUTHORIZATION,
-            &HOST,
-            &CONTENT_LENGTH,
-            &http::header::CONTENT_TYPE,
-            &X_FORWARDED_FOR,
-            &X_FORWARDED_PROTO,
-            &X_FORWARDED_HOST,
-            &crate::gateway::X_REQUEST_ID,
-        ]
-        .contains(&name)
-}
 
 /// The client's IP address as `X-Forwarded-For` carries it: made once per connection, not per
 /// request.
@@ -81,6 +51,9 @@ pub(crate) enum UpstreamError {
     Down,
     /// No response head within the response timeout: 504.
     Slow,
+    /// Not the upstream's failure: the client's request body was malformed (bad chunk framing,
+    /// a chunk size past 64 bits) or cut short, so nothing could be forwarded: 400.
+    ClientBody,
 }
 
 impl UpstreamError {
@@ -88,6 +61,7 @@ impl UpstreamError {
         match self {
             UpstreamError::Down => "unreachable",
             UpstreamError::Slow => "timeout",
+            UpstreamError::ClientBody => "client_body",
         }
     }
 }
@@ -104,12 +78,17 @@ pub(crate) struct Upstream {
     /// `Host` for HTTP/1.1 requests: the upstream URL's authority.
     host: HeaderValue,
     response_timeout: Duration,
+    tunnel_idle_timeout: Duration,
     pool: Arc<Pool>,
 }
 
 impl Upstream {
     /// Builds the pool (one part per worker thread); connects lazily.
-    pub(crate) fn new(config: &UpstreamConfig, workers: usize) -> Self {
+    pub(crate) fn new(
+        config: &UpstreamConfig,
+        workers: usize,
+        tunnel_idle_timeout: Duration,
+    ) -> Self {
         let base_path = config.url.path().trim_end_matches('/').to_owned();
         // Validated by the configuration: an http URL with a host.
         let authority = config
@@ -128,6 +107,7 @@ impl Upstream {
             base_path,
             h2c: config.h2c,
             response_timeout: config.response_timeout,
+            tunnel_idle_timeout,
             pool: Arc::new(Pool::new(
                 address,
                 config.h2c,
@@ -169,43 +149,49 @@ impl Upstream {
         }
     }
 
-    /// Forwards `request` (already authorized, identity headers set) and returns the upstream's
-    /// response with its body streaming, or the error it failed with.
+    /// Forwards `request` (already authorized, its hop-by-hop headers taken into `hop`,
+    /// identity headers set) and returns the upstream's response with its body streaming, or
+    /// the error it failed with.
     pub(crate) async fn forward(
         &self,
         mut request: Request<Incoming>,
         peer: &PeerIp,
+        hop: &Hop,
     ) -> Result<Response<GatewayBody>, UpstreamError> {
-        let upgrade = wants_upgrade(&request);
-        let original_host = request.headers().get(HOST).cloned().or_else(|| {
-            request
-                .uri()
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        });
-        let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut request));
+        // The client's `Host` (HTTP/2: `:authority`) when it is an authority; anything else
+        // (`a b`, `user@evil.example`) would be reflected to the upstream: it gets its own.
+        let forwarded_host = request
+            .headers()
+            .get(HOST)
+            .cloned()
+            .or_else(|| {
+                request
+                    .uri()
+                    .authority()
+                    .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            })
+            .filter(|host| is_authority(host.as_bytes()))
+            .unwrap_or_else(|| self.host.clone());
+        let client_upgrade = hop
+            .upgrade
+            .as_ref()
+            .map(|_| hyper::upgrade::on(&mut request));
         let uri = self
             .uri_for(request.uri())
             .map_err(|_| UpstreamError::Down)?;
         *request.uri_mut() = uri;
         let headers = request.headers_mut();
-        let keep_te_trailers = headers
-            .get(TE)
-            .is_some_and(|te| te.as_bytes().eq_ignore_ascii_case(b"trailers"));
-        remove_hop_by_hop(headers);
-        if keep_te_trailers {
+        if hop.te_trailers {
             // gRPC servers require `te: trailers`, the one TE value HTTP/2 allows.
             headers.insert(TE, HeaderValue::from_static("trailers"));
         }
-        if let Some(protocol) = &upgrade {
+        if let Some(protocol) = &hop.upgrade {
             headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
             headers.insert(UPGRADE, protocol.clone());
         }
         append_forwarded_for(headers, peer);
         headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
-        if let Some(host) = original_host {
-            headers.insert(X_FORWARDED_HOST.clone(), host);
-        }
+        headers.insert(X_FORWARDED_HOST.clone(), forwarded_host);
         // The upstream's own authority: from the URI for HTTP/2, `Host` for HTTP/1.
         headers.remove(HOST);
         if self.h2c {
@@ -217,6 +203,12 @@ impl Upstream {
         let sent = tokio::time::timeout(self.response_timeout, self.pool.send(request)).await;
         let mut response = match sent {
             Ok(Ok(response)) => response,
+            // hyper says "user body" when the request body it was sending failed: that body is
+            // the client's, read as it streams.
+            Ok(Err(error)) if client_body_failed(&error) => {
+                tracing::debug!(upstream = %self.name, error = %error_chain(&error), "the client's request body failed");
+                return Err(UpstreamError::ClientBody);
+            }
             Ok(Err(error)) => {
                 tracing::warn!(upstream = %self.name, error = %error_chain(&error), "upstream request failed");
                 return Err(UpstreamError::Down);
@@ -227,39 +219,70 @@ impl Upstream {
             }
         };
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-            if let Some(client_upgrade) = client_upgrade {
+            if let (Some(client_upgrade), Some(offered)) = (client_upgrade, &hop.upgrade)
+                && was_offered(offered, response.headers().get(UPGRADE))
+            {
                 let upstream_upgrade = hyper::upgrade::on(&mut response);
-                tokio::spawn(splice(client_upgrade, upstream_upgrade));
+                tokio::spawn(splice(
+                    client_upgrade,
+                    upstream_upgrade,
+                    self.tunnel_idle_timeout,
+                ));
                 let (parts, _) = response.into_parts();
                 return Ok(Response::from_parts(parts, response::empty()));
             }
-            // A 101 nobody asked for cannot be relayed.
+            // A 101 nobody asked for, or to a protocol the client did not offer, cannot be
+            // relayed.
+            tracing::warn!(upstream = %self.name, "upstream switched to a protocol that was not offered");
             return Err(UpstreamError::Down);
         }
         remove_hop_by_hop(response.headers_mut());
+        // The client is answered in HTTP/1.1 (and kept alive) whatever the upstream spoke: an
+        // HTTP/1.0 upstream's version would otherwise close every client connection.
+        *response.version_mut() = Version::HTTP_11;
         Ok(response.map(BodyExt::boxed))
     }
 }
 
-/// The protocol a request asks to upgrade to (HTTP/1.1 `Connection: upgrade` + `Upgrade`).
-fn wants_upgrade<B>(request: &Request<B>) -> Option<HeaderValue> {
-    if request.version() != Version::HTTP_11 {
-        return None;
-    }
-    let asks = request
-        .headers()
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-    asks.then(|| request.headers().get(UPGRADE).cloned())
-        .flatten()
+/// Whether `host` is an authority a client could mean (`host[:port]`), and not something an
+/// upstream would misread (`a b`, `user@evil.example`, a path).
+fn is_authority(host: &[u8]) -> bool {
+    !host.is_empty()
+        && !host.contains(&b'@')
+        && Authority::try_from(host).is_ok_and(|a| a.as_str().len() == host.len())
+}
+
+/// Whether the protocol(s) of an upstream's 101 are among those the client offered.
+fn was_offered(offered: &HeaderValue, chosen: Option<&HeaderValue>) -> bool {
+    let tokens = |v: &HeaderValue| -> Vec<String> {
+        v.to_str()
+            .unwrap_or("")
+            .split(',')
+            .map(|t| t.trim().to_ascii_lowercase())
+            .filter(|t| !t.is_empty())
+            .collect()
+    };
+    let offered = tokens(offered);
+    chosen.is_some_and(|chosen| {
+        let chosen = tokens(chosen);
+        !chosen.is_empty() && chosen.iter().all(|c| offered.contains(c))
+    })
+}
+
+/// Whether hyper failed because the request body it was sending (the client's) failed.
+fn client_body_failed(error: &pool::SendError) -> bool {
+    matches!(error, pool::SendError::Request(e) if e.is_user())
 }
 
 /// Copies bytes both ways between the client's and the upstream's upgraded connections until
-/// either side closes.
-async fn splice(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+/// either side closes, or neither has sent anything for `idle_timeout`. (The client's side also
+/// holds its connection slot until then, and times out writes it does not read: see
+/// `tollgate_program::client_io`.)
+async fn splice(
+    client: hyper::upgrade::OnUpgrade,
+    upstream: hyper::upgrade::OnUpgrade,
+    idle_timeout: Duration,
+) {
     let (client, upstream) = match tokio::try_join!(client, upstream) {
         Ok(both) => both,
         Err(error) => {
@@ -267,40 +290,88 @@ async fn splice(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnU
             return;
         }
     };
-    let mut client = TokioIo::new(client);
-    let mut upstream = TokioIo::new(upstream);
-    match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-        Ok((up, down)) => tracing::debug!(
-            bytes_up = up,
-            bytes_down = down,
-            "upgraded connection closed"
-        ),
-        Err(error) => tracing::debug!(%error, "upgraded connection failed"),
+    let started = tokio::time::Instant::now();
+    let last_read = Arc::new(AtomicU64::new(0));
+    let mut client = Metered::new(TokioIo::new(client), started, last_read.clone());
+    let mut upstream = Metered::new(TokioIo::new(upstream), started, last_read.clone());
+    let idle = async {
+        loop {
+            let last = started + Duration::from_millis(last_read.load(Ordering::Relaxed));
+            let deadline = last + idle_timeout;
+            if tokio::time::Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep_until(deadline).await;
+        }
+    };
+    tokio::select! {
+        copied = tokio::io::copy_bidirectional(&mut client, &mut upstream) => match copied {
+            Ok((up, down)) => tracing::debug!(
+                bytes_up = up,
+                bytes_down = down,
+                "upgraded connection closed"
+            ),
+            Err(error) => tracing::debug!(%error, "upgraded connection failed"),
+        },
+        () = idle => tracing::debug!(?idle_timeout, "upgraded connection closed: idle"),
     }
 }
 
-/// Removes the hop-by-hop headers, and those the `Connection` header names.
-pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    // What `Connection` names beyond the standard hop-by-hop headers: usually nothing (it says
-    // `keep-alive`, `close` or `upgrade`), so usually no allocation.
-    let mut listed: Vec<HeaderName> = Vec::new();
-    for value in headers.get_all(CONNECTION) {
-        let Ok(value) = value.to_str() else { continue };
-        for token in value.split(',').map(str::trim) {
-            if token.is_empty()
-                || ["keep-alive", "close", "upgrade"]
-                    .iter()
-                    .any(|t| token.eq_ignore_ascii_case(t))
-            {
-                continue;
-            }
-            if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
-                listed.push(name);
-            }
+/// One side of a tunnel, noting when it last delivered bytes (milliseconds since `started`) in
+/// the tunnel's shared clock.
+struct Metered<T> {
+    io: T,
+    started: tokio::time::Instant,
+    last_read: Arc<AtomicU64>,
+}
+
+impl<T> Metered<T> {
+    fn new(io: T, started: tokio::time::Instant, last_read: Arc<AtomicU64>) -> Self {
+        Metered {
+            io,
+            started,
+            last_read,
         }
     }
-    for name in listed.iter().chain(&HOP_BY_HOP) {
-        headers.remove(name);
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Metered<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.io).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            self.last_read.store(now, Ordering::Relaxed);
+        }
+        polled
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Metered<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 

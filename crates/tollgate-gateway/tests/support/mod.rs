@@ -106,6 +106,7 @@ pub struct Upstream {
 /// * `/upload`: reads the body as it streams, notifies `got_first_bytes` after its first chunk,
 ///   answers with the byte count;
 /// * `/download/N`: N bytes in 1 MiB chunks, waiting for `client_got_first_bytes` after the first;
+/// * `/bytes/N`: N bytes at once;
 /// * `/grpc`: a gRPC-shaped answer with trailers (`grpc-status: 0`);
 /// * anything else: 200 with a JSON echo of the method, path and headers it received.
 pub async fn upstream() -> Upstream {
@@ -212,6 +213,10 @@ async fn upstream_answer(
             }
         });
         return Ok(Response::new(body.boxed()));
+    }
+    if let Some(n) = path.strip_prefix("/bytes/") {
+        let n: usize = n.parse().unwrap_or(0);
+        return Ok(Response::new(full(vec![b'x'; n])));
     }
     if path == "/grpc" {
         let (mut tx, body) = http_body_util::channel::Channel::<

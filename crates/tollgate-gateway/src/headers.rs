@@ -1,0 +1,242 @@
+//! The request headers the gateway owns or judges, handled before anything of its own is set:
+//! the client's hop-by-hop headers (and what its `Connection` names), the upgrade a client may
+//! ask for, and every client copy of a header the gateway sets, matched the way CGI, WSGI, Rack
+//! and PHP upstreams read names (`X_Auth_Roles` and `x-auth-roles` are one variable to them).
+//!
+//! The order matters. Hop-by-hop removal runs on the client's request first, so `Connection:
+//! x-auth-subject` can only remove the client's own copy, never the value the gateway writes
+//! later; the identity headers are written last (`crate::identity`).
+
+use crate::config::{MethodOverride, Upgrades};
+use http::header::{
+    AUTHORIZATION, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST, PROXY_AUTHENTICATE,
+    PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+};
+use http::{HeaderMap, HeaderName, HeaderValue, Version};
+
+/// The request id header: accepted from the client when well-formed, otherwise made up; sent
+/// to the upstream and back to the client.
+pub(crate) static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub(crate) static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub(crate) static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub(crate) static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Headers that describe one connection, not the message (RFC 9110 §7.6.1): never forwarded.
+/// `keep-alive` and `proxy-connection` have no constant in `http`.
+static HOP_BY_HOP: [HeaderName; 9] = [
+    CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    PROXY_AUTHENTICATE,
+    PROXY_AUTHORIZATION,
+    TE,
+    TRAILER,
+    TRANSFER_ENCODING,
+    UPGRADE,
+];
+
+/// `Proxy`: no standard meaning, but CGI turns it into `HTTP_PROXY`, which many HTTP clients
+/// inside the upstream take as their outbound proxy ("httpoxy"). Never forwarded.
+static PROXY: HeaderName = HeaderName::from_static("proxy");
+
+/// The headers with which Rails, Laravel, Express (method-override) and others let a request
+/// claim another method than its own.
+pub(crate) static METHOD_OVERRIDE: [HeaderName; 3] = [
+    HeaderName::from_static("x-http-method-override"),
+    HeaderName::from_static("x-http-method"),
+    HeaderName::from_static("x-method-override"),
+];
+
+/// Whether `name` is owned by HTTP or by the gateway, so that it may not carry claims. Names
+/// are compared as CGI reads them.
+pub(crate) fn is_reserved(name: &HeaderName) -> bool {
+    let owned = [
+        &AUTHORIZATION,
+        &HOST,
+        &CONTENT_LENGTH,
+        &CONTENT_TYPE,
+        &X_FORWARDED_FOR,
+        &X_FORWARDED_PROTO,
+        &X_FORWARDED_HOST,
+        &X_REQUEST_ID,
+        &PROXY,
+    ];
+    HOP_BY_HOP
+        .iter()
+        .chain(owned)
+        .chain(&METHOD_OVERRIDE)
+        .any(|reserved| same_variable(reserved.as_str(), name.as_str()))
+}
+
+/// Whether two header names are one variable to a CGI/WSGI/Rack/PHP upstream: equal once `_` is
+/// read as `-`, whatever the case.
+pub(crate) fn same_variable(a: &str, b: &str) -> bool {
+    let fold = |c: u8| match c {
+        b'_' => b'-',
+        c => c.to_ascii_lowercase(),
+    };
+    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| fold(x) == fold(y))
+}
+
+/// What the client's hop-by-hop headers asked for that the gateway carries to the upstream.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Hop {
+    /// The protocol(s) of an allowed upgrade (`Upgrade`, as sent).
+    pub(crate) upgrade: Option<HeaderValue>,
+    /// `TE: trailers`, which gRPC servers require (the one TE value HTTP/2 allows).
+    pub(crate) te_trailers: bool,
+}
+
+/// Removes the client's hop-by-hop headers and everything its `Connection` header names, and
+/// returns what of them is carried on: an upgrade to protocols that are all in `upgrades`
+/// (HTTP/1.1 only; an upgrade to anything else is dropped and the request goes on as an ordinary
+/// one), and `TE: trailers`.
+pub(crate) fn take_hop_by_hop(
+    version: Version,
+    headers: &mut HeaderMap,
+    upgrades: &Upgrades,
+) -> Hop {
+    let te_trailers = headers
+        .get(TE)
+        .is_some_and(|te| te.as_bytes().eq_ignore_ascii_case(b"trailers"));
+    let asks_upgrade = version == Version::HTTP_11
+        && connection_tokens(headers).any(|t| t.eq_ignore_ascii_case("upgrade"));
+    let upgrade = asks_upgrade
+        .then(|| {
+            let mut values = headers.get_all(UPGRADE).iter();
+            // One `Upgrade` line; several would be read differently by different upstreams.
+            match (values.next(), values.next()) {
+                (Some(value), None) if upgrades.allows(value) => Some(value.clone()),
+                _ => None,
+            }
+        })
+        .flatten();
+    remove_hop_by_hop(headers);
+    Hop {
+        upgrade,
+        te_trailers,
+    }
+}
+
+/// The tokens of every `Connection` line.
+fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+}
+
+/// Removes the hop-by-hop headers, and those the `Connection` header names.
+pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    // What `Connection` names beyond the standard hop-by-hop headers: usually nothing (it says
+    // `keep-alive`, `close` or `upgrade`), so usually no allocation.
+    let mut listed: Vec<HeaderName> = Vec::new();
+    for token in connection_tokens(headers) {
+        if token.is_empty()
+            || ["keep-alive", "close", "upgrade"]
+                .iter()
+                .any(|t| token.eq_ignore_ascii_case(t))
+        {
+            continue;
+        }
+        if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
+            listed.push(name);
+        }
+    }
+    for name in listed.iter().chain(&HOP_BY_HOP) {
+        headers.remove(name);
+    }
+}
+
+/// Removes, from a client's request, every header that is, or that a CGI-style upstream would
+/// read as, a header the gateway sets or judges: the identity headers (`identity`), the
+/// `X-Forwarded-*` headers, `X-Request-Id`, `Authorization` and the method-override headers in
+/// their `_` spellings (their exact spellings are judged elsewhere), `Proxy`, and, under
+/// [`MethodOverride::Strip`], the method-override headers themselves.
+pub(crate) fn strip_client_copies(
+    headers: &mut HeaderMap,
+    identity: &[HeaderName],
+    method_override: MethodOverride,
+) {
+    for name in identity {
+        headers.remove(name);
+    }
+    headers.remove(&PROXY);
+    if method_override == MethodOverride::Strip {
+        for name in &METHOD_OVERRIDE {
+            headers.remove(name);
+        }
+    }
+    // Names with `_` are rare: look for them only when there is one.
+    if !headers.keys().any(|name| name.as_str().contains('_')) {
+        return;
+    }
+    let judged = [
+        &AUTHORIZATION,
+        &X_FORWARDED_FOR,
+        &X_FORWARDED_PROTO,
+        &X_FORWARDED_HOST,
+        &X_REQUEST_ID,
+    ];
+    let doubles: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().contains('_'))
+        .filter(|name| {
+            identity
+                .iter()
+                .chain(judged)
+                .chain(&METHOD_OVERRIDE)
+                .any(|owned| same_variable(owned.as_str(), name.as_str()))
+        })
+        .cloned()
+        .collect();
+    for name in doubles {
+        headers.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_compared_as_cgi_reads_them() {
+        assert!(same_variable("x-auth-roles", "X_Auth_Roles"));
+        assert!(same_variable("x-auth-roles", "x_auth-roles"));
+        assert!(!same_variable("x-auth-roles", "x-auth-role"));
+        assert!(!same_variable("x-auth-roles", "x-auth-rolesx"));
+    }
+
+    #[test]
+    fn connection_cannot_name_what_the_gateway_sets_later() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            CONNECTION,
+            HeaderValue::from_static("x-auth-subject, upgrade"),
+        );
+        headers.insert(UPGRADE, HeaderValue::from_static("h2c"));
+        headers.insert("x-auth-subject", HeaderValue::from_static("forged"));
+        headers.insert(TE, HeaderValue::from_static("trailers"));
+        let hop = take_hop_by_hop(Version::HTTP_11, &mut headers, &Upgrades::default());
+        assert!(hop.upgrade.is_none(), "h2c is never carried");
+        assert!(hop.te_trailers);
+        assert!(headers.is_empty(), "{headers:?}");
+    }
+
+    #[test]
+    fn only_allowed_upgrades_are_carried() {
+        let ask = |upgrade: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+            headers.insert(UPGRADE, HeaderValue::from_static(upgrade));
+            take_hop_by_hop(Version::HTTP_11, &mut headers, &Upgrades::default()).upgrade
+        };
+        assert!(ask("websocket").is_some());
+        assert!(ask("WebSocket").is_some());
+        for refused in ["h2c", "websocket, h2c", "foo/1", "TLS/1.2", ""] {
+            assert!(ask(refused).is_none(), "{refused}");
+        }
+    }
+}
