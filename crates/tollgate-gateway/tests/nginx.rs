@@ -36,6 +36,34 @@ fn nginx_binary() -> PathBuf {
         })
 }
 
+/// `contrib/nginx-forward-auth.conf`, which the README shows.
+fn shipped_snippet() -> String {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../contrib/nginx-forward-auth.conf");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn the_readme_shows_the_shipped_snippet() {
+    let readme =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
+            .unwrap();
+    let docs = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/gateway.md"),
+    )
+    .unwrap();
+    // Its directives, comments aside, stand in the README or the gateway guide verbatim.
+    let body: String = shipped_snippet()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(
+        readme.contains(&body) || docs.contains(&body),
+        "README.md / docs/gateway.md do not show contrib/nginx-forward-auth.conf:\n{body}"
+    );
+}
+
 /// An nginx of the test's own, on a free port, in a temporary prefix; killed when dropped.
 struct Nginx {
     port: u16,
@@ -71,7 +99,10 @@ impl Nginx {
             .unwrap()
             .port();
         let p = dir.path().display();
-        // The README's snippet, with temporary paths a non-root user can write.
+        // The snippet the README shows, as shipped, with this test's addresses.
+        let snippet = shipped_snippet()
+            .replace("http://orders", &format!("http://{upstream}"))
+            .replace("127.0.0.1:8000", &gateway.to_string());
         let conf = format!(
             r#"
 worker_processes 1;
@@ -85,22 +116,7 @@ http {{
     scgi_temp_path {p}/scgi;
     server {{
         listen 127.0.0.1:{port};
-        location / {{
-            auth_request /_tollgate;
-            auth_request_set $auth_subject $upstream_http_x_auth_subject;
-            auth_request_set $auth_scopes $upstream_http_x_auth_scopes;
-            proxy_set_header X-Auth-Subject $auth_subject;
-            proxy_set_header X-Auth-Scopes $auth_scopes;
-            proxy_pass http://{upstream};
-        }}
-        location = /_tollgate {{
-            internal;
-            proxy_pass http://{gateway}/auth;
-            proxy_pass_request_body off;
-            proxy_set_header Content-Length "";
-            proxy_set_header X-Original-URI $request_uri;
-            proxy_set_header X-Original-Method $request_method;
-        }}
+{snippet}
     }}
 }}
 "#
@@ -169,19 +185,50 @@ async fn forward_auth_behind_nginx_auth_request() {
     let auth = bearer(&token);
 
     // Allowed: the identity goes to the upstream in the headers nginx copies from the answer;
-    // a client's own copy is overwritten by nginx's proxy_set_header.
+    // every client copy, of every identity header, in any spelling, is overwritten or cleared
+    // (the token has no tenant and no roles: those headers are absent), and so are the
+    // method-override headers.
     let a = send(
         n,
         "GET",
         "/orders/1?page=2",
-        &[("authorization", &auth), ("x-auth-subject", "mallory")],
+        &[
+            ("authorization", &auth),
+            ("x-auth-subject", "mallory"),
+            ("x-auth-client-id", "admin-console"),
+            ("x-auth-tenant", "/"),
+            ("x-auth-scopes", "orders:write"),
+            ("x-auth-roles", "admin"),
+            ("x-auth-token-id", "forged"),
+            ("x_auth_roles", "admin"),
+            ("x-http-method-override", "DELETE"),
+            ("x-method-override", "DELETE"),
+            ("proxy", "http://evil.example"),
+        ],
     )
     .await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
     let seen = a.echoed();
     assert_eq!(seen["path"], "/orders/1?page=2");
-    assert_eq!(seen["headers"]["x-auth-subject"], "alice");
-    assert_eq!(seen["headers"]["x-auth-scopes"], "orders:read");
+    let headers = &seen["headers"];
+    assert_eq!(headers["x-auth-subject"], "alice", "{headers}");
+    assert_eq!(headers["x-auth-client-id"], "app", "{headers}");
+    assert_eq!(headers["x-auth-scopes"], "orders:read", "{headers}");
+    let jti = headers["x-auth-token-id"].as_str().unwrap();
+    assert!(jti != "forged" && !jti.is_empty(), "{headers}");
+    for absent in [
+        "x-auth-tenant",
+        "x-auth-roles",
+        "x_auth_roles",
+        "x-http-method-override",
+        "x-method-override",
+        "proxy",
+    ] {
+        assert!(
+            headers.get(absent).is_none(),
+            "{absent} reached the upstream: {headers}"
+        );
+    }
     assert_eq!(send(n, "GET", "/health", &[]).await.status, StatusCode::OK);
 
     // Refused: nginx passes the 401 and its WWW-Authenticate, and the 403.
