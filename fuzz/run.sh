@@ -16,7 +16,7 @@ seconds=${1:-300}
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(bearer signed_claims tenant_path token_service config)
+  targets=(bearer signed_claims tenant_path token_service config gateway_request gateway_config)
 fi
 if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked
@@ -30,6 +30,7 @@ for t in "${targets[@]}"; do
   status=0
   features=()
   if [ "$t" = config ]; then features=(--features config); fi
+  case "$t" in gateway_*) features=(--features gateway) ;; esac
   # `-rss_limit_mb`: the token service keeps a fresh store per input, so growth is a leak.
   cargo fuzz run "${features[@]}" "$t" "work/$t" "corpus/$t" -- -max_total_time="$seconds" -rss_limit_mb=2048 \
     -print_final_stats=1 ${FUZZ_FLAGS:-} >"$log" 2>&1 || status=$?

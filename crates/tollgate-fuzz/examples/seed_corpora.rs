@@ -347,5 +347,97 @@ fn main() -> std::io::Result<()> {
             fs::write(dir.join(format!("seed-{name}")), seed)?;
         }
     }
+    #[cfg(feature = "gateway")]
+    gateway_seeds()?;
+    Ok(())
+}
+
+/// The `gateway_request` and `gateway_config` seeds (`--features gateway`): raw HTTP/1.1 with
+/// the harness's tokens, each attack of the gateway's findings, and configuration files.
+#[cfg(feature = "gateway")]
+fn gateway_seeds() -> std::io::Result<()> {
+    use tollgate_fuzz::gateway_request::{alice_token, root_token};
+    let alice = format!("Authorization: Bearer {}\r\n", alice_token());
+    let root = format!("Authorization: Bearer {}\r\n", root_token());
+    let get =
+        |path: &str, headers: &str| format!("GET {path} HTTP/1.1\r\nHost: gw\r\n{headers}\r\n");
+    let auth = |uri: &str, headers: &str| {
+        format!(
+            "GET /_auth HTTP/1.1\r\nHost: gw\r\nX-Original-Method: GET\r\nX-Original-URI: {uri}\r\n{headers}\r\n"
+        )
+    };
+    let requests: Vec<(&str, String)> = vec![
+        ("api-alice", get("/api/orders?page=2", &alice)),
+        ("api-no-token", get("/api/orders", "")),
+        ("api-delete", format!("DELETE /api/orders/1 HTTP/1.1\r\nHost: gw\r\n{alice}\r\n")),
+        ("admin-root", get("/admin/users", &root)),
+        ("admin-alice", get("/admin/users", &alice)),
+        ("public", get("/public/x", "")),
+        ("catch-all", get("/elsewhere", "")),
+        ("connection-names-identity", get("/api/x", &format!("{alice}Connection: keep-alive, x-auth-subject, x-auth-roles\r\nX_Auth_Roles: admin\r\n"))),
+        ("identity-underscores", get("/public/x", "X_Auth_Subject: root\r\nx-auth-token-id: fuzz-root\r\nX-AUTH-ROLES: admin\r\n")),
+        ("upgrade-h2c", get("/public/x", "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n")),
+        ("upgrade-websocket", get("/ws", &format!("{alice}Connection: Upgrade\r\nUpgrade: websocket\r\n"))),
+        ("upgrade-tls", get("/x", "Connection: upgrade\r\nUpgrade: TLS/1.2\r\n")),
+        ("method-override", get("/api/orders/1", &format!("{alice}X-HTTP-Method-Override: DELETE\r\nX_Method_Override: DELETE\r\n"))),
+        ("traversal-semicolon", get("/public/..;/admin/x", "")),
+        ("traversal-encoded", get("/public/%2e%2e/api/x", "")),
+        ("traversal-double", get("/public/%252e%252e/api/x", "")),
+        ("traversal-overlong", get("/public/%c0%ae%c0%ae/admin", "")),
+        ("traversal-fullwidth", get("/public/%ef%bc%8e%ef%bc%8e/admin", "")),
+        ("traversal-iis", get("/public/%u002e%u002e/admin", "")),
+        ("encoded-prefix", get("/%61pi/x", "")),
+        ("forwarded-host", get("/public/x", "X-Forwarded-Host: evil\r\nX_Forwarded_Host: evil\r\n").replace("Host: gw", "Host: user@evil.example")),
+        ("proxy-header", get("/public/x", "Proxy: http://evil.example\r\n")),
+        ("bad-chunks", "POST /public/upload HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n".into()),
+        ("huge-chunk", "POST /public/upload HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffff\r\nx\r\n".into()),
+        ("pipelined", format!("{}{}", get("/public/a", ""), get("/api/b", &alice))),
+        ("forward-auth-alice", auth("/api/x", &alice)),
+        ("forward-auth-no-token", auth("/api/x", "")),
+        ("forward-auth-traversal", auth("/public/..;/admin", "")),
+        ("forward-auth-no-method", "GET /_auth HTTP/1.1\r\nHost: gw\r\nX-Original-URI: /api/x\r\n\r\n".into()),
+    ];
+    let dir = tollgate_fuzz::corpus_dir("gateway_request");
+    fs::create_dir_all(&dir)?;
+    for (name, seed) in requests {
+        fs::write(dir.join(format!("seed-{name}")), seed)?;
+    }
+    let minimal = "issuer = \"https://id.example\"\naudience = [\"api\"]\n[keys]\njwks_url = \"https://id.example/jwks\"\n";
+    let configs: Vec<(&str, String)> = vec![
+        (
+            "example.toml",
+            include_str!("../../../contrib/gateway.toml").to_owned(),
+        ),
+        ("minimal.toml", minimal.to_owned()),
+        (
+            "proxy.toml",
+            format!(
+                "{minimal}[proxy]\nupgrades = [\"websocket\", \"h2c\"]\nmethod_override = \"judge\"\n"
+            ),
+        ),
+        (
+            "limits.toml",
+            format!(
+                "{minimal}[limits]\nsend_timeout = 0\ntunnel_idle_timeout = 99999999\nmax_connections = 0\n"
+            ),
+        ),
+        (
+            "routes.toml",
+            format!(
+                "{minimal}[[upstreams]]\nname = \"a\"\nurl = \"http://127.0.0.1:1\"\n[[routes]]\nprefix = \"/a;b\"\n[[routes]]\nprefix = \"/%2e\"\npublic = true\nroles = [\"x\"]\n"
+            ),
+        ),
+        (
+            "identity.toml",
+            format!(
+                "{minimal}[identity_headers]\nsubject = \"x_auth_client_id\"\nclient = \"x-auth-client-id\"\n"
+            ),
+        ),
+    ];
+    let dir = tollgate_fuzz::corpus_dir("gateway_config");
+    fs::create_dir_all(&dir)?;
+    for (name, seed) in configs {
+        fs::write(dir.join(format!("seed-{name}")), seed)?;
+    }
     Ok(())
 }

@@ -16,6 +16,8 @@
 //! | [`signed_claims()`] | a JWS header and claims JSON, **signed** with the fixture key | an accepted token's claims pass every check the Layer documents and the revocation index |
 //! | [`tenant_path()`] | tenant path strings | parse round-trips, `is_valid` agrees with `parse`, `covers` is the segment-prefix relation, tenant cutoffs follow it |
 //! | `config` (feature `config`) | the text of a `tollgate serve` configuration file, through `tollgate_server::config::parse` | no panic; deterministic; an error is one line naming the file and echoes no password hash |
+//! | `gateway_request` (feature `gateway`) | raw bytes on a connection to a real `tollgate gateway` in the process, in front of a recording upstream | nothing reaches a protected path (as an upstream would resolve it) without a valid token's identity; no identity header the client chose, in any spelling; no method override, `Proxy`, or upgrade but WebSocket; forward-auth allows protected paths only with an identity |
+//! | `gateway_config` (feature `gateway`) | the text of a `gateway.toml`, through `tollgate_gateway::config::parse` | no panic; deterministic; an error is one line naming the file |
 //! | [`token_service()`] | a whole HTTP request (method, path, headers, body) to [`TokenService`](tollgate_issuer::TokenService) | no panic; status in the endpoint's documented set; JSON bodies where promised; issued tokens verify |
 //!
 //! The revocation-event wire format has no target yet: it does not exist (the Redis relay will add
@@ -30,6 +32,10 @@ pub mod bearer;
 #[cfg(feature = "config")]
 pub mod config;
 pub mod fixture;
+#[cfg(feature = "gateway")]
+pub mod gateway_config;
+#[cfg(feature = "gateway")]
+pub mod gateway_request;
 pub mod signed_claims;
 pub mod tenant_path;
 pub mod token_service;
@@ -37,6 +43,10 @@ pub mod token_service;
 pub use bearer::bearer;
 #[cfg(feature = "config")]
 pub use config::config;
+#[cfg(feature = "gateway")]
+pub use gateway_config::gateway_config;
+#[cfg(feature = "gateway")]
+pub use gateway_request::gateway_request;
 pub use signed_claims::signed_claims;
 pub use tenant_path::tenant_path;
 pub use token_service::token_service;
@@ -54,6 +64,10 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("token_service", token_service),
     #[cfg(feature = "config")]
     ("config", config),
+    #[cfg(feature = "gateway")]
+    ("gateway_request", gateway_request),
+    #[cfg(feature = "gateway")]
+    ("gateway_config", gateway_config),
 ];
 
 /// The committed seed corpus of `target`: `fuzz/corpus/<target>/` at the workspace root.
