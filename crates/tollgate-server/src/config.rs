@@ -39,6 +39,8 @@ pub struct Config {
     pub(crate) server: ServerLimits,
     pub(crate) keys: Vec<KeySpec>,
     pub(crate) directory: Arc<StaticDirectory>,
+    /// `tenants`: the tenants below the root that tokens may be issued for (empty: any).
+    pub(crate) tenants: Vec<TenantPath>,
     pub(crate) replication: Option<Replication>,
     /// `[metrics] listen`: where `/metrics` is served; `None` without a `[metrics]` table.
     pub(crate) metrics: Option<SocketAddr>,
@@ -553,6 +555,7 @@ fn validate(file: File, source: Source) -> Result<Config, ConfigError> {
         server,
         keys,
         directory,
+        tenants,
         replication,
         metrics,
         source,

@@ -75,13 +75,25 @@ fn lifetime(issuer: &Issuer, client: &Client, asked: Option<&str>) -> Result<Dur
     Ok(Duration::from_secs(seconds).min(max))
 }
 
-/// `tenant_path` as sent, if it was.
-fn asked_tenant(form: &Form) -> Result<Option<TenantPath>, Failure> {
-    form.get("tenant_path")
-        .map(|path| {
-            TenantPath::parse(path).map_err(|_| Failure::invalid_request("malformed tenant_path"))
-        })
-        .transpose()
+/// `tenant_path` as sent, if it was; `invalid_request` when it is malformed or names a tenant
+/// that was not declared.
+///
+/// An undeclared tenant is refused like a malformed one (`invalid_request`, RFC 6749 §5.2: "an
+/// unsupported parameter value"), not as `invalid_grant`: it is wrong whoever asks and whatever
+/// their credentials, so it is answered before any password is verified and reveals nothing
+/// about a user.
+fn asked_tenant(issuer: &Issuer, form: &Form) -> Result<Option<TenantPath>, Failure> {
+    let Some(path) = form.get("tenant_path") else {
+        return Ok(None);
+    };
+    let tenant =
+        TenantPath::parse(path).map_err(|_| Failure::invalid_request("malformed tenant_path"))?;
+    if !issuer.tenants.exists(&tenant) {
+        return Err(Failure::invalid_request(
+            "tenant_path names a tenant that does not exist",
+        ));
+    }
+    Ok(Some(tenant))
 }
 
 /// The tenant a request without `tenant_path` acts in: the only one configured, else the root.
@@ -142,7 +154,7 @@ async fn client_credentials(
     form: &Form,
     lifetime: Duration,
 ) -> Result<Response<ResponseBody>, Failure> {
-    let tenant = asked_tenant(form)?.unwrap_or_else(|| only_tenant_or_root(&client.tenants));
+    let tenant = asked_tenant(issuer, form)?.unwrap_or_else(|| only_tenant_or_root(&client.tenants));
     if !client.tenants.iter().any(|t| t.covers(tenant.as_str())) {
         return Err(Failure::bad_request(
             ErrorCode::UnauthorizedClient,
@@ -182,7 +194,7 @@ async fn password(
     if username.len() > MAX_IDENTIFIER_LEN {
         return Err(Failure::invalid_request("username is too long"));
     }
-    let asked = asked_tenant(form)?;
+    let asked = asked_tenant(issuer, form)?;
     let user = match issuer.users.verify(username, password).await {
         Ok(user) => user,
         Err(SignInError::Invalid) => return Err(invalid_credentials()),

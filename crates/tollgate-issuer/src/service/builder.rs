@@ -3,14 +3,14 @@
 use super::TokenService;
 use crate::auth::secret::Hasher;
 use crate::auth::{ClientAuthenticator, SignIn};
-use crate::directory::{Clients, Users};
+use crate::directory::{Clients, DeclaredTenants, Users};
 use crate::issuer::Issuer;
 use crate::ledger::{self, Ledger, Lifetimes};
 use crate::store::Store;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
-use tollgate_core::{Clock, KeySet, RevocationIndex, SystemClock};
+use tollgate_core::{Clock, KeySet, RevocationIndex, SystemClock, TenantPath};
 use tollgate_layer::Verifier;
 
 /// Default token lifetimes.
@@ -36,6 +36,7 @@ pub struct TokenServiceBuilder {
     admin_role: String,
     hash_concurrency: usize,
     cutoff_retention: Option<Duration>,
+    tenants: Vec<TenantPath>,
 }
 
 impl fmt::Debug for TokenServiceBuilder {
@@ -68,6 +69,7 @@ impl TokenServiceBuilder {
             admin_role: "admin".into(),
             hash_concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
             cutoff_retention: None,
+            tenants: Vec::new(),
         }
     }
 
@@ -151,6 +153,16 @@ impl TokenServiceBuilder {
     /// The role the batch-revocation API requires (default `admin`).
     pub fn admin_role(mut self, role: impl Into<String>) -> Self {
         self.admin_role = role.into();
+        self
+    }
+
+    /// Declares the tenants that exist below the root `/`. A token request whose `tenant_path`
+    /// is neither `/`, one of these, nor below one of them is then refused with `400
+    /// invalid_request`, whatever the client's or user's tenants allow (a client of `/` may act
+    /// in every tenant, but only in tenants that exist). Not called, or with none: every
+    /// well-formed tenant exists, as before.
+    pub fn tenants(mut self, tenants: impl IntoIterator<Item = TenantPath>) -> Self {
+        self.tenants.extend(tenants);
         self
     }
 
@@ -238,6 +250,7 @@ impl TokenServiceBuilder {
             clients: ClientAuthenticator::new(clients, hasher, self.clock),
             users: sign_in,
             admin_role: self.admin_role,
+            tenants: DeclaredTenants::new(self.tenants),
         });
         Ok(TokenService::new(issuer, own_audience))
     }
