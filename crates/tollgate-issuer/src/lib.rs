@@ -50,7 +50,7 @@ mod protocol;
 mod service;
 pub mod store;
 
-pub use auth::PeerAddr;
+pub use auth::{PeerAddr, SignInThrottle, UnknownSignInThrottle};
 pub use auth::secret::{ClientSecret, InvalidHash, PasswordHash};
 pub use directory::{
     Client, Clients, DirectoryError, DirectoryFuture, DuplicateEntry, GrantType, StaticDirectory,

@@ -1,6 +1,6 @@
 //! `POST /connect/token`: the `password`, `client_credentials` and `refresh_token` grants.
 
-use crate::auth::SignInError;
+use crate::auth::{PeerAddr, SignInError};
 use crate::directory::{Client, GrantType, User};
 use crate::issuer::Issuer;
 use crate::ledger::{AccessSpec, Issued, RedeemError};
@@ -11,6 +11,7 @@ use crate::protocol::response::{self, ErrorCode, Failure, ResponseBody};
 use http::request::Parts;
 use http::{Response, StatusCode};
 use serde::Serialize;
+use std::net::IpAddr;
 use std::time::Duration;
 use tollgate_core::TenantPath;
 
@@ -47,7 +48,10 @@ pub(crate) async fn handle(
     let lifetime = lifetime(issuer, &client, form.get("access-token-lifetime"))?;
     let mut response = match grant {
         GrantType::ClientCredentials => client_credentials(issuer, &client, form, lifetime).await,
-        GrantType::Password => password(issuer, &client, form, lifetime).await,
+        GrantType::Password => {
+            let peer = request.extensions.get::<PeerAddr>().map(|p| p.0);
+            password(issuer, &client, form, lifetime, peer).await
+        }
         GrantType::RefreshToken => refresh(issuer, &client, form, lifetime).await,
     }?;
     response.extensions_mut().insert(TokenIssued::new(grant));
@@ -185,6 +189,7 @@ async fn password(
     client: &Client,
     form: &Form,
     lifetime: Duration,
+    peer: Option<IpAddr>,
 ) -> Result<Response<ResponseBody>, Failure> {
     let (Some(username), Some(password)) = (form.get("username"), form.get("password")) else {
         return Err(Failure::invalid_request(
@@ -195,7 +200,7 @@ async fn password(
         return Err(Failure::invalid_request("username is too long"));
     }
     let asked = asked_tenant(issuer, form)?;
-    let user = match issuer.users.verify(username, password).await {
+    let user = match issuer.users.verify(username, password, peer).await {
         Ok(user) => user,
         Err(SignInError::Invalid) => return Err(invalid_credentials()),
         Err(SignInError::Throttled(wait)) => {

@@ -2,7 +2,7 @@
 
 use super::TokenService;
 use crate::auth::secret::Hasher;
-use crate::auth::{ClientAuthenticator, SignIn};
+use crate::auth::{ClientAuthenticator, SignIn, SignInThrottle};
 use crate::directory::{Clients, DeclaredTenants, Users};
 use crate::issuer::Issuer;
 use crate::ledger::{self, Ledger, Lifetimes};
@@ -37,6 +37,7 @@ pub struct TokenServiceBuilder {
     hash_concurrency: usize,
     cutoff_retention: Option<Duration>,
     tenants: Vec<TenantPath>,
+    sign_in_throttle: SignInThrottle,
 }
 
 impl fmt::Debug for TokenServiceBuilder {
@@ -70,6 +71,7 @@ impl TokenServiceBuilder {
             hash_concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
             cutoff_retention: None,
             tenants: Vec::new(),
+            sign_in_throttle: SignInThrottle::default(),
         }
     }
 
@@ -166,6 +168,16 @@ impl TokenServiceBuilder {
         self
     }
 
+    /// Which keys failed password sign-ins are counted against (default
+    /// [`SignInThrottle::Both`]: per username and address, under a looser per-username
+    /// ceiling). The address is the [`PeerAddr`](crate::PeerAddr) the server puts in each
+    /// request's extensions; without one, sign-ins are throttled per username whatever the
+    /// policy.
+    pub fn sign_in_throttle(mut self, policy: SignInThrottle) -> Self {
+        self.sign_in_throttle = policy;
+        self
+    }
+
     /// How many password hashes may be verified at once (default: one per CPU).
     pub fn password_hash_concurrency(mut self, limit: usize) -> Self {
         self.hash_concurrency = limit;
@@ -240,6 +252,7 @@ impl TokenServiceBuilder {
                 .await
                 .map_err(|e| dummy_failed(&e))?
                 .map_err(|e| dummy_failed(&e))?;
+        let sign_in = sign_in.throttled_by(self.sign_in_throttle);
         let sign_in = if store_shared {
             sign_in.shared_with(shared_store)
         } else {
