@@ -860,8 +860,10 @@ mod tests {
             ("username_and_address", SignInThrottle::UsernameAndAddress),
             ("both", SignInThrottle::Both),
         ] {
-            let config = parse(&format!("issuer = \"x\"\n[sign_in]\nthrottle = \"{name}\"\n"))
-                .unwrap();
+            let config = parse(&format!(
+                "issuer = \"x\"\n[sign_in]\nthrottle = \"{name}\"\n"
+            ))
+            .unwrap();
             assert_eq!(config.sign_in_throttle, policy);
         }
         let err = error("issuer = \"x\"\n[sign_in]\nthrottle = \"per_ip\"\n");

@@ -109,7 +109,9 @@ async fn report(relay: RelayHandle) {
 fn report_message(healthy: bool, backlog: u64) -> Option<&'static str> {
     match (healthy, backlog) {
         (true, 0) => None,
-        (true, _) => Some("replication: revocations not yet published to Redis; the relay is catching up"),
+        (true, _) => {
+            Some("replication: revocations not yet published to Redis; the relay is catching up")
+        }
         (false, 0) => Some(
             "replication: the relay cannot reach Redis; no committed revocation is waiting, \
              the next ones will wait in the store",

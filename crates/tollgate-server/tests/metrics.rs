@@ -414,9 +414,12 @@ async fn the_relay_backlog_counts_revocations_committed_while_redis_is_down() {
     for _ in 0..N {
         tokens.push(service_token(&server).await);
     }
-    scrape_until(&metrics, Duration::from_secs(20), "the relay never ran", |s| {
-        s.value("tollgate_relay_healthy") == 1.0 && s.has("tollgate_relay_backlog")
-    })
+    scrape_until(
+        &metrics,
+        Duration::from_secs(20),
+        "the relay never ran",
+        |s| s.value("tollgate_relay_healthy") == 1.0 && s.has("tollgate_relay_backlog"),
+    )
     .await;
 
     // Redis goes away; the store keeps committing revocations, and the backlog says how many
@@ -454,7 +457,10 @@ async fn the_relay_backlog_counts_revocations_committed_while_redis_is_down() {
             assert!(line.contains("not yet published"), "{line}");
             break;
         }
-        assert!(Instant::now() < deadline, "no report of the backlog: {logs:?}");
+        assert!(
+            Instant::now() < deadline,
+            "no report of the backlog: {logs:?}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 

@@ -71,7 +71,10 @@ impl Fleet {
     /// Replica `n` with `[sign_in] throttle = policy`.
     fn replica_throttled_by(&self, n: usize, policy: &str) -> Server {
         let (dir, text) = self.config(n);
-        Server::start(&dir, &format!("{text}\n[sign_in]\nthrottle = \"{policy}\"\n"))
+        Server::start(
+            &dir,
+            &format!("{text}\n[sign_in]\nthrottle = \"{policy}\"\n"),
+        )
     }
 }
 
@@ -494,7 +497,10 @@ async fn every_sign_in_throttle_policy_holds_across_replicas() {
                 }
             }
             assert!(statuses[..20].iter().all(|s| *s == 400), "{statuses:?}");
-            assert!(statuses.iter().all(|s| *s == 400 || *s == 429), "{statuses:?}");
+            assert!(
+                statuses.iter().all(|s| *s == 400 || *s == 429),
+                "{statuses:?}"
+            );
             assert_eq!(sign_in_from(&replicas[1], 9, user, password).await, 429);
         }
         for server in replicas {

@@ -93,9 +93,14 @@ async fn under_both_failures_from_every_address_add_up_to_a_per_user_ceiling() {
                 statuses.push(sign_in(&server, last, "wrong").await);
             }
         }
-        assert!(statuses[..20].iter().all(|s| *s == 400), "{policy}: {statuses:?}");
         assert!(
-            statuses.iter().all(|s| *s == 400 || (policy == "both" && *s == 429)),
+            statuses[..20].iter().all(|s| *s == 400),
+            "{policy}: {statuses:?}"
+        );
+        assert!(
+            statuses
+                .iter()
+                .all(|s| *s == 400 || (policy == "both" && *s == 429)),
             "{policy}: {statuses:?}"
         );
         // Under `both` the user's ceiling is reached, from any address.

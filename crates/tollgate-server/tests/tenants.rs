@@ -6,7 +6,11 @@ mod support;
 
 use support::*;
 
-async fn token_request(server: &Server, client: (&str, &str), form: &[(&str, &str)]) -> (u16, serde_json::Value) {
+async fn token_request(
+    server: &Server,
+    client: (&str, &str),
+    form: &[(&str, &str)],
+) -> (u16, serde_json::Value) {
     post_form(&http(), &server.url("/connect/token"), client, form).await
 }
 
@@ -15,7 +19,12 @@ async fn a_root_tenant_client_or_user_gets_no_token_for_an_undeclared_tenant() {
     let dir = tempfile::tempdir().unwrap();
     // The demo configuration declares /Acme, /Acme/EU and /Globex; `svc` and `admin` are of `/`.
     let server = Server::start(dir.path(), &config(dir.path()));
-    let cc = |tenant: &'static str| [("grant_type", "client_credentials"), ("tenant_path", tenant)];
+    let cc = |tenant: &'static str| {
+        [
+            ("grant_type", "client_credentials"),
+            ("tenant_path", tenant),
+        ]
+    };
     let password = |tenant: &'static str, password: &'static str| {
         [
             ("grant_type", "password"),
@@ -43,7 +52,11 @@ async fn a_root_tenant_client_or_user_gets_no_token_for_an_undeclared_tenant() {
     // Answered before any password is verified: a wrong one gets the same answer, so it tells a
     // guesser nothing about the user.
     let (status, body) = token_request(&server, INTEGRATION, &password("/Nope", "wrong")).await;
-    assert_eq!((status, &body["error"]), (400, &"invalid_request".into()), "{body}");
+    assert_eq!(
+        (status, &body["error"]),
+        (400, &"invalid_request".into()),
+        "{body}"
+    );
 
     // Declared tenants, their sub-tenants and the root are served as before.
     for tenant in ["/", "/Acme", "/Acme/EU", "/Acme/EU/Paris", "/Globex"] {

@@ -65,7 +65,11 @@ impl SignInThrottle {
     ///
     /// Each kind of key has a prefix ending in a space, and an address never holds a space, so
     /// no username can spell another kind's key (a shared store keeps them all in one table).
-    pub(crate) fn keys(self, username: &str, peer: Option<IpAddr>) -> Vec<(String, ThrottlePolicy)> {
+    pub(crate) fn keys(
+        self,
+        username: &str,
+        peer: Option<IpAddr>,
+    ) -> Vec<(String, ThrottlePolicy)> {
         let user = |policy| (format!("user {username}"), policy);
         match (self, peer) {
             (SignInThrottle::Username, _) | (_, None) => vec![user(POLICY)],
@@ -141,7 +145,11 @@ mod tests {
     fn keys_by_policy_and_address() {
         let v4: IpAddr = "192.0.2.7".parse().unwrap();
         let keys = |policy: SignInThrottle, peer| -> Vec<String> {
-            policy.keys("alice", peer).into_iter().map(|(k, _)| k).collect()
+            policy
+                .keys("alice", peer)
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect()
         };
         assert_eq!(keys(SignInThrottle::Username, Some(v4)), ["user alice"]);
         assert_eq!(

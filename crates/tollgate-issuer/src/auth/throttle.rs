@@ -231,7 +231,9 @@ mod tests {
         // Two failures recorded: three concurrent slots remain, not five.
         fail(&throttle, "bob", t0);
         fail(&throttle, "bob", t0);
-        let held: Vec<_> = (0..3).map(|_| throttle.begin("bob", t0, POLICY).unwrap()).collect();
+        let held: Vec<_> = (0..3)
+            .map(|_| throttle.begin("bob", t0, POLICY).unwrap())
+            .collect();
         assert!(throttle.begin("bob", t0, POLICY).is_err());
         drop(held);
         // Abandoned attempts leave no record behind.
@@ -249,7 +251,9 @@ mod tests {
             .collect();
         drop(busy);
         fail(&throttle, "svc", t0);
-        let held: Vec<_> = (0..4).map(|_| throttle.begin("svc", t0, POLICY).unwrap()).collect();
+        let held: Vec<_> = (0..4)
+            .map(|_| throttle.begin("svc", t0, POLICY).unwrap())
+            .collect();
         assert!(
             throttle.begin("svc", t0, POLICY).is_err(),
             "four free failures left"

@@ -158,7 +158,8 @@ async fn client_credentials(
     form: &Form,
     lifetime: Duration,
 ) -> Result<Response<ResponseBody>, Failure> {
-    let tenant = asked_tenant(issuer, form)?.unwrap_or_else(|| only_tenant_or_root(&client.tenants));
+    let tenant =
+        asked_tenant(issuer, form)?.unwrap_or_else(|| only_tenant_or_root(&client.tenants));
     if !client.tenants.iter().any(|t| t.covers(tenant.as_str())) {
         return Err(Failure::bad_request(
             ErrorCode::UnauthorizedClient,
