@@ -251,6 +251,29 @@ impl User {
     }
 }
 
+/// The tenants that exist, as far as token requests are concerned: the root `/`, the declared
+/// ones and the tenants below them. With none declared, every well-formed tenant exists.
+///
+/// A client of the root tenant may act in any tenant, so without this a `tenant_path` naming a
+/// tenant nobody created (`/Nope`) would get a token for it; its holder belongs to no tenant
+/// that a cutoff names, and an API that trusts the `tenant` claim sees a tenant it never heard
+/// of. [`TokenServiceBuilder::tenants`](crate::TokenServiceBuilder::tenants) declares them.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct DeclaredTenants(Vec<TenantPath>);
+
+impl DeclaredTenants {
+    pub(crate) fn new(tenants: Vec<TenantPath>) -> Self {
+        DeclaredTenants(tenants)
+    }
+
+    /// Whether a token may be issued for `tenant`.
+    pub(crate) fn exists(&self, tenant: &TenantPath) -> bool {
+        self.0.is_empty()
+            || tenant.as_str() == "/"
+            || self.0.iter().any(|t| t.covers(tenant.as_str()))
+    }
+}
+
 /// The registered clients.
 pub trait Clients: Send + Sync + fmt::Debug + 'static {
     /// The client with this id, if any.
@@ -396,6 +419,19 @@ mod tests {
 
     fn hash() -> PasswordHash {
         PasswordHash::hash(b"pw").unwrap()
+    }
+
+    #[test]
+    fn declared_tenants_cover_their_sub_tenants_and_the_root_always_exists() {
+        let path = |p: &str| TenantPath::parse(p).unwrap();
+        let declared = DeclaredTenants::new(vec![path("/Acme"), path("/Globex")]);
+        for known in ["/", "/Acme", "/Acme/EU", "/Globex"] {
+            assert!(declared.exists(&path(known)), "{known}");
+        }
+        for unknown in ["/Nope", "/Acmex", "/Nope/Acme"] {
+            assert!(!declared.exists(&path(unknown)), "{unknown}");
+        }
+        assert!(DeclaredTenants::default().exists(&path("/Anything")));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! What every endpoint shares: the [`Ledger`] and the parties that prove who is asking.
 
 use crate::auth::{ClientAuthenticator, SignIn};
+use crate::directory::DeclaredTenants;
 use crate::ledger::Ledger;
 use crate::store::StoreError;
 use std::fmt;
@@ -16,6 +17,8 @@ pub(crate) struct Issuer {
     pub(crate) users: SignIn,
     /// The role the batch-revocation API requires.
     pub(crate) admin_role: String,
+    /// The tenants a token may be issued for.
+    pub(crate) tenants: DeclaredTenants,
 }
 
 impl fmt::Debug for Issuer {

@@ -50,8 +50,8 @@ mod protocol;
 mod service;
 pub mod store;
 
-pub use auth::PeerAddr;
 pub use auth::secret::{ClientSecret, InvalidHash, PasswordHash};
+pub use auth::{PeerAddr, SignInThrottle, UnknownSignInThrottle};
 pub use directory::{
     Client, Clients, DirectoryError, DirectoryFuture, DuplicateEntry, GrantType, StaticDirectory,
     User, Users,

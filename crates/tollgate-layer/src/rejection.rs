@@ -280,6 +280,7 @@ mod tests {
             TokenError::AlgorithmMismatch,
             TokenError::BadSignature,
             TokenError::InvalidClaims,
+            TokenError::MissingTokenId,
             TokenError::WrongIssuer,
             TokenError::WrongAudience,
             TokenError::Expired,

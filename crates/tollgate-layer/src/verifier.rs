@@ -42,6 +42,9 @@ pub enum TokenError {
     BadSignature,
     /// A required claim is missing or mistyped, or a claim is named twice.
     InvalidClaims,
+    /// `jti` is missing or empty: the token has no id, so it could never be revoked by id, and
+    /// accepting it would leave a token that only a cutoff can stop.
+    MissingTokenId,
     /// `iss` is not the configured issuer.
     WrongIssuer,
     /// `aud` names none of the configured audiences.
@@ -68,6 +71,7 @@ impl TokenError {
             TokenError::AlgorithmMismatch => "signing algorithm does not match the key",
             TokenError::BadSignature => "invalid signature",
             TokenError::InvalidClaims => "invalid claims",
+            TokenError::MissingTokenId => "token has no id (jti)",
             TokenError::WrongIssuer => "wrong issuer",
             TokenError::WrongAudience => "wrong audience",
             TokenError::Expired => "token expired",
@@ -116,7 +120,8 @@ const MAX_SIGNATURE_BYTES: usize = 1024;
 ///
 /// In order: length; compact-JWS shape; header JSON (`alg` allowed, no `crit`, `typ`); the key
 /// named by `kid`, which must be of the header's `alg`; the signature; the claims (required RFC
-/// 9068 claims present, `iss`, `aud`, `exp`, `nbf`, `iat` with leeway); the revocation index.
+/// 9068 claims present, a `jti` that is not empty, `iss`, `aud`, `exp`, `nbf`, `iat` with
+/// leeway); the revocation index.
 /// `jku`, `x5u` and `jwk` headers are ignored: keys come only from the configured source.
 ///
 /// Cheap to clone (one `Arc`).
@@ -283,7 +288,7 @@ impl Verifier {
             .decode(payload_b64)
             .map_err(|_| TokenError::Malformed)?;
         let claims: Claims =
-            serde_json::from_slice(&payload).map_err(|_| TokenError::InvalidClaims)?;
+            serde_json::from_slice(&payload).map_err(|_| unreadable_claims(&payload))?;
         self.validate_claims(&claims, now)?;
         i.index
             .check(&claims.identity())
@@ -293,6 +298,11 @@ impl Verifier {
 
     fn validate_claims(&self, claims: &Claims, now: i64) -> Result<(), TokenError> {
         let i = &*self.inner;
+        // A token without an id would be accepted until it expires whatever is revoked by id
+        // (RFC 7009 at its issuer, `tollgate revoke --jti`): refused like one without `jti`.
+        if claims.jti.is_empty() {
+            return Err(TokenError::MissingTokenId);
+        }
         if claims.iss != i.issuer {
             return Err(TokenError::WrongIssuer);
         }
@@ -321,6 +331,21 @@ impl Verifier {
     /// unknown `kid`. `None` when there is nothing to wait for.
     pub(crate) fn refetch_keys(&self) -> Option<OwnedNotified> {
         self.inner.remote.as_ref()?.refetch()
+    }
+}
+
+/// Why claims that do not deserialize are refused: a missing (or `null`) `jti` is named, as an
+/// empty one is, so that both read the same to the client; anything else is
+/// [`TokenError::InvalidClaims`]. Only on the way to a refusal: accepted tokens are read once.
+fn unreadable_claims(payload: &[u8]) -> TokenError {
+    #[derive(Deserialize)]
+    struct TokenId {
+        #[serde(default)]
+        jti: Option<IgnoredAny>,
+    }
+    match serde_json::from_slice::<TokenId>(payload) {
+        Ok(TokenId { jti: None }) => TokenError::MissingTokenId,
+        _ => TokenError::InvalidClaims,
     }
 }
 

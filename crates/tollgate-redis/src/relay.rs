@@ -105,7 +105,9 @@ impl RelayState {
 pub struct RelayStatus {
     /// Events published since start (republished ones included).
     pub published: u64,
-    /// Revocations committed but not yet published, as of the last round.
+    /// Revocations committed but not yet published, as the store last counted them: after a
+    /// round that caught up or recorded its position, and after each failed attempt to reach
+    /// Redis (so it grows while Redis is out of reach).
     pub backlog: u64,
     /// The last round succeeded.
     pub healthy: bool,
@@ -151,6 +153,9 @@ async fn run(relay: Relay, state: Arc<RelayState>, mut first: Option<Multiplexed
                     Err(e) => {
                         state.failed(e.to_string());
                         tracing::debug!(error = %e, "revocation relay: reconnecting");
+                        // Revocations keep being committed while Redis is away: the backlog
+                        // must count them, or the alert on it stays silent through the outage.
+                        progress.save(&relay, &state);
                         tokio::time::sleep(backoff).await;
                         backoff = (backoff * 2).min(MAX_BACKOFF);
                         continue;
@@ -185,6 +190,7 @@ async fn run(relay: Relay, state: Arc<RelayState>, mut first: Option<Multiplexed
                 }
                 state.failed(e.to_string());
                 connection = None;
+                progress.save(&relay, &state);
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
@@ -226,18 +232,26 @@ struct Progress {
 const MARK_EVERY: Duration = Duration::from_secs(1);
 
 impl Progress {
-    /// Records the position in the store (and refreshes the backlog) in the background; at most
-    /// one such write at a time.
+    /// Records the position in the store, if the store does not have it yet, then refreshes the
+    /// backlog from the store's count; in the background, at most one such task at a time.
+    ///
+    /// Also called while Redis fails: the position reached before the failure is recorded first,
+    /// so the store counts exactly what is committed and not yet published, and the backlog
+    /// grows with every revocation committed during the outage. Before the first round (Redis
+    /// out of reach since start) there is no position to record, and the store counts from the
+    /// one it has.
     fn save(&mut self, relay: &Relay, state: &Arc<RelayState>) {
-        let Some(position) = self.position.clone() else {
-            return;
-        };
         if self.saving.as_ref().is_some_and(|task| !task.is_finished()) {
             return;
         }
         self.saved_at = Some(tokio::time::Instant::now());
-        let mark = (self.saved.as_ref() != Some(&position)).then(|| position.clone());
-        self.saved = Some(position);
+        let mark = self
+            .position
+            .clone()
+            .filter(|position| self.saved.as_ref() != Some(position));
+        if mark.is_some() {
+            self.saved.clone_from(&mark);
+        }
         let (store, state) = (relay.store.clone(), state.clone());
         self.saving = Some(tokio::spawn(async move {
             if let Some(position) = mark

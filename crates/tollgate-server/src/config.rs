@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tollgate_core::{SigningAlgorithm, TenantPath};
-use tollgate_issuer::{Client, ClientSecret, GrantType, PasswordHash, StaticDirectory, User};
+use tollgate_issuer::{
+    Client, ClientSecret, GrantType, PasswordHash, SignInThrottle, StaticDirectory, User,
+};
 use tollgate_redis::RedisTarget;
 use tollgate_redis::wire::Keys;
 use toml::Spanned;
@@ -39,6 +41,10 @@ pub struct Config {
     pub(crate) server: ServerLimits,
     pub(crate) keys: Vec<KeySpec>,
     pub(crate) directory: Arc<StaticDirectory>,
+    /// `tenants`: the tenants below the root that tokens may be issued for (empty: any).
+    pub(crate) tenants: Vec<TenantPath>,
+    /// `[sign_in] throttle`.
+    pub(crate) sign_in_throttle: SignInThrottle,
     pub(crate) replication: Option<Replication>,
     /// `[metrics] listen`: where `/metrics` is served; `None` without a `[metrics]` table.
     pub(crate) metrics: Option<SocketAddr>,
@@ -158,6 +164,8 @@ struct File {
     tokens: Lifetimes,
     #[serde(default)]
     server: ServerFile,
+    #[serde(default)]
+    sign_in: SignInFile,
     #[serde(default)]
     keys: Vec<KeyFile>,
     #[serde(default)]
@@ -307,6 +315,15 @@ impl Default for ServerFile {
     }
 }
 
+/// `[sign_in]`: the password grant's sign-ins.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct SignInFile {
+    /// Which keys failed sign-ins are counted against: `username`, `username_and_address` or
+    /// `both` (the default; see `SignInThrottle`).
+    throttle: Option<Spanned<String>>,
+}
+
 /// The validated `[server]` table.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ServerLimits {
@@ -406,6 +423,13 @@ fn validate(file: File, source: Source) -> Result<Config, ConfigError> {
     }
     let issuer = file.issuer.get_ref().clone();
     let server = server_limits(&source, &file.server)?;
+    let sign_in_throttle = match &file.sign_in.throttle {
+        Some(name) => name
+            .get_ref()
+            .parse::<SignInThrottle>()
+            .map_err(|e| source.error(name, "sign_in.throttle", e))?,
+        None => SignInThrottle::default(),
+    };
     let replication = file
         .replication
         .map(|r| replication(&source, r))
@@ -553,6 +577,8 @@ fn validate(file: File, source: Source) -> Result<Config, ConfigError> {
         server,
         keys,
         directory,
+        tenants,
+        sign_in_throttle,
         replication,
         metrics,
         source,
@@ -823,6 +849,36 @@ mod tests {
         );
         let err = error("issuer = \"x\"\n[server]\nmax_conections = 1\n");
         assert!(err.contains("max_conections"), "{err}");
+    }
+
+    #[test]
+    fn the_sign_in_throttle_is_one_of_three_and_both_by_default() {
+        let config = parse("issuer = \"x\"\n").unwrap();
+        assert_eq!(config.sign_in_throttle, SignInThrottle::Both);
+        for (name, policy) in [
+            ("username", SignInThrottle::Username),
+            ("username_and_address", SignInThrottle::UsernameAndAddress),
+            ("both", SignInThrottle::Both),
+        ] {
+            let config = parse(&format!(
+                "issuer = \"x\"\n[sign_in]\nthrottle = \"{name}\"\n"
+            ))
+            .unwrap();
+            assert_eq!(config.sign_in_throttle, policy);
+        }
+        let err = error("issuer = \"x\"\n[sign_in]\nthrottle = \"per_ip\"\n");
+        assert_eq!(
+            err,
+            "t.toml:3:12: sign_in.throttle: unknown sign-in throttle `per_ip` \
+             (username, username_and_address, both)"
+        );
+        let err = error("issuer = \"x\"\n[sign_in]\nthrottle = 1\n");
+        assert!(
+            err.starts_with("t.toml:3:12: sign_in.throttle: invalid type"),
+            "{err}"
+        );
+        let err = error("issuer = \"x\"\n[sign_in]\nthrotle = \"both\"\n");
+        assert!(err.contains("throtle"), "{err}");
     }
 
     #[test]

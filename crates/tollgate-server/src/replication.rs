@@ -91,13 +91,51 @@ async fn report(relay: RelayHandle) {
     loop {
         every.tick().await;
         let status = relay.status();
-        if status.backlog > 0 || !status.healthy {
+        if let Some(message) = report_message(status.healthy, status.backlog) {
             tracing::warn!(
                 backlog = status.backlog,
                 healthy = status.healthy,
                 published = status.published,
                 error = status.last_error.as_deref().unwrap_or(""),
-                "replication: revocations not yet published to Redis"
+                "{message}"
+            );
+        }
+    }
+}
+
+/// What the periodic report says, if anything. A failing relay with nothing waiting is reported
+/// as such, not as "revocations not yet published" with a backlog of zero, which reads as a
+/// contradiction.
+fn report_message(healthy: bool, backlog: u64) -> Option<&'static str> {
+    match (healthy, backlog) {
+        (true, 0) => None,
+        (true, _) => {
+            Some("replication: revocations not yet published to Redis; the relay is catching up")
+        }
+        (false, 0) => Some(
+            "replication: the relay cannot reach Redis; no committed revocation is waiting, \
+             the next ones will wait in the store",
+        ),
+        (false, _) => Some(
+            "replication: revocations not yet published to Redis; the relay cannot reach it \
+             and they wait in the store",
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::report_message;
+
+    #[test]
+    fn the_report_never_says_unpublished_revocations_with_a_zero_backlog() {
+        assert_eq!(report_message(true, 0), None);
+        for (healthy, backlog) in [(true, 3), (false, 0), (false, 3)] {
+            let message = report_message(healthy, backlog).unwrap();
+            assert_eq!(
+                message.contains("not yet published"),
+                backlog > 0,
+                "{message}"
             );
         }
     }

@@ -146,6 +146,8 @@ pub(crate) async fn build(
         .clients(config.directory.clone())
         .users(config.directory)
         .admin_role(config.admin_role)
+        .tenants(config.tenants)
+        .sign_in_throttle(config.sign_in_throttle)
         .access_token_lifetime(Duration::from_secs(config.tokens.access_token_lifetime))
         .max_access_token_lifetime(Duration::from_secs(config.tokens.max_access_token_lifetime))
         .refresh_token_lifetime(Duration::from_secs(config.tokens.refresh_token_lifetime));

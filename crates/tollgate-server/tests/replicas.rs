@@ -67,6 +67,15 @@ impl Fleet {
         let (dir, text) = self.config(n);
         Server::start(&dir, &text)
     }
+
+    /// Replica `n` with `[sign_in] throttle = policy`.
+    fn replica_throttled_by(&self, n: usize, policy: &str) -> Server {
+        let (dir, text) = self.config(n);
+        Server::start(
+            &dir,
+            &format!("{text}\n[sign_in]\nthrottle = \"{policy}\"\n"),
+        )
+    }
 }
 
 /// A refresh grant's first tokens, from `server`.
@@ -418,5 +427,84 @@ async fn the_sign_in_throttle_holds_across_replicas() {
     assert_eq!(attempt(&replicas[1], "alice-password").await, 429);
     for server in replicas {
         server.stop();
+    }
+}
+
+/// A password sign-in as `username` (whose password is `password` when right) from
+/// 127.0.0.`last`; its status.
+async fn sign_in_from(server: &Server, last: u8, username: &str, password: &str) -> u16 {
+    let http = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, last]))
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    post_form(
+        &http,
+        &server.url("/connect/token"),
+        INTEGRATION,
+        &[
+            ("grant_type", "password"),
+            ("username", username),
+            ("password", password),
+        ],
+    )
+    .await
+    .0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_sign_in_throttle_policy_holds_across_replicas() {
+    let fleet = Fleet::start();
+    // One user per policy: the throttle's rows stay in the shared database between them.
+    for (policy, user, password) in [
+        ("username", "bob", "alice-password"),
+        ("username_and_address", "admin", "admin-password"),
+        ("both", "alice", "alice-password"),
+    ] {
+        let replicas = [
+            fleet.replica_throttled_by(0, policy),
+            fleet.replica_throttled_by(1, policy),
+        ];
+        // Five wrong passwords from one address, spread over both replicas; the sixth attempt
+        // is throttled at either: the keys are counted in the database.
+        for n in 0..5 {
+            assert_eq!(
+                sign_in_from(&replicas[n % 2], 1, user, "wrong").await,
+                400,
+                "{policy}"
+            );
+        }
+        assert_eq!(
+            sign_in_from(&replicas[1], 1, user, password).await,
+            429,
+            "{policy}: the guesser's address"
+        );
+        // The user from another address: locked out only per username.
+        let elsewhere = if policy == "username" { 429 } else { 200 };
+        assert_eq!(
+            sign_in_from(&replicas[0], 2, user, password).await,
+            elsewhere,
+            "{policy}: the user from another address"
+        );
+        if policy == "both" {
+            // The success cleared the user's ceiling; twenty failures from five addresses, four
+            // each and spread over both replicas, reach it again, and four more from a sixth
+            // lengthen the wait: the user waits everywhere.
+            let mut statuses = Vec::new();
+            for last in 3..=8 {
+                for n in 0..4 {
+                    statuses.push(sign_in_from(&replicas[n % 2], last, user, "wrong").await);
+                }
+            }
+            assert!(statuses[..20].iter().all(|s| *s == 400), "{statuses:?}");
+            assert!(
+                statuses.iter().all(|s| *s == 400 || *s == 429),
+                "{statuses:?}"
+            );
+            assert_eq!(sign_in_from(&replicas[1], 9, user, password).await, 429);
+        }
+        for server in replicas {
+            server.stop();
+        }
     }
 }

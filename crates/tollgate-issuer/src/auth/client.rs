@@ -2,7 +2,7 @@
 //! both, with constant-time secret comparison and one answer for every kind of failure.
 
 use super::secret::Hasher;
-use super::throttle::Throttle;
+use super::throttle::{POLICY, Throttle};
 use crate::directory::{Client, Clients};
 use crate::protocol::MAX_IDENTIFIER_LEN;
 use crate::protocol::form::Form;
@@ -82,7 +82,7 @@ impl ClientAuthenticator {
         };
         let attempt = self
             .throttle
-            .begin(&key, self.clock.now())
+            .begin(&key, self.clock.now(), POLICY)
             .map_err(|wait| Failure {
                 retry_after: Some(wait),
                 basic_challenge: presented.basic,

@@ -1,7 +1,11 @@
-//! Throttling of failed authentications, per key (a username, or a client id and where it calls
-//! from): after a few failures each further attempt must wait, doubling up to a ceiling, and a
-//! success or a quiet period clears the record. The legitimate party is slowed down during an
-//! attack, never locked out for good.
+//! Throttling of failed authentications, per key (a username, a username and where it signs in
+//! from, or a client id and where it calls from): after a few failures each further attempt must
+//! wait, doubling up to a ceiling, and a success or a quiet period clears the record. The
+//! legitimate party is slowed down during an attack, never locked out for good.
+//!
+//! How many failures are free and how long the waits get is a [`ThrottlePolicy`], given with
+//! each attempt, so that one map can hold keys of different policies (as a shared store's one
+//! table does): see [`SignInThrottle`](super::SignInThrottle).
 
 use crate::store::ThrottlePolicy;
 use dashmap::DashMap;
@@ -17,12 +21,24 @@ const MAX_DELAY: Duration = Duration::from_secs(300);
 /// A record with no failure for this long is forgotten.
 const FORGET_AFTER: Duration = Duration::from_secs(15 * 60);
 
-/// The same policy, for a store that throttles across replicas.
+/// The policy of every key but the per-username ceiling: five free failures, then 1 s doubling
+/// up to 5 minutes.
 pub(crate) const POLICY: ThrottlePolicy = ThrottlePolicy {
     free_failures: FREE_FAILURES,
     base_delay: BASE_DELAY,
     max_delay: MAX_DELAY,
     forget_after: FORGET_AFTER,
+};
+/// The per-username ceiling beside per-address keys ([`SignInThrottle::Both`]): four times the
+/// free failures, so that a guesser from one address trips its own key long before it can delay
+/// the user elsewhere, and the same waits once it trips, so that guesses from many addresses are
+/// bounded per user as [`POLICY`] bounds them. Records are forgotten on the same schedule
+/// ([`Throttle::forget_quiet`] knows one).
+///
+/// [`SignInThrottle::Both`]: super::SignInThrottle::Both
+pub(crate) const CEILING: ThrottlePolicy = ThrottlePolicy {
+    free_failures: 4 * FREE_FAILURES,
+    ..POLICY
 };
 /// Keys tracked at most: beyond it, new keys are throttled as if they had failed until the purge
 /// timer forgets quiet records (memory stays bounded under a spray of names).
@@ -56,6 +72,7 @@ pub(crate) struct Throttle {
 pub(crate) struct Attempt<'a> {
     throttle: &'a Throttle,
     key: String,
+    policy: ThrottlePolicy,
     settled: bool,
 }
 
@@ -69,9 +86,15 @@ impl Throttle {
         }
     }
 
-    /// Reserves an attempt for `key`, or says how long to wait first. Attempts are allowed
-    /// concurrently only up to the failures still free; once a key is throttled, one at a time.
-    pub(crate) fn begin(&self, key: &str, now: UnixMillis) -> Result<Attempt<'_>, Duration> {
+    /// Reserves an attempt for `key` under `policy`, or says how long to wait first. Attempts are
+    /// allowed concurrently only up to the failures still free; once a key is throttled, one at
+    /// a time.
+    pub(crate) fn begin(
+        &self,
+        key: &str,
+        now: UnixMillis,
+        policy: ThrottlePolicy,
+    ) -> Result<Attempt<'_>, Duration> {
         let wait_a_little = Duration::from_secs(1);
         if self.records.len() >= MAX_TRACKED && !self.records.contains_key(key) {
             // Under a spray of names, fail closed for names not yet seen; the purge timer
@@ -85,14 +108,14 @@ impl Throttle {
             blocked_until: UnixMillis(i64::MIN),
         });
         let record = entry.value_mut();
-        if now.saturating_sub(FORGET_AFTER) > record.last_failure && record.in_flight == 0 {
+        if now.saturating_sub(policy.forget_after) > record.last_failure && record.in_flight == 0 {
             record.failures = 0;
         }
         if record.blocked_until > now {
             let ms = (record.blocked_until.0 - now.0).max(0) as u64;
             return Err(Duration::from_millis(ms).max(wait_a_little));
         }
-        let slots = FREE_FAILURES.saturating_sub(record.failures).max(1);
+        let slots = policy.free_failures.saturating_sub(record.failures).max(1);
         let unlimited = self.concurrent_while_clean && record.failures == 0;
         if !unlimited && record.in_flight >= slots {
             return Err(wait_a_little);
@@ -101,11 +124,12 @@ impl Throttle {
         Ok(Attempt {
             throttle: self,
             key: key.to_owned(),
+            policy,
             settled: false,
         })
     }
 
-    fn release(&self, key: &str, outcome: Option<UnixMillis>) {
+    fn release(&self, key: &str, policy: ThrottlePolicy, outcome: Option<UnixMillis>) {
         let Some(mut entry) = self.records.get_mut(key) else {
             return;
         };
@@ -115,8 +139,8 @@ impl Throttle {
             Some(now) => {
                 record.failures = record.failures.saturating_add(1);
                 record.last_failure = now;
-                if record.failures >= FREE_FAILURES {
-                    record.blocked_until = now.saturating_add(POLICY.delay_after(record.failures));
+                if record.failures >= policy.free_failures {
+                    record.blocked_until = now.saturating_add(policy.delay_after(record.failures));
                 }
             }
             None => {
@@ -141,7 +165,7 @@ impl Attempt<'_> {
     /// The credentials were wrong (or the user or client unknown, or the user disabled).
     pub(crate) fn failed(mut self, now: UnixMillis) {
         self.settled = true;
-        self.throttle.release(&self.key, Some(now));
+        self.throttle.release(&self.key, self.policy, Some(now));
     }
 
     /// The user signed in: the record is cleared.
@@ -154,7 +178,7 @@ impl Attempt<'_> {
 impl Drop for Attempt<'_> {
     fn drop(&mut self) {
         if !self.settled {
-            self.throttle.release(&self.key, None);
+            self.throttle.release(&self.key, self.policy, None);
         }
     }
 }
@@ -164,7 +188,7 @@ mod tests {
     use super::*;
 
     fn fail(throttle: &Throttle, name: &str, now: UnixMillis) {
-        throttle.begin(name, now).unwrap().failed(now);
+        throttle.begin(name, now, POLICY).unwrap().failed(now);
     }
 
     #[test]
@@ -175,21 +199,21 @@ mod tests {
             fail(&throttle, "bob", t0);
         }
         assert_eq!(
-            throttle.begin("bob", t0).unwrap_err(),
+            throttle.begin("bob", t0, POLICY).unwrap_err(),
             Duration::from_secs(1)
         );
         let t1 = t0.saturating_add(Duration::from_secs(2));
         fail(&throttle, "bob", t1);
         assert_eq!(
-            throttle.begin("bob", t1).unwrap_err(),
+            throttle.begin("bob", t1, POLICY).unwrap_err(),
             Duration::from_secs(2)
         );
         // Others are unaffected.
-        assert!(throttle.begin("alice", t1).is_ok());
+        assert!(throttle.begin("alice", t1, POLICY).is_ok());
         // A success clears the record.
         let t2 = t1.saturating_add(Duration::from_secs(3));
-        throttle.begin("bob", t2).unwrap().succeeded();
-        assert!(throttle.begin("bob", t2).is_ok());
+        throttle.begin("bob", t2, POLICY).unwrap().succeeded();
+        assert!(throttle.begin("bob", t2, POLICY).is_ok());
     }
 
     #[test]
@@ -197,22 +221,24 @@ mod tests {
         let throttle = Throttle::default();
         let t0 = UnixMillis(0);
         let held: Vec<_> = (0..FREE_FAILURES)
-            .map(|_| throttle.begin("bob", t0).unwrap())
+            .map(|_| throttle.begin("bob", t0, POLICY).unwrap())
             .collect();
         assert!(
-            throttle.begin("bob", t0).is_err(),
+            throttle.begin("bob", t0, POLICY).is_err(),
             "no sixth guess in flight"
         );
         drop(held);
         // Two failures recorded: three concurrent slots remain, not five.
         fail(&throttle, "bob", t0);
         fail(&throttle, "bob", t0);
-        let held: Vec<_> = (0..3).map(|_| throttle.begin("bob", t0).unwrap()).collect();
-        assert!(throttle.begin("bob", t0).is_err());
+        let held: Vec<_> = (0..3)
+            .map(|_| throttle.begin("bob", t0, POLICY).unwrap())
+            .collect();
+        assert!(throttle.begin("bob", t0, POLICY).is_err());
         drop(held);
         // Abandoned attempts leave no record behind.
         let fresh = Throttle::default();
-        drop(fresh.begin("carol", t0).unwrap());
+        drop(fresh.begin("carol", t0, POLICY).unwrap());
         assert!(fresh.records.is_empty());
     }
 
@@ -221,22 +247,24 @@ mod tests {
         let throttle = Throttle::for_clients();
         let t0 = UnixMillis(0);
         let busy: Vec<_> = (0..100)
-            .map(|_| throttle.begin("svc", t0).unwrap())
+            .map(|_| throttle.begin("svc", t0, POLICY).unwrap())
             .collect();
         drop(busy);
         fail(&throttle, "svc", t0);
-        let held: Vec<_> = (0..4).map(|_| throttle.begin("svc", t0).unwrap()).collect();
+        let held: Vec<_> = (0..4)
+            .map(|_| throttle.begin("svc", t0, POLICY).unwrap())
+            .collect();
         assert!(
-            throttle.begin("svc", t0).is_err(),
+            throttle.begin("svc", t0, POLICY).is_err(),
             "four free failures left"
         );
         drop(held);
         // Users are always counted.
         let users = Throttle::default();
         let held: Vec<_> = (0..FREE_FAILURES)
-            .map(|_| users.begin("bob", t0).unwrap())
+            .map(|_| users.begin("bob", t0, POLICY).unwrap())
             .collect();
-        assert!(users.begin("bob", t0).is_err());
+        assert!(users.begin("bob", t0, POLICY).is_err());
         drop(held);
     }
 
@@ -246,7 +274,7 @@ mod tests {
         let mut now = UnixMillis(0);
         let mut failures = 0;
         while failures < 30 {
-            match throttle.begin("bob", now) {
+            match throttle.begin("bob", now, POLICY) {
                 Ok(attempt) => {
                     attempt.failed(now);
                     failures += 1;
@@ -254,9 +282,9 @@ mod tests {
                 Err(wait) => now = now.saturating_add(wait),
             }
         }
-        assert_eq!(throttle.begin("bob", now).unwrap_err(), MAX_DELAY);
+        assert_eq!(throttle.begin("bob", now, POLICY).unwrap_err(), MAX_DELAY);
         let later = now.saturating_add(FORGET_AFTER + MAX_DELAY + Duration::from_secs(1));
-        assert!(throttle.begin("bob", later).is_ok());
+        assert!(throttle.begin("bob", later, POLICY).is_ok());
         throttle.forget_quiet(later.saturating_add(FORGET_AFTER + Duration::from_secs(1)));
         assert!(throttle.records.is_empty());
     }

@@ -1,6 +1,6 @@
 //! `POST /connect/token`: the `password`, `client_credentials` and `refresh_token` grants.
 
-use crate::auth::SignInError;
+use crate::auth::{PeerAddr, SignInError};
 use crate::directory::{Client, GrantType, User};
 use crate::issuer::Issuer;
 use crate::ledger::{AccessSpec, Issued, RedeemError};
@@ -11,6 +11,7 @@ use crate::protocol::response::{self, ErrorCode, Failure, ResponseBody};
 use http::request::Parts;
 use http::{Response, StatusCode};
 use serde::Serialize;
+use std::net::IpAddr;
 use std::time::Duration;
 use tollgate_core::TenantPath;
 
@@ -47,7 +48,10 @@ pub(crate) async fn handle(
     let lifetime = lifetime(issuer, &client, form.get("access-token-lifetime"))?;
     let mut response = match grant {
         GrantType::ClientCredentials => client_credentials(issuer, &client, form, lifetime).await,
-        GrantType::Password => password(issuer, &client, form, lifetime).await,
+        GrantType::Password => {
+            let peer = request.extensions.get::<PeerAddr>().map(|p| p.0);
+            password(issuer, &client, form, lifetime, peer).await
+        }
         GrantType::RefreshToken => refresh(issuer, &client, form, lifetime).await,
     }?;
     response.extensions_mut().insert(TokenIssued::new(grant));
@@ -75,13 +79,25 @@ fn lifetime(issuer: &Issuer, client: &Client, asked: Option<&str>) -> Result<Dur
     Ok(Duration::from_secs(seconds).min(max))
 }
 
-/// `tenant_path` as sent, if it was.
-fn asked_tenant(form: &Form) -> Result<Option<TenantPath>, Failure> {
-    form.get("tenant_path")
-        .map(|path| {
-            TenantPath::parse(path).map_err(|_| Failure::invalid_request("malformed tenant_path"))
-        })
-        .transpose()
+/// `tenant_path` as sent, if it was; `invalid_request` when it is malformed or names a tenant
+/// that was not declared.
+///
+/// An undeclared tenant is refused like a malformed one (`invalid_request`, RFC 6749 §5.2: "an
+/// unsupported parameter value"), not as `invalid_grant`: it is wrong whoever asks and whatever
+/// their credentials, so it is answered before any password is verified and reveals nothing
+/// about a user.
+fn asked_tenant(issuer: &Issuer, form: &Form) -> Result<Option<TenantPath>, Failure> {
+    let Some(path) = form.get("tenant_path") else {
+        return Ok(None);
+    };
+    let tenant =
+        TenantPath::parse(path).map_err(|_| Failure::invalid_request("malformed tenant_path"))?;
+    if !issuer.tenants.exists(&tenant) {
+        return Err(Failure::invalid_request(
+            "tenant_path names a tenant that does not exist",
+        ));
+    }
+    Ok(Some(tenant))
 }
 
 /// The tenant a request without `tenant_path` acts in: the only one configured, else the root.
@@ -142,7 +158,8 @@ async fn client_credentials(
     form: &Form,
     lifetime: Duration,
 ) -> Result<Response<ResponseBody>, Failure> {
-    let tenant = asked_tenant(form)?.unwrap_or_else(|| only_tenant_or_root(&client.tenants));
+    let tenant =
+        asked_tenant(issuer, form)?.unwrap_or_else(|| only_tenant_or_root(&client.tenants));
     if !client.tenants.iter().any(|t| t.covers(tenant.as_str())) {
         return Err(Failure::bad_request(
             ErrorCode::UnauthorizedClient,
@@ -173,6 +190,7 @@ async fn password(
     client: &Client,
     form: &Form,
     lifetime: Duration,
+    peer: Option<IpAddr>,
 ) -> Result<Response<ResponseBody>, Failure> {
     let (Some(username), Some(password)) = (form.get("username"), form.get("password")) else {
         return Err(Failure::invalid_request(
@@ -182,8 +200,8 @@ async fn password(
     if username.len() > MAX_IDENTIFIER_LEN {
         return Err(Failure::invalid_request("username is too long"));
     }
-    let asked = asked_tenant(form)?;
-    let user = match issuer.users.verify(username, password).await {
+    let asked = asked_tenant(issuer, form)?;
+    let user = match issuer.users.verify(username, password, peer).await {
         Ok(user) => user,
         Err(SignInError::Invalid) => return Err(invalid_credentials()),
         Err(SignInError::Throttled(wait)) => {

@@ -2,15 +2,15 @@
 
 use super::TokenService;
 use crate::auth::secret::Hasher;
-use crate::auth::{ClientAuthenticator, SignIn};
-use crate::directory::{Clients, Users};
+use crate::auth::{ClientAuthenticator, SignIn, SignInThrottle};
+use crate::directory::{Clients, DeclaredTenants, Users};
 use crate::issuer::Issuer;
 use crate::ledger::{self, Ledger, Lifetimes};
 use crate::store::Store;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
-use tollgate_core::{Clock, KeySet, RevocationIndex, SystemClock};
+use tollgate_core::{Clock, KeySet, RevocationIndex, SystemClock, TenantPath};
 use tollgate_layer::Verifier;
 
 /// Default token lifetimes.
@@ -36,6 +36,8 @@ pub struct TokenServiceBuilder {
     admin_role: String,
     hash_concurrency: usize,
     cutoff_retention: Option<Duration>,
+    tenants: Vec<TenantPath>,
+    sign_in_throttle: SignInThrottle,
 }
 
 impl fmt::Debug for TokenServiceBuilder {
@@ -68,6 +70,8 @@ impl TokenServiceBuilder {
             admin_role: "admin".into(),
             hash_concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
             cutoff_retention: None,
+            tenants: Vec::new(),
+            sign_in_throttle: SignInThrottle::default(),
         }
     }
 
@@ -154,6 +158,26 @@ impl TokenServiceBuilder {
         self
     }
 
+    /// Declares the tenants that exist below the root `/`. A token request whose `tenant_path`
+    /// is neither `/`, one of these, nor below one of them is then refused with `400
+    /// invalid_request`, whatever the client's or user's tenants allow (a client of `/` may act
+    /// in every tenant, but only in tenants that exist). Not called, or with none: every
+    /// well-formed tenant exists, as before.
+    pub fn tenants(mut self, tenants: impl IntoIterator<Item = TenantPath>) -> Self {
+        self.tenants.extend(tenants);
+        self
+    }
+
+    /// Which keys failed password sign-ins are counted against (default
+    /// [`SignInThrottle::Both`]: per username and address, under a looser per-username
+    /// ceiling). The address is the [`PeerAddr`](crate::PeerAddr) the server puts in each
+    /// request's extensions; without one, sign-ins are throttled per username whatever the
+    /// policy.
+    pub fn sign_in_throttle(mut self, policy: SignInThrottle) -> Self {
+        self.sign_in_throttle = policy;
+        self
+    }
+
     /// How many password hashes may be verified at once (default: one per CPU).
     pub fn password_hash_concurrency(mut self, limit: usize) -> Self {
         self.hash_concurrency = limit;
@@ -228,6 +252,7 @@ impl TokenServiceBuilder {
                 .await
                 .map_err(|e| dummy_failed(&e))?
                 .map_err(|e| dummy_failed(&e))?;
+        let sign_in = sign_in.throttled_by(self.sign_in_throttle);
         let sign_in = if store_shared {
             sign_in.shared_with(shared_store)
         } else {
@@ -238,6 +263,7 @@ impl TokenServiceBuilder {
             clients: ClientAuthenticator::new(clients, hasher, self.clock),
             users: sign_in,
             admin_role: self.admin_role,
+            tenants: DeclaredTenants::new(self.tenants),
         });
         Ok(TokenService::new(issuer, own_audience))
     }

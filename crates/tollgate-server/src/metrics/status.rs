@@ -72,7 +72,7 @@ impl Collector for Replication {
         gauge(
             e,
             "tollgate_relay_backlog",
-            "Revocations committed but not yet published to Redis, as of the relay's last round",
+            "Revocations committed but not yet published to Redis, as the store counts them (also while Redis is out of reach)",
             None,
             relay.backlog as f64,
         )?;
