@@ -19,9 +19,9 @@
 //!
 //! Everything else about the token (400, 401, 503) is the Layer's answer, unchanged.
 
-use crate::config::{ForwardAuth, MethodOverride, Proxy};
-use crate::forward_auth::Original;
-use crate::headers::{Hop, METHOD_OVERRIDE, X_REQUEST_ID};
+use crate::config::Proxy;
+use crate::forward_auth::{ForwardAuth, Original};
+use crate::headers::{Hop, METHOD_OVERRIDE, MethodOverride, X_REQUEST_ID};
 use crate::identity::IdentityHeaders;
 use crate::limit::ClientRateLimit;
 use crate::ops::metrics::{Metrics, Outcome};
@@ -41,32 +41,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
-use tollgate_core::{Claims, KeySet};
-use tollgate_layer::{
-    DefaultRejection, OnRejection, Readiness, Rejection, ValidateBearer, VerifiedClaims,
-};
+use tollgate_core::Claims;
+use tollgate_layer::{DefaultRejection, OnRejection, Rejection, ValidateBearer, VerifiedClaims};
 use tower_service::Service;
 use tracing::Instrument;
-
-/// Whether the gateway can judge tokens: keys loaded, and the revocation feed healthy under its
-/// policy (the same check the Layer makes on every request).
-#[derive(Debug)]
-pub(crate) struct GatewayReadiness {
-    pub(crate) keys: KeySet,
-    pub(crate) feed: Option<Arc<dyn Readiness>>,
-}
-
-impl GatewayReadiness {
-    pub(crate) fn check(&self) -> Result<(), &'static str> {
-        if self.keys.kids().is_empty() {
-            return Err("no verification key loaded yet");
-        }
-        match &self.feed {
-            Some(feed) => feed.check().map_err(|n| n.description()),
-            None => Ok(()),
-        }
-    }
-}
 
 /// What the gateway shares between requests.
 #[derive(Debug)]

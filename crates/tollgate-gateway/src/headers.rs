@@ -7,7 +7,6 @@
 //! x-auth-subject` can only remove the client's own copy, never the value the gateway writes
 //! later; the identity headers are written last (`crate::identity`).
 
-use crate::config::{MethodOverride, Upgrades};
 use http::header::{
     AUTHORIZATION, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST, PROXY_AUTHENTICATE,
     PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
@@ -195,6 +194,51 @@ pub(crate) fn strip_client_copies(
     for name in doubles {
         headers.remove(name);
     }
+}
+
+/// The protocols a client may upgrade a connection to (`[proxy] upgrades`): `websocket` by
+/// default. An upgrade to anything else is dropped (the request goes on as an ordinary one), and
+/// `h2c`/`h2` can never be listed: after the upstream's 101 the client would speak HTTP/2 to it
+/// directly, any path, any header, past every route.
+#[derive(Debug, Clone)]
+pub(crate) struct Upgrades(pub(crate) Vec<String>);
+
+impl Default for Upgrades {
+    fn default() -> Self {
+        Upgrades(vec!["websocket".to_owned()])
+    }
+}
+
+impl Upgrades {
+    /// Whether every protocol an `Upgrade` value lists is allowed (names compared without case;
+    /// a listed name allows each of its versions).
+    pub(crate) fn allows(&self, value: &HeaderValue) -> bool {
+        let Ok(value) = value.to_str() else {
+            return false;
+        };
+        let mut protocols = value.split(',').map(str::trim).peekable();
+        protocols.peek().is_some()
+            && protocols.all(|protocol| {
+                let name = protocol.split('/').next().unwrap_or(protocol);
+                !protocol.is_empty()
+                    && self.0.iter().any(|allowed| {
+                        allowed.eq_ignore_ascii_case(protocol) || allowed.eq_ignore_ascii_case(name)
+                    })
+            })
+    }
+}
+
+/// What the gateway does with `X-HTTP-Method-Override`, `X-HTTP-Method` and
+/// `X-Method-Override` (`[proxy] method_override`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum MethodOverride {
+    /// Removed from every request (the default): the upstream acts on the request's method,
+    /// which is the one routes judged.
+    #[default]
+    Strip,
+    /// Forwarded, and the route must allow both the request's method and the one they claim
+    /// (and be the same route for both); conflicting or malformed claims are refused.
+    Judge,
 }
 
 #[cfg(test)]

@@ -45,7 +45,8 @@ mod response;
 mod route;
 mod server;
 
-pub use config::{ConfigError, ForwardAuthProxy, GatewayConfig, Limits};
+pub use config::{ConfigError, GatewayConfig, Limits};
+pub use forward_auth::ForwardAuthProxy;
 pub use response::GatewayBody;
 pub use server::{RunningGateway, start};
 

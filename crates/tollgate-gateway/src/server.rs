@@ -2,10 +2,10 @@
 //! gateway's and the ops one), connection limits, and graceful shutdown.
 
 use crate::config::{GatewayConfig, KeySource};
-use crate::gateway::{Gateway, GatewayReadiness, Shared};
+use crate::gateway::{Gateway, Shared};
 use crate::limit::ClientRateLimit;
-use crate::ops::Ops;
 use crate::ops::metrics::{Metrics, Sources};
+use crate::ops::{GatewayReadiness, Ops};
 use crate::proxy::{PeerIp, Upstream};
 use http::Request;
 use hyper::body::Incoming;

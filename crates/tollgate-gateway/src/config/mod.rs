@@ -8,9 +8,11 @@
 
 mod file;
 
+use crate::forward_auth::{ForwardAuth, ForwardAuthProxy};
+use crate::headers::{MethodOverride, Upgrades};
 use crate::route::{Access, Requirements, Route, RouteTable};
 use file::{File, IdentityHeadersFile, KeysFile, LimitsFile, ProxyFile, RevocationsFile};
-use http::{HeaderName, HeaderValue, Method, Uri};
+use http::{HeaderName, Method, Uri};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -142,75 +144,8 @@ impl Default for Limits {
 /// `[proxy]`, checked: what of a client's request is carried to upstreams.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Proxy {
-    pub(crate) upgrades: Upgrades,
-    pub(crate) method_override: MethodOverride,
-}
-
-/// The protocols a client may upgrade a connection to (`[proxy] upgrades`): `websocket` by
-/// default. An upgrade to anything else is dropped (the request goes on as an ordinary one), and
-/// `h2c`/`h2` can never be listed: after the upstream's 101 the client would speak HTTP/2 to it
-/// directly, any path, any header, past every route.
-#[derive(Debug, Clone)]
-pub(crate) struct Upgrades(Vec<String>);
-
-impl Default for Upgrades {
-    fn default() -> Self {
-        Upgrades(vec!["websocket".to_owned()])
-    }
-}
-
-impl Upgrades {
-    /// Whether every protocol an `Upgrade` value lists is allowed (names compared without case;
-    /// a listed name allows each of its versions).
-    pub(crate) fn allows(&self, value: &HeaderValue) -> bool {
-        let Ok(value) = value.to_str() else {
-            return false;
-        };
-        let mut protocols = value.split(',').map(str::trim).peekable();
-        protocols.peek().is_some()
-            && protocols.all(|protocol| {
-                let name = protocol.split('/').next().unwrap_or(protocol);
-                !protocol.is_empty()
-                    && self.0.iter().any(|allowed| {
-                        allowed.eq_ignore_ascii_case(protocol) || allowed.eq_ignore_ascii_case(name)
-                    })
-            })
-    }
-}
-
-/// What the gateway does with `X-HTTP-Method-Override`, `X-HTTP-Method` and
-/// `X-Method-Override` (`[proxy] method_override`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) enum MethodOverride {
-    /// Removed from every request (the default): the upstream acts on the request's method,
-    /// which is the one routes judged.
-    #[default]
-    Strip,
-    /// Forwarded, and the route must allow both the request's method and the one they claim
-    /// (and be the same route for both); conflicting or malformed claims are refused.
-    Judge,
-}
-
-/// Which proxy calls the forward-auth endpoint: it decides which headers carry the original
-/// method and URI (only that proxy's headers are trusted, so a client cannot smuggle another
-/// convention's headers through it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ForwardAuthProxy {
-    /// nginx `auth_request`: `X-Original-Method` and `X-Original-URI`, set in the auth location
-    /// with `proxy_set_header`.
-    Nginx,
-    /// Traefik `ForwardAuth`: `X-Forwarded-Method` and `X-Forwarded-Uri`, set by Traefik.
-    Traefik,
-    /// Envoy `ext_authz` (HTTP service): the original path appended to the auth path
-    /// (`path_prefix`), the original method as the request's.
-    Envoy,
-}
-
-/// `[forward_auth]`, checked.
-#[derive(Debug, Clone)]
-pub(crate) struct ForwardAuth {
-    pub(crate) path: String,
-    pub(crate) proxy: ForwardAuthProxy,
+    pub(crate) upgrades: crate::headers::Upgrades,
+    pub(crate) method_override: crate::headers::MethodOverride,
 }
 
 /// One `[[upstreams]]`, checked.

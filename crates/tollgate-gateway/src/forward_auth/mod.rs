@@ -12,9 +12,30 @@
 //! | Traefik | `X-Forwarded-Method` | `X-Forwarded-Uri` (Traefik sets them) |
 //! | Envoy | the request's | the request's path after the auth path (`path_prefix`) |
 
-use crate::config::{ForwardAuth, ForwardAuthProxy};
 use http::uri::PathAndQuery;
 use http::{HeaderMap, Method, Request};
+
+/// Which proxy calls the forward-auth endpoint: it decides which headers carry the original
+/// method and URI (only that proxy's headers are trusted, so a client cannot smuggle another
+/// convention's headers through it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardAuthProxy {
+    /// nginx `auth_request`: `X-Original-Method` and `X-Original-URI`, set in the auth location
+    /// with `proxy_set_header`.
+    Nginx,
+    /// Traefik `ForwardAuth`: `X-Forwarded-Method` and `X-Forwarded-Uri`, set by Traefik.
+    Traefik,
+    /// Envoy `ext_authz` (HTTP service): the original path appended to the auth path
+    /// (`path_prefix`), the original method as the request's.
+    Envoy,
+}
+
+/// `[forward_auth]`, checked.
+#[derive(Debug, Clone)]
+pub(crate) struct ForwardAuth {
+    pub(crate) path: String,
+    pub(crate) proxy: ForwardAuthProxy,
+}
 
 /// The request a forward-auth call is about.
 #[derive(Debug, Clone)]

@@ -142,7 +142,7 @@ pub(crate) struct Sources {
     pub(crate) index: Arc<RevocationIndex>,
     pub(crate) feed: Option<Feed>,
     pub(crate) jwks: Option<RemoteJwks>,
-    pub(crate) ready: Arc<crate::gateway::GatewayReadiness>,
+    pub(crate) ready: Arc<super::GatewayReadiness>,
 }
 
 impl Metrics {

@@ -9,12 +9,34 @@ use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use std::sync::Arc;
+use tollgate_core::KeySet;
+use tollgate_layer::Readiness;
+
+/// Whether the gateway can judge tokens: keys loaded, and the revocation feed healthy under its
+/// policy (the same check the Layer makes on every request).
+#[derive(Debug)]
+pub(crate) struct GatewayReadiness {
+    pub(crate) keys: KeySet,
+    pub(crate) feed: Option<Arc<dyn Readiness>>,
+}
+
+impl GatewayReadiness {
+    pub(crate) fn check(&self) -> Result<(), &'static str> {
+        if self.keys.kids().is_empty() {
+            return Err("no verification key loaded yet");
+        }
+        match &self.feed {
+            Some(feed) => feed.check().map_err(|n| n.description()),
+            None => Ok(()),
+        }
+    }
+}
 
 /// The answers of the ops listener.
 #[derive(Debug, Clone)]
 pub(crate) struct Ops {
     pub(crate) metrics: Arc<metrics::Metrics>,
-    pub(crate) readiness: Arc<crate::gateway::GatewayReadiness>,
+    pub(crate) readiness: Arc<GatewayReadiness>,
 }
 
 impl Ops {
