@@ -91,19 +91,22 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// `--help` and `--version` as clap prints them; an argument error as one line,
-/// `tollgate: <what is wrong>`, exit status 2 (clap's usage block would bury the one line that
-/// matters, and scripts read the first line).
+/// `--help` and `--version` as clap prints them (exit 0); no command at all, the help on
+/// standard error with exit status 2, as for any other usage error; an argument error as one
+/// line, `tollgate: <what is wrong>`, exit status 2 (clap's usage block would bury the one line
+/// that matters, and scripts read the first line).
 fn usage_error(error: &clap::Error) -> ExitCode {
     use clap::error::ErrorKind;
-    if matches!(
-        error.kind(),
-        ErrorKind::DisplayHelp
-            | ErrorKind::DisplayVersion
-            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
-    ) {
-        let _ = error.print();
-        return ExitCode::SUCCESS;
+    match error.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = error.print();
+            return ExitCode::SUCCESS;
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            eprint!("{}", error.render());
+            return ExitCode::from(2);
+        }
+        _ => {}
     }
     let text = error.render().to_string();
     let message = text

@@ -1,14 +1,13 @@
 //! The `tollgate` program as a library: the configuration file ([`config`]), `tollgate serve`
-//! ([`serve`], with its `[replication]` through Redis), the limits every listener applies
-//! ([`connection`]), its Prometheus metrics (`[metrics]`), and the command line ([`cli`], `tollgate revoke` included). The `tollgate`
-//! binary is [`cli::main`].
+//! ([`serve`], with its `[replication]` through Redis; the limits every listener applies are
+//! `tollgate_program::connection`'s), its Prometheus metrics (`[metrics]`), and the command line
+//! ([`cli`], `tollgate revoke` included). The `tollgate` binary is [`cli::main`].
 //!
 //! To check configuration text the way `tollgate serve` does, without touching the disk, call
 //! [`config::parse`].
 
 pub mod cli;
 pub mod config;
-pub mod connection;
 mod metrics;
 mod migrate;
 mod replication;

@@ -1,6 +1,5 @@
 //! `tollgate serve`: the hyper server, connection limits, structured logs, and graceful shutdown.
 
-use crate::connection::Limits;
 use crate::metrics::{self, Metrics};
 use crate::replication::{self, Replicas};
 use crate::{config, setup};
@@ -16,6 +15,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tollgate_issuer::{PeerAddr, ResponseBody, TokenService};
+use tollgate_program::connection::Limits;
 use tollgate_program::connection::serve_connections;
 use tollgate_program::shutdown_signal;
 use tower_layer::Layer;

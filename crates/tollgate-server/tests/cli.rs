@@ -346,3 +346,14 @@ fn keygen_takes_a_bare_file_name_and_prints_an_absolute_path() {
     let file = std::path::Path::new(key["file"].as_str().unwrap());
     assert!(file.is_absolute() && file.exists(), "{}", file.display());
 }
+
+#[test]
+fn no_command_prints_the_help_and_fails_as_a_usage_error() {
+    let out = tollgate().output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Usage: tollgate"), "{stderr}");
+    assert!(out.stdout.is_empty());
+    let help = tollgate().arg("--help").output().unwrap();
+    assert!(help.status.success());
+}
