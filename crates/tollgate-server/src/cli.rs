@@ -24,6 +24,10 @@ enum Command {
         /// The TOML configuration file.
         #[arg(long, short)]
         config: PathBuf,
+        /// Publish revocations to (and follow) the Redis at this URL, as `[replication]
+        /// redis_url` would (the file's other `[replication]` keys, or their defaults, apply).
+        #[arg(long, value_name = "URL")]
+        redis: Option<String>,
     },
     /// Runs the validating reverse proxy and forward-auth service (see docs/gateway.md).
     Gateway {
@@ -71,7 +75,7 @@ pub fn main() -> ExitCode {
         Err(e) => return usage_error(&e),
     };
     let outcome = match cli.command {
-        Command::Serve { config } => serve::run(&config),
+        Command::Serve { config, redis } => serve::run(&config, redis.as_deref()),
         Command::Gateway { config } => tollgate_gateway::run(&config),
         Command::Revoke(args) => revoke::run(args),
         Command::MigrateStore(args) => migrate::run(args),

@@ -86,6 +86,28 @@ impl Config {
     pub fn metrics_listen(&self) -> Option<SocketAddr> {
         self.metrics
     }
+
+    /// Replicates through the Redis at `url` (`tollgate serve --redis URL`): the file's
+    /// `[replication]` table with its `redis_url` replaced, or one with every other key at its
+    /// default. The URL's password, if any, never shows in logs.
+    pub fn replicate_through(&mut self, url: &str) -> Result<(), String> {
+        let target = RedisTarget::new(url).map_err(|e| format!("--redis: {e}"))?;
+        match &mut self.replication {
+            Some(replication) => {
+                replication.target = target;
+                replication.password_env = false;
+            }
+            None => {
+                self.replication = Some(Replication {
+                    target,
+                    password_env: false,
+                    key_prefix: DEFAULT_KEY_PREFIX.to_owned(),
+                    snapshot_every: DEFAULT_SNAPSHOT_EVERY,
+                });
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Default of `[replication] key_prefix`.

@@ -26,11 +26,11 @@ const DRAIN: Duration = Duration::from_secs(30);
 /// How often expired state is purged.
 const PURGE_EVERY: Duration = Duration::from_secs(60);
 
-/// Runs `tollgate serve --config <config_path>` until SIGINT or SIGTERM.
+/// Runs `tollgate serve --config <config_path> [--redis <url>]` until SIGINT or SIGTERM.
 ///
 /// Everything is checked before anything is written: the configuration, the key files, the
 /// listening address; then the data directory is created and locked.
-pub fn run(config_path: &Path) -> Result<(), String> {
+pub fn run(config_path: &Path, redis: Option<&str>) -> Result<(), String> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -39,7 +39,10 @@ pub fn run(config_path: &Path) -> Result<(), String> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let config = config::load(config_path).map_err(|e| e.to_string())?;
+    let mut config = config::load(config_path).map_err(|e| e.to_string())?;
+    if let Some(url) = redis {
+        config.replicate_through(url)?;
+    }
     let keys = setup::read_keys(&config).map_err(|e| e.to_string())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -176,6 +176,83 @@ async fn a_revocation_at_serve_is_refused_by_the_gateway() {
     server.stop();
 }
 
+/// The README's demo of the gateway beside the token service, with the files it uses:
+/// `examples/tollgate.toml` served with `--redis`, and `examples/gateway.toml` (their fixed ports
+/// replaced by free ones): alice's token reads userinfo through the gateway until it is revoked
+/// at the token service.
+#[tokio::test]
+async fn the_demo_files_show_a_revocation_refused_at_the_gateway() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    // The demo's issuer URL is where it listens, and the gateway finds the keys through it: one
+    // free port stands for 8080 in both files.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let here = format!("127.0.0.1:{port}");
+    let serve_toml = dir.path().join("tollgate.toml");
+    let demo_serve =
+        config(dir.path()).replace("listen = \"127.0.0.1:0\"", "listen = \"127.0.0.1:8080\"");
+    std::fs::write(&serve_toml, demo_serve.replace("127.0.0.1:8080", &here)).unwrap();
+    let server = Server::start_file_with(&serve_toml, &["--redis", &redis.url()], &[]);
+    let demo = include_str!("../../../examples/gateway.toml");
+    let gateway_toml = dir.path().join("gateway.toml");
+    std::fs::write(
+        &gateway_toml,
+        demo.replace("127.0.0.1:8000", "127.0.0.1:0")
+            .replace("127.0.0.1:9090", "127.0.0.1:0")
+            .replace("redis://127.0.0.1:6390/", &redis.url())
+            .replace("127.0.0.1:8080", &here),
+    )
+    .unwrap();
+    let gateway = start_gateway(&gateway_toml);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while status(&format!("{}/readyz", gateway.ops), None).await != 200 {
+        assert!(Instant::now() < deadline, "the gateway never became ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (code, body) = post_form(
+        &http(),
+        &server.url("/connect/token"),
+        INTEGRATION,
+        &[
+            ("grant_type", "password"),
+            ("username", "alice"),
+            ("password", "alice-password"),
+            ("scope", "openid profile"),
+        ],
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    let userinfo = format!("{}/connect/userinfo", gateway.base);
+    assert_eq!(status(&userinfo, Some(&token)).await, 200);
+    assert_eq!(
+        status(&format!("{}/connect/token", gateway.base), Some(&token)).await,
+        403
+    );
+    let (revoked, _) = post_form(
+        &http(),
+        &server.url("/connect/revocation"),
+        INTEGRATION,
+        &[("token", token.as_str())],
+    )
+    .await;
+    assert_eq!(revoked, 200);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while status(&userinfo, Some(&token)).await != 401 {
+        assert!(
+            Instant::now() < deadline,
+            "the revoked token still passes the demo gateway"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(gateway);
+    server.stop();
+}
+
 #[test]
 fn a_bad_gateway_configuration_is_one_line() {
     let dir = tempfile::tempdir().unwrap();

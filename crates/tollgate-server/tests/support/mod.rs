@@ -62,9 +62,16 @@ impl Server {
 
     /// [`start_file`](Self::start_file) with these environment variables set.
     pub fn start_file_with_env(path: &Path, env: &[(&str, &str)]) -> Server {
+        Self::start_file_with(path, &[], env)
+    }
+
+    /// [`start_file`](Self::start_file) with more arguments after `--config path`, and these
+    /// environment variables set.
+    pub fn start_file_with(path: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
             .args(["serve", "--config"])
             .arg(path)
+            .args(args)
             .envs(env.iter().copied())
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
