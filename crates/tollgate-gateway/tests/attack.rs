@@ -662,3 +662,43 @@ async fn tunnels_are_counted_and_idle_ones_closed() {
     assert_eq!(answer.status(), 200);
     gw.shutdown().await;
 }
+
+/// Found by the `gateway_request` fuzz target: with a public catch-all `/` after a GET-only
+/// `/api`, `DELETE /api/x` fell through to `/` and reached the upstream without a token. The
+/// routes with the longest covering prefix decide, so it is refused.
+#[tokio::test]
+async fn a_method_a_specific_route_does_not_list_never_falls_back_to_a_broader_one() {
+    let fx = Fixture::new();
+    let up = upstream().await;
+    let body = format!(
+        "{}\n[[routes]]\nprefix = \"/\"\npublic = true\n",
+        config(up.addr, "")
+    );
+    let gw = fx.start(&body).await;
+    let token = bearer(&fx.token(|_| {}));
+    for method in ["DELETE", "POST", "PUT"] {
+        let a = send(
+            gw.local_addr(),
+            method,
+            "/api/orders/1",
+            &[("authorization", &token)],
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::FORBIDDEN, "{method}: {}", a.body);
+    }
+    let a = send(
+        gw.local_addr(),
+        "GET",
+        "/api/orders/1",
+        &[("authorization", &token)],
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK);
+    let a = send(gw.local_addr(), "DELETE", "/elsewhere", &[]).await;
+    assert_eq!(
+        a.status,
+        StatusCode::OK,
+        "the catch-all still serves other paths"
+    );
+    gw.shutdown().await;
+}

@@ -2,9 +2,11 @@
 //! carry for them.
 //!
 //! Paths are first checked and percent-decoded ([`routable`]): a path an upstream could read as
-//! another is refused with 400. A route matches the decoded path's prefix, segment by segment (`/api` matches `/api` and `/api/orders`,
-//! not `/apiary`), and optionally a list of methods. The first route that matches wins; a
-//! request no route matches is refused with 403 (see [`crate::gateway`]). A route is public
+//! another is refused with 400. A route matches the decoded path's prefix, segment by segment
+//! (`/api` matches `/api` and `/api/orders`, not `/apiary`), and optionally a list of methods.
+//! The routes with the longest prefix that covers the path decide, the first of them whose
+//! methods include the method winning; a request no route matches is refused with 403 (see
+//! [`crate::gateway`]). A route is public
 //! (no token looked at) or protected: a valid, unrevoked token, plus every listed scope, every
 //! listed role and, if set, a tenant at or below the route's.
 
@@ -106,11 +108,22 @@ impl RouteTable {
         RouteTable { routes }
     }
 
-    /// The first route matching `method` and `path` (as [`routable`] made it), with its index
-    /// (for metrics).
+    /// The route for `method` and `path` (as [`routable`] made it), with its index (for
+    /// metrics): among the routes whose prefix covers the path, only those with the longest such
+    /// prefix are considered, and the first of them whose methods include `method` wins. A
+    /// method that the most specific routes do not list never falls back to a broader route: a
+    /// public `/` after a GET-only `/api` does not make `DELETE /api/x` public.
     pub(crate) fn find(&self, method: &Method, path: &str) -> Option<(usize, &Arc<Route>)> {
+        let longest = self
+            .routes
+            .iter()
+            .filter(|r| prefix_matches(&r.prefix, path))
+            .map(|r| r.prefix.len())
+            .max()?;
         self.routes.iter().enumerate().find(|(_, r)| {
-            prefix_matches(&r.prefix, path) && r.methods.as_ref().is_none_or(|m| m.contains(method))
+            r.prefix.len() == longest
+                && prefix_matches(&r.prefix, path)
+                && r.methods.as_ref().is_none_or(|m| m.contains(method))
         })
     }
 
@@ -131,6 +144,33 @@ fn prefix_matches(prefix: &str, path: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn route(prefix: &str, methods: Option<&[Method]>) -> Arc<Route> {
+        Arc::new(Route {
+            prefix: prefix.to_owned(),
+            methods: methods.map(<[Method]>::to_vec),
+            upstream: Some(0),
+            access: Access::Public,
+            strip_authorization: false,
+        })
+    }
+
+    #[test]
+    fn the_longest_covering_prefix_decides() {
+        let table = RouteTable::new(vec![
+            route("/", None),
+            route("/api", Some(&[Method::GET])),
+            route("/api", Some(&[Method::POST])),
+            route("/api/admin", None),
+        ]);
+        let find = |method: Method, path: &str| table.find(&method, path).map(|(i, _)| i);
+        assert_eq!(find(Method::GET, "/api/x"), Some(1));
+        assert_eq!(find(Method::POST, "/api/x"), Some(2));
+        // Not `/`'s: `/api` is more specific and lists neither.
+        assert_eq!(find(Method::DELETE, "/api/x"), None);
+        assert_eq!(find(Method::DELETE, "/api/admin/x"), Some(3));
+        assert_eq!(find(Method::DELETE, "/apiary"), Some(0));
+    }
 
     #[test]
     fn prefixes_match_whole_segments() {
