@@ -30,7 +30,7 @@ use crate::response::{self, GatewayBody, grpc_content_type, refuse};
 use crate::route::{Access, Denied, Route, RouteTable, routable};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use http::header::AUTHORIZATION;
+use http::header::{AUTHORIZATION, HOST};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use std::cell::Cell;
@@ -190,11 +190,20 @@ impl Gateway {
         let Some(path) = routable(target.path()) else {
             return bad_request("bad_path", "request path cannot be routed");
         };
+        if !is_judgeable(&method) {
+            return bad_request("bad_method", "request method cannot be routed");
+        }
+        if matches!(mode, Mode::Proxy) && request.headers().get_all(HOST).iter().nth(1).is_some() {
+            // RFC 9112 §3.2: which of two would the upstream take?
+            return bad_request("bad_host", "more than one Host header");
+        }
         let claimed = match shared.proxy.method_override {
             MethodOverride::Strip => None,
             MethodOverride::Judge => match claimed_method(request.headers()) {
-                Ok(claimed) => claimed.filter(|m| *m != method),
-                Err(()) => {
+                Ok(claimed) if claimed.as_ref().is_none_or(is_judgeable) => {
+                    claimed.filter(|m| *m != method)
+                }
+                Ok(_) | Err(()) => {
                     return bad_request(
                         "bad_method_override",
                         "method-override headers are malformed or disagree",
@@ -246,6 +255,20 @@ impl Gateway {
         };
         (Some(index), response)
     }
+}
+
+/// Whether routes can judge `method` as the upstream will act on it: not `CONNECT` (the gateway
+/// opens no tunnels), and not a case variant of a standard method (`delete`, `Get`), which
+/// routes listing `DELETE` would not match but many frameworks upper-case before acting.
+fn is_judgeable(method: &Method) -> bool {
+    const STANDARD: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+    ];
+    let name = method.as_str();
+    *method != Method::CONNECT
+        && !STANDARD
+            .iter()
+            .any(|standard| standard.eq_ignore_ascii_case(name) && *standard != name)
 }
 
 /// The one method the method-override headers claim, if any: `Err` when a value is not a method

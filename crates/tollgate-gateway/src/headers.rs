@@ -67,14 +67,31 @@ pub(crate) fn is_reserved(name: &HeaderName) -> bool {
         .any(|reserved| same_variable(reserved.as_str(), name.as_str()))
 }
 
-/// Whether two header names are one variable to a CGI/WSGI/Rack/PHP upstream: equal once `_` is
-/// read as `-`, whatever the case.
+/// Whether two header names are one variable to a CGI/WSGI/Rack/PHP upstream: equal once every
+/// character but a letter or digit is read as `-`, whatever the case. WSGI and Rack turn `-`
+/// into `_`, PHP turns `.` (and `-`) into `_`, Apache's CGI environment turns anything that is
+/// not alphanumeric into `_`: so `X_Auth_Roles`, `X.Auth.Roles` and `x-auth-roles` are one.
 pub(crate) fn same_variable(a: &str, b: &str) -> bool {
-    let fold = |c: u8| match c {
-        b'_' => b'-',
-        c => c.to_ascii_lowercase(),
-    };
-    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| fold(x) == fold(y))
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .all(|(x, y)| fold_for_cgi(x) == fold_for_cgi(y))
+}
+
+fn fold_for_cgi(c: u8) -> u8 {
+    if c.is_ascii_alphanumeric() {
+        c.to_ascii_lowercase()
+    } else {
+        b'-'
+    }
+}
+
+/// Whether a header name has a character other than a letter, a digit or `-`: one that some
+/// upstream may read as another name.
+fn unusual(name: &HeaderName) -> bool {
+    name.as_str()
+        .bytes()
+        .any(|c| !c.is_ascii_alphanumeric() && c != b'-')
 }
 
 /// What the client's hop-by-hop headers asked for that the gateway carries to the upstream.
@@ -152,7 +169,8 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
 /// Removes, from a client's request, every header that is, or that a CGI-style upstream would
 /// read as, a header the gateway sets or judges: the identity headers (`identity`), the
 /// `X-Forwarded-*` headers, `X-Request-Id`, `Authorization` and the method-override headers in
-/// their `_` spellings (their exact spellings are judged elsewhere), `Proxy`, and, under
+/// their other spellings (`_`, `.`, ...: see [`same_variable`]; their exact spellings are judged
+/// elsewhere), `Proxy`, and, under
 /// [`MethodOverride::Strip`], the method-override headers themselves.
 pub(crate) fn strip_client_copies(
     headers: &mut HeaderMap,
@@ -168,8 +186,8 @@ pub(crate) fn strip_client_copies(
             headers.remove(name);
         }
     }
-    // Names with `_` are rare: look for them only when there is one.
-    if !headers.keys().any(|name| name.as_str().contains('_')) {
+    // Names with `_`, `.` and the like are rare: look for them only when there is one.
+    if !headers.keys().any(unusual) {
         return;
     }
     let judged = [
@@ -181,7 +199,7 @@ pub(crate) fn strip_client_copies(
     ];
     let doubles: Vec<HeaderName> = headers
         .keys()
-        .filter(|name| name.as_str().contains('_'))
+        .filter(|name| unusual(name))
         .filter(|name| {
             identity
                 .iter()
@@ -249,6 +267,8 @@ mod tests {
     fn names_are_compared_as_cgi_reads_them() {
         assert!(same_variable("x-auth-roles", "X_Auth_Roles"));
         assert!(same_variable("x-auth-roles", "x_auth-roles"));
+        assert!(same_variable("x-auth-roles", "X.Auth.Roles"));
+        assert!(same_variable("x-auth-roles", "x!auth~roles"));
         assert!(!same_variable("x-auth-roles", "x-auth-role"));
         assert!(!same_variable("x-auth-roles", "x-auth-rolesx"));
     }

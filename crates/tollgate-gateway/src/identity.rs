@@ -29,13 +29,26 @@ impl IdentityHeaders {
 
     /// Sets the identity headers from `claims` (scopes space-separated, roles comma-separated;
     /// tenant and roles left out when the token has none).
+    ///
+    /// A claim whose header an upstream would read as something else is refused: a value with
+    /// a control character, or with spaces at either end (parsers trim them: `" admin"` would be
+    /// `admin`), an empty subject, and a role holding a `,` or a space (`["user,admin"]` would
+    /// read as two roles).
     pub(crate) fn insert(
         &self,
         headers: &mut HeaderMap,
         claims: &Claims,
     ) -> Result<(), Unrepresentable> {
-        let value = |text: &str| HeaderValue::from_str(text).map_err(|_| Unrepresentable);
+        let value = |text: &str| {
+            if text.trim() != text {
+                return Err(Unrepresentable);
+            }
+            HeaderValue::from_str(text).map_err(|_| Unrepresentable)
+        };
         let [subject, client, tenant, scopes, roles, jti] = &self.names;
+        if claims.sub.is_empty() {
+            return Err(Unrepresentable);
+        }
         headers.insert(subject, value(&claims.sub)?);
         headers.insert(client, value(&claims.client_id)?);
         if let Some(t) = &claims.tenant {
@@ -45,6 +58,13 @@ impl IdentityHeaders {
             headers.insert(scopes, value(&claims.scope)?);
         }
         if !claims.roles.is_empty() {
+            if claims
+                .roles
+                .iter()
+                .any(|r| r.is_empty() || r.contains(|c: char| c == ',' || c.is_whitespace()))
+            {
+                return Err(Unrepresentable);
+            }
             headers.insert(roles, value(&claims.roles.join(","))?);
         }
         headers.insert(jti, value(&claims.jti)?);

@@ -702,3 +702,112 @@ async fn a_method_a_specific_route_does_not_list_never_falls_back_to_a_broader_o
     );
     gw.shutdown().await;
 }
+
+/// The second attack's findings on the request path: header names PHP and Apache read as
+/// identity headers (`X.Auth.Roles`), case variants of methods, `CONNECT`, two `Host` lines, the
+/// absolute-form authority, duplicate forward-auth headers, claims an upstream would misread,
+/// and h2 cookie crumbs.
+#[tokio::test]
+async fn the_second_attacks_request_path_findings() {
+    let fx = Fixture::new();
+    let up = upstream().await;
+    let body = format!(
+        "{}\n[forward_auth]\npath = \"/auth\"\nproxy = \"nginx\"\n",
+        config(up.addr, "")
+    );
+    let gw = fx.start(&body).await;
+    let addr = gw.local_addr();
+    let token = fx.token(|_| {});
+
+    // `.` and other separators: PHP's `$_SERVER['HTTP_X_AUTH_ROLES']`.
+    let answer = raw(
+        addr,
+        &format!(
+            "GET /api/x HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {token}\r\n\
+             X.Auth.Roles: admin\r\nx!auth!tenant: /\r\nX.Forwarded.Host: evil\r\n\
+             X.HTTP.Method.Override: DELETE\r\n\r\n"
+        ),
+    )
+    .await;
+    assert_eq!(answer.status(), 200, "{}", answer.head);
+    let headers = json(&answer.body)["headers"].clone();
+    for name in headers.as_object().unwrap().keys() {
+        assert!(
+            !name.contains(['.', '!']),
+            "`{name}` reached the upstream: {headers}"
+        );
+    }
+
+    // Methods routes cannot judge as the upstream will act on them.
+    for method in ["delete", "Get", "CONNECT"] {
+        let answer = raw(
+            addr,
+            &format!(
+                "{method} /public/x HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {token}\r\n\r\n"
+            ),
+        )
+        .await;
+        assert_eq!(answer.status(), 400, "{method}: {}", answer.head);
+    }
+
+    // Two `Host` lines; the absolute-form authority wins over `Host`.
+    let answer = raw(
+        addr,
+        "GET /public/x HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\n\r\n",
+    )
+    .await;
+    assert_eq!(answer.status(), 400, "{}", answer.head);
+    let answer = raw(
+        addr,
+        "GET http://good.example/public/x HTTP/1.1\r\nHost: other.example\r\n\r\n",
+    )
+    .await;
+    assert_eq!(answer.status(), 200, "{}", answer.head);
+    assert_eq!(
+        json(&answer.body)["headers"]["x-forwarded-host"],
+        "good.example"
+    );
+
+    // A forward-auth call naming two methods or two URIs names none.
+    for twice in [
+        "X-Original-Method: GET\r\nX-Original-Method: DELETE\r\nX-Original-URI: /api/x\r\n",
+        "X-Original-Method: GET\r\nX-Original-URI: /public/x\r\nX-Original-URI: /api/x\r\n",
+    ] {
+        let answer = raw(
+            addr,
+            &format!(
+                "GET /auth HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {token}\r\n{twice}\r\n"
+            ),
+        )
+        .await;
+        assert_eq!(answer.status(), 400, "{twice}: {}", answer.head);
+    }
+
+    // Claims an upstream would read as something else are not forwarded.
+    for token in [
+        fx.token(|c| c.roles = vec!["user,admin".into()]),
+        fx.token(|c| c.roles = vec![" admin ".into()]),
+        fx.token(|c| c.sub = " admin".into()),
+    ] {
+        let a = send(addr, "GET", "/api/x", &[("authorization", &bearer(&token))]).await;
+        assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.body);
+    }
+
+    // h2 cookie crumbs reach an HTTP/1.1 upstream as one `Cookie`.
+    let request = http::Request::builder()
+        .uri(format!("http://{addr}/public/x"))
+        .header("cookie", "a=1")
+        .header("cookie", "b=2")
+        .body(full(""))
+        .unwrap();
+    let response = h2c_client().request(request).await.unwrap();
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert_eq!(
+        json(&String::from_utf8_lossy(&body))["headers"]["cookie"],
+        "a=1; b=2"
+    );
+    gw.shutdown().await;
+}

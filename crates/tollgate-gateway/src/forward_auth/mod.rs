@@ -92,6 +92,12 @@ impl ForwardAuth {
     }
 }
 
+/// The header's one value: none when it is absent, not text, or sent twice (which of two would
+/// the proxy have meant?).
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
+    let mut values = headers.get_all(name).iter();
+    match (values.next(), values.next()) {
+        (Some(value), None) => value.to_str().ok(),
+        _ => None,
+    }
 }

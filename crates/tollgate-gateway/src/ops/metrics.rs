@@ -80,7 +80,7 @@ impl Outcome {
 }
 
 /// Every `reason` label of `tollgate_gateway_rejections_total`.
-pub(crate) const REASONS: [&str; 14] = [
+pub(crate) const REASONS: [&str; 16] = [
     "missing_token",
     "invalid_request",
     "invalid_token",
@@ -91,6 +91,8 @@ pub(crate) const REASONS: [&str; 14] = [
     "wrong_tenant",
     "no_route",
     "bad_path",
+    "bad_method",
+    "bad_host",
     "bad_method_override",
     "bad_request_body",
     "rate_limited",

@@ -158,20 +158,18 @@ impl Upstream {
         peer: &PeerIp,
         hop: &Hop,
     ) -> Result<Response<GatewayBody>, UpstreamError> {
-        // The client's `Host` (HTTP/2: `:authority`) when it is an authority; anything else
-        // (`a b`, `user@evil.example`) would be reflected to the upstream: it gets its own.
+        // The authority the client named: the request target's (absolute-form, or HTTP/2's
+        // `:authority`), which RFC 9112 §3.2.2 and RFC 9113 §8.3.1 put before `Host`, else
+        // `Host`. Only a valid authority is passed on; anything else (`a b`,
+        // `user@evil.example`) would be reflected to the upstream: it gets its own instead.
         let forwarded_host = request
-            .headers()
-            .get(HOST)
-            .cloned()
-            .or_else(|| {
-                request
-                    .uri()
-                    .authority()
-                    .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-            })
+            .uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            .or_else(|| request.headers().get(HOST).cloned())
             .filter(|host| is_authority(host.as_bytes()))
             .unwrap_or_else(|| self.host.clone());
+        let from_h2 = request.version() == Version::HTTP_2;
         let client_upgrade = hop
             .upgrade
             .as_ref()
@@ -197,6 +195,9 @@ impl Upstream {
         if self.h2c {
             *request.version_mut() = Version::HTTP_2;
         } else {
+            if from_h2 {
+                join_cookie_crumbs(request.headers_mut());
+            }
             request.headers_mut().insert(HOST, self.host.clone());
             *request.version_mut() = Version::HTTP_11;
         }
@@ -241,6 +242,24 @@ impl Upstream {
         // HTTP/1.0 upstream's version would otherwise close every client connection.
         *response.version_mut() = Version::HTTP_11;
         Ok(response.map(BodyExt::boxed))
+    }
+}
+
+/// HTTP/2 lets a client split `Cookie` into several fields; an HTTP/1.1 upstream must get one,
+/// joined with `"; "` (RFC 9113 §8.2.3), not several lines it would join with `,`.
+fn join_cookie_crumbs(headers: &mut HeaderMap) {
+    let mut crumbs = headers.get_all(http::header::COOKIE).iter();
+    if crumbs.next().is_none() || crumbs.next().is_none() {
+        return;
+    }
+    let joined: Vec<u8> = headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .map(HeaderValue::as_bytes)
+        .collect::<Vec<_>>()
+        .join(&b"; "[..]);
+    if let Ok(value) = HeaderValue::from_bytes(&joined) {
+        headers.insert(http::header::COOKIE, value);
     }
 }
 

@@ -73,8 +73,11 @@ fn decode(path: &str) -> Option<String> {
 /// a `%`, by Unicode compatibility normalisation (NFKC, what Java's and .NET's normalisers and
 /// many frameworks apply), or by Windows' best-fit mapping for characters NFKC leaves alone.
 fn folds_into_syntax(c: char) -> bool {
-    // Best-fit mappings (IIS, Windows file APIs) outside NFKC.
-    const BEST_FIT: [char; 4] = ['\u{2215}', '\u{2044}', '\u{29f5}', '\u{29f8}'];
+    // Best-fit mappings (IIS, Windows file APIs) outside NFKC: slashes, and the yen and won
+    // signs, which code pages 932 and 949 map to `\`.
+    const BEST_FIT: [char; 6] = [
+        '\u{2215}', '\u{2044}', '\u{29f5}', '\u{29f8}', '\u{00a5}', '\u{20a9}',
+    ];
     BEST_FIT.contains(&c)
         || c.is_control()
         || std::iter::once(c)
@@ -124,6 +127,8 @@ mod tests {
             "/public/%e2%80%a4%e2%80%a4/admin",
             "/public/%ef%bc%8fadmin",
             "/public/%e2%88%95admin",
+            "/public/%c2%a5admin",
+            "/public/%e2%82%a9admin",
             "/public/.../admin",
             "/public/..%20/admin",
             "/a%2Fb",
