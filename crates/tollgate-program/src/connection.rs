@@ -7,6 +7,7 @@
 //! ever. [`first_bytes`] is that missing timer; [`serve_connections`] is the accept loop that
 //! applies all of it.
 
+use crate::activity::{Activity, Watched};
 use crate::client_io::ClientIo;
 use http::Request;
 use hyper::body::Incoming;
@@ -46,6 +47,9 @@ impl Default for Limits {
     }
 }
 
+/// How often an HTTP/2 connection's [`Activity`] is looked at.
+const WATCH_EVERY: Duration = Duration::from_secs(1);
+
 /// The bytes every HTTP/2 connection starts with (RFC 9113 §3.4).
 const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -74,12 +78,20 @@ pub async fn first_bytes(stream: &TcpStream, deadline: Instant) -> bool {
     }
 }
 
+/// Whether the connection starts with the HTTP/2 preface ([`first_bytes`] has waited for it).
+async fn is_h2(stream: &TcpStream) -> bool {
+    let mut buf = [0u8; H2_PREFACE.len()];
+    matches!(stream.peek(&mut buf).await, Ok(n) if n == buf.len() && buf == *H2_PREFACE)
+}
+
 /// Serves connections accepted on `listener` with `builder` (HTTP/1.1 and HTTP/2, upgrades
 /// allowed) until `stop` turns true, under `limits`: at most `max_connections` at once, tunnels
 /// of upgraded connections included (beyond it, one accepted connection waits unserved and the
 /// rest wait in the kernel's backlog); each must send a complete request head (or, for HTTP/2,
 /// its first request) within `header_read_timeout`, measured from when it is served, idle
-/// connections included; and a write the client leaves blocked for `send_timeout` closes it.
+/// connections included (an HTTP/2 connection that starts no new request for that long is
+/// closed gracefully); and a write the client leaves blocked for `send_timeout` closes it, as
+/// does an HTTP/2 response the client grants no room for that long.
 /// `service_for` makes each connection's service from the peer's address. Connections are
 /// watched by `graceful`, so that the caller can drain them after `stop`.
 pub async fn serve_connections<F, S, B>(
@@ -184,13 +196,7 @@ pub async fn serve_connections_sharing<F, S, B>(
         let _ = stream.set_nodelay(true);
         let deadline = Instant::now() + limits.header_read_timeout;
         let mut builder = builder.clone();
-        let requested = Arc::new(AtomicBool::new(false));
-        let seen = requested.clone();
         let inner = service_for(peer);
-        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-            seen.store(true, Ordering::Relaxed);
-            inner.call(request)
-        });
         let watcher = graceful.watcher();
         let mut stop = stop.clone();
         // The socket holds the slot: an upgraded connection keeps it until the tunnel closes.
@@ -204,6 +210,26 @@ pub async fn serve_connections_sharing<F, S, B>(
                 tracing::debug!(%peer, "closed: no request within the header read timeout");
                 return;
             }
+            // HTTP/2 connections are watched (see `crate::activity`); HTTP/1.1 ones are timed by
+            // hyper and the socket.
+            let activity = is_h2(stream.get_ref()).await.then(Activity::new);
+            let requested = Arc::new(AtomicBool::new(false));
+            let seen = requested.clone();
+            let watched = activity.clone();
+            let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                seen.store(true, Ordering::Relaxed);
+                if let Some(activity) = &watched {
+                    activity.request();
+                }
+                let activity = watched.clone();
+                let response = inner.call(request);
+                async move {
+                    let response = response.await?;
+                    Ok::<_, std::convert::Infallible>(
+                        response.map(|body| Watched::new(body, activity)),
+                    )
+                }
+            });
             // hyper's own timer starts now: give it what is left of the deadline.
             builder.http1().header_read_timeout(
                 deadline
@@ -213,17 +239,41 @@ pub async fn serve_connections_sharing<F, S, B>(
             let connection = builder
                 .serve_connection_with_upgrades(TokioIo::new(stream), service)
                 .into_owned();
-            let mut connection = std::pin::pin!(watcher.watch(connection));
-            // hyper times HTTP/1 heads, not HTTP/2 ones: an HTTP/2 connection with no request
-            // by the deadline is dropped here.
-            let outcome = match tokio::time::timeout_at(deadline, &mut connection).await {
-                Ok(outcome) => outcome,
-                Err(_) if requested.load(Ordering::Relaxed) => connection.await,
-                Err(_) => {
-                    tracing::debug!(%peer, "closed: no request within the header read timeout");
-                    return;
+            let mut connection = std::pin::pin!(connection);
+            let mut draining = false;
+            let mut tick = tokio::time::interval_at(Instant::now() + WATCH_EVERY, WATCH_EVERY);
+            let outcome = loop {
+                tokio::select! {
+                    outcome = connection.as_mut() => break outcome,
+                    () = stopping(&mut stop), if !draining => {
+                        connection.as_mut().graceful_shutdown();
+                        draining = true;
+                    }
+                    // hyper times HTTP/1 heads, not HTTP/2 ones: an HTTP/2 connection with no
+                    // request by the deadline is dropped here. (The guard was read when this
+                    // round began: a request may have come since.)
+                    () = tokio::time::sleep_until(deadline), if !requested.load(Ordering::Relaxed) => {
+                        if requested.load(Ordering::Relaxed) {
+                            continue;
+                        }
+                        tracing::debug!(%peer, "closed: no request within the header read timeout");
+                        return;
+                    }
+                    _ = tick.tick(), if activity.is_some() => {
+                        let Some(activity) = &activity else { continue };
+                        if activity.stalled_for().is_some_and(|d| d >= limits.send_timeout) {
+                            tracing::debug!(%peer, "closed: the client took no response data within the send timeout");
+                            return;
+                        }
+                        if !draining && activity.since_request() >= limits.header_read_timeout {
+                            tracing::debug!(%peer, "closing: no new request within the header read timeout");
+                            connection.as_mut().graceful_shutdown();
+                            draining = true;
+                        }
+                    }
                 }
             };
+            drop(watcher);
             if let Err(e) = outcome {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }

@@ -8,6 +8,7 @@
 //!   socket that holds its connection slot and times blocked writes.
 //! * [`shutdown_signal`]: SIGTERM or SIGINT, installed before a server announces itself.
 
+mod activity;
 pub mod client_io;
 pub mod config;
 pub mod connection;

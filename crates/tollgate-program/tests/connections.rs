@@ -23,6 +23,9 @@ async fn start(limits: Limits) -> std::net::SocketAddr {
             hyper::service::service_fn(|request: http::Request<hyper::body::Incoming>| async move {
                 // `/big`: more than the loopback's socket buffers hold, for clients that do not
                 // read.
+                if request.uri().path() == "/slow" {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
                 let body = if request.uri().path() == "/big" {
                     Bytes::from(vec![b'x'; 64 << 20])
                 } else {
@@ -146,4 +149,111 @@ async fn a_client_that_stops_reading_is_closed_after_the_send_timeout() {
         read < 64 << 20,
         "read {read} bytes: the whole response was sent"
     );
+}
+
+/// An HTTP/2 connection to the test server over `stream`, driven in the background; the
+/// returned handle finishes when the server closes the connection.
+async fn h2_client(
+    stream: TcpStream,
+    window: u32,
+) -> (
+    hyper::client::conn::http2::SendRequest<http_body_util::Empty<Bytes>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (sender, connection) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .initial_stream_window_size(window)
+            .timer(hyper_util::rt::TokioTimer::new())
+            .handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    let driver = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    (sender, driver)
+}
+
+#[tokio::test]
+async fn an_idle_http2_connection_is_closed_after_the_header_read_timeout() {
+    let addr = start(Limits {
+        header_read_timeout: Duration::from_secs(1),
+        max_connections: 16,
+        ..Limits::default()
+    })
+    .await;
+    let (mut sender, driver) = h2_client(TcpStream::connect(addr).await.unwrap(), 65_535).await;
+    let response = sender
+        .send_request(
+            http::Request::get(format!("http://{addr}/"))
+                .body(Default::default())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    // The client stays, answering pings, and starts nothing: the server lets it go.
+    tokio::time::timeout(Duration::from_secs(6), driver)
+        .await
+        .expect("an idle HTTP/2 connection is still open")
+        .unwrap();
+}
+
+#[tokio::test]
+async fn an_http2_client_that_grants_no_window_is_closed_after_the_send_timeout() {
+    let addr = start(Limits {
+        header_read_timeout: Duration::from_secs(30),
+        max_connections: 16,
+        send_timeout: Duration::from_secs(1),
+    })
+    .await;
+    let (mut sender, driver) = h2_client(TcpStream::connect(addr).await.unwrap(), 0).await;
+    let mut requests = Vec::new();
+    for _ in 0..4 {
+        let request = http::Request::get(format!("http://{addr}/big"))
+            .body(Default::default())
+            .unwrap();
+        requests.push(sender.send_request(request));
+    }
+    // Four responses the client grants no room for: none of them moves.
+    tokio::time::timeout(Duration::from_secs(8), driver)
+        .await
+        .expect("a connection that took no response data is still open")
+        .unwrap();
+    drop(requests);
+}
+
+#[tokio::test]
+async fn a_first_request_slower_than_the_header_read_timeout_is_answered() {
+    let addr = start(Limits {
+        header_read_timeout: Duration::from_secs(1),
+        max_connections: 16,
+        ..Limits::default()
+    })
+    .await;
+    // HTTP/1.1: the head came in time; the answer takes longer than the deadline.
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /slow HTTP/1.1\r\nHost: gateway\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+        .await
+        .expect("an answer")
+        .unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &buf[..n]);
+    // HTTP/2 likewise.
+    let (mut sender, _driver) = h2_client(TcpStream::connect(addr).await.unwrap(), 65_535).await;
+    let response = tokio::time::timeout(
+        Duration::from_secs(5),
+        sender.send_request(
+            http::Request::get(format!("http://{addr}/slow"))
+                .body(Default::default())
+                .unwrap(),
+        ),
+    )
+    .await
+    .expect("an answer")
+    .expect("the connection stays open for its first request");
+    assert_eq!(response.status(), 200);
 }

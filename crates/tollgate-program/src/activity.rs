@@ -1,0 +1,169 @@
+//! What an HTTP/2 connection's requests and responses are doing, for the watchdog of the accept
+//! loop ([`crate::connection`]).
+//!
+//! HTTP/2 escapes the two timers that bound an HTTP/1.1 connection. hyper times the gap between
+//! HTTP/1 requests (`header_read_timeout`), not between HTTP/2 ones, so a client that opens a
+//! connection, sends a request and then only answers pings would keep its slot for ever. And a
+//! client that grants no flow-control window never leaves a write pending ([`ClientIo`] sees
+//! nothing): hyper simply stops asking the response body for data, and whatever feeds that body
+//! (an upstream connection, in the gateway) is held as long as the client likes.
+//!
+//! So each response body is [`Watched`]: it notes when it has handed out data that the client has
+//! not yet made room for (the body was not asked again), and each request notes when it started.
+//! The accept loop closes an HTTP/2 connection gracefully once no request has started for
+//! `header_read_timeout` (in-flight streams finish), and at once when a response has waited
+//! `send_timeout` for a client that takes nothing.
+//!
+//! [`ClientIo`]: crate::client_io::ClientIo
+
+use bytes::Buf;
+use http_body::{Body, Frame, SizeHint};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// One connection's record.
+#[derive(Debug)]
+pub(crate) struct Activity {
+    started: Instant,
+    /// Milliseconds since `started` when the last request started.
+    last_request: AtomicU64,
+    /// Response bodies holding data the client has not made room for.
+    waiting: AtomicUsize,
+    /// Milliseconds since `started` when a waiting body last moved (or began waiting).
+    last_progress: AtomicU64,
+}
+
+impl Activity {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Activity {
+            started: Instant::now(),
+            last_request: AtomicU64::new(0),
+            waiting: AtomicUsize::new(0),
+            last_progress: AtomicU64::new(0),
+        })
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// A request started.
+    pub(crate) fn request(&self) {
+        self.last_request.store(self.now(), Ordering::Relaxed);
+    }
+
+    /// How long since the last request started.
+    pub(crate) fn since_request(&self) -> Duration {
+        Duration::from_millis(
+            self.now()
+                .saturating_sub(self.last_request.load(Ordering::Relaxed)),
+        )
+    }
+
+    /// How long a response has been waiting for a client that takes nothing, if one is.
+    pub(crate) fn stalled_for(&self) -> Option<Duration> {
+        (self.waiting.load(Ordering::Relaxed) > 0).then(|| {
+            Duration::from_millis(
+                self.now()
+                    .saturating_sub(self.last_progress.load(Ordering::Relaxed)),
+            )
+        })
+    }
+
+    fn start_waiting(&self) {
+        if self.waiting.fetch_add(1, Ordering::Relaxed) == 0 {
+            self.last_progress.store(self.now(), Ordering::Relaxed);
+        }
+    }
+
+    fn stop_waiting(&self) {
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        self.last_progress.store(self.now(), Ordering::Relaxed);
+    }
+}
+
+/// Whether a body holds data the client has not made room for; gives its count back when
+/// dropped (a stream the client reset, a connection closed).
+#[derive(Debug)]
+struct Waiting {
+    activity: Option<Arc<Activity>>,
+    waiting: bool,
+}
+
+impl Waiting {
+    fn set(&mut self, waiting: bool) {
+        if let Some(activity) = &self.activity
+            && waiting != self.waiting
+        {
+            if waiting {
+                activity.start_waiting();
+            } else {
+                activity.stop_waiting();
+            }
+            self.waiting = waiting;
+        }
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.set(false);
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that tells its connection's [`Activity`] when it waits for the client
+    /// (HTTP/2); with no activity (HTTP/1.1, timed by the socket) it is its inner body.
+    #[derive(Debug)]
+    pub(crate) struct Watched<B> {
+        #[pin]
+        inner: B,
+        waiting: Waiting,
+    }
+}
+
+impl<B> Watched<B> {
+    /// Waits for the client from the start: hyper asks an HTTP/2 body for data only once the
+    /// client's flow-control window has room.
+    pub(crate) fn new(inner: B, activity: Option<Arc<Activity>>) -> Self {
+        let mut waiting = Waiting {
+            activity,
+            waiting: false,
+        };
+        waiting.set(true);
+        Watched { inner, waiting }
+    }
+}
+
+impl<B: Body> Body for Watched<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        // Asked again: the client made room for what was handed out.
+        this.waiting.set(false);
+        let polled = this.inner.poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && frame.data_ref().is_some_and(Buf::has_remaining)
+        {
+            this.waiting.set(true);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
