@@ -11,6 +11,7 @@
 //! | forward-auth call naming no original method or URI | 400 | 3 |
 //! | conflicting or malformed method-override headers (`method_override = "judge"`) | 400 | 3 |
 //! | a malformed or cut-short request body | 400 | 3 |
+//! | no request body data for `client_body_timeout` | 408 | 4 |
 //! | no route matches (or a forward-auth-only route is requested through the proxy) | 403 | 7 |
 //! | token valid, but a scope is missing | 403 `insufficient_scope` (the Layer's shape) | 7 |
 //! | token valid, but a role is missing or the tenant is not the route's | 403 | 7 |
@@ -396,6 +397,18 @@ async fn finish(
                 Outcome::ClientError,
             )
         }
+        Err(UpstreamError::ClientSlow) => {
+            shared.metrics.rejection("request_body_timeout");
+            with_outcome(
+                refuse(
+                    grpc,
+                    StatusCode::REQUEST_TIMEOUT,
+                    4,
+                    "request body timed out",
+                ),
+                Outcome::ClientError,
+            )
+        }
         Err(error) => {
             shared.metrics.upstream_error(index, error);
             tracing::debug!(
@@ -407,7 +420,7 @@ async fn finish(
                 UpstreamError::Down => {
                     refuse(grpc, StatusCode::BAD_GATEWAY, 14, "upstream unavailable")
                 }
-                UpstreamError::Slow | UpstreamError::ClientBody => {
+                UpstreamError::Slow | UpstreamError::ClientBody | UpstreamError::ClientSlow => {
                     refuse(grpc, StatusCode::GATEWAY_TIMEOUT, 4, "upstream timed out")
                 }
             };

@@ -160,7 +160,7 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, String> {
         upstreams: config
             .upstreams
             .iter()
-            .map(|u| Upstream::new(u, workers, limits.tunnel_idle_timeout))
+            .map(|u| Upstream::new(u, workers, &limits))
             .collect(),
         metrics: metrics.clone(),
         limiter: limiter.clone(),

@@ -811,3 +811,49 @@ async fn the_second_attacks_request_path_findings() {
     );
     gw.shutdown().await;
 }
+
+/// The second attack: a steady upload longer than `response_timeout` got 504 "upstream timed
+/// out". The upstream's clock starts once the body is sent; a client that stops sending its body
+/// gets 408 after `client_body_timeout`, counted as the client's.
+#[tokio::test]
+async fn uploads_are_timed_as_the_clients_not_the_upstreams() {
+    let fx = Fixture::new();
+    let up = upstream().await;
+    let body = config(up.addr, "[limits]\nclient_body_timeout = 1\n")
+        .replace("response_timeout = 5", "response_timeout = 1")
+        .replace(
+            "prefix = \"/public\"\npublic = true",
+            "prefix = \"/upload\"\npublic = true",
+        );
+    let gw = fx.start(&body).await;
+    // 4 KiB over about 2 s, steadily: longer than response_timeout, never silent for 1 s.
+    let mut stream = TcpStream::connect(gw.local_addr()).await.unwrap();
+    stream
+        .write_all(b"POST /upload HTTP/1.1\r\nHost: gw\r\nContent-Length: 4096\r\n\r\n")
+        .await
+        .unwrap();
+    for _ in 0..8 {
+        stream.write_all(&[b'x'; 512]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let answer = read_response(&mut stream).await;
+    assert_eq!(answer.status(), 200, "{}", answer.head);
+    assert_eq!(answer.body, "4096");
+    // Half a body, then silence.
+    let mut stream = TcpStream::connect(gw.local_addr()).await.unwrap();
+    stream
+        .write_all(b"POST /upload HTTP/1.1\r\nHost: gw\r\nContent-Length: 4096\r\n\r\n")
+        .await
+        .unwrap();
+    stream.write_all(&[b'x'; 2048]).await.unwrap();
+    let started = std::time::Instant::now();
+    let answer = read_response(&mut stream).await;
+    assert_eq!(answer.status(), 408, "{}", answer.head);
+    assert!(started.elapsed() < Duration::from_secs(4));
+    let metrics = send(gw.ops_addr(), "GET", "/metrics", &[]).await.body;
+    assert!(
+        metrics.contains("tollgate_gateway_rejections_total{reason=\"request_body_timeout\"} 1"),
+        "{metrics}"
+    );
+    gw.shutdown().await;
+}

@@ -134,6 +134,7 @@ pub(super) struct LimitsFile {
     pub(super) drain_timeout: Spanned<u64>,
     pub(super) send_timeout: Spanned<u64>,
     pub(super) tunnel_idle_timeout: Spanned<u64>,
+    pub(super) client_body_timeout: Spanned<u64>,
 }
 
 impl Default for LimitsFile {
@@ -148,6 +149,7 @@ impl Default for LimitsFile {
             drain_timeout: Spanned::new(0..0, d.drain_timeout.as_secs()),
             send_timeout: Spanned::new(0..0, d.send_timeout.as_secs()),
             tunnel_idle_timeout: Spanned::new(0..0, d.tunnel_idle_timeout.as_secs()),
+            client_body_timeout: Spanned::new(0..0, d.client_body_timeout.as_secs()),
         }
     }
 }

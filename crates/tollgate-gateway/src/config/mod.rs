@@ -122,11 +122,14 @@ pub struct Limits {
     /// How long an upgraded connection (a WebSocket tunnel) may carry nothing either way
     /// before it is closed.
     pub tunnel_idle_timeout: Duration,
+    /// How long a client may send nothing of a request body it has started (408).
+    pub client_body_timeout: Duration,
 }
 
 impl Default for Limits {
     /// 10 s for a request head, 1024 connections, 64 KiB of headers, no per-client cap, 30 s to
-    /// drain, 30 s for a blocked write, 300 s for an idle tunnel.
+    /// drain, 30 s for a blocked write, 300 s for an idle tunnel, 60 s for a silent request
+    /// body.
     fn default() -> Self {
         Limits {
             header_read_timeout: Duration::from_secs(10),
@@ -137,6 +140,7 @@ impl Default for Limits {
             drain_timeout: Duration::from_secs(30),
             send_timeout: Duration::from_secs(30),
             tunnel_idle_timeout: Duration::from_secs(300),
+            client_body_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -575,6 +579,7 @@ fn limits(source: &Source, l: &LimitsFile) -> Result<Limits, ConfigError> {
     Ok(Limits {
         send_timeout: timeout(&l.send_timeout, "limits.send_timeout")?,
         tunnel_idle_timeout: timeout(&l.tunnel_idle_timeout, "limits.tunnel_idle_timeout")?,
+        client_body_timeout: timeout(&l.client_body_timeout, "limits.client_body_timeout")?,
         header_read_timeout: Duration::from_secs(header_read_timeout),
         max_connections,
         max_header_bytes,

@@ -80,7 +80,7 @@ impl Outcome {
 }
 
 /// Every `reason` label of `tollgate_gateway_rejections_total`.
-pub(crate) const REASONS: [&str; 16] = [
+pub(crate) const REASONS: [&str; 17] = [
     "missing_token",
     "invalid_request",
     "invalid_token",
@@ -95,6 +95,7 @@ pub(crate) const REASONS: [&str; 16] = [
     "bad_host",
     "bad_method_override",
     "bad_request_body",
+    "request_body_timeout",
     "rate_limited",
     "unforwardable_claims",
 ];

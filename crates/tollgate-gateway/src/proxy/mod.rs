@@ -23,8 +23,10 @@ use std::time::Duration;
 
 use crate::config::UpstreamConfig;
 
+mod client_body;
 mod pool;
 
+use client_body::{BodyTimedOut, ClientBody};
 use pool::Pool;
 pub(crate) use pool::set_worker;
 
@@ -54,6 +56,9 @@ pub(crate) enum UpstreamError {
     /// Not the upstream's failure: the client's request body was malformed (bad chunk framing,
     /// a chunk size past 64 bits) or cut short, so nothing could be forwarded: 400.
     ClientBody,
+    /// Not the upstream's failure: the client stopped sending its request body for
+    /// `client_body_timeout`: 408.
+    ClientSlow,
 }
 
 impl UpstreamError {
@@ -62,6 +67,7 @@ impl UpstreamError {
             UpstreamError::Down => "unreachable",
             UpstreamError::Slow => "timeout",
             UpstreamError::ClientBody => "client_body",
+            UpstreamError::ClientSlow => "client_slow",
         }
     }
 }
@@ -79,6 +85,7 @@ pub(crate) struct Upstream {
     host: HeaderValue,
     response_timeout: Duration,
     tunnel_idle_timeout: Duration,
+    client_body_timeout: Duration,
     pool: Arc<Pool>,
 }
 
@@ -87,7 +94,7 @@ impl Upstream {
     pub(crate) fn new(
         config: &UpstreamConfig,
         workers: usize,
-        tunnel_idle_timeout: Duration,
+        limits: &crate::config::Limits,
     ) -> Self {
         let base_path = config.url.path().trim_end_matches('/').to_owned();
         // Validated by the configuration: an http URL with a host.
@@ -107,7 +114,8 @@ impl Upstream {
             base_path,
             h2c: config.h2c,
             response_timeout: config.response_timeout,
-            tunnel_idle_timeout,
+            tunnel_idle_timeout: limits.tunnel_idle_timeout,
+            client_body_timeout: limits.client_body_timeout,
             pool: Arc::new(Pool::new(
                 address,
                 config.h2c,
@@ -201,11 +209,33 @@ impl Upstream {
             request.headers_mut().insert(HOST, self.host.clone());
             *request.version_mut() = Version::HTTP_11;
         }
-        let sent = tokio::time::timeout(self.response_timeout, self.pool.send(request)).await;
+        let (parts, body) = request.into_parts();
+        let (body, body_sent) = ClientBody::new(body, self.client_body_timeout);
+        let request = Request::from_parts(parts, body);
+        // `response_timeout` runs from when the request, body included, has been sent: an
+        // upload may take longer than it without anyone being slow.
+        let send = self.pool.send(request);
+        let sent = match body_sent {
+            None => tokio::time::timeout(self.response_timeout, send).await,
+            Some(body_sent) => {
+                let mut send = std::pin::pin!(send);
+                tokio::select! {
+                    response = &mut send => Ok(response),
+                    () = async {
+                        let _ = body_sent.await;
+                        tokio::time::sleep(self.response_timeout).await;
+                    } => tokio::time::timeout(Duration::ZERO, send).await,
+                }
+            }
+        };
         let mut response = match sent {
             Ok(Ok(response)) => response,
             // hyper says "user body" when the request body it was sending failed: that body is
             // the client's, read as it streams.
+            Ok(Err(error)) if client_body_timed_out(&error) => {
+                tracing::debug!(upstream = %self.name, "the client stopped sending its request body");
+                return Err(UpstreamError::ClientSlow);
+            }
             Ok(Err(error)) if client_body_failed(&error) => {
                 tracing::debug!(upstream = %self.name, error = %error_chain(&error), "the client's request body failed");
                 return Err(UpstreamError::ClientBody);
@@ -286,6 +316,21 @@ fn was_offered(offered: &HeaderValue, chosen: Option<&HeaderValue>) -> bool {
         let chosen = tokens(chosen);
         !chosen.is_empty() && chosen.iter().all(|c| offered.contains(c))
     })
+}
+
+/// Whether hyper failed because the client sent nothing of its body for the timeout.
+fn client_body_timed_out(error: &pool::SendError) -> bool {
+    let pool::SendError::Request(error) = error else {
+        return false;
+    };
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if cause.is::<BodyTimedOut>() {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// Whether hyper failed because the request body it was sending (the client's) failed.

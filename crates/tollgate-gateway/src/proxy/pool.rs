@@ -12,6 +12,7 @@
 //! half-read response is never followed by another request on that connection. Idle connections
 //! are dropped after the idle timeout, and beyond `max_idle`.
 
+use super::client_body::ClientBody;
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -82,12 +83,12 @@ pub(crate) struct Pool {
 #[derive(Debug, Default)]
 struct Part {
     idle: Mutex<Vec<Idle>>,
-    shared_h2: Mutex<Option<http2::SendRequest<Incoming>>>,
+    shared_h2: Mutex<Option<http2::SendRequest<ClientBody>>>,
 }
 
 #[derive(Debug)]
 struct Idle {
-    sender: http1::SendRequest<Incoming>,
+    sender: http1::SendRequest<ClientBody>,
     since: Instant,
 }
 
@@ -123,7 +124,7 @@ impl Pool {
     /// for HTTP/2.
     pub(crate) async fn send(
         self: &Arc<Self>,
-        request: Request<Incoming>,
+        request: Request<ClientBody>,
     ) -> Result<Response<Returning>, SendError> {
         // Connecting is rare and its future is large: it is boxed, so that the future of every
         // request (moved as a whole into hyper's dispatcher) stays small.
@@ -156,7 +157,7 @@ impl Pool {
 
     /// The most recently used idle connection that is still open and not expired, once it is
     /// ready for a request.
-    async fn checkout(&self) -> Option<http1::SendRequest<Incoming>> {
+    async fn checkout(&self) -> Option<http1::SendRequest<ClientBody>> {
         loop {
             let Idle { mut sender, since } = self.idle_stack().pop()?;
             if sender.is_closed() || since.elapsed() > IDLE_TIMEOUT {
@@ -178,7 +179,7 @@ impl Pool {
     }
 
     /// Puts a connection whose response was read to its end back on the stack.
-    fn give_back(&self, sender: http1::SendRequest<Incoming>) {
+    fn give_back(&self, sender: http1::SendRequest<ClientBody>) {
         if sender.is_closed() {
             return;
         }
@@ -219,7 +220,7 @@ impl Pool {
         Ok(TokioIo::new(stream))
     }
 
-    async fn connect_h1(&self) -> Result<http1::SendRequest<Incoming>, SendError> {
+    async fn connect_h1(&self) -> Result<http1::SendRequest<ClientBody>, SendError> {
         let io = self.tcp().await?;
         let (sender, connection) = http1::Builder::new()
             .handshake(io)
@@ -236,7 +237,7 @@ impl Pool {
 
     async fn send_h2(
         self: &Arc<Self>,
-        request: Request<Incoming>,
+        request: Request<ClientBody>,
     ) -> Result<Response<Returning>, SendError> {
         let shared = lock(&self.part().shared_h2)
             .as_ref()
@@ -280,7 +281,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Debug)]
 pub(crate) struct Returning {
     body: Incoming,
-    back: Option<(http1::SendRequest<Incoming>, Arc<Pool>)>,
+    back: Option<(http1::SendRequest<ClientBody>, Arc<Pool>)>,
 }
 
 impl Returning {
