@@ -125,7 +125,7 @@ fn items(value: Value) -> Vec<Value> {
     }
 }
 
-/// One `[id, [field, value, ...]]` of an XRANGE or XREAD reply, taken apart without copying.
+/// One `[id, [field, value, ...]]` of an XREAD reply, taken apart without copying.
 /// Anything malformed yields an entry without an id or fields, which the caller skips.
 fn entry(value: Value) -> RawEntry {
     let mut parts = items(value).into_iter();
@@ -151,11 +151,6 @@ fn entry(value: Value) -> RawEntry {
         None => Vec::new(),
     };
     RawEntry { id, fields }
-}
-
-/// The entries of an XRANGE reply.
-pub(crate) fn range_entries(reply: Value) -> Vec<RawEntry> {
-    items(reply).into_iter().map(entry).collect()
 }
 
 /// The entries of an XREAD reply for one stream (`Nil` when the read timed out).
