@@ -17,9 +17,7 @@
 //! | [`tenant_path()`] | tenant path strings | parse round-trips, `is_valid` agrees with `parse`, `covers` is the segment-prefix relation, tenant cutoffs follow it |
 //! | `config` (feature `config`) | the text of a `tollgate serve` configuration file, through `tollgate_server::config::parse` | no panic; deterministic; an error is one line naming the file and echoes no password hash |
 //! | [`token_service()`] | a whole HTTP request (method, path, headers, body) to [`TokenService`](tollgate_issuer::TokenService) | no panic; status in the endpoint's documented set; JSON bodies where promised; issued tokens verify |
-//!
-//! The revocation-event wire format has no target yet: it does not exist (the Redis relay will add
-//! it).
+//! | [`replication_wire()`] | what a Redis follower parses: stream entries' fields, raw `XREAD` replies (RESP2/3), the snapshot hash and its payload (through `tollgate_redis::fuzzing`) | no panic; what decodes re-encodes to the same events; the loader's split apply applies every line once, to the same state as applying one by one |
 //!
 //! Inputs are built from fixed keys and a fixed clock ([`fixture`]), so a committed seed (a real
 //! token, a real form) means the same thing in every run.
@@ -30,6 +28,7 @@ pub mod bearer;
 #[cfg(feature = "config")]
 pub mod config;
 pub mod fixture;
+pub mod replication_wire;
 pub mod signed_claims;
 pub mod tenant_path;
 pub mod token_service;
@@ -38,6 +37,7 @@ pub use bearer::bearer;
 #[cfg(feature = "config")]
 pub use config::config;
 pub use signed_claims::signed_claims;
+pub use replication_wire::replication_wire;
 pub use tenant_path::tenant_path;
 pub use token_service::token_service;
 
@@ -52,6 +52,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("signed_claims", signed_claims),
     ("tenant_path", tenant_path),
     ("token_service", token_service),
+    ("replication_wire", replication_wire),
     #[cfg(feature = "config")]
     ("config", config),
 ];

@@ -31,7 +31,12 @@ pub(crate) fn add_entry(pipe: &mut redis::Pipeline, keys: &Keys, line: &str, now
         .arg(&keys.stream)
         .arg("*")
         .arg(wire::VERSION)
-        .arg(format!("{} {line}", now.0));
+        .arg(entry_value(line, now));
+}
+
+/// The value of an entry's one field: the publish instant, a space, the event line.
+pub(crate) fn entry_value(line: &str, now: UnixMillis) -> String {
+    format!("{} {line}", now.0)
 }
 
 /// Publishes `events` straight into the stream (no outbox): for events that exist nowhere else,
