@@ -41,7 +41,10 @@ fn replication_wire_seeds() -> Vec<(&'static str, Vec<u8>)> {
         ("grant", "G 1763809200000 family-1"),
         ("cutoff-all", "C 1763805600000 *"),
         ("cutoff-tenant", "C 1763805600000 tenant /Acme/Sub"),
-        ("cutoff-subject", "C 1763805600000 subject alice@example.com"),
+        (
+            "cutoff-subject",
+            "C 1763805600000 subject alice@example.com",
+        ),
         ("cutoff-client", "C -5 client web app"),
     ];
     let entry = |fields: &[(&str, &str)]| {
@@ -59,7 +62,11 @@ fn replication_wire_seeds() -> Vec<(&'static str, Vec<u8>)> {
     let bulk = |s: &str| format!("${}\r\n{s}\r\n", s.len());
     // RESP2: [[stream, [[id, [field, value]], ...]]]
     let xread = |entries: &[(&str, &str)]| {
-        let mut reply = format!("\x01*1\r\n*2\r\n{}*{}\r\n", bulk("{tollgate}:revocations"), entries.len());
+        let mut reply = format!(
+            "\x01*1\r\n*2\r\n{}*{}\r\n",
+            bulk("{tollgate}:revocations"),
+            entries.len()
+        );
         for (id, value) in entries {
             reply += &format!("*2\r\n{}*2\r\n{}{}", bulk(id), bulk("1"), bulk(value));
         }
@@ -72,23 +79,42 @@ fn replication_wire_seeds() -> Vec<(&'static str, Vec<u8>)> {
     }
     seeds.extend([
         ("entry-no-instant", entry(&[("1", "T 1 jti")])),
-        ("entry-other-version", entry(&[("2", "1763805600123 T 1 j")])),
-        ("entry-two-fields", entry(&[("1", "1 T 1 a"), ("1", "1 T 1 b")])),
-        ("entry-bad-tenant", entry(&[("1", "1 C 5 tenant not-a-path")])),
+        (
+            "entry-other-version",
+            entry(&[("2", "1763805600123 T 1 j")]),
+        ),
+        (
+            "entry-two-fields",
+            entry(&[("1", "1 T 1 a"), ("1", "1 T 1 b")]),
+        ),
+        (
+            "entry-bad-tenant",
+            entry(&[("1", "1 C 5 tenant not-a-path")]),
+        ),
         ("entry-control-char", entry(&[("1", "1 T 5 new\u{1}line")])),
-        ("entry-not-utf8", [&entry(&[("1", "1 T 5 ")])[..], b"\xff\xfe"].concat()),
+        (
+            "entry-not-utf8",
+            [&entry(&[("1", "1 T 5 ")])[..], b"\xff\xfe"].concat(),
+        ),
         (
             "xread-every-kind",
             xread(
                 &lines
                     .iter()
                     .enumerate()
-                    .map(|(i, (_, line))| (leak(format!("1763805600123-{i}")), leak(format!("1763805600123 {line}"))))
-                    .map(|(id, v)| (&*id, &*v))
+                    .map(|(i, (_, line))| {
+                        (
+                            leak(format!("1763805600123-{i}")),
+                            leak(format!("1763805600123 {line}")),
+                        )
+                    })
                     .collect::<Vec<_>>(),
             ),
         ),
-        ("xread-garbage-entry", xread(&[("x-1", "soon"), ("5-5", "1 T 9 ok")])),
+        (
+            "xread-garbage-entry",
+            xread(&[("x-1", "soon"), ("5-5", "1 T 9 ok")]),
+        ),
         (
             "xread-resp3-map",
             format!(
@@ -103,17 +129,38 @@ fn replication_wire_seeds() -> Vec<(&'static str, Vec<u8>)> {
         ("xread-nil", b"\x01_\r\n".to_vec()),
     ]);
     let payload: String = lines.iter().map(|(_, l)| *l).collect::<Vec<_>>().join("\n");
-    let hash = |v: &str, id: &str, events: &str| [&[2u8][..], v.as_bytes(), b"\0", id.as_bytes(), b"\0", events.as_bytes()].concat();
+    let hash = |v: &str, id: &str, events: &str| {
+        [
+            &[2u8][..],
+            v.as_bytes(),
+            b"\0",
+            id.as_bytes(),
+            b"\0",
+            events.as_bytes(),
+        ]
+        .concat()
+    };
     seeds.extend([
         ("snapshot-hash", hash("1", "1763805600123-7", &payload)),
         ("snapshot-hash-empty", hash("1", "0-0", "")),
         ("snapshot-hash-version-9", hash("9", "1-0", &payload)),
         ("snapshot-hash-bad-id", hash("1", "soon", &payload)),
-        ("snapshot-hash-far-ahead", hash("1", "99999999999999-0", "T 4000000000000 jti-other")),
-        ("snapshot-payload", [&[3u8][..], payload.as_bytes()].concat()),
+        (
+            "snapshot-hash-far-ahead",
+            hash("1", "99999999999999-0", "T 4000000000000 jti-other"),
+        ),
+        (
+            "snapshot-payload",
+            [&[3u8][..], payload.as_bytes()].concat(),
+        ),
         (
             "snapshot-payload-garbage-lines",
-            [&[3u8][..], payload.as_bytes(), b"\n\xff\xfe\n\nT 12\nX 1 y\nC 1 planet mars"].concat(),
+            [
+                &[3u8][..],
+                payload.as_bytes(),
+                b"\n\xff\xfe\n\nT 12\nX 1 y\nC 1 planet mars",
+            ]
+            .concat(),
         ),
     ]);
     seeds

@@ -36,8 +36,8 @@ pub mod token_service;
 pub use bearer::bearer;
 #[cfg(feature = "config")]
 pub use config::config;
-pub use signed_claims::signed_claims;
 pub use replication_wire::replication_wire;
+pub use signed_claims::signed_claims;
 pub use tenant_path::tenant_path;
 pub use token_service::token_service;
 

@@ -39,7 +39,10 @@ pub fn replication_wire(data: &[u8]) {
         }
         2 => {
             let mut fields = HashMap::new();
-            for (name, value) in ["v", "id", "events"].into_iter().zip(body.split(|&b| b == 0)) {
+            for (name, value) in ["v", "id", "events"]
+                .into_iter()
+                .zip(body.split(|&b| b == 0))
+            {
                 fields.insert(name.to_owned(), value.to_vec());
             }
             if let Ok((id, payload)) = fuzzing::parse_snapshot(fields) {
