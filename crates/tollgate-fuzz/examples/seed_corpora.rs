@@ -32,6 +32,145 @@ fn form(path: &str, auth: Option<&str>, body: &str) -> String {
     format!("POST {path}\n{auth}Content-Type: application/x-www-form-urlencoded\n\n{body}")
 }
 
+/// `replication_wire`: a mode byte (0 entry fields, 1 an XREAD reply, 2 the snapshot hash, 3 a
+/// snapshot payload), then the body; valid input of every event kind and a few broken ones.
+fn replication_wire_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let lines = [
+        ("token", "T 1763809200000 AbC-_09xyz"),
+        ("token-spaces", "T 1763809200000 a jti with spaces"),
+        ("grant", "G 1763809200000 family-1"),
+        ("cutoff-all", "C 1763805600000 *"),
+        ("cutoff-tenant", "C 1763805600000 tenant /Acme/Sub"),
+        (
+            "cutoff-subject",
+            "C 1763805600000 subject alice@example.com",
+        ),
+        ("cutoff-client", "C -5 client web app"),
+    ];
+    let entry = |fields: &[(&str, &str)]| {
+        let mut body = vec![0u8];
+        for (i, (name, value)) in fields.iter().enumerate() {
+            if i > 0 {
+                body.push(0);
+            }
+            body.extend_from_slice(name.as_bytes());
+            body.push(0);
+            body.extend_from_slice(value.as_bytes());
+        }
+        body
+    };
+    let bulk = |s: &str| format!("${}\r\n{s}\r\n", s.len());
+    // RESP2: [[stream, [[id, [field, value]], ...]]]
+    let xread = |entries: &[(&str, &str)]| {
+        let mut reply = format!(
+            "\x01*1\r\n*2\r\n{}*{}\r\n",
+            bulk("{tollgate}:revocations"),
+            entries.len()
+        );
+        for (id, value) in entries {
+            reply += &format!("*2\r\n{}*2\r\n{}{}", bulk(id), bulk("1"), bulk(value));
+        }
+        reply.into_bytes()
+    };
+    let mut seeds: Vec<(&'static str, Vec<u8>)> = Vec::new();
+    for (name, line) in lines {
+        let value = format!("1763805600123 {line}");
+        seeds.push((leak(format!("entry-{name}")), entry(&[("1", &value)])));
+    }
+    seeds.extend([
+        ("entry-no-instant", entry(&[("1", "T 1 jti")])),
+        (
+            "entry-other-version",
+            entry(&[("2", "1763805600123 T 1 j")]),
+        ),
+        (
+            "entry-two-fields",
+            entry(&[("1", "1 T 1 a"), ("1", "1 T 1 b")]),
+        ),
+        (
+            "entry-bad-tenant",
+            entry(&[("1", "1 C 5 tenant not-a-path")]),
+        ),
+        ("entry-control-char", entry(&[("1", "1 T 5 new\u{1}line")])),
+        (
+            "entry-not-utf8",
+            [&entry(&[("1", "1 T 5 ")])[..], b"\xff\xfe"].concat(),
+        ),
+        (
+            "xread-every-kind",
+            xread(
+                &lines
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (_, line))| {
+                        (
+                            leak(format!("1763805600123-{i}")),
+                            leak(format!("1763805600123 {line}")),
+                        )
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+        ),
+        (
+            "xread-garbage-entry",
+            xread(&[("x-1", "soon"), ("5-5", "1 T 9 ok")]),
+        ),
+        (
+            "xread-resp3-map",
+            format!(
+                "\x01%1\r\n{}*1\r\n*2\r\n{}%1\r\n{}{}",
+                bulk("{tollgate}:revocations"),
+                bulk("1-1"),
+                bulk("1"),
+                bulk("7 G 9 grant")
+            )
+            .into_bytes(),
+        ),
+        ("xread-nil", b"\x01_\r\n".to_vec()),
+    ]);
+    let payload: String = lines.iter().map(|(_, l)| *l).collect::<Vec<_>>().join("\n");
+    let hash = |v: &str, id: &str, events: &str| {
+        [
+            &[2u8][..],
+            v.as_bytes(),
+            b"\0",
+            id.as_bytes(),
+            b"\0",
+            events.as_bytes(),
+        ]
+        .concat()
+    };
+    seeds.extend([
+        ("snapshot-hash", hash("1", "1763805600123-7", &payload)),
+        ("snapshot-hash-empty", hash("1", "0-0", "")),
+        ("snapshot-hash-version-9", hash("9", "1-0", &payload)),
+        ("snapshot-hash-bad-id", hash("1", "soon", &payload)),
+        (
+            "snapshot-hash-far-ahead",
+            hash("1", "99999999999999-0", "T 4000000000000 jti-other"),
+        ),
+        (
+            "snapshot-payload",
+            [&[3u8][..], payload.as_bytes()].concat(),
+        ),
+        (
+            "snapshot-payload-garbage-lines",
+            [
+                &[3u8][..],
+                payload.as_bytes(),
+                b"\n\xff\xfe\n\nT 12\nX 1 y\nC 1 planet mars",
+            ]
+            .concat(),
+        ),
+    ]);
+    seeds
+}
+
+/// Seed names and bodies made at run time, for an example that runs once.
+fn leak(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
+}
+
 fn main() -> std::io::Result<()> {
     let user = user_token();
     let admin = admin_token();
@@ -334,6 +473,13 @@ fn main() -> std::io::Result<()> {
         ),
         ("unknown-path", "GET /nope\n\n".into()),
     ];
+
+    // Bytes, not text: written on their own.
+    let dir = tollgate_fuzz::corpus_dir("replication_wire");
+    fs::create_dir_all(&dir)?;
+    for (name, seed) in replication_wire_seeds() {
+        fs::write(dir.join(format!("seed-{name}")), seed)?;
+    }
 
     for (target, seeds) in [
         ("bearer", bearer),

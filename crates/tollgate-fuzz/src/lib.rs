@@ -19,9 +19,7 @@
 //! | `gateway_request` (feature `gateway`) | raw bytes on a connection to a real `tollgate gateway` in the process, in front of a recording upstream | nothing reaches a protected path (as an upstream would resolve it) without a valid token's identity; no identity header the client chose, in any spelling; no method override, `Proxy`, or upgrade but WebSocket; forward-auth allows protected paths only with an identity |
 //! | `gateway_config` (feature `gateway`) | the text of a `gateway.toml`, through `tollgate_gateway::config::parse` | no panic; deterministic; an error is one line naming the file |
 //! | [`token_service()`] | a whole HTTP request (method, path, headers, body) to [`TokenService`](tollgate_issuer::TokenService) | no panic; status in the endpoint's documented set; JSON bodies where promised; issued tokens verify |
-//!
-//! The revocation-event wire format has no target yet: it does not exist (the Redis relay will add
-//! it).
+//! | [`replication_wire()`] | what a Redis follower parses: stream entries' fields, raw `XREAD` replies (RESP2/3), the snapshot hash and its payload (through `tollgate_redis::fuzzing`) | no panic; what decodes re-encodes to the same events; the loader's split apply applies every line once, to the same state as applying one by one |
 //!
 //! Inputs are built from fixed keys and a fixed clock ([`fixture`]), so a committed seed (a real
 //! token, a real form) means the same thing in every run.
@@ -36,6 +34,7 @@ pub mod fixture;
 pub mod gateway_config;
 #[cfg(feature = "gateway")]
 pub mod gateway_request;
+pub mod replication_wire;
 pub mod signed_claims;
 pub mod tenant_path;
 pub mod token_service;
@@ -47,6 +46,7 @@ pub use config::config;
 pub use gateway_config::gateway_config;
 #[cfg(feature = "gateway")]
 pub use gateway_request::gateway_request;
+pub use replication_wire::replication_wire;
 pub use signed_claims::signed_claims;
 pub use tenant_path::tenant_path;
 pub use token_service::token_service;
@@ -62,6 +62,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("signed_claims", signed_claims),
     ("tenant_path", tenant_path),
     ("token_service", token_service),
+    ("replication_wire", replication_wire),
     #[cfg(feature = "config")]
     ("config", config),
     #[cfg(feature = "gateway")]

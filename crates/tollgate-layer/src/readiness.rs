@@ -123,6 +123,10 @@ pub enum NotReady {
     /// Out of contact with the revocation feed for longer than the configured bound: the index
     /// may lack every revocation made since.
     Stale,
+    /// The revocation feed refuses what its source holds (a snapshot it cannot read, or one that
+    /// the event log contradicts), so it is not following: the index may lack revocations until
+    /// the source is consistent again. The feed's own status says exactly why.
+    Inconsistent,
 }
 
 impl NotReady {
@@ -131,6 +135,7 @@ impl NotReady {
         match self {
             NotReady::NotSynced => "revocation state not yet synchronised",
             NotReady::Stale => "revocation state is stale",
+            NotReady::Inconsistent => "revocation state source is inconsistent",
         }
     }
 }

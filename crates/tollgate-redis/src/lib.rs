@@ -51,6 +51,11 @@
 
 mod connect;
 mod follower;
+// Hidden as well as gated: the decoders stay crate-private for everyone else, and the fuzz
+// target still runs exactly the code a follower runs.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod relay;
 mod snapshot;
 mod stream;

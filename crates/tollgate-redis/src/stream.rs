@@ -31,7 +31,12 @@ pub(crate) fn add_entry(pipe: &mut redis::Pipeline, keys: &Keys, line: &str, now
         .arg(&keys.stream)
         .arg("*")
         .arg(wire::VERSION)
-        .arg(format!("{} {line}", now.0));
+        .arg(entry_value(line, now));
+}
+
+/// The value of an entry's one field: the publish instant, a space, the event line.
+pub(crate) fn entry_value(line: &str, now: UnixMillis) -> String {
+    format!("{} {line}", now.0)
 }
 
 /// Publishes `events` straight into the stream (no outbox): for events that exist nowhere else,
@@ -125,7 +130,7 @@ fn items(value: Value) -> Vec<Value> {
     }
 }
 
-/// One `[id, [field, value, ...]]` of an XRANGE or XREAD reply, taken apart without copying.
+/// One `[id, [field, value, ...]]` of an XREAD reply, taken apart without copying.
 /// Anything malformed yields an entry without an id or fields, which the caller skips.
 fn entry(value: Value) -> RawEntry {
     let mut parts = items(value).into_iter();
@@ -151,11 +156,6 @@ fn entry(value: Value) -> RawEntry {
         None => Vec::new(),
     };
     RawEntry { id, fields }
-}
-
-/// The entries of an XRANGE reply.
-pub(crate) fn range_entries(reply: Value) -> Vec<RawEntry> {
-    items(reply).into_iter().map(entry).collect()
 }
 
 /// The entries of an XREAD reply for one stream (`Nil` when the read timed out).

@@ -277,34 +277,6 @@ async fn garbage_truncated_and_future_entries_are_skipped_never_a_stall() {
 }
 
 #[tokio::test]
-async fn a_garbage_snapshot_is_refused_and_the_stream_read_from_its_start() {
-    let redis = RedisServer::start();
-    let mut conn = support::redis(&redis.url()).await;
-    let keys = Keys::default();
-    publish(&mut conn, &keys, &[token(1)]).await.unwrap();
-    redis::cmd("HSET")
-        .arg(&keys.snapshot)
-        .arg("v")
-        .arg("9")
-        .arg("id")
-        .arg("99999999999999-0")
-        .arg("events")
-        .arg("whatever")
-        .query_async::<()>(&mut conn)
-        .await
-        .unwrap();
-    let index = Arc::new(RevocationIndex::new());
-    let feed = Follower::new(target(&redis.url()), index.clone())
-        .start()
-        .await
-        .unwrap();
-    assert!(feed.wait_synced(WITHIN).await);
-    let expected = RevocationIndex::new();
-    expected.apply(&token(1));
-    converge(&expected, &index, WITHIN).await;
-}
-
-#[tokio::test]
 async fn a_wrong_password_is_a_clear_error_at_start() {
     let redis = RedisServer::start_with_password("right-password");
     let url = format!("redis://:wrong-password@127.0.0.1:{}/", redis.port());

@@ -14,6 +14,10 @@ use tollgate_layer::{NotReady, Readiness};
 /// The default refuses until the first sync, and once Redis has been silent for longer than
 /// [`DEFAULT_MAX_SILENCE`]: a revocation is honoured within that bound or the API stops
 /// answering, never silently ignored for longer.
+///
+/// Whatever the policy, except [`always_serve`](Self::always_serve), a follower that refuses
+/// what Redis holds (see [`FeedStatus::refused`](crate::FeedStatus::refused)) is not ready:
+/// it follows nothing meanwhile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HealthPolicy {
     /// Refuse requests until the first sync (snapshot applied and stream read to its end).
@@ -63,6 +67,14 @@ impl FeedHealth {
 
 impl Readiness for FeedHealth {
     fn check(&self) -> Result<(), NotReady> {
+        // A follower that refuses what Redis holds follows nothing: it hears no revocation,
+        // like a silent one, whether or not it had synced before. Only a policy that serves
+        // whatever happens ignores it.
+        if (self.policy.require_sync || self.policy.max_silence.is_some())
+            && self.state.is_refusing()
+        {
+            return Err(NotReady::Inconsistent);
+        }
         let synced = self.state.is_synced();
         if self.policy.require_sync && !synced {
             return Err(NotReady::NotSynced);

@@ -3,10 +3,16 @@
 //! It loads the snapshot and applies it, then reads the stream from the snapshot's id with
 //! blocking reads, and resumes from the last id it applied after any disconnect (never from `$`,
 //! which would skip what it missed). Before each read it checks, in one atomic step, that Redis
-//! still has the data it was following (the epoch) and that the stream was not trimmed past it
-//! (its last id is older than the snapshot's and the stream's first entry is newer than its
-//! last id); otherwise it loads the snapshot again. Applying is idempotent and commutative, so a
-//! reload, a duplicate or a reordering changes nothing that was already right.
+//! still has the data it was following (the epoch) and that the stream lost nothing it has not
+//! read (`XINFO STREAM`'s highest removed id, or before Redis 7 its first entry); otherwise it
+//! loads the snapshot again. Applying is idempotent and commutative, so a reload, a duplicate or
+//! a reordering changes nothing that was already right.
+//!
+//! It trusts a snapshot only if the stream bears it out (see [`snapshot::check`]): one that claims
+//! ids the stream never generated, or a stream that lost entries no snapshot covers, is what
+//! someone with write access to Redis leaves, never an honest producer, and loading it would
+//! lose revocations. Then, and for a snapshot it cannot read, the follower refuses: it follows
+//! nothing, reports why ([`FeedStatus::refused`]) and is not ready, and looks again every second.
 
 mod health;
 mod state;
@@ -15,7 +21,7 @@ pub use health::{DEFAULT_MAX_SILENCE, FeedHealth, HealthPolicy};
 pub use state::FeedStatus;
 
 use crate::connect::{ConnectError, RedisTarget};
-use crate::snapshot::{self, Written};
+use crate::snapshot::{self, Unusable, Written};
 use crate::stream::{self, RawEntry};
 use crate::wire::{Keys, StreamId};
 use redis::aio::MultiplexedConnection;
@@ -35,15 +41,19 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// How long a blocking read waits for new entries: Redis answers at least this often, which
 /// keeps "time since Redis last answered" meaningful on a quiet stream.
 const DEFAULT_BLOCK: Duration = Duration::from_secs(1);
+/// How often a follower that refuses what Redis holds looks again: a producer that rewrites a
+/// consistent snapshot (or an operator who clears the keys) is noticed within this.
+const REFUSED_RETRY: Duration = Duration::from_secs(1);
 
-/// One atomic look at Redis: the epoch, the snapshot's version and id, the stream's first entry,
-/// and what follows the last id applied.
-type Look = (
-    Option<String>,
-    (Option<String>, Option<String>),
-    Value,
-    Value,
-);
+/// One atomic look at Redis: the epoch, the snapshot's version and id, what the stream says
+/// about itself, and what follows the last id applied.
+struct Look {
+    epoch: Option<String>,
+    /// The snapshot's id, or why it cannot be used; `None` without a snapshot.
+    snapshot: Option<Result<StreamId, Unusable>>,
+    stream: Option<snapshot::StreamInfo>,
+    batch: Value,
+}
 
 /// Configures a follower: `Follower::new(target, index)`, then [`start`](Follower::start).
 #[derive(Debug)]
@@ -167,26 +177,27 @@ impl Feed {
 }
 
 /// One atomic look: is this still the data we follow (the epoch), was the stream trimmed past
-/// us (the snapshot's id and the stream's first entry), and what follows `last`.
+/// us (the snapshot's id and what the stream says about itself), and what follows `last`.
 async fn look(
     mut connection: MultiplexedConnection,
     keys: Keys,
     last: StreamId,
 ) -> RedisResult<Look> {
-    redis::pipe()
+    let replies: Vec<RedisResult<Value>> = redis::pipe()
         .atomic()
+        // `XINFO STREAM` fails on a missing stream; `EXISTS` says whether that is why.
+        .ignore_errors()
         .cmd("GET")
         .arg(&keys.epoch)
         .cmd("HMGET")
         .arg(&keys.snapshot)
         .arg("v")
         .arg("id")
-        .cmd("XRANGE")
+        .cmd("EXISTS")
         .arg(&keys.stream)
-        .arg("-")
-        .arg("+")
-        .arg("COUNT")
-        .arg(1)
+        .cmd("XINFO")
+        .arg("STREAM")
+        .arg(&keys.stream)
         .cmd("XREAD")
         .arg("COUNT")
         .arg(BATCH)
@@ -194,7 +205,28 @@ async fn look(
         .arg(&keys.stream)
         .arg(last.to_string())
         .query_async(&mut connection)
-        .await
+        .await?;
+    let [epoch, snapshot, exists, info, batch]: [RedisResult<Value>; 5] =
+        replies.try_into().map_err(|_| snapshot::unexpected())?;
+    let epoch: Option<String> =
+        redis::from_redis_value(epoch?).map_err(|_| snapshot::unexpected())?;
+    let (version, id): (Option<String>, Option<String>) =
+        redis::from_redis_value(snapshot?).map_err(|_| snapshot::unexpected())?;
+    let snapshot = match (version, id) {
+        (None, None) => None,
+        (Some(v), _) if v != crate::wire::VERSION => Some(Err(Unusable::Version)),
+        (_, id) => Some(
+            id.as_deref()
+                .and_then(StreamId::parse)
+                .ok_or(Unusable::Malformed("id")),
+        ),
+    };
+    Ok(Look {
+        epoch,
+        snapshot,
+        stream: snapshot::stream_info(exists, info)?,
+        batch: batch?,
+    })
 }
 
 /// The follower's task state.
@@ -258,7 +290,12 @@ impl Task {
                 })??,
                 _ => look(connection.clone(), keys.clone(), last).await?,
             };
-            let (epoch, snapshot, first, batch) = seen;
+            let Look {
+                epoch,
+                snapshot,
+                stream: info,
+                batch,
+            } = seen;
             self.state.touch();
             if epoch != self.epoch {
                 tracing::warn!(
@@ -268,24 +305,21 @@ impl Task {
                 self.last_id = None;
                 continue;
             }
-            // A snapshot this code cannot read cannot help: follow the stream as it is.
-            let snapshot_id = match snapshot {
-                (Some(v), Some(id)) if v == crate::wire::VERSION => StreamId::parse(&id),
-                _ => None,
-            };
-            let first = stream::range_entries(first)
-                .first()
-                .and_then(|entry| entry.id);
-            if let (Some(snapshot_id), Some(first)) = (snapshot_id, first)
-                && last < snapshot_id
-                && first > last
-            {
-                tracing::warn!(
-                    %last, %first, %snapshot_id,
-                    "revocation feed: the stream was trimmed past this follower; loading the snapshot"
-                );
-                self.last_id = None;
-                continue;
+            match self.lost_past(last, snapshot, info.as_ref()) {
+                None => {}
+                Some(None) => {
+                    tracing::warn!(
+                        %last,
+                        "revocation feed: the stream was trimmed past this follower; loading \
+                         the snapshot"
+                    );
+                    self.last_id = None;
+                    continue;
+                }
+                Some(Some(why)) => {
+                    self.refuse(why).await?;
+                    continue;
+                }
             }
             let entries = stream::read_entries(batch);
             let caught_up = entries.len() < BATCH;
@@ -323,6 +357,41 @@ impl Task {
         }
     }
 
+    /// Whether entries after `last` (which this follower has not read) are gone from the stream:
+    /// `None` if not; `Some(None)` if the snapshot covers them (an honest trim: load it);
+    /// `Some(Some(why))` if nothing trustworthy does (refuse). A stream that lost nothing is
+    /// followed whatever the snapshot looks like: a running follower does not need it.
+    fn lost_past(
+        &self,
+        last: StreamId,
+        snapshot: Option<Result<StreamId, Unusable>>,
+        info: Option<&snapshot::StreamInfo>,
+    ) -> Option<Option<Unusable>> {
+        let info = info?;
+        // An entry after `last` deleted, or a trim past `last` (the first entry is after it, or
+        // the stream is empty while it generated ids after it) when anything was ever removed
+        // (which Redis 7 says; before it, a follower past `0-0` assumes so).
+        let trimmed = info.removed_any().unwrap_or(last != StreamId::ZERO)
+            && info
+                .first
+                .map_or(last < info.last_generated, |first| first > last);
+        let lost = info.max_deleted.is_some_and(|d| d > last) || trimmed;
+        if !lost {
+            return None;
+        }
+        let verdict = match snapshot {
+            None => snapshot::check(None, Some(info)),
+            Some(Err(why)) => Err(why),
+            Some(Ok(covered)) if covered <= last => Err(Unusable::Removed {
+                covered,
+                first: info.first,
+                deleted: info.max_deleted,
+            }),
+            Some(Ok(covered)) => snapshot::check(Some(covered), Some(info)),
+        };
+        Some(verdict.err())
+    }
+
     /// Applies entries in order; a garbage entry is logged and skipped, never a stop.
     fn apply(&mut self, entries: &[RawEntry]) {
         let Some(mut last) = self.last_id else { return };
@@ -351,35 +420,57 @@ impl Task {
         self.state.applied(last, applied, skipped, published);
     }
 
-    /// Loads the snapshot (if any) into the index and positions the follower after it.
+    /// Loads the snapshot (if any) into the index and positions the follower after it; or, if
+    /// the snapshot is unreadable or the stream contradicts it, refuses it (see [`Unusable`]):
+    /// the follower then stays without a position, not ready, and tries again a second later.
     async fn load(&mut self, connection: &mut MultiplexedConnection) -> RedisResult<()> {
         let keys = &self.follower.keys;
-        let epoch = stream::ensure_epoch(connection, keys).await?;
+        // Only a follower that writes snapshots creates a missing epoch (it writes into it);
+        // the others need no write access at all. For them a missing epoch is "nothing
+        // published yet", and the producer creating it a change of epoch: a reload.
+        if self.follower.snapshot_every.is_some() {
+            stream::ensure_epoch(connection, keys).await?;
+        }
         let found = snapshot::read(connection, keys).await?;
         self.state.touch();
-        let id = match found {
-            None => StreamId::ZERO,
-            Some(Err(why)) => {
-                tracing::error!(
-                    ?why,
-                    "revocation feed: the snapshot in Redis is unusable; reading the stream from \
-                     its start (entries trimmed before it are missed until a snapshot is written)"
-                );
-                StreamId::ZERO
+        let checked = match found.snapshot {
+            None => snapshot::check(None, found.stream.as_ref()).map(|()| None),
+            Some(Err(why)) => Err(why),
+            Some(Ok(snapshot)) => {
+                snapshot::check(Some(snapshot.id), found.stream.as_ref()).map(|()| Some(snapshot))
             }
-            Some(Ok(found)) => {
+        };
+        let id = match checked {
+            Err(why) => return self.refuse(why).await,
+            Ok(None) => StreamId::ZERO,
+            Ok(Some(found)) => {
                 let index = self.follower.index.clone();
-                let (applied, skipped) =
+                let applied =
                     tokio::task::spawn_blocking(move || snapshot::apply(&found.events, &index))
                         .await
-                        .unwrap_or((0, 0));
+                        .ok()
+                        .flatten();
+                // What was applied stays applied (revocations only ever add), but a snapshot
+                // with lines this version cannot read may lack what those lines revoke.
+                let (applied, skipped) = match applied {
+                    None => return self.refuse(Unusable::Apply).await,
+                    Some((_, skipped)) if skipped > 0 => {
+                        return self.refuse(Unusable::Lines(skipped)).await;
+                    }
+                    Some(counts) => counts,
+                };
                 self.state.snapshot_loaded(skipped as u64);
-                tracing::info!(id = %found.id, applied, skipped, "revocation feed: snapshot loaded");
+                tracing::info!(id = %found.id, applied, "revocation feed: snapshot loaded");
                 found.id
             }
         };
-        let fresh_redis = self.epoch.as_ref().is_some_and(|old| *old != epoch);
-        self.epoch = Some(epoch);
+        if self.state.is_refusing() {
+            tracing::info!("revocation feed: Redis is consistent again; following");
+            self.state.accept();
+        }
+        let fresh_redis =
+            matches!((&self.epoch, &found.epoch), (Some(old), Some(new)) if old != new);
+        self.epoch = found.epoch;
         self.last_id = Some(id);
         self.state.set_last_id(id);
         // A Redis that lost its data gets this follower's whole state back at once, events that
@@ -387,6 +478,23 @@ impl Task {
         if fresh_redis && id == StreamId::ZERO && self.follower.snapshot_every.is_some() {
             self.write_snapshot(connection).await?;
         }
+        Ok(())
+    }
+
+    /// Refuses what Redis holds, for `why`: no position (so the next round loads again), not
+    /// ready, the reason in the status and, when it changes, in the log.
+    async fn refuse(&mut self, why: Unusable) -> RedisResult<()> {
+        let reason = why.to_string();
+        if self.state.status().refused.as_deref() != Some(reason.as_str()) {
+            tracing::error!(
+                %reason,
+                "revocation feed: refusing what Redis holds (honest producers never leave it so; \
+                 trusting it could lose revocations); not ready, retrying every second"
+            );
+        }
+        self.state.refuse(reason);
+        self.last_id = None;
+        tokio::time::sleep(REFUSED_RETRY).await;
         Ok(())
     }
 

@@ -20,6 +20,10 @@ pub(crate) struct FeedState {
     snapshot_loads: AtomicU64,
     snapshots_written: AtomicU64,
     last_id: Mutex<StreamId>,
+    /// Set while the follower refuses what Redis holds; read on every request, so an atomic
+    /// beside the reason (which only status pages and logs read).
+    refusing: AtomicBool,
+    refused: Mutex<Option<String>>,
 }
 
 pub(crate) fn now() -> UnixMillis {
@@ -84,6 +88,27 @@ impl FeedState {
         self.skipped.fetch_add(skipped, Ordering::Relaxed);
     }
 
+    /// The follower refuses what Redis holds, for `reason`: it is not following until a load
+    /// succeeds.
+    pub(crate) fn refuse(&self, reason: String) {
+        if let Ok(mut refused) = self.refused.lock() {
+            *refused = Some(reason);
+        }
+        self.refusing.store(true, Ordering::Release);
+    }
+
+    /// A load succeeded: whatever was refused before is over.
+    pub(crate) fn accept(&self) {
+        self.refusing.store(false, Ordering::Release);
+        if let Ok(mut refused) = self.refused.lock() {
+            *refused = None;
+        }
+    }
+
+    pub(crate) fn is_refusing(&self) -> bool {
+        self.refusing.load(Ordering::Acquire)
+    }
+
     pub(crate) fn snapshot_written(&self) {
         self.snapshots_written.fetch_add(1, Ordering::Relaxed);
     }
@@ -100,6 +125,7 @@ impl FeedState {
             skipped: self.skipped.load(Ordering::Relaxed),
             snapshot_loads: self.snapshot_loads.load(Ordering::Relaxed),
             snapshots_written: self.snapshots_written.load(Ordering::Relaxed),
+            refused: self.refused.lock().ok().and_then(|r| r.clone()),
         }
     }
 }
@@ -129,4 +155,11 @@ pub struct FeedStatus {
     pub snapshot_loads: u64,
     /// Snapshots this follower wrote.
     pub snapshots_written: u64,
+    /// Why the follower refuses what Redis holds, while it does: a snapshot it cannot read, or
+    /// one that the stream contradicts (it claims entries the stream never had, or the stream
+    /// lost entries it does not cover), which honest producers never write and trusting could
+    /// un-revoke tokens. Meanwhile it follows nothing, retries every second, and its health is
+    /// [`NotReady::Inconsistent`](tollgate_layer::NotReady::Inconsistent) under any policy but
+    /// [`HealthPolicy::always_serve`](crate::HealthPolicy::always_serve).
+    pub refused: Option<String>,
 }
