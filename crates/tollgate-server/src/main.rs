@@ -4,7 +4,7 @@
 /// mimalloc instead of the system allocator: a proxied request allocates and frees dozens of
 /// small buffers (headers, futures, body frames) across the runtime's worker threads, and
 /// glibc's malloc spent about a tenth of the gateway's user time on them (`benches/gateway.sh`,
-/// README "Measured").
+/// docs/performance.md, "The gateway").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -14,7 +14,8 @@
 //!
 //! Labels take values from fixed sets (paths of the routing table, status codes, grant types,
 //! event kinds): never a client id, a subject or anything else a request chooses.
-//! The list of metrics, with their meaning, is in the README ("Metrics").
+//! The list of metrics, with their meaning, is in docs/operations.md ("Metrics of `tollgate
+//! serve`").
 
 mod exporter;
 mod responses;

@@ -8,7 +8,7 @@
 //! the bucket of its expiry instant, ids as their 16 bytes ([`id`]), the owner as one number for
 //! the (tenant, subject, client) triple ([`owners`]). Measured with a counting allocator
 //! (`cargo bench -p tollgate-issuer --features test-util --bench live_memory`), everything
-//! included: see the README's memory model.
+//! included: see docs/performance.md, "Memory model of the token service".
 
 #[cfg(feature = "test-util")]
 pub(crate) mod bench;
