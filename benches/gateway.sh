@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `tollgate gateway` figures (issue 9, the README's Gateway "Measured" table), all in one run on
+# `tollgate gateway` figures (issue 9, docs/performance.md's gateway table), all in one run on
 # one machine:
 #   1. throughput and p99 latency (wrk --latency) through the gateway to a trivial upstream, with
 #      EdDSA tokens and REVOKED (1,000,000) revoked ids in the gateway's index, against nginx

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Replication figures, all in one run on one machine (see the README's "Revocations across
+# Replication figures, all in one run on one machine (see docs/performance.md, "Revocations across
 # processes" section):
 #   1. /connect/revocation throughput, replication off vs on (wrk, same tokens, same settings)
 #   2. propagation: 200 of /connect/revocation -> refused by a Layer's index in another process

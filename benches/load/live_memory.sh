@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The server's memory per live token, in one run for one or more builds of `tollgate` (the
-# README's memory model):
+# docs/performance.md's memory model):
 #   1. client_credentials issuance, wrk -t1 -c16, the builds taking turns ROUNDS times (so that
 #      a ratio between builds is taken in one run, on one machine, under the same noise);
 #   2. for each build, a fresh server filled with at least LIVE live tokens (1 h lifetime): its

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Replicas on PostgreSQL against one replica on SQLite, in one run on one machine (the README's
+# Replicas on PostgreSQL against one replica on SQLite, in one run on one machine (docs/performance.md's
 # "Replicas as one service" figures):
 #   1. client_credentials issuance, wrk -t1 -c64 (ISSUE_CONNECTIONS): one replica on SQLite, one on PostgreSQL, two on
 #      PostgreSQL (two wrk processes, one per replica, started together; their rates summed);

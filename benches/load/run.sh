@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Load figures for the token service, all in one run on one machine (see the README's table):
+# Load figures for the token service, all in one run on one machine (see docs/performance.md):
 #   1. client_credentials issuance: tollgate vs node-oidc-provider (same wrk script, same client)
 #   2. /connect/revocation with durable writes, 64 connections
 #   3. 1,000,000 live tokens: the server's resident memory, then one batch revocation over them
