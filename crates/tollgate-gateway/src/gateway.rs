@@ -259,17 +259,11 @@ impl Gateway {
 }
 
 /// Whether routes can judge `method` as the upstream will act on it: not `CONNECT` (the gateway
-/// opens no tunnels), and not a case variant of a standard method (`delete`, `Get`), which
-/// routes listing `DELETE` would not match but many frameworks upper-case before acting.
+/// opens no tunnels), and no lower-case letter (`delete`, `Get`, `propfind`): routes listing
+/// `DELETE` or `PROPFIND` would not match it, yet Werkzeug, Django and others upper-case the
+/// method before acting on it.
 fn is_judgeable(method: &Method) -> bool {
-    const STANDARD: [&str; 9] = [
-        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
-    ];
-    let name = method.as_str();
-    *method != Method::CONNECT
-        && !STANDARD
-            .iter()
-            .any(|standard| standard.eq_ignore_ascii_case(name) && *standard != name)
+    *method != Method::CONNECT && !method.as_str().bytes().any(|b| b.is_ascii_lowercase())
 }
 
 /// The one method the method-override headers claim, if any: `Err` when a value is not a method

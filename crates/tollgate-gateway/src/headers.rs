@@ -38,6 +38,23 @@ static HOP_BY_HOP: [HeaderName; 9] = [
 /// inside the upstream take as their outbound proxy ("httpoxy"). Never forwarded.
 static PROXY: HeaderName = HeaderName::from_static("proxy");
 
+/// Headers only a proxy in front may set, which upstreams read as the request's own URL, scheme,
+/// host or client: the gateway is that proxy, so a client's copies never pass. `Forwarded`
+/// (Rack reads it before `X-Forwarded-*`), `X-Real-IP`, the other `X-Forwarded-*` spellings
+/// frameworks honour, and `X-Original-URL`/`X-Rewrite-URL`, on which IIS URL Rewrite, Symfony
+/// and Zend route (a request judged as `/public/x` could be served as `/admin/x`).
+static PROXY_OWNED: [HeaderName; 9] = [
+    HeaderName::from_static("forwarded"),
+    HeaderName::from_static("x-real-ip"),
+    HeaderName::from_static("x-forwarded-port"),
+    HeaderName::from_static("x-forwarded-prefix"),
+    HeaderName::from_static("x-forwarded-scheme"),
+    HeaderName::from_static("x-forwarded-ssl"),
+    HeaderName::from_static("front-end-https"),
+    HeaderName::from_static("x-original-url"),
+    HeaderName::from_static("x-rewrite-url"),
+];
+
 /// The headers with which Rails, Laravel, Express (method-override) and others let a request
 /// claim another method than its own.
 pub(crate) static METHOD_OVERRIDE: [HeaderName; 3] = [
@@ -64,6 +81,7 @@ pub(crate) fn is_reserved(name: &HeaderName) -> bool {
         .iter()
         .chain(owned)
         .chain(&METHOD_OVERRIDE)
+        .chain(&PROXY_OWNED)
         .any(|reserved| same_variable(reserved.as_str(), name.as_str()))
 }
 
@@ -181,6 +199,9 @@ pub(crate) fn strip_client_copies(
         headers.remove(name);
     }
     headers.remove(&PROXY);
+    for name in &PROXY_OWNED {
+        headers.remove(name);
+    }
     if method_override == MethodOverride::Strip {
         for name in &METHOD_OVERRIDE {
             headers.remove(name);
@@ -205,6 +226,7 @@ pub(crate) fn strip_client_copies(
                 .iter()
                 .chain(judged)
                 .chain(&METHOD_OVERRIDE)
+                .chain(&PROXY_OWNED)
                 .any(|owned| same_variable(owned.as_str(), name.as_str()))
         })
         .cloned()

@@ -857,3 +857,66 @@ async fn uploads_are_timed_as_the_clients_not_the_upstreams() {
     );
     gw.shutdown().await;
 }
+
+/// The re-attack's findings: a lower-case method of any kind (`propfind`) passed a route listing
+/// it in upper case; headers on which upstreams route or read the client (`X-Original-URL`,
+/// `Forwarded`) passed; an empty absolute-form target reached the upstream empty; a prefix with
+/// a trailing `/` let its bare path fall to a broader route.
+#[tokio::test]
+async fn the_re_attacks_findings() {
+    let fx = Fixture::new();
+    let up = upstream().await;
+    let body = format!(
+        "{}\n[[routes]]\nprefix = \"/dav/\"\nmethods = [\"PROPFIND\"]\nroles = [\"admin\"]\n\
+         [[routes]]\nprefix = \"/\"\npublic = true\n",
+        config(up.addr, "")
+    );
+    let gw = fx.start(&body).await;
+    let addr = gw.local_addr();
+    let token = fx.token(|_| {});
+    for method in ["propfind", "Propfind", "purge"] {
+        let answer = raw(
+            addr,
+            &format!(
+                "{method} /dav/x HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {token}\r\n\r\n"
+            ),
+        )
+        .await;
+        assert_eq!(answer.status(), 400, "{method}: {}", answer.head);
+    }
+    // `/dav` is the route's too: not the public catch-all's.
+    let a = send(
+        addr,
+        "PROPFIND",
+        "/dav",
+        &[("authorization", &bearer(&token))],
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.body);
+
+    let answer = raw(
+        addr,
+        "GET /public/x HTTP/1.1\r\nHost: gw\r\nX-Original-URL: /api/admin\r\n\
+         X-Rewrite-URL: /api/admin\r\nForwarded: for=1.2.3.4;host=evil;proto=https\r\n\
+         X-Real-IP: 1.2.3.4\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Port: 443\r\n\
+         Front-End-Https: on\r\n\r\n",
+    )
+    .await;
+    let headers = json(&answer.body)["headers"].clone();
+    for absent in [
+        "x-original-url",
+        "x-rewrite-url",
+        "forwarded",
+        "x-real-ip",
+        "x-forwarded-port",
+        "front-end-https",
+    ] {
+        assert!(headers.get(absent).is_none(), "{absent}: {headers}");
+    }
+    assert_eq!(headers["x-forwarded-proto"], "http");
+
+    let answer = raw(addr, "GET http://a HTTP/1.1\r\nHost: gw\r\n\r\n").await;
+    assert_eq!(answer.status(), 200, "{}", answer.head);
+    assert_eq!(json(&answer.body)["path"], "/");
+    gw.shutdown().await;
+}

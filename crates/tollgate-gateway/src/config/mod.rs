@@ -251,7 +251,16 @@ fn validate(source: &Source) -> Result<GatewayConfig, ConfigError> {
                      `;`, `//`, `\\` or encoded `.`, `/`, `\\`, `%`)",
                 )
             })?
-            .into_owned();
+            // `/api/` is `/api`: a prefix covers whole segments either way, and with the slash
+            // `/api` itself would fall to a broader route (upstreams that ignore a trailing
+            // slash serve it as `/api/`).
+            .trim_end_matches('/')
+            .to_owned();
+        let prefix = if prefix.is_empty() {
+            "/".to_owned()
+        } else {
+            prefix
+        };
         let methods = r
             .methods
             .as_ref()

@@ -140,6 +140,10 @@ impl Upstream {
     /// for HTTP/2; the base path put in front.
     fn uri_for(&self, uri: &Uri) -> Result<Uri, http::Error> {
         let pq = match uri.path_and_query() {
+            // An empty target (`http://a#...` in absolute form) is `/`, as it was routed.
+            Some(pq) if !pq.as_str().starts_with('/') => {
+                PathAndQuery::try_from(format!("{}/{}", self.base_path, pq.as_str()))?
+            }
             Some(pq) if self.base_path.is_empty() => pq.clone(),
             pq => {
                 let pq = pq.map_or("/", PathAndQuery::as_str);

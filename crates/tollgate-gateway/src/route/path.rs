@@ -75,8 +75,9 @@ fn decode(path: &str) -> Option<String> {
 fn folds_into_syntax(c: char) -> bool {
     // Best-fit mappings (IIS, Windows file APIs) outside NFKC: slashes, and the yen and won
     // signs, which code pages 932 and 949 map to `\`.
-    const BEST_FIT: [char; 6] = [
-        '\u{2215}', '\u{2044}', '\u{29f5}', '\u{29f8}', '\u{00a5}', '\u{20a9}',
+    const BEST_FIT: [char; 8] = [
+        '\u{2215}', '\u{2044}', '\u{29f5}', '\u{29f8}', '\u{2216}', '\u{29f9}', '\u{00a5}',
+        '\u{20a9}',
     ];
     BEST_FIT.contains(&c)
         || c.is_control()
