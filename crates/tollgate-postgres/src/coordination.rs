@@ -20,7 +20,7 @@ use crate::sql::{self, Failure, Statements};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, GenericClient, Transaction};
 use tollgate_core::{CutoffScope, RevocationEvent, UnixMillis};
-use tollgate_issuer::store::{Record, Rotation, Settled, SharedCutOff, ThrottlePolicy, TokenHash};
+use tollgate_store::{Record, Rotation, Settled, SharedCutOff, ThrottlePolicy, TokenHash};
 
 /// The advisory lock issuance holds shared and a cutoff's count holds exclusively (`'tollissu'`
 /// in ASCII, so that it is recognisable in `pg_locks`).
@@ -257,7 +257,7 @@ const REFRESH_COLUMNS: &str =
 pub(crate) async fn refresh_token(
     client: &impl GenericClient,
     hash: &TokenHash,
-) -> Result<Option<tollgate_issuer::store::RefreshTokenRecord>, Failure> {
+) -> Result<Option<tollgate_store::RefreshTokenRecord>, Failure> {
     let row = client
         .query_opt(
             &format!(
@@ -296,7 +296,7 @@ pub(crate) async fn rotate_refresh(
     };
     let record = sql::refresh_token(&row)?;
     Ok(if row.try_get::<_, bool>(9)? {
-        Rotation::Rotated(tollgate_issuer::store::RefreshTokenRecord {
+        Rotation::Rotated(tollgate_store::RefreshTokenRecord {
             rotated: true,
             ..record
         })

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::pin::Pin;
 use tokio_postgres::{Client, GenericClient, IsolationLevel, Row, Statement};
 use tollgate_core::{CutoffScope, RevocationEvent, UnixMillis};
-use tollgate_issuer::store::{
+use tollgate_store::{
     AccessTokenRecord, Loaded, OutboxEntry, OutboxPosition, OutboxStatus, Purge, Record,
     RefreshTokenRecord, Stamp,
 };

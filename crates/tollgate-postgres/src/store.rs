@@ -11,9 +11,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tollgate_core::{CutoffScope, UnixMillis};
-use tollgate_issuer::store::{
-    Loaded, OutboxEntry, OutboxPosition, OutboxStatus, Purge, Record, RefreshTokenRecord, Rotation,
-    Settled, SharedCutOff, Stamp, Store, StoreError, StoreFuture, ThrottlePolicy, TokenHash,
+use tollgate_store::{
+    Loaded, Outbox, OutboxEntry, OutboxPosition, OutboxStatus, Purge, Record, RefreshTokenRecord,
+    Rotation, Settled, SharedCutOff, SharedStore, Stamp, Store, StoreError, StoreFuture,
+    ThrottlePolicy, TokenHash,
 };
 
 pub use crate::sql::OUTBOX_LOCK;
@@ -507,6 +508,16 @@ impl Store for PostgresStore {
         self.commit(Vec::new())
     }
 
+    fn outbox(self: Arc<Self>) -> Option<Arc<dyn Outbox>> {
+        Some(self)
+    }
+
+    fn shared(self: Arc<Self>) -> Option<Arc<dyn SharedStore>> {
+        Some(self)
+    }
+}
+
+impl Outbox for PostgresStore {
     fn outbox_status(&self) -> StoreFuture<'_, OutboxStatus> {
         let shared = &self.inner.shared;
         Box::pin(shared.read(shared.options.operation_timeout, |client| {
@@ -523,10 +534,17 @@ impl Store for PostgresStore {
         )
     }
 
-    fn is_shared(&self) -> bool {
-        true
+    fn outbox_mark(&self, position: OutboxPosition) -> StoreFuture<'_, ()> {
+        let shared = &self.inner.shared;
+        Box::pin(
+            shared.read(shared.options.operation_timeout, move |client| {
+                Box::pin(async move { sql::outbox_mark(&***client, &position).await })
+            }),
+        )
     }
+}
 
+impl SharedStore for PostgresStore {
     fn commit_issued(&self, stamp: Stamp) -> StoreFuture<'_, UnixMillis> {
         Box::pin(async move {
             let inner = &self.inner;
@@ -619,15 +637,6 @@ impl Store for PostgresStore {
                 Box::pin(async move {
                     coordination::throttle_settle(&***client, &key, outcome, policy).await
                 })
-            }),
-        )
-    }
-
-    fn outbox_mark(&self, position: OutboxPosition) -> StoreFuture<'_, ()> {
-        let shared = &self.inner.shared;
-        Box::pin(
-            shared.read(shared.options.operation_timeout, move |client| {
-                Box::pin(async move { sql::outbox_mark(&***client, &position).await })
             }),
         )
     }
