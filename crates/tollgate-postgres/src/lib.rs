@@ -96,7 +96,11 @@
 //! silently ignored. Adding TLS is a connector given to the pool (`tokio-postgres` takes one at
 //! connect time); nothing else in the store changes.
 
+// Module order is dependency order: `failure` and `issuance` beneath `sql` (the records and the
+// outbox), `coordination` (what replicas share) above it, `store` on top.
 mod coordination;
+mod failure;
+mod issuance;
 mod schema;
 mod sql;
 mod store;
@@ -105,6 +109,6 @@ mod target;
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod testing;
 
-pub use coordination::ISSUE_LOCK;
+pub use issuance::ISSUE_LOCK;
 pub use store::{MAX_BATCH, OUTBOX_LOCK, PostgresOptions, PostgresStore};
 pub use target::PostgresTarget;

@@ -1,7 +1,8 @@
 //! [`PostgresStore`]: the pool, the writer task that groups commits, and the `Store` methods.
 
 use crate::coordination;
-use crate::sql::{self, Failure, Statements};
+use crate::failure::{self, Failure};
+use crate::sql::{self, Statements};
 use crate::target::PostgresTarget;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use std::fmt;
@@ -272,7 +273,7 @@ impl Shared {
     async fn connection(&self) -> Result<Object, Failure> {
         self.pool.get().await.map_err(|e| {
             let message = match &e {
-                deadpool_postgres::PoolError::Backend(e) => sql::describe(e),
+                deadpool_postgres::PoolError::Backend(e) => failure::describe(e),
                 deadpool_postgres::PoolError::Timeout(_) => format!(
                     "no connection within {:?} (database unreachable, or the pool exhausted)",
                     self.options.connect_timeout
