@@ -2,13 +2,13 @@
 //! commit.
 //!
 //! One OS thread owns the connection. Callers queue jobs to it; it takes everything queued (up to
-//! [`MAX_BATCH`] jobs), runs the batch in one transaction and commits it with a single fsync, then
+//! a bounded number of jobs), runs the batch in one transaction and commits it with a single fsync, then
 //! answers every waiter of the batch. Under load many commits share one flush instead of each
 //! paying for its own.
 //!
 //! [`SqliteStore`] implements the store contract of `tollgate-store` for one process: its
 //! [`Store`] and its [`Outbox`] (a relay can publish from it). It is not a
-//! [`SharedStore`](tollgate_store::SharedStore): one process holds a data directory at a time.
+//! [`SharedStore`]: one process holds a data directory at a time.
 //!
 //! ```no_run
 //! # fn run() -> Result<(), tollgate_store::StoreError> {
