@@ -13,10 +13,9 @@ use axum::routing::get;
 use serde_json::json;
 use std::sync::Arc;
 use tollgate::core::{KeySet, RevocationIndex, SigningAlgorithm};
-use tollgate::issuer::{
-    Client, ClientSecret, GrantType, SqliteStore, StaticDirectory, TokenService,
-};
+use tollgate::issuer::{Client, ClientSecret, GrantType, StaticDirectory, TokenService};
 use tollgate::layer::{RequireScopeLayer, ValidateBearerLayer, VerifiedClaims, Verifier};
+use tollgate::sqlite::SqliteStore;
 
 const AUDIENCE: &str = "orders-api";
 

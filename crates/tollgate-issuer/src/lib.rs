@@ -48,7 +48,10 @@ mod ledger;
 pub mod outcome;
 mod protocol;
 mod service;
-pub mod store;
+/// The store contract (`tollgate-store`): [`Store`], [`Outbox`], [`SharedStore`], the records,
+/// [`MemoryStore`], and (feature `test-util`) the contract test kit `store::testing`. The
+/// embedded durable store is `tollgate_sqlite::SqliteStore`.
+pub use tollgate_store as store;
 
 pub use auth::secret::{ClientSecret, InvalidHash, PasswordHash};
 pub use auth::{PeerAddr, SignInThrottle, UnknownSignInThrottle};
@@ -63,5 +66,5 @@ pub use ledger::LiveTokensBench;
 pub use protocol::response::ResponseBody;
 pub use service::{BuildError, LiveTokens, TokenService, TokenServiceBuilder, TokenServiceFuture};
 pub use store::{
-    MemoryStore, OutboxEntry, OutboxPosition, OutboxStatus, SqliteStore, Store, StoreError,
+    MemoryStore, Outbox, OutboxEntry, OutboxPosition, OutboxStatus, SharedStore, Store, StoreError,
 };

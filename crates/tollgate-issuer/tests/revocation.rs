@@ -10,7 +10,8 @@ use serde_json::json;
 use std::sync::Arc;
 use support::*;
 use tollgate_core::{SigningAlgorithm, SigningKey, UnixMillis, jws};
-use tollgate_issuer::{SqliteStore, Store, TokenService};
+use tollgate_issuer::{Store, TokenService};
+use tollgate_sqlite::SqliteStore;
 
 #[tokio::test]
 async fn a_revoked_access_token_is_refused_by_a_layer_sharing_the_index_once_the_200_is_answered() {

@@ -1,64 +1,14 @@
-//! What replicas meet on in the database (the issuer's `store::shared` contract): the issuance
-//! lock and clock, batch counts, the refresh-token compare-and-set, and the sign-in throttle.
-//!
-//! # The issuance lock and the database's clock
-//!
-//! Every writer transaction that records issued tokens takes [`ISSUE_LOCK`] in shared mode
-//! (`pg_advisory_xact_lock_shared`) and only then reads `clock_timestamp()`: that is the tokens'
-//! issue instant, and they are answered only after the transaction commits. A cutoff's
-//! transaction takes the same lock exclusively, then reads the clock for its instant `T`, counts,
-//! and records the cutoff. So a token either committed before the cutoff took the lock (it is
-//! visible to the count, and its instant is at most `T`) or took the lock after the cutoff
-//! committed (its instant is at least `T`): counted exactly when refused. One clock, the
-//! database server's, decides both sides; the replicas' clocks take no part.
-//!
-//! Lock order is always the issuance lock, then [`OUTBOX_LOCK`](crate::OUTBOX_LOCK) (which every
-//! transaction writing a revocation takes): a batch holding both, and a cutoff holding both, wait
-//! for each other but never deadlock.
+//! What replicas meet on in the database (`tollgate_store::SharedStore`): batch counts under the
+//! issuance lock (see [`issuance`](crate::issuance) for the lock and the clock), the
+//! refresh-token compare-and-set, and the sign-in throttle.
 
-use crate::sql::{self, Failure, Statements};
+use crate::failure::Failure;
+use crate::issuance::{CLOCK, ISSUE_LOCK};
+use crate::sql::{self, Statements};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, GenericClient, Transaction};
 use tollgate_core::{CutoffScope, RevocationEvent, UnixMillis};
-use tollgate_issuer::store::{Record, Rotation, Settled, SharedCutOff, ThrottlePolicy, TokenHash};
-
-/// The advisory lock issuance holds shared and a cutoff's count holds exclusively (`'tollissu'`
-/// in ASCII, so that it is recognisable in `pg_locks`).
-pub const ISSUE_LOCK: i64 = 0x746f_6c6c_6973_7375;
-
-/// The database server's clock, in Unix milliseconds.
-const CLOCK: &str = "SELECT floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint";
-
-/// `BEGIN`, then the issuance lock (shared) and the clock, as one simple-query message: the
-/// server runs its statements in order, so the clock is read with the lock held, in the
-/// transaction that records the tokens. Within the `SELECT`, a `CASE` evaluates its condition
-/// (which needs the lock taken) before its result (which reads the clock), and the volatile call
-/// keeps the subquery from being flattened. (Two statements sent together by the extended
-/// protocol, an earlier version, could run the clock first: the shared-store contract's
-/// exact-count check caught it.)
-pub(crate) static BEGIN_AND_ISSUE_INSTANT: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| {
-        format!(
-            "BEGIN; SELECT CASE WHEN lock IS NULL THEN NULL
-                 ELSE floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint END
-             FROM (SELECT pg_advisory_xact_lock_shared({ISSUE_LOCK})::text AS lock) AS locked"
-        )
-    });
-
-/// The instant [`BEGIN_AND_ISSUE_INSTANT`] answered.
-pub(crate) fn instant_of(
-    messages: &[tokio_postgres::SimpleQueryMessage],
-) -> Result<UnixMillis, Failure> {
-    messages
-        .iter()
-        .find_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0),
-            _ => None,
-        })
-        .and_then(|text| text.parse().ok())
-        .map(UnixMillis)
-        .ok_or_else(|| Failure::refused("the database answered no issue instant".into()))
-}
+use tollgate_store::{Record, Rotation, Settled, SharedCutOff, ThrottlePolicy, TokenHash};
 
 /// `x`'s tenant, subject or client matches `scope` (`$3` is the scope's value).
 fn in_scope(scope: &CutoffScope, x: &str) -> &'static str {
@@ -200,7 +150,7 @@ pub(crate) async fn cut_off(
     asked: Option<UnixMillis>,
 ) -> Result<SharedCutOff, Failure> {
     let statements = Statements::prepare(client).await?;
-    let (_, value) = sql::scope_key(scope)?;
+    let value = scope.value();
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&ISSUE_LOCK])
         .await?;
@@ -257,7 +207,7 @@ const REFRESH_COLUMNS: &str =
 pub(crate) async fn refresh_token(
     client: &impl GenericClient,
     hash: &TokenHash,
-) -> Result<Option<tollgate_issuer::store::RefreshTokenRecord>, Failure> {
+) -> Result<Option<tollgate_store::RefreshTokenRecord>, Failure> {
     let row = client
         .query_opt(
             &format!(
@@ -296,7 +246,7 @@ pub(crate) async fn rotate_refresh(
     };
     let record = sql::refresh_token(&row)?;
     Ok(if row.try_get::<_, bool>(9)? {
-        Rotation::Rotated(tollgate_issuer::store::RefreshTokenRecord {
+        Rotation::Rotated(tollgate_store::RefreshTokenRecord {
             rotated: true,
             ..record
         })
@@ -397,18 +347,4 @@ pub(crate) async fn throttle_settle(
         }
     }
     Ok(())
-}
-
-/// Forgets throttle rows with no attempt for an hour before `before` (far longer than any
-/// policy's `forget_after` or wait).
-pub(crate) async fn purge_throttle(
-    tx: &Transaction<'_>,
-    before: UnixMillis,
-) -> Result<u64, Failure> {
-    Ok(tx
-        .execute(
-            "DELETE FROM sign_in_throttle WHERE last_attempt < $1",
-            &[&before.0.saturating_sub(3_600_000)],
-        )
-        .await?)
 }

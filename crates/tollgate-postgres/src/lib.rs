@@ -1,20 +1,22 @@
-//! A PostgreSQL [`Store`](tollgate_issuer::store::Store) for tollgate: the state of several
+//! A PostgreSQL [`Store`](tollgate_store::Store) for tollgate: the state of several
 //! token-service replicas in one database.
 //!
-//! [`PostgresStore`] keeps what [`SqliteStore`](tollgate_issuer::SqliteStore) keeps (issued
-//! access tokens, refresh tokens by hash, revocations with their outbox sequence, the relay's
-//! position) in tables of the same shape, so that every replica reads every other replica's
-//! writes. It passes the store contract kit (`tollgate_issuer::store::testing::check_store`).
+//! [`PostgresStore`] keeps what `tollgate_sqlite::SqliteStore` keeps (issued access tokens,
+//! refresh tokens by hash, revocations with their outbox sequence, the relay's position) in
+//! tables of the same shape, so that every replica reads every other replica's writes. It
+//! implements the whole store contract of `tollgate-store` ([`Store`](tollgate_store::Store),
+//! [`Outbox`](tollgate_store::Outbox) and [`SharedStore`](tollgate_store::SharedStore)) and
+//! passes its test kit (`tollgate_store::testing`).
 //!
 //! ```no_run
-//! # async fn run() -> Result<(), tollgate_issuer::StoreError> {
+//! # async fn run() -> Result<(), tollgate_store::StoreError> {
 //! use std::sync::Arc;
 //! use tollgate_postgres::{PostgresOptions, PostgresStore, PostgresTarget};
 //!
 //! let target = PostgresTarget::new("postgresql://tollgate@db.internal/tollgate")?
 //!     .with_password(std::env::var("TOLLGATE_DB_PASSWORD").ok());
 //! let store = PostgresStore::connect(target, PostgresOptions::default()).await?;
-//! let store: Arc<dyn tollgate_issuer::Store> = Arc::new(store);
+//! let store: Arc<dyn tollgate_store::Store> = Arc::new(store);
 //! # let _ = store;
 //! # Ok(())
 //! # }
@@ -64,21 +66,21 @@
 //!
 //! # Replicas
 //!
-//! A `PostgresStore` [is shared](tollgate_issuer::store::Store::is_shared): the issuer leaves to
+//! A `PostgresStore` [is shared](tollgate_store::Store::shared): the issuer leaves to
 //! it what replicas must agree on, and it does each in the database, where they meet. Issued
 //! tokens are stamped with the database's clock inside the writer's transaction, under the
 //! advisory lock [`ISSUE_LOCK`] held in shared mode (so issuance commits durably before its
 //! answer, grouped like any commit); a batch revocation holds that lock exclusively while it reads
 //! the clock, counts in SQL and records its cutoff; a refresh token is rotated by one
 //! compare-and-set statement; failed sign-ins are counted in the table `sign_in_throttle`. Why
-//! this keeps batch counts exact is argued in `tollgate_issuer::store::shared`.
+//! this keeps batch counts exact is argued in `tollgate_store::shared`.
 //!
 //! # When the database is unreachable
 //!
 //! Connecting and every operation are bounded ([`PostgresOptions`]), on the client (a timer
 //! around each operation) and on the server (`statement_timeout`, set for every connection): a
 //! commit against a stopped database fails within the connect timeout (at once when the connection is refused) with a
-//! [`StoreError`](tollgate_issuer::StoreError), which the issuer answers with `503`. While the
+//! [`StoreError`](tollgate_store::StoreError), which the issuer answers with `503`. While the
 //! last attempt failed, [`write_behind`](PostgresStore) refuses records too (so issuance answers
 //! `503` rather than issuing tokens it cannot record) and queues an empty probe batch; the first
 //! batch that succeeds makes the store healthy again. Broken pooled connections are dropped and
@@ -94,7 +96,11 @@
 //! silently ignored. Adding TLS is a connector given to the pool (`tokio-postgres` takes one at
 //! connect time); nothing else in the store changes.
 
+// Module order is dependency order: `failure` and `issuance` beneath `sql` (the records and the
+// outbox), `coordination` (what replicas share) above it, `store` on top.
 mod coordination;
+mod failure;
+mod issuance;
 mod schema;
 mod sql;
 mod store;
@@ -103,6 +109,6 @@ mod target;
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod testing;
 
-pub use coordination::ISSUE_LOCK;
+pub use issuance::ISSUE_LOCK;
 pub use store::{MAX_BATCH, OUTBOX_LOCK, PostgresOptions, PostgresStore};
 pub use target::PostgresTarget;

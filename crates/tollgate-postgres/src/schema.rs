@@ -54,7 +54,8 @@ CREATE TABLE revocations (
 CREATE INDEX revocations_expires_at ON revocations (expires_at);
 CREATE INDEX revocations_seq ON revocations (seq);
 
--- Cutoffs, one per scope: scope is 'all' (value ''), 'tenant', 'subject' or 'client'.
+-- Cutoffs, one per scope: scope is CutoffScope::kind ('all' with value '', 'tenant', 'subject'
+-- or 'client'), value CutoffScope::value.
 CREATE TABLE cutoffs (
     scope text NOT NULL CHECK (scope IN ('all', 'tenant', 'subject', 'client')),
     value text NOT NULL,
@@ -92,7 +93,7 @@ pub(crate) async fn migrate(client: &mut Client) -> Result<(), String> {
     const _: () = assert!(MIGRATIONS.len() == SCHEMA_VERSION as usize);
     let fail = |what: &str| {
         let what = what.to_owned();
-        move |e: tokio_postgres::Error| format!("{what}: {}", crate::sql::describe(&e))
+        move |e: tokio_postgres::Error| format!("{what}: {}", crate::failure::describe(&e))
     };
     let tx = client
         .transaction()
@@ -150,4 +151,24 @@ pub(crate) async fn migrate(client: &mut Client) -> Result<(), String> {
     tx.commit()
         .await
         .map_err(fail("cannot commit the migration"))
+}
+
+#[cfg(test)]
+mod tests {
+    use tollgate_core::CutoffScope;
+
+    /// The schema accepts exactly the scope names `CutoffScope::kind` writes (a migration cannot
+    /// follow a rename: it is history).
+    #[test]
+    fn the_cutoffs_table_takes_every_scope_name() {
+        let names: Vec<String> = CutoffScope::KINDS
+            .iter()
+            .map(|k| format!("'{k}'"))
+            .collect();
+        let check = format!("CHECK (scope IN ({}))", names.join(", "));
+        assert!(
+            super::MIGRATIONS.iter().any(|m| m.contains(&check)),
+            "{check}"
+        );
+    }
 }

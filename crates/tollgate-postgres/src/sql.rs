@@ -1,13 +1,15 @@
 //! The SQL of the store: one function per operation, each taking a connection or transaction,
 //! so that new operations (and new `Store` methods) are one more function here.
 
+use crate::failure::Failure;
+use crate::issuance;
 use futures_util::TryStreamExt;
 use futures_util::future::try_join_all;
 use std::future::Future;
 use std::pin::Pin;
-use tokio_postgres::{Client, GenericClient, IsolationLevel, Row, Statement};
+use tokio_postgres::{Client, GenericClient, IsolationLevel, Row, Statement, Transaction};
 use tollgate_core::{CutoffScope, RevocationEvent, UnixMillis};
-use tollgate_issuer::store::{
+use tollgate_store::{
     AccessTokenRecord, Loaded, OutboxEntry, OutboxPosition, OutboxStatus, Purge, Record,
     RefreshTokenRecord, Stamp,
 };
@@ -15,68 +17,6 @@ use tollgate_issuer::store::{
 /// The advisory lock every transaction that writes a revocation holds until it commits, so that
 /// outbox numbers become visible in the order they were taken (see the crate docs).
 pub const OUTBOX_LOCK: i64 = 0x746f_6c6c_6f75_7462;
-
-/// A failed database operation: what went wrong, and whether the connection is gone (then the
-/// caller drops it and the store counts as unreachable until an operation succeeds).
-#[derive(Debug, Clone)]
-pub(crate) struct Failure {
-    pub(crate) message: String,
-    pub(crate) lost: bool,
-}
-
-impl Failure {
-    /// A failure that is not the connection's: a record the schema cannot hold.
-    pub(crate) fn refused(message: String) -> Failure {
-        Failure {
-            message,
-            lost: false,
-        }
-    }
-
-    /// The connection could not be made or used.
-    pub(crate) fn lost(message: String) -> Failure {
-        Failure {
-            message,
-            lost: true,
-        }
-    }
-}
-
-impl From<tokio_postgres::Error> for Failure {
-    fn from(e: tokio_postgres::Error) -> Self {
-        // A database error (constraint, trigger, ...) leaves the connection usable; anything else
-        // (I/O, a closed connection, a protocol error) does not.
-        Failure {
-            lost: e.is_closed() || e.as_db_error().is_none(),
-            message: describe(&e),
-        }
-    }
-}
-
-/// A client error in one line, with the server's message and code when it sent one.
-pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!("{} ({}): {}", db.severity(), db.code().code(), db.message()),
-        None => {
-            let mut message = e.to_string();
-            let mut source = std::error::Error::source(e);
-            while let Some(cause) = source {
-                let cause = cause.to_string();
-                if !message.contains(&cause) {
-                    message = format!("{message}: {cause}");
-                }
-                source = cause_of(source);
-            }
-            message
-        }
-    }
-}
-
-fn cause_of<'a>(
-    error: Option<&'a (dyn std::error::Error + 'static)>,
-) -> Option<&'a (dyn std::error::Error + 'static)> {
-    error.and_then(std::error::Error::source)
-}
 
 /// The writes, prepared once per connection.
 pub(crate) struct Statements {
@@ -189,10 +129,10 @@ async fn write_issued(
     durable_access_tokens: bool,
 ) -> Result<UnixMillis, Failure> {
     let begun = client
-        .simple_query(&crate::coordination::BEGIN_AND_ISSUE_INSTANT)
+        .simple_query(&issuance::BEGIN_AND_ISSUE_INSTANT)
         .await;
     let written = async {
-        let at = crate::coordination::instant_of(&begun?)?;
+        let at = issuance::instant_of(&begun?)?;
         let stamped: Vec<Record> = stamps.iter().flat_map(|stamp| stamp(at)).collect();
         let all: Vec<&Record> = records.iter().copied().chain(&stamped).collect();
         // Access tokens alone may skip the WAL flush (see `PostgresOptions::durable_access_tokens`);
@@ -351,7 +291,7 @@ fn write_one<'a>(
             scope,
             issued_before,
         }) => {
-            let (scope, value) = scope_key(scope)?;
+            let (scope, value) = (scope.kind(), scope.value());
             Box::pin(async move {
                 tx.execute(&st.cut_off, &[&scope, &value, &issued_before.0])
                     .await
@@ -363,20 +303,6 @@ fn write_one<'a>(
             return Err(Failure::refused(format!("cannot store {event:?}")));
         }
     }))
-}
-
-pub(crate) fn scope_key(scope: &CutoffScope) -> Result<(&'static str, &str), Failure> {
-    Ok(match scope {
-        CutoffScope::All => ("all", ""),
-        CutoffScope::Tenant(v) => ("tenant", v.as_str()),
-        CutoffScope::Subject(v) => ("subject", v.as_str()),
-        CutoffScope::Client(v) => ("client", v.as_str()),
-        other => {
-            return Err(Failure::refused(format!(
-                "cannot store cutoff scope {other:?}"
-            )));
-        }
-    })
 }
 
 /// Everything live at `now`, read in one repeatable-read snapshot.
@@ -498,13 +424,8 @@ fn cutoff_event(
     value: String,
     issued_before: i64,
 ) -> Result<RevocationEvent, Failure> {
-    let scope = match scope {
-        "all" => CutoffScope::All,
-        "tenant" => CutoffScope::Tenant(value),
-        "subject" => CutoffScope::Subject(value),
-        "client" => CutoffScope::Client(value),
-        other => return Err(corrupt(format!("unknown cutoff scope {other:?}"))),
-    };
+    let scope = CutoffScope::from_parts(scope, value)
+        .ok_or_else(|| corrupt(format!("unknown cutoff scope {scope:?}")))?;
     Ok(RevocationEvent::Cutoff {
         scope,
         issued_before: UnixMillis(issued_before),
@@ -530,9 +451,20 @@ pub(crate) async fn purge(client: &mut Client, horizon: Purge) -> Result<u64, Fa
             &[&horizon.cutoffs_before.0],
         )
         .await?;
-    purged += crate::coordination::purge_throttle(&tx, horizon.expired_before).await?;
+    purged += purge_throttle(&tx, horizon.expired_before).await?;
     tx.commit().await?;
     Ok(purged)
+}
+
+/// Forgets throttle rows with no attempt for an hour before `before` (far longer than any
+/// policy's `forget_after` or wait).
+async fn purge_throttle(tx: &Transaction<'_>, before: UnixMillis) -> Result<u64, Failure> {
+    Ok(tx
+        .execute(
+            "DELETE FROM sign_in_throttle WHERE last_attempt < $1",
+            &[&before.0.saturating_sub(3_600_000)],
+        )
+        .await?)
 }
 
 fn to_i64(n: u64) -> i64 {

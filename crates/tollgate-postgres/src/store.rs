@@ -1,7 +1,8 @@
 //! [`PostgresStore`]: the pool, the writer task that groups commits, and the `Store` methods.
 
 use crate::coordination;
-use crate::sql::{self, Failure, Statements};
+use crate::failure::{self, Failure};
+use crate::sql::{self, Statements};
 use crate::target::PostgresTarget;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use std::fmt;
@@ -11,9 +12,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tollgate_core::{CutoffScope, UnixMillis};
-use tollgate_issuer::store::{
-    Loaded, OutboxEntry, OutboxPosition, OutboxStatus, Purge, Record, RefreshTokenRecord, Rotation,
-    Settled, SharedCutOff, Stamp, Store, StoreError, StoreFuture, ThrottlePolicy, TokenHash,
+use tollgate_store::{
+    Loaded, Outbox, OutboxEntry, OutboxPosition, OutboxStatus, Purge, Record, RefreshTokenRecord,
+    Rotation, Settled, SharedCutOff, SharedStore, Stamp, Store, StoreError, StoreFuture,
+    ThrottlePolicy, TokenHash,
 };
 
 pub use crate::sql::OUTBOX_LOCK;
@@ -271,7 +273,7 @@ impl Shared {
     async fn connection(&self) -> Result<Object, Failure> {
         self.pool.get().await.map_err(|e| {
             let message = match &e {
-                deadpool_postgres::PoolError::Backend(e) => sql::describe(e),
+                deadpool_postgres::PoolError::Backend(e) => failure::describe(e),
                 deadpool_postgres::PoolError::Timeout(_) => format!(
                     "no connection within {:?} (database unreachable, or the pool exhausted)",
                     self.options.connect_timeout
@@ -507,6 +509,16 @@ impl Store for PostgresStore {
         self.commit(Vec::new())
     }
 
+    fn outbox(self: Arc<Self>) -> Option<Arc<dyn Outbox>> {
+        Some(self)
+    }
+
+    fn shared(self: Arc<Self>) -> Option<Arc<dyn SharedStore>> {
+        Some(self)
+    }
+}
+
+impl Outbox for PostgresStore {
     fn outbox_status(&self) -> StoreFuture<'_, OutboxStatus> {
         let shared = &self.inner.shared;
         Box::pin(shared.read(shared.options.operation_timeout, |client| {
@@ -523,10 +535,17 @@ impl Store for PostgresStore {
         )
     }
 
-    fn is_shared(&self) -> bool {
-        true
+    fn outbox_mark(&self, position: OutboxPosition) -> StoreFuture<'_, ()> {
+        let shared = &self.inner.shared;
+        Box::pin(
+            shared.read(shared.options.operation_timeout, move |client| {
+                Box::pin(async move { sql::outbox_mark(&***client, &position).await })
+            }),
+        )
     }
+}
 
+impl SharedStore for PostgresStore {
     fn commit_issued(&self, stamp: Stamp) -> StoreFuture<'_, UnixMillis> {
         Box::pin(async move {
             let inner = &self.inner;
@@ -619,15 +638,6 @@ impl Store for PostgresStore {
                 Box::pin(async move {
                     coordination::throttle_settle(&***client, &key, outcome, policy).await
                 })
-            }),
-        )
-    }
-
-    fn outbox_mark(&self, position: OutboxPosition) -> StoreFuture<'_, ()> {
-        let shared = &self.inner.shared;
-        Box::pin(
-            shared.read(shared.options.operation_timeout, move |client| {
-                Box::pin(async move { sql::outbox_mark(&***client, &position).await })
             }),
         )
     }

@@ -2,7 +2,7 @@
 
 use std::fmt;
 use tokio_postgres::config::{Host, SslMode};
-use tollgate_issuer::StoreError;
+use tollgate_store::StoreError;
 
 /// A PostgreSQL server and database: a `postgresql://` URL or a `key=value` connection string,
 /// parsed. Its `Display` and `Debug` never show the password.

@@ -3,10 +3,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tollgate_core::{RevocationEvent, UnixMillis};
-use tollgate_issuer::store::testing::{self, NOW, access_token, assert_every_record_kind};
-use tollgate_issuer::store::{Record, Store};
 use tollgate_postgres::testing::{PostgresServer, client};
 use tollgate_postgres::{PostgresOptions, PostgresStore, PostgresTarget};
+use tollgate_store::testing::{self, NOW, access_token, assert_every_record_kind};
+use tollgate_store::{Outbox, Record, Store};
 
 fn options() -> PostgresOptions {
     PostgresOptions::default()
@@ -31,6 +31,11 @@ fn revoke(jti: &str) -> Vec<Record> {
 async fn keeps_the_store_contract() {
     let server = PostgresServer::start();
     testing::check_store(|| {
+        let server = &server;
+        async move { open(&server.create_database().await).await }
+    })
+    .await;
+    testing::check_outbox(|| {
         let server = &server;
         async move { open(&server.create_database().await).await }
     })
@@ -71,7 +76,7 @@ async fn a_reopened_store_keeps_everything() {
     store.commit(testing::every_record_kind()).await.unwrap();
     store.write_behind(revoke("behind")).unwrap();
     store.flush().await.unwrap();
-    let mark = tollgate_issuer::OutboxPosition {
+    let mark = tollgate_store::OutboxPosition {
         epoch: "e1".into(),
         published_through: 3,
     };
@@ -439,7 +444,7 @@ async fn an_access_token_written_twice_in_one_batch_keeps_its_last_record() {
 #[tokio::test]
 async fn counts_agree_with_few_and_many_tenant_cutoffs() {
     use tollgate_core::CutoffScope;
-    use tollgate_issuer::store::{AccessTokenRecord, Stamp};
+    use tollgate_store::{AccessTokenRecord, SharedStore, Stamp};
     let server = PostgresServer::start();
     for others in [3, 40] {
         let store = open(&server.create_database().await).await;

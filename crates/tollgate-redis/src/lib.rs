@@ -10,9 +10,13 @@
 //!                    loads the snapshot, XREADs from its id, resumes from its last id
 //! ```
 //!
-//! - [`Relay`] publishes what the token service's store committed (its outbox), in order, and
-//!   marks it published; what was committed while Redis was down, or before a crash, is
-//!   published later. A `200` never waits for Redis: the store is the source of truth.
+//! - `Relay` (feature `relay`) publishes what the token service's store committed (its
+//!   [outbox](https://docs.rs/tollgate-store)), in order, and marks it published; what was
+//!   committed while Redis was down, or before a crash, is published later. A `200` never waits
+//!   for Redis: the store is the source of truth.
+//!
+//! A follower depends on `tollgate-core` and `tollgate-layer` only: the relay, and with it the
+//! store contract, is compiled only with the `relay` feature (`tollgate serve` enables it).
 //! - [`Follower`] keeps a [`RevocationIndex`](tollgate_core::RevocationIndex) in step with the
 //!   stream, and can write the [snapshot](wire) that lets the stream be trimmed.
 //! - [`Feed::health`] turns the follower's state into the Layer's
@@ -56,6 +60,7 @@ mod follower;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+#[cfg(feature = "relay")]
 mod relay;
 mod snapshot;
 mod stream;
@@ -66,5 +71,7 @@ pub mod wire;
 
 pub use connect::{ConnectError, RedisTarget};
 pub use follower::{DEFAULT_MAX_SILENCE, Feed, FeedHealth, FeedStatus, Follower, HealthPolicy};
+#[cfg(feature = "relay")]
+#[cfg_attr(docsrs, doc(cfg(feature = "relay")))]
 pub use relay::{Relay, RelayHandle, RelayStatus};
 pub use stream::{PublishError, publish};

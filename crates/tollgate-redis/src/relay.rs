@@ -19,7 +19,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tollgate_core::UnixMillis;
-use tollgate_issuer::{OutboxPosition, Store};
+use tollgate_store::{Outbox, OutboxPosition, StoreError};
 
 /// Outbox entries published per round trip.
 const BATCH: usize = 512;
@@ -29,21 +29,22 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const IDLE_CHECK: Duration = Duration::from_secs(1);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Configures a relay: `Relay::new(target, store)`, then [`start`](Relay::start).
+/// Configures a relay: `Relay::new(target, outbox)`, then [`start`](Relay::start).
 #[derive(Debug)]
 pub struct Relay {
     target: RedisTarget,
-    store: Arc<dyn Store>,
+    store: Arc<dyn Outbox>,
     keys: Keys,
     wake: Arc<Notify>,
 }
 
 impl Relay {
-    /// A relay publishing `store`'s outbox to the Redis at `target`, under the default keys.
-    pub fn new(target: RedisTarget, store: Arc<dyn Store>) -> Self {
+    /// A relay publishing `outbox` (a store's, from `Store::outbox`) to the Redis at `target`,
+    /// under the default keys.
+    pub fn new(target: RedisTarget, outbox: Arc<dyn Outbox>) -> Self {
         Relay {
             target,
-            store,
+            store: outbox,
             keys: Keys::default(),
             wake: Arc::new(Notify::new()),
         }
@@ -210,7 +211,7 @@ async fn run(relay: Relay, state: Arc<RelayState>, mut first: Option<Multiplexed
 
 enum Failure {
     Redis(redis::RedisError),
-    Store(tollgate_issuer::StoreError),
+    Store(StoreError),
 }
 
 /// How far the relay has published. It lives in memory and reaches the store (`outbox_mark`)

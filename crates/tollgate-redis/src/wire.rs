@@ -118,25 +118,21 @@ pub fn encode(event: &RevocationEvent) -> Result<String, WireError> {
             let _ = write!(line, "C {} ", issued_before.0);
             match scope {
                 CutoffScope::All => line.push('*'),
-                CutoffScope::Tenant(path) => {
-                    if !TenantPath::is_valid(path) {
-                        return Err(WireError::new("invalid tenant path"));
-                    }
-                    let _ = write!(line, "tenant {path}");
+                CutoffScope::Tenant(path) if !TenantPath::is_valid(path) => {
+                    return Err(WireError::new("invalid tenant path"));
                 }
-                CutoffScope::Subject(sub) => {
-                    check_id("subject", sub)?;
-                    let _ = write!(line, "subject {sub}");
-                }
-                CutoffScope::Client(client) => {
-                    check_id("client id", client)?;
-                    let _ = write!(line, "client {client}");
-                }
+                CutoffScope::Tenant(_) => {}
+                CutoffScope::Subject(sub) => check_id("subject", sub)?,
+                CutoffScope::Client(client) => check_id("client id", client)?,
                 other => {
                     return Err(WireError::new(format!(
                         "cutoff scope {other:?} has no wire form"
                     )));
                 }
+            }
+            // The scope's name as every store spells it (`CutoffScope::kind`), then its value.
+            if !matches!(scope, CutoffScope::All) {
+                let _ = write!(line, "{} {}", scope.kind(), scope.value());
             }
         }
         other => {
@@ -179,19 +175,22 @@ pub fn decode(line: &str) -> Result<RevocationEvent, WireError> {
             let scope = if rest == "*" {
                 CutoffScope::All
             } else {
-                let (scope, value) = rest
+                let (kind, value) = rest
                     .split_once(' ')
                     .ok_or_else(|| WireError::new("cutoff without a scope value"))?;
-                match scope {
-                    "tenant" if TenantPath::is_valid(value) => CutoffScope::Tenant(value.into()),
-                    "tenant" => return Err(WireError::new("invalid tenant path")),
-                    "subject" => {
-                        check_id("subject", value)?;
-                        CutoffScope::Subject(value.into())
+                // `all` is spelled `*` on the wire, never by its name.
+                match CutoffScope::from_parts(kind, value) {
+                    Some(CutoffScope::Tenant(path)) if !TenantPath::is_valid(&path) => {
+                        return Err(WireError::new("invalid tenant path"));
                     }
-                    "client" => {
+                    Some(scope @ CutoffScope::Tenant(_)) => scope,
+                    Some(scope @ CutoffScope::Subject(_)) => {
+                        check_id("subject", value)?;
+                        scope
+                    }
+                    Some(scope @ CutoffScope::Client(_)) => {
                         check_id("client id", value)?;
-                        CutoffScope::Client(value.into())
+                        scope
                     }
                     _ => return Err(WireError::new("unknown cutoff scope")),
                 }

@@ -9,12 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use support::*;
 use tollgate_core::RevocationIndex;
-use tollgate_issuer::OutboxPosition;
-use tollgate_issuer::store::Store;
 use tollgate_layer::{NotReady, Readiness};
 use tollgate_redis::testing::RedisServer;
 use tollgate_redis::wire::{self, Keys};
 use tollgate_redis::{Follower, HealthPolicy, RedisTarget, Relay, publish};
+use tollgate_store::{Outbox, OutboxPosition};
 
 const WITHIN: Duration = Duration::from_secs(15);
 

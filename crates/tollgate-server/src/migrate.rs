@@ -17,9 +17,9 @@
 use crate::config::{self, StoreKind};
 use std::path::{Path, PathBuf};
 use tollgate_core::{Clock, RevocationEvent, SystemClock, UnixMillis};
-use tollgate_issuer::store::{Loaded, Record};
-use tollgate_issuer::{SqliteStore, Store};
 use tollgate_postgres::PostgresStore;
+use tollgate_sqlite::SqliteStore;
+use tollgate_store::{Loaded, Record, Store};
 
 /// Records per PostgreSQL commit: large enough to copy quickly, small enough that no single
 /// transaction holds the database for long.
@@ -166,9 +166,10 @@ fn count(loaded: &Loaded) -> Counts {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tollgate_issuer::store::testing::{self, every_record_kind};
     use tollgate_postgres::testing::PostgresServer;
     use tollgate_postgres::{PostgresOptions, PostgresTarget};
+    use tollgate_store::Outbox;
+    use tollgate_store::testing::{self, every_record_kind};
 
     async fn open(target: &PostgresTarget) -> PostgresStore {
         PostgresStore::connect(target.clone(), PostgresOptions::default())

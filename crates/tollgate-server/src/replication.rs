@@ -28,7 +28,11 @@ pub(crate) async fn start(
     config: &Replication,
     service: &TokenService,
 ) -> Result<Replicas, String> {
-    let relay = Relay::new(config.target().clone(), service.store().clone())
+    let outbox = service.store().clone().outbox().ok_or_else(|| {
+        "[replication]: this store keeps no outbox, so nothing it commits can be published"
+            .to_owned()
+    })?;
+    let relay = Relay::new(config.target().clone(), outbox)
         .keys(config.keys())
         .wake_on(service.outbox_notify())
         .start();

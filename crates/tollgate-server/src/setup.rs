@@ -10,7 +10,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tollgate_core::{KeySet, SigningAlgorithm, SigningKey, VerifyingKey};
-use tollgate_issuer::{MemoryStore, SqliteStore, Store, TokenService};
+use tollgate_issuer::TokenService;
+use tollgate_sqlite::SqliteStore;
+use tollgate_store::{MemoryStore, Store};
 
 /// The file a generated signing key is kept in, inside the data directory.
 const GENERATED_KEY_FILE: &str = "signing-key.json";

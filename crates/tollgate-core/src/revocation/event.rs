@@ -21,6 +21,47 @@ pub enum CutoffScope {
     Client(String),
 }
 
+impl CutoffScope {
+    /// The scopes' names, in the order of [`CutoffScope`]'s variants: what every store
+    /// (SQLite's and PostgreSQL's `cutoffs.scope` column), the Redis wire format and the JSON form
+    /// call them, spelled in this one place.
+    pub const KINDS: [&'static str; 4] = ["all", "tenant", "subject", "client"];
+
+    /// This scope's name: `all`, `tenant`, `subject` or `client` (see [`KINDS`](Self::KINDS)).
+    pub fn kind(&self) -> &'static str {
+        Self::KINDS[match self {
+            CutoffScope::All => 0,
+            CutoffScope::Tenant(_) => 1,
+            CutoffScope::Subject(_) => 2,
+            CutoffScope::Client(_) => 3,
+        }]
+    }
+
+    /// What this scope names: the tenant path, the subject or the client id; empty for
+    /// [`All`](CutoffScope::All).
+    pub fn value(&self) -> &str {
+        match self {
+            CutoffScope::All => "",
+            CutoffScope::Tenant(v) | CutoffScope::Subject(v) | CutoffScope::Client(v) => v,
+        }
+    }
+
+    /// The scope named `kind` with this `value`, as [`kind`](Self::kind) and
+    /// [`value`](Self::value) give them apart: `None` for a name this version does not know,
+    /// or for `all` with a value. (A tenant path is not validated here; see
+    /// [`RevocationEvent::is_valid`].)
+    pub fn from_parts(kind: &str, value: impl Into<String>) -> Option<CutoffScope> {
+        let value = value.into();
+        match kind {
+            "all" if value.is_empty() => Some(CutoffScope::All),
+            "tenant" => Some(CutoffScope::Tenant(value)),
+            "subject" => Some(CutoffScope::Subject(value)),
+            "client" => Some(CutoffScope::Client(value)),
+            _ => None,
+        }
+    }
+}
+
 /// One revocation, as stored, replicated and applied.
 ///
 /// Non-exhaustive: new kinds of revocation may be added, so a `match` needs a wildcard arm.
@@ -77,6 +118,25 @@ impl RevocationEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scope_names_round_trip_and_match_the_json_form() {
+        for scope in [
+            CutoffScope::All,
+            CutoffScope::Tenant("/Org".into()),
+            CutoffScope::Subject("alice".into()),
+            CutoffScope::Client("web".into()),
+        ] {
+            assert_eq!(
+                CutoffScope::from_parts(scope.kind(), scope.value()),
+                Some(scope.clone())
+            );
+            let json = serde_json::to_value(&scope).unwrap();
+            assert_eq!(json["type"], scope.kind(), "{json}");
+        }
+        assert_eq!(CutoffScope::from_parts("all", "x"), None);
+        assert_eq!(CutoffScope::from_parts("issuer", "x"), None);
+    }
 
     #[test]
     fn revoke_token_lasts_until_the_token_expires() {

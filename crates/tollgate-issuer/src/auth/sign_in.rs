@@ -5,7 +5,7 @@ use super::secret::{Hasher, InvalidHash, PasswordHash};
 use super::sign_in_throttle::SignInThrottle;
 use super::throttle::{Attempt, Throttle};
 use crate::directory::{DirectoryError, User, Users};
-use crate::store::{Settled, Store, ThrottlePolicy};
+use crate::store::{Settled, SharedStore, ThrottlePolicy};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,7 +34,7 @@ pub(crate) struct SignIn {
     throttle: Throttle,
     /// A store shared with other replicas, which counts failures across all of them; this
     /// process's own throttle still bounds its concurrent attempts.
-    shared: Option<Arc<dyn Store>>,
+    shared: Option<Arc<dyn SharedStore>>,
     clock: Arc<dyn Clock>,
     /// Verified against when the user does not exist, made with the costliest configured user
     /// hash's parameters, so that an unknown user costs what a wrong password costs.
@@ -61,7 +61,7 @@ impl SignIn {
     }
 
     /// Counts failures in `store` too, so that they add up across every replica sharing it.
-    pub(crate) fn shared_with(mut self, store: Arc<dyn Store>) -> Self {
+    pub(crate) fn shared_with(mut self, store: Arc<dyn SharedStore>) -> Self {
         self.shared = Some(store);
         self
     }
@@ -144,7 +144,7 @@ impl SignIn {
 /// A key that refuses (or a store that fails) gives back what the keys before it counted, so an
 /// attempt refused at its address is not counted against the user's ceiling.
 async fn take_shared(
-    store: &dyn Store,
+    store: &dyn SharedStore,
     keys: &[(String, ThrottlePolicy)],
     now: UnixMillis,
 ) -> Result<(), SignInError> {
@@ -167,7 +167,11 @@ async fn take_shared(
 }
 
 /// Settles a shared attempt on every key it was counted against.
-async fn settle_shared(store: &dyn Store, keys: &[(String, ThrottlePolicy)], settled: Settled) {
+async fn settle_shared(
+    store: &dyn SharedStore,
+    keys: &[(String, ThrottlePolicy)],
+    settled: Settled,
+) {
     for (key, policy) in keys {
         if let Err(e) = store.throttle_settle(key, settled, *policy).await {
             // The attempt stays counted as a failure: the safe side.

@@ -23,12 +23,8 @@ const FORGET_AFTER: Duration = Duration::from_secs(15 * 60);
 
 /// The policy of every key but the per-username ceiling: five free failures, then 1 s doubling
 /// up to 5 minutes.
-pub(crate) const POLICY: ThrottlePolicy = ThrottlePolicy {
-    free_failures: FREE_FAILURES,
-    base_delay: BASE_DELAY,
-    max_delay: MAX_DELAY,
-    forget_after: FORGET_AFTER,
-};
+pub(crate) const POLICY: ThrottlePolicy =
+    ThrottlePolicy::new(FREE_FAILURES, BASE_DELAY, MAX_DELAY, FORGET_AFTER);
 /// The per-username ceiling beside per-address keys ([`SignInThrottle::Both`]): four times the
 /// free failures, so that a guesser from one address trips its own key long before it can delay
 /// the user elsewhere, and the same waits once it trips, so that guesses from many addresses are
@@ -36,10 +32,8 @@ pub(crate) const POLICY: ThrottlePolicy = ThrottlePolicy {
 /// ([`Throttle::forget_quiet`] knows one).
 ///
 /// [`SignInThrottle::Both`]: super::SignInThrottle::Both
-pub(crate) const CEILING: ThrottlePolicy = ThrottlePolicy {
-    free_failures: 4 * FREE_FAILURES,
-    ..POLICY
-};
+pub(crate) const CEILING: ThrottlePolicy =
+    ThrottlePolicy::new(4 * FREE_FAILURES, BASE_DELAY, MAX_DELAY, FORGET_AFTER);
 /// Keys tracked at most: beyond it, new keys are throttled as if they had failed until the purge
 /// timer forgets quiet records (memory stays bounded under a spray of names).
 const MAX_TRACKED: usize = 100_000;

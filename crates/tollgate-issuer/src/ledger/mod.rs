@@ -30,7 +30,7 @@
 //!
 //! # Replicas
 //!
-//! A store shared by several processes ([`Store::is_shared`]) cannot rely on these gates: each
+//! A store shared by several processes ([`Store::shared`]) cannot rely on these gates: each
 //! replica has its own. With such a store the ledger keeps no live set; it leaves the issue
 //! instant, the count and its cutoff, and refresh rotation to the store, which orders them in
 //! the database (see [`crate::store::shared`] for why counts stay exact there).
@@ -45,7 +45,9 @@ pub use live::bench::LiveTokensBench;
 pub(crate) use redeem::RedeemError;
 
 use crate::digest::sha256;
-use crate::store::{AccessTokenRecord, Purge, Record, RefreshTokenRecord, Store, StoreError};
+use crate::store::{
+    AccessTokenRecord, Purge, Record, RefreshTokenRecord, SharedStore, Store, StoreError,
+};
 use live::refresh_identity;
 use std::fmt;
 use std::sync::Arc;
@@ -173,8 +175,9 @@ pub(crate) struct Ledger {
     verifier: Verifier,
     issue_gate: RwLock<()>,
     revocation_gate: RwLock<()>,
-    /// The store is shared with other replicas: see [Replicas](self#replicas).
-    shared: bool,
+    /// The store's coordination, when it is shared with other replicas: see
+    /// [Replicas](self#replicas).
+    shared: Option<Arc<dyn SharedStore>>,
     /// Woken after every revocation commit: the relay that publishes the store's outbox waits on
     /// it rather than polling.
     outbox: Arc<Notify>,
@@ -209,7 +212,7 @@ pub(crate) struct Parts {
 impl Ledger {
     /// A ledger with nothing live; [`load`](Self::load) reads the store back.
     pub(crate) fn new(parts: Parts) -> Self {
-        let shared = parts.store.is_shared();
+        let shared = parts.store.clone().shared();
         Ledger {
             issuer: parts.issuer,
             audience: parts.audience,
@@ -282,9 +285,9 @@ impl Ledger {
         spec: AccessSpec<'_>,
         refresh_scope: Option<String>,
     ) -> Result<Issued, LedgerError> {
-        if self.shared {
+        if let Some(shared) = &self.shared {
             let family = refresh_scope.map(|scope| (random::id(), scope, None));
-            return self.issue_shared(&spec, family).await;
+            return self.issue_shared(shared.as_ref(), &spec, family).await;
         }
         let Some(refresh_scope) = refresh_scope else {
             let (access_token, record) = self.mint(&spec, None).await?;
@@ -377,9 +380,13 @@ impl Ledger {
         refresh_scope: String,
         replaces: Option<[u8; 32]>,
     ) -> Result<Issued, LedgerError> {
-        if self.shared {
+        if let Some(shared) = &self.shared {
             return self
-                .issue_shared(&spec, Some((grant_id, refresh_scope, replaces)))
+                .issue_shared(
+                    shared.as_ref(),
+                    &spec,
+                    Some((grant_id, refresh_scope, replaces)),
+                )
                 .await;
         }
         let (access_token, access) = self.mint(&spec, Some(&grant_id)).await?;
@@ -434,8 +441,8 @@ impl Ledger {
         &self,
         hash: &[u8; 32],
     ) -> Result<Option<RefreshTokenRecord>, LedgerError> {
-        let record = if self.shared {
-            self.store.refresh_token(hash).await.map_err(|e| {
+        let record = if let Some(shared) = &self.shared {
+            shared.refresh_token(hash).await.map_err(|e| {
                 tracing::error!(error = %e, "store lookup failed");
                 LedgerError::Unavailable
             })?
@@ -483,8 +490,8 @@ impl Ledger {
         scope: CutoffScope,
         asked: Option<UnixMillis>,
     ) -> Result<CutOff, CutOffError> {
-        if self.shared {
-            return self.cut_off_shared(scope, asked).await;
+        if let Some(shared) = &self.shared {
+            return self.cut_off_shared(shared.as_ref(), scope, asked).await;
         }
         let _revocations = self.revocation_gate.write().await;
         // The count walks every live token under the issue gate: on a blocking thread, so that
@@ -589,7 +596,7 @@ impl Ledger {
         for event in &loaded.revocations {
             self.index.apply(event);
         }
-        if self.shared {
+        if self.shared.is_some() {
             // Every replica's tokens are in the store, which answers for them.
             tracing::info!(revocations, "revocations loaded from the shared store");
             return Ok(());

@@ -49,9 +49,9 @@ impl Ledger {
         if known.client_id != client_id {
             return Err(RedeemError::Invalid);
         }
-        let rotation = if self.shared {
+        let rotation = if let Some(shared) = &self.shared {
             // A compare-and-set in the store: of two replicas, exactly one wins.
-            self.store.rotate_refresh(&hash).await.map_err(|e| {
+            shared.rotate_refresh(&hash).await.map_err(|e| {
                 tracing::error!(error = %e, "store rotation failed");
                 RedeemError::Ledger(LedgerError::Unavailable)
             })?
@@ -109,13 +109,13 @@ impl Drop for Redemption<'_> {
         if self.completed {
             return;
         }
-        if !self.ledger.shared {
+        let Some(store) = self.ledger.shared.clone() else {
             self.ledger.live.unrotate(&self.record.hash);
             return;
-        }
+        };
         // The shared store is undone behind the answer; if that fails too, the client signs in
         // again (the safe side: the token stays unusable).
-        let (store, hash) = (self.ledger.store.clone(), self.record.hash);
+        let hash = self.record.hash;
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
                 runtime.spawn(async move {

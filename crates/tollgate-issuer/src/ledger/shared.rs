@@ -5,7 +5,7 @@ use super::{
     AccessSpec, CutOff, CutOffError, Issued, Ledger, LedgerError, MAX_SKEW, access_record,
 };
 use crate::digest::sha256;
-use crate::store::{Record, RefreshTokenRecord, Stamp, TokenHash};
+use crate::store::{Record, RefreshTokenRecord, SharedStore, Stamp, TokenHash};
 use std::time::Duration;
 use tollgate_core::{Claims, CutoffScope, RevocationEvent, UnixMillis, random};
 
@@ -19,6 +19,7 @@ impl Ledger {
     /// commit, so a batch count at any replica either sees the tokens or precedes their instant.
     pub(super) async fn issue_shared(
         &self,
+        store: &dyn SharedStore,
         spec: &AccessSpec<'_>,
         family: Option<Family>,
     ) -> Result<Issued, LedgerError> {
@@ -60,7 +61,7 @@ impl Ledger {
             }
             records
         });
-        let at = self.store.commit_issued(stamp).await.map_err(|e| {
+        let at = store.commit_issued(stamp).await.map_err(|e| {
             tracing::error!(error = %e, "store commit failed");
             LedgerError::Unavailable
         })?;
@@ -78,13 +79,14 @@ impl Ledger {
     /// enforces the cutoff here at once (other replicas and Layers get it through the feed).
     pub(super) async fn cut_off_shared(
         &self,
+        store: &dyn SharedStore,
         scope: CutoffScope,
         asked: Option<UnixMillis>,
     ) -> Result<CutOff, CutOffError> {
         if asked.is_some_and(|t| t > self.clock.now().saturating_add(MAX_SKEW)) {
             return Err(CutOffError::InTheFuture);
         }
-        let cut = self.store.cut_off(&scope, asked).await.map_err(|e| {
+        let cut = store.cut_off(&scope, asked).await.map_err(|e| {
             tracing::error!(error = %e, "shared cutoff failed");
             CutOffError::Ledger(LedgerError::Unavailable)
         })?;

@@ -100,8 +100,10 @@ impl TokenServiceBuilder {
         self
     }
 
-    /// Durable storage (required): [`SqliteStore`](crate::SqliteStore), or
-    /// [`MemoryStore`](crate::MemoryStore) by explicit choice.
+    /// Durable storage (required): `tollgate_sqlite::SqliteStore`, or
+    /// [`MemoryStore`](crate::MemoryStore) by explicit choice. A store that is
+    /// [shared](crate::Store::shared) by several replicas takes over issuance instants, batch
+    /// counts, refresh rotation and the sign-in throttle.
     pub fn store(mut self, store: Arc<dyn Store>) -> Self {
         self.store = Some(store);
         self
@@ -221,7 +223,7 @@ impl TokenServiceBuilder {
         let own_audience = verifier(Some(&audience))?;
         let hasher = Hasher::new(self.hash_concurrency)
             .map_err(|e| BuildError::new(format!("cannot prepare the password hasher: {e}")))?;
-        let (store_shared, shared_store) = (store.is_shared(), store.clone());
+        let shared_store = store.clone().shared();
         let ledger = Ledger::new(ledger::Parts {
             issuer,
             audience,
@@ -253,10 +255,9 @@ impl TokenServiceBuilder {
                 .map_err(|e| dummy_failed(&e))?
                 .map_err(|e| dummy_failed(&e))?;
         let sign_in = sign_in.throttled_by(self.sign_in_throttle);
-        let sign_in = if store_shared {
-            sign_in.shared_with(shared_store)
-        } else {
-            sign_in
+        let sign_in = match shared_store {
+            Some(shared) => sign_in.shared_with(shared),
+            None => sign_in,
         };
         let issuer = Arc::new(Issuer {
             ledger: Arc::new(ledger),

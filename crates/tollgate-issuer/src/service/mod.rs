@@ -104,7 +104,8 @@ impl TokenService {
         LiveTokens { access, refresh }
     }
 
-    /// The durable store, whose outbox a relay publishes (see [`crate::store`]).
+    /// The durable store. Its [outbox](crate::Store::outbox), if it keeps one, is what a relay
+    /// publishes (see [`crate::store`]).
     pub fn store(&self) -> &Arc<dyn crate::Store> {
         self.issuer.ledger.store()
     }

@@ -29,10 +29,10 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tollgate_core::{Clock, KeySet, RevocationIndex, SigningAlgorithm, TenantPath, UnixMillis};
-use tollgate_issuer::store::{Loaded, Purge, Record, StoreFuture};
+use tollgate_issuer::store::{Loaded, Outbox, Purge, Record, SharedStore, StoreFuture};
 use tollgate_issuer::{
-    Client, ClientSecret, GrantType, MemoryStore, PasswordHash, SqliteStore, StaticDirectory,
-    Store, StoreError, TokenService, User,
+    Client, ClientSecret, GrantType, MemoryStore, PasswordHash, StaticDirectory, Store, StoreError,
+    TokenService, User,
 };
 use tollgate_layer::{ValidateBearerLayer, VerifiedClaims, Verifier};
 use tower::{Layer, ServiceExt};
@@ -202,6 +202,14 @@ impl Store for FlakyStore {
     fn flush(&self) -> StoreFuture<'_, ()> {
         self.inner.flush()
     }
+
+    fn outbox(self: Arc<Self>) -> Option<Arc<dyn Outbox>> {
+        None
+    }
+
+    fn shared(self: Arc<Self>) -> Option<Arc<dyn SharedStore>> {
+        None
+    }
 }
 
 /// How to build a [`Server`]; SQLite in a temporary directory and the system clock by default.
@@ -229,7 +237,7 @@ impl Setup {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> = match self.store {
             Some(store) => store,
-            None => Arc::new(SqliteStore::open(dir.path()).unwrap()),
+            None => Arc::new(tollgate_sqlite::SqliteStore::open(dir.path()).unwrap()),
         };
         let keys = KeySet::generate(SigningAlgorithm::EdDSA, "k1").unwrap();
         // The app's index, given to the service: the documented way to share it.

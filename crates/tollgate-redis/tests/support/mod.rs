@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, broadcast};
 use tollgate_core::{CutoffScope, RevocationEvent, RevocationIndex, UnixMillis};
-use tollgate_issuer::store::{MemoryStore, Record, Store};
+use tollgate_store::{MemoryStore, Outbox, Record, Store};
 
 /// Waits (polling every 20 ms) until `$ready` holds; fails naming `$what` after 15 s.
 macro_rules! eventually {
@@ -93,7 +93,8 @@ impl Producer {
         self.wake.notify_one();
     }
 
-    pub fn store(&self) -> Arc<dyn Store> {
+    /// The store's outbox, which the relay publishes.
+    pub fn store(&self) -> Arc<dyn Outbox> {
         self.store.clone()
     }
 }

@@ -32,7 +32,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 use std::sync::Arc;
-use tollgate_issuer::Store;
+use tollgate_store::Store;
 
 /// Upper bounds of the commit latency buckets, in seconds: from the memory store's
 /// microseconds to an fsync on a loaded disk.

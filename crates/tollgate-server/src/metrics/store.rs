@@ -1,18 +1,19 @@
 //! [`MeteredStore`]: a [`Store`] that measures the store it wraps (commit latency, commits by
-//! result, revocations committed by kind) and otherwise only forwards.
+//! result, revocations committed by kind) and otherwise only forwards; a shared store's
+//! coordination is measured too ([`MeteredShared`]).
 
 use super::{KindLabels, ResultLabels, StoreMetrics};
 use std::sync::Arc;
 use std::time::Instant;
 use tollgate_core::{CutoffScope, RevocationEvent, UnixMillis};
-use tollgate_issuer::store::{
-    Loaded, Purge, Record, RefreshTokenRecord, Rotation, Settled, SharedCutOff, Stamp, StoreFuture,
-    ThrottlePolicy, TokenHash,
+use tollgate_store::{
+    Loaded, Outbox, Purge, Record, RefreshTokenRecord, Rotation, Settled, SharedCutOff,
+    SharedStore, Stamp, Store, StoreError, StoreFuture, ThrottlePolicy, TokenHash,
 };
-use tollgate_issuer::{OutboxEntry, OutboxPosition, OutboxStatus, Store, StoreError};
 
-/// The store of the token service, measured. Every method forwards to the inner store, the
-/// outbox's included: a relay reading through it sees the inner store's outbox.
+/// The store of the token service, measured. Every method forwards to the inner store; its
+/// outbox is the inner store's (a relay reads it unmeasured), and its shared coordination, if
+/// any, is the inner store's, measured.
 #[derive(Debug)]
 pub(crate) struct MeteredStore {
     inner: Arc<dyn Store>,
@@ -70,29 +71,32 @@ impl Store for MeteredStore {
         self.inner.flush()
     }
 
-    fn outbox_status(&self) -> StoreFuture<'_, OutboxStatus> {
-        self.inner.outbox_status()
+    fn outbox(self: Arc<Self>) -> Option<Arc<dyn Outbox>> {
+        self.inner.clone().outbox()
     }
 
-    fn outbox_read(&self, after: u64, limit: usize) -> StoreFuture<'_, Vec<OutboxEntry>> {
-        self.inner.outbox_read(after, limit)
+    // A shared store's coordination is forwarded too: without it the issuer would fall back to
+    // its in-process gates, which cannot keep replicas' promises.
+    fn shared(self: Arc<Self>) -> Option<Arc<dyn SharedStore>> {
+        let inner = self.inner.clone().shared()?;
+        Some(Arc::new(MeteredShared { inner, store: self }))
     }
+}
 
-    fn outbox_mark(&self, position: OutboxPosition) -> StoreFuture<'_, ()> {
-        self.inner.outbox_mark(position)
-    }
+/// A shared store's coordination, measured: issuance and cutoffs are commits.
+#[derive(Debug)]
+pub(crate) struct MeteredShared {
+    inner: Arc<dyn SharedStore>,
+    /// Whose metrics it adds to.
+    store: Arc<MeteredStore>,
+}
 
-    // A shared store's coordination is forwarded too: without `is_shared` the issuer would fall
-    // back to its in-process gates, which cannot keep replicas' promises.
-    fn is_shared(&self) -> bool {
-        self.inner.is_shared()
-    }
-
+impl SharedStore for MeteredShared {
     fn commit_issued(&self, stamp: Stamp) -> StoreFuture<'_, UnixMillis> {
         Box::pin(async move {
             let started = Instant::now();
             let outcome = self.inner.commit_issued(stamp).await;
-            self.observe(started, outcome.is_ok(), &[]);
+            self.store.observe(started, outcome.is_ok(), &[]);
             outcome
         })
     }
@@ -106,7 +110,7 @@ impl Store for MeteredStore {
         Box::pin(async move {
             let started = Instant::now();
             let outcome = self.inner.cut_off(&scope, asked).await;
-            self.observe(started, outcome.is_ok(), &["cutoff"]);
+            self.store.observe(started, outcome.is_ok(), &["cutoff"]);
             outcome
         })
     }
@@ -168,7 +172,7 @@ impl MeteredStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tollgate_issuer::MemoryStore;
+    use tollgate_store::MemoryStore;
 
     fn count(
         family: &prometheus_client::metrics::family::Family<
@@ -183,7 +187,10 @@ mod tests {
     #[tokio::test]
     async fn commits_are_timed_and_revocations_counted_by_kind() {
         let metrics = StoreMetrics::default();
-        let store = MeteredStore::new(Arc::new(MemoryStore::new()), metrics.clone());
+        let store = Arc::new(MeteredStore::new(
+            Arc::new(MemoryStore::new()),
+            metrics.clone(),
+        ));
         let token = RevocationEvent::Token {
             jti: "j".into(),
             expires_at: UnixMillis(i64::MAX / 2),
@@ -214,15 +221,18 @@ mod tests {
             .get();
         assert_eq!(ok, 2);
         // The outbox is the inner store's.
-        assert!(store.outbox_status().await.unwrap().pending > 0);
+        let outbox = store.clone().outbox().expect("the memory store's outbox");
+        assert!(outbox.outbox_status().await.unwrap().pending > 0);
+        // A store of one process stays one.
+        assert!(store.shared().is_none());
     }
 
     /// The decorator keeps the store contract, the outbox's included.
     #[tokio::test]
     async fn keeps_the_store_contract() {
-        tollgate_issuer::store::testing::check_store(|| async {
-            MeteredStore::new(Arc::new(MemoryStore::new()), StoreMetrics::default())
-        })
-        .await;
+        let metered =
+            || async { MeteredStore::new(Arc::new(MemoryStore::new()), StoreMetrics::default()) };
+        tollgate_store::testing::check_store(metered).await;
+        tollgate_store::testing::check_outbox(metered).await;
     }
 }

@@ -2,14 +2,26 @@
 //! commit.
 //!
 //! One OS thread owns the connection. Callers queue jobs to it; it takes everything queued (up to
-//! [`MAX_BATCH`] jobs), runs the batch in one transaction and commits it with a single fsync, then
+//! a bounded number of jobs), runs the batch in one transaction and commits it with a single fsync, then
 //! answers every waiter of the batch. Under load many commits share one flush instead of each
 //! paying for its own.
+//!
+//! [`SqliteStore`] implements the store contract of `tollgate-store` for one process: its
+//! [`Store`] and its [`Outbox`] (a relay can publish from it). It is not a
+//! [`SharedStore`]: one process holds a data directory at a time.
+//!
+//! ```no_run
+//! # fn run() -> Result<(), tollgate_store::StoreError> {
+//! use std::sync::Arc;
+//! use tollgate_sqlite::SqliteStore;
+//! use tollgate_store::Store;
+//!
+//! let store: Arc<dyn Store> = Arc::new(SqliteStore::open("data")?);
+//! # let _ = store;
+//! # Ok(())
+//! # }
+//! ```
 
-use super::{
-    AccessTokenRecord, Loaded, OutboxEntry, OutboxPosition, OutboxStatus, Purge, Record,
-    RefreshTokenRecord, Store, StoreError, StoreFuture,
-};
 use rusqlite::{Connection, TransactionBehavior, params};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -19,6 +31,10 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 use tokio::sync::oneshot;
 use tollgate_core::{CutoffScope, RevocationEvent, UnixMillis};
+use tollgate_store::{
+    AccessTokenRecord, Loaded, Outbox, OutboxEntry, OutboxPosition, OutboxStatus, Purge, Record,
+    RefreshTokenRecord, SharedStore, Store, StoreError, StoreFuture,
+};
 
 /// The database file inside the data directory.
 const FILE_NAME: &str = "tollgate.sqlite3";
@@ -74,7 +90,8 @@ CREATE TABLE IF NOT EXISTS revocations (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS revocations_expires_at ON revocations (expires_at);
 
--- Cutoffs, one per scope: scope is 'all' (value ''), 'tenant', 'subject' or 'client'.
+-- Cutoffs, one per scope: scope is CutoffScope::kind ('all' with value '', 'tenant', 'subject'
+-- or 'client'), value CutoffScope::value.
 CREATE TABLE IF NOT EXISTS cutoffs (
     scope TEXT NOT NULL,
     value TEXT NOT NULL,
@@ -376,6 +393,16 @@ impl Store for SqliteStore {
         self.commit(Vec::new())
     }
 
+    fn outbox(self: Arc<Self>) -> Option<Arc<dyn Outbox>> {
+        Some(self)
+    }
+
+    fn shared(self: Arc<Self>) -> Option<Arc<dyn SharedStore>> {
+        None
+    }
+}
+
+impl Outbox for SqliteStore {
     fn outbox_status(&self) -> StoreFuture<'_, OutboxStatus> {
         Box::pin(self.read(outbox_status))
     }
@@ -629,13 +656,8 @@ fn cutoff_event(
     value: String,
     issued_before: UnixMillis,
 ) -> rusqlite::Result<RevocationEvent> {
-    let scope = match scope {
-        "all" => CutoffScope::All,
-        "tenant" => CutoffScope::Tenant(value),
-        "subject" => CutoffScope::Subject(value),
-        "client" => CutoffScope::Client(value),
-        other => return Err(corrupt(0, format!("unknown cutoff scope {other:?}"))),
-    };
+    let scope = CutoffScope::from_parts(scope, value)
+        .ok_or_else(|| corrupt(0, format!("unknown cutoff scope {scope:?}")))?;
     Ok(RevocationEvent::Cutoff {
         scope,
         issued_before,
@@ -730,13 +752,7 @@ fn cut_off(
     scope: &CutoffScope,
     issued_before: UnixMillis,
 ) -> rusqlite::Result<()> {
-    let (scope, value) = match scope {
-        CutoffScope::All => ("all", ""),
-        CutoffScope::Tenant(v) => ("tenant", v.as_str()),
-        CutoffScope::Subject(v) => ("subject", v.as_str()),
-        CutoffScope::Client(v) => ("client", v.as_str()),
-        other => return Err(unsupported(format!("cutoff scope {other:?}"))),
-    };
+    let (scope, value) = (scope.kind(), scope.value());
     let seq = next_seq(tx)?;
     tx.prepare_cached(
         "INSERT INTO cutoffs (scope, value, issued_before, seq) VALUES (?1, ?2, ?3, ?4)
@@ -813,12 +829,12 @@ fn load(tx: &Connection, now: UnixMillis) -> rusqlite::Result<Loaded> {
     })
 }
 
-/// A row this code did not write.
 /// A revocation this store cannot represent.
 fn unsupported(what: String) -> rusqlite::Error {
     rusqlite::Error::ToSqlConversionFailure(format!("cannot store {what}").into())
 }
 
+/// A row this code did not write.
 fn corrupt(column: usize, message: String) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, message.into())
 }
@@ -840,8 +856,8 @@ fn purge(tx: &Connection, horizon: Purge) -> rusqlite::Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::testing::{self, *};
     use tempfile::tempdir;
+    use tollgate_store::testing::{self, *};
 
     /// Holds the database's write lock from another connection, as an operator's `sqlite3`
     /// shell could, until dropped.
@@ -898,6 +914,13 @@ mod tests {
         // Each check gets its own directory, kept until the end of the test.
         let dirs = std::cell::RefCell::new(Vec::new());
         testing::check_store(|| {
+            let dir = tempdir().unwrap();
+            let store = SqliteStore::open(dir.path()).unwrap();
+            dirs.borrow_mut().push(dir);
+            async move { store }
+        })
+        .await;
+        testing::check_outbox(|| {
             let dir = tempdir().unwrap();
             let store = SqliteStore::open(dir.path()).unwrap();
             dirs.borrow_mut().push(dir);

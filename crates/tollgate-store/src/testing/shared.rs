@@ -1,8 +1,14 @@
-//! The contract of a store shared by several replicas ([`Store::is_shared`]): run
-//! [`check_shared_store`] against it, besides [`check_store`](super::check_store).
+//! The contract of a store shared by several replicas (one whose [`Store::shared`] is a
+//! [`SharedStore`]): run [`check_shared_store`] against it, besides
+//! [`check_store`](super::check_store) and [`check_outbox`](super::check_outbox).
+//!
+//! Each check takes the store as the issuer holds it, an `Arc<dyn Store>`, and reaches its
+//! coordination through [`Store::shared`].
 
-use crate::store::{
-    AccessTokenRecord, Record, RefreshTokenRecord, Rotation, Settled, Stamp, Store, ThrottlePolicy,
+use super::outbox_of;
+use crate::{
+    AccessTokenRecord, Record, RefreshTokenRecord, Rotation, Settled, SharedStore, Stamp, Store,
+    ThrottlePolicy,
 };
 use std::future::Future;
 use std::sync::Arc;
@@ -43,6 +49,14 @@ fn stamp(jti: &str, owner: (&str, &str, &str), grant: Option<&str>, refresh: Opt
     })
 }
 
+/// The store's coordination, which a shared store must hand out.
+fn shared_of(store: &Arc<dyn Store>) -> Arc<dyn SharedStore> {
+    store
+        .clone()
+        .shared()
+        .expect("the store does not say it is shared (Store::shared is None)")
+}
+
 const POLICY: ThrottlePolicy = ThrottlePolicy {
     free_failures: 3,
     base_delay: Duration::from_secs(1),
@@ -52,13 +66,14 @@ const POLICY: ThrottlePolicy = ThrottlePolicy {
 
 /// Issue instants come from the store's clock, move forward, and the records stamped with them
 /// are stored durably.
-pub async fn issuance_is_stamped_by_the_store(store: &dyn Store) {
+pub async fn issuance_is_stamped_by_the_store(store: Arc<dyn Store>) {
+    let shared = shared_of(&store);
     let before = UnixMillis::from(std::time::SystemTime::now());
-    let first = store
+    let first = shared
         .commit_issued(stamp("a", ("/", "alice", "web"), None, None))
         .await
         .expect("commit_issued");
-    let second = store
+    let second = shared
         .commit_issued(stamp("b", ("/", "alice", "web"), None, None))
         .await
         .expect("commit_issued");
@@ -83,6 +98,7 @@ pub async fn issuance_is_stamped_by_the_store(store: &dyn Store) {
 /// Of two rotations of one refresh token, exactly one wins; the other sees reuse. An undone
 /// rotation can be won again; an unknown token is unknown.
 pub async fn rotation_is_compare_and_set(store: Arc<dyn Store>) {
+    let store = shared_of(&store);
     store
         .commit_issued(stamp("r", ("/", "alice", "web"), Some("g-9"), Some(9)))
         .await
@@ -94,7 +110,7 @@ pub async fn rotation_is_compare_and_set(store: Arc<dyn Store>) {
             .is_some_and(|r| !r.rotated && r.grant_id == "g-9"),
         "the refresh token is found, not rotated: {found:?}"
     );
-    let race = |store: Arc<dyn Store>| async move { store.rotate_refresh(&[9; 32]).await };
+    let race = |store: Arc<dyn SharedStore>| async move { store.rotate_refresh(&[9; 32]).await };
     let (a, b) = tokio::join!(
         tokio::spawn(race(store.clone())),
         tokio::spawn(race(store.clone()))
@@ -133,7 +149,8 @@ pub async fn rotation_is_compare_and_set(store: Arc<dyn Store>) {
 
 /// A cutoff counts the live tokens in its scope that nothing refused yet, records itself in the
 /// outbox, and a second identical cutoff counts nothing.
-pub async fn cutoffs_count_what_they_turn(store: &dyn Store) {
+pub async fn cutoffs_count_what_they_turn(store: Arc<dyn Store>) {
+    let (shared, outbox) = (shared_of(&store), outbox_of(&store));
     let org = ("/Org", "alice", "web");
     let sub = ("/Org/Sub", "bob", "web");
     let other = ("/Other", "carol", "cli");
@@ -146,7 +163,7 @@ pub async fn cutoffs_count_what_they_turn(store: &dyn Store) {
         ("by-grant", org, Some("g-1"), Some(1)),
         ("fam", sub, Some("g-2"), Some(2)),
     ] {
-        last = store
+        last = shared
             .commit_issued(stamp(jti, owner, grant, refresh))
             .await
             .expect("commit_issued");
@@ -165,14 +182,14 @@ pub async fn cutoffs_count_what_they_turn(store: &dyn Store) {
         .await
         .expect("commit revocations");
     // Nothing issued before the epoch.
-    let none = store
+    let none = shared
         .cut_off(&CutoffScope::All, Some(UnixMillis(1)))
         .await
         .expect("cut_off");
     assert_eq!(none.count, 0, "a cutoff before every token counts none");
     assert_eq!(none.issued_before, UnixMillis(1));
     // The tenant /Org covers /Org/Sub: t1, t2, fam (access) and g-2's refresh token.
-    let tenant = store
+    let tenant = shared
         .cut_off(&CutoffScope::Tenant("/Org".into()), None)
         .await
         .expect("cut_off");
@@ -181,23 +198,23 @@ pub async fn cutoffs_count_what_they_turn(store: &dyn Store) {
         tenant.count, 4,
         "t1, t2, fam and its refresh token: by-jti and g-1's are already refused"
     );
-    let again = store
+    let again = shared
         .cut_off(&CutoffScope::Tenant("/Org/Sub".into()), None)
         .await
         .expect("cut_off");
     assert_eq!(again.count, 0, "all of /Org/Sub was cut already");
-    let client = store
+    let client = shared
         .cut_off(&CutoffScope::Client("cli".into()), None)
         .await
         .expect("cut_off");
     assert_eq!(client.count, 1, "t3 only");
-    let subject = store
+    let subject = shared
         .cut_off(&CutoffScope::Subject("alice".into()), None)
         .await
         .expect("cut_off");
     assert_eq!(subject.count, 0, "alice's tokens were cut with /Org");
     // The cutoffs are stored, numbered for the outbox.
-    let outbox = store.outbox_read(0, 100).await.expect("outbox_read");
+    let outbox = outbox.outbox_read(0, 100).await.expect("outbox_read");
     let cutoffs = outbox
         .iter()
         .filter(|e| matches!(e.event, RevocationEvent::Cutoff { .. }))
@@ -213,7 +230,8 @@ pub async fn counts_are_exact_under_concurrent_issuance(store: Arc<dyn Store>) {
 /// Issuance at each of `issuers` (stores on one database: replicas) racing a cutoff at `cutter`:
 /// the count is exactly the tokens stamped, at any of them, before the cut.
 pub async fn counts_are_exact_across(issuers: Vec<Arc<dyn Store>>, cutter: Arc<dyn Store>) {
-    let store = cutter;
+    let store = shared_of(&cutter);
+    let issuers: Vec<_> = issuers.iter().map(shared_of).collect();
     let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let issuers: Vec<_> = (0..4)
         .map(|worker| {
@@ -263,7 +281,8 @@ pub async fn counts_are_exact_across(issuers: Vec<Arc<dyn Store>>, cutter: Arc<d
 
 /// Sign-in attempts are counted before they are judged; a success starts afresh, an undecided
 /// attempt is given back, and a blocked key waits.
-pub async fn throttle_counts_across_callers(store: &dyn Store) {
+pub async fn throttle_counts_across_callers(store: Arc<dyn Store>) {
+    let store = shared_of(&store);
     let now = UnixMillis(10_000_000);
     for _ in 0..2 {
         assert_eq!(
@@ -345,11 +364,9 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = S>,
 {
-    let store = new_store().await;
-    assert!(store.is_shared(), "the store does not say it is shared");
-    issuance_is_stamped_by_the_store(&store).await;
+    issuance_is_stamped_by_the_store(Arc::new(new_store().await)).await;
     rotation_is_compare_and_set(Arc::new(new_store().await)).await;
-    cutoffs_count_what_they_turn(&new_store().await).await;
+    cutoffs_count_what_they_turn(Arc::new(new_store().await)).await;
     counts_are_exact_under_concurrent_issuance(Arc::new(new_store().await)).await;
-    throttle_counts_across_callers(&new_store().await).await;
+    throttle_counts_across_callers(Arc::new(new_store().await)).await;
 }

@@ -1,18 +1,19 @@
-//! The in-process store: [`SqliteStore`](super::SqliteStore)'s semantics in maps, for tests or
-//! for a deployment that chooses to forget everything on restart.
+//! The in-process store: the embedded SQLite store's semantics in maps, for tests or for a
+//! deployment that chooses to forget everything on restart.
 
-use super::{
-    AccessTokenRecord, Loaded, OutboxEntry, OutboxPosition, OutboxStatus, Purge, Record,
-    RefreshTokenRecord, Store, StoreError, StoreFuture, TokenHash,
+use crate::{
+    AccessTokenRecord, Loaded, Outbox, OutboxEntry, OutboxPosition, OutboxStatus, Purge, Record,
+    RefreshTokenRecord, SharedStore, Store, StoreError, StoreFuture, TokenHash,
 };
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::fmt;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use tollgate_core::{CutoffScope, RevocationEvent, UnixMillis};
 
 /// A [`Store`] that keeps its records in memory: a commit is "durable" as long as the process
-/// lives.
+/// lives. It keeps an [`Outbox`] too (a relay can publish from it); it serves one process, so it
+/// is not a [`SharedStore`].
 #[derive(Default)]
 pub struct MemoryStore {
     state: Mutex<State>,
@@ -230,6 +231,16 @@ impl Store for MemoryStore {
         Box::pin(std::future::ready(Ok(())))
     }
 
+    fn outbox(self: Arc<Self>) -> Option<Arc<dyn Outbox>> {
+        Some(self)
+    }
+
+    fn shared(self: Arc<Self>) -> Option<Arc<dyn SharedStore>> {
+        None
+    }
+}
+
+impl Outbox for MemoryStore {
     fn outbox_status(&self) -> StoreFuture<'_, OutboxStatus> {
         Box::pin(std::future::ready(self.with_state(|s| s.outbox_status())))
     }
@@ -253,6 +264,11 @@ mod tests {
 
     #[tokio::test]
     async fn keeps_the_store_contract() {
-        crate::store::testing::check_store(|| async { MemoryStore::new() }).await;
+        crate::testing::check_store(|| async { MemoryStore::new() }).await;
+    }
+
+    #[tokio::test]
+    async fn keeps_the_outbox_contract() {
+        crate::testing::check_outbox(|| async { MemoryStore::new() }).await;
     }
 }

@@ -1,22 +1,32 @@
-//! The contract every [`Store`] must keep, as a test kit: run [`check_store`] against your own
-//! implementation (tollgate runs it against [`MemoryStore`](super::MemoryStore) and
-//! [`SqliteStore`](super::SqliteStore)).
+//! The contract every store must keep, as a test kit: run [`check_store`] against your own
+//! [`Store`], [`check_outbox`] if it keeps an [`Outbox`], and [`check_shared_store`] if it is a
+//! [`SharedStore`](crate::SharedStore) (tollgate runs them against
+//! [`MemoryStore`](crate::MemoryStore), `tollgate_sqlite::SqliteStore` and
+//! `tollgate_postgres::PostgresStore`).
 //!
 //! Available with the `test-util` feature.
 //!
 //! ```
 //! # async fn run() {
-//! use tollgate_issuer::store::{MemoryStore, testing};
+//! use tollgate_store::{MemoryStore, testing};
 //!
 //! // A fresh, empty store for each check.
 //! testing::check_store(|| async { MemoryStore::new() }).await;
+//! testing::check_outbox(|| async { MemoryStore::new() }).await;
 //! # }
 //! ```
 //!
+//! The checks reach a store's outbox and shared coordination through [`Store::outbox`] and
+//! [`Store::shared`], as the issuer and the relay do: a store (or a decorator) that does not hand
+//! them out fails the kit.
+//!
 //! Each check panics with a message naming what the store got wrong, as a test should.
 
-use super::{AccessTokenRecord, Loaded, OutboxPosition, Purge, Record, RefreshTokenRecord, Store};
+use crate::{
+    AccessTokenRecord, Loaded, Outbox, OutboxPosition, Purge, Record, RefreshTokenRecord, Store,
+};
 use std::future::Future;
+use std::sync::Arc;
 use tollgate_core::{CutoffScope, RevocationEvent, UnixMillis};
 
 /// The instant the records of [`every_record_kind`] are loaded at.
@@ -306,13 +316,22 @@ fn mark(epoch: &str, published_through: u64) -> OutboxPosition {
     }
 }
 
+/// The store's outbox, which it must hand out.
+fn outbox_of(store: &Arc<dyn Store>) -> Arc<dyn Outbox> {
+    store
+        .clone()
+        .outbox()
+        .expect("the store keeps no outbox (Store::outbox is None)")
+}
+
 /// The outbox numbers every revocation in commit order, and only revocations; a revocation that
 /// changes (a later cutoff, a longer expiry) is numbered again, a repeated one is not; marks move
 /// forward within an epoch and a new epoch replaces the old one; numbers keep growing after the
 /// numbered rows were purged.
-pub async fn outbox_numbers_revocations(store: &dyn Store) {
+pub async fn outbox_numbers_revocations(store: Arc<dyn Store>) {
     let fail = "the store failed";
-    let status = store.outbox_status().await.expect(fail);
+    let outbox = outbox_of(&store);
+    let status = outbox.outbox_status().await.expect(fail);
     assert_eq!(status.pending, 0, "a new store has an empty outbox");
     assert_eq!(status.position, OutboxPosition::default());
     store
@@ -332,7 +351,7 @@ pub async fn outbox_numbers_revocations(store: &dyn Store) {
         ])
         .await
         .expect(fail);
-    let all = store.outbox_read(0, 100).await.expect(fail);
+    let all = outbox.outbox_read(0, 100).await.expect(fail);
     let events: Vec<_> = all.iter().map(|e| e.event.clone()).collect();
     assert_eq!(
         events,
@@ -354,23 +373,23 @@ pub async fn outbox_numbers_revocations(store: &dyn Store) {
         "outbox numbers grow: {all:?}"
     );
     let first = all[0].seq;
-    let rest = store.outbox_read(first, 100).await.expect(fail);
+    let rest = outbox.outbox_read(first, 100).await.expect(fail);
     assert_eq!(rest, all[1..].to_vec(), "reading after a number skips it");
     assert_eq!(
-        store.outbox_read(0, 2).await.expect(fail),
+        outbox.outbox_read(0, 2).await.expect(fail),
         all[..2].to_vec(),
         "the limit holds"
     );
-    assert_eq!(store.outbox_status().await.expect(fail).pending, 3);
+    assert_eq!(outbox.outbox_status().await.expect(fail).pending, 3);
 
     let last = all[2].seq;
-    store.outbox_mark(mark("e1", last)).await.expect(fail);
-    let status = store.outbox_status().await.expect(fail);
+    outbox.outbox_mark(mark("e1", last)).await.expect(fail);
+    let status = outbox.outbox_status().await.expect(fail);
     assert_eq!(status.position, mark("e1", last));
     assert_eq!(status.pending, 0, "everything marked is published");
-    store.outbox_mark(mark("e1", first)).await.expect(fail);
+    outbox.outbox_mark(mark("e1", first)).await.expect(fail);
     assert_eq!(
-        store.outbox_status().await.expect(fail).position,
+        outbox.outbox_status().await.expect(fail).position,
         mark("e1", last),
         "a late, smaller mark in the same epoch is ignored"
     );
@@ -380,24 +399,24 @@ pub async fn outbox_numbers_revocations(store: &dyn Store) {
         .commit(vec![Record::Revocation(token("t1", 9_000_000))])
         .await
         .expect(fail);
-    assert!(store.outbox_read(last, 10).await.expect(fail).is_empty());
+    assert!(outbox.outbox_read(last, 10).await.expect(fail).is_empty());
     // A later cutoff for the same scope must be published again.
     store
         .commit(vec![cutoff(CutoffScope::Subject("alice".into()), 20)])
         .await
         .expect(fail);
-    let moved = store.outbox_read(last, 10).await.expect(fail);
+    let moved = outbox.outbox_read(last, 10).await.expect(fail);
     assert_eq!(
         moved.len(),
         1,
         "a moved cutoff is numbered again: {moved:?}"
     );
     assert!(moved[0].seq > last);
-    assert_eq!(store.outbox_status().await.expect(fail).pending, 1);
+    assert_eq!(outbox.outbox_status().await.expect(fail).pending, 1);
 
     // A new epoch (Redis came back empty) replaces the position, even with a smaller number.
-    store.outbox_mark(mark("e2", 0)).await.expect(fail);
-    let status = store.outbox_status().await.expect(fail);
+    outbox.outbox_mark(mark("e2", 0)).await.expect(fail);
+    let status = outbox.outbox_status().await.expect(fail);
     assert_eq!(status.position, mark("e2", 0));
     assert_eq!(
         status.pending, 3,
@@ -406,7 +425,7 @@ pub async fn outbox_numbers_revocations(store: &dyn Store) {
 
     // Purging every numbered row must not let numbers start over below a published mark.
     let high = moved[0].seq;
-    store.outbox_mark(mark("e2", high)).await.expect(fail);
+    outbox.outbox_mark(mark("e2", high)).await.expect(fail);
     store
         .purge(Purge::new(UnixMillis(i64::MAX), UnixMillis(i64::MAX)))
         .await
@@ -415,7 +434,7 @@ pub async fn outbox_numbers_revocations(store: &dyn Store) {
         .commit(vec![Record::Revocation(token("t2", 9_000_000))])
         .await
         .expect(fail);
-    let after_purge = store.outbox_read(high, 10).await.expect(fail);
+    let after_purge = outbox.outbox_read(high, 10).await.expect(fail);
     assert_eq!(
         after_purge
             .iter()
@@ -434,8 +453,7 @@ pub async fn outbox_numbers_revocations(store: &dyn Store) {
 /// - revocations keep the latest expiry and cutoffs the latest instant, in any order;
 /// - `purge` forgets exactly what expired before its instant and the cutoffs old enough, and
 ///   counts it;
-/// - written-behind records are loaded once `flush` has resolved;
-/// - the outbox numbers revocations as [`outbox_numbers_revocations`] says.
+/// - written-behind records are loaded once `flush` has resolved.
 pub async fn check_store<S, F, Fut>(mut new_store: F)
 where
     S: Store,
@@ -452,7 +470,17 @@ where
     upserts_keep_the_maximum(&new_store().await).await;
     purge_removes_only_expired(&new_store().await).await;
     write_behind_then_flush(&new_store().await).await;
-    outbox_numbers_revocations(&new_store().await).await;
+}
+
+/// Runs the check of the outbox ([`outbox_numbers_revocations`]) against a fresh store from
+/// `new_store`, which must hand its outbox out through [`Store::outbox`].
+pub async fn check_outbox<S, F, Fut>(mut new_store: F)
+where
+    S: Store,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = S>,
+{
+    outbox_numbers_revocations(Arc::new(new_store().await)).await;
 }
 
 mod shared;
