@@ -19,8 +19,8 @@
 use bytes::Buf;
 use http_body::{Body, Frame, SizeHint};
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -31,19 +31,21 @@ pub(crate) struct Activity {
     started: Instant,
     /// Milliseconds since `started` when the last request started.
     last_request: AtomicU64,
-    /// Response bodies holding data the client has not made room for.
-    waiting: AtomicUsize,
-    /// Milliseconds since `started` when a waiting body last moved (or began waiting).
-    last_progress: AtomicU64,
+    /// Each live response body's "waiting for the client since" (milliseconds since
+    /// `started`; [`NOT_WAITING`] when it is not): per body, so that a client reading one stream
+    /// cannot keep others it never reads alive.
+    bodies: Mutex<Vec<Weak<AtomicU64>>>,
 }
+
+/// A body's "waiting since" when it is not waiting.
+const NOT_WAITING: u64 = u64::MAX;
 
 impl Activity {
     pub(crate) fn new() -> Arc<Self> {
         Arc::new(Activity {
             started: Instant::now(),
             last_request: AtomicU64::new(0),
-            waiting: AtomicUsize::new(0),
-            last_progress: AtomicU64::new(0),
+            bodies: Mutex::new(Vec::new()),
         })
     }
 
@@ -64,54 +66,52 @@ impl Activity {
         )
     }
 
-    /// How long a response has been waiting for a client that takes nothing, if one is.
+    /// How long the response that has waited longest for a client that takes nothing has
+    /// waited, if one is waiting. Forgets the bodies that are gone.
     pub(crate) fn stalled_for(&self) -> Option<Duration> {
-        (self.waiting.load(Ordering::Relaxed) > 0).then(|| {
-            Duration::from_millis(
-                self.now()
-                    .saturating_sub(self.last_progress.load(Ordering::Relaxed)),
-            )
-        })
+        let now = self.now();
+        let mut bodies = self
+            .bodies
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        bodies.retain(|body| body.strong_count() > 0);
+        bodies
+            .iter()
+            .filter_map(Weak::upgrade)
+            .map(|since| since.load(Ordering::Relaxed))
+            .filter(|since| *since != NOT_WAITING)
+            .min()
+            .map(|since| Duration::from_millis(now.saturating_sub(since)))
     }
 
-    fn start_waiting(&self) {
-        if self.waiting.fetch_add(1, Ordering::Relaxed) == 0 {
-            self.last_progress.store(self.now(), Ordering::Relaxed);
-        }
-    }
-
-    fn stop_waiting(&self) {
-        self.waiting.fetch_sub(1, Ordering::Relaxed);
-        self.last_progress.store(self.now(), Ordering::Relaxed);
+    /// A new body's clock, registered for [`stalled_for`](Self::stalled_for).
+    fn register(&self) -> Arc<AtomicU64> {
+        let since = Arc::new(AtomicU64::new(NOT_WAITING));
+        self.bodies
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(Arc::downgrade(&since));
+        since
     }
 }
 
-/// Whether a body holds data the client has not made room for; gives its count back when
-/// dropped (a stream the client reset, a connection closed).
+/// Since when a body has been waiting for the client, in its connection's [`Activity`]; the
+/// entry goes with the body (a stream the client reset, a connection closed).
 #[derive(Debug)]
 struct Waiting {
-    activity: Option<Arc<Activity>>,
+    clock: Option<(Arc<Activity>, Arc<AtomicU64>)>,
     waiting: bool,
 }
 
 impl Waiting {
     fn set(&mut self, waiting: bool) {
-        if let Some(activity) = &self.activity
+        if let Some((activity, since)) = &self.clock
             && waiting != self.waiting
         {
-            if waiting {
-                activity.start_waiting();
-            } else {
-                activity.stop_waiting();
-            }
+            let value = if waiting { activity.now() } else { NOT_WAITING };
+            since.store(value, Ordering::Relaxed);
             self.waiting = waiting;
         }
-    }
-}
-
-impl Drop for Waiting {
-    fn drop(&mut self) {
-        self.set(false);
     }
 }
 
@@ -131,7 +131,10 @@ impl<B> Watched<B> {
     /// client's flow-control window has room.
     pub(crate) fn new(inner: B, activity: Option<Arc<Activity>>) -> Self {
         let mut waiting = Waiting {
-            activity,
+            clock: activity.map(|activity| {
+                let since = activity.register();
+                (activity, since)
+            }),
             waiting: false,
         };
         waiting.set(true);

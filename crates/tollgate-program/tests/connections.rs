@@ -4,7 +4,7 @@
 //! closed after the send timeout, its slot freed.
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use std::convert::Infallible;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -27,16 +27,40 @@ async fn start(limits: Limits) -> std::net::SocketAddr {
                     tokio::time::sleep(Duration::from_secs(2)).await;
                 }
                 let body = if request.uri().path() == "/big" {
-                    Bytes::from(vec![b'x'; 64 << 20])
+                    Chunks(64 << 20).boxed()
                 } else {
-                    Bytes::from_static(b"ok")
+                    Full::new(Bytes::from_static(b"ok")).boxed()
                 };
-                Ok::<_, Infallible>(http::Response::new(Full::new(body)))
+                Ok::<_, Infallible>(http::Response::new(body))
             })
         })
         .await;
     });
     addr
+}
+
+/// `n` bytes in 16 KiB frames, each ready when asked for: a response streamed as an upstream's
+/// is, for clients that do not read.
+struct Chunks(usize);
+
+impl http_body::Body for Chunks {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        let n = self.0.min(16 << 10);
+        self.0 -= n;
+        std::task::Poll::Ready(
+            (n > 0).then(|| Ok(http_body::Frame::data(Bytes::from(vec![b'x'; n])))),
+        )
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0 == 0
+    }
 }
 
 const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: gateway\r\n\r\n";
@@ -256,4 +280,40 @@ async fn a_first_request_slower_than_the_header_read_timeout_is_answered() {
     .expect("an answer")
     .expect("the connection stays open for its first request");
     assert_eq!(response.status(), 200);
+}
+
+/// The re-attack: one stream read steadily kept the connection's other streams, which the client
+/// never read, alive for ever. The send timeout is per response.
+#[tokio::test]
+async fn reading_one_http2_stream_does_not_keep_unread_ones_alive() {
+    let addr = start(Limits {
+        header_read_timeout: Duration::from_secs(30),
+        max_connections: 16,
+        send_timeout: Duration::from_secs(1),
+    })
+    .await;
+    let (mut sender, driver) = h2_client(TcpStream::connect(addr).await.unwrap(), 65_535).await;
+    let big = || {
+        http::Request::get(format!("http://{addr}/big"))
+            .body(Default::default())
+            .unwrap()
+    };
+    let read = sender.send_request(big()).await.unwrap();
+    let mut unread = Vec::new();
+    for _ in 0..3 {
+        unread.push(sender.send_request(big()).await.unwrap());
+    }
+    // Stream 1 is read steadily, a little at a time; the others never.
+    let reader = tokio::spawn(async move {
+        let mut body = read.into_body();
+        while let Some(Ok(_)) = body.frame().await {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(8), driver)
+        .await
+        .expect("unread streams kept their connection open")
+        .unwrap();
+    reader.abort();
+    drop(unread);
 }
