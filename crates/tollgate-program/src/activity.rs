@@ -11,8 +11,10 @@
 //! So each response body is [`Watched`]: it notes when it has handed out data that the client has
 //! not yet made room for (the body was not asked again), and each request notes when it started.
 //! The accept loop closes an HTTP/2 connection gracefully once no request has started for
-//! `header_read_timeout` (in-flight streams finish), and at once when a response has waited
-//! `send_timeout` for a client that takes nothing.
+//! `header_read_timeout` (in-flight streams finish), and at once when any one response has
+//! waited `send_timeout` for a client that takes nothing (per response: a client reading one
+//! stream cannot keep the others it never reads alive). A stream is asked for data a chunk at a
+//! time, so over HTTP/2 a client must take each chunk (up to 16 KiB) within `send_timeout`.
 //!
 //! [`ClientIo`]: crate::client_io::ClientIo
 
