@@ -1,7 +1,7 @@
 //! Who may ask for tokens: the [`Clients`] and [`Users`] traits a team backs with its own
 //! registry or user database, and [`StaticDirectory`], the built-in one filled from configuration.
 
-use crate::auth::secret::{ClientSecret, PasswordHash};
+use crate::secret::{ClientSecret, PasswordHash};
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;

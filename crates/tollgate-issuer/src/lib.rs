@@ -47,13 +47,13 @@ mod issuer;
 mod ledger;
 pub mod outcome;
 mod protocol;
+mod secret;
 mod service;
 /// The store contract (`tollgate-store`): [`Store`], [`Outbox`], [`SharedStore`], the records,
 /// [`MemoryStore`], and (feature `test-util`) the contract test kit `store::testing`. The
 /// embedded durable store is `tollgate_sqlite::SqliteStore`.
 pub use tollgate_store as store;
 
-pub use auth::secret::{ClientSecret, InvalidHash, PasswordHash};
 pub use auth::{PeerAddr, SignInThrottle, UnknownSignInThrottle};
 pub use directory::{
     Client, Clients, DirectoryError, DirectoryFuture, DuplicateEntry, GrantType, StaticDirectory,
@@ -64,6 +64,7 @@ pub use directory::{
 #[doc(hidden)]
 pub use ledger::LiveTokensBench;
 pub use protocol::response::ResponseBody;
+pub use secret::{ClientSecret, InvalidHash, PasswordHash};
 pub use service::{BuildError, LiveTokens, TokenService, TokenServiceBuilder, TokenServiceFuture};
 pub use store::{
     MemoryStore, Outbox, OutboxEntry, OutboxPosition, OutboxStatus, SharedStore, Store, StoreError,

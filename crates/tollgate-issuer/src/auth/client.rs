@@ -1,12 +1,12 @@
 //! Client authentication (RFC 6749 §2.3.1): `client_secret_basic` or `client_secret_post`, never
 //! both, with constant-time secret comparison and one answer for every kind of failure.
 
-use super::secret::Hasher;
 use super::throttle::{POLICY, Throttle};
 use crate::directory::{Client, Clients};
 use crate::protocol::MAX_IDENTIFIER_LEN;
 use crate::protocol::form::Form;
 use crate::protocol::response::{ErrorCode, Failure};
+use crate::secret::Hasher;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use http::HeaderMap;

@@ -1,8 +1,7 @@
-//! Who is asking: client authentication, password sign-in with its throttle, and the secrets both
-//! verify against.
+//! Who is asking: client authentication and password sign-in with its throttle (the secrets both
+//! verify against are [`crate::secret`]'s).
 
 mod client;
-pub(crate) mod secret;
 mod sign_in;
 mod sign_in_throttle;
 mod throttle;

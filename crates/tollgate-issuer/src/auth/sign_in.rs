@@ -1,10 +1,10 @@
 //! Password sign-in (the legacy password grant): the throttle first, then the user directory and
 //! the password hash, verified whatever else is wrong so that every failure takes as long.
 
-use super::secret::{Hasher, InvalidHash, PasswordHash};
 use super::sign_in_throttle::SignInThrottle;
 use super::throttle::{Attempt, Throttle};
 use crate::directory::{DirectoryError, User, Users};
+use crate::secret::{Hasher, InvalidHash, PasswordHash};
 use crate::store::{Settled, SharedStore, ThrottlePolicy};
 use std::net::IpAddr;
 use std::sync::Arc;

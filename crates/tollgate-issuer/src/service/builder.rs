@@ -1,11 +1,11 @@
 //! [`TokenServiceBuilder`]: what a [`TokenService`] is made of, checked before it starts.
 
 use super::TokenService;
-use crate::auth::secret::Hasher;
 use crate::auth::{ClientAuthenticator, SignIn, SignInThrottle};
 use crate::directory::{Clients, DeclaredTenants, Users};
 use crate::issuer::Issuer;
 use crate::ledger::{self, Ledger, Lifetimes};
+use crate::secret::Hasher;
 use crate::store::Store;
 use std::fmt;
 use std::sync::Arc;
