@@ -78,6 +78,11 @@ pub async fn first_bytes(stream: &TcpStream, deadline: Instant) -> bool {
     }
 }
 
+/// Resolves once `stop` turns true.
+async fn stopping(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
 /// Whether the connection starts with the HTTP/2 preface ([`first_bytes`] has waited for it).
 async fn is_h2(stream: &TcpStream) -> bool {
     let mut buf = [0u8; H2_PREFACE.len()];
@@ -156,9 +161,6 @@ pub async fn serve_connections_sharing<F, S, B>(
     builder.http1().timer(TokioTimer::new());
     builder.http2().timer(TokioTimer::new());
     let mut warned_full: Option<Instant> = None;
-    let stopping = async |stop: &mut watch::Receiver<bool>| {
-        let _ = stop.wait_for(|s| *s).await;
-    };
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -194,89 +196,114 @@ pub async fn serve_connections_sharing<F, S, B>(
             }
         };
         let _ = stream.set_nodelay(true);
-        let deadline = Instant::now() + limits.header_read_timeout;
-        let mut builder = builder.clone();
+        let builder = builder.clone();
         let inner = service_for(peer);
         let watcher = graceful.watcher();
-        let mut stop = stop.clone();
+        let stop = stop.clone();
         // The socket holds the slot: an upgraded connection keeps it until the tunnel closes.
         let stream = ClientIo::new(stream, Some(permit), limits.send_timeout);
-        tokio::spawn(async move {
-            let ready = tokio::select! {
-                ready = first_bytes(stream.get_ref(), deadline) => ready,
-                () = stopping(&mut stop) => false,
-            };
-            if !ready {
+        tokio::spawn(serve_connection(
+            stream, peer, inner, builder, limits, watcher, stop,
+        ));
+    }
+}
+
+/// Serves one accepted connection (see [`serve_connections`] for what it must do in time), its
+/// slot held by `stream`, until it ends or is closed; `watcher` keeps the caller's drain
+/// waiting for it.
+async fn serve_connection<S, B>(
+    stream: ClientIo<TcpStream>,
+    peer: SocketAddr,
+    inner: S,
+    mut builder: auto::Builder<TokioExecutor>,
+    limits: Limits,
+    watcher: hyper_util::server::graceful::Watcher,
+    mut stop: watch::Receiver<bool>,
+) where
+    S: hyper::service::Service<
+            Request<Incoming>,
+            Response = http::Response<B>,
+            Error = std::convert::Infallible,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    // From when the connection is served, accepted just before.
+    let deadline = Instant::now() + limits.header_read_timeout;
+    let ready = tokio::select! {
+        ready = first_bytes(stream.get_ref(), deadline) => ready,
+        () = stopping(&mut stop) => false,
+    };
+    if !ready {
+        tracing::debug!(%peer, "closed: no request within the header read timeout");
+        return;
+    }
+    // HTTP/2 connections are watched (see `crate::activity`); HTTP/1.1 ones are timed by
+    // hyper and the socket.
+    let activity = is_h2(stream.get_ref()).await.then(Activity::new);
+    let requested = Arc::new(AtomicBool::new(false));
+    let seen = requested.clone();
+    let watched = activity.clone();
+    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+        seen.store(true, Ordering::Relaxed);
+        if let Some(activity) = &watched {
+            activity.request();
+        }
+        let activity = watched.clone();
+        let response = inner.call(request);
+        async move {
+            let response = response.await?;
+            Ok::<_, std::convert::Infallible>(response.map(|body| Watched::new(body, activity)))
+        }
+    });
+    // hyper's own timer starts now: give it what is left of the deadline.
+    builder.http1().header_read_timeout(
+        deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1)),
+    );
+    let connection = builder
+        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+        .into_owned();
+    let mut connection = std::pin::pin!(connection);
+    let mut draining = false;
+    let mut tick = tokio::time::interval_at(Instant::now() + WATCH_EVERY, WATCH_EVERY);
+    let outcome = loop {
+        tokio::select! {
+            outcome = connection.as_mut() => break outcome,
+            () = stopping(&mut stop), if !draining => {
+                connection.as_mut().graceful_shutdown();
+                draining = true;
+            }
+            // hyper times HTTP/1 heads, not HTTP/2 ones: an HTTP/2 connection with no
+            // request by the deadline is dropped here. (The guard was read when this
+            // round began: a request may have come since.)
+            () = tokio::time::sleep_until(deadline), if !requested.load(Ordering::Relaxed) => {
+                if requested.load(Ordering::Relaxed) {
+                    continue;
+                }
                 tracing::debug!(%peer, "closed: no request within the header read timeout");
                 return;
             }
-            // HTTP/2 connections are watched (see `crate::activity`); HTTP/1.1 ones are timed by
-            // hyper and the socket.
-            let activity = is_h2(stream.get_ref()).await.then(Activity::new);
-            let requested = Arc::new(AtomicBool::new(false));
-            let seen = requested.clone();
-            let watched = activity.clone();
-            let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-                seen.store(true, Ordering::Relaxed);
-                if let Some(activity) = &watched {
-                    activity.request();
+            _ = tick.tick(), if activity.is_some() => {
+                let Some(activity) = &activity else { continue };
+                if activity.stalled_for().is_some_and(|d| d >= limits.send_timeout) {
+                    tracing::debug!(%peer, "closed: the client took no response data within the send timeout");
+                    return;
                 }
-                let activity = watched.clone();
-                let response = inner.call(request);
-                async move {
-                    let response = response.await?;
-                    Ok::<_, std::convert::Infallible>(
-                        response.map(|body| Watched::new(body, activity)),
-                    )
+                if !draining && activity.since_request() >= limits.header_read_timeout {
+                    tracing::debug!(%peer, "closing: no new request within the header read timeout");
+                    connection.as_mut().graceful_shutdown();
+                    draining = true;
                 }
-            });
-            // hyper's own timer starts now: give it what is left of the deadline.
-            builder.http1().header_read_timeout(
-                deadline
-                    .saturating_duration_since(Instant::now())
-                    .max(Duration::from_millis(1)),
-            );
-            let connection = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .into_owned();
-            let mut connection = std::pin::pin!(connection);
-            let mut draining = false;
-            let mut tick = tokio::time::interval_at(Instant::now() + WATCH_EVERY, WATCH_EVERY);
-            let outcome = loop {
-                tokio::select! {
-                    outcome = connection.as_mut() => break outcome,
-                    () = stopping(&mut stop), if !draining => {
-                        connection.as_mut().graceful_shutdown();
-                        draining = true;
-                    }
-                    // hyper times HTTP/1 heads, not HTTP/2 ones: an HTTP/2 connection with no
-                    // request by the deadline is dropped here. (The guard was read when this
-                    // round began: a request may have come since.)
-                    () = tokio::time::sleep_until(deadline), if !requested.load(Ordering::Relaxed) => {
-                        if requested.load(Ordering::Relaxed) {
-                            continue;
-                        }
-                        tracing::debug!(%peer, "closed: no request within the header read timeout");
-                        return;
-                    }
-                    _ = tick.tick(), if activity.is_some() => {
-                        let Some(activity) = &activity else { continue };
-                        if activity.stalled_for().is_some_and(|d| d >= limits.send_timeout) {
-                            tracing::debug!(%peer, "closed: the client took no response data within the send timeout");
-                            return;
-                        }
-                        if !draining && activity.since_request() >= limits.header_read_timeout {
-                            tracing::debug!(%peer, "closing: no new request within the header read timeout");
-                            connection.as_mut().graceful_shutdown();
-                            draining = true;
-                        }
-                    }
-                }
-            };
-            drop(watcher);
-            if let Err(e) = outcome {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
-        });
+        }
+    };
+    drop(watcher);
+    if let Err(e) = outcome {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
 }
