@@ -18,10 +18,10 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{Semaphore, oneshot, watch};
 use tokio::task::JoinHandle;
-use tollgate_core::RevocationIndex;
+use tollgate_core::{KeySet, RevocationIndex};
 use tollgate_layer::{DefaultRejection, Readiness, RemoteJwks, ValidateBearerLayer, Verifier};
 use tollgate_program::connection::{Limits, serve_connections, serve_connections_sharing};
-use tollgate_redis::Follower;
+use tollgate_redis::{Feed, Follower};
 
 /// How often expired revocations, idle rate buckets and expired idle upstream connections are
 /// forgotten.
@@ -65,65 +65,9 @@ impl RunningGateway {
 /// refreshes and the ops listener run on the calling tokio runtime.
 pub async fn start(config: GatewayConfig) -> Result<RunningGateway, String> {
     let index = Arc::new(RevocationIndex::new());
-    let (keys, jwks) = match &config.keys {
-        KeySource::Local(keys) => (keys.clone(), None),
-        KeySource::Jwks { uri, refresh } => {
-            let jwks = RemoteJwks::builder(uri.clone())
-                .refresh_interval(*refresh)
-                .build()
-                .map_err(|e| format!("keys.jwks_url: {e}"))?;
-            (jwks.keys().clone(), Some(jwks))
-        }
-        KeySource::Discovery { uri, refresh } => {
-            let jwks = RemoteJwks::discover(uri.clone(), &config.issuer)
-                .await
-                .map_err(|e| format!("keys.discovery_url: {e}"))?
-                .refresh_interval(*refresh)
-                .build()
-                .map_err(|e| format!("keys.discovery_url: {e}"))?;
-            (jwks.keys().clone(), Some(jwks))
-        }
-    };
-    let v = &config.validation;
-    let mut builder = Verifier::builder()
-        .issuer(&config.issuer)
-        .leeway(v.leeway)
-        .require_at_jwt(v.require_at_jwt)
-        .revocation_index(index.clone());
-    for audience in &config.audiences {
-        builder = builder.audience(audience);
-    }
-    if let Some(algorithms) = &v.algorithms {
-        builder = builder.algorithms(algorithms.iter().copied());
-    }
-    builder = match &jwks {
-        Some(jwks) => builder.remote_jwks(jwks.clone()),
-        None => builder.keys(keys.clone()),
-    };
-    if v.cache_verified_tokens > 0 {
-        builder = builder.cache_verified_tokens(v.cache_verified_tokens);
-    }
-    let verifier = builder.build().map_err(|e| e.to_string())?;
-
-    let (feed, feed_health) = match &config.revocations {
-        Some(r) => {
-            let feed = Follower::new(r.target.clone(), index.clone())
-                .keys(r.keys.clone())
-                .start()
-                .await
-                .map_err(|e| format!("revocations: {e}"))?;
-            let health: Arc<dyn Readiness> = Arc::new(feed.health(r.policy));
-            tracing::info!(redis = %r.target, policy = ?r.policy, "following revocations through Redis");
-            (Some(feed), Some(health))
-        }
-        None => {
-            tracing::warn!(
-                "no [revocations] table: revoked tokens are accepted until they expire \
-                 (only the signature and claims are checked)"
-            );
-            (None, None)
-        }
-    };
+    let (keys, jwks) = keys(&config).await?;
+    let verifier = verifier(&config, &index, &keys, jwks.as_ref())?;
+    let (feed, feed_health) = follow_revocations(&config, &index).await?;
     let mut layer = ValidateBearerLayer::new(verifier);
     if let Some(health) = &feed_health {
         layer = layer.readiness(health.clone());
@@ -207,21 +151,7 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, String> {
         }
     });
     let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let mut finished = Vec::with_capacity(listeners.len());
-    for (i, listener) in listeners.into_iter().enumerate() {
-        let (done, finished_one) = oneshot::channel::<()>();
-        finished.push(finished_one);
-        let gateway = gateway.clone();
-        let slots = slots.clone();
-        let stopped = stopped.clone();
-        std::thread::Builder::new()
-            .name(format!("tollgate-gateway-{i}"))
-            .spawn(move || {
-                worker(i, listener, gateway, limits, slots, stopped);
-                let _ = done.send(());
-            })
-            .map_err(|e| format!("cannot start a worker thread: {e}"))?;
-    }
+    let finished = spawn_workers(listeners, &gateway, limits, &slots, &stopped)?;
     let task = tokio::spawn(async move {
         let graceful = GracefulShutdown::new();
         let ops_limits = Limits {
@@ -261,6 +191,113 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, String> {
         stop,
         task,
     })
+}
+
+/// The verification keys: read from files, or a remote JWKS (from a URL, or named by a discovery
+/// document, fetched here) and its refresher.
+async fn keys(config: &GatewayConfig) -> Result<(KeySet, Option<RemoteJwks>), String> {
+    Ok(match &config.keys {
+        KeySource::Local(keys) => (keys.clone(), None),
+        KeySource::Jwks { uri, refresh } => {
+            let jwks = RemoteJwks::builder(uri.clone())
+                .refresh_interval(*refresh)
+                .build()
+                .map_err(|e| format!("keys.jwks_url: {e}"))?;
+            (jwks.keys().clone(), Some(jwks))
+        }
+        KeySource::Discovery { uri, refresh } => {
+            let jwks = RemoteJwks::discover(uri.clone(), &config.issuer)
+                .await
+                .map_err(|e| format!("keys.discovery_url: {e}"))?
+                .refresh_interval(*refresh)
+                .build()
+                .map_err(|e| format!("keys.discovery_url: {e}"))?;
+            (jwks.keys().clone(), Some(jwks))
+        }
+    })
+}
+
+/// The `Verifier` of `[validation]`, on `index` and the keys.
+fn verifier(
+    config: &GatewayConfig,
+    index: &Arc<RevocationIndex>,
+    keys: &KeySet,
+    jwks: Option<&RemoteJwks>,
+) -> Result<Verifier, String> {
+    let v = &config.validation;
+    let mut builder = Verifier::builder()
+        .issuer(&config.issuer)
+        .leeway(v.leeway)
+        .require_at_jwt(v.require_at_jwt)
+        .revocation_index(index.clone());
+    for audience in &config.audiences {
+        builder = builder.audience(audience);
+    }
+    if let Some(algorithms) = &v.algorithms {
+        builder = builder.algorithms(algorithms.iter().copied());
+    }
+    builder = match &jwks {
+        Some(jwks) => builder.remote_jwks((*jwks).clone()),
+        None => builder.keys(keys.clone()),
+    };
+    if v.cache_verified_tokens > 0 {
+        builder = builder.cache_verified_tokens(v.cache_verified_tokens);
+    }
+    builder.build().map_err(|e| e.to_string())
+}
+
+/// The Redis feed of `[revocations]` and its health under the policy, or neither (and a warning
+/// that revocation is not enforced).
+async fn follow_revocations(
+    config: &GatewayConfig,
+    index: &Arc<RevocationIndex>,
+) -> Result<(Option<Feed>, Option<Arc<dyn Readiness>>), String> {
+    Ok(match &config.revocations {
+        Some(r) => {
+            let feed = Follower::new(r.target.clone(), index.clone())
+                .keys(r.keys.clone())
+                .start()
+                .await
+                .map_err(|e| format!("revocations: {e}"))?;
+            let health: Arc<dyn Readiness> = Arc::new(feed.health(r.policy));
+            tracing::info!(redis = %r.target, policy = ?r.policy, "following revocations through Redis");
+            (Some(feed), Some(health))
+        }
+        None => {
+            tracing::warn!(
+                "no [revocations] table: revoked tokens are accepted until they expire \
+                 (only the signature and claims are checked)"
+            );
+            (None, None)
+        }
+    })
+}
+
+/// Starts one request-serving thread per listener ([`worker`]); each says on its receiver when
+/// its connections are drained.
+fn spawn_workers(
+    listeners: Vec<std::net::TcpListener>,
+    gateway: &Gateway,
+    limits: crate::config::Limits,
+    slots: &Arc<Semaphore>,
+    stopped: &watch::Receiver<bool>,
+) -> Result<Vec<oneshot::Receiver<()>>, String> {
+    let mut finished = Vec::with_capacity(listeners.len());
+    for (i, listener) in listeners.into_iter().enumerate() {
+        let (done, finished_one) = oneshot::channel::<()>();
+        finished.push(finished_one);
+        let gateway = gateway.clone();
+        let slots = slots.clone();
+        let stopped = stopped.clone();
+        std::thread::Builder::new()
+            .name(format!("tollgate-gateway-{i}"))
+            .spawn(move || {
+                worker(i, listener, gateway, limits, slots, stopped);
+                let _ = done.send(());
+            })
+            .map_err(|e| format!("cannot start a worker thread: {e}"))?;
+    }
+    Ok(finished)
 }
 
 /// `count` listening sockets on one address (`SO_REUSEPORT`: the kernel spreads new
