@@ -11,7 +11,10 @@ mod file;
 use crate::forward_auth::{ForwardAuth, ForwardAuthProxy};
 use crate::headers::{MethodOverride, Upgrades};
 use crate::route::{Access, Requirements, Route, RouteTable};
-use file::{File, IdentityHeadersFile, KeysFile, LimitsFile, ProxyFile, RevocationsFile};
+use file::{
+    File, IdentityHeadersFile, KeysFile, LimitsFile, ProxyFile, RevocationsFile, RouteFile,
+    UpstreamFile,
+};
 use http::{HeaderName, Method, Uri};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -203,8 +206,37 @@ fn validate(source: &Source) -> Result<GatewayConfig, ConfigError> {
         .map(|f| forward_auth(source, f))
         .transpose()?;
     let identity = identity_headers(source, &file.identity_headers)?;
+    let upstreams = upstreams(source, &file.upstreams)?;
+    let routes = routes(source, &file.routes, &upstreams)?;
+    let workers = match &file.workers {
+        Some(w) if !(1..=1024).contains(w.get_ref()) => {
+            return Err(source.error(w, "workers", "must be between 1 and 1024"));
+        }
+        Some(w) => *w.get_ref(),
+        None => std::thread::available_parallelism().map_or(1, usize::from),
+    };
+    Ok(GatewayConfig {
+        listen: file.listen,
+        workers,
+        ops_listen: file.ops.listen,
+        issuer: file.issuer.get_ref().clone(),
+        audiences: file.audience.get_ref().clone(),
+        keys,
+        validation,
+        revocations,
+        limits,
+        proxy,
+        forward_auth,
+        identity,
+        upstreams,
+        routes: RouteTable::new(routes),
+    })
+}
+
+/// `[[upstreams]]`, checked: unique names, `http://` URLs with a host, timeouts in range.
+fn upstreams(source: &Source, files: &[UpstreamFile]) -> Result<Vec<UpstreamConfig>, ConfigError> {
     let mut upstreams: Vec<UpstreamConfig> = Vec::new();
-    for (i, u) in file.upstreams.iter().enumerate() {
+    for (i, u) in files.iter().enumerate() {
         let key = |field: &str| format!("upstreams[{i}].{field}");
         if u.name.get_ref().is_empty() || upstreams.iter().any(|o| &o.name == u.name.get_ref()) {
             return Err(source.error(&u.name, &key("name"), "must be non-empty and unique"));
@@ -238,8 +270,18 @@ fn validate(source: &Source) -> Result<GatewayConfig, ConfigError> {
             max_idle_connections: u.max_idle_connections,
         });
     }
+    Ok(upstreams)
+}
+
+/// `[[routes]]`, checked against the upstreams: prefixes the gateway can route (stored decoded,
+/// without a trailing `/`), methods, the upstream, and public or protected access.
+fn routes(
+    source: &Source,
+    files: &[RouteFile],
+    upstreams: &[UpstreamConfig],
+) -> Result<Vec<Arc<Route>>, ConfigError> {
     let mut routes = Vec::new();
-    for (i, r) in file.routes.iter().enumerate() {
+    for (i, r) in files.iter().enumerate() {
         let key = |field: &str| format!("routes[{i}].{field}");
         // Stored decoded: requests are matched by their decoded path.
         let prefix = crate::route::routable(r.prefix.get_ref())
@@ -333,29 +375,7 @@ fn validate(source: &Source) -> Result<GatewayConfig, ConfigError> {
             strip_authorization: r.strip_authorization,
         }));
     }
-    let workers = match &file.workers {
-        Some(w) if !(1..=1024).contains(w.get_ref()) => {
-            return Err(source.error(w, "workers", "must be between 1 and 1024"));
-        }
-        Some(w) => *w.get_ref(),
-        None => std::thread::available_parallelism().map_or(1, usize::from),
-    };
-    Ok(GatewayConfig {
-        listen: file.listen,
-        workers,
-        ops_listen: file.ops.listen,
-        issuer: file.issuer.get_ref().clone(),
-        audiences: file.audience.get_ref().clone(),
-        keys,
-        validation,
-        revocations,
-        limits,
-        proxy,
-        forward_auth,
-        identity,
-        upstreams,
-        routes: RouteTable::new(routes),
-    })
+    Ok(routes)
 }
 
 fn key_source(source: &Source, file: &Spanned<KeysFile>) -> Result<KeySource, ConfigError> {
