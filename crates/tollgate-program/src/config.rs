@@ -171,6 +171,23 @@ impl Source {
         Ok(password)
     }
 
+    /// A Redis table's `key_prefix` (`[replication]` of `tollgate serve`, `[revocations]` of the
+    /// gateway: one reading for both), checked, or `tollgate` when absent.
+    pub fn redis_key_prefix(
+        &self,
+        table: &str,
+        prefix: Option<&Spanned<String>>,
+    ) -> Result<String, ConfigError> {
+        match prefix {
+            Some(prefix) => {
+                check_key_prefix(prefix.get_ref())
+                    .map_err(|e| self.error(prefix, &format!("{table}.key_prefix"), e))?;
+                Ok(prefix.get_ref().clone())
+            }
+            None => Ok(DEFAULT_KEY_PREFIX.to_owned()),
+        }
+    }
+
     /// A Redis to follow or publish to, from a table's `redis_url`, `password_env` and `ca_file`
     /// keys (`table` names it in errors: `replication`, `revocations`). The URL's errors never
     /// echo it (it may hold a password).
@@ -261,6 +278,9 @@ pub fn resolve(base: &Path, path: &Path) -> PathBuf {
         base.join(path)
     }
 }
+
+/// The key prefix of a Redis table that names none.
+pub const DEFAULT_KEY_PREFIX: &str = "tollgate";
 
 /// Checks a prefix of Redis keys: it becomes a Redis Cluster hash tag, `{prefix}`, which a brace
 /// would end early.

@@ -21,7 +21,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tollgate_core::{KeySet, SigningAlgorithm, SigningKey, TenantPath, VerifyingKey};
-use tollgate_program::config::{Source, check_key_prefix};
+use tollgate_program::config::Source;
 use tollgate_redis::wire::Keys;
 use tollgate_redis::{HealthPolicy, RedisTarget};
 use toml::Spanned;
@@ -533,14 +533,7 @@ fn revocations(source: &Source, r: &RevocationsFile) -> Result<Revocations, Conf
         r.password_env.as_ref(),
         r.ca_file.as_ref(),
     )?;
-    let prefix = match &r.key_prefix {
-        Some(prefix) => {
-            check_key_prefix(prefix.get_ref())
-                .map_err(|e| source.error(prefix, "revocations.key_prefix", e))?;
-            prefix.get_ref().as_str()
-        }
-        None => "tollgate",
-    };
+    let prefix = source.redis_key_prefix("revocations", r.key_prefix.as_ref())?;
     let silence = *r.max_silence.get_ref();
     if silence > 86_400 {
         return Err(source.error(
@@ -551,7 +544,7 @@ fn revocations(source: &Source, r: &RevocationsFile) -> Result<Revocations, Conf
     }
     Ok(Revocations {
         target,
-        keys: Keys::new(prefix),
+        keys: Keys::new(&prefix),
         policy: HealthPolicy {
             require_sync: r.require_sync,
             max_silence: (silence > 0).then(|| Duration::from_secs(silence)),

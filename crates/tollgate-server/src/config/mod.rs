@@ -114,7 +114,7 @@ impl Config {
 }
 
 /// Default of `[replication] key_prefix`.
-pub const DEFAULT_KEY_PREFIX: &str = "tollgate";
+pub const DEFAULT_KEY_PREFIX: &str = tollgate_program::config::DEFAULT_KEY_PREFIX;
 /// Default of `[replication] snapshot_every`.
 pub const DEFAULT_SNAPSHOT_EVERY: u64 = 10_000;
 
@@ -513,14 +513,7 @@ fn replication(source: &Source, file: ReplicationFile) -> Result<Replication, Co
         file.password_env.as_ref(),
         file.ca_file.as_ref(),
     )?;
-    let key_prefix = match &file.key_prefix {
-        Some(prefix) => {
-            check_key_prefix(prefix.get_ref())
-                .map_err(|e| source.error(prefix, "replication.key_prefix", e))?;
-            prefix.get_ref().clone()
-        }
-        None => DEFAULT_KEY_PREFIX.to_owned(),
-    };
+    let key_prefix = source.redis_key_prefix("replication", file.key_prefix.as_ref())?;
     Ok(Replication {
         target,
         password_env: file.password_env.is_some(),
