@@ -6,12 +6,14 @@
 //! * [`connection`]: what one connection may cost before it has sent a request (the header read
 //!   deadline hyper does not time, the connection count), and [`client_io`], the client's
 //!   socket that holds its connection slot and times blocked writes.
+//! * [`metrics`]: the gauges and counters the programs' collectors encode at scrape time.
 //! * [`shutdown_signal`]: SIGTERM or SIGINT, installed before a server announces itself.
 
 mod activity;
 pub mod client_io;
 pub mod config;
 pub mod connection;
+pub mod metrics;
 
 /// Installs the SIGINT and SIGTERM handlers at once, and returns the future that resolves on the
 /// first of them. Call it before the server announces itself: a signal that arrived before its

@@ -16,16 +16,16 @@
 //! * `tollgate_gateway_ready`
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
-use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
 use std::time::Duration;
 use tollgate_core::RevocationIndex;
 use tollgate_layer::RemoteJwks;
+use tollgate_program::metrics::{counter, gauge};
 use tollgate_redis::Feed;
 
 /// What became of a request: the `outcome` label.
@@ -268,29 +268,6 @@ impl Metrics {
 #[derive(Debug)]
 struct ScrapeCollector(Sources);
 
-fn gauge<N>(
-    encoder: &mut DescriptorEncoder<'_>,
-    name: &str,
-    help: &str,
-    value: N,
-) -> std::fmt::Result
-where
-    ConstGauge<N>: EncodeMetric,
-{
-    let metric = ConstGauge::new(value);
-    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
-}
-
-fn counter(
-    encoder: &mut DescriptorEncoder<'_>,
-    name: &str,
-    help: &str,
-    value: u64,
-) -> std::fmt::Result {
-    let metric = ConstCounter::new(value);
-    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
-}
-
 impl Collector for ScrapeCollector {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> std::fmt::Result {
         let s = &self.0;
@@ -301,24 +278,28 @@ impl Collector for ScrapeCollector {
             e,
             "tollgate_gateway_revocation_index_tokens",
             "Revoked token ids in the index",
+            None,
             count(stats.tokens),
         )?;
         gauge(
             e,
             "tollgate_gateway_revocation_index_grants",
             "Revoked grants in the index",
+            None,
             count(stats.grants),
         )?;
         gauge(
             e,
             "tollgate_gateway_revocation_index_cutoffs",
             "Revocation cutoffs in the index",
+            None,
             count(stats.cutoffs),
         )?;
         gauge(
             e,
             "tollgate_gateway_ready",
             "1 when keys are loaded and the revocation feed is healthy",
+            None,
             i64::from(s.ready.check().is_ok()),
         )?;
         if let Some(feed) = &s.feed {
@@ -327,24 +308,28 @@ impl Collector for ScrapeCollector {
                 e,
                 "tollgate_gateway_feed_synced",
                 "1 once the revocation feed's first sync is done",
+                None,
                 i64::from(status.synced),
             )?;
             gauge(
                 e,
                 "tollgate_gateway_feed_connected",
                 "1 while the last exchange with Redis succeeded",
+                None,
                 i64::from(status.connected),
             )?;
             gauge(
                 e,
                 "tollgate_gateway_feed_lag_seconds",
                 "For the last revocation applied: applied minus published",
+                None,
                 status.lag.map_or(0.0, |d| d.as_secs_f64()),
             )?;
             gauge(
                 e,
                 "tollgate_gateway_feed_seconds_since_contact",
                 "Seconds since Redis last answered (-1: never)",
+                None,
                 status.since_contact.map_or(-1.0, |d| d.as_secs_f64()),
             )?;
             counter(

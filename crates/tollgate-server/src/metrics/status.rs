@@ -4,10 +4,10 @@
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
-use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Unit;
 use tollgate_issuer::TokenService;
+use tollgate_program::metrics::{counter, gauge};
 use tollgate_redis::{Feed, RelayHandle};
 
 /// `tollgate_live_tokens{kind}`: the tokens the service tracks, read at scrape time.
@@ -36,29 +36,6 @@ impl Collector for LiveTokens {
 pub(crate) struct Replication {
     pub(crate) relay: RelayHandle,
     pub(crate) feed: Feed,
-}
-
-/// One unlabelled gauge.
-fn gauge(
-    encoder: &mut DescriptorEncoder<'_>,
-    name: &str,
-    help: &str,
-    unit: Option<&Unit>,
-    value: f64,
-) -> Result<(), std::fmt::Error> {
-    let gauge = ConstGauge::new(value);
-    gauge.encode(encoder.encode_descriptor(name, help, unit, gauge.metric_type())?)
-}
-
-/// One unlabelled counter.
-fn counter(
-    encoder: &mut DescriptorEncoder<'_>,
-    name: &str,
-    help: &str,
-    value: u64,
-) -> Result<(), std::fmt::Error> {
-    let counter = ConstCounter::new(value);
-    counter.encode(encoder.encode_descriptor(name, help, None, counter.metric_type())?)
 }
 
 fn flag(on: bool) -> f64 {
