@@ -8,7 +8,9 @@
 
 mod file;
 
-use file::{File, KeyFile, MetricsFile, PostgresFile, ReplicationFile, ServerFile};
+use file::{
+    ClientFile, File, KeyFile, MetricsFile, PostgresFile, ReplicationFile, ServerFile, UserFile,
+};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -321,8 +323,48 @@ fn validate(file: File, source: Source) -> Result<Config, ConfigError> {
             || path.as_str() == "/"
             || tenants.iter().any(|t| t.covers(path.as_str()))
     };
+    let clients = clients(&source, file.clients, &known_tenant)?;
+    let users = users(&source, file.users, &known_tenant)?;
+    let directory =
+        Arc::new(StaticDirectory::new(clients, users).map_err(|e| source.error_at(None, e))?);
+    let t = &file.tokens;
+    if t.access_token_lifetime == 0 || t.max_access_token_lifetime == 0 {
+        return Err(source.error_at(None, "tokens: access token lifetimes must be positive"));
+    }
+    if t.refresh_token_lifetime == 0 {
+        return Err(source.error_at(None, "tokens.refresh_token_lifetime: must be positive"));
+    }
+    Ok(Config {
+        listen: file.listen,
+        issuer,
+        audience: file.audience,
+        data_dir: resolve(source.base_dir(), &file.data_dir),
+        store: file.store,
+        postgres,
+        admin_role: file.admin_role,
+        tokens: file.tokens,
+        server,
+        keys,
+        directory,
+        tenants,
+        sign_in_throttle,
+        replication,
+        metrics,
+        source,
+    })
+}
+
+/// Validates `[postgres]` against `store`: the table is required by `store = "postgres"` and
+/// meaningless otherwise.
+/// `[[clients]]`, checked: one secret each (a hash, or an environment variable), known grants,
+/// declared tenants.
+fn clients(
+    source: &Source,
+    files: Vec<ClientFile>,
+    known_tenant: &dyn Fn(&TenantPath) -> bool,
+) -> Result<Vec<Client>, ConfigError> {
     let mut clients = Vec::new();
-    for (i, c) in file.clients.into_iter().enumerate() {
+    for (i, c) in files.into_iter().enumerate() {
         let key = |field: &str| format!("clients[{i}].{field}");
         let secret = match (&c.secret_hash, &c.secret_env) {
             (Some(hash), None) => ClientSecret::argon2(
@@ -369,12 +411,8 @@ fn validate(file: File, source: Source) -> Result<Config, ConfigError> {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let client_tenants = tenant_list(
-            &source,
-            c.tenants.as_deref(),
-            &key("tenants"),
-            &known_tenant,
-        )?;
+        let client_tenants =
+            tenant_list(source, c.tenants.as_deref(), &key("tenants"), known_tenant)?;
         let mut client = Client::new(c.id, secret)
             .with_grants(grants)
             .with_scopes(c.scopes)
@@ -387,17 +425,22 @@ fn validate(file: File, source: Source) -> Result<Config, ConfigError> {
         }
         clients.push(client);
     }
+    Ok(clients)
+}
+
+/// `[[users]]`, checked: a password hash each, declared tenants, the profile as JSON.
+fn users(
+    source: &Source,
+    files: Vec<UserFile>,
+    known_tenant: &dyn Fn(&TenantPath) -> bool,
+) -> Result<Vec<User>, ConfigError> {
     let mut users = Vec::new();
-    for (i, u) in file.users.into_iter().enumerate() {
+    for (i, u) in files.into_iter().enumerate() {
         let key = |field: &str| format!("users[{i}].{field}");
         let password = PasswordHash::parse(u.password_hash.get_ref())
             .map_err(|e| source.error(&u.password_hash, &key("password_hash"), e))?;
-        let user_tenants = tenant_list(
-            &source,
-            u.tenants.as_deref(),
-            &key("tenants"),
-            &known_tenant,
-        )?;
+        let user_tenants =
+            tenant_list(source, u.tenants.as_deref(), &key("tenants"), known_tenant)?;
         let profile: serde_json::Map<_, _> = u
             .profile
             .iter()
@@ -414,37 +457,9 @@ fn validate(file: File, source: Source) -> Result<Config, ConfigError> {
         }
         users.push(user);
     }
-    let directory =
-        Arc::new(StaticDirectory::new(clients, users).map_err(|e| source.error_at(None, e))?);
-    let t = &file.tokens;
-    if t.access_token_lifetime == 0 || t.max_access_token_lifetime == 0 {
-        return Err(source.error_at(None, "tokens: access token lifetimes must be positive"));
-    }
-    if t.refresh_token_lifetime == 0 {
-        return Err(source.error_at(None, "tokens.refresh_token_lifetime: must be positive"));
-    }
-    Ok(Config {
-        listen: file.listen,
-        issuer,
-        audience: file.audience,
-        data_dir: resolve(source.base_dir(), &file.data_dir),
-        store: file.store,
-        postgres,
-        admin_role: file.admin_role,
-        tokens: file.tokens,
-        server,
-        keys,
-        directory,
-        tenants,
-        sign_in_throttle,
-        replication,
-        metrics,
-        source,
-    })
+    Ok(users)
 }
 
-/// Validates `[postgres]` against `store`: the table is required by `store = "postgres"` and
-/// meaningless otherwise.
 fn postgres(
     source: &Source,
     store: StoreKind,
