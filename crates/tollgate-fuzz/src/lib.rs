@@ -71,6 +71,20 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("gateway_config", gateway_config),
 ];
 
+/// What every configuration target asks of an error for `fuzz.toml`, parsed twice: the same
+/// message both times, one line, naming the file.
+pub fn check_config_error(message: &str, again: &str) {
+    assert_eq!(message, again, "parse is not deterministic");
+    assert!(
+        !message.contains(['\n', '\r']),
+        "a configuration error is not one line: {message:?}"
+    );
+    assert!(
+        message.starts_with("fuzz.toml"),
+        "a configuration error does not name the file: {message:?}"
+    );
+}
+
 /// The committed seed corpus of `target`: `fuzz/corpus/<target>/` at the workspace root.
 pub fn corpus_dir(target: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
