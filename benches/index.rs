@@ -55,6 +55,8 @@ fn check(c: &mut Criterion) {
         tenant: "/T3/Sub/Team",
         subject: "user-1",
         client_id: "client-2",
+        issuer: "https://id.example.com",
+        session: Some("session-1"),
         issued_at: UnixMillis(issued_at),
     };
     let live_jti: &'static str = Box::leak(live_jti.into_boxed_str());

@@ -1,5 +1,6 @@
 //! The claims of an RFC 9068 JWT access token, plus tollgate's own (`tenant`, `roles`,
-//! `grant_id`, `iat_ms`), with unknown claims kept for the caller.
+//! `grant_id`, `iat_ms`) and OpenID Connect's session id (`sid`), with unknown claims kept for
+//! the caller.
 
 use crate::{TokenIdentity, UnixMillis};
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -76,6 +77,9 @@ pub struct Claims {
     pub grant_id: Option<String>,
     /// `iat_ms`: the issue instant in Unix milliseconds (tollgate tokens always carry it).
     pub issued_at_ms: Option<i64>,
+    /// `sid`: the identity provider's session the token was issued in (OpenID Connect
+    /// Front-/Back-Channel Logout), which a session cutoff names.
+    pub sid: Option<String>,
     /// Every other claim, as sent.
     pub extra: Map<String, Value>,
 }
@@ -123,6 +127,7 @@ impl Claims {
             roles: Vec::new(),
             grant_id: None,
             issued_at_ms: Some(issued_at.0),
+            sid: None,
             extra: Map::new(),
         }
     }
@@ -169,6 +174,8 @@ impl Claims {
             tenant: self.tenant(),
             subject: &self.sub,
             client_id: &self.client_id,
+            issuer: &self.iss,
+            session: self.sid.as_deref(),
             issued_at: self.issued_at(),
         }
     }
@@ -205,6 +212,9 @@ impl Serialize for Claims {
         if let Some(ms) = self.issued_at_ms {
             map.serialize_entry("iat_ms", &ms)?;
         }
+        if let Some(sid) = &self.sid {
+            map.serialize_entry("sid", sid)?;
+        }
         for (k, v) in &self.extra {
             if !is_known(k) {
                 map.serialize_entry(k, v)?;
@@ -214,7 +224,7 @@ impl Serialize for Claims {
     }
 }
 
-const KNOWN: [&str; 13] = [
+const KNOWN: [&str; 14] = [
     "iss",
     "sub",
     "aud",
@@ -228,6 +238,7 @@ const KNOWN: [&str; 13] = [
     "roles",
     "grant_id",
     "iat_ms",
+    "sid",
 ];
 
 fn is_known(name: &str) -> bool {
@@ -337,6 +348,7 @@ impl<'de> Deserialize<'de> for Claims {
                 let (mut iss, mut sub, mut aud, mut exp, mut iat) = (None, None, None, None, None);
                 let (mut nbf, mut jti, mut client_id, mut scope) = (None, None, None, None);
                 let (mut tenant, mut roles, mut grant_id, mut iat_ms) = (None, None, None, None);
+                let mut sid = None;
                 let mut extra = Map::new();
                 while let Some(field) = map.next_key::<Field>()? {
                     let i = match field {
@@ -369,6 +381,7 @@ impl<'de> Deserialize<'de> for Claims {
                         10 => roles = Some(map.next_value::<Vec<String>>()?),
                         11 => grant_id = Some(map.next_value::<String>()?),
                         12 => iat_ms = Some(map.next_value::<i64>()?),
+                        13 => sid = Some(map.next_value::<String>()?),
                         _ => {
                             map.next_value::<IgnoredAny>()?;
                         }
@@ -389,6 +402,7 @@ impl<'de> Deserialize<'de> for Claims {
                     roles: roles.unwrap_or_default(),
                     grant_id,
                     issued_at_ms: iat_ms,
+                    sid,
                     extra,
                 })
             }
@@ -416,6 +430,7 @@ mod tests {
             roles: vec!["admin".into()],
             grant_id: Some("g1".into()),
             issued_at_ms: Some(1_000_250),
+            sid: Some("session-1".into()),
             extra: Map::from_iter([("custom".to_owned(), Value::from(7))]),
         }
     }

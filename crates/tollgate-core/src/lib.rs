@@ -17,6 +17,8 @@
 //!     tenant: "/Org/Sub",
 //!     subject: "alice",
 //!     client_id: "web",
+//!     issuer: "https://id.example.com",
+//!     session: None,
 //!     issued_at: UnixMillis(1_000),
 //! };
 //! assert!(index.check(&token).is_ok());

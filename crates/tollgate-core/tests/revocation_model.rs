@@ -101,6 +101,8 @@ impl Token {
             tenant: &self.tenant,
             subject: &self.subject,
             client_id: &self.client,
+            issuer: "https://id.example.com",
+            session: None,
             issued_at: UnixMillis(self.issued_at),
         }
     }

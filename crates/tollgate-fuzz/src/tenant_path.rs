@@ -48,6 +48,8 @@ pub fn tenant_path(data: &[u8]) {
         tenant: b,
         subject: "s",
         client_id: "c",
+        issuer: "i",
+        session: None,
         issued_at: UnixMillis(1_000),
     };
     assert_eq!(

@@ -200,14 +200,14 @@ fn batch(live: &LiveTokensBench) {
     let before = UnixMillis(START + 100 * LIFETIME);
     let now = UnixMillis(START);
     let started = Instant::now();
-    let first = live.count_cut_off(&scope, before, now, &index);
+    let first = live.count_cut_off("https://bench", &scope, before, now, &index);
     let first_time = started.elapsed();
     index.apply(&RevocationEvent::Cutoff {
         scope: scope.clone(),
         issued_before: before,
     });
     let started = Instant::now();
-    let repeat = live.count_cut_off(&scope, before, now, &index);
+    let repeat = live.count_cut_off("https://bench", &scope, before, now, &index);
     println!(
         "        batch count over {}: {first} in {:.0} ms; repeated: {repeat} in {:.0} ms",
         live.len(),

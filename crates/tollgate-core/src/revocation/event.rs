@@ -19,30 +19,38 @@ pub enum CutoffScope {
     Subject(String),
     /// Tokens issued to this client.
     Client(String),
+    /// Tokens whose `sid` claim names this session (OpenID Connect's session id: what a
+    /// back-channel logout ends).
+    Session(String),
 }
 
 impl CutoffScope {
     /// The scopes' names, in the order of [`CutoffScope`]'s variants: what every store
     /// (SQLite's and PostgreSQL's `cutoffs.scope` column), the Redis wire format and the JSON form
     /// call them, spelled in this one place.
-    pub const KINDS: [&'static str; 4] = ["all", "tenant", "subject", "client"];
+    pub const KINDS: [&'static str; 5] = ["all", "tenant", "subject", "client", "session"];
 
-    /// This scope's name: `all`, `tenant`, `subject` or `client` (see [`KINDS`](Self::KINDS)).
+    /// This scope's name: `all`, `tenant`, `subject`, `client` or `session` (see
+    /// [`KINDS`](Self::KINDS)).
     pub fn kind(&self) -> &'static str {
         Self::KINDS[match self {
             CutoffScope::All => 0,
             CutoffScope::Tenant(_) => 1,
             CutoffScope::Subject(_) => 2,
             CutoffScope::Client(_) => 3,
+            CutoffScope::Session(_) => 4,
         }]
     }
 
-    /// What this scope names: the tenant path, the subject or the client id; empty for
-    /// [`All`](CutoffScope::All).
+    /// What this scope names: the tenant path, the subject, the client id or the session id;
+    /// empty for [`All`](CutoffScope::All).
     pub fn value(&self) -> &str {
         match self {
             CutoffScope::All => "",
-            CutoffScope::Tenant(v) | CutoffScope::Subject(v) | CutoffScope::Client(v) => v,
+            CutoffScope::Tenant(v)
+            | CutoffScope::Subject(v)
+            | CutoffScope::Client(v)
+            | CutoffScope::Session(v) => v,
         }
     }
 
@@ -57,6 +65,7 @@ impl CutoffScope {
             "tenant" => Some(CutoffScope::Tenant(value)),
             "subject" => Some(CutoffScope::Subject(value)),
             "client" => Some(CutoffScope::Client(value)),
+            "session" => Some(CutoffScope::Session(value)),
             _ => None,
         }
     }
@@ -83,9 +92,23 @@ pub enum RevocationEvent {
         /// The latest expiry of any token of the family.
         expires_at: UnixMillis,
     },
-    /// Every token in `scope` issued strictly before `issued_before`.
+    /// Every token in `scope` issued strictly before `issued_before`, whoever issued it: what
+    /// tollgate's own token service and `tollgate revoke` produce.
     Cutoff {
         /// Which tokens the cutoff applies to.
+        scope: CutoffScope,
+        /// Tokens issued before this instant are rejected; at or after it, accepted.
+        issued_before: UnixMillis,
+    },
+    /// Every token **of one issuer** in `scope` issued strictly before `issued_before`: what an
+    /// identity provider's back-channel logout or security event means. Subjects and sessions
+    /// are an issuer's own names (two providers may both have a user `1234`), so such a cutoff
+    /// never touches another issuer's tokens; [`CutoffScope::All`] here means "every token of
+    /// this issuer".
+    IssuerCutoff {
+        /// The `iss` of the tokens it applies to, compared exactly.
+        issuer: String,
+        /// Which of that issuer's tokens the cutoff applies to.
         scope: CutoffScope,
         /// Tokens issued before this instant are rejected; at or after it, accepted.
         issued_before: UnixMillis,
@@ -94,15 +117,52 @@ pub enum RevocationEvent {
 
 impl RevocationEvent {
     /// Whether the event can take effect: a tenant cutoff must name a valid
-    /// [`TenantPath`](crate::TenantPath). [`RevocationIndex::apply`](crate::RevocationIndex::apply)
-    /// ignores invalid events.
+    /// [`TenantPath`](crate::TenantPath), and an issuer's cutoff a non-empty issuer.
+    /// [`RevocationIndex::apply`](crate::RevocationIndex::apply) ignores invalid events.
     pub fn is_valid(&self) -> bool {
         match self {
-            RevocationEvent::Cutoff {
-                scope: CutoffScope::Tenant(path),
-                ..
-            } => crate::TenantPath::is_valid(path),
+            RevocationEvent::IssuerCutoff { issuer, .. } if issuer.is_empty() => false,
+            RevocationEvent::Cutoff { scope, .. } | RevocationEvent::IssuerCutoff { scope, .. } => {
+                match scope {
+                    CutoffScope::Tenant(path) => crate::TenantPath::is_valid(path),
+                    _ => true,
+                }
+            }
             _ => true,
+        }
+    }
+
+    /// The cutoff this event carries, if it is one: the issuer it is limited to (`None` for
+    /// every issuer), its scope and its instant. One place for code that treats both kinds of
+    /// cutoff alike (stores, wire formats).
+    pub fn as_cutoff(&self) -> Option<(Option<&str>, &CutoffScope, UnixMillis)> {
+        match self {
+            RevocationEvent::Cutoff {
+                scope,
+                issued_before,
+            } => Some((None, scope, *issued_before)),
+            RevocationEvent::IssuerCutoff {
+                issuer,
+                scope,
+                issued_before,
+            } => Some((Some(issuer), scope, *issued_before)),
+            _ => None,
+        }
+    }
+
+    /// A cutoff limited to `issuer`'s tokens when it is `Some`, for every issuer's otherwise:
+    /// the inverse of [`as_cutoff`](Self::as_cutoff).
+    pub fn cutoff(issuer: Option<&str>, scope: CutoffScope, issued_before: UnixMillis) -> Self {
+        match issuer {
+            Some(issuer) => RevocationEvent::IssuerCutoff {
+                issuer: issuer.to_owned(),
+                scope,
+                issued_before,
+            },
+            None => RevocationEvent::Cutoff {
+                scope,
+                issued_before,
+            },
         }
     }
 
@@ -126,6 +186,7 @@ mod tests {
             CutoffScope::Tenant("/Org".into()),
             CutoffScope::Subject("alice".into()),
             CutoffScope::Client("web".into()),
+            CutoffScope::Session("s-1".into()),
         ] {
             assert_eq!(
                 CutoffScope::from_parts(scope.kind(), scope.value()),
@@ -171,5 +232,38 @@ mod tests {
         };
         let json = serde_json::to_string(&all).unwrap();
         assert_eq!(serde_json::from_str::<RevocationEvent>(&json).unwrap(), all);
+        let session = RevocationEvent::IssuerCutoff {
+            issuer: "https://id.example.com".into(),
+            scope: CutoffScope::Session("s-1".into()),
+            issued_before: UnixMillis(7),
+        };
+        let json = serde_json::to_string(&session).unwrap();
+        assert_eq!(
+            json,
+            r#"{"kind":"issuer_cutoff","issuer":"https://id.example.com","scope":{"type":"session","value":"s-1"},"issued_before":7}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<RevocationEvent>(&json).unwrap(),
+            session
+        );
+    }
+
+    #[test]
+    fn both_kinds_of_cutoff_read_alike() {
+        for issuer in [None, Some("https://id.example.com")] {
+            let event = RevocationEvent::cutoff(issuer, CutoffScope::All, UnixMillis(9));
+            assert_eq!(
+                event.as_cutoff(),
+                Some((issuer, &CutoffScope::All, UnixMillis(9)))
+            );
+        }
+        assert!(
+            !RevocationEvent::cutoff(Some(""), CutoffScope::All, UnixMillis(1)).is_valid(),
+            "an issuer's cutoff names its issuer"
+        );
+        assert!(
+            !RevocationEvent::cutoff(Some("i"), CutoffScope::Tenant("Org".into()), UnixMillis(1))
+                .is_valid()
+        );
     }
 }

@@ -32,6 +32,10 @@ pub struct TokenIdentity<'a> {
     pub subject: &'a str,
     /// `client_id`.
     pub client_id: &'a str,
+    /// `iss`: whose cutoffs ([`RevocationEvent::IssuerCutoff`]) apply besides everyone's.
+    pub issuer: &'a str,
+    /// `sid`: the session the token was issued in, if it names one.
+    pub session: Option<&'a str>,
     /// The issue instant, millisecond precision.
     pub issued_at: UnixMillis,
 }
@@ -70,23 +74,127 @@ impl std::error::Error for Revoked {}
 /// * [`apply`](Self::apply) is idempotent and commutative: token and grant entries keep the
 ///   latest expiry they were given, cutoffs keep the maximum instant.
 /// * [`check`](Self::check) is synchronous, lock-free for readers of uncontended shards, and
-///   allocates nothing.
+///   allocates nothing; however many issuers have cutoffs, it looks up one issuer's.
 /// * [`purge_expired`](Self::purge_expired) forgets token and grant entries whose tokens have
 ///   expired, so memory is bounded by live tokens; [`purge_cutoffs`](Self::purge_cutoffs)
 ///   forgets cutoffs older than any token still accepted.
 pub struct RevocationIndex {
     tokens: Map<UnixMillis>,
     grants: Map<UnixMillis>,
-    cutoff_all: AtomicI64,
-    tenant_cutoffs: Map<i64>,
-    subject_cutoffs: Map<i64>,
-    client_cutoffs: Map<i64>,
+    /// Cutoffs for every issuer's tokens ([`RevocationEvent::Cutoff`]).
+    cutoffs: Cutoffs,
+    /// Cutoffs for one issuer's tokens ([`RevocationEvent::IssuerCutoff`]), by exact `iss`.
+    issuers: Map<Cutoffs>,
     /// The latest cutoff of any scope: a token issued at or after it needs no cutoff look-up.
     /// It only ever grows, so it is a safe upper bound even while other maps change.
     latest_cutoff: AtomicI64,
     /// How long after its expiry an entry is kept (ms): validators accept tokens until
     /// `exp + leeway`, so a revocation must outlive that. Only ever grows.
     retention_ms: AtomicI64,
+}
+
+/// The cutoffs of one realm: every issuer's tokens, or one issuer's. Each scope keeps the
+/// latest instant it was given.
+struct Cutoffs {
+    all: AtomicI64,
+    tenants: Map<i64>,
+    subjects: Map<i64>,
+    clients: Map<i64>,
+    sessions: Map<i64>,
+}
+
+impl Cutoffs {
+    fn new() -> Self {
+        Cutoffs {
+            all: AtomicI64::new(i64::MIN),
+            tenants: new_map(0),
+            subjects: new_map(0),
+            clients: new_map(0),
+            sessions: new_map(0),
+        }
+    }
+
+    /// Raises `scope`'s cutoff to `at`; whether it changed.
+    fn apply(&self, scope: &CutoffScope, at: i64) -> bool {
+        match scope {
+            CutoffScope::All => self.all.fetch_max(at, Ordering::SeqCst) < at,
+            CutoffScope::Tenant(t) => keep_max(&self.tenants, t, at),
+            CutoffScope::Subject(s) => keep_max(&self.subjects, s, at),
+            CutoffScope::Client(c) => keep_max(&self.clients, c, at),
+            CutoffScope::Session(s) => keep_max(&self.sessions, s, at),
+        }
+    }
+
+    /// Raises `max` to every cutoff of this realm that applies to `token`.
+    fn raise(&self, token: &TokenIdentity<'_>, max: &mut i64) {
+        *max = (*max).max(self.all.load(Ordering::SeqCst));
+        let mut consider = |map: &Map<i64>, key: &str| {
+            if let Some(at) = map.get(key) {
+                *max = (*max).max(*at);
+            }
+        };
+        consider(&self.subjects, token.subject);
+        consider(&self.clients, token.client_id);
+        if let Some(session) = token.session {
+            consider(&self.sessions, session);
+        }
+        for_each_ancestor(token.tenant, |tenant| {
+            consider(&self.tenants, tenant);
+            false
+        });
+    }
+
+    /// Forgets the cutoffs at or before `horizon`; how many went.
+    fn purge(&self, horizon: i64) -> usize {
+        let mut removed = 0;
+        let all = self.all.load(Ordering::SeqCst);
+        // A concurrent, newer cutoff makes the exchange fail and stays.
+        if all != i64::MIN
+            && all <= horizon
+            && self
+                .all
+                .compare_exchange(all, i64::MIN, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+        {
+            removed += 1;
+        }
+        for map in self.maps() {
+            map.retain(|_, at| {
+                let binding = *at > horizon;
+                removed += usize::from(!binding);
+                binding
+            });
+        }
+        removed
+    }
+
+    /// Every cutoff held, as its scope and instant.
+    fn each(&self, mut f: impl FnMut(CutoffScope, UnixMillis)) {
+        let all = self.all.load(Ordering::SeqCst);
+        if all != i64::MIN {
+            f(CutoffScope::All, UnixMillis(all));
+        }
+        let scopes: [(&Map<i64>, fn(String) -> CutoffScope); 4] = [
+            (&self.tenants, CutoffScope::Tenant),
+            (&self.subjects, CutoffScope::Subject),
+            (&self.clients, CutoffScope::Client),
+            (&self.sessions, CutoffScope::Session),
+        ];
+        for (map, scope) in scopes {
+            for entry in map.iter() {
+                f(scope(entry.key().to_string()), UnixMillis(*entry.value()));
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        usize::from(self.all.load(Ordering::SeqCst) != i64::MIN)
+            + self.maps().iter().map(|m| m.len()).sum::<usize>()
+    }
+
+    fn maps(&self) -> [&Map<i64>; 4] {
+        [&self.tenants, &self.subjects, &self.clients, &self.sessions]
+    }
 }
 
 /// Counts of the entries an index holds, from [`RevocationIndex::stats`].
@@ -99,7 +207,7 @@ pub struct IndexStats {
     pub tokens: usize,
     /// Revoked grants.
     pub grants: usize,
-    /// Cutoffs, all scopes together (the global one counts when set).
+    /// Cutoffs, all scopes and issuers together (a global one counts when set).
     pub cutoffs: usize,
 }
 
@@ -128,10 +236,8 @@ impl RevocationIndex {
         RevocationIndex {
             tokens: new_map(tokens),
             grants: new_map(0),
-            cutoff_all: AtomicI64::new(i64::MIN),
-            tenant_cutoffs: new_map(0),
-            subject_cutoffs: new_map(0),
-            client_cutoffs: new_map(0),
+            cutoffs: Cutoffs::new(),
+            issuers: new_map(0),
             latest_cutoff: AtomicI64::new(i64::MIN),
             retention_ms: AtomicI64::new(0),
         }
@@ -152,9 +258,10 @@ impl RevocationIndex {
     ///
     /// Once this returns, [`check`](Self::check) on any thread rejects the tokens it covers.
     ///
-    /// A cutoff whose tenant is not a valid [`TenantPath`](crate::TenantPath) (`/Org/`, `Org`, `""`)
-    /// would match no token; it is refused (returns false, stores nothing). Producers check
-    /// [`RevocationEvent::is_valid`] first to report the error.
+    /// An event that is not [valid](RevocationEvent::is_valid) (a cutoff whose tenant is not a
+    /// [`TenantPath`](crate::TenantPath), such as `/Org/`, `Org` or `""`, would match no token;
+    /// an issuer's cutoff without an issuer) is refused: returns false, stores nothing.
+    /// Producers check [`RevocationEvent::is_valid`] first to report the error.
     pub fn apply(&self, event: &RevocationEvent) -> bool {
         if !event.is_valid() {
             return false;
@@ -168,20 +275,31 @@ impl RevocationIndex {
             RevocationEvent::Cutoff {
                 scope,
                 issued_before,
+            } => self.apply_cutoff(&self.cutoffs, scope, *issued_before),
+            RevocationEvent::IssuerCutoff {
+                issuer,
+                scope,
+                issued_before,
             } => {
-                let at = issued_before.0;
-                let changed = match scope {
-                    CutoffScope::All => self.cutoff_all.fetch_max(at, Ordering::SeqCst) < at,
-                    CutoffScope::Tenant(t) => keep_max(&self.tenant_cutoffs, t, at),
-                    CutoffScope::Subject(s) => keep_max(&self.subject_cutoffs, s, at),
-                    CutoffScope::Client(c) => keep_max(&self.client_cutoffs, c, at),
+                let realm = match self.issuers.get(issuer.as_str()) {
+                    Some(realm) => realm,
+                    None => self
+                        .issuers
+                        .entry(CompactString::new(issuer))
+                        .or_insert_with(Cutoffs::new)
+                        .downgrade(),
                 };
-                // Raised after the scope's entry is in place, so a reader that sees the new
-                // bound also finds the entry.
-                self.latest_cutoff.fetch_max(at, Ordering::SeqCst);
-                changed
+                self.apply_cutoff(&realm, scope, *issued_before)
             }
         }
+    }
+
+    fn apply_cutoff(&self, realm: &Cutoffs, scope: &CutoffScope, at: UnixMillis) -> bool {
+        let changed = realm.apply(scope, at.0);
+        // Raised after the scope's entry is in place, so a reader that sees the new bound also
+        // finds the entry.
+        self.latest_cutoff.fetch_max(at.0, Ordering::SeqCst);
+        changed
     }
 
     /// Whether the token is still acceptable as far as revocation goes.
@@ -209,20 +327,14 @@ impl RevocationIndex {
     }
 
     /// The maximum of every cutoff that applies to the token: the global one, its tenant's and each
-    /// parent tenant's, its subject's and its client's. [`UnixMillis::MIN`] when none does.
+    /// parent tenant's, its subject's, its client's and its session's, each for every issuer and
+    /// for the token's own. [`UnixMillis::MIN`] when none does.
     pub fn effective_cutoff(&self, token: &TokenIdentity<'_>) -> UnixMillis {
-        let mut max = self.cutoff_all.load(Ordering::SeqCst);
-        let mut consider = |map: &Map<i64>, key: &str| {
-            if let Some(at) = map.get(key) {
-                max = max.max(*at);
-            }
-        };
-        consider(&self.subject_cutoffs, token.subject);
-        consider(&self.client_cutoffs, token.client_id);
-        for_each_ancestor(token.tenant, |tenant| {
-            consider(&self.tenant_cutoffs, tenant);
-            false
-        });
+        let mut max = i64::MIN;
+        self.cutoffs.raise(token, &mut max);
+        if let Some(realm) = self.issuers.get(token.issuer) {
+            realm.raise(token, &mut max);
+        }
         UnixMillis(max)
     }
 
@@ -266,29 +378,13 @@ impl RevocationIndex {
             .0
             .saturating_sub(lifetime)
             .saturating_sub(self.retention_ms.load(Ordering::SeqCst));
-        let mut removed = 0;
-        let all = self.cutoff_all.load(Ordering::SeqCst);
-        // A concurrent, newer global cutoff makes the exchange fail and stays.
-        if all != i64::MIN
-            && all <= horizon
-            && self
-                .cutoff_all
-                .compare_exchange(all, i64::MIN, Ordering::SeqCst, Ordering::SeqCst)
-                .is_ok()
-        {
-            removed += 1;
-        }
-        for map in [
-            &self.tenant_cutoffs,
-            &self.subject_cutoffs,
-            &self.client_cutoffs,
-        ] {
-            map.retain(|_, at| {
-                let binding = *at > horizon;
-                removed += usize::from(!binding);
-                binding
-            });
-        }
+        let mut removed = self.cutoffs.purge(horizon);
+        // An issuer left without cutoffs is forgotten with them. Under the shard's write lock,
+        // so no concurrent `apply` can add to a realm being removed.
+        self.issuers.retain(|_, realm| {
+            removed += realm.purge(horizon);
+            realm.len() > 0
+        });
         // `latest_cutoff` stays: it is an upper bound, and a stale one only skips the fast path.
         removed
     }
@@ -297,26 +393,20 @@ impl RevocationIndex {
     /// Used to persist the index and to bootstrap other replicas.
     pub fn snapshot(&self) -> Vec<RevocationEvent> {
         let mut events = Vec::with_capacity(self.tokens.len() + self.grants.len());
-        let all = self.cutoff_all.load(Ordering::SeqCst);
-        if all != i64::MIN {
+        self.cutoffs.each(|scope, issued_before| {
             events.push(RevocationEvent::Cutoff {
-                scope: CutoffScope::All,
-                issued_before: UnixMillis(all),
+                scope,
+                issued_before,
             });
-        }
-        let cutoffs = [
-            (
-                &self.tenant_cutoffs,
-                CutoffScope::Tenant as fn(String) -> CutoffScope,
-            ),
-            (&self.subject_cutoffs, CutoffScope::Subject),
-            (&self.client_cutoffs, CutoffScope::Client),
-        ];
-        for (map, scope) in cutoffs {
-            events.extend(map.iter().map(|e| RevocationEvent::Cutoff {
-                scope: scope(e.key().to_string()),
-                issued_before: UnixMillis(*e.value()),
-            }));
+        });
+        for realm in self.issuers.iter() {
+            realm.each(|scope, issued_before| {
+                events.push(RevocationEvent::IssuerCutoff {
+                    issuer: realm.key().to_string(),
+                    scope,
+                    issued_before,
+                });
+            });
         }
         events.extend(self.tokens.iter().map(|e| RevocationEvent::Token {
             jti: e.key().to_string(),
@@ -331,14 +421,10 @@ impl RevocationIndex {
 
     /// How many entries the index holds.
     pub fn stats(&self) -> IndexStats {
-        let all = usize::from(self.cutoff_all.load(Ordering::SeqCst) != i64::MIN);
         IndexStats {
             tokens: self.tokens.len(),
             grants: self.grants.len(),
-            cutoffs: all
-                + self.tenant_cutoffs.len()
-                + self.subject_cutoffs.len()
-                + self.client_cutoffs.len(),
+            cutoffs: self.cutoffs.len() + self.issuers.iter().map(|r| r.len()).sum::<usize>(),
         }
     }
 }
@@ -381,9 +467,13 @@ mod tests {
             tenant: "/Org/Sub",
             subject: "alice",
             client_id: "web",
+            issuer: ISSUER,
+            session: Some("session-1"),
             issued_at: UnixMillis(issued_at),
         }
     }
+
+    const ISSUER: &str = "https://id.example.com";
 
     fn cutoff(scope: CutoffScope, at: i64) -> RevocationEvent {
         RevocationEvent::Cutoff {
@@ -392,15 +482,38 @@ mod tests {
         }
     }
 
-    fn scopes() -> Vec<(&'static str, CutoffScope)> {
-        vec![
+    /// Every cutoff that applies to [`token`]: each scope for every issuer, and each for the
+    /// token's own issuer.
+    fn scopes() -> Vec<(String, RevocationEvent)> {
+        let scopes = [
             ("all", CutoffScope::All),
             ("root tenant", CutoffScope::Tenant("/".into())),
             ("parent tenant", CutoffScope::Tenant("/Org".into())),
             ("own tenant", CutoffScope::Tenant("/Org/Sub".into())),
             ("subject", CutoffScope::Subject("alice".into())),
             ("client", CutoffScope::Client("web".into())),
-        ]
+            ("session", CutoffScope::Session("session-1".into())),
+        ];
+        let mut events = Vec::new();
+        for issuer in [None, Some(ISSUER)] {
+            for (name, scope) in &scopes {
+                let name = match issuer {
+                    None => name.to_string(),
+                    Some(_) => format!("{name} of its issuer"),
+                };
+                events.push((
+                    name,
+                    RevocationEvent::cutoff(issuer, scope.clone(), UnixMillis(0)),
+                ));
+            }
+        }
+        events
+    }
+
+    /// `event` (a cutoff) moved to instant `at`.
+    fn at(event: &RevocationEvent, at: i64) -> RevocationEvent {
+        let (issuer, scope, _) = event.as_cutoff().unwrap();
+        RevocationEvent::cutoff(issuer, scope.clone(), UnixMillis(at))
     }
 
     #[test]
@@ -428,7 +541,7 @@ mod tests {
     fn each_scope_applies_at_millisecond_precision() {
         for (name, scope) in scopes() {
             let index = RevocationIndex::new();
-            index.apply(&cutoff(scope, T + 500));
+            index.apply(&at(&scope, T + 500));
             assert!(index.check(&token(T + 499)).is_err(), "{name}: 1 ms before");
             assert!(index.check(&token(T + 200)).is_err(), "{name}: .200");
             assert_eq!(
@@ -448,10 +561,7 @@ mod tests {
             for (newer_name, newer) in scopes() {
                 for newer_first in [false, true] {
                     let index = RevocationIndex::new();
-                    let events = [
-                        cutoff(older.clone(), T + 100),
-                        cutoff(newer.clone(), T + 900),
-                    ];
+                    let events = [at(&older, T + 100), at(&newer, T + 900)];
                     if newer_first {
                         events.iter().rev().for_each(|e| _ = index.apply(e));
                     } else {
@@ -479,10 +589,30 @@ mod tests {
             CutoffScope::Tenant("/Other".into()),
             CutoffScope::Subject("bob".into()),
             CutoffScope::Client("mobile".into()),
+            CutoffScope::Session("session-2".into()),
         ] {
-            index.apply(&cutoff(scope, T + 1_000));
+            index.apply(&cutoff(scope.clone(), T + 1_000));
+            // Every scope of another issuer, even one that names this token's subject or session.
+            index.apply(&RevocationEvent::cutoff(
+                Some("https://other.example.com"),
+                scope,
+                UnixMillis(T + 1_000),
+            ));
+        }
+        for (_, scope) in scopes() {
+            let (_, scope, _) = scope.as_cutoff().unwrap();
+            index.apply(&RevocationEvent::cutoff(
+                Some("https://id.example.com/"),
+                scope.clone(),
+                UnixMillis(T + 1_000),
+            ));
         }
         assert_eq!(index.check(&token(T)), Ok(()));
+        let no_session = TokenIdentity {
+            session: None,
+            ..token(T)
+        };
+        assert_eq!(index.check(&no_session), Ok(()));
         let in_team = TokenIdentity {
             tenant: "/Org/Sub/Team",
             ..token(T)
@@ -605,10 +735,10 @@ mod tests {
         index.retain_expired_for(std::time::Duration::from_secs(30));
         let lifetime = std::time::Duration::from_secs(3_600);
         for (_, scope) in scopes() {
-            index.apply(&cutoff(scope, T));
+            index.apply(&at(&scope, T));
         }
         let cutoffs = index.stats().cutoffs;
-        assert!(cutoffs >= 4);
+        assert_eq!(cutoffs, scopes().len());
         // A token issued just before T lives until T + 1 h and is accepted 30 s more.
         let bound = UnixMillis(T + 3_600_000 + 30_000);
         assert_eq!(index.purge_cutoffs(UnixMillis(bound.0 - 1), lifetime), 0);
@@ -633,6 +763,61 @@ mod tests {
         }
         assert_eq!(index.stats().cutoffs, 0);
         assert_eq!(index.effective_cutoff(&token(T)), UnixMillis::MIN);
+    }
+
+    #[test]
+    fn two_issuers_with_the_same_subject_are_two_people() {
+        let index = RevocationIndex::new();
+        let keycloak = TokenIdentity {
+            issuer: "https://keycloak.example.com/realms/a",
+            ..token(T)
+        };
+        let auth0 = TokenIdentity {
+            issuer: "https://tenant.auth0.com/",
+            ..token(T)
+        };
+        index.apply(&RevocationEvent::cutoff(
+            Some(keycloak.issuer),
+            CutoffScope::Subject("alice".into()),
+            UnixMillis(T + 1),
+        ));
+        assert!(index.check(&keycloak).is_err());
+        assert_eq!(index.check(&auth0), Ok(()));
+        // Everyone's subject cutoff (tollgate revoke --subject) keeps its meaning: both.
+        index.apply(&cutoff(CutoffScope::Subject("alice".into()), T + 1));
+        assert!(index.check(&auth0).is_err());
+    }
+
+    #[test]
+    fn an_issuer_without_cutoffs_is_forgotten_and_snapshots_keep_issuers() {
+        let index = RevocationIndex::new();
+        let lifetime = std::time::Duration::from_secs(60);
+        let session = RevocationEvent::cutoff(
+            Some(ISSUER),
+            CutoffScope::Session("session-1".into()),
+            UnixMillis(T),
+        );
+        index.apply(&session);
+        let rebuilt = RevocationIndex::new();
+        for event in index.snapshot() {
+            assert!(rebuilt.apply(&event));
+        }
+        assert_eq!(rebuilt.snapshot(), vec![session]);
+        assert!(rebuilt.check(&token(T - 1)).is_err());
+        assert_eq!(index.purge_cutoffs(UnixMillis(T + 60_000), lifetime), 1);
+        assert_eq!(index.issuers.len(), 0);
+        assert_eq!(index.stats().cutoffs, 0);
+    }
+
+    #[test]
+    fn an_issuers_cutoff_without_an_issuer_is_refused() {
+        let index = RevocationIndex::new();
+        assert!(!index.apply(&RevocationEvent::IssuerCutoff {
+            issuer: String::new(),
+            scope: CutoffScope::All,
+            issued_before: UnixMillis(T),
+        }));
+        assert_eq!(index.stats().cutoffs, 0);
     }
 
     #[test]
@@ -671,6 +856,8 @@ mod tests {
                         tenant: "/",
                         subject: "s",
                         client_id: "c",
+                        issuer: ISSUER,
+                        session: None,
                         issued_at: UnixMillis(T),
                     };
                     if index.check(&t).is_ok() {

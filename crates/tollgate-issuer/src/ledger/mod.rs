@@ -451,7 +451,10 @@ impl Ledger {
         };
         Ok(record.filter(|record| {
             record.expires_at > self.clock.now()
-                && self.index.check(&refresh_identity(record)).is_ok()
+                && self
+                    .index
+                    .check(&refresh_identity(record, &self.issuer))
+                    .is_ok()
         }))
     }
 
@@ -510,10 +513,13 @@ impl Ledger {
                 // this call answers must keep working, and must not escape the count.
                 Some(t) => t.min(now),
             };
-            let count =
-                ledger
-                    .live
-                    .count_cut_off(&counted_scope, issued_before, now, &ledger.index);
+            let count = ledger.live.count_cut_off(
+                &ledger.issuer,
+                &counted_scope,
+                issued_before,
+                now,
+                &ledger.index,
+            );
             Ok(CutOff {
                 count,
                 issued_before,

@@ -16,15 +16,17 @@ impl LiveTokensBench {
         self.0.insert_access(record);
     }
 
-    /// What a batch revocation of `scope` at `before` counts (see `count_cut_off`).
+    /// What a batch revocation of `scope` at `before` counts for the token service `issuer`
+    /// (see `count_cut_off`).
     pub fn count_cut_off(
         &self,
+        issuer: &str,
         scope: &CutoffScope,
         before: UnixMillis,
         now: UnixMillis,
         index: &RevocationIndex,
     ) -> u64 {
-        self.0.count_cut_off(scope, before, now, index)
+        self.0.count_cut_off(issuer, scope, before, now, index)
     }
 
     /// Forgets access tokens that expired before `before`, in purge steps of `budget`; returns

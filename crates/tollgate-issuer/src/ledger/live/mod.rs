@@ -93,9 +93,11 @@ impl LiveTokens {
     }
 
     /// How many live tokens (access tokens, and refresh tokens not yet exchanged) in `scope`,
-    /// issued before `before`, the index accepts now: what a cutoff would revoke.
+    /// issued before `before`, the index accepts now: what a cutoff would revoke. `issuer` is
+    /// this token service's `iss`, whose own cutoffs the index also applies.
     pub(crate) fn count_cut_off(
         &self,
+        issuer: &str,
         scope: &CutoffScope,
         before: UnixMillis,
         now: UnixMillis,
@@ -135,6 +137,9 @@ impl LiveTokens {
                     tenant,
                     subject,
                     client_id,
+                    issuer,
+                    // This token service issues no `sid`.
+                    session: None,
                     issued_at: UnixMillis(0),
                 })
                 .0
@@ -170,7 +175,7 @@ impl LiveTokens {
             if !in_scope(&r.tenant, &r.subject, &r.client_id) {
                 continue;
             }
-            if index.check(&refresh_identity(r)).is_ok() {
+            if index.check(&refresh_identity(r, issuer)).is_ok() {
                 count += 1;
             }
         }
@@ -197,9 +202,12 @@ impl LiveTokens {
     }
 }
 
-/// How the revocation index judges a refresh token: by its grant, its owner and its own issue
-/// instant.
-pub(crate) fn refresh_identity(r: &RefreshTokenRecord) -> TokenIdentity<'_> {
+/// How the revocation index judges a refresh token of `issuer`: by its grant, its owner and its
+/// own issue instant.
+pub(crate) fn refresh_identity<'a>(
+    r: &'a RefreshTokenRecord,
+    issuer: &'a str,
+) -> TokenIdentity<'a> {
     TokenIdentity {
         // Refresh tokens are revoked through their grant, never one by one.
         jti: "",
@@ -207,12 +215,16 @@ pub(crate) fn refresh_identity(r: &RefreshTokenRecord) -> TokenIdentity<'_> {
         tenant: &r.tenant,
         subject: &r.subject,
         client_id: &r.client_id,
+        issuer,
+        session: None,
         issued_at: r.issued_at,
     }
 }
 
 #[cfg(test)]
 mod tests {
+    const ISSUER: &str = "https://id.example.com";
+
     use super::*;
     use id::Id128;
     use tollgate_core::{RevocationEvent, random};
@@ -262,12 +274,12 @@ mod tests {
         let scope = CutoffScope::Tenant("/Org".into());
         // a1, a2 and refresh 1: a5 is already revoked, refresh 2 was exchanged.
         assert_eq!(
-            live.count_cut_off(&scope, UnixMillis(200), UnixMillis(150), &index),
+            live.count_cut_off(ISSUER, &scope, UnixMillis(200), UnixMillis(150), &index),
             3
         );
         // Expired tokens do not count.
         assert_eq!(
-            live.count_cut_off(&scope, UnixMillis(200), UnixMillis(10_000), &index),
+            live.count_cut_off(ISSUER, &scope, UnixMillis(200), UnixMillis(10_000), &index),
             0
         );
         index.apply(&RevocationEvent::Cutoff {
@@ -275,12 +287,18 @@ mod tests {
             issued_before: UnixMillis(200),
         });
         assert_eq!(
-            live.count_cut_off(&scope, UnixMillis(200), UnixMillis(150), &index),
+            live.count_cut_off(ISSUER, &scope, UnixMillis(200), UnixMillis(150), &index),
             0,
             "a repeat revokes nothing"
         );
         assert_eq!(
-            live.count_cut_off(&CutoffScope::All, UnixMillis(600), UnixMillis(150), &index),
+            live.count_cut_off(
+                ISSUER,
+                &CutoffScope::All,
+                UnixMillis(600),
+                UnixMillis(150),
+                &index
+            ),
             2,
             "a3 and a4 remain"
         );
@@ -398,6 +416,8 @@ mod tests {
                         tenant: t.tenant,
                         subject: t.subject,
                         client_id: t.client,
+                        issuer: ISSUER,
+                        session: None,
                         issued_at: UnixMillis(t.issued_at),
                     };
                     index.check(&identity).is_ok()
@@ -416,8 +436,13 @@ mod tests {
         for round in 0..2 {
             for scope in &scopes {
                 for before in [200, 400] {
-                    let count =
-                        live.count_cut_off(scope, UnixMillis(before), UnixMillis(150), &index);
+                    let count = live.count_cut_off(
+                        ISSUER,
+                        scope,
+                        UnixMillis(before),
+                        UnixMillis(150),
+                        &index,
+                    );
                     assert_eq!(count, expected(scope, before), "{scope:?} {before} {round}");
                     assert!(count > 0 || round == 1 || *scope == scopes[3], "{scope:?}");
                 }
@@ -431,6 +456,7 @@ mod tests {
         }
         assert_eq!(
             live.count_cut_off(
+                ISSUER,
                 &CutoffScope::All,
                 UnixMillis(400),
                 UnixMillis(10_000),
@@ -452,7 +478,13 @@ mod tests {
         for t in tokens.iter().step_by(2) {
             live.remove_access(&t.jti, UnixMillis(10_000));
         }
-        let all = live.count_cut_off(&CutoffScope::All, UnixMillis(400), UnixMillis(0), &index);
+        let all = live.count_cut_off(
+            ISSUER,
+            &CutoffScope::All,
+            UnixMillis(400),
+            UnixMillis(0),
+            &index,
+        );
         assert_eq!(all, tokens.len() as u64 / 2);
         assert_eq!(live.len(), (tokens.len() / 2, 0));
     }
@@ -482,7 +514,13 @@ mod tests {
         assert_eq!((removed, steps), (500, 17));
         assert_eq!(live.len(), (500, 0));
         let index = RevocationIndex::new();
-        let left = live.count_cut_off(&CutoffScope::All, UnixMillis(1), UnixMillis(0), &index);
+        let left = live.count_cut_off(
+            ISSUER,
+            &CutoffScope::All,
+            UnixMillis(1),
+            UnixMillis(0),
+            &index,
+        );
         assert_eq!(left, 500, "the unexpired stay");
     }
 
