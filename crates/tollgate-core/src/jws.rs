@@ -211,9 +211,11 @@ impl<'a> Compact<'a> {
     }
 }
 
-/// Whether a header member was there at all, whatever its value (`"crit": null` included).
-#[derive(Default)]
-struct Present(bool);
+/// Whether a JSON member was there at all, whatever its value (`null` included): for members
+/// whose mere presence is the refusal (`crit` in a header, `nonce` in a logout token). Use it
+/// with `#[serde(default)]`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Present(pub bool);
 
 impl<'de> Deserialize<'de> for Present {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

@@ -329,14 +329,15 @@ impl RemoteJwks {
         Ok(RemoteJwks::builder(jwks))
     }
 
-    /// Asks for an early fetch because a token named a `kid` that [`keys`](Self::keys) lacks.
+    /// Asks for an early fetch because a token named a `kid` that [`keys`](Self::keys) lacks (the
+    /// Verifier does so for access tokens, a back-channel logout receiver for logout tokens).
     ///
     /// Returns a notification, fired once the fetch has finished (successfully or not), when a
     /// fetch is under way: started by this call, or already running (calls never start a second
     /// concurrent fetch). Returns `None` when a fetch started less than `min_refetch_interval`
     /// ago, or when the refresh task is gone (its runtime shut down): the caller should reject
     /// the token at once.
-    pub(crate) fn refetch(&self) -> Option<OwnedNotified> {
+    pub fn refetch(&self) -> Option<OwnedNotified> {
         let shared = &self.inner.shared;
         // Created before the fetch can possibly finish, so that its `notify_waiters` reaches us.
         let done = Arc::clone(&shared.fetched).notified_owned();

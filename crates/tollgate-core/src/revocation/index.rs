@@ -93,6 +93,9 @@ pub struct RevocationIndex {
     retention_ms: AtomicI64,
 }
 
+/// Makes the scope a cutoff map is for from one of its keys.
+type ScopeOf = fn(String) -> CutoffScope;
+
 /// The cutoffs of one realm: every issuer's tokens, or one issuer's. Each scope keeps the
 /// latest instant it was given.
 struct Cutoffs {
@@ -174,7 +177,7 @@ impl Cutoffs {
         if all != i64::MIN {
             f(CutoffScope::All, UnixMillis(all));
         }
-        let scopes: [(&Map<i64>, fn(String) -> CutoffScope); 4] = [
+        let scopes: [(&Map<i64>, ScopeOf); 4] = [
             (&self.tenants, CutoffScope::Tenant),
             (&self.subjects, CutoffScope::Subject),
             (&self.clients, CutoffScope::Client),
