@@ -5,95 +5,13 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
+use support::gateway::{start_gateway, status, upstream, wait_ready};
 use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tollgate_redis::testing::RedisServer;
 
 const ISSUER: &str = "http://127.0.0.1:8080";
-
-/// An upstream that answers every request `200 upstream` and closes.
-async fn upstream() -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let _ = stream
-                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 8\r\nconnection: close\r\n\r\nupstream")
-                    .await;
-            });
-        }
-    });
-    addr
-}
-
-struct Gateway {
-    child: Child,
-    base: String,
-    ops: String,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_gateway(path: &std::path::Path) -> Gateway {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
-        .args(["gateway", "--config"])
-        .arg(path)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start tollgate gateway");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("tollgate gateway is serving") {
-                let field = |name: &str| {
-                    line.split(&format!("{name}="))
-                        .nth(1)
-                        .and_then(|rest| rest.split_whitespace().next())
-                        .unwrap_or("")
-                        .to_owned()
-                };
-                let _ = tx.send((field("address"), field("ops")));
-            }
-            eprintln!("gateway: {line}");
-        }
-    });
-    let (address, ops) = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("tollgate gateway did not start");
-    Gateway {
-        child,
-        base: format!("http://{address}"),
-        ops: format!("http://{ops}"),
-    }
-}
-
-async fn status(url: &str, token: Option<&str>) -> u16 {
-    let mut request = http().get(url);
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    request.send().await.unwrap().status().as_u16()
-}
 
 #[tokio::test]
 async fn a_revocation_at_serve_is_refused_by_the_gateway() {
@@ -122,11 +40,7 @@ async fn a_revocation_at_serve_is_refused_by_the_gateway() {
     )
     .unwrap();
     let gateway = start_gateway(&gateway_toml);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while status(&format!("{}/readyz", gateway.ops), None).await != 200 {
-        assert!(Instant::now() < deadline, "the gateway never became ready");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_ready(&gateway).await;
 
     let token = service_token(&server).await;
     let url = format!("{}/orders", gateway.base);
@@ -208,11 +122,7 @@ async fn the_demo_files_show_a_revocation_refused_at_the_gateway() {
     )
     .unwrap();
     let gateway = start_gateway(&gateway_toml);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while status(&format!("{}/readyz", gateway.ops), None).await != 200 {
-        assert!(Instant::now() < deadline, "the gateway never became ready");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_ready(&gateway).await;
     let (code, body) = post_form(
         &http(),
         &server.url("/connect/token"),

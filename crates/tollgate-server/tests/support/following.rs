@@ -1,5 +1,5 @@
 //! A resource server in the test process: a Layer whose revocation index is fed only through
-//! Redis, with the token service's keys from its JWKS.
+//! Redis, with its issuer's keys from a JWKS URL (the token service's, or another provider's).
 
 use super::Server;
 use http::{Request, Response};
@@ -25,6 +25,17 @@ pub struct FollowingApi {
 
 impl FollowingApi {
     pub async fn start(redis_url: &str, server: &Server) -> FollowingApi {
+        let jwks = server.url("/.well-known/jwks.json");
+        Self::start_for(redis_url, ISSUER, ISSUER, &jwks).await
+    }
+
+    /// A Layer for the tokens of `issuer` addressed to `audience`, keys from `jwks_url`.
+    pub async fn start_for(
+        redis_url: &str,
+        issuer: &str,
+        audience: &str,
+        jwks_url: &str,
+    ) -> FollowingApi {
         let index = Arc::new(RevocationIndex::new());
         let feed = Follower::new(RedisTarget::new(redis_url).unwrap(), index.clone())
             .start()
@@ -34,12 +45,12 @@ impl FollowingApi {
             feed.wait_synced(DEADLINE).await,
             "the follower never synced"
         );
-        let jwks = RemoteJwks::builder(server.url("/.well-known/jwks.json").parse().unwrap())
+        let jwks = RemoteJwks::builder(jwks_url.parse().unwrap())
             .build()
             .unwrap();
         let verifier = Verifier::builder()
-            .issuer(ISSUER)
-            .audience(ISSUER)
+            .issuer(issuer)
+            .audience(audience)
             .remote_jwks(jwks)
             .revocation_index(index)
             .build()

@@ -6,6 +6,8 @@
 )]
 
 pub mod following;
+pub mod gateway;
+pub mod oidc_provider;
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
