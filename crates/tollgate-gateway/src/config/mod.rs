@@ -454,7 +454,7 @@ fn routes(
                 ));
             }
         };
-        let access = access(source, r, &key, issuers)?;
+        let access = access(source, r, i, issuers)?;
         routes.push(Arc::new(Route {
             prefix,
             methods,
@@ -466,15 +466,14 @@ fn routes(
     Ok(routes)
 }
 
-/// The key source of `[keys]` or of one `[[issuers]]` table (`table`, at `table_key`): exactly
-/// one of `jwks_url`, `discovery_url`, `jwks_file`, `files`. Key files are read here.
-/// Who may use the route (at `key(..)`): anyone, or a token meeting its requirements.
+/// Who may use route `routes[i]`: anyone, or a token meeting its requirements.
 fn access(
     source: &Source,
     r: &RouteFile,
-    key: &dyn Fn(&str) -> String,
+    i: usize,
     issuers: &[IssuerConfig],
 ) -> Result<Access, ConfigError> {
+    let key = |field: &str| format!("routes[{i}].{field}");
     if r.public {
         if !r.scopes.is_empty() || !r.roles.is_empty() || r.tenant.is_some() || r.issuers.is_some()
         {
@@ -547,6 +546,8 @@ fn route_issuers(
         .collect()
 }
 
+/// The key source of `[keys]` or of one `[[issuers]]` table (`table`, at `table_key`): exactly
+/// one of `jwks_url`, `discovery_url`, `jwks_file`, `files`. Key files are read here.
 fn key_source<T>(
     source: &Source,
     keys: KeySourceFile<'_>,
