@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 /// Token ids up to 24 bytes (tollgate's own are 22) are stored inline, without a heap allocation.
 type Key = CompactString;
 type Map<V> = DashMap<Key, V, foldhash::fast::RandomState>;
+/// One scope's cutoffs, and how its keys become that scope again.
+type ScopeCutoffs<'a> = (&'a Map<i64>, fn(String) -> CutoffScope);
 
 /// What the index needs to know about a token to judge it; borrowed from its claims, so that a
 /// check allocates nothing.
@@ -174,7 +176,7 @@ impl Cutoffs {
         if all != i64::MIN {
             f(CutoffScope::All, UnixMillis(all));
         }
-        let scopes: [(&Map<i64>, fn(String) -> CutoffScope); 4] = [
+        let scopes: [ScopeCutoffs<'_>; 4] = [
             (&self.tenants, CutoffScope::Tenant),
             (&self.subjects, CutoffScope::Subject),
             (&self.clients, CutoffScope::Client),
