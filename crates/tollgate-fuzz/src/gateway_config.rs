@@ -40,6 +40,7 @@ mod tests {
     #[test]
     fn the_example_configuration_is_judged() {
         gateway_config(include_bytes!("../../../contrib/gateway.toml"));
+        gateway_config(include_bytes!("../../../examples/gateway-issuers.toml"));
         gateway_config(b"issuer = 1");
         gateway_config(b"");
     }

@@ -13,6 +13,7 @@
 //! | a malformed or cut-short request body | 400 | 3 |
 //! | no request body data for `client_body_timeout` | 408 | 4 |
 //! | no route matches (or a forward-auth-only route is requested through the proxy) | 403 | 7 |
+//! | token valid, but of an issuer the route does not list | 401 `invalid_token` "wrong issuer" (the Layer's answer to an unknown issuer) | 16 |
 //! | token valid, but a scope is missing | 403 `insufficient_scope` (the Layer's shape) | 7 |
 //! | token valid, but a role is missing or the tenant is not the route's | 403 | 7 |
 //! | the client id's rate cap | 429 + `Retry-After` | 8 |
@@ -43,7 +44,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 use tollgate_core::Claims;
-use tollgate_layer::{DefaultRejection, OnRejection, Rejection, ValidateBearer, VerifiedClaims};
+use tollgate_layer::{
+    DefaultRejection, OnRejection, Rejection, TokenError, ValidateBearer, VerifiedClaims,
+};
 use tower_service::Service;
 use tracing::Instrument;
 
@@ -474,18 +477,30 @@ impl Service<Request<Incoming>> for Authorized {
                     reason = denied.reason(),
                     "token lacks the route's requirements"
                 );
-                let response = match denied {
-                    Denied::Scope(scope) => shared
-                        .rejection
-                        .on_rejection(&Rejection::InsufficientScope(scope), request.headers()),
-                    Denied::Role => {
-                        refuse(grpc, StatusCode::FORBIDDEN, 7, "a required role is missing")
-                    }
-                    Denied::Tenant => {
-                        refuse(grpc, StatusCode::FORBIDDEN, 7, "token tenant not allowed")
-                    }
+                let forbidden = |text| {
+                    let response = refuse(grpc.clone(), StatusCode::FORBIDDEN, 7, text);
+                    (response, Outcome::Forbidden)
                 };
-                return Ok(with_outcome(response, Outcome::Forbidden));
+                let (response, outcome) = match denied {
+                    // Answered and marked as the Layer answers a token of an unknown issuer, so
+                    // that the two refusals read alike.
+                    Denied::Issuer => (
+                        shared.rejection.on_rejection(
+                            &Rejection::InvalidToken(TokenError::WrongIssuer),
+                            request.headers(),
+                        ),
+                        Outcome::Rejected,
+                    ),
+                    Denied::Scope(scope) => (
+                        shared
+                            .rejection
+                            .on_rejection(&Rejection::InsufficientScope(scope), request.headers()),
+                        Outcome::Forbidden,
+                    ),
+                    Denied::Role => forbidden("a required role is missing"),
+                    Denied::Tenant => forbidden("token tenant not allowed"),
+                };
+                return Ok(with_outcome(response, outcome));
             }
             if let Some(limiter) = &shared.limiter
                 && let Err(wait) = limiter.check(&claims.client_id)

@@ -7,8 +7,10 @@
 //! whose readiness is the feed's [`HealthPolicy`](tollgate_redis::HealthPolicy). What the gateway
 //! adds is its own:
 //!
-//! * [`config`]: `gateway.toml`, with errors naming file, line and key;
-//! * `route`: path-prefix (and method) routes, public or requiring scopes, roles, a tenant;
+//! * [`config`]: `gateway.toml` (one issuer, or several in `[[issuers]]`), with errors naming
+//!   file, line and key;
+//! * `route`: path-prefix (and method) routes, public or requiring scopes, roles, a tenant,
+//!   issuers;
 //! * `server`: `workers` request-serving threads, one runtime and one `SO_REUSEPORT` socket
 //!   each, as nginx's worker processes;
 //! * `proxy`: pooled HTTP/1.1 and h2c upstreams (a pool part per worker), streamed bodies,

@@ -1,7 +1,7 @@
 //! Starting and stopping the gateway: keys, the revocation feed, the Layer, the listeners (the
 //! gateway's and the ops one), connection limits, and graceful shutdown.
 
-use crate::config::{GatewayConfig, KeySource};
+use crate::config::{GatewayConfig, IssuerConfig, KeySource};
 use crate::gateway::{Gateway, Shared};
 use crate::limit::ClientRateLimit;
 use crate::ops::metrics::{Metrics, Sources};
@@ -19,7 +19,9 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{Semaphore, oneshot, watch};
 use tokio::task::JoinHandle;
 use tollgate_core::{KeySet, RevocationIndex};
-use tollgate_layer::{DefaultRejection, Readiness, RemoteJwks, ValidateBearerLayer, Verifier};
+use tollgate_layer::{
+    DefaultRejection, Issuer, Readiness, RemoteJwks, ValidateBearerLayer, Verifier,
+};
 use tollgate_program::connection::{Limits, serve_connections, serve_connections_sharing};
 use tollgate_redis::{Feed, Follower};
 
@@ -32,6 +34,7 @@ const PURGE_EVERY: Duration = Duration::from_secs(60);
 pub struct RunningGateway {
     addr: SocketAddr,
     ops_addr: SocketAddr,
+    index: Arc<RevocationIndex>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
@@ -47,6 +50,13 @@ impl RunningGateway {
         self.ops_addr
     }
 
+    /// The revocation index the gateway's Layer consults, which the `[revocations]` feed applies
+    /// events to. A program that runs the gateway in process may apply events of its own (an
+    /// event applied here is enforced from the next request on, by every worker).
+    pub fn revocation_index(&self) -> &Arc<RevocationIndex> {
+        &self.index
+    }
+
     /// Stops accepting connections, lets in-flight requests finish (up to `[limits]
     /// drain_timeout`), then returns.
     pub async fn shutdown(self) {
@@ -55,8 +65,8 @@ impl RunningGateway {
     }
 }
 
-/// Starts the gateway: fetches the keys' source (a JWKS or discovery URL: the first fetch runs
-/// in the background, `/readyz` says when it is done), connects to Redis (a Redis out of reach
+/// Starts the gateway: fetches each issuer's key source (a JWKS or discovery URL: the first
+/// fetch runs in the background, `/readyz` says when they are done), connects to Redis (a Redis out of reach
 /// is retried in the background; one refusing the credentials fails here), binds both
 /// listeners and serves until [`RunningGateway::shutdown`].
 ///
@@ -65,15 +75,15 @@ impl RunningGateway {
 /// refreshes and the ops listener run on the calling tokio runtime.
 pub async fn start(config: GatewayConfig) -> Result<RunningGateway, String> {
     let index = Arc::new(RevocationIndex::new());
-    let (keys, jwks) = keys(&config).await?;
-    let verifier = verifier(&config, &index, &keys, jwks.as_ref())?;
+    let keys = issuer_keys(&config).await?;
+    let verifier = verifier(&config, &index, &keys)?;
     let (feed, feed_health) = follow_revocations(&config, &index).await?;
     let mut layer = ValidateBearerLayer::new(verifier);
     if let Some(health) = &feed_health {
         layer = layer.readiness(health.clone());
     }
     let readiness = Arc::new(GatewayReadiness {
-        keys: keys.clone(),
+        keys: keys.iter().map(|k| k.keys.clone()).collect(),
         feed: feed_health,
     });
     let route_labels: Vec<String> = config.routes.iter().map(|r| r.prefix.clone()).collect();
@@ -84,7 +94,7 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, String> {
         Sources {
             index: index.clone(),
             feed: feed.clone(),
-            jwks: jwks.clone(),
+            jwks: keys.iter().filter_map(|k| k.remote.clone()).collect(),
             ready: readiness.clone(),
         },
     ));
@@ -124,10 +134,11 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, String> {
         .local_addr()
         .map_err(|e| e.to_string())?;
     let ops_addr = ops_listener.local_addr().map_err(|e| e.to_string())?;
+    let issuers: Vec<&str> = config.issuers.iter().map(|i| i.issuer.as_str()).collect();
     tracing::info!(
         address = %addr,
         ops = %ops_addr,
-        issuer = %config.issuer,
+        ?issuers,
         max_connections = limits.max_connections,
         "tollgate gateway is serving"
     );
@@ -188,62 +199,86 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, String> {
     Ok(RunningGateway {
         addr,
         ops_addr,
+        index,
         stop,
         task,
     })
 }
 
-/// The verification keys: read from files, or a remote JWKS (from a URL, or named by a discovery
-/// document, fetched here) and its refresher.
-async fn keys(config: &GatewayConfig) -> Result<(KeySet, Option<RemoteJwks>), String> {
-    Ok(match &config.keys {
-        KeySource::Local(keys) => (keys.clone(), None),
-        KeySource::Jwks { uri, refresh } => {
-            let jwks = RemoteJwks::builder(uri.clone())
-                .refresh_interval(*refresh)
-                .build()
-                .map_err(|e| format!("keys.jwks_url: {e}"))?;
-            (jwks.keys().clone(), Some(jwks))
+/// One issuer's verification keys: read from files, or a remote JWKS and its refresher.
+struct IssuerKeys {
+    keys: KeySet,
+    remote: Option<RemoteJwks>,
+}
+
+/// Every issuer's keys, in the configuration's order: read from files, or a remote JWKS (from a
+/// URL, or named by a discovery document, read here) whose first fetch runs in the background.
+async fn issuer_keys(config: &GatewayConfig) -> Result<Vec<IssuerKeys>, String> {
+    let mut all = Vec::with_capacity(config.issuers.len());
+    for issuer in &config.issuers {
+        all.push(keys(issuer).await?);
+    }
+    Ok(all)
+}
+
+async fn keys(issuer: &IssuerConfig) -> Result<IssuerKeys, String> {
+    let key = &issuer.keys_key;
+    let remote = match &issuer.keys {
+        KeySource::Local(keys) => {
+            return Ok(IssuerKeys {
+                keys: keys.clone(),
+                remote: None,
+            });
         }
-        KeySource::Discovery { uri, refresh } => {
-            let jwks = RemoteJwks::discover(uri.clone(), &config.issuer)
-                .await
-                .map_err(|e| format!("keys.discovery_url: {e}"))?
-                .refresh_interval(*refresh)
-                .build()
-                .map_err(|e| format!("keys.discovery_url: {e}"))?;
-            (jwks.keys().clone(), Some(jwks))
-        }
+        KeySource::Jwks { uri, refresh } => RemoteJwks::builder(uri.clone())
+            .refresh_interval(*refresh)
+            .build()
+            .map_err(|e| format!("{key}.jwks_url: {e}"))?,
+        KeySource::Discovery { uri, refresh } => RemoteJwks::discover(uri.clone(), &issuer.issuer)
+            .await
+            .map_err(|e| format!("{key}.discovery_url: {e}"))?
+            .refresh_interval(*refresh)
+            .build()
+            .map_err(|e| format!("{key}.discovery_url: {e}"))?,
+    };
+    Ok(IssuerKeys {
+        keys: remote.keys().clone(),
+        remote: Some(remote),
     })
 }
 
-/// The `Verifier` of `[validation]`, on `index` and the keys.
+/// The `Verifier` of every issuer and `[validation]`, on `index`.
 fn verifier(
     config: &GatewayConfig,
     index: &Arc<RevocationIndex>,
-    keys: &KeySet,
-    jwks: Option<&RemoteJwks>,
+    keys: &[IssuerKeys],
 ) -> Result<Verifier, String> {
     let v = &config.validation;
     let mut builder = Verifier::builder()
-        .issuer(&config.issuer)
         .leeway(v.leeway)
-        .require_at_jwt(v.require_at_jwt)
         .revocation_index(index.clone());
-    for audience in &config.audiences {
-        builder = builder.audience(audience);
+    for (issuer, keys) in config.issuers.iter().zip(keys) {
+        builder = builder.add_issuer(trusted(issuer, keys));
     }
-    if let Some(algorithms) = &v.algorithms {
-        builder = builder.algorithms(algorithms.iter().copied());
-    }
-    builder = match &jwks {
-        Some(jwks) => builder.remote_jwks((*jwks).clone()),
-        None => builder.keys(keys.clone()),
-    };
     if v.cache_verified_tokens > 0 {
         builder = builder.cache_verified_tokens(v.cache_verified_tokens);
     }
     builder.build().map_err(|e| e.to_string())
+}
+
+/// One configured issuer, as the Verifier takes it.
+fn trusted(issuer: &IssuerConfig, keys: &IssuerKeys) -> Issuer {
+    let mut trusted = Issuer::new(&issuer.issuer).require_at_jwt(issuer.require_at_jwt);
+    for audience in &issuer.audiences {
+        trusted = trusted.audience(audience);
+    }
+    if let Some(algorithms) = &issuer.algorithms {
+        trusted = trusted.algorithms(algorithms.iter().copied());
+    }
+    match &keys.remote {
+        Some(remote) => trusted.remote_jwks(remote.clone()),
+        None => trusted.keys(keys.keys.clone()),
+    }
 }
 
 /// The Redis feed of `[revocations]` and its health under the policy, or neither (and a warning

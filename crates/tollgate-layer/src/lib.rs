@@ -16,7 +16,8 @@
 //! and the pieces they share:
 //!
 //! * [`verifier`]: the [`Verifier`] that checks a token (signature, claims, revocation) and its
-//!   builder; also usable without the middleware.
+//!   builder, for one issuer or several ([`Issuer`]), each judged by its own keys; also usable
+//!   without the middleware.
 //! * [`readiness`]: the [`Readiness`] policy, whether the revocation state can be trusted right
 //!   now, with which a layer refuses every request (503, gRPC 14) until its revocation feed has
 //!   synced or once it has been out of contact too long.
@@ -97,4 +98,4 @@ pub use rejection::{DefaultRejection, OnRejection, Rejection};
 pub use remote_jwks::{FetchCounts, RemoteJwks};
 pub use require_scope::{RequireScope, RequireScopeLayer};
 pub use validate_bearer::{ValidateBearer, ValidateBearerLayer};
-pub use verifier::{TokenError, Verifier, VerifierBuilder};
+pub use verifier::{Issuer, TokenError, Verifier, VerifierBuilder};

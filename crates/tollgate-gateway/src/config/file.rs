@@ -12,9 +12,12 @@ pub(super) struct File {
     #[serde(default = "default_listen")]
     pub(super) listen: SocketAddr,
     pub(super) workers: Option<Spanned<usize>>,
-    pub(super) issuer: Spanned<String>,
-    pub(super) audience: Spanned<Vec<String>>,
-    pub(super) keys: Spanned<KeysFile>,
+    /// The one issuer (with `audience` and `[keys]`), unless `[[issuers]]` lists several.
+    pub(super) issuer: Option<Spanned<String>>,
+    pub(super) audience: Option<Spanned<Vec<String>>>,
+    pub(super) keys: Option<Spanned<KeysFile>>,
+    #[serde(default)]
+    pub(super) issuers: Vec<Spanned<IssuerFile>>,
     #[serde(default)]
     pub(super) validation: ValidationFile,
     pub(super) revocations: Option<RevocationsFile>,
@@ -52,6 +55,59 @@ pub(super) struct KeysFile {
 
 fn default_refresh() -> Spanned<u64> {
     Spanned::new(0..0, 300)
+}
+
+/// `[[issuers]]`: one of several issuers, with its own audiences, key source (the keys of
+/// `[keys]`, spelled the same) and algorithms.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct IssuerFile {
+    pub(super) issuer: Spanned<String>,
+    pub(super) audience: Spanned<Vec<String>>,
+    pub(super) jwks_url: Option<Spanned<String>>,
+    pub(super) discovery_url: Option<Spanned<String>>,
+    pub(super) jwks_file: Option<Spanned<PathBuf>>,
+    #[serde(default)]
+    pub(super) files: Vec<KeyFileEntry>,
+    #[serde(default = "default_refresh")]
+    pub(super) refresh_interval: Spanned<u64>,
+    /// `[validation] algorithms` when absent.
+    pub(super) algorithms: Option<Vec<Spanned<String>>>,
+    /// `[validation] require_at_jwt` when absent.
+    pub(super) require_at_jwt: Option<bool>,
+}
+
+/// The key-source keys of `[keys]` or of one `[[issuers]]` table, read alike.
+pub(super) struct KeySourceFile<'a> {
+    pub(super) jwks_url: Option<&'a Spanned<String>>,
+    pub(super) discovery_url: Option<&'a Spanned<String>>,
+    pub(super) jwks_file: Option<&'a Spanned<PathBuf>>,
+    pub(super) files: &'a [KeyFileEntry],
+    pub(super) refresh_interval: &'a Spanned<u64>,
+}
+
+impl KeysFile {
+    pub(super) fn source(&self) -> KeySourceFile<'_> {
+        KeySourceFile {
+            jwks_url: self.jwks_url.as_ref(),
+            discovery_url: self.discovery_url.as_ref(),
+            jwks_file: self.jwks_file.as_ref(),
+            files: &self.files,
+            refresh_interval: &self.refresh_interval,
+        }
+    }
+}
+
+impl IssuerFile {
+    pub(super) fn source(&self) -> KeySourceFile<'_> {
+        KeySourceFile {
+            jwks_url: self.jwks_url.as_ref(),
+            discovery_url: self.discovery_url.as_ref(),
+            jwks_file: self.jwks_file.as_ref(),
+            files: &self.files,
+            refresh_interval: &self.refresh_interval,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -247,6 +303,8 @@ pub(super) struct RouteFile {
     #[serde(default)]
     pub(super) roles: Vec<String>,
     pub(super) tenant: Option<Spanned<String>>,
+    /// The issuers whose tokens the route accepts (any configured one when absent).
+    pub(super) issuers: Option<Spanned<Vec<Spanned<String>>>>,
     #[serde(default)]
     pub(super) strip_authorization: bool,
 }

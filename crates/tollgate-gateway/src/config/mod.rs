@@ -12,8 +12,8 @@ use crate::forward_auth::{ForwardAuth, ForwardAuthProxy};
 use crate::headers::{MethodOverride, Upgrades};
 use crate::route::{Access, Requirements, Route, RouteTable};
 use file::{
-    File, IdentityHeadersFile, KeysFile, LimitsFile, ProxyFile, RevocationsFile, RouteFile,
-    UpstreamFile,
+    File, IdentityHeadersFile, IssuerFile, KeySourceFile, LimitsFile, ProxyFile, RevocationsFile,
+    RouteFile, UpstreamFile,
 };
 use http::{HeaderName, Method, Uri};
 use std::net::SocketAddr;
@@ -34,9 +34,8 @@ pub struct GatewayConfig {
     pub(crate) listen: SocketAddr,
     pub(crate) workers: usize,
     pub(crate) ops_listen: SocketAddr,
-    pub(crate) issuer: String,
-    pub(crate) audiences: Vec<String>,
-    pub(crate) keys: KeySource,
+    /// Never empty: the one issuer of `issuer`, `audience` and `[keys]`, or every `[[issuers]]`.
+    pub(crate) issuers: Vec<IssuerConfig>,
     pub(crate) validation: Validation,
     pub(crate) revocations: Option<Revocations>,
     pub(crate) limits: Limits,
@@ -75,6 +74,20 @@ impl GatewayConfig {
     }
 }
 
+/// One issuer whose tokens the gateway accepts, checked.
+#[derive(Debug)]
+pub(crate) struct IssuerConfig {
+    pub(crate) issuer: String,
+    pub(crate) audiences: Vec<String>,
+    pub(crate) keys: KeySource,
+    /// `None`: every algorithm tollgate supports.
+    pub(crate) algorithms: Option<Vec<SigningAlgorithm>>,
+    pub(crate) require_at_jwt: bool,
+    /// Where the key source is configured (`keys` or `issuers[N]`), to name it in errors at
+    /// start (a JWKS URL or discovery document is fetched then).
+    pub(crate) keys_key: String,
+}
+
 /// Where verification keys come from.
 #[derive(Debug)]
 pub(crate) enum KeySource {
@@ -86,7 +99,8 @@ pub(crate) enum KeySource {
     Discovery { uri: Uri, refresh: Duration },
 }
 
-/// `[validation]`, checked.
+/// `[validation]`, checked. `require_at_jwt` and `algorithms` are those of the one issuer, or
+/// the defaults of each `[[issuers]]` table that does not set its own.
 #[derive(Debug, Clone)]
 pub(crate) struct Validation {
     pub(crate) leeway: Duration,
@@ -181,18 +195,8 @@ pub fn parse(text: &str, path: &Path) -> Result<GatewayConfig, ConfigError> {
 
 fn validate(source: &Source) -> Result<GatewayConfig, ConfigError> {
     let file: File = source.deserialize()?;
-    if file.issuer.get_ref().trim().is_empty() {
-        return Err(source.error(&file.issuer, "issuer", "must not be empty"));
-    }
-    if file.audience.get_ref().is_empty() || file.audience.get_ref().iter().any(String::is_empty) {
-        return Err(source.error(
-            &file.audience,
-            "audience",
-            "name at least one audience, none empty",
-        ));
-    }
-    let keys = key_source(source, &file.keys)?;
     let validation = validation(source, &file.validation)?;
+    let issuers = issuers(source, &file, &validation)?;
     let revocations = file
         .revocations
         .as_ref()
@@ -207,7 +211,7 @@ fn validate(source: &Source) -> Result<GatewayConfig, ConfigError> {
         .transpose()?;
     let identity = identity_headers(source, &file.identity_headers)?;
     let upstreams = upstreams(source, &file.upstreams)?;
-    let routes = routes(source, &file.routes, &upstreams)?;
+    let routes = routes(source, &file.routes, &upstreams, &issuers)?;
     let workers = match &file.workers {
         Some(w) if !(1..=1024).contains(w.get_ref()) => {
             return Err(source.error(w, "workers", "must be between 1 and 1024"));
@@ -219,9 +223,7 @@ fn validate(source: &Source) -> Result<GatewayConfig, ConfigError> {
         listen: file.listen,
         workers,
         ops_listen: file.ops.listen,
-        issuer: file.issuer.get_ref().clone(),
-        audiences: file.audience.get_ref().clone(),
-        keys,
+        issuers,
         validation,
         revocations,
         limits,
@@ -231,6 +233,118 @@ fn validate(source: &Source) -> Result<GatewayConfig, ConfigError> {
         upstreams,
         routes: RouteTable::new(routes),
     })
+}
+
+/// The issuers: either the one of the top-level `issuer`, `audience` and `[keys]`, or every
+/// `[[issuers]]` table; never both (which would the operator mean?).
+fn issuers(
+    source: &Source,
+    file: &File,
+    defaults: &Validation,
+) -> Result<Vec<IssuerConfig>, ConfigError> {
+    if file.issuers.is_empty() {
+        return one_issuer(source, file, defaults).map(|issuer| vec![issuer]);
+    }
+    let single_form = [
+        file.issuer.as_ref().map(|v| ("issuer", v.span())),
+        file.audience.as_ref().map(|v| ("audience", v.span())),
+        file.keys.as_ref().map(|v| ("keys", v.span())),
+    ];
+    if let Some((key, span)) = single_form.into_iter().flatten().next() {
+        return Err(source.error_at(
+            Some(span),
+            format_args!(
+                "{key}: set either issuer, audience and [keys] (one issuer) or [[issuers]] \
+                 (several), not both"
+            ),
+        ));
+    }
+    let mut issuers: Vec<IssuerConfig> = Vec::with_capacity(file.issuers.len());
+    for (i, table) in file.issuers.iter().enumerate() {
+        let issuer = listed_issuer(source, table, &format!("issuers[{i}]"), defaults)?;
+        if issuers.iter().any(|other| other.issuer == issuer.issuer) {
+            let name = &table.get_ref().issuer;
+            return Err(source.error(
+                name,
+                &format!("issuers[{i}].issuer"),
+                format_args!("`{}` is configured twice", name.get_ref()),
+            ));
+        }
+        issuers.push(issuer);
+    }
+    Ok(issuers)
+}
+
+/// The one issuer of the top-level `issuer`, `audience` and `[keys]`, with `[validation]`'s
+/// algorithms and `require_at_jwt`.
+fn one_issuer(
+    source: &Source,
+    file: &File,
+    defaults: &Validation,
+) -> Result<IssuerConfig, ConfigError> {
+    let missing = |key: &str| {
+        source.error_at(
+            None,
+            format_args!("missing field `{key}` (set issuer, audience and [keys], or [[issuers]])"),
+        )
+    };
+    let issuer = file.issuer.as_ref().ok_or_else(|| missing("issuer"))?;
+    let audience = file.audience.as_ref().ok_or_else(|| missing("audience"))?;
+    let keys = file.keys.as_ref().ok_or_else(|| missing("keys"))?;
+    Ok(IssuerConfig {
+        issuer: issuer_name(source, issuer, "issuer")?,
+        audiences: audiences(source, audience, "audience")?,
+        keys: key_source(source, keys.get_ref().source(), keys, "keys")?,
+        algorithms: defaults.algorithms.clone(),
+        require_at_jwt: defaults.require_at_jwt,
+        keys_key: "keys".to_owned(),
+    })
+}
+
+/// One `[[issuers]]` table (at `key`), checked; `[validation]` gives what it does not set.
+fn listed_issuer(
+    source: &Source,
+    table: &Spanned<IssuerFile>,
+    key: &str,
+    defaults: &Validation,
+) -> Result<IssuerConfig, ConfigError> {
+    let file = table.get_ref();
+    let algorithms = match &file.algorithms {
+        Some(list) => Some(algorithms(source, list, &format!("{key}.algorithms"))?),
+        None => defaults.algorithms.clone(),
+    };
+    Ok(IssuerConfig {
+        issuer: issuer_name(source, &file.issuer, &format!("{key}.issuer"))?,
+        audiences: audiences(source, &file.audience, &format!("{key}.audience"))?,
+        keys: key_source(source, file.source(), table, key)?,
+        algorithms,
+        require_at_jwt: file.require_at_jwt.unwrap_or(defaults.require_at_jwt),
+        keys_key: key.to_owned(),
+    })
+}
+
+/// An issuer's `iss`, compared exactly with tokens' (so not trimmed), and not blank.
+fn issuer_name(
+    source: &Source,
+    issuer: &Spanned<String>,
+    key: &str,
+) -> Result<String, ConfigError> {
+    if issuer.get_ref().trim().is_empty() {
+        return Err(source.error(issuer, key, "must not be empty"));
+    }
+    Ok(issuer.get_ref().clone())
+}
+
+fn audiences(
+    source: &Source,
+    audience: &Spanned<Vec<String>>,
+    key: &str,
+) -> Result<Vec<String>, ConfigError> {
+    let list = audience.get_ref();
+    if list.is_empty() || list.iter().any(String::is_empty) {
+        return Err(source.error(audience, key, "name at least one audience, none empty"));
+    }
+    Ok(list.clone())
 }
 
 /// `[[upstreams]]`, checked: unique names, `http://` URLs with a host, timeouts in range.
@@ -279,6 +393,7 @@ fn routes(
     source: &Source,
     files: &[RouteFile],
     upstreams: &[UpstreamConfig],
+    issuers: &[IssuerConfig],
 ) -> Result<Vec<Arc<Route>>, ConfigError> {
     let mut routes = Vec::new();
     for (i, r) in files.iter().enumerate() {
@@ -339,34 +454,7 @@ fn routes(
                 ));
             }
         };
-        let access = if r.public {
-            if !r.scopes.is_empty() || !r.roles.is_empty() || r.tenant.is_some() {
-                return Err(source.error(
-                    &r.prefix,
-                    &key("public"),
-                    "a public route cannot also require scopes, roles or a tenant",
-                ));
-            }
-            Access::Public
-        } else {
-            let tenant = r
-                .tenant
-                .as_ref()
-                .map(|t| {
-                    TenantPath::parse(t.get_ref()).map_err(|e| source.error(t, &key("tenant"), e))
-                })
-                .transpose()?;
-            if r.scopes.iter().chain(&r.roles).any(|s| {
-                s.is_empty() || s.contains(|c: char| c.is_whitespace() || c == '"' || c == '\\')
-            }) {
-                return Err(source.error(
-                    &r.prefix,
-                    &key("scopes"),
-                    "scopes and roles are non-empty, without spaces or quotes",
-                ));
-            }
-            Access::Protected(Requirements::new(r.scopes.clone(), r.roles.clone(), tenant))
-        };
+        let access = access(source, r, i, issuers)?;
         routes.push(Arc::new(Route {
             prefix,
             methods,
@@ -378,8 +466,94 @@ fn routes(
     Ok(routes)
 }
 
-fn key_source(source: &Source, file: &Spanned<KeysFile>) -> Result<KeySource, ConfigError> {
-    let keys = file.get_ref();
+/// Who may use route `routes[i]`: anyone, or a token meeting its requirements.
+fn access(
+    source: &Source,
+    r: &RouteFile,
+    i: usize,
+    issuers: &[IssuerConfig],
+) -> Result<Access, ConfigError> {
+    let key = |field: &str| format!("routes[{i}].{field}");
+    if r.public {
+        if !r.scopes.is_empty() || !r.roles.is_empty() || r.tenant.is_some() || r.issuers.is_some()
+        {
+            return Err(source.error(
+                &r.prefix,
+                &key("public"),
+                "a public route cannot also require scopes, roles, a tenant or issuers",
+            ));
+        }
+        return Ok(Access::Public);
+    }
+    let tenant = r
+        .tenant
+        .as_ref()
+        .map(|t| TenantPath::parse(t.get_ref()).map_err(|e| source.error(t, &key("tenant"), e)))
+        .transpose()?;
+    if r.scopes
+        .iter()
+        .chain(&r.roles)
+        .any(|s| s.is_empty() || s.contains(|c: char| c.is_whitespace() || c == '"' || c == '\\'))
+    {
+        return Err(source.error(
+            &r.prefix,
+            &key("scopes"),
+            "scopes and roles are non-empty, without spaces or quotes",
+        ));
+    }
+    let route_issuers = r
+        .issuers
+        .as_ref()
+        .map(|names| route_issuers(source, names, &key("issuers"), issuers))
+        .transpose()?;
+    Ok(Access::Protected(Requirements::new(
+        r.scopes.clone(),
+        r.roles.clone(),
+        tenant,
+        route_issuers,
+    )))
+}
+
+/// A route's `issuers` (at `key`): at least one, each a configured issuer (a name that is not
+/// one would be a route no token can use, most likely a typo).
+fn route_issuers(
+    source: &Source,
+    names: &Spanned<Vec<Spanned<String>>>,
+    key: &str,
+    issuers: &[IssuerConfig],
+) -> Result<Vec<String>, ConfigError> {
+    if names.get_ref().is_empty() {
+        return Err(source.error(
+            names,
+            key,
+            "name at least one issuer (without the key, any configured issuer is accepted)",
+        ));
+    }
+    names
+        .get_ref()
+        .iter()
+        .map(|name| {
+            if issuers.iter().any(|i| &i.issuer == name.get_ref()) {
+                Ok(name.get_ref().clone())
+            } else {
+                Err(source.error(
+                    name,
+                    key,
+                    format_args!("`{}` is not a configured issuer", name.get_ref()),
+                ))
+            }
+        })
+        .collect()
+}
+
+/// The key source of `[keys]` or of one `[[issuers]]` table (`table`, at `table_key`): exactly
+/// one of `jwks_url`, `discovery_url`, `jwks_file`, `files`. Key files are read here.
+fn key_source<T>(
+    source: &Source,
+    keys: KeySourceFile<'_>,
+    table: &Spanned<T>,
+    table_key: &str,
+) -> Result<KeySource, ConfigError> {
     let given = [
         keys.jwks_url.is_some(),
         keys.discovery_url.is_some(),
@@ -391,16 +565,17 @@ fn key_source(source: &Source, file: &Spanned<KeysFile>) -> Result<KeySource, Co
     .count();
     if given != 1 {
         return Err(source.error(
-            file,
-            "keys",
+            table,
+            table_key,
             "set exactly one of jwks_url, discovery_url, jwks_file, files",
         ));
     }
+    let key = |name: &str| format!("{table_key}.{name}");
     let refresh = *keys.refresh_interval.get_ref();
     if !(1..=86_400).contains(&refresh) {
         return Err(source.error(
-            &keys.refresh_interval,
-            "keys.refresh_interval",
+            keys.refresh_interval,
+            &key("refresh_interval"),
             "must be between 1 and 86400 seconds",
         ));
     }
@@ -412,20 +587,20 @@ fn key_source(source: &Source, file: &Spanned<KeysFile>) -> Result<KeySource, Co
             _ => Err(source.error(v, key, "must be an http:// or https:// URL")),
         }
     };
-    if let Some(v) = &keys.jwks_url {
+    if let Some(v) = keys.jwks_url {
         return Ok(KeySource::Jwks {
-            uri: url(v, "keys.jwks_url")?,
+            uri: url(v, &key("jwks_url"))?,
             refresh,
         });
     }
-    if let Some(v) = &keys.discovery_url {
+    if let Some(v) = keys.discovery_url {
         return Ok(KeySource::Discovery {
-            uri: url(v, "keys.discovery_url")?,
+            uri: url(v, &key("discovery_url"))?,
             refresh,
         });
     }
-    if let Some(v) = &keys.jwks_file {
-        let key = "keys.jwks_file";
+    if let Some(v) = keys.jwks_file {
+        let key = &key("jwks_file");
         let path = source.resolve(v.get_ref());
         let text = std::fs::read(&path).map_err(|e| {
             source.error(v, key, format_args!("cannot read {}: {e}", path.display()))
@@ -437,7 +612,7 @@ fn key_source(source: &Source, file: &Spanned<KeysFile>) -> Result<KeySource, Co
     }
     let set = KeySet::new();
     for (i, k) in keys.files.iter().enumerate() {
-        let key = format!("keys.files[{i}].file");
+        let key = key(&format!("files[{i}].file"));
         let algorithm: SigningAlgorithm = k
             .algorithm
             .get_ref()
@@ -447,7 +622,7 @@ fn key_source(source: &Source, file: &Spanned<KeysFile>) -> Result<KeySource, Co
             .ok_or_else(|| {
                 source.error(
                     &k.algorithm,
-                    &format!("keys.files[{i}].algorithm"),
+                    &format!("{table_key}.files[{i}].algorithm"),
                     "must be EdDSA, ES256 or RS256",
                 )
             })?;
@@ -503,19 +678,7 @@ fn validation(source: &Source, v: &file::ValidationFile) -> Result<Validation, C
     let algorithms = v
         .algorithms
         .as_ref()
-        .map(|list| {
-            list.iter()
-                .map(|a| {
-                    a.get_ref().parse::<SigningAlgorithm>().map_err(|_| {
-                        source.error(
-                            a,
-                            "validation.algorithms",
-                            "must be EdDSA, ES256, RS256 or HS256",
-                        )
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()
-        })
+        .map(|list| algorithms(source, list, "validation.algorithms"))
         .transpose()?;
     Ok(Validation {
         leeway: Duration::from_secs(v.leeway),
@@ -524,6 +687,24 @@ fn validation(source: &Source, v: &file::ValidationFile) -> Result<Validation, C
         realm: v.realm.clone(),
         algorithms,
     })
+}
+
+/// An `algorithms` list (at `key`): names tollgate supports, at least one.
+fn algorithms(
+    source: &Source,
+    list: &[Spanned<String>],
+    key: &str,
+) -> Result<Vec<SigningAlgorithm>, ConfigError> {
+    if list.is_empty() {
+        return Err(source.error_at(None, format_args!("{key}: name at least one algorithm")));
+    }
+    list.iter()
+        .map(|a| {
+            a.get_ref()
+                .parse::<SigningAlgorithm>()
+                .map_err(|_| source.error(a, key, "must be EdDSA, ES256, RS256 or HS256"))
+        })
+        .collect()
 }
 
 fn revocations(source: &Source, r: &RevocationsFile) -> Result<Revocations, ConfigError> {

@@ -144,7 +144,8 @@ pub struct Metrics {
 pub(crate) struct Sources {
     pub(crate) index: Arc<RevocationIndex>,
     pub(crate) feed: Option<Feed>,
-    pub(crate) jwks: Option<RemoteJwks>,
+    /// The remote JWKS of every issuer whose keys come from one.
+    pub(crate) jwks: Vec<RemoteJwks>,
     pub(crate) ready: Arc<super::GatewayReadiness>,
 }
 
@@ -339,19 +340,22 @@ impl Collector for ScrapeCollector {
                 status.applied,
             )?;
         }
-        if let Some(jwks) = &s.jwks {
-            let counts = jwks.fetch_counts();
+        if !s.jwks.is_empty() {
+            let (succeeded, failed) = s.jwks.iter().fold((0, 0), |(ok, failed), jwks| {
+                let counts = jwks.fetch_counts();
+                (ok + counts.succeeded, failed + counts.failed)
+            });
             counter(
                 e,
                 "tollgate_gateway_jwks_fetches",
-                "JWKS fetches that installed keys",
-                counts.succeeded,
+                "JWKS fetches that installed keys (every issuer's)",
+                succeeded,
             )?;
             counter(
                 e,
                 "tollgate_gateway_jwks_fetch_failures",
-                "JWKS fetches that failed (keys kept)",
-                counts.failed,
+                "JWKS fetches that failed, keys kept (every issuer's)",
+                failed,
             )?;
         }
         Ok(())

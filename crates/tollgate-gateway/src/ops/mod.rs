@@ -1,5 +1,5 @@
-//! Operations: `/healthz` (the process answers), `/readyz` (keys loaded and the revocation feed
-//! healthy under its policy) and `/metrics` ([`metrics`]), on a listener of their own so that
+//! Operations: `/healthz` (the process answers), `/readyz` (every issuer's keys loaded and the
+//! revocation feed healthy under its policy) and `/metrics` ([`metrics`]), on a listener of their own so that
 //! neither collides with an upstream's paths nor is reachable from where clients are.
 
 pub mod metrics;
@@ -12,17 +12,19 @@ use std::sync::Arc;
 use tollgate_core::KeySet;
 use tollgate_layer::Readiness;
 
-/// Whether the gateway can judge tokens: keys loaded, and the revocation feed healthy under its
-/// policy (the same check the Layer makes on every request).
+/// Whether the gateway can judge tokens: keys loaded for every issuer, and the revocation feed
+/// healthy under its policy (the same check the Layer makes on every request).
 #[derive(Debug)]
 pub(crate) struct GatewayReadiness {
-    pub(crate) keys: KeySet,
+    /// Each issuer's key set.
+    pub(crate) keys: Vec<KeySet>,
     pub(crate) feed: Option<Arc<dyn Readiness>>,
 }
 
 impl GatewayReadiness {
     pub(crate) fn check(&self) -> Result<(), &'static str> {
-        if self.keys.kids().is_empty() {
+        // One issuer without keys is one whose every token would be refused.
+        if self.keys.iter().any(|keys| keys.kids().is_empty()) {
             return Err("no verification key loaded yet");
         }
         match &self.feed {

@@ -7,8 +7,9 @@
 //! The routes with the longest prefix that covers the path decide, the first of them whose
 //! methods include the method winning; a request no route matches is refused with 403 (see
 //! [`crate::gateway`]). A route is public
-//! (no token looked at) or protected: a valid, unrevoked token, plus every listed scope, every
-//! listed role and, if set, a tenant at or below the route's.
+//! (no token looked at) or protected: a valid, unrevoked token, of one of the route's issuers if
+//! it lists some, plus every listed scope, every listed role and, if set, a tenant at or below
+//! the route's.
 
 mod path;
 
@@ -46,11 +47,16 @@ pub(crate) struct Requirements {
     scope_challenge: Arc<str>,
     roles: Vec<String>,
     tenant: Option<TenantPath>,
+    /// The issuers whose tokens the route accepts; `None`: any issuer the gateway trusts.
+    issuers: Option<Vec<String>>,
 }
 
 /// Why a verified token may not use a route.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Denied {
+    /// The token's issuer is trusted by the gateway but not listed by the route: refused as the
+    /// Layer refuses a token of an unknown issuer.
+    Issuer,
     /// A scope is missing: the route's scopes, space-separated.
     Scope(Arc<str>),
     /// A role is missing.
@@ -63,6 +69,8 @@ impl Denied {
     /// The metrics label.
     pub(crate) fn reason(&self) -> &'static str {
         match self {
+            // The Layer's label for a wrong issuer: the two refusals read alike.
+            Denied::Issuer => "invalid_token",
             Denied::Scope(_) => "insufficient_scope",
             Denied::Role => "missing_role",
             Denied::Tenant => "wrong_tenant",
@@ -71,17 +79,29 @@ impl Denied {
 }
 
 impl Requirements {
-    pub(crate) fn new(scopes: Vec<String>, roles: Vec<String>, tenant: Option<TenantPath>) -> Self {
+    pub(crate) fn new(
+        scopes: Vec<String>,
+        roles: Vec<String>,
+        tenant: Option<TenantPath>,
+        issuers: Option<Vec<String>>,
+    ) -> Self {
         Requirements {
             scope_challenge: scopes.join(" ").into(),
             scopes,
             roles,
             tenant,
+            issuers,
         }
     }
 
-    /// Whether `claims` meet every requirement.
+    /// Whether `claims` meet every requirement. The issuer first: a token of another issuer is
+    /// not valid here (401), whatever it carries.
     pub(crate) fn check(&self, claims: &Claims) -> Result<(), Denied> {
+        if let Some(issuers) = &self.issuers
+            && !issuers.contains(&claims.iss)
+        {
+            return Err(Denied::Issuer);
+        }
         if !self.scopes.iter().all(|s| claims.has_scope(s)) {
             return Err(Denied::Scope(self.scope_challenge.clone()));
         }
@@ -170,6 +190,28 @@ mod tests {
         assert_eq!(find(Method::DELETE, "/api/x"), None);
         assert_eq!(find(Method::DELETE, "/api/admin/x"), Some(3));
         assert_eq!(find(Method::DELETE, "/apiary"), Some(0));
+    }
+
+    #[test]
+    fn the_issuer_is_judged_before_scopes_roles_and_tenant() {
+        let requirements = Requirements::new(
+            vec!["orders:read".into()],
+            vec!["admin".into()],
+            None,
+            Some(vec!["https://a".into()]),
+        );
+        let mut claims: Claims = serde_json::from_value(serde_json::json!({
+            "iss": "https://b", "sub": "s", "aud": "api", "exp": 2, "iat": 1, "jti": "j",
+            "client_id": "c",
+        }))
+        .unwrap();
+        // A token of another issuer is not valid here: 401, not a 403 for what it lacks.
+        assert_eq!(requirements.check(&claims), Err(Denied::Issuer));
+        claims.iss = "https://a".into();
+        assert!(matches!(requirements.check(&claims), Err(Denied::Scope(_))));
+        claims.scope = "orders:read".into();
+        claims.roles = vec!["admin".into()];
+        assert_eq!(requirements.check(&claims), Ok(()));
     }
 
     #[test]

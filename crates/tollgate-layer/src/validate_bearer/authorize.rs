@@ -49,7 +49,7 @@ pub(super) fn authorize<B>(
             request.extensions_mut().insert(claims);
             Outcome::Accept
         }
-        Err(TokenError::UnknownKey) if may_refetch => match verifier.refetch_keys() {
+        Err(TokenError::UnknownKey) if may_refetch => match verifier.refetch_keys(token) {
             Some(notified) => Outcome::AwaitKeys(notified),
             None => Outcome::Reject(Rejection::InvalidToken(TokenError::UnknownKey)),
         },

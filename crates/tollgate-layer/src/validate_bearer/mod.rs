@@ -16,13 +16,15 @@
 //!    error code (or pass-through in [optional](ValidateBearerLayer::optional) mode); anything
 //!    else malformed: 400 `invalid_request`.
 //! 2. Token length (default 8 KiB), compact-JWS shape, strict base64url.
-//! 3. Header: `alg` one of EdDSA, ES256, RS256, HS256 and allowed by the verifier (never `none`);
-//!    no `crit`; `typ` is `at+jwt` (unless turned off).
-//! 4. The key named by `kid` exists and is *of the header's `alg`* (no HMAC-with-a-public-key
-//!    confusion); the signature verifies.
+//! 3. Header: `alg` one of EdDSA, ES256, RS256, HS256 (never `none`). With several issuers
+//!    ([`Issuer`](crate::Issuer)), the payload's `iss` alone is read: it must name one of them
+//!    exactly, and that issuer's keys and rules judge the rest. Then `alg` allowed for the
+//!    issuer; no `crit`; `typ` is `at+jwt` (unless turned off for the issuer).
+//! 4. The key named by `kid` exists among the issuer's keys and is *of the header's `alg`* (no
+//!    HMAC-with-a-public-key confusion); the signature verifies.
 //! 5. Claims: `iss`, `sub`, `aud`, `exp`, `iat`, `jti`, `client_id` present and well-typed, no
-//!    claim named twice; `iss` matches; `aud` names an accepted audience; `exp`, `nbf`, `iat`
-//!    within the leeway.
+//!    claim named twice; `iss` matches; `aud` names an audience the issuer accepts; `exp`,
+//!    `nbf`, `iat` within the leeway.
 //! 6. The revocation index: token id, grant, and the maximum of every applicable cutoff.
 //!
 //! Steps 2–5 fail with 401 `invalid_token` and a short `error_description`; step 6 says
@@ -30,9 +32,9 @@
 //! carry [`VerifiedClaims`](crate::VerifiedClaims) in their extensions; any value of that type the
 //! request carried in is removed first.
 //!
-//! When the token names a `kid` the key source does not know and the source is a
-//! [`RemoteJwks`](crate::remote_jwks::RemoteJwks), the request waits (once) for a refetch, without
-//! holding the inner service's readiness.
+//! When the token names a `kid` its issuer's key source does not know and the source is a
+//! [`RemoteJwks`](crate::remote_jwks::RemoteJwks), the request waits (once) for a refetch of that
+//! issuer's JWKS, without holding the inner service's readiness.
 //!
 //! # Example
 //!

@@ -1,20 +1,26 @@
-//! Token verification: signature, header, registered claims, then the revocation index.
+//! Token verification: signature, header, registered claims, then the revocation index; for one
+//! issuer or several, each with its own keys ([`Issuer`]).
+
+mod builder;
+mod issuer;
+
+pub use builder::{BuildError, VerifierBuilder};
+pub use issuer::Issuer;
 
 use crate::cache::VerifiedTokenCache;
 use crate::claims::VerifiedClaims;
 use crate::remote_jwks::RemoteJwks;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use issuer::{Issuers, TrustedIssuer};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::futures::OwnedNotified;
 use tollgate_core::{
-    Claims, Clock, KeySet, RevocationIndex, Revoked, SigningAlgorithm, SystemClock, TenantPath,
-    VerifyError,
+    Claims, Clock, KeySet, RevocationIndex, Revoked, SigningAlgorithm, TenantPath, VerifyError,
 };
 
 /// Why a bearer token was not accepted. Each reason has a short description that is safe to show
@@ -45,7 +51,7 @@ pub enum TokenError {
     /// `jti` is missing or empty: the token has no id, so it could never be revoked by id, and
     /// accepting it would leave a token that only a cutoff can stop.
     MissingTokenId,
-    /// `iss` is not the configured issuer.
+    /// `iss` is not a configured issuer (or, with several issuers, is missing).
     WrongIssuer,
     /// `aud` names none of the configured audiences.
     WrongAudience,
@@ -95,18 +101,6 @@ impl fmt::Display for TokenError {
 
 impl std::error::Error for TokenError {}
 
-/// Why a [`VerifierBuilder`] could not build.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BuildError(&'static str);
-
-impl fmt::Display for BuildError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "cannot build verifier: {}", self.0)
-    }
-}
-
-impl std::error::Error for BuildError {}
-
 /// Default maximum token length in bytes.
 pub const DEFAULT_MAX_TOKEN_LEN: usize = 8 * 1024;
 /// Longest encoded JWS header accepted.
@@ -118,11 +112,13 @@ const MAX_SIGNATURE_BYTES: usize = 1024;
 
 /// Checks JWT access tokens: what [`ValidateBearer`](crate::ValidateBearer) runs on every request.
 ///
-/// In order: length; compact-JWS shape; header JSON (`alg` allowed, no `crit`, `typ`); the key
-/// named by `kid`, which must be of the header's `alg`; the signature; the claims (required RFC
-/// 9068 claims present, a `jti` that is not empty, `iss`, `aud`, `exp`, `nbf`, `iat` with
-/// leeway); the revocation index.
-/// `jku`, `x5u` and `jwk` headers are ignored: keys come only from the configured source.
+/// In order: length; compact-JWS shape; header JSON (`alg` supported); with several issuers, the
+/// issuer named by the payload's `iss` (read alone, before anything is verified: a token naming
+/// no configured issuer is refused here); `alg` allowed for that issuer, no `crit`, `typ`; the
+/// key named by `kid` among **that issuer's** keys, which must be of the header's `alg`; the
+/// signature; the claims (required RFC 9068 claims present, a `jti` that is not empty, `iss`,
+/// `aud` for that issuer, `exp`, `nbf`, `iat` with leeway); the revocation index.
+/// `jku`, `x5u` and `jwk` headers are ignored: keys come only from the configured sources.
 ///
 /// Cheap to clone (one `Arc`).
 #[derive(Clone)]
@@ -131,15 +127,9 @@ pub struct Verifier {
 }
 
 struct Inner {
-    issuer: String,
-    audiences: Vec<String>,
-    any_audience: bool,
-    algorithms: Vec<SigningAlgorithm>,
+    issuers: Issuers,
     leeway_secs: i64,
-    require_at_jwt: bool,
     max_token_len: usize,
-    keys: KeySet,
-    remote: Option<RemoteJwks>,
     index: Arc<RevocationIndex>,
     clock: Arc<dyn Clock>,
     cache: Option<VerifiedTokenCache>,
@@ -149,65 +139,36 @@ impl fmt::Debug for Verifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let i = &self.inner;
         f.debug_struct("Verifier")
-            .field("issuer", &i.issuer)
-            .field("audiences", &i.audiences)
-            .field("algorithms", &i.algorithms)
+            .field("issuers", &i.issuers)
             .field("leeway_secs", &i.leeway_secs)
-            .field("require_at_jwt", &i.require_at_jwt)
-            .field("keys", &i.keys)
             .field("cache", &i.cache.is_some())
             .finish_non_exhaustive()
     }
 }
 
-/// Builds a [`Verifier`]. `issuer`, at least one `audience` (or [`any_audience`]), a key source
-/// and the revocation index are required.
-///
-/// [`any_audience`]: VerifierBuilder::any_audience
-#[derive(Debug)]
-#[must_use]
-pub struct VerifierBuilder {
-    issuer: Option<String>,
-    audiences: Vec<String>,
-    any_audience: bool,
-    algorithms: Vec<SigningAlgorithm>,
-    leeway: Duration,
-    require_at_jwt: bool,
-    max_token_len: usize,
-    keys: Option<KeySet>,
-    remote: Option<RemoteJwks>,
-    index: Option<Arc<RevocationIndex>>,
-    clock: Arc<dyn Clock>,
-    cache_capacity: Option<usize>,
-}
-
 impl Verifier {
-    /// Starts a builder.
-    pub fn builder() -> VerifierBuilder {
-        VerifierBuilder {
-            issuer: None,
-            audiences: Vec::new(),
-            any_audience: false,
-            algorithms: SigningAlgorithm::ALL.to_vec(),
-            leeway: Duration::from_secs(30),
-            require_at_jwt: true,
-            max_token_len: DEFAULT_MAX_TOKEN_LEN,
-            keys: None,
-            remote: None,
-            index: None,
-            clock: Arc::new(SystemClock),
-            cache_capacity: None,
-        }
-    }
-
     /// The revocation index this verifier consults.
     pub fn index(&self) -> &Arc<RevocationIndex> {
         &self.inner.index
     }
 
-    /// The keys this verifier uses.
+    /// The keys of the first issuer: the one configured with [`VerifierBuilder::issuer`], or
+    /// else the first one added. For a verifier of one issuer, its keys; with several, use
+    /// [`issuer_keys`](Self::issuer_keys).
     pub fn keys(&self) -> &KeySet {
-        &self.inner.keys
+        &self.inner.issuers.first().keys
+    }
+
+    /// The keys this verifier checks the tokens of issuer `iss` with (exact match), and the
+    /// remote JWKS they are fetched from, if that is their source; `None` when `iss` is not a
+    /// configured issuer.
+    ///
+    /// For code that verifies other tokens of the same issuers, such as a back-channel logout
+    /// receiver checking a logout token with its issuer's keys: it gets the keys this verifier
+    /// trusts for that issuer, and no other issuer's.
+    pub fn issuer_keys(&self, iss: &str) -> Option<(&KeySet, Option<&RemoteJwks>)> {
+        let issuer = self.inner.issuers.get(iss)?;
+        Some((&issuer.keys, issuer.remote.as_ref()))
     }
 
     /// The clock this verifier reads.
@@ -225,7 +186,7 @@ impl Verifier {
         let Some(cache) = &i.cache else {
             return self.verify_uncached(token, now).map(VerifiedClaims::new);
         };
-        let epoch = i.keys.epoch();
+        let epoch = i.issuers.key_epoch();
         if let Some(claims) = cache.get(token, epoch, now.saturating_sub(i.leeway_secs)) {
             i.index
                 .check(&claims.identity())
@@ -241,15 +202,7 @@ impl Verifier {
 
     fn verify_uncached(&self, token: &str, now: i64) -> Result<Claims, TokenError> {
         let i = &*self.inner;
-        let mut parts = token.split('.');
-        let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(TokenError::Malformed);
-        };
-        if header_b64.len() > MAX_HEADER_LEN || signature_b64.len() > MAX_SIGNATURE_LEN {
-            return Err(TokenError::Malformed);
-        }
+        let (header_b64, payload_b64, signature_b64) = split_jws(token)?;
         let mut header_buf = [0u8; MAX_HEADER_LEN];
         let n = URL_SAFE_NO_PAD
             .decode_slice(header_b64, &mut header_buf)
@@ -260,13 +213,14 @@ impl Verifier {
             .alg
             .parse()
             .map_err(|_| TokenError::AlgorithmNotAllowed)?;
-        if !i.algorithms.contains(&alg) {
+        let (issuer, payload) = i.issuers.judging(payload_b64)?;
+        if !issuer.algorithms.contains(&alg) {
             return Err(TokenError::AlgorithmNotAllowed);
         }
         if header.crit.0 {
             return Err(TokenError::CriticalHeader);
         }
-        if i.require_at_jwt && !header.typ.as_deref().is_some_and(is_at_jwt) {
+        if issuer.require_at_jwt && !header.typ.as_deref().is_some_and(is_at_jwt) {
             return Err(TokenError::WrongType);
         }
         let mut signature_buf = [0u8; MAX_SIGNATURE_BYTES];
@@ -274,7 +228,8 @@ impl Verifier {
             .decode_slice(signature_b64, &mut signature_buf)
             .map_err(|_| TokenError::Malformed)?;
         let signed = &token.as_bytes()[..header_b64.len() + 1 + payload_b64.len()];
-        i.keys
+        issuer
+            .keys
             .verify(header.kid.as_deref(), alg, signed, &signature_buf[..n])
             .map_err(|e| match e {
                 VerifyError::UnknownKey if header.kid.is_none() => TokenError::MissingKeyId,
@@ -284,54 +239,90 @@ impl Verifier {
                 // A reason `KeySet::verify` learns later still means "not verified".
                 _ => TokenError::BadSignature,
             })?;
-        let payload = URL_SAFE_NO_PAD
-            .decode(payload_b64)
-            .map_err(|_| TokenError::Malformed)?;
+        // Decoded once: already, if choosing the issuer needed it.
+        let payload = match payload {
+            Some(payload) => payload,
+            None => decode_payload(payload_b64)?,
+        };
         let claims: Claims =
             serde_json::from_slice(&payload).map_err(|_| unreadable_claims(&payload))?;
-        self.validate_claims(&claims, now)?;
+        validate_claims(issuer, &claims, now, i.leeway_secs)?;
         i.index
             .check(&claims.identity())
             .map_err(TokenError::Revoked)?;
         Ok(claims)
     }
 
-    fn validate_claims(&self, claims: &Claims, now: i64) -> Result<(), TokenError> {
-        let i = &*self.inner;
-        // A token without an id would be accepted until it expires whatever is revoked by id
-        // (RFC 7009 at its issuer, `tollgate revoke --jti`): refused like one without `jti`.
-        if claims.jti.is_empty() {
-            return Err(TokenError::MissingTokenId);
-        }
-        if claims.iss != i.issuer {
-            return Err(TokenError::WrongIssuer);
-        }
-        if !i.any_audience && !i.audiences.iter().any(|a| claims.aud.contains(a)) {
-            return Err(TokenError::WrongAudience);
-        }
-        if now >= claims.exp.saturating_add(i.leeway_secs) {
-            return Err(TokenError::Expired);
-        }
-        // A tenant that is not a canonical path could slip past a cutoff on its parent.
-        if claims
-            .tenant
-            .as_deref()
-            .is_some_and(|t| !TenantPath::is_valid(t))
-        {
-            return Err(TokenError::InvalidClaims);
-        }
-        let latest_start = now.saturating_add(i.leeway_secs);
-        if claims.nbf.is_some_and(|nbf| nbf > latest_start) || claims.iat > latest_start {
-            return Err(TokenError::NotYetValid);
-        }
-        Ok(())
+    /// Asks the remote JWKS of `token`'s issuer (if that is its key source) to refetch because
+    /// the token named an unknown `kid`; no other issuer's JWKS is asked. `None` when there is
+    /// nothing to wait for.
+    ///
+    /// The issuer is found again from the token, as [`verify`](Self::verify) found it: this path
+    /// is taken only after an unknown `kid`, so the common path carries nothing for it.
+    pub(crate) fn refetch_keys(&self, token: &str) -> Option<OwnedNotified> {
+        let (_, payload_b64, _) = split_jws(token).ok()?;
+        let (issuer, _) = self.inner.issuers.judging(payload_b64).ok()?;
+        issuer.remote.as_ref()?.refetch()
     }
+}
 
-    /// Asks the remote JWKS (if that is the key source) to refetch because a token named an
-    /// unknown `kid`. `None` when there is nothing to wait for.
-    pub(crate) fn refetch_keys(&self) -> Option<OwnedNotified> {
-        self.inner.remote.as_ref()?.refetch()
+/// The three parts of a compact JWS, with the header and signature within their bounds (the
+/// payload is bounded by the token's length, checked before).
+fn split_jws(token: &str) -> Result<(&str, &str, &str), TokenError> {
+    let mut parts = token.split('.');
+    let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(TokenError::Malformed);
+    };
+    if header_b64.len() > MAX_HEADER_LEN || signature_b64.len() > MAX_SIGNATURE_LEN {
+        return Err(TokenError::Malformed);
     }
+    Ok((header_b64, payload_b64, signature_b64))
+}
+
+/// The payload's JSON bytes.
+fn decode_payload(payload_b64: &str) -> Result<Vec<u8>, TokenError> {
+    URL_SAFE_NO_PAD
+        .decode(payload_b64)
+        .map_err(|_| TokenError::Malformed)
+}
+
+/// The claims checks of `issuer` and the shared leeway, after the signature has verified.
+fn validate_claims(
+    issuer: &TrustedIssuer,
+    claims: &Claims,
+    now: i64,
+    leeway_secs: i64,
+) -> Result<(), TokenError> {
+    // A token without an id would be accepted until it expires whatever is revoked by id
+    // (RFC 7009 at its issuer, `tollgate revoke --jti`): refused like one without `jti`.
+    if claims.jti.is_empty() {
+        return Err(TokenError::MissingTokenId);
+    }
+    // With several issuers this was chosen by `iss` already; with one, it is checked here.
+    if claims.iss != issuer.issuer {
+        return Err(TokenError::WrongIssuer);
+    }
+    if !issuer.accepts_audience(&claims.aud) {
+        return Err(TokenError::WrongAudience);
+    }
+    if now >= claims.exp.saturating_add(leeway_secs) {
+        return Err(TokenError::Expired);
+    }
+    // A tenant that is not a canonical path could slip past a cutoff on its parent.
+    if claims
+        .tenant
+        .as_deref()
+        .is_some_and(|t| !TenantPath::is_valid(t))
+    {
+        return Err(TokenError::InvalidClaims);
+    }
+    let latest_start = now.saturating_add(leeway_secs);
+    if claims.nbf.is_some_and(|nbf| nbf > latest_start) || claims.iat > latest_start {
+        return Err(TokenError::NotYetValid);
+    }
+    Ok(())
 }
 
 /// Why claims that do not deserialize are refused: a missing (or `null`) `jti` is named, as an
@@ -380,131 +371,6 @@ struct Present(bool);
 impl<'de> Deserialize<'de> for Present {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         IgnoredAny::deserialize(d).map(|_| Present(true))
-    }
-}
-
-impl VerifierBuilder {
-    /// The expected `iss` (exact match). Required.
-    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
-        self.issuer = Some(issuer.into());
-        self
-    }
-
-    /// Adds an accepted audience: a token is accepted if its `aud` names any of them.
-    pub fn audience(mut self, audience: impl Into<String>) -> Self {
-        self.audiences.push(audience.into());
-        self
-    }
-
-    /// Accepts any `aud`. Only for a validator that is the sole resource server of its issuer.
-    pub fn any_audience(mut self) -> Self {
-        self.any_audience = true;
-        self
-    }
-
-    /// Restricts the accepted algorithms (default: EdDSA, ES256, RS256, HS256 — each key still
-    /// verifies only its own). `none` can never be allowed.
-    pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = SigningAlgorithm>) -> Self {
-        self.algorithms = algorithms.into_iter().collect();
-        self
-    }
-
-    /// Clock skew tolerated on `exp`, `nbf` and `iat` (default 30 s, whole seconds).
-    pub fn leeway(mut self, leeway: Duration) -> Self {
-        self.leeway = leeway;
-        self
-    }
-
-    /// Whether `typ: at+jwt` is required (default: yes, RFC 9068 §4). Turn off only for issuers
-    /// that do not follow RFC 9068, knowing that ID tokens then pass as access tokens.
-    pub fn require_at_jwt(mut self, required: bool) -> Self {
-        self.require_at_jwt = required;
-        self
-    }
-
-    /// Longest accepted token in bytes (default 8 KiB).
-    pub fn max_token_len(mut self, len: usize) -> Self {
-        self.max_token_len = len;
-        self
-    }
-
-    /// Verifies with a local key set, e.g. the one an in-process issuer signs with.
-    pub fn keys(mut self, keys: KeySet) -> Self {
-        self.keys = Some(keys);
-        self.remote = None;
-        self
-    }
-
-    /// Verifies with keys fetched from an issuer's JWKS URL; an unknown `kid` triggers a
-    /// (rate-limited) refetch that the request waits for.
-    pub fn remote_jwks(mut self, remote: RemoteJwks) -> Self {
-        self.keys = Some(remote.keys().clone());
-        self.remote = Some(remote);
-        self
-    }
-
-    /// The revocation index shared with the issuer or the replication feed. Required.
-    pub fn revocation_index(mut self, index: Arc<RevocationIndex>) -> Self {
-        self.index = Some(index);
-        self
-    }
-
-    /// The clock (default: the system clock).
-    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = clock;
-        self
-    }
-
-    /// Remembers up to `capacity` verified tokens so that a repeated token skips signature
-    /// verification until it expires. Revocation is still checked on every request; removing or
-    /// replacing a key empties the cache. The cache compares whole tokens, never only a hash.
-    ///
-    /// `capacity` counts tokens. Each entry holds the token and its claims: about twice the
-    /// token's length, at most ~2 × [`max_token_len`](Self::max_token_len). Only tokens that passed
-    /// every check are cached, so clients cannot fill it with garbage.
-    pub fn cache_verified_tokens(mut self, capacity: usize) -> Self {
-        self.cache_capacity = Some(capacity);
-        self
-    }
-
-    /// Builds the verifier.
-    pub fn build(self) -> Result<Verifier, BuildError> {
-        let issuer = self.issuer.ok_or(BuildError("an issuer is required"))?;
-        if self.audiences.is_empty() && !self.any_audience {
-            return Err(BuildError(
-                "at least one audience is required (or call any_audience())",
-            ));
-        }
-        if self.algorithms.is_empty() {
-            return Err(BuildError("at least one algorithm must be allowed"));
-        }
-        let keys = self
-            .keys
-            .ok_or(BuildError("a key source (keys or remote_jwks) is required"))?;
-        let index = self
-            .index
-            .ok_or(BuildError("a revocation index is required"))?;
-        // This verifier accepts tokens until `exp + leeway`: their revocations must outlive that.
-        index.retain_expired_for(self.leeway);
-        Ok(Verifier {
-            inner: Arc::new(Inner {
-                issuer,
-                audiences: self.audiences,
-                any_audience: self.any_audience,
-                algorithms: self.algorithms,
-                leeway_secs: i64::try_from(self.leeway.as_secs()).unwrap_or(i64::MAX),
-                require_at_jwt: self.require_at_jwt,
-                max_token_len: self.max_token_len,
-                keys,
-                remote: self.remote,
-                index,
-                clock: self.clock,
-                cache: self
-                    .cache_capacity
-                    .filter(|c| *c > 0)
-                    .map(VerifiedTokenCache::new),
-            }),
-        })
     }
 }
 
@@ -564,6 +430,85 @@ mod tests {
                 .revocation_index(index)
                 .build()
                 .is_ok()
+        );
+    }
+
+    #[test]
+    fn several_issuers_are_checked_one_by_one() {
+        let index = Arc::new(RevocationIndex::new());
+        let keys = KeySet::new();
+        let issuer = |iss: &str| Issuer::new(iss).audience("a").keys(keys.clone());
+        let build = |builder: VerifierBuilder| {
+            builder
+                .revocation_index(index.clone())
+                .build()
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        let refused = |builder: VerifierBuilder, reason: &str| {
+            let error = build(builder).expect_err(reason);
+            assert!(error.contains(reason), "{error}");
+        };
+        assert_eq!(
+            build(
+                Verifier::builder()
+                    .add_issuer(issuer("https://a"))
+                    .add_issuer(issuer("https://b"))
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            build(
+                Verifier::builder()
+                    .issuer("https://a")
+                    .audience("a")
+                    .keys(keys.clone())
+                    .add_issuer(issuer("https://b"))
+            ),
+            Ok(()),
+            "the builder's own issuer beside an added one"
+        );
+        refused(
+            Verifier::builder()
+                .add_issuer(issuer("https://a"))
+                .add_issuer(issuer("https://a")),
+            "issuer \"https://a\" is configured twice",
+        );
+        refused(
+            Verifier::builder()
+                .issuer("https://a")
+                .audience("a")
+                .keys(keys.clone())
+                .add_issuer(issuer("https://a")),
+            "issuer \"https://a\" is configured twice",
+        );
+        refused(
+            Verifier::builder()
+                .add_issuer(issuer("https://a"))
+                .add_issuer(Issuer::new("https://b").audience("a")),
+            "issuer \"https://b\": a key source (keys or remote_jwks) is required",
+        );
+        refused(
+            Verifier::builder().add_issuer(Issuer::new("https://b").keys(keys.clone())),
+            "issuer \"https://b\": at least one audience is required",
+        );
+        refused(
+            Verifier::builder().add_issuer(issuer("https://b").algorithms([])),
+            "issuer \"https://b\": at least one algorithm must be allowed",
+        );
+        refused(
+            Verifier::builder().add_issuer(issuer("")),
+            "an issuer must not be empty",
+        );
+        refused(
+            Verifier::builder()
+                .require_at_jwt(false)
+                .add_issuer(issuer("https://a")),
+            "without issuer()",
+        );
+        refused(
+            Verifier::builder().revocation_index(index.clone()),
+            "an issuer is required",
         );
     }
 }
