@@ -3,6 +3,9 @@
 //! route, the Layer (for protected routes), the route's requirements, the client's rate cap,
 //! then the upstream or the forward-auth answer; and the metrics and log line of every request.
 //!
+//! A request for `[back_channel_logout]`'s path goes to the logout receiver
+//! ([`crate::logout`]) before anything else is looked at.
+//!
 //! Refusals the gateway makes itself:
 //!
 //! | situation | HTTP | gRPC |
@@ -26,6 +29,7 @@ use crate::forward_auth::{ForwardAuth, Original};
 use crate::headers::{Hop, METHOD_OVERRIDE, MethodOverride, X_REQUEST_ID};
 use crate::identity::IdentityHeaders;
 use crate::limit::ClientRateLimit;
+use crate::logout::LogoutEndpoint;
 use crate::ops::metrics::{Metrics, Outcome};
 use crate::proxy::{PeerIp, Upstream, UpstreamError};
 use crate::response::{self, GatewayBody, grpc_content_type, refuse};
@@ -55,6 +59,8 @@ use tracing::Instrument;
 pub(crate) struct Shared {
     pub(crate) routes: RouteTable,
     pub(crate) forward_auth: Option<ForwardAuth>,
+    /// `[back_channel_logout]`: answered before any route.
+    pub(crate) logout: Option<LogoutEndpoint>,
     pub(crate) identity: IdentityHeaders,
     pub(crate) proxy: Proxy,
     pub(crate) upstreams: Vec<Upstream>,
@@ -165,6 +171,12 @@ impl Gateway {
         mut request: Request<Incoming>,
     ) -> (Option<usize>, Response<GatewayBody>) {
         let shared = &self.shared;
+        if let Some(logout) = &shared.logout
+            && logout.matches(request.uri().path())
+        {
+            let response = logout.answer(request).await;
+            return (None, with_outcome(response, Outcome::Logout));
+        }
         let grpc = grpc_content_type(request.headers());
         let bad_request = |reason: &str, text: &'static str| {
             shared.metrics.rejection(reason);

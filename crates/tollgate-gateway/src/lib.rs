@@ -41,6 +41,7 @@ mod gateway;
 mod headers;
 mod identity;
 pub mod limit;
+mod logout;
 pub mod ops;
 mod proxy;
 mod response;

@@ -4,6 +4,7 @@
 use crate::config::{GatewayConfig, IssuerConfig, KeySource};
 use crate::gateway::{Gateway, Shared};
 use crate::limit::ClientRateLimit;
+use crate::logout::LogoutEndpoint;
 use crate::ops::metrics::{Metrics, Sources};
 use crate::ops::{GatewayReadiness, Ops};
 use crate::proxy::{PeerIp, Upstream};
@@ -86,6 +87,7 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, String> {
         keys: keys.iter().map(|k| k.keys.clone()).collect(),
         feed: feed_health,
     });
+    let logout = logout_endpoint(&config, &keys, &index)?;
     let route_labels: Vec<String> = config.routes.iter().map(|r| r.prefix.clone()).collect();
     let upstream_names: Vec<String> = config.upstreams.iter().map(|u| u.name.clone()).collect();
     let metrics = Arc::new(Metrics::new(
@@ -96,6 +98,7 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, String> {
             feed: feed.clone(),
             jwks: keys.iter().filter_map(|k| k.remote.clone()).collect(),
             ready: readiness.clone(),
+            logout: logout.as_ref().map(LogoutEndpoint::stats),
         },
     ));
     let limits = config.limits;
@@ -109,6 +112,7 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, String> {
     let shared = Arc::new(Shared {
         routes: config.routes,
         forward_auth: config.forward_auth,
+        logout,
         identity: config.identity,
         proxy: config.proxy,
         upstreams: config
@@ -245,6 +249,29 @@ async fn keys(issuer: &IssuerConfig) -> Result<IssuerKeys, String> {
         keys: remote.keys().clone(),
         remote: Some(remote),
     })
+}
+
+/// The back-channel logout receiver, if `[back_channel_logout]` is set.
+fn logout_endpoint(
+    config: &GatewayConfig,
+    keys: &[IssuerKeys],
+    index: &Arc<RevocationIndex>,
+) -> Result<Option<LogoutEndpoint>, String> {
+    let Some(logout) = &config.back_channel_logout else {
+        return Ok(None);
+    };
+    let keys: Vec<_> = keys
+        .iter()
+        .map(|k| (k.keys.clone(), k.remote.clone()))
+        .collect();
+    LogoutEndpoint::new(
+        logout,
+        &config.issuers,
+        &keys,
+        index,
+        config.revocations.as_ref(),
+    )
+    .map(Some)
 }
 
 /// The `Verifier` of every issuer and `[validation]`, on `index`.

@@ -28,6 +28,7 @@ pub(super) struct File {
     #[serde(default)]
     pub(super) proxy: ProxyFile,
     pub(super) forward_auth: Option<ForwardAuthFile>,
+    pub(super) back_channel_logout: Option<BackChannelLogoutFile>,
     #[serde(default)]
     pub(super) identity_headers: IdentityHeadersFile,
     #[serde(default)]
@@ -307,4 +308,22 @@ pub(super) struct RouteFile {
     pub(super) issuers: Option<Spanned<Vec<Spanned<String>>>>,
     #[serde(default)]
     pub(super) strip_authorization: bool,
+}
+
+/// `[back_channel_logout]`: the OpenID Connect Back-Channel Logout receiver.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct BackChannelLogoutFile {
+    pub(super) path: Spanned<String>,
+    pub(super) max_age: Option<Spanned<u64>>,
+    pub(super) issuers: Spanned<Vec<LogoutIssuerFile>>,
+}
+
+/// One `[[back_channel_logout.issuers]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct LogoutIssuerFile {
+    pub(super) issuer: Spanned<String>,
+    pub(super) client_id: Spanned<String>,
+    pub(super) revoke: Option<Spanned<String>>,
 }

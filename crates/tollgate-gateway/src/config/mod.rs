@@ -7,6 +7,7 @@
 //! every key is `docs/gateway.md`.
 
 mod file;
+mod signals;
 
 use crate::forward_auth::{ForwardAuth, ForwardAuthProxy};
 use crate::headers::{MethodOverride, Upgrades};
@@ -26,6 +27,8 @@ use tollgate_redis::wire::Keys;
 use tollgate_redis::{HealthPolicy, RedisTarget};
 use toml::Spanned;
 
+pub(crate) use signals::BackChannelLogoutConfig;
+
 pub use tollgate_program::config::ConfigError;
 
 /// A validated gateway configuration. Made by [`load`] or [`parse`].
@@ -41,6 +44,7 @@ pub struct GatewayConfig {
     pub(crate) limits: Limits,
     pub(crate) proxy: Proxy,
     pub(crate) forward_auth: Option<ForwardAuth>,
+    pub(crate) back_channel_logout: Option<BackChannelLogoutConfig>,
     pub(crate) identity: crate::identity::IdentityHeaders,
     pub(crate) upstreams: Vec<UpstreamConfig>,
     pub(crate) routes: RouteTable,
@@ -114,6 +118,8 @@ pub(crate) struct Validation {
 #[derive(Debug, Clone)]
 pub(crate) struct Revocations {
     pub(crate) target: RedisTarget,
+    /// The key prefix the keys are under (the logout receiver keeps its `jti`s there too).
+    pub(crate) prefix: String,
     pub(crate) keys: Keys,
     pub(crate) policy: HealthPolicy,
 }
@@ -209,6 +215,14 @@ fn validate(source: &Source) -> Result<GatewayConfig, ConfigError> {
         .as_ref()
         .map(|f| forward_auth(source, f))
         .transpose()?;
+    let back_channel_logout = file
+        .back_channel_logout
+        .as_ref()
+        .map(|b| {
+            let forward_auth_path = forward_auth.as_ref().map(|f| f.path.as_str());
+            signals::back_channel_logout(source, b, &issuers, forward_auth_path)
+        })
+        .transpose()?;
     let identity = identity_headers(source, &file.identity_headers)?;
     let upstreams = upstreams(source, &file.upstreams)?;
     let routes = routes(source, &file.routes, &upstreams, &issuers)?;
@@ -229,6 +243,7 @@ fn validate(source: &Source) -> Result<GatewayConfig, ConfigError> {
         limits,
         proxy,
         forward_auth,
+        back_channel_logout,
         identity,
         upstreams,
         routes: RouteTable::new(routes),
@@ -726,6 +741,7 @@ fn revocations(source: &Source, r: &RevocationsFile) -> Result<Revocations, Conf
     Ok(Revocations {
         target,
         keys: Keys::new(&prefix),
+        prefix,
         policy: HealthPolicy {
             require_sync: r.require_sync,
             max_silence: (silence > 0).then(|| Duration::from_secs(silence)),

@@ -25,8 +25,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tollgate_core::RevocationIndex;
 use tollgate_layer::RemoteJwks;
-use tollgate_program::metrics::{counter, gauge};
+use tollgate_program::metrics::{counter, counters, gauge};
 use tollgate_redis::Feed;
+use tollgate_signals::SignalStats;
 
 /// What became of a request: the `outcome` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,9 +48,11 @@ pub(crate) enum Outcome {
     UpstreamError,
     /// The client's request was malformed past what routing sees (its body): 400.
     ClientError,
+    /// A back-channel logout, answered by the receiver (its own counters say how).
+    Logout,
 }
 
-const OUTCOMES: [Outcome; 8] = [
+const OUTCOMES: [Outcome; 9] = [
     Outcome::Forwarded,
     Outcome::Allowed,
     Outcome::Rejected,
@@ -58,6 +61,7 @@ const OUTCOMES: [Outcome; 8] = [
     Outcome::RateLimited,
     Outcome::UpstreamError,
     Outcome::ClientError,
+    Outcome::Logout,
 ];
 
 impl Outcome {
@@ -71,6 +75,7 @@ impl Outcome {
             Outcome::RateLimited => "rate_limited",
             Outcome::UpstreamError => "upstream_error",
             Outcome::ClientError => "client_error",
+            Outcome::Logout => "logout",
         }
     }
 
@@ -147,6 +152,8 @@ pub(crate) struct Sources {
     /// The remote JWKS of every issuer whose keys come from one.
     pub(crate) jwks: Vec<RemoteJwks>,
     pub(crate) ready: Arc<super::GatewayReadiness>,
+    /// The back-channel logout receiver's counters, if it is configured.
+    pub(crate) logout: Option<SignalStats>,
 }
 
 impl Metrics {
@@ -338,6 +345,22 @@ impl Collector for ScrapeCollector {
                 "tollgate_gateway_feed_events_applied",
                 "Revocation events applied from the stream",
                 status.applied,
+            )?;
+        }
+        if let Some(logout) = &s.logout {
+            let seen = logout.snapshot();
+            counters(
+                e,
+                "tollgate_gateway_logout",
+                "Back-channel logouts, by outcome (applied: published; replayed, invalid: \
+                 refused; unavailable: Redis did not take it, the provider may retry)",
+                "outcome",
+                &[
+                    ("applied", seen.applied),
+                    ("replayed", seen.replayed),
+                    ("invalid", seen.invalid),
+                    ("unavailable", seen.unavailable),
+                ],
             )?;
         }
         if !s.jwks.is_empty() {
