@@ -50,15 +50,15 @@ impl SsfPush {
         B: Body,
         B::Error: Into<BoxError>,
     {
-        if let Err((reason, response)) = self.admit(&request) {
-            self.receiver.refused_request(reason);
-            return response;
-        }
-        let set = match read_set(request.into_body()).await {
+        let set = match self.admit(&request) {
+            Ok(()) => read_set(request.into_body()).await,
+            Err(rejected) => Err(rejected),
+        };
+        let set = match set {
             Ok(set) => set,
-            Err((reason, response)) => {
-                self.receiver.refused_request(reason);
-                return response;
+            Err(rejected) => {
+                self.receiver.refused_request(rejected.reason());
+                return rejected.response();
             }
         };
         match self.receiver.receive(&set, Contact::Push).await {
@@ -71,37 +71,15 @@ impl SsfPush {
     }
 
     /// The request before its body: `POST`, authenticated, a SET.
-    fn admit<B>(&self, request: &Request<B>) -> Result<(), (&'static str, Response<Full<Bytes>>)> {
+    fn admit<B>(&self, request: &Request<B>) -> Result<(), Rejected> {
         if request.method() != Method::POST {
-            let mut response = refusal(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "invalid_request",
-                "SETs are pushed with POST",
-            );
-            response
-                .headers_mut()
-                .insert(ALLOW, HeaderValue::from_static("POST"));
-            return Err(("method", response));
+            return Err(Rejected::Method);
         }
         if !self.authenticated(request.headers()) {
-            return Err((
-                "authentication",
-                refusal(
-                    StatusCode::UNAUTHORIZED,
-                    "authentication_failed",
-                    "the Authorization header is missing or wrong",
-                ),
-            ));
+            return Err(Rejected::Unauthenticated);
         }
         if !is_secevent(request.headers()) {
-            return Err((
-                "content_type",
-                refusal(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request",
-                    "the content type must be application/secevent+jwt",
-                ),
-            ));
+            return Err(Rejected::ContentType);
         }
         Ok(())
     }
@@ -117,6 +95,64 @@ impl SsfPush {
             return false;
         };
         verify_slices_are_equal(&sha256(value.as_bytes()), expected).is_ok()
+    }
+}
+
+/// Why a request was refused before its body was read as a SET.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rejected {
+    Method,
+    Unauthenticated,
+    ContentType,
+    Slow,
+    TooLarge,
+    Unreadable,
+    NotUtf8,
+}
+
+impl Rejected {
+    /// The reason counted in the stats.
+    fn reason(self) -> &'static str {
+        match self {
+            Rejected::Method => "method",
+            Rejected::Unauthenticated => "authentication",
+            Rejected::ContentType => "content_type",
+            Rejected::Slow | Rejected::TooLarge | Rejected::Unreadable => "body",
+            Rejected::NotUtf8 => "malformed",
+        }
+    }
+
+    fn response(self) -> Response<Full<Bytes>> {
+        let invalid = |status, description| refusal(status, "invalid_request", description);
+        match self {
+            Rejected::Method => {
+                let mut response =
+                    invalid(StatusCode::METHOD_NOT_ALLOWED, "SETs are pushed with POST");
+                response
+                    .headers_mut()
+                    .insert(ALLOW, HeaderValue::from_static("POST"));
+                response
+            }
+            Rejected::Unauthenticated => refusal(
+                StatusCode::UNAUTHORIZED,
+                "authentication_failed",
+                "the Authorization header is missing or wrong",
+            ),
+            Rejected::ContentType => invalid(
+                StatusCode::BAD_REQUEST,
+                "the content type must be application/secevent+jwt",
+            ),
+            Rejected::Slow => invalid(
+                StatusCode::REQUEST_TIMEOUT,
+                "the request body did not arrive in time",
+            ),
+            Rejected::TooLarge => invalid(StatusCode::PAYLOAD_TOO_LARGE, "the SET is too large"),
+            Rejected::Unreadable => invalid(
+                StatusCode::BAD_REQUEST,
+                "the request body could not be read",
+            ),
+            Rejected::NotUtf8 => invalid(StatusCode::BAD_REQUEST, "malformed SET"),
+        }
     }
 }
 
@@ -157,7 +193,7 @@ fn is_secevent(headers: &HeaderMap) -> bool {
 }
 
 /// The body: one compact SET, at most 16 KiB, within 10 s.
-async fn read_set<B>(body: B) -> Result<String, (&'static str, Response<Full<Bytes>>)>
+async fn read_set<B>(body: B) -> Result<String, Rejected>
 where
     B: Body,
     B::Error: Into<BoxError>,
@@ -165,44 +201,13 @@ where
     let read = tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, MAX_SET_LEN).collect());
     let body = match read.await {
         Ok(Ok(collected)) => collected.to_bytes(),
-        Err(_) => {
-            return Err((
-                "body",
-                refusal(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "invalid_request",
-                    "the request body did not arrive in time",
-                ),
-            ));
-        }
-        Ok(Err(e)) if e.is::<LengthLimitError>() => {
-            return Err((
-                "body",
-                refusal(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "invalid_request",
-                    "the SET is too large",
-                ),
-            ));
-        }
-        Ok(Err(_)) => {
-            return Err((
-                "body",
-                refusal(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request",
-                    "the request body could not be read",
-                ),
-            ));
-        }
+        Err(_) => return Err(Rejected::Slow),
+        Ok(Err(e)) if e.is::<LengthLimitError>() => return Err(Rejected::TooLarge),
+        Ok(Err(_)) => return Err(Rejected::Unreadable),
     };
-    match std::str::from_utf8(&body) {
-        Ok(set) => Ok(set.trim().to_owned()),
-        Err(_) => Err((
-            "malformed",
-            refusal(StatusCode::BAD_REQUEST, "invalid_request", "malformed SET"),
-        )),
-    }
+    std::str::from_utf8(&body)
+        .map(|set| set.trim().to_owned())
+        .map_err(|_| Rejected::NotUtf8)
 }
 
 fn accepted() -> Response<Full<Bytes>> {

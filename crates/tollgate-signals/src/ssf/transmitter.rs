@@ -296,3 +296,38 @@ pub(crate) fn ok<'a>(answer: &'a Answer, what: &str) -> Result<&'a Answer, Strin
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_metadata_is_under_the_host_with_the_issuers_path_after() {
+        let url = |issuer: &str| metadata_url(&issuer.parse().unwrap()).unwrap().to_string();
+        assert_eq!(
+            url("https://tr.example.com"),
+            "https://tr.example.com/.well-known/ssf-configuration"
+        );
+        assert_eq!(
+            url("https://tr.example.com/"),
+            "https://tr.example.com/.well-known/ssf-configuration"
+        );
+        assert_eq!(
+            url("https://tr.example.com/issuer1/"),
+            "https://tr.example.com/.well-known/ssf-configuration/issuer1"
+        );
+    }
+
+    #[test]
+    fn a_stream_id_is_added_to_the_query_encoded() {
+        let with = |uri: &str, id: &str| with_stream_id(&uri.parse().unwrap(), id).unwrap();
+        assert_eq!(
+            with("https://tr.example.com/ssf/status", "a b&c").to_string(),
+            "https://tr.example.com/ssf/status?stream_id=a+b%26c"
+        );
+        assert_eq!(
+            with("https://tr.example.com/ssf/status?tenant=1", "s").to_string(),
+            "https://tr.example.com/ssf/status?tenant=1&stream_id=s"
+        );
+    }
+}
