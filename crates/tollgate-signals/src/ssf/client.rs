@@ -79,7 +79,8 @@ impl HttpClient {
         body: Option<String>,
         authorized: bool,
     ) -> Result<Answer, String> {
-        let mut request = Request::new(Full::from(body.clone().unwrap_or_default()));
+        let is_json = body.is_some();
+        let mut request = Request::new(Full::from(body.unwrap_or_default()));
         *request.method_mut() = method;
         *request.uri_mut() = uri.clone();
         let headers = request.headers_mut();
@@ -88,7 +89,7 @@ impl HttpClient {
             USER_AGENT,
             HeaderValue::from_static(concat!("tollgate/", env!("CARGO_PKG_VERSION"))),
         );
-        if body.is_some() {
+        if is_json {
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         }
         if let (true, Some(authorization)) = (authorized, &self.authorization) {

@@ -52,7 +52,9 @@
 //! be published (the `jti` is given back, so the transmitter's retry is accepted). Poll (started
 //! by [`SsfReceiver::start`]): the SET's `jti` goes in the next poll's `ack`; an invalid SET's in
 //! `setErrs`; one whose cutoff could not be published in neither, so the transmitter delivers it
-//! again, and the receiver backs off before polling again.
+//! again, and the receiver backs off before polling again. Polls ask `returnImmediately` (no
+//! request waits at the transmitter past its timeout): at once again while SETs arrive, every
+//! poll interval (default 5 s) when none did.
 //!
 //! # The stream
 //!

@@ -126,7 +126,8 @@ impl SsfReceiver {
     /// Spawns the background task on the current tokio runtime: it reads the transmitter's
     /// metadata, finds or creates this receiver's stream, asks for verification, and then polls
     /// (poll delivery) or reads the stream's status (push delivery), retrying with a backoff on
-    /// failures. The task stops when the returned [`SsfTask`] is dropped.
+    /// failures. The task stops when the returned [`SsfTask`] is dropped. Start it once per
+    /// receiver: two tasks would poll the same stream twice.
     ///
     /// Fails when there is no current tokio runtime.
     pub fn start(&self) -> Result<SsfTask, SsfError> {

@@ -34,6 +34,8 @@ pub(crate) fn spawn(runtime: &Handle, receiver: SsfReceiver) -> SsfTask {
 /// The stream as set up at the transmitter.
 struct Stream {
     endpoints: Endpoints,
+    /// The configuration endpoint (required: streams configured by hand are not supported).
+    configuration: Uri,
     id: String,
     /// Where to poll (poll delivery): the stream's `endpoint_url`, the transmitter's to give.
     poll: Option<Uri>,
@@ -91,13 +93,13 @@ async fn set_up(receiver: &SsfReceiver) -> Result<Stream, String> {
     let endpoints = transmitter::discover(&inner.client, &settings.wanted.issuer).await?;
     inner.health.contact(inner.clock.now(), Contact::Management);
     install_keys(receiver, &endpoints)?;
-    let configuration = endpoints.configuration.as_ref().ok_or_else(|| {
+    let configuration = endpoints.configuration.clone().ok_or_else(|| {
         "the transmitter has no configuration_endpoint (streams configured by hand are not \
          supported)"
             .to_owned()
     })?;
     let stream =
-        transmitter::find_or_create(&inner.client, configuration, &settings.wanted).await?;
+        transmitter::find_or_create(&inner.client, &configuration, &settings.wanted).await?;
     let poll = match settings.wanted.delivery {
         WantedDelivery::Poll => {
             let url = stream
@@ -131,6 +133,7 @@ async fn set_up(receiver: &SsfReceiver) -> Result<Stream, String> {
     );
     Ok(Stream {
         endpoints,
+        configuration,
         id: stream.stream_id,
         poll,
         verify_every,
@@ -212,20 +215,17 @@ async fn follow(receiver: &SsfReceiver, stream: &Stream, retry: &mut Backoff) {
 /// status endpoint, its configuration); `false` when the stream is gone.
 async fn check_stream(receiver: &SsfReceiver, stream: &Stream) -> Result<bool, String> {
     let inner = &receiver.inner;
-    let exists = match (&stream.endpoints.status, &stream.endpoints.configuration) {
-        (Some(status), _) => {
-            match transmitter::read_status(&inner.client, status, &stream.id).await? {
-                Some(state) => {
-                    inner.health.stream_updated(state);
-                    true
-                }
-                None => false,
+    let exists = match &stream.endpoints.status {
+        Some(status) => match transmitter::read_status(&inner.client, status, &stream.id).await? {
+            Some(state) => {
+                inner.health.stream_updated(state);
+                true
             }
+            None => false,
+        },
+        None => {
+            transmitter::stream_exists(&inner.client, &stream.configuration, &stream.id).await?
         }
-        (None, Some(configuration)) => {
-            transmitter::stream_exists(&inner.client, configuration, &stream.id).await?
-        }
-        (None, None) => true,
     };
     if exists {
         inner.health.contact(inner.clock.now(), Contact::Management);

@@ -146,7 +146,12 @@ pub(crate) async fn find_or_create(
     wanted: &WantedStream,
 ) -> Result<StreamConfig, String> {
     let answer = client.get(configuration, true).await?;
-    let listed: Value = ok(&answer, "the stream list")?.json("the stream list")?;
+    // §8.1.1.2 says an empty list; some transmitters answer 404 when they have no stream.
+    let listed: Value = if answer.status == StatusCode::NOT_FOUND {
+        Value::Null
+    } else {
+        ok(&answer, "the stream list")?.json("the stream list")?
+    };
     // §8.1.1.2: a list without `stream_id`; a transmitter with one stream per receiver may
     // answer that one stream alone.
     let streams = match listed {

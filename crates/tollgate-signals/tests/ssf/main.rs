@@ -15,6 +15,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
 use serde_json::{Value, json};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -67,8 +68,14 @@ async fn poll_harness(publisher: Option<Box<dyn FnOnce() -> Box<dyn Publish>>>) 
     }
 }
 
-/// A receiver whose push endpoint is served on 127.0.0.1, requiring `authorization`.
+/// A receiver whose push endpoint is served on 127.0.0.1, requiring `PUSH_AUTHORIZATION`.
 async fn push_harness() -> Harness {
+    push_harness_with(|index| Box::new(index)).await
+}
+
+async fn push_harness_with(
+    publisher: impl FnOnce(Arc<RevocationIndex>) -> Box<dyn Publish>,
+) -> Harness {
     let tx = Transmitter::start(AUDIENCE, BEARER).await;
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let push_url = format!(
@@ -78,7 +85,7 @@ async fn push_harness() -> Harness {
     let index = Arc::new(RevocationIndex::new());
     let receiver = builder(&tx)
         .push(push_url.clone(), Some(PUSH_AUTHORIZATION.to_owned()))
-        .publisher(index.clone())
+        .publisher(PublishBox(publisher(index.clone())))
         .build()
         .unwrap();
     let server = serve_push(listener, receiver.push_service());
@@ -99,7 +106,7 @@ fn builder(tx: &Transmitter) -> tollgate_signals::SsfReceiverBuilder {
         .token_issuers([ID_A, ID_B])
         .poll_interval(Duration::from_millis(50))
         .status_interval(Duration::from_millis(50))
-        .max_silence(Duration::from_millis(600))
+        .max_silence(Duration::from_secs(2))
         .retry(Duration::from_millis(50), Duration::from_millis(200))
         .request_timeout(Duration::from_secs(2))
 }
@@ -113,6 +120,25 @@ impl Publish for PublishBox {
         events: &'a [tollgate_core::RevocationEvent],
     ) -> tollgate_signals::BoxFuture<'a, Result<(), tollgate_signals::PublishError>> {
         self.0.publish(events)
+    }
+}
+
+/// Publishes to an index, except while `down`: a publisher whose Redis is away.
+#[derive(Clone)]
+struct Flaky {
+    index: Arc<RevocationIndex>,
+    down: Arc<AtomicBool>,
+}
+
+impl Publish for Flaky {
+    fn publish<'a>(
+        &'a self,
+        events: &'a [tollgate_core::RevocationEvent],
+    ) -> tollgate_signals::BoxFuture<'a, Result<(), tollgate_signals::PublishError>> {
+        if self.down.load(Ordering::SeqCst) {
+            return Box::pin(async { Err(tollgate_signals::PublishError::new("down")) });
+        }
+        self.index.publish(events)
     }
 }
 
@@ -250,6 +276,7 @@ async fn push_verifies_the_stream_and_delivers_every_supported_event() {
         status.last_push.is_some(),
         "the verification event was pushed"
     );
+    let before = h.receiver.stats().snapshot();
     for (jti, set) in every_event(&h.tx) {
         let (code, body) = h.tx.push(&set).await;
         assert_eq!(code, StatusCode::ACCEPTED, "{jti}: {body}");
@@ -257,7 +284,8 @@ async fn push_verifies_the_stream_and_delivers_every_supported_event() {
     assert_every_event_applied(&h.index);
     let stats = h.receiver.stats().snapshot();
     assert_eq!((stats.ignored, stats.invalid), (1, 0), "{stats:?}");
-    assert_eq!(stats.applied, 9, "8 events and the verification: {stats:?}");
+    assert_eq!(stats.applied - before.applied, 8, "{stats:?}");
+    assert_eq!(stats.received - before.received, 9, "{stats:?}");
 }
 
 #[tokio::test]
@@ -265,6 +293,7 @@ async fn poll_verifies_the_stream_and_acknowledges_every_event_once_applied() {
     let h = poll_harness(None).await;
     wait_until("the polled stream verified", || h.receiver.ready()).await;
     assert!(h.receiver.status().last_poll.is_some());
+    let before = h.receiver.stats().snapshot();
     let sets = every_event(&h.tx);
     for (jti, set) in &sets {
         h.tx.enqueue(jti, set);
@@ -278,7 +307,11 @@ async fn poll_verifies_the_stream_and_acknowledges_every_event_once_applied() {
     assert_eq!(h.tx.queued(), 0);
     assert!(h.tx.set_errs().is_empty(), "{:?}", h.tx.set_errs());
     let stats = h.receiver.stats().snapshot();
-    assert_eq!((stats.applied, stats.ignored), (9, 1), "{stats:?}");
+    assert_eq!(
+        (stats.applied - before.applied, stats.ignored, stats.invalid),
+        (8, 1, 0),
+        "{stats:?}"
+    );
 }
 
 /// Every SET a receiver must refuse: the case, the SET, its RFC 8935 error, a part of its
@@ -559,7 +592,7 @@ async fn a_stream_the_transmitter_pauses_is_not_ready_until_enabled_again() {
     ));
     let (code, body) = h.tx.push(&other.1).await;
     assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
-    assert!(h.receiver.ready());
+    assert_eq!(h.receiver.status().stream_state, StreamState::Enabled);
 }
 
 /// Publishing through Redis: while Redis is stopped, a polled SET is neither acknowledged nor
@@ -613,4 +646,102 @@ async fn a_polled_set_whose_publish_fails_is_delivered_again_and_applied_later()
     assert!(feed.wait_synced(Duration::from_secs(10)).await);
     assert!(refused(&followed, ID_B, "oscar", None, 60));
     assert!(!refused(&followed, ID_A, "oscar", None, 60));
+}
+
+#[tokio::test]
+async fn a_push_whose_cutoff_is_not_published_is_a_503_and_accepted_when_sent_again() {
+    let down = Arc::new(AtomicBool::new(false));
+    let flaky = down.clone();
+    let h = push_harness_with(move |index| Box::new(Flaky { index, down: flaky })).await;
+    wait_until("ready", || h.receiver.ready()).await;
+    down.store(true, Ordering::SeqCst);
+    let (_, set) = h.tx.set(
+        &h.tx
+            .claims(CAEP_SESSION_REVOKED, iss_sub(ID_A, "peggy"), json!({})),
+    );
+    let (code, body) = h.tx.push(&set).await;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(!refused(&h.index, ID_A, "peggy", None, 60));
+    assert_eq!(h.receiver.stats().snapshot().unavailable, 1);
+    // The transmitter's retry is not a replay: the jti was given back.
+    down.store(false, Ordering::SeqCst);
+    assert_eq!(h.tx.push(&set).await.0, StatusCode::ACCEPTED);
+    assert!(refused(&h.index, ID_A, "peggy", None, 60));
+}
+
+#[tokio::test]
+async fn a_polled_set_is_acknowledged_only_once_its_cutoff_is_published() {
+    let down = Arc::new(AtomicBool::new(false));
+    let flaky = down.clone();
+    let index = Arc::new(RevocationIndex::new());
+    let published = index.clone();
+    let h = poll_harness(Some(Box::new(move || {
+        Box::new(Flaky {
+            index: published,
+            down: flaky,
+        })
+    })))
+    .await;
+    wait_until("ready", || h.receiver.ready()).await;
+    down.store(true, Ordering::SeqCst);
+    let (jti, set) = h.tx.set(
+        &h.tx
+            .claims(RISC_ACCOUNT_PURGED, iss_sub(ID_A, "trent"), json!({})),
+    );
+    h.tx.enqueue(&jti, &set);
+    wait_until("delivered twice", || {
+        h.receiver.stats().snapshot().unavailable >= 2
+    })
+    .await;
+    assert!(!h.tx.acked().contains(&jti) && h.tx.set_errs().is_empty());
+    down.store(false, Ordering::SeqCst);
+    wait_until("acknowledged", || h.tx.acked().contains(&jti)).await;
+    assert!(refused(&index, ID_A, "trent", None, 60));
+}
+
+#[test]
+fn the_builder_refuses_what_cannot_work() {
+    let index = Arc::new(RevocationIndex::new());
+    let build = |b: tollgate_signals::SsfReceiverBuilder| b.build().map(|_| ()).unwrap_err();
+    let base = || SsfReceiver::builder("https://tx.example.com", AUDIENCE).publisher(index.clone());
+    for (case, error, wanted) in [
+        (
+            "no publisher",
+            build(SsfReceiver::builder("https://tx.example.com", AUDIENCE)),
+            "a publisher is required",
+        ),
+        (
+            "not a URL",
+            build(base().token_issuers(["x"]).push("not a url", None)),
+            "push endpoint_url",
+        ),
+        (
+            "an issuer that is no URL",
+            build(SsfReceiver::builder("tx.example.com", AUDIENCE).publisher(index.clone())),
+            "not an http or https URL",
+        ),
+        (
+            "no audience",
+            build(SsfReceiver::builder("https://tx.example.com", "").publisher(index.clone())),
+            "audience",
+        ),
+        (
+            "twice",
+            build(base().token_issuers([ID_A, ID_A])),
+            "configured twice",
+        ),
+        ("max events", build(base().max_events(0)), "max_events"),
+        (
+            "zero interval",
+            build(base().poll_interval(Duration::ZERO)),
+            "poll_interval",
+        ),
+        (
+            "a header that is not one",
+            build(base().push("https://api.example.com/ssf", Some("a\nb".into()))),
+            "header value",
+        ),
+    ] {
+        assert!(error.to_string().contains(wanted), "{case}: {error}");
+    }
 }
