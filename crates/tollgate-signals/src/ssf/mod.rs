@@ -109,6 +109,7 @@
 //! # }
 //! ```
 
+mod builder;
 mod client;
 mod error;
 pub mod event_types;
@@ -121,8 +122,9 @@ mod subject;
 mod task;
 mod transmitter;
 
+pub use builder::{SsfError, SsfReceiverBuilder};
 pub use error::SetError;
 pub use push::SsfPush;
-pub use receiver::{SsfError, SsfReceiver, SsfReceiverBuilder};
+pub use receiver::SsfReceiver;
 pub use status::{SsfStatus, StreamState};
 pub use task::SsfTask;

@@ -1,10 +1,11 @@
 //! RFC 8935 push delivery: the endpoint the transmitter POSTs each SET to, as a tower `Service`.
 
-use super::receiver::{Outcome, Refusal, SsfReceiver, sha256};
+use super::receiver::{Outcome, Refusal, SsfReceiver};
 use super::set::MAX_SET_LEN;
 use super::status::Contact;
 use crate::publish::BoxFuture;
 use aws_lc_rs::constant_time::verify_slices_are_equal;
+use aws_lc_rs::digest::{SHA256, digest};
 use bytes::Bytes;
 use http::header::{ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
@@ -245,4 +246,11 @@ fn with_no_store(mut response: Response<Full<Bytes>>, status: StatusCode) -> Res
         .headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+/// SHA-256 of `bytes`: what the Authorization header values are compared by.
+pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest(&SHA256, bytes).as_ref());
+    out
 }
