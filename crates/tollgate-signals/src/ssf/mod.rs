@@ -58,8 +58,9 @@
 //!
 //! # The stream
 //!
-//! [`SsfReceiver::start`] reads `{issuer}/.well-known/ssf-configuration`, fetches the
-//! transmitter's `jwks_uri`, finds this receiver's stream (same issuer, audience and delivery) at
+//! [`SsfReceiver::start`] reads `{issuer}/.well-known/ssf-configuration` (its `issuer` must be
+//! the configured one, and its `delivery_methods_supported`, when listed, the receiver's),
+//! fetches the transmitter's `jwks_uri`, finds this receiver's stream (same issuer, audience and delivery) at
 //! the `configuration_endpoint` or creates it (asking for the event types above), asks the
 //! `verification_endpoint` for a verification event with a random `state` (again after a while
 //! until it arrives), and then polls, or, for push delivery, reads the stream's status. Failures

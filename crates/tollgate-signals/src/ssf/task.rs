@@ -92,6 +92,13 @@ async fn set_up(receiver: &SsfReceiver) -> Result<Stream, String> {
     let settings = &inner.settings;
     let endpoints = transmitter::discover(&inner.client, &settings.wanted.issuer).await?;
     inner.health.contact(inner.clock.now(), Contact::Management);
+    let method = settings.wanted.delivery.method();
+    let offered = &endpoints.delivery_methods_supported;
+    if !offered.is_empty() && !offered.iter().any(|m| m == method) {
+        return Err(format!(
+            "the transmitter does not deliver by {method} (it offers {offered:?})"
+        ));
+    }
     install_keys(receiver, &endpoints)?;
     let configuration = endpoints.configuration.clone().ok_or_else(|| {
         "the transmitter has no configuration_endpoint (streams configured by hand are not \

@@ -20,6 +20,8 @@ pub(crate) struct Endpoints {
     pub(crate) configuration: Option<Uri>,
     pub(crate) status: Option<Uri>,
     pub(crate) verification: Option<Uri>,
+    /// Empty when the transmitter does not say (the member is only recommended).
+    pub(crate) delivery_methods_supported: Vec<String>,
     pub(crate) critical_subject_members: Vec<String>,
 }
 
@@ -115,6 +117,8 @@ pub(crate) async fn discover(client: &HttpClient, issuer: &str) -> Result<Endpoi
         #[serde(default)]
         verification_endpoint: Option<String>,
         #[serde(default)]
+        delivery_methods_supported: Vec<String>,
+        #[serde(default)]
         critical_subject_members: Vec<String>,
     }
     let url = metadata_url(&parse_url("the transmitter's issuer", issuer)?)?;
@@ -134,6 +138,7 @@ pub(crate) async fn discover(client: &HttpClient, issuer: &str) -> Result<Endpoi
         configuration: endpoint("configuration_endpoint", metadata.configuration_endpoint)?,
         status: endpoint("status_endpoint", metadata.status_endpoint)?,
         verification: endpoint("verification_endpoint", metadata.verification_endpoint)?,
+        delivery_methods_supported: metadata.delivery_methods_supported,
         critical_subject_members: metadata.critical_subject_members,
     })
 }
