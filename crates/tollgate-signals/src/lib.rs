@@ -9,6 +9,11 @@
 //! * [`BackChannelLogout`]: a tower `Service` that receives OpenID Connect Back-Channel Logout 1.0
 //!   logout tokens, validates them as the specification requires, and publishes a cutoff of that
 //!   issuer's tokens for the ended session (or subject) before it answers `200`.
+//! * [`SsfReceiver`]: an OpenID Shared Signals Framework 1.0 receiver of one transmitter's
+//!   security event tokens, pushed (RFC 8935, the tower `Service` [`SsfPush`]) or polled
+//!   (RFC 8936): it sets its stream up and verifies it, validates each SET, and publishes a
+//!   cutoff of that issuer's tokens for CAEP `session-revoked` and `credential-change` and RISC
+//!   account events before it acknowledges them; its health feeds `/readyz` ([`SsfReceiver::ready`]).
 //!
 //! Receivers are translators at the edge: they hold no state beyond replay protection
 //! ([`ReplayGuard`]) and answer only once the event is [published](Publish): to the process's own
@@ -38,6 +43,7 @@
 //!
 //! # Cargo features
 //!
+//! * `rustls` (default): `https` transmitters for [`SsfReceiver`].
 //! * `redis`: [`redis::RedisPublisher`] and [`redis::RedisReplayGuard`].
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -47,6 +53,7 @@ mod publish;
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
 mod replay;
+pub mod ssf;
 mod stats;
 
 pub use logout::{
@@ -55,4 +62,7 @@ pub use logout::{
 };
 pub use publish::{BoxFuture, Publish, PublishError};
 pub use replay::{MemoryReplayGuard, ReplayError, ReplayGuard};
+pub use ssf::{
+    SetError, SsfError, SsfPush, SsfReceiver, SsfReceiverBuilder, SsfStatus, SsfTask, StreamState,
+};
 pub use stats::{SignalStats, SignalStatsSnapshot};
