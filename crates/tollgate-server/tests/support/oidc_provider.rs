@@ -65,7 +65,9 @@ impl Provider {
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("this test needs node (Debian: apt-get install nodejs): {e}"));
+            .unwrap_or_else(|e| {
+                panic!("this test needs node (Debian: apt-get install nodejs): {e}")
+            });
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
