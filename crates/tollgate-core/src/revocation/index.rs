@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 /// Token ids up to 24 bytes (tollgate's own are 22) are stored inline, without a heap allocation.
 type Key = CompactString;
 type Map<V> = DashMap<Key, V, foldhash::fast::RandomState>;
+/// A scope's map of cutoffs, with the scope one of its keys names.
+type NamedMap<'a> = (&'a Map<i64>, fn(String) -> CutoffScope);
 
 /// What the index needs to know about a token to judge it; borrowed from its claims, so that a
 /// check allocates nothing.
@@ -174,7 +176,7 @@ impl Cutoffs {
         if all != i64::MIN {
             f(CutoffScope::All, UnixMillis(all));
         }
-        let scopes: [(&Map<i64>, fn(String) -> CutoffScope); 4] = [
+        let scopes: [NamedMap<'_>; 4] = [
             (&self.tenants, CutoffScope::Tenant),
             (&self.subjects, CutoffScope::Subject),
             (&self.clients, CutoffScope::Client),
