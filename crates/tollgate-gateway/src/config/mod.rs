@@ -23,7 +23,7 @@ use std::time::Duration;
 use tollgate_core::{KeySet, SigningAlgorithm, SigningKey, TenantPath, VerifyingKey};
 use tollgate_program::config::Source;
 use tollgate_redis::wire::Keys;
-use tollgate_redis::{HealthPolicy, RedisTarget};
+use tollgate_redis::{HealthPolicy, OnUnreadable, RedisTarget};
 use toml::Spanned;
 
 pub use tollgate_program::config::ConfigError;
@@ -102,6 +102,7 @@ pub(crate) struct Revocations {
     pub(crate) target: RedisTarget,
     pub(crate) keys: Keys,
     pub(crate) policy: HealthPolicy,
+    pub(crate) on_unreadable: OnUnreadable,
 }
 
 /// `[limits]`: what a client may cost.
@@ -549,6 +550,7 @@ fn revocations(source: &Source, r: &RevocationsFile) -> Result<Revocations, Conf
             require_sync: r.require_sync,
             max_silence: (silence > 0).then(|| Duration::from_secs(silence)),
         },
+        on_unreadable: source.redis_on_unreadable("revocations", r.on_unreadable.as_ref())?,
     })
 }
 
