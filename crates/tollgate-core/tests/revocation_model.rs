@@ -1,17 +1,22 @@
 //! Model-based test of [`RevocationIndex`]: random sequences of revocation events (tokens, grants,
-//! cutoffs at every scope and tenant depth, duplicates, invalid tenants), purges at random times
-//! and retention changes are applied both to the index and to a plain model written from the
-//! design's rule; after every step, `check` must agree with the model on a set of random tokens.
+//! cutoffs at every scope and tenant depth, for every issuer or for one, duplicates, invalid
+//! tenants and issuers), purges at random times and retention changes are applied both to the
+//! index and to a plain model written from the design's rule; after every step, `check` must
+//! agree with the model on a set of random tokens of several issuers, with and without a session.
 //! A second property feeds two indexes the same events in different orders (and repeated), and
 //! requires that they agree with each other and with the model.
 //!
-//! The rule (DESIGN.md, "The revocation model"): a token is rejected iff its `jti` is revoked, or
-//! its grant is revoked, or its issue instant is earlier than the maximum of every cutoff that
-//! applies to it (all, its tenant and each parent tenant, its subject, its client). Token and grant
-//! entries are forgotten once their expiry is at or before `now - retention`.
+//! The rule (DESIGN.md, "The revocation model" and "Other issuers, other signals"): a token is
+//! rejected iff its `jti` is revoked, or its grant is revoked, or its issue instant is earlier
+//! than the maximum of every cutoff that applies to it: all, its tenant and each parent tenant,
+//! its subject, its client and its session (`sid`, when it has one), each as a cutoff for every
+//! issuer (`Cutoff`: tollgate's own events) and as a cutoff of its own issuer only
+//! (`IssuerCutoff` whose issuer is its `iss`, compared exactly; another issuer's never applies,
+//! even to a subject or session of the same name). Token and grant entries are forgotten once
+//! their expiry is at or before `now - retention`.
 //!
-//! Values come from small pools so that ids, tenants and instants collide often: the interesting
-//! cases are a cutoff of one scope meeting a cutoff of another.
+//! Values come from small pools so that ids, tenants, issuers, sessions and instants collide
+//! often: the interesting cases are a cutoff of one scope or issuer meeting a cutoff of another.
 
 use proptest::prelude::*;
 use std::collections::HashMap;
@@ -28,6 +33,19 @@ const CLIENTS: &[&str] = &["c0", "c1", "c2"];
 const TENANTS: &[&str] = &["/", "/A", "/A/B", "/A/B/C", "/Ab", "/Z", "/Z/B"];
 /// What a cutoff may name but the index must refuse: no token matches them.
 const BAD_TENANTS: &[&str] = &["", "A", "/A/", "//", "/A/../Z"];
+/// The tokens' issuers: two that differ only by a trailing slash (they are different issuers).
+const ISSUERS: &[&str] = &["https://a.example", "https://a.example/", "urn:b"];
+/// Issuers that cutoffs may name: the tokens', one no token has, and the empty one, which the
+/// index refuses (an issuer's cutoff names its issuer).
+const CUTOFF_ISSUERS: &[&str] = &[
+    "https://a.example",
+    "https://a.example/",
+    "urn:b",
+    "urn:c",
+    "",
+];
+/// Session ids (`sid`), shared between issuers so that their sessions collide by name.
+const SESSIONS: &[&str] = &["x0", "x1"];
 
 /// Instants in a small range (ms), so that cutoffs, issue instants and expiries meet.
 fn instant() -> impl Strategy<Value = i64> {
@@ -45,6 +63,7 @@ fn scope() -> impl Strategy<Value = CutoffScope> {
         pick(BAD_TENANTS).prop_map(CutoffScope::Tenant),
         pick(SUBJECTS).prop_map(CutoffScope::Subject),
         pick(CLIENTS).prop_map(CutoffScope::Client),
+        pick(SESSIONS).prop_map(CutoffScope::Session),
     ]
 }
 
@@ -61,6 +80,13 @@ fn event() -> impl Strategy<Value = RevocationEvent> {
         2 => (scope(), instant()).prop_map(|(scope, at)| RevocationEvent::Cutoff {
             scope,
             issued_before: UnixMillis(at),
+        }),
+        2 => (pick(CUTOFF_ISSUERS), scope(), instant()).prop_map(|(issuer, scope, at)| {
+            RevocationEvent::IssuerCutoff {
+                issuer,
+                scope,
+                issued_before: UnixMillis(at),
+            }
         }),
     ]
 }
@@ -90,6 +116,8 @@ struct Token {
     tenant: String,
     subject: String,
     client: String,
+    issuer: String,
+    session: Option<String>,
     issued_at: i64,
 }
 
@@ -101,8 +129,8 @@ impl Token {
             tenant: &self.tenant,
             subject: &self.subject,
             client_id: &self.client,
-            issuer: "https://id.example.com",
-            session: None,
+            issuer: &self.issuer,
+            session: self.session.as_deref(),
             issued_at: UnixMillis(self.issued_at),
         }
     }
@@ -110,21 +138,23 @@ impl Token {
 
 fn token() -> impl Strategy<Value = Token> {
     (
-        pick(JTIS),
-        proptest::option::of(pick(GRANTS)),
-        pick(TENANTS),
-        pick(SUBJECTS),
-        pick(CLIENTS),
+        (pick(JTIS), proptest::option::of(pick(GRANTS))),
+        (pick(TENANTS), pick(SUBJECTS), pick(CLIENTS)),
+        (pick(ISSUERS), proptest::option::of(pick(SESSIONS))),
         instant(),
     )
-        .prop_map(|(jti, grant, tenant, subject, client, issued_at)| Token {
-            jti,
-            grant,
-            tenant,
-            subject,
-            client,
-            issued_at,
-        })
+        .prop_map(
+            |((jti, grant), (tenant, subject, client), (issuer, session), issued_at)| Token {
+                jti,
+                grant,
+                tenant,
+                subject,
+                client,
+                issuer,
+                session,
+                issued_at,
+            },
+        )
 }
 
 /// The obviously-correct model: plain maps, the rule spelled out, no shortcuts.
@@ -132,11 +162,21 @@ fn token() -> impl Strategy<Value = Token> {
 struct Model {
     tokens: HashMap<String, i64>,
     grants: HashMap<String, i64>,
+    /// Cutoffs for every issuer's tokens.
+    everyone: Cutoffs,
+    /// Each issuer's own cutoffs, by the exact `iss` they apply to.
+    issuers: HashMap<String, Cutoffs>,
+    retention: i64,
+}
+
+/// One set of cutoffs: every scope's latest instant.
+#[derive(Debug, Default)]
+struct Cutoffs {
     all: Option<i64>,
     tenants: HashMap<String, i64>,
     subjects: HashMap<String, i64>,
     clients: HashMap<String, i64>,
-    retention: i64,
+    sessions: HashMap<String, i64>,
 }
 
 fn raise(map: &mut HashMap<String, i64>, key: &str, at: i64) -> bool {
@@ -161,6 +201,51 @@ fn covers(ancestor: &str, tenant: &str) -> bool {
     a.len() <= t.len() && a == t[..a.len()]
 }
 
+impl Cutoffs {
+    fn apply(&mut self, scope: &CutoffScope, at: i64) -> bool {
+        match scope {
+            CutoffScope::All => {
+                let changed = self.all.is_none_or(|held| held < at);
+                if changed {
+                    self.all = Some(at);
+                }
+                changed
+            }
+            CutoffScope::Tenant(t) => raise(&mut self.tenants, t, at),
+            CutoffScope::Subject(s) => raise(&mut self.subjects, s, at),
+            CutoffScope::Client(c) => raise(&mut self.clients, c, at),
+            CutoffScope::Session(s) => raise(&mut self.sessions, s, at),
+            other => panic!("the model does not know {other:?}: teach it"),
+        }
+    }
+
+    /// The instants of every cutoff here that applies to `t`.
+    fn applicable(&self, t: &Token) -> Vec<i64> {
+        let mut applicable: Vec<i64> = Vec::new();
+        applicable.extend(self.all);
+        applicable.extend(self.subjects.get(&t.subject));
+        applicable.extend(self.clients.get(&t.client));
+        if let Some(session) = &t.session {
+            applicable.extend(self.sessions.get(session));
+        }
+        applicable.extend(
+            self.tenants
+                .iter()
+                .filter(|(tenant, _)| covers(tenant, &t.tenant))
+                .map(|(_, at)| *at),
+        );
+        applicable
+    }
+
+    fn len(&self) -> usize {
+        usize::from(self.all.is_some())
+            + self.tenants.len()
+            + self.subjects.len()
+            + self.clients.len()
+            + self.sessions.len()
+    }
+}
+
 impl Model {
     fn apply(&mut self, event: &RevocationEvent) -> bool {
         match event {
@@ -171,26 +256,26 @@ impl Model {
                 grant_id,
                 expires_at,
             } => raise(&mut self.grants, grant_id, expires_at.0),
+            RevocationEvent::Cutoff { scope, .. } | RevocationEvent::IssuerCutoff { scope, .. }
+                if matches!(scope, CutoffScope::Tenant(t) if BAD_TENANTS.contains(&t.as_str())) =>
+            {
+                false
+            }
             RevocationEvent::Cutoff {
                 scope,
                 issued_before,
-            } => {
-                let at = issued_before.0;
-                match scope {
-                    CutoffScope::All => {
-                        let changed = self.all.is_none_or(|held| held < at);
-                        if changed {
-                            self.all = Some(at);
-                        }
-                        changed
-                    }
-                    CutoffScope::Tenant(t) if BAD_TENANTS.contains(&t.as_str()) => false,
-                    CutoffScope::Tenant(t) => raise(&mut self.tenants, t, at),
-                    CutoffScope::Subject(s) => raise(&mut self.subjects, s, at),
-                    CutoffScope::Client(c) => raise(&mut self.clients, c, at),
-                    other => panic!("the model does not know {other:?}: teach it"),
-                }
-            }
+            } => self.everyone.apply(scope, issued_before.0),
+            // An issuer's cutoff names its issuer: without one it applies to nobody.
+            RevocationEvent::IssuerCutoff { issuer, .. } if issuer.is_empty() => false,
+            RevocationEvent::IssuerCutoff {
+                issuer,
+                scope,
+                issued_before,
+            } => self
+                .issuers
+                .entry(issuer.clone())
+                .or_default()
+                .apply(scope, issued_before.0),
             other => panic!("the model does not know {other:?}: teach it"),
         }
     }
@@ -203,17 +288,12 @@ impl Model {
         before - self.tokens.len() - self.grants.len()
     }
 
+    /// The latest of everyone's cutoffs that apply to `t` and of its own issuer's.
     fn effective_cutoff(&self, t: &Token) -> Option<i64> {
-        let mut applicable: Vec<i64> = Vec::new();
-        applicable.extend(self.all);
-        applicable.extend(self.subjects.get(&t.subject));
-        applicable.extend(self.clients.get(&t.client));
-        applicable.extend(
-            self.tenants
-                .iter()
-                .filter(|(tenant, _)| covers(tenant, &t.tenant))
-                .map(|(_, at)| *at),
-        );
+        let mut applicable = self.everyone.applicable(t);
+        if let Some(own) = self.issuers.get(&t.issuer) {
+            applicable.extend(own.applicable(t));
+        }
         applicable.into_iter().max()
     }
 
@@ -239,10 +319,7 @@ impl Model {
         (
             self.tokens.len(),
             self.grants.len(),
-            usize::from(self.all.is_some())
-                + self.tenants.len()
-                + self.subjects.len()
-                + self.clients.len(),
+            self.everyone.len() + self.issuers.values().map(Cutoffs::len).sum::<usize>(),
         )
     }
 }
@@ -366,9 +443,54 @@ fn model_follows_the_documented_rule() {
         tenant: "/A/B".into(),
         subject: "s0".into(),
         client: "c0".into(),
+        issuer: "https://a.example".into(),
+        session: Some("x0".into()),
         issued_at: 10,
     };
     assert_eq!(model.check(&t), Ok(()));
+    // Another issuer's cutoffs, even on this token's subject and session, and even one whose
+    // issuer differs only by a trailing slash, apply to none of its tokens.
+    for issuer in ["urn:b", "https://a.example/"] {
+        for scope in [
+            CutoffScope::All,
+            CutoffScope::Subject("s0".into()),
+            CutoffScope::Session("x0".into()),
+        ] {
+            model.apply(&RevocationEvent::IssuerCutoff {
+                issuer: issuer.into(),
+                scope,
+                issued_before: UnixMillis(50),
+            });
+        }
+    }
+    assert_eq!(model.check(&t), Ok(()), "another issuer's cutoffs");
+    model.apply(&RevocationEvent::Cutoff {
+        scope: CutoffScope::Session("x1".into()),
+        issued_before: UnixMillis(50),
+    });
+    assert_eq!(model.check(&t), Ok(()), "another session");
+    let no_session = Token {
+        session: None,
+        ..t.clone()
+    };
+    model.apply(&RevocationEvent::IssuerCutoff {
+        issuer: "https://a.example".into(),
+        scope: CutoffScope::Session("x0".into()),
+        issued_before: UnixMillis(11),
+    });
+    assert_eq!(
+        model.check(&t),
+        Err(Revoked::Cutoff {
+            issued_before: UnixMillis(11)
+        }),
+        "its own issuer's cutoff of its session"
+    );
+    assert_eq!(
+        model.check(&no_session),
+        Ok(()),
+        "a token without a session"
+    );
+    let mut model = Model::default();
     model.apply(&RevocationEvent::Cutoff {
         scope: CutoffScope::Tenant("/Ab".into()),
         issued_before: UnixMillis(50),

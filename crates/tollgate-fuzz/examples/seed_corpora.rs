@@ -33,19 +33,48 @@ fn form(path: &str, auth: Option<&str>, body: &str) -> String {
 }
 
 /// `replication_wire`: a mode byte (0 entry fields, 1 an XREAD reply, 2 the snapshot hash, 3 a
-/// snapshot payload), then the body; valid input of every event kind and a few broken ones.
+/// snapshot payload), then the body; valid input of every event kind of both format versions
+/// (each entry named for its version) and a few broken or future ones.
 fn replication_wire_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    // Name, the entry's field (the format version the line needs), the line.
     let lines = [
-        ("token", "T 1763809200000 AbC-_09xyz"),
-        ("token-spaces", "T 1763809200000 a jti with spaces"),
-        ("grant", "G 1763809200000 family-1"),
-        ("cutoff-all", "C 1763805600000 *"),
-        ("cutoff-tenant", "C 1763805600000 tenant /Acme/Sub"),
+        ("token", "1", "T 1763809200000 AbC-_09xyz"),
+        ("token-spaces", "1", "T 1763809200000 a jti with spaces"),
+        ("grant", "1", "G 1763809200000 family-1"),
+        ("cutoff-all", "1", "C 1763805600000 *"),
+        ("cutoff-tenant", "1", "C 1763805600000 tenant /Acme/Sub"),
         (
             "cutoff-subject",
+            "1",
             "C 1763805600000 subject alice@example.com",
         ),
-        ("cutoff-client", "C -5 client web app"),
+        ("cutoff-client", "1", "C -5 client web app"),
+        ("cutoff-session", "2", "C 1763805600000 session sid-1"),
+        (
+            "issuer-all",
+            "2",
+            "I 1763805600000 https://id.example.com/realms/acme *",
+        ),
+        (
+            "issuer-tenant",
+            "2",
+            "I 1763805600000 https://id.example.com/realms/acme tenant /Acme",
+        ),
+        (
+            "issuer-subject",
+            "2",
+            "I 1763805600000 https://id.example.com/realms/acme subject 248289761001",
+        ),
+        (
+            "issuer-client",
+            "2",
+            "I 1763805600000 https://id.example.com/realms/acme client web app",
+        ),
+        (
+            "issuer-session",
+            "2",
+            "I 1763805600000 urn:idp session sid 1",
+        ),
     ];
     let entry = |fields: &[(&str, &str)]| {
         let mut body = vec![0u8];
@@ -61,27 +90,39 @@ fn replication_wire_seeds() -> Vec<(&'static str, Vec<u8>)> {
     };
     let bulk = |s: &str| format!("${}\r\n{s}\r\n", s.len());
     // RESP2: [[stream, [[id, [field, value]], ...]]]
-    let xread = |entries: &[(&str, &str)]| {
+    let xread = |entries: &[(&str, &str, &str)]| {
         let mut reply = format!(
             "\x01*1\r\n*2\r\n{}*{}\r\n",
             bulk("{tollgate}:revocations"),
             entries.len()
         );
-        for (id, value) in entries {
-            reply += &format!("*2\r\n{}*2\r\n{}{}", bulk(id), bulk("1"), bulk(value));
+        for (id, field, value) in entries {
+            reply += &format!("*2\r\n{}*2\r\n{}{}", bulk(id), bulk(field), bulk(value));
         }
         reply.into_bytes()
     };
     let mut seeds: Vec<(&'static str, Vec<u8>)> = Vec::new();
-    for (name, line) in lines {
+    for (name, field, line) in lines {
         let value = format!("1763805600123 {line}");
-        seeds.push((leak(format!("entry-{name}")), entry(&[("1", &value)])));
+        seeds.push((leak(format!("entry-{name}")), entry(&[(field, &value)])));
     }
     seeds.extend([
         ("entry-no-instant", entry(&[("1", "T 1 jti")])),
         (
-            "entry-other-version",
-            entry(&[("2", "1763805600123 T 1 j")]),
+            "entry-future-version",
+            entry(&[("3", "1763805600123 T 1 j")]),
+        ),
+        (
+            "entry-future-kind",
+            entry(&[("1", "1763805600123 X 1 whatever it is")]),
+        ),
+        (
+            "entry-issuer-with-space",
+            entry(&[("2", "1763805600123 I 1 https://a b *")]),
+        ),
+        (
+            "entry-version-2-line-named-1",
+            entry(&[("1", "1763805600123 C 1 session s")]),
         ),
         (
             "entry-two-fields",
@@ -102,9 +143,10 @@ fn replication_wire_seeds() -> Vec<(&'static str, Vec<u8>)> {
                 &lines
                     .iter()
                     .enumerate()
-                    .map(|(i, (_, line))| {
+                    .map(|(i, (_, field, line))| {
                         (
                             leak(format!("1763805600123-{i}")),
+                            *field,
                             leak(format!("1763805600123 {line}")),
                         )
                     })
@@ -113,7 +155,7 @@ fn replication_wire_seeds() -> Vec<(&'static str, Vec<u8>)> {
         ),
         (
             "xread-garbage-entry",
-            xread(&[("x-1", "soon"), ("5-5", "1 T 9 ok")]),
+            xread(&[("x-1", "1", "soon"), ("5-5", "1", "1 T 9 ok")]),
         ),
         (
             "xread-resp3-map",
@@ -128,7 +170,17 @@ fn replication_wire_seeds() -> Vec<(&'static str, Vec<u8>)> {
         ),
         ("xread-nil", b"\x01_\r\n".to_vec()),
     ]);
-    let payload: String = lines.iter().map(|(_, l)| *l).collect::<Vec<_>>().join("\n");
+    let payload: String = lines
+        .iter()
+        .map(|(_, _, l)| *l)
+        .collect::<Vec<_>>()
+        .join("\n");
+    let payload_v1: String = lines
+        .iter()
+        .filter(|(_, field, _)| *field == "1")
+        .map(|(_, _, l)| *l)
+        .collect::<Vec<_>>()
+        .join("\n");
     let hash = |v: &str, id: &str, events: &str| {
         [
             &[2u8][..],
@@ -141,7 +193,11 @@ fn replication_wire_seeds() -> Vec<(&'static str, Vec<u8>)> {
         .concat()
     };
     seeds.extend([
-        ("snapshot-hash", hash("1", "1763805600123-7", &payload)),
+        ("snapshot-hash", hash("2", "1763805600123-7", &payload)),
+        (
+            "snapshot-hash-v1",
+            hash("1", "1763805600123-7", &payload_v1),
+        ),
         ("snapshot-hash-empty", hash("1", "0-0", "")),
         ("snapshot-hash-version-9", hash("9", "1-0", &payload)),
         ("snapshot-hash-bad-id", hash("1", "soon", &payload)),

@@ -4,7 +4,7 @@
 use std::collections::{BTreeSet, HashMap};
 use tollgate_core::{RevocationEvent, RevocationIndex, UnixMillis};
 use tollgate_redis::fuzzing::{self, Decoded};
-use tollgate_redis::wire::{self, StreamId};
+use tollgate_redis::wire::{self, StreamId, Version};
 
 /// The first byte picks what the rest is (modulo 4):
 ///
@@ -13,12 +13,15 @@ use tollgate_redis::wire::{self, StreamId};
 /// * `2`: the snapshot hash's fields `v`, `id`, `events`, separated by `\0` (missing ones absent);
 /// * `3`: a snapshot payload (event lines).
 ///
-/// Panics unless: nothing panics; a decoded entry's event re-encodes (`wire::encode` accepts
-/// whatever `decode` accepted) into an entry that decodes to the same event and instant; an
-/// accepted snapshot's id prints as an id that parses to itself; a payload's decoded events
-/// re-encode, none left out, into a payload that decodes to the same events; and applying a
-/// payload across threads, as the loader does, applies every line exactly once, to the same
-/// state as applying its decoded events one by one.
+/// Panics unless: nothing panics; a decoded entry's event, of every kind (issuer and session
+/// cutoffs included), re-encodes (`wire::encode` accepts whatever `decode` accepted) into a line
+/// that decodes to the same event, and into an entry named for the lowest version that carries
+/// it (version 2 exactly for `I` lines and session scopes) that decodes to the same event and
+/// instant; an accepted snapshot's id prints as an id that parses to itself; a payload's decoded
+/// events re-encode, none left out, into a payload of the highest version among them that
+/// decodes to the same events; and applying a payload across threads, as the loader does,
+/// applies every line exactly once, to the same state as applying its decoded events one by
+/// one.
 pub fn replication_wire(data: &[u8]) {
     let Some((&mode, body)) = data.split_first() else {
         return;
@@ -61,7 +64,15 @@ fn entry_round_trips(decoded: &Decoded) {
     let line = wire::encode(event)
         .unwrap_or_else(|e| panic!("decoded {event:?} but cannot encode it: {e}"));
     assert_eq!(wire::decode(&line).as_ref(), Ok(event), "{line:?}");
-    let again = fuzzing::decode_entry(&fuzzing::entry_fields(&line, *at));
+    // Read off the line itself: an issuer's cutoff, or a cutoff whose scope is a session.
+    let parts: Vec<&str> = line.splitn(4, ' ').collect();
+    let needs_v2 = parts[0] == "I" || (parts[0] == "C" && parts.get(2) == Some(&"session"));
+    let version = if needs_v2 { Version::V2 } else { Version::V1 };
+    assert_eq!(Version::of(event), version, "{line:?}");
+    let fields = fuzzing::entry_fields(event, *at)
+        .unwrap_or_else(|e| panic!("decoded {event:?} but cannot publish it: {e}"));
+    assert_eq!(fields[0].0, version.as_str().as_bytes(), "{line:?}");
+    let again = fuzzing::decode_entry(&fields);
     assert_eq!(again.as_ref(), Ok(&(event.clone(), *at)), "{line:?}");
     let index = RevocationIndex::new();
     index.apply(event);
@@ -78,9 +89,14 @@ fn payload_round_trips(payload: &[u8]) {
     let decoded = fuzzing::decode_snapshot(payload);
     let events: Vec<RevocationEvent> = decoded.iter().flatten().cloned().collect();
     let refused = decoded.len() - events.len();
-    let (encoded, left_out) = wire::encode_snapshot(&events);
-    assert_eq!(left_out, 0, "decoded events the format cannot carry");
-    let again: Vec<Option<RevocationEvent>> = fuzzing::decode_snapshot(encoded.as_bytes());
+    let encoded = wire::encode_snapshot(&events);
+    assert_eq!(
+        encoded.left_out, 0,
+        "decoded events the format cannot carry"
+    );
+    let highest = events.iter().map(Version::of).max().unwrap_or(Version::V1);
+    assert_eq!(encoded.version, highest, "{events:?}");
+    let again: Vec<Option<RevocationEvent>> = fuzzing::decode_snapshot(encoded.lines.as_bytes());
     assert_eq!(
         again,
         events.iter().cloned().map(Some).collect::<Vec<_>>(),
@@ -117,7 +133,11 @@ mod tests {
             b"\x001\x00soon T 1 j",
             b"\x01*1\r\n*2\r\n$7\r\nstream1\r\n*1\r\n*2\r\n$3\r\n1-1\r\n*2\r\n$1\r\n1\r\n$6\r\n5 G 9 g\r\n",
             b"\x021\x001-1\x00T 5 a\nC 3 *",
+            b"\x022\x001-1\x00T 5 a\nI 3 https://id.example.com subject alice",
             b"\x03T 5 a\n\nC 3 tenant /Org\nX",
+            b"\x002\x001 C 5 session s-1",
+            b"\x002\x001 I 5 urn:idp *",
+            b"\x003\x001 T 5 from-the-future",
             b"",
         ] {
             replication_wire(input);

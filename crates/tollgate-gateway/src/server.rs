@@ -318,11 +318,12 @@ async fn follow_revocations(
         Some(r) => {
             let feed = Follower::new(r.target.clone(), index.clone())
                 .keys(r.keys.clone())
+                .on_unreadable(r.on_unreadable)
                 .start()
                 .await
                 .map_err(|e| format!("revocations: {e}"))?;
             let health: Arc<dyn Readiness> = Arc::new(feed.health(r.policy));
-            tracing::info!(redis = %r.target, policy = ?r.policy, "following revocations through Redis");
+            tracing::info!(redis = %r.target, policy = ?r.policy, on_unreadable = %r.on_unreadable, "following revocations through Redis");
             (Some(feed), Some(health))
         }
         None => {

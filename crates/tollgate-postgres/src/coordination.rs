@@ -39,6 +39,11 @@ type Param = Box<dyn ToSql + Sync + Send>;
 /// subject and client cutoffs are anti-joins only when some exist, and tenant cutoffs are
 /// conditions of their own. Asking the cutoffs table for every token instead cost a million
 /// index probes per million tokens.
+///
+/// Only every issuer's cutoffs (`issuer = ''`) are considered: the store does not know which
+/// `iss` its tokens carry, and another issuer's cutoffs never apply to them. A token already
+/// refused by a cutoff of this token service's own issuer (`tollgate revoke --issuer`) is
+/// counted again; session cutoffs refuse none of its tokens (it issues no `sid`).
 struct Plan {
     params: Vec<Param>,
     has_subject: bool,
@@ -59,7 +64,7 @@ impl Plan {
                 "SELECT coalesce(max(issued_before) FILTER (WHERE scope = 'all'), $1),
                         count(*) FILTER (WHERE scope = 'subject'),
                         count(*) FILTER (WHERE scope = 'client')
-                 FROM cutoffs",
+                 FROM cutoffs WHERE issuer = ''",
                 &[&i64::MIN],
             )
             .await?;
@@ -67,7 +72,7 @@ impl Plan {
         let (subjects, clients): (i64, i64) = (summary.try_get(1)?, summary.try_get(2)?);
         let stored: Vec<(i64, String)> = tx
             .query(
-                "SELECT issued_before, value FROM cutoffs WHERE scope = 'tenant'",
+                "SELECT issued_before, value FROM cutoffs WHERE issuer = '' AND scope = 'tenant'",
                 &[],
             )
             .await?
@@ -111,14 +116,16 @@ impl Plan {
         let mut sql = format!(" AND {x}.issued_at >= ${}", self.all_param);
         if self.has_subject {
             sql += &format!(
-                " AND NOT EXISTS (SELECT 1 FROM cutoffs c WHERE c.scope = 'subject'
-                     AND c.value = {x}.subject AND c.issued_before > {x}.issued_at)"
+                " AND NOT EXISTS (SELECT 1 FROM cutoffs c WHERE c.issuer = ''
+                     AND c.scope = 'subject' AND c.value = {x}.subject
+                     AND c.issued_before > {x}.issued_at)"
             );
         }
         if self.has_client {
             sql += &format!(
-                " AND NOT EXISTS (SELECT 1 FROM cutoffs c WHERE c.scope = 'client'
-                     AND c.value = {x}.client_id AND c.issued_before > {x}.issued_at)"
+                " AND NOT EXISTS (SELECT 1 FROM cutoffs c WHERE c.issuer = ''
+                     AND c.scope = 'client' AND c.value = {x}.client_id
+                     AND c.issued_before > {x}.issued_at)"
             );
         }
         for (before, path) in &self.tenants {

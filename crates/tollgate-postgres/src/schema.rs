@@ -3,7 +3,7 @@
 use tokio_postgres::Client;
 
 /// The schema version this code writes.
-pub(crate) const SCHEMA_VERSION: i32 = 2;
+pub(crate) const SCHEMA_VERSION: i32 = 3;
 
 /// The advisory lock held (for one transaction) while migrating: `'tollgate'` in ASCII, so that
 /// it is recognisable in `pg_locks`.
@@ -84,6 +84,18 @@ CREATE TABLE sign_in_throttle (
 );
 CREATE INDEX sign_in_throttle_last_attempt ON sign_in_throttle (last_attempt);
 ",
+    "
+-- Version 3: a cutoff has an issuer, part of its key, so that one issuer's cutoff is kept apart
+-- from everyone's and from another issuer's on the same subject: issuer is the `iss` of the
+-- tokens it applies to, '' for every issuer (what every cutoff stored before was). And the
+-- session scope (`sid`). Outbox numbers stay: what was published stays published.
+ALTER TABLE cutoffs ADD COLUMN issuer text NOT NULL DEFAULT '';
+ALTER TABLE cutoffs DROP CONSTRAINT cutoffs_pkey;
+ALTER TABLE cutoffs ADD PRIMARY KEY (issuer, scope, value);
+ALTER TABLE cutoffs DROP CONSTRAINT cutoffs_scope_check;
+ALTER TABLE cutoffs ADD CONSTRAINT cutoffs_scope_check
+    CHECK (scope IN ('all', 'tenant', 'subject', 'client', 'session'));
+",
 ];
 
 /// Brings the schema to [`SCHEMA_VERSION`], in one transaction under [`MIGRATION_LOCK`]: two
@@ -155,10 +167,85 @@ pub(crate) async fn migrate(client: &mut Client) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use tollgate_core::CutoffScope;
+    use crate::testing::{PostgresServer, client};
+    use crate::{PostgresOptions, PostgresStore};
+    use tollgate_core::{CutoffScope, RevocationEvent, UnixMillis};
+    use tollgate_store::{Outbox, Record, Store};
+
+    /// A database of the previous release (schema 2: cutoffs without an issuer) keeps its
+    /// cutoffs as every issuer's, with their outbox numbers and the relay's position (nothing is
+    /// published again), and then keeps issuer cutoffs apart from them.
+    #[tokio::test]
+    async fn a_version_2_database_keeps_its_cutoffs_as_every_issuers() {
+        let server = PostgresServer::start();
+        let target = server.create_database().await;
+        let mut old = client(&target).await;
+        let tx = old.transaction().await.unwrap();
+        for migration in &super::MIGRATIONS[..2] {
+            tx.batch_execute(migration).await.unwrap();
+        }
+        tx.batch_execute(
+            "CREATE TABLE schema_version (version integer NOT NULL);
+             INSERT INTO schema_version (version) VALUES (2);
+             INSERT INTO cutoffs VALUES ('subject', 'alice', 10, nextval('outbox_seq'));
+             INSERT INTO cutoffs VALUES ('all', '', 5, nextval('outbox_seq'));
+             UPDATE outbox SET epoch = 'e1', published_through = 2;",
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+
+        let store = PostgresStore::connect(target.clone(), PostgresOptions::default())
+            .await
+            .unwrap();
+        let alice = || CutoffScope::Subject("alice".into());
+        let everyone = RevocationEvent::cutoff(None, alice(), UnixMillis(10));
+        let mut loaded = store.load(UnixMillis(0)).await.unwrap().revocations;
+        loaded.sort_by_key(|e| format!("{e:?}"));
+        assert_eq!(
+            loaded,
+            vec![
+                RevocationEvent::cutoff(None, CutoffScope::All, UnixMillis(5)),
+                everyone.clone(),
+            ]
+        );
+        let status = store.outbox_status().await.unwrap();
+        assert_eq!(status.pending, 0, "the migration republishes nothing");
+        assert_eq!(status.position.published_through, 2);
+
+        let ours = RevocationEvent::cutoff(Some("https://id.example.com"), alice(), UnixMillis(20));
+        let session =
+            RevocationEvent::cutoff(None, CutoffScope::Session("s".into()), UnixMillis(30));
+        store
+            .commit(vec![
+                Record::Revocation(ours.clone()),
+                Record::Revocation(session.clone()),
+            ])
+            .await
+            .unwrap();
+        let pending: Vec<_> = store
+            .outbox_read(2, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.event)
+            .collect();
+        assert_eq!(pending, vec![ours.clone(), session]);
+        let loaded = store.load(UnixMillis(0)).await.unwrap().revocations;
+        assert!(
+            loaded.contains(&everyone) && loaded.contains(&ours),
+            "{loaded:?}"
+        );
+        let version: i32 = old
+            .query_one("SELECT version FROM schema_version", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(version, super::SCHEMA_VERSION);
+    }
 
     /// The schema accepts exactly the scope names `CutoffScope::kind` writes (a migration cannot
-    /// follow a rename: it is history).
+    /// follow a rename: it is history): the latest migration that sets the check names them all.
     #[test]
     fn the_cutoffs_table_takes_every_scope_name() {
         let names: Vec<String> = CutoffScope::KINDS
@@ -166,9 +253,10 @@ mod tests {
             .map(|k| format!("'{k}'"))
             .collect();
         let check = format!("CHECK (scope IN ({}))", names.join(", "));
-        assert!(
-            super::MIGRATIONS.iter().any(|m| m.contains(&check)),
-            "{check}"
-        );
+        let latest = super::MIGRATIONS
+            .iter()
+            .rev()
+            .find(|m| m.contains("CHECK (scope IN ("));
+        assert!(latest.is_some_and(|m| m.contains(&check)), "{check}");
     }
 }

@@ -69,11 +69,12 @@ impl Statements {
                      WHERE excluded.expires_at > revocations.expires_at",
                 )
                 .await?,
+            // `issuer` is '' for every issuer's cutoffs.
             cut_off: client
                 .prepare(
-                    "INSERT INTO cutoffs (scope, value, issued_before, seq)
-                     VALUES ($1, $2, $3, nextval('outbox_seq'))
-                     ON CONFLICT (scope, value)
+                    "INSERT INTO cutoffs (issuer, scope, value, issued_before, seq)
+                     VALUES ($1, $2, $3, $4, nextval('outbox_seq'))
+                     ON CONFLICT (issuer, scope, value)
                      DO UPDATE SET issued_before = excluded.issued_before, seq = excluded.seq
                      WHERE excluded.issued_before > cutoffs.issued_before",
                 )
@@ -287,20 +288,24 @@ fn write_one<'a>(
             tx.execute(&st.revoke, &[&"grant", grant_id, &expires_at.0])
                 .await
         }),
-        Record::Revocation(RevocationEvent::Cutoff {
-            scope,
-            issued_before,
-        }) => {
+        Record::Revocation(event) => {
+            // A kind of revocation this schema has no table for: fail the commit rather than
+            // acknowledge a revocation that was not stored.
+            let (issuer, scope, issued_before) = event
+                .as_cutoff()
+                .ok_or_else(|| Failure::refused(format!("cannot store {event:?}")))?;
+            // `''` is every issuer: an issuer's cutoff naming none would come back as everyone's.
+            if issuer == Some("") {
+                return Err(Failure::refused(
+                    "cannot store an issuer's cutoff without an issuer".into(),
+                ));
+            }
+            let issuer = issuer.unwrap_or_default();
             let (scope, value) = (scope.kind(), scope.value());
             Box::pin(async move {
-                tx.execute(&st.cut_off, &[&scope, &value, &issued_before.0])
+                tx.execute(&st.cut_off, &[&issuer, &scope, &value, &issued_before.0])
                     .await
             })
-        }
-        // A kind of revocation this schema has no table for: fail the commit rather than
-        // acknowledge a revocation that was not stored.
-        Record::Revocation(event) => {
-            return Err(Failure::refused(format!("cannot store {event:?}")));
         }
     }))
 }
@@ -364,13 +369,17 @@ pub(crate) async fn load(
         .map(|row| revocation_event(row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))
         .collect::<Result<Vec<_>, Failure>>()?;
     for row in tx
-        .query("SELECT scope, value, issued_before FROM cutoffs", &[])
+        .query(
+            "SELECT issuer, scope, value, issued_before FROM cutoffs",
+            &[],
+        )
         .await?
     {
         revocations.push(cutoff_event(
             row.try_get(0)?,
             row.try_get(1)?,
             row.try_get(2)?,
+            row.try_get(3)?,
         )?);
     }
     tx.commit().await?;
@@ -419,17 +428,21 @@ fn revocation_event(kind: &str, id: String, expires_at: i64) -> Result<Revocatio
     }
 }
 
+/// A cutoff read back from the `cutoffs` table: of every issuer when `issuer` is `''`.
 fn cutoff_event(
+    issuer: &str,
     scope: &str,
     value: String,
     issued_before: i64,
 ) -> Result<RevocationEvent, Failure> {
     let scope = CutoffScope::from_parts(scope, value)
         .ok_or_else(|| corrupt(format!("unknown cutoff scope {scope:?}")))?;
-    Ok(RevocationEvent::Cutoff {
+    let issuer = (!issuer.is_empty()).then_some(issuer);
+    Ok(RevocationEvent::cutoff(
+        issuer,
         scope,
-        issued_before: UnixMillis(issued_before),
-    })
+        UnixMillis(issued_before),
+    ))
 }
 
 /// Deletes what expired, each table by its indexed instant, in one transaction; returns how many
@@ -508,11 +521,11 @@ pub(crate) async fn outbox_read(
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let rows = client
         .query(
-            "(SELECT seq, kind, id, expires_at, NULL::text FROM revocations WHERE seq > $1
-              ORDER BY seq LIMIT $2)
+            "(SELECT seq, kind, id, expires_at, NULL::text, NULL::text FROM revocations
+              WHERE seq > $1 ORDER BY seq LIMIT $2)
              UNION ALL
-             (SELECT seq, 'cutoff', scope, issued_before, value FROM cutoffs WHERE seq > $1
-              ORDER BY seq LIMIT $2)
+             (SELECT seq, 'cutoff', scope, issued_before, value, issuer FROM cutoffs
+              WHERE seq > $1 ORDER BY seq LIMIT $2)
              ORDER BY 1 LIMIT $2",
             &[&after, &limit],
         )
@@ -523,7 +536,9 @@ pub(crate) async fn outbox_read(
             let kind: &str = row.try_get(1)?;
             let instant: i64 = row.try_get(3)?;
             let event = match kind {
-                "cutoff" => cutoff_event(row.try_get(2)?, row.try_get(4)?, instant)?,
+                "cutoff" => {
+                    cutoff_event(row.try_get(5)?, row.try_get(2)?, row.try_get(4)?, instant)?
+                }
                 kind => revocation_event(kind, row.try_get(2)?, instant)?,
             };
             Ok(OutboxEntry {

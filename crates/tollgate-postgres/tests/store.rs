@@ -116,7 +116,7 @@ async fn stores_opening_together_migrate_once() {
         .await
         .unwrap();
     assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0].get::<_, i32>(0), 2, "the newest schema version");
+    assert_eq!(rows[0].get::<_, i32>(0), 3, "the newest schema version");
 }
 
 #[tokio::test]

@@ -188,6 +188,23 @@ impl Source {
         }
     }
 
+    /// A Redis table's `on_unreadable` (`[replication]` of `tollgate serve`, `[revocations]` of
+    /// the gateway: one reading for both): what its follower does with a stream entry it cannot
+    /// read, `"refuse"` (the default when absent) or `"skip"`.
+    pub fn redis_on_unreadable(
+        &self,
+        table: &str,
+        policy: Option<&Spanned<String>>,
+    ) -> Result<tollgate_redis::OnUnreadable, ConfigError> {
+        match policy {
+            Some(policy) => policy
+                .get_ref()
+                .parse()
+                .map_err(|e| self.error(policy, &format!("{table}.on_unreadable"), e)),
+            None => Ok(tollgate_redis::OnUnreadable::default()),
+        }
+    }
+
     /// A Redis to follow or publish to, from a table's `redis_url`, `password_env` and `ca_file`
     /// keys (`table` names it in errors: `replication`, `revocations`). The URL's errors never
     /// echo it (it may hold a password).
@@ -309,5 +326,29 @@ mod tests {
         );
         assert_eq!(source.error_at(None, "m").message(), "x.toml: m");
         assert_eq!(source.base_dir(), Path::new("."));
+    }
+
+    #[test]
+    fn on_unreadable_is_refuse_unless_skip_is_written() {
+        use tollgate_redis::OnUnreadable;
+        let source = Source::new(Path::new("x.toml"), "on_unreadable = \"Skip\"\n".into());
+        let read = |value: Option<Spanned<String>>| {
+            source.redis_on_unreadable("revocations", value.as_ref())
+        };
+        assert_eq!(read(None), Ok(OnUnreadable::Refuse));
+        assert_eq!(
+            read(Some(Spanned::new(16..20, "skip".into()))),
+            Ok(OnUnreadable::Skip)
+        );
+        assert_eq!(
+            read(Some(Spanned::new(16..22, "refuse".into()))),
+            Ok(OnUnreadable::Refuse)
+        );
+        assert_eq!(
+            read(Some(Spanned::new(16..22, "Skip".into())))
+                .unwrap_err()
+                .message(),
+            "x.toml:1:17: revocations.on_unreadable: must be \"refuse\" or \"skip\""
+        );
     }
 }

@@ -11,6 +11,9 @@ use tollgate_core::{RevocationEvent, RevocationIndex, UnixMillis};
 /// A decoded stream entry: the event and its publish instant, or why it was skipped.
 pub type Decoded = Result<(RevocationEvent, UnixMillis), String>;
 
+/// A stream entry's fields, names and values, as Redis holds them.
+pub type Fields = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Decodes a stream entry from its fields, as a follower does.
 pub fn decode_entry(fields: &[(Vec<u8>, Vec<u8>)]) -> Decoded {
     RawEntry {
@@ -20,12 +23,14 @@ pub fn decode_entry(fields: &[(Vec<u8>, Vec<u8>)]) -> Decoded {
     .decode()
 }
 
-/// The fields a producer `XADD`s for an event line published at `at`.
-pub fn entry_fields(line: &str, at: UnixMillis) -> Vec<(Vec<u8>, Vec<u8>)> {
-    vec![(
-        wire::VERSION.as_bytes().to_vec(),
-        stream::entry_value(line, at).into_bytes(),
-    )]
+/// The fields a producer `XADD`s for `event` published at `at` (the field named for the version
+/// its line needs), or why the format cannot carry it.
+pub fn entry_fields(event: &RevocationEvent, at: UnixMillis) -> Result<Fields, wire::WireError> {
+    let entry = stream::EntryLine::encode(event)?;
+    Ok(vec![(
+        entry.version.as_str().as_bytes().to_vec(),
+        stream::entry_value(&entry.line, at).into_bytes(),
+    )])
 }
 
 /// Parses `resp` as a Redis reply (RESP2 or RESP3) and takes it apart as the reply to an

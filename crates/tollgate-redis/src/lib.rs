@@ -21,6 +21,8 @@
 //!   stream, and can write the [snapshot](wire) that lets the stream be trimmed.
 //! - [`Feed::health`] turns the follower's state into the Layer's
 //!   [`Readiness`](tollgate_layer::Readiness), under the operator's [`HealthPolicy`].
+//! - [`OnUnreadable`] says what a follower does with an entry it cannot read (a newer
+//!   producer's): stop there, not ready (the default), or skip it.
 //! - [`publish`] puts events straight into the stream (`tollgate revoke`).
 //!
 //! The format is versioned and documented in [`wire`] so that other languages can produce and
@@ -70,7 +72,10 @@ pub mod testing;
 pub mod wire;
 
 pub use connect::{ConnectError, RedisTarget};
-pub use follower::{DEFAULT_MAX_SILENCE, Feed, FeedHealth, FeedStatus, Follower, HealthPolicy};
+pub use follower::{
+    DEFAULT_MAX_SILENCE, Feed, FeedHealth, FeedStatus, Follower, HealthPolicy, OnUnreadable,
+    UnknownPolicy,
+};
 #[cfg(feature = "relay")]
 #[cfg_attr(docsrs, doc(cfg(feature = "relay")))]
 pub use relay::{Relay, RelayHandle, RelayStatus};

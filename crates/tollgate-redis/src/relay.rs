@@ -11,7 +11,7 @@
 
 use crate::connect::{ConnectError, RedisTarget};
 use crate::stream;
-use crate::wire::{self, Keys};
+use crate::wire::Keys;
 use redis::aio::MultiplexedConnection;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -319,7 +319,7 @@ async fn round(
     let mut pipe = redis::pipe();
     let now = UnixMillis::from(std::time::SystemTime::now());
     for entry in &entries {
-        match wire::encode(&entry.event) {
+        match stream::EntryLine::encode(&entry.event) {
             Ok(line) => stream::add_entry(&mut pipe, &relay.keys, &line, now),
             // Only an id no honest issuer makes (a control character) gets here; the store's own
             // validators enforce it, other processes cannot be told.

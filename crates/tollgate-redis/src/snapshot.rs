@@ -68,7 +68,7 @@ pub(crate) async fn write(
     id: StreamId,
     events: &[RevocationEvent],
 ) -> RedisResult<(Written, usize)> {
-    let (payload, left_out) = wire::encode_snapshot(events);
+    let payload = wire::encode_snapshot(events);
     let now = UnixMillis::from(std::time::SystemTime::now());
     let outcome: i64 = Script::new(WRITE)
         .key(&keys.snapshot)
@@ -76,9 +76,9 @@ pub(crate) async fn write(
         .key(&keys.epoch)
         .arg(id.ms)
         .arg(id.seq)
-        .arg(wire::VERSION)
+        .arg(payload.version.as_str())
         .arg(now.0)
-        .arg(payload)
+        .arg(payload.lines)
         .arg(epoch)
         .invoke_async(connection)
         .await?;
@@ -87,7 +87,7 @@ pub(crate) async fn write(
         0 => Written::Older,
         _ => Written::OtherEpoch,
     };
-    Ok((written, left_out))
+    Ok((written, payload.left_out))
 }
 
 /// A snapshot as read from Redis.
@@ -105,7 +105,8 @@ pub(crate) struct Snapshot {
 /// follower skip them).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Unusable {
-    /// Written in a format version this code does not read.
+    /// Written in a format version this code does not read (a newer tollgate's, or not
+    /// tollgate's).
     Version,
     /// A field is missing or malformed.
     Malformed(&'static str),
@@ -132,7 +133,13 @@ impl std::fmt::Display for Unusable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Unusable::Version => {
-                write!(f, "the snapshot is not in format version {}", wire::VERSION)
+                let known: Vec<&str> = wire::Version::ALL.iter().map(|v| v.as_str()).collect();
+                write!(
+                    f,
+                    "the snapshot is not in a format version this follower reads ({}): written \
+                     by a newer tollgate or not by tollgate",
+                    known.join(" or ")
+                )
             }
             Unusable::Malformed(field) => {
                 write!(f, "the snapshot's `{field}` field is missing or malformed")
@@ -321,9 +328,14 @@ pub(crate) async fn read(
     })
 }
 
-/// A snapshot from its hash's fields (`v`, `id`, `events`).
+/// A snapshot from its hash's fields (`v`, `id`, `events`): of any version this code reads,
+/// whose lines it reads with the newest grammar.
 pub(crate) fn parse(mut fields: HashMap<String, Vec<u8>>) -> Result<Snapshot, Unusable> {
-    if fields.get("v").map(Vec::as_slice) != Some(wire::VERSION.as_bytes()) {
+    if fields
+        .get("v")
+        .and_then(|v| wire::Version::parse(v))
+        .is_none()
+    {
         return Err(Unusable::Version);
     }
     let id = fields
@@ -458,7 +470,7 @@ mod tests {
                 expires_at: UnixMillis(4_000_000_000_000),
             })
             .collect();
-        let (mut payload, _) = wire::encode_snapshot(&events);
+        let mut payload = wire::encode_snapshot(&events).lines;
         payload.push_str("\ngarbage line\n\nT 1");
         let index = RevocationIndex::new();
         assert_eq!(apply(payload.as_bytes(), &index), Some((10_001, 2)));

@@ -1,7 +1,7 @@
 //! The Redis side of the format in [`crate::wire`]: the epoch, appending entries, and reading
 //! them back out of Redis replies.
 
-use crate::wire::{self, Keys, StreamId};
+use crate::wire::{self, Keys, StreamId, Version};
 use redis::aio::MultiplexedConnection;
 use redis::{RedisResult, Value};
 use tollgate_core::{RevocationEvent, UnixMillis, random};
@@ -25,13 +25,37 @@ pub(crate) async fn ensure_epoch(
     Ok(epoch)
 }
 
-/// Adds `XADD <stream> * 1 "<now> <line>"` to `pipe`: one field, named for the format version.
-pub(crate) fn add_entry(pipe: &mut redis::Pipeline, keys: &Keys, line: &str, now: UnixMillis) {
+/// An event as a stream entry carries it: its line, and the lowest format version that carries
+/// the line, which names the entry's one field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct EntryLine {
+    pub(crate) version: Version,
+    pub(crate) line: String,
+}
+
+impl EntryLine {
+    /// `event` encoded, or why the wire format cannot carry it.
+    pub(crate) fn encode(event: &RevocationEvent) -> Result<EntryLine, wire::WireError> {
+        Ok(EntryLine {
+            version: Version::of(event),
+            line: wire::encode(event)?,
+        })
+    }
+}
+
+/// Adds `XADD <stream> * <version> "<now> <line>"` to `pipe`: one field, named for the format
+/// version the line needs.
+pub(crate) fn add_entry(
+    pipe: &mut redis::Pipeline,
+    keys: &Keys,
+    entry: &EntryLine,
+    now: UnixMillis,
+) {
     pipe.cmd("XADD")
         .arg(&keys.stream)
         .arg("*")
-        .arg(wire::VERSION)
-        .arg(entry_value(line, now));
+        .arg(entry.version.as_str())
+        .arg(entry_value(&entry.line, now));
 }
 
 /// The value of an entry's one field: the publish instant, a space, the event line.
@@ -46,9 +70,9 @@ pub async fn publish(
     keys: &Keys,
     events: &[RevocationEvent],
 ) -> Result<Vec<StreamId>, PublishError> {
-    let lines = events
+    let entries = events
         .iter()
-        .map(wire::encode)
+        .map(EntryLine::encode)
         .collect::<Result<Vec<_>, _>>()
         .map_err(PublishError::Event)?;
     ensure_epoch(connection, keys)
@@ -56,8 +80,8 @@ pub async fn publish(
         .map_err(PublishError::Redis)?;
     let mut pipe = redis::pipe();
     let now = UnixMillis::from(std::time::SystemTime::now());
-    for line in &lines {
-        add_entry(&mut pipe, keys, line, now);
+    for entry in &entries {
+        add_entry(&mut pipe, keys, entry, now);
     }
     let ids: Vec<String> = pipe
         .query_async(connection)
@@ -97,9 +121,13 @@ pub(crate) struct RawEntry {
 impl RawEntry {
     /// The event and its publish instant, validated: an unknown version or a malformed entry is
     /// an error naming what is wrong (never the entry's content).
+    ///
+    /// An entry of any version this code reads is read with the newest grammar, which takes every
+    /// line of the older ones: the version tells older followers what they cannot read, and
+    /// nothing this follower could misread.
     pub(crate) fn decode(&self) -> Result<(RevocationEvent, UnixMillis), String> {
         let value = match self.fields.as_slice() {
-            [(name, value)] if name == wire::VERSION.as_bytes() => value,
+            [(name, value)] if Version::parse(name).is_some() => value,
             [] => return Err("no fields".into()),
             [_] => return Err("unknown format version".into()),
             _ => return Err("more than one field".into()),

@@ -1,6 +1,8 @@
 //! Relay and follower against a real `redis-server` (started by each test on a free port):
-//! convergence, Redis lost and restarted empty, a follower partitioned while the stream is
-//! trimmed past it, duplicates, garbage, credentials and health.
+//! convergence (issuer and session cutoffs included), Redis lost and restarted empty, a follower
+//! partitioned while the stream is trimmed past it, duplicates, entries a follower cannot read
+//! (a newer producer's, garbage), the format versions entries and snapshots are written in,
+//! credentials and health.
 
 #[macro_use]
 mod support;
@@ -12,7 +14,7 @@ use tollgate_core::RevocationIndex;
 use tollgate_layer::{NotReady, Readiness};
 use tollgate_redis::testing::RedisServer;
 use tollgate_redis::wire::{self, Keys};
-use tollgate_redis::{Follower, HealthPolicy, RedisTarget, Relay, publish};
+use tollgate_redis::{Feed, Follower, HealthPolicy, OnUnreadable, RedisTarget, Relay, publish};
 use tollgate_store::{Outbox, OutboxPosition};
 
 const WITHIN: Duration = Duration::from_secs(15);
@@ -50,10 +52,19 @@ async fn a_follower_in_step_with_a_producer() {
             expires_at: LATER,
         })
         .await;
+    // Cutoffs of one issuer, and of a session: the store keeps them apart from everyone's, the
+    // relay publishes them (as version 2), the follower applies them.
+    producer
+        .revoke(issuer_cutoff("https://a.example", "alice", 2_000))
+        .await;
+    producer
+        .revoke(issuer_cutoff("https://b.example", "alice", 3_000))
+        .await;
+    producer.revoke(session_cutoff("sid-1", 4_000)).await;
     converge(&producer.index, &index, WITHIN).await;
     let status = feed.status();
     assert!(status.synced && status.connected);
-    assert_eq!(status.applied, 102);
+    assert_eq!(status.applied, 105);
     assert!(status.lag.is_some());
     assert!(status.since_contact.unwrap() < Duration::from_secs(5));
 }
@@ -230,15 +241,17 @@ async fn killed_between_publishing_and_marking_duplicates_are_harmless() {
     assert_eq!(state(&index), state(&producer.index));
 }
 
+/// Entries no tollgate writes, or a newer one: a follower stops at the first by default, and
+/// skips them all (counted) under `skip`.
 #[tokio::test]
-async fn garbage_truncated_and_future_entries_are_skipped_never_a_stall() {
+async fn garbage_stops_a_follower_by_default_and_is_skipped_under_skip() {
     let redis = RedisServer::start();
     let mut conn = support::redis(&redis.url()).await;
     let keys = Keys::default();
     let good = format!("1763805600123 {}", wire::encode(&token(1)).unwrap());
     let entries: Vec<Vec<(&str, &[u8])>> = vec![
         vec![("1", b"1763805600123 T 12")],
-        vec![("2", good.as_bytes())],
+        vec![("3", good.as_bytes())],
         vec![("1", b"\xff\xfe not utf-8")],
         vec![("garbage", b"yes")],
         vec![("1", b"1763805600123 C 5 tenant not-a-path")],
@@ -246,22 +259,31 @@ async fn garbage_truncated_and_future_entries_are_skipped_never_a_stall() {
         vec![("1", good.as_bytes()), ("1", good.as_bytes())],
         vec![("1", good.as_bytes())],
     ];
+    let mut ids = Vec::new();
     for fields in &entries {
-        let mut cmd = redis::cmd("XADD");
-        cmd.arg(&keys.stream).arg("*");
-        for (k, v) in fields {
-            cmd.arg(*k).arg(*v);
-        }
-        cmd.query_async::<String>(&mut conn).await.unwrap();
+        ids.push(xadd(&mut conn, &keys, fields).await);
     }
+
+    // The default: stopped at the first, which it names; nothing after it applied.
     let index = Arc::new(RevocationIndex::new());
     let feed = Follower::new(target(&redis.url()), index.clone())
         .start()
         .await
         .unwrap();
+    assert_stopped_at(&feed, &ids[0]).await;
+    assert_eq!(index.stats().tokens, 0, "applied what follows the entry");
+    assert_eq!(feed.status().applied, 0);
+    feed.stop();
+
+    let index = Arc::new(RevocationIndex::new());
+    let feed = Follower::new(target(&redis.url()), index.clone())
+        .on_unreadable(OnUnreadable::Skip)
+        .start()
+        .await
+        .unwrap();
     assert!(
         feed.wait_synced(WITHIN).await,
-        "garbage stalled the first sync"
+        "garbage stalled the first sync under skip"
     );
     let expected = RevocationIndex::new();
     expected.apply(&token(1));
@@ -269,10 +291,206 @@ async fn garbage_truncated_and_future_entries_are_skipped_never_a_stall() {
     let status = feed.status();
     assert_eq!(status.skipped, 7, "{status:?}");
     assert_eq!(status.applied, 1);
+    assert_eq!(status.refused, None);
+    assert_eq!(feed.health(HealthPolicy::default()).check(), Ok(()));
     // And it keeps following after them.
     publish(&mut conn, &keys, &[token(2)]).await.unwrap();
     expected.apply(&token(2));
     converge(&expected, &index, WITHIN).await;
+}
+
+/// Asserts that `feed` stopped at the entry `id` and stays there (not synced, not ready under
+/// the default policy, the entry and the way on in its status) for longer than its retries.
+async fn assert_stopped_at(feed: &Feed, id: &str) {
+    eventually!("stopped at an entry", feed.status().refused.is_some());
+    let before = feed.status();
+    // It reads the entry again every second, and stays where it is.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let status = feed.status();
+    let why = status.refused.clone().unwrap_or_default();
+    assert!(
+        why.starts_with(&format!("cannot read stream entry {id} (")),
+        "{why}"
+    );
+    assert!(
+        why.ends_with(
+            "written by a newer tollgate or not by tollgate: upgrade this follower, or set \
+             on_unreadable = skip"
+        ),
+        "{why}"
+    );
+    assert!(!status.synced, "{status:?}");
+    assert_eq!(status.last_id, before.last_id, "moved past the entry");
+    assert_eq!(status.applied, before.applied, "applied past the entry");
+    assert_eq!(status.skipped, 0, "{status:?}");
+    assert_eq!(
+        feed.health(HealthPolicy::default()).check(),
+        Err(NotReady::Inconsistent)
+    );
+    assert_eq!(
+        feed.health(HealthPolicy {
+            require_sync: false,
+            max_silence: Some(Duration::from_secs(30)),
+        })
+        .check(),
+        Err(NotReady::Inconsistent)
+    );
+}
+
+/// What a follower of this version does with an entry of a newer one (the previous release
+/// meets version 2 entries the same way): a future format version, or a kind of event it does
+/// not know in a version it reads. It is not ready, says which entry, applies what came before
+/// it and nothing after it; under `skip` it goes on.
+#[tokio::test]
+async fn an_older_follower_meeting_a_newer_entry_stops_there_or_skips_it_as_told() {
+    let redis = RedisServer::start();
+    let mut conn = support::redis(&redis.url()).await;
+    let futures: [(&str, &str, &[u8]); 2] = [
+        (
+            "future-version",
+            "3",
+            b"1763805600123 T 4000000000000 jti-9",
+        ),
+        (
+            "future-kind",
+            "1",
+            b"1763805600123 X 4000000000000 whatever it is",
+        ),
+    ];
+    for (prefix, field, value) in futures {
+        let keys = Keys::new(prefix);
+        publish(&mut conn, &keys, &[token(1), session_cutoff("sid-1", 5)])
+            .await
+            .unwrap();
+        let newer = xadd(&mut conn, &keys, &[(field, value)]).await;
+        publish(&mut conn, &keys, &[token(2)]).await.unwrap();
+
+        let index = Arc::new(RevocationIndex::new());
+        let feed = Follower::new(target(&redis.url()), index.clone())
+            .keys(keys.clone())
+            .start()
+            .await
+            .unwrap();
+        assert_stopped_at(&feed, &newer).await;
+        let before = RevocationIndex::new();
+        before.apply(&token(1));
+        before.apply(&session_cutoff("sid-1", 5));
+        assert_eq!(
+            state(&index),
+            state(&before),
+            "{prefix}: what came before it"
+        );
+        assert!(
+            !index.is_token_revoked("jti-2"),
+            "{prefix}: applied past it"
+        );
+        assert_eq!(feed.status().applied, 2, "{prefix}");
+        feed.stop();
+
+        let index = Arc::new(RevocationIndex::new());
+        let feed = Follower::new(target(&redis.url()), index.clone())
+            .keys(keys.clone())
+            .on_unreadable(OnUnreadable::Skip)
+            .start()
+            .await
+            .unwrap();
+        assert!(
+            feed.wait_synced(WITHIN).await,
+            "{prefix}: {:?}",
+            feed.status()
+        );
+        before.apply(&token(2));
+        converge(&before, &index, WITHIN).await;
+        let status = feed.status();
+        assert_eq!(
+            (status.applied, status.skipped),
+            (3, 1),
+            "{prefix}: {status:?}"
+        );
+        feed.stop();
+    }
+}
+
+/// An event format 1 can carry is written as version 1, whoever publishes it (the relay, or
+/// `publish`), so that followers of the previous release keep reading it during an upgrade;
+/// only issuer and session cutoffs are version 2. A snapshot is version 2 once it holds one,
+/// and a follower that starts from it has them.
+#[tokio::test]
+async fn entries_and_snapshots_name_the_lowest_version_that_carries_them() {
+    let redis = RedisServer::start();
+    let mut conn = support::redis(&redis.url()).await;
+    let keys = Keys::default();
+    let producer = Producer::new();
+    let _relay = relay(&redis.url(), &producer).await;
+    let writer_index = Arc::new(RevocationIndex::new());
+    let writer = Follower::new(target(&redis.url()), writer_index.clone())
+        .write_snapshots(1)
+        .start()
+        .await
+        .unwrap();
+    assert!(writer.wait_synced(WITHIN).await);
+    producer.revoke(token(1)).await;
+    producer.revoke(cutoff("alice", 10)).await;
+    converge(&producer.index, &writer_index, WITHIN).await;
+    let version = || async {
+        let mut conn = support::redis(&redis.url()).await;
+        redis::cmd("HGET")
+            .arg(&keys.snapshot)
+            .arg("v")
+            .query_async::<Option<String>>(&mut conn)
+            .await
+            .unwrap()
+    };
+    eventually!(
+        "a snapshot of version 1 lines",
+        version().await.as_deref() == Some("1")
+    );
+
+    producer
+        .revoke(issuer_cutoff("https://id.example.com", "alice", 20))
+        .await;
+    publish(&mut conn, &keys, &[session_cutoff("sid-1", 30), token(2)])
+        .await
+        .unwrap();
+    producer.index.apply(&session_cutoff("sid-1", 30));
+    producer.index.apply(&token(2));
+    converge(&producer.index, &writer_index, WITHIN).await;
+    eventually!(
+        "a snapshot holding version 2 lines",
+        version().await.as_deref() == Some("2")
+    );
+
+    let late = Arc::new(RevocationIndex::new());
+    let feed = Follower::new(target(&redis.url()), late.clone())
+        .start()
+        .await
+        .unwrap();
+    assert!(feed.wait_synced(WITHIN).await, "{:?}", feed.status());
+    converge(&producer.index, &late, WITHIN).await;
+    assert!(feed.status().snapshot_loads >= 1);
+}
+
+/// Each entry is named for the version its own line needs.
+#[tokio::test]
+async fn a_version_1_line_keeps_the_field_name_1() {
+    let redis = RedisServer::start();
+    let mut conn = support::redis(&redis.url()).await;
+    let keys = Keys::default();
+    let events = [
+        token(1),
+        cutoff("alice", 5),
+        session_cutoff("sid-1", 5),
+        issuer_cutoff("https://id.example.com", "alice", 5),
+        tollgate_core::RevocationEvent::Grant {
+            grant_id: "family".into(),
+            expires_at: LATER,
+        },
+    ];
+    publish(&mut conn, &keys, &events).await.unwrap();
+    assert_eq!(
+        field_names(&mut conn, &keys).await,
+        ["1", "1", "2", "2", "1"]
+    );
 }
 
 #[tokio::test]

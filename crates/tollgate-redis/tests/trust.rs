@@ -247,7 +247,7 @@ async fn an_unreadable_snapshot_is_refused_with_its_reason() {
     let cases: [(&[Field<'_>], &str); 4] = [
         (
             &[("v", b"9"), ("id", id.as_bytes()), ("events", b"whatever")],
-            "not in format version 1",
+            "not in a format version this follower reads (1 or 2)",
         ),
         (
             &[("v", b"1"), ("id", b"soon"), ("events", valid.as_bytes())],

@@ -39,8 +39,9 @@ enum Command {
     /// tokens tollgate did not issue (Keycloak, Auth0, ...).
     ///
     /// Name the Redis (`--redis URL` or `--config FILE`) and exactly one of `--jti ID
-    /// --expires-at TIME`, `--all`, `--tenant PATH`, `--subject SUB`, `--client ID` (with
-    /// `--before TIME`, default now). TIME is RFC 3339 (`2026-11-22T10:00:00Z`) or Unix seconds.
+    /// --expires-at TIME`, `--all`, `--tenant PATH`, `--subject SUB`, `--client ID`, `--session
+    /// SID` (with `--before TIME`, default now; with `--issuer ISS`, only that issuer's tokens).
+    /// TIME is RFC 3339 (`2026-11-22T10:00:00Z`) or Unix seconds.
     Revoke(revoke::Args),
     /// Copies an SQLite data directory (live tokens, refresh tokens, every revocation and
     /// cutoff) into the PostgreSQL store of a configuration with `store = "postgres"`.

@@ -39,6 +39,7 @@ pub(crate) async fn start(
     let follower = Follower::new(config.target().clone(), service.index().clone())
         .keys(config.keys())
         .write_snapshots(config.snapshot_every())
+        .on_unreadable(config.on_unreadable())
         .start();
     // Both connect at once: with Redis out of reach, start-up waits for one timeout, not two.
     let (relay, feed) = tokio::join!(relay, follower);
@@ -59,6 +60,7 @@ pub(crate) async fn start(
         redis = %config.target(),
         key_prefix = config.key_prefix(),
         snapshot_every = config.snapshot_every(),
+        on_unreadable = %config.on_unreadable(),
         "replication: publishing and following revocations through Redis"
     );
     let report = tokio::spawn(report(relay.clone()));

@@ -1,6 +1,11 @@
 //! `tollgate revoke`: publishes one revocation straight into the Redis stream, for tokens
 //! tollgate did not issue (Keycloak, Auth0, ...). Every follower of the stream enforces it;
 //! no token service stores it, so it lives as long as the stream or a snapshot holds it.
+//!
+//! A cutoff applies to every issuer's tokens, as tollgate's own do, unless `--issuer` limits it
+//! to one issuer's: subjects and sessions are each identity provider's own names (two providers
+//! may both have a user `1234`), so a cutoff for a provider's user or session names the
+//! provider.
 
 use crate::config;
 use clap::ArgGroup;
@@ -20,7 +25,7 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, clap::Args)]
 #[command(
     group(ArgGroup::new("redis_target").required(true).args(["redis", "config"])),
-    group(ArgGroup::new("scope").required(true).args(["jti", "all", "tenant", "subject", "client"])),
+    group(ArgGroup::new("scope").required(true).args(["jti", "all", "tenant", "subject", "client", "session"])),
 )]
 pub(crate) struct Args {
     /// The Redis URL (`redis://host:port/db` or `rediss://...`); the password is taken from
@@ -37,7 +42,11 @@ pub(crate) struct Args {
     #[arg(long, value_name = "ID", requires = "expires_at")]
     jti: Option<String>,
     /// The revoked token's expiry: the revocation is kept until then.
-    #[arg(long, value_name = "TIME", conflicts_with_all = ["all", "tenant", "subject", "client"])]
+    #[arg(
+        long,
+        value_name = "TIME",
+        conflicts_with_all = ["all", "tenant", "subject", "client", "session"]
+    )]
     expires_at: Option<String>,
     /// Cuts off every token.
     #[arg(long)]
@@ -51,6 +60,13 @@ pub(crate) struct Args {
     /// Cuts off the tokens issued to this client (`client_id`).
     #[arg(long, value_name = "ID")]
     client: Option<String>,
+    /// Cuts off the tokens of this session (`sid`: what a back-channel logout ends).
+    #[arg(long, value_name = "SID")]
+    session: Option<String>,
+    /// Limits the cutoff to the tokens of this issuer (`iss`, compared exactly) [default: every
+    /// issuer's]. A `--jti` revocation is for that token whoever issued it: no `--issuer`.
+    #[arg(long, value_name = "ISS", conflicts_with_all = ["jti", "expires_at"])]
+    issuer: Option<String>,
     /// The cutoff: tokens issued before this instant are refused [default: now].
     #[arg(long, value_name = "TIME", conflicts_with = "jti")]
     before: Option<String>,
@@ -109,18 +125,26 @@ fn event(args: &Args) -> Result<RevocationEvent, String> {
         CutoffScope::Subject(id("subject", subject)?)
     } else if let Some(client) = &args.client {
         CutoffScope::Client(id("client", client)?)
+    } else if let Some(session) = &args.session {
+        CutoffScope::Session(id("session", session)?)
     } else {
         // clap's argument groups make this unreachable; say so rather than panic.
-        return Err("name what to revoke: --jti, --all, --tenant, --subject or --client".into());
+        return Err(
+            "name what to revoke: --jti, --all, --tenant, --subject, --client or --session".into(),
+        );
     };
+    if let Some(issuer) = &args.issuer {
+        wire::check_issuer(issuer).map_err(|e| format!("--issuer: {e}"))?;
+    }
     let issued_before = match &args.before {
         Some(before) => instant("before", before)?,
         None => now(),
     };
-    Ok(RevocationEvent::Cutoff {
+    Ok(RevocationEvent::cutoff(
+        args.issuer.as_deref(),
         scope,
         issued_before,
-    })
+    ))
 }
 
 /// Where to publish: `--redis` (password from [`PASSWORD_ENV`]) or the configuration's
@@ -195,20 +219,21 @@ fn describe(event: &RevocationEvent) -> String {
             grant_id,
             expires_at,
         } => format!("grant {grant_id:?} until {}", show(*expires_at)),
-        RevocationEvent::Cutoff {
-            scope,
-            issued_before,
-        } => {
-            let scope = match scope {
-                CutoffScope::All => "all".to_owned(),
-                CutoffScope::Tenant(path) => format!("tenant {path:?}"),
-                CutoffScope::Subject(sub) => format!("subject {sub:?}"),
-                CutoffScope::Client(id) => format!("client {id:?}"),
-                other => format!("{other:?}"),
-            };
-            format!("cutoff {scope} issued before {}", show(*issued_before))
-        }
-        other => format!("{other:?}"),
+        other => match other.as_cutoff() {
+            Some((issuer, scope, issued_before)) => {
+                let scope = match scope {
+                    CutoffScope::All => "all".to_owned(),
+                    CutoffScope::Tenant(path) => format!("tenant {path:?}"),
+                    CutoffScope::Subject(sub) => format!("subject {sub:?}"),
+                    CutoffScope::Client(id) => format!("client {id:?}"),
+                    CutoffScope::Session(sid) => format!("session {sid:?}"),
+                    other => format!("{other:?}"),
+                };
+                let of = issuer.map_or(String::new(), |iss| format!(" of issuer {iss:?}"));
+                format!("cutoff {scope}{of} issued before {}", show(issued_before))
+            }
+            None => format!("{other:?}"),
+        },
     }
 }
 
@@ -244,6 +269,16 @@ mod tests {
         assert_eq!(
             describe(&event),
             "cutoff subject \"alice\" issued before 2026-11-22T10:00:00.000Z (1795341600000)"
+        );
+        let event = RevocationEvent::cutoff(
+            Some("https://id.example.com"),
+            CutoffScope::Session("s-1".into()),
+            UnixMillis(1_795_341_600_000),
+        );
+        assert_eq!(
+            describe(&event),
+            "cutoff session \"s-1\" of issuer \"https://id.example.com\" issued before \
+             2026-11-22T10:00:00.000Z (1795341600000)"
         );
     }
 }

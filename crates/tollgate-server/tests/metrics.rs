@@ -316,12 +316,39 @@ async fn with_replication_the_relay_and_the_feed_are_reported() {
     assert_eq!(s.value("tollgate_relay_healthy"), 1.0, "{}", s.text);
     assert_eq!(s.value("tollgate_feed_synced"), 1.0, "{}", s.text);
     assert_eq!(s.value("tollgate_feed_connected"), 1.0, "{}", s.text);
+    assert_eq!(s.value("tollgate_feed_refusing"), 0.0, "{}", s.text);
+    assert_eq!(s.value("tollgate_feed_skipped_total"), 0.0, "{}", s.text);
     assert!(s.has("tollgate_feed_lag_seconds"), "{}", s.text);
     assert!(s.has("tollgate_feed_since_contact_seconds"), "{}", s.text);
     assert!(
         s.text.contains("# TYPE tollgate_feed_lag_seconds gauge"),
         "{}",
         s.text
+    );
+
+    // An entry of a newer format version: the server's follower stops at it (the default
+    // `on_unreadable`), and the metrics say so.
+    let mut redis_connection = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    redis::cmd("XADD")
+        .arg(&tollgate_redis::wire::Keys::default().stream)
+        .arg("*")
+        .arg("3")
+        .arg("1763805600123 T 4000000000000 from-a-newer-tollgate")
+        .query_async::<String>(&mut redis_connection)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while scrape(&metrics).await.value("tollgate_feed_refusing") != 1.0 {
+        assert!(Instant::now() < deadline, "the follower never refused");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        scrape(&metrics).await.value("tollgate_feed_skipped_total"),
+        0.0
     );
     server.stop();
 }

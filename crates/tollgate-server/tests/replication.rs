@@ -1,15 +1,19 @@
 //! `[replication]` and `tollgate revoke`, across processes and a private Redis: a revocation made
 //! at `tollgate serve` reaches a Layer that only follows the stream (in this test's process),
-//! `tollgate revoke` reaches both, a wrong password stops both commands with one line, and a
-//! revocation committed while Redis was down is published once it is back.
+//! `tollgate revoke` reaches both, its `--issuer` and `--session` cut off exactly the tokens
+//! they name, a wrong password stops both commands with one line, and a revocation committed
+//! while Redis was down is published once it is back.
 
 mod support;
 
 use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::following::{DEADLINE, FollowingApi};
 use support::*;
+use tollgate_core::{RevocationIndex, TokenIdentity, UnixMillis};
 use tollgate_redis::testing::RedisServer;
+use tollgate_redis::{Follower, RedisTarget};
 
 /// The demo configuration with a `[replication]` table appended.
 fn replicated_config(dir: &std::path::Path, replication: &str) -> String {
@@ -140,6 +144,108 @@ async fn revocations_reach_a_layer_in_another_process_and_revoke_reaches_both() 
         .await;
     wait_for_introspection(&server, &later, 401, "a token cut off by subject").await;
     server.stop();
+}
+
+/// A token of another identity provider, as a follower's index judges it: issued a minute ago.
+fn foreign_token<'a>(issuer: &'a str, subject: &'a str, session: &'a str) -> TokenIdentity<'a> {
+    let issued_at = UnixMillis::from(std::time::SystemTime::now()).0 - 60_000;
+    TokenIdentity {
+        jti: "jti",
+        grant_id: None,
+        tenant: "/",
+        subject,
+        client_id: "app",
+        issuer,
+        session: Some(session),
+        issued_at: UnixMillis(issued_at),
+    }
+}
+
+/// Runs `tollgate revoke --redis <url> <args>`, asserts it printed `published <what> ...`.
+fn revoke_ok(redis: &str, args: &[&str], what: &str) {
+    let mut all = vec!["revoke", "--redis", redis];
+    all.extend_from_slice(args);
+    let output = tollgate(&all, &[]);
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        text(&output.stderr)
+    );
+    let printed = text(&output.stdout);
+    assert!(
+        printed.starts_with(&format!("published {what} issued before ")),
+        "{args:?}: {printed}"
+    );
+}
+
+/// `--issuer` limits a cutoff to one identity provider's tokens (two providers' user `1234`
+/// are two people), `--session` cuts off a session (`sid`), of every issuer or of one; a
+/// follower in this process judges tokens of two issuers by what the binary published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoke_cuts_off_one_issuers_subject_and_sessions() {
+    let redis = RedisServer::start();
+    let index = Arc::new(RevocationIndex::new());
+    let feed = Follower::new(RedisTarget::new(&redis.url()).unwrap(), index.clone())
+        .start()
+        .await
+        .unwrap();
+    assert!(
+        feed.wait_synced(DEADLINE).await,
+        "the follower never synced"
+    );
+    let (a, b) = ("https://a.example", "https://b.example/realms/x");
+    let refused = |token: &TokenIdentity<'_>| index.check(token).is_err();
+    let wait_refused = |token: TokenIdentity<'static>, what: &'static str| {
+        let index = index.clone();
+        async move {
+            let start = Instant::now();
+            while index.check(&token).is_ok() {
+                assert!(start.elapsed() < DEADLINE, "{what}: still accepted");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+
+    revoke_ok(
+        &redis.url(),
+        &["--issuer", a, "--subject", "1234"],
+        "cutoff subject \"1234\" of issuer \"https://a.example\"",
+    );
+    wait_refused(foreign_token(a, "1234", "s-a"), "a's user 1234").await;
+    assert!(!refused(&foreign_token(b, "1234", "s-b")), "b's user 1234");
+    assert!(!refused(&foreign_token(a, "5678", "s-a")), "a's other user");
+
+    revoke_ok(
+        &redis.url(),
+        &["--session", "s-everywhere"],
+        "cutoff session \"s-everywhere\"",
+    );
+    wait_refused(foreign_token(b, "9", "s-everywhere"), "b's session").await;
+    assert!(
+        refused(&foreign_token(a, "9", "s-everywhere")),
+        "a's session"
+    );
+    assert!(
+        !refused(&foreign_token(b, "9", "s-other")),
+        "another session"
+    );
+
+    revoke_ok(
+        &redis.url(),
+        &["--issuer", b, "--session", "s-1"],
+        "cutoff session \"s-1\" of issuer \"https://b.example/realms/x\"",
+    );
+    wait_refused(foreign_token(b, "9", "s-1"), "b's session s-1").await;
+    assert!(!refused(&foreign_token(a, "9", "s-1")), "a's session s-1");
+
+    revoke_ok(
+        &redis.url(),
+        &["--issuer", b, "--all"],
+        "cutoff all of issuer \"https://b.example/realms/x\"",
+    );
+    wait_refused(foreign_token(b, "9", "s-2"), "every token of b").await;
+    assert!(!refused(&foreign_token(a, "9", "s-2")), "a's tokens");
+    assert_eq!(feed.status().refused, None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -277,6 +383,43 @@ fn revoke_argument_errors_are_one_line() {
             "cannot read",
         ),
         (&["--redis", redis, "--all"], "127.0.0.1:1"),
+        (
+            &[
+                "--redis",
+                redis,
+                "--issuer",
+                "https://a.example",
+                "--jti",
+                "j1",
+                "--expires-at",
+                "4102444800",
+            ],
+            "'--issuer <ISS>' cannot be used with",
+        ),
+        (
+            &["--redis", redis, "--issuer", "https://a.example"],
+            "--session",
+        ),
+        (
+            &["--redis", redis, "--issuer", "https://a.example x", "--all"],
+            "--issuer: issuer contains whitespace",
+        ),
+        (
+            &["--redis", redis, "--issuer", "", "--all"],
+            "--issuer: empty issuer",
+        ),
+        (
+            &["--redis", redis, "--session", "s", "--subject", "a"],
+            "cannot be used with",
+        ),
+        (
+            &["--redis", redis, "--session", "s", "--expires-at", "1"],
+            "--expires-at",
+        ),
+        (
+            &["--redis", redis, "--session", "a\u{1}b"],
+            "--session: session contains a control character",
+        ),
     ];
     for (args, expect) in cases {
         let mut all = vec!["revoke"];

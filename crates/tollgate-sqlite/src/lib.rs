@@ -43,8 +43,9 @@ const FILE_NAME: &str = "tollgate.sqlite3";
 const LOCK_FILE: &str = "tollgate.lock";
 
 /// The schema this code writes, kept in `PRAGMA user_version`: 1 was the first; 2 added the
-/// outbox (a sequence number on every revocation, and the relay's position).
-const SCHEMA_VERSION: i32 = 2;
+/// outbox (a sequence number on every revocation, and the relay's position); 3 the issuer of a
+/// cutoff (each issuer's apart from everyone's).
+const SCHEMA_VERSION: i32 = 3;
 
 /// At most this many jobs share a transaction, so that one huge backlog does not become one
 /// huge transaction that holds every waiter until it is all written.
@@ -91,7 +92,7 @@ CREATE TABLE IF NOT EXISTS revocations (
 CREATE INDEX IF NOT EXISTS revocations_expires_at ON revocations (expires_at);
 
 -- Cutoffs, one per scope: scope is CutoffScope::kind ('all' with value '', 'tenant', 'subject'
--- or 'client'), value CutoffScope::value.
+-- or 'client'), value CutoffScope::value. Version 3 recreates it with an issuer (ISSUER_SCHEMA).
 CREATE TABLE IF NOT EXISTS cutoffs (
     scope TEXT NOT NULL,
     value TEXT NOT NULL,
@@ -115,6 +116,29 @@ CREATE TABLE outbox (
     published_through INTEGER NOT NULL
 );
 INSERT INTO outbox (id, last_seq, epoch, published_through) VALUES (1, 0, '', 0);
+";
+
+/// Version 2 to 3: a cutoff has an issuer, part of its key, so that one issuer's cutoff is kept
+/// apart from everyone's and from another issuer's on the same subject. `''` is every issuer
+/// (what every cutoff of an older schema was). SQLite cannot change a primary key: the table is
+/// copied into a new one, outbox numbers included (what was published stays published).
+const ISSUER_SCHEMA: &str = "
+-- Cutoffs, one per issuer and scope: issuer is the `iss` of the tokens it applies to, '' for
+-- every issuer; scope is CutoffScope::kind ('all' with value '', 'tenant', 'subject', 'client'
+-- or 'session'), value CutoffScope::value.
+CREATE TABLE cutoffs_by_issuer (
+    issuer TEXT NOT NULL DEFAULT '',
+    scope TEXT NOT NULL,
+    value TEXT NOT NULL,
+    issued_before INTEGER NOT NULL,
+    seq INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (issuer, scope, value)
+) WITHOUT ROWID;
+INSERT INTO cutoffs_by_issuer (issuer, scope, value, issued_before, seq)
+    SELECT '', scope, value, issued_before, seq FROM cutoffs;
+DROP TABLE cutoffs;
+ALTER TABLE cutoffs_by_issuer RENAME TO cutoffs;
+CREATE INDEX cutoffs_seq ON cutoffs (seq);
 ";
 
 /// A [`Store`] in an SQLite database, `tollgate.sqlite3` in a data directory.
@@ -416,7 +440,8 @@ impl Outbox for SqliteStore {
     }
 }
 
-/// Creates the schema in a new database; refuses one written by a newer version.
+/// Creates the schema in a new database, or brings an older one to [`SCHEMA_VERSION`] (each
+/// step in turn, in one transaction); refuses one written by a newer version.
 fn migrate(conn: &mut Connection) -> Result<(), String> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -424,27 +449,31 @@ fn migrate(conn: &mut Connection) -> Result<(), String> {
     let version: i32 = tx
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .map_err(|e| format!("cannot read the schema version: {e}"))?;
-    match version {
-        0 | 1 => {
-            if version == 0 {
-                tx.execute_batch(SCHEMA)
-                    .map_err(|e| format!("cannot create the schema: {e}"))?;
-            }
-            tx.execute_batch(OUTBOX_SCHEMA)
-                .map_err(|e| format!("cannot add the outbox to the schema: {e}"))?;
-            number_unpublished(&tx).map_err(|e| format!("cannot number the revocations: {e}"))?;
-            tx.pragma_update(None, "user_version", SCHEMA_VERSION)
-                .map_err(|e| format!("cannot set the schema version: {e}"))?;
-            tx.commit()
-                .map_err(|e| format!("cannot commit the schema: {e}"))
-        }
-        SCHEMA_VERSION => Ok(()),
-        _ => Err(format!(
+    if version == SCHEMA_VERSION {
+        return Ok(());
+    }
+    if !(0..SCHEMA_VERSION).contains(&version) {
+        return Err(format!(
             "unknown schema version {version} (this tollgate writes version {SCHEMA_VERSION}): \
              the database was written by a newer tollgate; run that version or use another \
              data directory"
-        )),
+        ));
     }
+    if version == 0 {
+        tx.execute_batch(SCHEMA)
+            .map_err(|e| format!("cannot create the schema: {e}"))?;
+    }
+    if version < 2 {
+        tx.execute_batch(OUTBOX_SCHEMA)
+            .map_err(|e| format!("cannot add the outbox to the schema: {e}"))?;
+        number_unpublished(&tx).map_err(|e| format!("cannot number the revocations: {e}"))?;
+    }
+    tx.execute_batch(ISSUER_SCHEMA)
+        .map_err(|e| format!("cannot add the cutoffs' issuer to the schema: {e}"))?;
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+        .map_err(|e| format!("cannot set the schema version: {e}"))?;
+    tx.commit()
+        .map_err(|e| format!("cannot commit the schema: {e}"))
 }
 
 /// Gives every revocation stored by schema version 1 its own outbox number, so that a relay
@@ -605,16 +634,21 @@ fn outbox_read(conn: &Connection, after: u64, limit: usize) -> rusqlite::Result<
     let after = i64::try_from(after).unwrap_or(i64::MAX);
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     conn.prepare_cached(
-        "SELECT seq, kind, id, expires_at, NULL FROM revocations WHERE seq > ?1
+        "SELECT seq, kind, id, expires_at, NULL, NULL FROM revocations WHERE seq > ?1
          UNION ALL
-         SELECT seq, 'cutoff', scope, issued_before, value FROM cutoffs WHERE seq > ?1
+         SELECT seq, 'cutoff', scope, issued_before, value, issuer FROM cutoffs WHERE seq > ?1
          ORDER BY seq LIMIT ?2",
     )?
     .query_map([after, limit], |row| {
         let seq: i64 = row.get(0)?;
         let instant = UnixMillis(row.get(3)?);
         let event = match row.get_ref(1)?.as_str()? {
-            "cutoff" => cutoff_event(row.get_ref(2)?.as_str()?, row.get(4)?, instant)?,
+            "cutoff" => cutoff_event(
+                row.get_ref(5)?.as_str()?,
+                row.get_ref(2)?.as_str()?,
+                row.get(4)?,
+                instant,
+            )?,
             kind => revocation_event(kind, row.get(2)?, instant)?,
         };
         Ok(OutboxEntry {
@@ -650,18 +684,17 @@ fn revocation_event(
     }
 }
 
-/// A cutoff read back from the `cutoffs` table.
+/// A cutoff read back from the `cutoffs` table: of every issuer when `issuer` is `''`.
 fn cutoff_event(
+    issuer: &str,
     scope: &str,
     value: String,
     issued_before: UnixMillis,
 ) -> rusqlite::Result<RevocationEvent> {
     let scope = CutoffScope::from_parts(scope, value)
         .ok_or_else(|| corrupt(0, format!("unknown cutoff scope {scope:?}")))?;
-    Ok(RevocationEvent::Cutoff {
-        scope,
-        issued_before,
-    })
+    let issuer = (!issuer.is_empty()).then_some(issuer);
+    Ok(RevocationEvent::cutoff(issuer, scope, issued_before))
 }
 
 /// A job's output if its batch committed, else the batch's error.
@@ -721,13 +754,12 @@ fn write(tx: &Connection, record: &Record) -> rusqlite::Result<()> {
             grant_id,
             expires_at,
         }) => revoke(tx, "grant", grant_id, *expires_at)?,
-        Record::Revocation(RevocationEvent::Cutoff {
-            scope,
-            issued_before,
-        }) => cut_off(tx, scope, *issued_before)?,
-        // A kind of revocation this schema has no table for: fail the commit rather than
-        // acknowledge a revocation that was not stored.
-        Record::Revocation(event) => return Err(unsupported(format!("{event:?}"))),
+        Record::Revocation(event) => match event.as_cutoff() {
+            Some((issuer, scope, issued_before)) => cut_off(tx, issuer, scope, issued_before)?,
+            // A kind of revocation this schema has no table for: fail the commit rather than
+            // acknowledge a revocation that was not stored.
+            None => return Err(unsupported(format!("{event:?}"))),
+        },
     }
     Ok(())
 }
@@ -747,20 +779,33 @@ fn revoke(tx: &Connection, kind: &str, id: &str, expires_at: UnixMillis) -> rusq
     Ok(())
 }
 
+/// Records a cutoff of `issuer`'s tokens, or of every issuer's (`None`, stored as `''`).
 fn cut_off(
     tx: &Connection,
+    issuer: Option<&str>,
     scope: &CutoffScope,
     issued_before: UnixMillis,
 ) -> rusqlite::Result<()> {
+    // `''` is every issuer: an issuer's cutoff naming none would come back as everyone's.
+    if issuer == Some("") {
+        return Err(unsupported("an issuer's cutoff without an issuer".into()));
+    }
     let (scope, value) = (scope.kind(), scope.value());
     let seq = next_seq(tx)?;
     tx.prepare_cached(
-        "INSERT INTO cutoffs (scope, value, issued_before, seq) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (scope, value)
+        "INSERT INTO cutoffs (issuer, scope, value, issued_before, seq)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (issuer, scope, value)
          DO UPDATE SET issued_before = excluded.issued_before, seq = excluded.seq
          WHERE excluded.issued_before > issued_before",
     )?
-    .execute(params![scope, value, issued_before.0, seq])?;
+    .execute(params![
+        issuer.unwrap_or_default(),
+        scope,
+        value,
+        issued_before.0,
+        seq
+    ])?;
     Ok(())
 }
 
@@ -812,12 +857,13 @@ fn load(tx: &Connection, now: UnixMillis) -> rusqlite::Result<Loaded> {
         })?
         .collect::<rusqlite::Result<_>>()?;
     let cutoffs = tx
-        .prepare("SELECT scope, value, issued_before FROM cutoffs")?
+        .prepare("SELECT issuer, scope, value, issued_before FROM cutoffs")?
         .query_map([], |row| {
             cutoff_event(
                 row.get_ref(0)?.as_str()?,
-                row.get(1)?,
-                UnixMillis(row.get(2)?),
+                row.get_ref(1)?.as_str()?,
+                row.get(2)?,
+                UnixMillis(row.get(3)?),
             )
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -1042,7 +1088,69 @@ mod tests {
             .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
             .unwrap();
         let error = SqliteStore::open(dir.path()).unwrap_err().to_string();
-        assert!(error.contains("unknown schema version 3"), "{error}");
+        let unknown = format!("unknown schema version {}", SCHEMA_VERSION + 1);
+        assert!(error.contains(&unknown), "{error}");
+    }
+
+    /// A database of the previous release (schema 2: cutoffs without an issuer) opens with its
+    /// cutoffs as every issuer's, their outbox numbers and the relay's position kept (nothing is
+    /// published again), and then keeps issuer cutoffs apart from them.
+    #[tokio::test]
+    async fn a_version_2_database_keeps_its_cutoffs_as_every_issuers() {
+        let dir = tempdir().unwrap();
+        {
+            let conn = Connection::open(dir.path().join(FILE_NAME)).unwrap();
+            conn.execute_batch(SCHEMA).unwrap();
+            conn.execute_batch(OUTBOX_SCHEMA).unwrap();
+            conn.execute_batch(
+                "INSERT INTO revocations VALUES ('token', 'old-jti', 9000000, 1);
+                 INSERT INTO cutoffs VALUES ('subject', 'alice', 10, 2);
+                 INSERT INTO cutoffs VALUES ('all', '', 5, 3);
+                 UPDATE outbox SET last_seq = 3, epoch = 'e1', published_through = 3;",
+            )
+            .unwrap();
+            conn.pragma_update(None, "user_version", 2).unwrap();
+        }
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let alice = || CutoffScope::Subject("alice".into());
+        let everyone = RevocationEvent::cutoff(None, alice(), UnixMillis(10));
+        let mut loaded = store.load(NOW).await.unwrap().revocations;
+        loaded.sort_by_key(|e| format!("{e:?}"));
+        assert_eq!(
+            loaded,
+            vec![
+                RevocationEvent::cutoff(None, CutoffScope::All, UnixMillis(5)),
+                everyone.clone(),
+                RevocationEvent::Token {
+                    jti: "old-jti".into(),
+                    expires_at: UnixMillis(9_000_000),
+                },
+            ]
+        );
+        let status = store.outbox_status().await.unwrap();
+        assert_eq!(status.pending, 0, "the migration republishes nothing");
+        assert_eq!(status.position.published_through, 3);
+
+        let ours = RevocationEvent::cutoff(Some(ISSUER), alice(), UnixMillis(20));
+        store
+            .commit(vec![Record::Revocation(ours.clone())])
+            .await
+            .unwrap();
+        let pending = store.outbox_read(3, 10).await.unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].event, ours);
+        assert!(pending[0].seq > 3, "numbers go on after the migrated ones");
+        let loaded = store.load(NOW).await.unwrap().revocations;
+        assert!(
+            loaded.contains(&everyone) && loaded.contains(&ours),
+            "{loaded:?}"
+        );
+        drop(store);
+        let version: i32 = Connection::open(dir.path().join(FILE_NAME))
+            .unwrap()
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
     }
 
     #[tokio::test]

@@ -26,11 +26,15 @@ struct State {
     /// Revoked `jti`s and grant ids, with the expiry after which they may be forgotten.
     revoked_tokens: HashMap<String, Stamped>,
     revoked_grants: HashMap<String, Stamped>,
-    cutoffs: HashMap<CutoffScope, Stamped>,
+    cutoffs: HashMap<CutoffKey, Stamped>,
     /// The last outbox number taken.
     seq: u64,
     outbox: OutboxPosition,
 }
+
+/// What a cutoff is kept by: the issuer it is limited to (`None`: every issuer's tokens) and
+/// its scope. One issuer's cutoff never replaces everyone's, nor another issuer's.
+type CutoffKey = (Option<String>, CutoffScope);
 
 /// A revocation's instant (expiry, or a cutoff's) and its outbox number.
 #[derive(Debug, Clone, Copy)]
@@ -77,25 +81,30 @@ impl State {
                     token.rotated = true;
                 }
             }
-            Record::Revocation(RevocationEvent::Token { jti, expires_at }) => {
+            Record::Revocation(event) => self.revoke(event),
+        }
+    }
+
+    fn revoke(&mut self, event: RevocationEvent) {
+        if let Some((issuer, scope, issued_before)) = event.as_cutoff() {
+            let key = (issuer.map(str::to_owned), scope.clone());
+            keep_max(self.cutoffs.entry(key), issued_before, &mut self.seq);
+            return;
+        }
+        match event {
+            RevocationEvent::Token { jti, expires_at } => {
                 keep_max(self.revoked_tokens.entry(jti), expires_at, &mut self.seq);
             }
-            Record::Revocation(RevocationEvent::Grant {
+            RevocationEvent::Grant {
                 grant_id,
                 expires_at,
-            }) => keep_max(
+            } => keep_max(
                 self.revoked_grants.entry(grant_id),
                 expires_at,
                 &mut self.seq,
             ),
-            Record::Revocation(RevocationEvent::Cutoff {
-                scope,
-                issued_before,
-            }) => keep_max(self.cutoffs.entry(scope), issued_before, &mut self.seq),
             // A kind of revocation this store has no map for; the index still enforces it.
-            Record::Revocation(event) => {
-                tracing::error!(?event, "revocation not kept by the memory store");
-            }
+            event => tracing::error!(?event, "revocation not kept by the memory store"),
         }
     }
 
@@ -115,12 +124,9 @@ impl State {
                 expires_at: s.at,
             },
         });
-        let cutoffs = self.cutoffs.iter().map(|(scope, s)| OutboxEntry {
+        let cutoffs = self.cutoffs.iter().map(|((issuer, scope), s)| OutboxEntry {
             seq: s.seq,
-            event: RevocationEvent::Cutoff {
-                scope: scope.clone(),
-                issued_before: s.at,
-            },
+            event: RevocationEvent::cutoff(issuer.as_deref(), scope.clone(), s.at),
         });
         tokens.chain(grants).chain(cutoffs)
     }
@@ -176,6 +182,17 @@ impl State {
     }
 }
 
+/// Refuses an issuer's cutoff without an issuer, as every store must (see
+/// [`Record::Revocation`]): stores spell "every issuer" with an empty one.
+fn storable(record: &Record) -> Result<(), StoreError> {
+    match record {
+        Record::Revocation(event) if matches!(event.as_cutoff(), Some((Some(""), _, _))) => Err(
+            StoreError::new("cannot store an issuer's cutoff without an issuer"),
+        ),
+        _ => Ok(()),
+    }
+}
+
 /// Keeps the later instant, so that applying revocations is idempotent and commutative, as in
 /// the revocation index. A revocation that is new or moved later takes the next outbox number
 /// (it must be published); one that changes nothing keeps its number.
@@ -206,15 +223,22 @@ fn retain_count<K, V>(map: &mut HashMap<K, V>, mut keep: impl FnMut(&V) -> bool)
     (len - map.len()) as u64
 }
 
+impl MemoryStore {
+    /// Applies `records` under one lock (readers see all of them or none), unless one cannot be
+    /// kept: then none is.
+    fn write(&self, records: Vec<Record>) -> Result<(), StoreError> {
+        records.iter().try_for_each(storable)?;
+        self.with_state(|state| records.into_iter().for_each(|r| state.apply(r)))
+    }
+}
+
 impl Store for MemoryStore {
     fn commit(&self, records: Vec<Record>) -> StoreFuture<'_, ()> {
-        // One lock for the whole commit: readers see all of it or none of it.
-        let result = self.with_state(|state| records.into_iter().for_each(|r| state.apply(r)));
-        Box::pin(std::future::ready(result))
+        Box::pin(std::future::ready(self.write(records)))
     }
 
     fn write_behind(&self, records: Vec<Record>) -> Result<(), StoreError> {
-        self.with_state(|state| records.into_iter().for_each(|r| state.apply(r)))
+        self.write(records)
     }
 
     fn load(&self, now: UnixMillis) -> StoreFuture<'_, Loaded> {

@@ -59,8 +59,12 @@ pub enum Record {
     /// it expires so that a replay is recognised.
     RefreshRotated(TokenHash),
     /// A revocation: stored as the event itself. Token and grant events are kept until their
-    /// `expires_at`; cutoffs (one per scope, the latest instant wins) until no token they bind
-    /// can still be accepted.
+    /// `expires_at`; cutoffs (one per issuer and scope, the latest instant wins; everyone's
+    /// apart from each issuer's) until no token they bind can still be accepted.
+    ///
+    /// A cutoff of one issuer must name it: stores spell "every issuer" as an empty issuer, so
+    /// [`Store::commit`](crate::Store::commit) refuses an issuer's cutoff with an empty one (it
+    /// would come back as everyone's).
     Revocation(RevocationEvent),
 }
 

@@ -154,6 +154,8 @@ pub(super) struct RevocationsFile {
     pub(super) require_sync: bool,
     #[serde(default = "default_max_silence")]
     pub(super) max_silence: Spanned<u64>,
+    /// What the follower does with a stream entry it cannot read: `refuse` or `skip`.
+    pub(super) on_unreadable: Option<Spanned<String>>,
 }
 
 fn yes() -> bool {

@@ -24,7 +24,7 @@ use std::time::Duration;
 use tollgate_core::{KeySet, SigningAlgorithm, SigningKey, TenantPath, VerifyingKey};
 use tollgate_program::config::Source;
 use tollgate_redis::wire::Keys;
-use tollgate_redis::{HealthPolicy, RedisTarget};
+use tollgate_redis::{HealthPolicy, OnUnreadable, RedisTarget};
 use toml::Spanned;
 
 pub(crate) use signals::BackChannelLogoutConfig;
@@ -122,6 +122,7 @@ pub(crate) struct Revocations {
     pub(crate) prefix: String,
     pub(crate) keys: Keys,
     pub(crate) policy: HealthPolicy,
+    pub(crate) on_unreadable: OnUnreadable,
 }
 
 /// `[limits]`: what a client may cost.
@@ -746,6 +747,7 @@ fn revocations(source: &Source, r: &RevocationsFile) -> Result<Revocations, Conf
             require_sync: r.require_sync,
             max_silence: (silence > 0).then(|| Duration::from_secs(silence)),
         },
+        on_unreadable: source.redis_on_unreadable("revocations", r.on_unreadable.as_ref())?,
     })
 }
 

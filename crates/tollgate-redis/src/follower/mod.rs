@@ -13,12 +13,19 @@
 //! someone with write access to Redis leaves, never an honest producer, and loading it would
 //! lose revocations. Then, and for a snapshot it cannot read, the follower refuses: it follows
 //! nothing, reports why ([`FeedStatus::refused`]) and is not ready, and looks again every second.
+//!
+//! A stream entry it cannot read (a newer format version, a kind of event it does not know, a
+//! malformed value) is never skipped silently: by default ([`OnUnreadable::Refuse`]) the
+//! follower stops *at* it, applies nothing after it, reports it and is not ready, and reads again
+//! from the same position every second; [`OnUnreadable::Skip`] skips it, counted and logged.
 
 mod health;
 mod state;
+mod unreadable;
 
 pub use health::{DEFAULT_MAX_SILENCE, FeedHealth, HealthPolicy};
 pub use state::FeedStatus;
+pub use unreadable::{OnUnreadable, UnknownPolicy};
 
 use crate::connect::{ConnectError, RedisTarget};
 use crate::snapshot::{self, Unusable, Written};
@@ -63,6 +70,7 @@ pub struct Follower {
     keys: Keys,
     block: Duration,
     snapshot_every: Option<u64>,
+    on_unreadable: OnUnreadable,
 }
 
 impl Follower {
@@ -74,6 +82,7 @@ impl Follower {
             keys: Keys::default(),
             block: DEFAULT_BLOCK,
             snapshot_every: None,
+            on_unreadable: OnUnreadable::default(),
         }
     }
 
@@ -88,6 +97,17 @@ impl Follower {
     /// usually leaves it to the token service. `0` turns it off (the default).
     pub fn write_snapshots(mut self, events: u64) -> Self {
         self.snapshot_every = (events > 0).then_some(events);
+        self
+    }
+
+    /// What to do with a stream entry this follower cannot read (default
+    /// [`OnUnreadable::Refuse`]: stop at it, not ready, until it can be read).
+    ///
+    /// [`OnUnreadable::Skip`] with [`write_snapshots`](Self::write_snapshots) writes snapshots
+    /// that lack what the skipped entries revoked, and trims the stream below them: followers
+    /// that could read those entries then never see them.
+    pub fn on_unreadable(mut self, policy: OnUnreadable) -> Self {
+        self.on_unreadable = policy;
         self
     }
 
@@ -214,7 +234,9 @@ async fn look(
         redis::from_redis_value(snapshot?).map_err(|_| snapshot::unexpected())?;
     let snapshot = match (version, id) {
         (None, None) => None,
-        (Some(v), _) if v != crate::wire::VERSION => Some(Err(Unusable::Version)),
+        (Some(v), _) if crate::wire::Version::parse(v.as_bytes()).is_none() => {
+            Some(Err(Unusable::Version))
+        }
         (_, id) => Some(
             id.as_deref()
                 .and_then(StreamId::parse)
@@ -327,7 +349,11 @@ impl Task {
                 let read = look(connection.clone(), keys.clone(), next);
                 ahead = Some((next.max(last), tokio::spawn(read)));
             }
-            self.apply(&entries);
+            if let Some(refusal) = self.apply(&entries) {
+                ahead = None;
+                self.stop_at(refusal).await;
+                continue;
+            }
             if caught_up && !self.state.is_synced() {
                 self.state.set_synced();
                 tracing::info!(last_id = %self.last_id.unwrap_or_default(), "revocation feed synced");
@@ -352,7 +378,10 @@ impl Task {
                 .await?;
             self.state.touch();
             let entries = stream::read_entries(batch);
-            self.apply(&entries);
+            if let Some(refusal) = self.apply(&entries) {
+                self.stop_at(refusal).await;
+                continue;
+            }
             self.maybe_snapshot(connection).await?;
         }
     }
@@ -392,32 +421,59 @@ impl Task {
         Some(verdict.err())
     }
 
-    /// Applies entries in order; a garbage entry is logged and skipped, never a stop.
-    fn apply(&mut self, entries: &[RawEntry]) {
-        let Some(mut last) = self.last_id else { return };
+    /// Applies entries in order. An entry it cannot read is skipped (counted, logged) under
+    /// [`OnUnreadable::Skip`]; under [`OnUnreadable::Refuse`] nothing from it on is applied, the
+    /// position stays before it, and the refusal is returned for [`stop_at`](Self::stop_at).
+    fn apply(&mut self, entries: &[RawEntry]) -> Option<String> {
+        let mut last = self.last_id?;
         let (mut applied, mut skipped, mut published) = (0, 0, None);
+        let mut refused = None;
         for entry in entries {
-            let Some(id) = entry.id else {
-                skipped += 1;
-                tracing::warn!("revocation feed: skipped an entry without an id");
-                continue;
+            let decoded = match entry.id {
+                Some(_) => entry.decode(),
+                None => Err("no id".to_owned()),
             };
-            last = last.max(id);
-            match entry.decode() {
-                Ok((event, at)) => {
+            match (decoded, self.follower.on_unreadable) {
+                (Ok((event, at)), _) => {
                     self.follower.index.apply(&event);
                     applied += 1;
                     published = Some(at);
                 }
-                Err(why) => {
+                (Err(why), OnUnreadable::Skip) => {
                     skipped += 1;
-                    tracing::warn!(%id, reason = %why, "revocation feed: skipped an entry");
+                    let id = entry.id.map(|id| id.to_string()).unwrap_or_default();
+                    tracing::warn!(%id, reason = %why, "revocation feed: skipped an entry it cannot read");
+                }
+                (Err(why), OnUnreadable::Refuse) => {
+                    refused = Some(unreadable::refusal(entry.id, last, &why));
+                    break;
                 }
             }
+            last = entry.id.map_or(last, |id| last.max(id));
         }
         self.last_id = Some(last);
         self.since_snapshot += applied;
         self.state.applied(last, applied, skipped, published);
+        if refused.is_none() && self.state.is_refusing() {
+            tracing::info!(%last, "revocation feed: past the entry it could not read; following");
+            self.state.accept();
+        }
+        refused
+    }
+
+    /// Stops at an entry it cannot read, for `refusal`: the position stays before it (the next
+    /// round reads it again), not ready, the reason in the status and, once per entry, in the
+    /// log; a second before the next try.
+    async fn stop_at(&mut self, refusal: String) {
+        if self.state.status().refused.as_deref() != Some(refusal.as_str()) {
+            tracing::error!(
+                reason = %refusal,
+                "revocation feed: stopped at an entry it cannot read (skipping it could accept a \
+                 token it revokes); not ready, reading it again every second"
+            );
+        }
+        self.state.refuse(refusal);
+        tokio::time::sleep(REFUSED_RETRY).await;
     }
 
     /// Loads the snapshot (if any) into the index and positions the follower after it; or, if

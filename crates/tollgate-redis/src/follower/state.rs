@@ -148,7 +148,9 @@ pub struct FeedStatus {
     pub since_contact: Option<Duration>,
     /// Stream entries applied.
     pub applied: u64,
-    /// Entries and snapshot lines refused (garbage, unknown version), logged and skipped.
+    /// Stream entries it could not read and skipped, logged, under
+    /// [`OnUnreadable::Skip`](crate::OnUnreadable::Skip) (under the default policy it stops at
+    /// them instead: see `refused`).
     pub skipped: u64,
     /// Snapshots loaded: at start, after Redis lost its data, after the stream was trimmed past
     /// this follower.
@@ -158,7 +160,9 @@ pub struct FeedStatus {
     /// Why the follower refuses what Redis holds, while it does: a snapshot it cannot read, or
     /// one that the stream contradicts (it claims entries the stream never had, or the stream
     /// lost entries it does not cover), which honest producers never write and trusting could
-    /// un-revoke tokens. Meanwhile it follows nothing, retries every second, and its health is
+    /// un-revoke tokens; or, under [`OnUnreadable::Refuse`](crate::OnUnreadable::Refuse), the
+    /// stream entry it cannot read and stopped at (by id), written by a newer tollgate or not by
+    /// tollgate. Meanwhile it follows nothing, retries every second, and its health is
     /// [`NotReady::Inconsistent`](tollgate_layer::NotReady::Inconsistent) under any policy but
     /// [`HealthPolicy::always_serve`](crate::HealthPolicy::always_serve).
     pub refused: Option<String>,

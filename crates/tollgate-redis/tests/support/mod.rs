@@ -40,6 +40,57 @@ pub fn cutoff(subject: &str, at: i64) -> RevocationEvent {
     }
 }
 
+/// A cutoff of `issuer`'s tokens of `subject` (version 2 of the wire format).
+pub fn issuer_cutoff(issuer: &str, subject: &str, at: i64) -> RevocationEvent {
+    RevocationEvent::cutoff(
+        Some(issuer),
+        CutoffScope::Subject(subject.into()),
+        UnixMillis(at),
+    )
+}
+
+/// A cutoff of every token of `session` (version 2 of the wire format).
+pub fn session_cutoff(session: &str, at: i64) -> RevocationEvent {
+    RevocationEvent::Cutoff {
+        scope: CutoffScope::Session(session.into()),
+        issued_before: UnixMillis(at),
+    }
+}
+
+/// Appends an entry with exactly these fields to `keys`' stream, as a producer of another
+/// version (or no producer of tollgate's) would; returns its id.
+pub async fn xadd(
+    connection: &mut redis::aio::MultiplexedConnection,
+    keys: &tollgate_redis::wire::Keys,
+    fields: &[(&str, &[u8])],
+) -> String {
+    let mut cmd = redis::cmd("XADD");
+    cmd.arg(&keys.stream).arg("*");
+    for (name, value) in fields {
+        cmd.arg(*name).arg(*value);
+    }
+    cmd.query_async(connection).await.expect("XADD")
+}
+
+/// The field names of the entries of `keys`' stream, in order.
+pub async fn field_names(
+    connection: &mut redis::aio::MultiplexedConnection,
+    keys: &tollgate_redis::wire::Keys,
+) -> Vec<String> {
+    let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(&keys.stream)
+        .arg("-")
+        .arg("+")
+        .query_async(connection)
+        .await
+        .expect("XRANGE");
+    reply
+        .ids
+        .into_iter()
+        .flat_map(|entry| entry.map.into_keys())
+        .collect()
+}
+
 /// An index's state, comparable.
 pub fn state(index: &RevocationIndex) -> BTreeSet<String> {
     index.snapshot().iter().map(|e| format!("{e:?}")).collect()

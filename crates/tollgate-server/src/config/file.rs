@@ -69,6 +69,8 @@ pub(super) struct ReplicationFile {
     pub(super) snapshot_every: Option<u64>,
     /// PEM root certificates to trust for `rediss://` (a private CA), instead of the system's.
     pub(super) ca_file: Option<Spanned<PathBuf>>,
+    /// What the follower does with a stream entry it cannot read: `refuse` or `skip`.
+    pub(super) on_unreadable: Option<Spanned<String>>,
 }
 
 /// `[metrics]`: Prometheus metrics on a listener of their own. Without the table, none.

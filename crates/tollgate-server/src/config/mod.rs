@@ -20,8 +20,8 @@ use tollgate_core::{SigningAlgorithm, TenantPath};
 use tollgate_issuer::{
     Client, ClientSecret, GrantType, PasswordHash, SignInThrottle, StaticDirectory, User,
 };
-use tollgate_redis::RedisTarget;
 use tollgate_redis::wire::Keys;
+use tollgate_redis::{OnUnreadable, RedisTarget};
 use toml::Spanned;
 
 pub use tollgate_program::config::{ConfigError, MAX_FILE_SIZE};
@@ -108,6 +108,7 @@ impl Config {
                     password_env: false,
                     key_prefix: DEFAULT_KEY_PREFIX.to_owned(),
                     snapshot_every: DEFAULT_SNAPSHOT_EVERY,
+                    on_unreadable: OnUnreadable::default(),
                 });
             }
         }
@@ -130,6 +131,7 @@ pub struct Replication {
     password_env: bool,
     key_prefix: String,
     snapshot_every: u64,
+    on_unreadable: OnUnreadable,
 }
 
 impl Replication {
@@ -156,6 +158,11 @@ impl Replication {
     /// Events applied between two snapshots written by this server (`0`: never).
     pub fn snapshot_every(&self) -> u64 {
         self.snapshot_every
+    }
+
+    /// What this server's follower does with a stream entry it cannot read.
+    pub fn on_unreadable(&self) -> OnUnreadable {
+        self.on_unreadable
     }
 }
 
@@ -529,11 +536,13 @@ fn replication(source: &Source, file: ReplicationFile) -> Result<Replication, Co
         file.ca_file.as_ref(),
     )?;
     let key_prefix = source.redis_key_prefix("replication", file.key_prefix.as_ref())?;
+    let on_unreadable = source.redis_on_unreadable("replication", file.on_unreadable.as_ref())?;
     Ok(Replication {
         target,
         password_env: file.password_env.is_some(),
         key_prefix,
         snapshot_every: file.snapshot_every.unwrap_or(DEFAULT_SNAPSHOT_EVERY),
+        on_unreadable,
     })
 }
 

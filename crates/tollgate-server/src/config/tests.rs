@@ -186,6 +186,17 @@ fn replication_is_optional_and_checked() {
     let replication = config.replication().unwrap();
     assert_eq!(replication.keys().epoch, "{eu}:epoch");
     assert_eq!(replication.snapshot_every(), 0);
+    assert_eq!(replication.on_unreadable(), OnUnreadable::Refuse);
+    let config = parse(&format!("{table}{url}on_unreadable = \"skip\"\n")).unwrap();
+    assert_eq!(
+        config.replication().unwrap().on_unreadable(),
+        OnUnreadable::Skip
+    );
+    let err = error(&format!("{table}{url}on_unreadable = \"ignore\"\n"));
+    assert!(
+        err.starts_with("t.toml:4:") && err.contains("replication.on_unreadable"),
+        "{err}"
+    );
     let err = error(&format!("{table}{url}ca_file = \"no-such-ca.pem\"\n"));
     assert!(
         err.starts_with("t.toml:4:") && err.contains("replication.ca_file"),

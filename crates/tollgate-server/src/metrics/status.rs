@@ -90,8 +90,16 @@ impl Collector for Replication {
         counter(
             e,
             "tollgate_feed_skipped",
-            "Stream entries and snapshot lines the follower refused (malformed, unknown version)",
+            "Stream entries the follower could not read and skipped (on_unreadable = skip)",
             feed.skipped,
+        )?;
+        gauge(
+            e,
+            "tollgate_feed_refusing",
+            "1 while the follower refuses what Redis holds (an inconsistent snapshot, or a stream \
+             entry it cannot read under on_unreadable = refuse) and applies nothing, else 0",
+            None,
+            flag(feed.refused.is_some()),
         )?;
         // Absent until there is something to report: a made-up zero would read as "no lag".
         if let Some(lag) = feed.lag {

@@ -31,7 +31,7 @@ fn kind(event: &RevocationEvent) -> &'static str {
     match event {
         RevocationEvent::Token { .. } => "token",
         RevocationEvent::Grant { .. } => "grant",
-        RevocationEvent::Cutoff { .. } => "cutoff",
+        RevocationEvent::Cutoff { .. } | RevocationEvent::IssuerCutoff { .. } => "cutoff",
         _ => "other",
     }
 }
@@ -199,16 +199,22 @@ mod tests {
             scope: CutoffScope::All,
             issued_before: UnixMillis(1),
         };
+        let issuer_cutoff = RevocationEvent::cutoff(
+            Some("https://id.example.com"),
+            CutoffScope::All,
+            UnixMillis(1),
+        );
         store
             .commit(vec![
                 Record::Revocation(token.clone()),
                 Record::Revocation(cutoff),
+                Record::Revocation(issuer_cutoff),
             ])
             .await
             .unwrap();
         store.commit(vec![Record::Revocation(token)]).await.unwrap();
         assert_eq!(count(&metrics.revocations, "token"), 2);
-        assert_eq!(count(&metrics.revocations, "cutoff"), 1);
+        assert_eq!(count(&metrics.revocations, "cutoff"), 2);
         assert_eq!(count(&metrics.revocations, "grant"), 0);
         let mut registry = prometheus_client::registry::Registry::default();
         registry.register("commit", "", metrics.commit_seconds.clone());

@@ -69,6 +69,19 @@ fn cutoff(scope: CutoffScope, issued_before: i64) -> Record {
     })
 }
 
+/// The issuer of the kit's issuer cutoffs.
+pub const ISSUER: &str = "https://id.example.com/realms/acme";
+/// Another issuer, whose users may have the same names.
+pub const OTHER_ISSUER: &str = "https://login.other.example";
+
+fn issuer_cutoff(issuer: &str, scope: CutoffScope, issued_before: i64) -> Record {
+    Record::Revocation(RevocationEvent::cutoff(
+        Some(issuer),
+        scope,
+        UnixMillis(issued_before),
+    ))
+}
+
 /// Every kind of record, some of them expired at [`NOW`].
 pub fn every_record_kind() -> Vec<Record> {
     let now = NOW.0;
@@ -98,6 +111,12 @@ pub fn every_record_kind() -> Vec<Record> {
         cutoff(CutoffScope::Tenant("/Org".into()), 20),
         cutoff(CutoffScope::Subject("alice".into()), 30),
         cutoff(CutoffScope::Client("web".into()), 40),
+        cutoff(CutoffScope::Session("sid-1".into()), 50),
+        issuer_cutoff(ISSUER, CutoffScope::All, 60),
+        issuer_cutoff(ISSUER, CutoffScope::Tenant("/Org".into()), 65),
+        issuer_cutoff(ISSUER, CutoffScope::Subject("alice".into()), 70),
+        issuer_cutoff(ISSUER, CutoffScope::Client("web".into()), 75),
+        issuer_cutoff(OTHER_ISSUER, CutoffScope::Session("sid-1".into()), 80),
     ]
 }
 
@@ -208,6 +227,76 @@ pub async fn upserts_keep_the_maximum(store: &dyn Store) {
         ..Loaded::default()
     };
     assert_eq!(sorted(loaded), sorted(expected));
+}
+
+/// Cutoffs of two issuers and everyone's, on the same subject, are three cutoffs: each keeps its
+/// own latest instant, none replaces another, and purge judges each by its own instant.
+pub async fn issuers_keep_their_cutoffs_apart(store: &dyn Store) {
+    let fail = "the store failed";
+    let alice = || CutoffScope::Subject("alice".into());
+    let everyone = |at| cutoff(alice(), at);
+    let ours = |at| issuer_cutoff(ISSUER, alice(), at);
+    let theirs = |at| issuer_cutoff(OTHER_ISSUER, alice(), at);
+    store
+        .commit(vec![everyone(100), ours(200), theirs(300)])
+        .await
+        .expect(fail);
+    // Lower instants change nothing; a later one moves only its own issuer's.
+    store
+        .commit(vec![everyone(50), ours(150), theirs(400)])
+        .await
+        .expect(fail);
+    let events = |records: Vec<Record>| {
+        records
+            .into_iter()
+            .filter_map(|r| match r {
+                Record::Revocation(event) => Some(event),
+                _ => None,
+            })
+            .collect()
+    };
+    let loaded = store.load(NOW).await.expect(fail);
+    let expected = Loaded {
+        revocations: events(vec![everyone(100), ours(200), theirs(400)]),
+        ..Loaded::default()
+    };
+    assert_eq!(
+        sorted(loaded),
+        sorted(expected),
+        "an issuer's cutoff replaced another's, or everyone's"
+    );
+    assert_eq!(
+        store
+            .purge(Purge::new(UnixMillis(0), UnixMillis(200)))
+            .await
+            .expect(fail),
+        2
+    );
+    assert_eq!(
+        store.load(NOW).await.expect(fail).revocations,
+        events(vec![theirs(400)])
+    );
+}
+
+/// An issuer's cutoff must name its issuer: stores spell every issuer as an empty one, so one
+/// with an empty issuer would come back as everyone's cutoff. The commit fails, and stores
+/// nothing of its other records either.
+pub async fn an_issuer_cutoff_without_an_issuer_is_refused(store: &dyn Store) {
+    let commit = store
+        .commit(vec![
+            Record::Revocation(token("t1", 9_000_000)),
+            issuer_cutoff("", CutoffScope::All, 10),
+        ])
+        .await;
+    assert!(
+        commit.is_err(),
+        "stored an issuer's cutoff without an issuer"
+    );
+    assert_eq!(
+        store.load(NOW).await.expect("the store failed"),
+        Loaded::default(),
+        "a refused commit left records behind"
+    );
 }
 
 /// Purge forgets tokens and token/grant revocations that expired strictly before its first
@@ -451,6 +540,8 @@ pub async fn outbox_numbers_revocations(store: Arc<dyn Store>) {
 ///   excepted ([`every_record_kind`], [`assert_every_record_kind`]);
 /// - a rotated refresh token stays rotated even if its issuance is written again;
 /// - revocations keep the latest expiry and cutoffs the latest instant, in any order;
+/// - every issuer's cutoffs and each issuer's stay apart ([`issuers_keep_their_cutoffs_apart`]),
+///   and an issuer's cutoff without an issuer is refused;
 /// - `purge` forgets exactly what expired before its instant and the cutoffs old enough, and
 ///   counts it;
 /// - written-behind records are loaded once `flush` has resolved.
@@ -468,12 +559,52 @@ where
     assert_every_record_kind(store.load(NOW).await.expect("load"));
     rotation_sticks(&new_store().await).await;
     upserts_keep_the_maximum(&new_store().await).await;
+    issuers_keep_their_cutoffs_apart(&new_store().await).await;
+    an_issuer_cutoff_without_an_issuer_is_refused(&new_store().await).await;
     purge_removes_only_expired(&new_store().await).await;
     write_behind_then_flush(&new_store().await).await;
 }
 
-/// Runs the check of the outbox ([`outbox_numbers_revocations`]) against a fresh store from
-/// `new_store`, which must hand its outbox out through [`Store::outbox`].
+/// The outbox carries cutoffs of one issuer and of a session as it carries everyone's, each
+/// numbered, in commit order; a later instant for one issuer is numbered again, without
+/// touching another issuer's.
+pub async fn outbox_carries_every_cutoff(store: Arc<dyn Store>) {
+    let fail = "the store failed";
+    let outbox = outbox_of(&store);
+    let session = || CutoffScope::Session("sid-1".into());
+    let alice = || CutoffScope::Subject("alice".into());
+    let commits = [
+        cutoff(session(), 10),
+        issuer_cutoff(ISSUER, alice(), 20),
+        issuer_cutoff(OTHER_ISSUER, alice(), 30),
+        issuer_cutoff(ISSUER, CutoffScope::All, 40),
+    ];
+    for record in commits.iter().cloned() {
+        store.commit(vec![record]).await.expect(fail);
+    }
+    let published = |entries: Vec<crate::OutboxEntry>| -> Vec<Record> {
+        entries
+            .into_iter()
+            .map(|e| Record::Revocation(e.event))
+            .collect()
+    };
+    let all = outbox.outbox_read(0, 100).await.expect(fail);
+    assert_eq!(published(all.clone()), commits.to_vec(), "{all:?}");
+    let last = all.last().map_or(0, |e| e.seq);
+    store
+        .commit(vec![issuer_cutoff(ISSUER, alice(), 50)])
+        .await
+        .expect(fail);
+    assert_eq!(
+        published(outbox.outbox_read(last, 100).await.expect(fail)),
+        vec![issuer_cutoff(ISSUER, alice(), 50)],
+        "a moved issuer cutoff is numbered again, alone"
+    );
+}
+
+/// Runs the checks of the outbox ([`outbox_numbers_revocations`],
+/// [`outbox_carries_every_cutoff`]), each against a fresh store from `new_store`, which must
+/// hand its outbox out through [`Store::outbox`].
 pub async fn check_outbox<S, F, Fut>(mut new_store: F)
 where
     S: Store,
@@ -481,6 +612,7 @@ where
     Fut: Future<Output = S>,
 {
     outbox_numbers_revocations(Arc::new(new_store().await)).await;
+    outbox_carries_every_cutoff(Arc::new(new_store().await)).await;
 }
 
 mod shared;

@@ -147,8 +147,9 @@ pub async fn rotation_is_compare_and_set(store: Arc<dyn Store>) {
     assert_eq!(store.refresh_token(&[42; 32]).await.expect("lookup"), None);
 }
 
-/// A cutoff counts the live tokens in its scope that nothing refused yet, records itself in the
-/// outbox, and a second identical cutoff counts nothing.
+/// A cutoff counts the live tokens in its scope that nothing refused yet (another issuer's
+/// cutoffs refuse none of them), records itself in the outbox, and a second identical cutoff
+/// counts nothing.
 pub async fn cutoffs_count_what_they_turn(store: Arc<dyn Store>) {
     let (shared, outbox) = (shared_of(&store), outbox_of(&store));
     let org = ("/Org", "alice", "web");
@@ -181,6 +182,29 @@ pub async fn cutoffs_count_what_they_turn(store: Arc<dyn Store>) {
         ])
         .await
         .expect("commit revocations");
+    // Another issuer's cutoffs, on every scope and later than every token, refuse none of this
+    // store's tokens: they change no count below.
+    let theirs = [
+        CutoffScope::All,
+        CutoffScope::Tenant("/Org".into()),
+        CutoffScope::Subject("carol".into()),
+        CutoffScope::Client("cli".into()),
+    ];
+    store
+        .commit(
+            theirs
+                .into_iter()
+                .map(|scope| {
+                    Record::Revocation(RevocationEvent::cutoff(
+                        Some(super::OTHER_ISSUER),
+                        scope,
+                        last.saturating_add(MINUTE),
+                    ))
+                })
+                .collect(),
+        )
+        .await
+        .expect("commit another issuer's cutoffs");
     // Nothing issued before the epoch.
     let none = shared
         .cut_off(&CutoffScope::All, Some(UnixMillis(1)))
