@@ -73,6 +73,12 @@ const NEEDS: &[Need] = &[
         package: "python3-venv",
         why: "the interop, schemathesis and gateway upstream tests (which also need PyPI)",
     },
+    Need {
+        what: "node and npm",
+        found: || on_path("node") && on_path("npm"),
+        package: "nodejs npm",
+        why: "the back-channel logout test against node-oidc-provider (which also needs the npm registry)",
+    },
 ];
 
 fn main() -> ExitCode {
