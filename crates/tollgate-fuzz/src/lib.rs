@@ -19,6 +19,7 @@
 //! | `gateway_request` (feature `gateway`) | raw bytes on a connection to a real `tollgate gateway` in the process, in front of a recording upstream | nothing reaches a protected path (as an upstream would resolve it) without a valid token's identity; no identity header the client chose, in any spelling; no method override, `Proxy`, or upgrade but WebSocket; forward-auth allows protected paths only with an identity |
 //! | `gateway_config` (feature `gateway`) | the text of a `gateway.toml`, through `tollgate_gateway::config::parse` | no panic; deterministic; an error is one line naming the file |
 //! | [`token_service()`] | a whole HTTP request (method, path, headers, body) to [`TokenService`](tollgate_issuer::TokenService) | no panic; status in the endpoint's documented set; JSON bodies where promised; issued tokens verify |
+//! | [`logout_token()`] | logout-token claims (and header) **signed** with the fixture key, or a raw request body, to a [`BackChannelLogout`](tollgate_signals::BackChannelLogout) receiver | status 200/400/413 only; an accepted token is for the fixture issuer and client, fresh, with the logout event, `sub` or `sid`, no `nonce`; it revokes that session or subject, and is refused the second time; a refused one revokes nothing |
 //! | [`replication_wire()`] | what a Redis follower parses: stream entries' fields, raw `XREAD` replies (RESP2/3), the snapshot hash and its payload (through `tollgate_redis::fuzzing`) | no panic; what decodes re-encodes to the same events; the loader's split apply applies every line once, to the same state as applying one by one |
 //!
 //! Inputs are built from fixed keys and a fixed clock ([`fixture`]), so a committed seed (a real
@@ -34,6 +35,7 @@ pub mod fixture;
 pub mod gateway_config;
 #[cfg(feature = "gateway")]
 pub mod gateway_request;
+pub mod logout_token;
 pub mod replication_wire;
 pub mod signed_claims;
 pub mod tenant_path;
@@ -46,6 +48,7 @@ pub use config::config;
 pub use gateway_config::gateway_config;
 #[cfg(feature = "gateway")]
 pub use gateway_request::gateway_request;
+pub use logout_token::logout_token;
 pub use replication_wire::replication_wire;
 pub use signed_claims::signed_claims;
 pub use tenant_path::tenant_path;
@@ -63,6 +66,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("tenant_path", tenant_path),
     ("token_service", token_service),
     ("replication_wire", replication_wire),
+    ("logout_token", logout_token),
     #[cfg(feature = "config")]
     ("config", config),
     #[cfg(feature = "gateway")]
