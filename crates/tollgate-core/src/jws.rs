@@ -157,9 +157,7 @@ impl<'a> Compact<'a> {
             crit: Present,
         }
         let header = decode(header_b64)?;
-        // A derived `Deserialize` also takes a struct from a JSON array: the header must be an
-        // object (RFC 7515 §4).
-        if header.trim_ascii_start().first() != Some(&b'{') {
+        if !is_object(&header) {
             return Err(JwsError::Malformed);
         }
         let raw: RawHeader = serde_json::from_slice(&header).map_err(|_| JwsError::Malformed)?;
@@ -209,6 +207,13 @@ impl<'a> Compact<'a> {
             _ => JwsError::BadSignature,
         })
     }
+}
+
+/// Whether `json` starts a JSON object. A derived `Deserialize` also takes a struct from a JSON
+/// array (`["EdDSA"]` as `{"alg": "EdDSA"}`); a JOSE header must be an object (RFC 7515 §4), so
+/// parsers of headers check this first.
+pub fn is_object(json: &[u8]) -> bool {
+    json.trim_ascii_start().first() == Some(&b'{')
 }
 
 /// Whether a JSON member was there at all, whatever its value (`null` included): for members

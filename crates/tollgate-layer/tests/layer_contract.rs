@@ -307,6 +307,13 @@ async fn forged_tokens_are_refused() {
     );
     expect_invalid_token(&fx, &crit_null, "unsupported critical header").await;
 
+    // A header that is a JSON array, not an object, even one naming a good alg, kid and typ in
+    // the order a derived deserializer would take them, and properly signed.
+    let array = forge(json!(["EdDSA", "k1", "at+jwt"]), &claims, |m| {
+        key.sign(m).unwrap()
+    });
+    expect_invalid_token(&fx, &array, "malformed token").await;
+
     // A multi-byte character where "application/" would end must not panic (unsigned token:
     // the header is judged before the signature).
     for typ in [

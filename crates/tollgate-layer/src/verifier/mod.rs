@@ -207,6 +207,9 @@ impl Verifier {
         let n = URL_SAFE_NO_PAD
             .decode_slice(header_b64, &mut header_buf)
             .map_err(|_| TokenError::Malformed)?;
+        if !tollgate_core::jws::is_object(&header_buf[..n]) {
+            return Err(TokenError::Malformed);
+        }
         let header: Header<'_> =
             serde_json::from_slice(&header_buf[..n]).map_err(|_| TokenError::Malformed)?;
         let alg: SigningAlgorithm = header
