@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use std::borrow::Cow;
 use std::fmt;
-use tollgate_core::{Audience, KeySet, SigningAlgorithm};
+use tollgate_core::{Audience, Claims, KeySet, SigningAlgorithm};
 
 /// One issuer whose tokens a [`Verifier`](super::Verifier) accepts: its `iss`, the audiences its
 /// tokens must name, the algorithms it may sign with and where its keys come from. Given to
@@ -219,25 +219,28 @@ impl Issuers {
     }
 
     /// The issuer whose keys and rules judge a token with this payload (base64url, not yet
-    /// verified), and the payload decoded if it had to be read to tell.
+    /// verified), and what was read of the payload to tell.
     ///
     /// With one issuer there is nothing to choose: its `iss` is compared with the other claims
     /// once the signature has verified, which spares a parse on the path most verifiers take.
-    /// With several, `iss` alone is read first: a token naming none of them, or no issuer, is
-    /// refused before any signature work.
-    pub(super) fn judging(
-        &self,
-        payload_b64: &str,
-    ) -> Result<(&TrustedIssuer, Option<Vec<u8>>), TokenError> {
+    /// With several, the claims are parsed first, once, and their `iss` chooses (a token naming
+    /// none of them, or no issuer, is refused before any signature work); they are trusted only
+    /// after the signature verifies. Claims that do not parse are reported after the signature,
+    /// as with one issuer; their `iss` alone is read to choose the keys.
+    pub(super) fn judging(&self, payload_b64: &str) -> Result<(&TrustedIssuer, Read), TokenError> {
         if self.others.is_empty() {
-            return Ok((&self.first, None));
+            return Ok((&self.first, Read::Later));
         }
         let payload = decode_payload(payload_b64)?;
+        if let Ok(claims) = serde_json::from_slice::<Claims>(&payload) {
+            let issuer = self.get(&claims.iss).ok_or(TokenError::WrongIssuer)?;
+            return Ok((issuer, Read::Claims(Box::new(claims))));
+        }
         let issuer = match unverified_issuer(&payload)? {
             Some(iss) => self.get(&iss).ok_or(TokenError::WrongIssuer)?,
             None => return Err(TokenError::WrongIssuer),
         };
-        Ok((issuer, Some(payload)))
+        Ok((issuer, Read::Payload(payload)))
     }
 
     /// A number that changes whenever any issuer's keys lose or replace a key: each key set's
@@ -252,6 +255,16 @@ impl fmt::Debug for Issuers {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_list().entries(self.iter()).finish()
     }
+}
+
+/// What [`Issuers::judging`] read of a payload before its signature was checked.
+pub(super) enum Read {
+    /// Nothing: one issuer, the payload is decoded once the signature verifies.
+    Later,
+    /// The claims, parsed (to be trusted once the signature verifies).
+    Claims(Box<Claims>),
+    /// The decoded payload, whose claims do not parse (reported after the signature).
+    Payload(Vec<u8>),
 }
 
 /// The `iss` of a payload whose signature is not checked yet. Only that member is kept (borrowed

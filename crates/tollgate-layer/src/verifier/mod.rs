@@ -12,7 +12,7 @@ use crate::claims::VerifiedClaims;
 use crate::remote_jwks::RemoteJwks;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use issuer::{Issuers, TrustedIssuer};
+use issuer::{Issuers, Read, TrustedIssuer};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use std::borrow::Cow;
@@ -242,13 +242,15 @@ impl Verifier {
                 // A reason `KeySet::verify` learns later still means "not verified".
                 _ => TokenError::BadSignature,
             })?;
-        // Decoded once: already, if choosing the issuer needed it.
-        let payload = match payload {
-            Some(payload) => payload,
-            None => decode_payload(payload_b64)?,
+        // Read once: already, if choosing the issuer needed it.
+        let parse = |payload: Vec<u8>| {
+            serde_json::from_slice::<Claims>(&payload).map_err(|_| unreadable_claims(&payload))
         };
-        let claims: Claims =
-            serde_json::from_slice(&payload).map_err(|_| unreadable_claims(&payload))?;
+        let claims = match payload {
+            Read::Claims(claims) => *claims,
+            Read::Payload(payload) => parse(payload)?,
+            Read::Later => parse(decode_payload(payload_b64)?)?,
+        };
         validate_claims(issuer, &claims, now, i.leeway_secs)?;
         i.index
             .check(&claims.identity())
