@@ -112,6 +112,99 @@ async fn a_logout_ends_that_session_at_the_gateway_before_any_route() {
     gw.shutdown().await;
 }
 
+/// With `[revocations]`, a logout while Redis is away: the gateway applies it to its own index
+/// at once (it fails closed for itself), answers the provider `400 temporarily_unavailable`
+/// without spending the `jti`, and accepts the same logout once Redis is back, when it reaches
+/// every follower.
+#[tokio::test]
+async fn while_redis_is_away_a_logout_is_refused_to_the_provider_yet_applied_here() {
+    let mut redis = tollgate_redis::testing::RedisServer::start();
+    let url = redis.url();
+    let fixture = Fixture::new();
+    let up = upstream().await;
+    let gw = fixture
+        .start(&format!(
+            "[revocations]\nredis_url = \"{url}\"\n\
+             [back_channel_logout]\npath = \"/bcl\"\n\
+             [[back_channel_logout.issuers]]\nissuer = \"{ISSUER}\"\nclient_id = \"web\"\n\
+             [[upstreams]]\nname = \"app\"\nurl = \"http://{}\"\n[[routes]]\nprefix = \"/\"\n",
+            up.addr
+        ))
+        .await;
+    let (addr, ops) = (gw.local_addr(), gw.ops_addr());
+    let started = std::time::Instant::now();
+    while send(ops, "GET", "/readyz", &[]).await.status != StatusCode::OK {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "never ready"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let s1 = bearer(&fixture.token(|c| c.sid = Some("s-1".into())));
+    assert_eq!(
+        send(addr, "GET", "/x", &[("authorization", &s1)])
+            .await
+            .status,
+        StatusCode::OK
+    );
+
+    redis.kill();
+    let token = logout_token(&fixture, "j-away", "s-1");
+    let (status, _, body) = post_logout(addr, "/bcl", &token).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("temporarily_unavailable"), "{body}");
+    // Within the feed's max_silence the gateway still judges tokens: this one is refused here.
+    assert_eq!(
+        send(addr, "GET", "/x", &[("authorization", &s1)])
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    redis.restart();
+    let index = std::sync::Arc::new(tollgate_core::RevocationIndex::new());
+    let feed = tollgate_redis::Follower::new(
+        tollgate_redis::RedisTarget::new(&url).unwrap(),
+        index.clone(),
+    )
+    .start()
+    .await
+    .unwrap();
+    // The provider (or an operator) sends it again: the jti was not spent.
+    let (status, _, body) = post_logout(addr, "/bcl", &token).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let session = tollgate_core::TokenIdentity {
+        jti: "t",
+        grant_id: None,
+        tenant: "/",
+        subject: "alice",
+        client_id: "app",
+        issuer: ISSUER,
+        session: Some("s-1"),
+        issued_at: UnixMillis(UnixMillis::from(SystemTime::now()).0 - 60_000),
+    };
+    let started = std::time::Instant::now();
+    while index.check(&session).is_ok() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "never published"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let metrics = send(ops, "GET", "/metrics", &[]).await.body;
+    for sample in [
+        "tollgate_gateway_logout_total{outcome=\"unavailable\"} 1",
+        "tollgate_gateway_logout_total{outcome=\"applied\"} 1",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == sample),
+            "{sample} missing:\n{metrics}"
+        );
+    }
+    feed.stop();
+    gw.shutdown().await;
+}
+
 #[test]
 fn logout_configuration_errors_are_one_line_naming_the_key() {
     let fixture = Fixture::new();

@@ -21,7 +21,9 @@
 //! Answers: `200` with `Cache-Control: no-store` once the cutoff is published; `400` with
 //! `{"error": "invalid_request", "error_description": ...}` for anything invalid, and with
 //! `"error": "temporarily_unavailable"` when the cutoff could not be published (or replays could
-//! not be checked), in which case the `jti` is not spent and the provider may send it again;
+//! not be checked), in which case the `jti` is not spent and the provider may send it again (the
+//! cutoff is applied wherever the publisher still can, such as the receiving process's own
+//! index: it fails closed there);
 //! `405` for another method; `413` for a larger body.
 
 mod issuer;

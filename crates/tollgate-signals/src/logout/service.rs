@@ -136,6 +136,7 @@ impl BackChannelLogout {
                 .saturating_add(validator.leeway_secs)
                 .saturating_add(1),
         );
+        let event = logout.event(issuer.revoke);
         match inner
             .replay
             .first_use(&logout.issuer, &logout.jti, now, until)
@@ -147,11 +148,20 @@ impl BackChannelLogout {
                 return Err(Refusal::Replayed);
             }
             Err(e) => {
-                tracing::error!(error = %e, "back-channel logout: cannot check for a replay");
+                // A valid logout whose replay cannot be ruled out (the guard's store is away,
+                // most likely with the publisher's): applied wherever the publisher still can
+                // (this process's index), which fails closed; the provider is told to send it
+                // again. Applying a cutoff twice changes nothing, so a replay could not harm.
+                let _ = inner.publisher.publish(std::slice::from_ref(&event)).await;
+                tracing::error!(
+                    error = %e,
+                    issuer = %logout.issuer,
+                    "back-channel logout: cannot check for a replay; answered 400 so that the \
+                     provider may retry"
+                );
                 return Err(Refusal::Unavailable);
             }
         }
-        let event = logout.event(issuer.revoke);
         if let Err(e) = inner.publisher.publish(std::slice::from_ref(&event)).await {
             tracing::error!(
                 error = %e,
