@@ -3,10 +3,14 @@
 //!
 //! 1. Logout tokens validated and published per second by the receiver in this process: to its
 //!    own index, and through a private Redis (stream entry plus replay key).
+//! 1b. Security event tokens (CAEP session-revoked) pushed to a Shared Signals receiver, validated
+//!    and published per second.
 //! 2. Propagation: from a `tollgate gateway` process answering a logout `200` to the first refusal
 //!    of the ended session's token by a follower's index in another process (this one), while
 //!    1,000 other revocations/s go through the same stream. The index is watched in a loop, so
-//!    the figure is what a gateway's or a Layer's `check` would see.
+//!    the figure is what a gateway's or a Layer's `check` would see. The gateway answers only
+//!    after Redis has the event, so the follower has often applied it before the `200` arrives:
+//!    those count as 0.
 //!
 //! `LOGOUTS` (default 500), `LOGOUT_RATE` (default 50/s) and `RATE` (background, default
 //! 1000/s) override the load; `TOLLGATE_BIN` names the binary (default target/release/tollgate).
@@ -195,6 +199,54 @@ async fn main() {
     let rate = throughput(through_redis, tokens("redis", 20_000)).await;
     println!("through Redis (XADD + SET NX):    {rate:>8.0} /s");
 
+    println!(
+        "== 1b. security event tokens (CAEP session-revoked, pushed) validated and published per second"
+    );
+    let transmitter = "https://ssf.example";
+    let ssf = tollgate_signals::SsfReceiver::builder(transmitter, "https://receiver.example")
+        .keys(keys.clone())
+        .push("https://receiver.example/ssf", None)
+        .publisher(Arc::new(RevocationIndex::new()))
+        .replay_guard(MemoryReplayGuard::new())
+        .build()
+        .unwrap();
+    let sets: Vec<String> = (0..20_000)
+        .map(|i| {
+            let now = now_secs();
+            let claims = json!({
+                "iss": transmitter, "aud": "https://receiver.example", "iat": now,
+                "jti": format!("set-{i}"),
+                "sub_id": {"format": "iss_sub", "iss": transmitter, "sub": format!("user-{i}")},
+                "events": {"https://schemas.openid.net/secevent/caep/event-type/session-revoked":
+                    {"event_timestamp": now}},
+            });
+            jws::encode(&keys.signing_key().unwrap(), "secevent+jwt", &claims).unwrap()
+        })
+        .collect();
+    let push = ssf.push_service();
+    let started = Instant::now();
+    let tasks: Vec<_> = sets
+        .chunks(sets.len().div_ceil(16))
+        .map(|chunk| {
+            let (push, chunk) = (push.clone(), chunk.to_vec());
+            tokio::spawn(async move {
+                for set in chunk {
+                    let request = Request::post("/ssf")
+                        .header("content-type", "application/secevent+jwt")
+                        .body(Full::<Bytes>::from(set))
+                        .unwrap();
+                    let response = push.clone().oneshot(request).await.unwrap();
+                    assert_eq!(response.status(), 202);
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let rate = sets.len() as f64 / started.elapsed().as_secs_f64();
+    println!("to this process's index:          {rate:>8.0} /s");
+
     let logouts = env_or("LOGOUTS", 500) as usize;
     let logout_rate = env_or("LOGOUT_RATE", 50);
     let background = env_or("RATE", 1000);
@@ -251,7 +303,13 @@ async fn main() {
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let url = format!("http://127.0.0.1:{port}/backchannel-logout");
     let started = Instant::now();
-    while client.request(form("x").map(|b| b)).await.is_err() {
+    let probe = || {
+        Request::post(&url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Full::<Bytes>::from("logout_token=x"))
+            .unwrap()
+    };
+    while client.request(probe()).await.is_err() {
         assert!(
             started.elapsed() < Duration::from_secs(20),
             "the gateway did not start"
@@ -268,9 +326,6 @@ async fn main() {
             .header("content-type", "application/x-www-form-urlencoded")
             .body(Full::from(format!("logout_token={token}")))
             .unwrap();
-        let response = client.request(request).await.unwrap();
-        let answered = Instant::now();
-        assert_eq!(response.status(), 200, "logout {i}");
         let identity = TokenIdentity {
             jti: "access",
             grant_id: None,
@@ -281,6 +336,13 @@ async fn main() {
             session: Some(&sid),
             issued_at: issued_before_logout,
         };
+        assert!(
+            follower_index.check(&identity).is_ok(),
+            "refused before its logout"
+        );
+        let response = client.request(request).await.unwrap();
+        let answered = Instant::now();
+        assert_eq!(response.status(), 200, "logout {i}");
         while follower_index.check(&identity).is_ok() {
             assert!(
                 answered.elapsed() < Duration::from_secs(10),
