@@ -47,6 +47,7 @@ mod proxy;
 mod response;
 mod route;
 mod server;
+mod shared_signals;
 
 pub use config::{ConfigError, GatewayConfig, Limits};
 pub use forward_auth::ForwardAuthProxy;
