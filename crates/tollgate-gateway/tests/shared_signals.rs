@@ -2,16 +2,21 @@
 //! (the test transmitter of `tollgate_signals::testing`, written from the specifications), polled
 //! or pushed to its own listener before any route, and refuses the revoked tokens of the issuer
 //! the transmitter speaks for from then on; `/readyz` fails closed while the transmitter is away.
-//! Without `[revocations]`: the cutoffs reach this gateway's index only.
+//! Without `[revocations]` the cutoffs reach this gateway's index only; with it, every follower of
+//! the Redis stream too.
 
 mod support;
 
 use http::StatusCode;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 use support::*;
+use tollgate_core::{RevocationIndex, TokenIdentity, UnixMillis};
 use tollgate_gateway::RunningGateway;
+use tollgate_redis::testing::RedisServer;
+use tollgate_redis::{Follower, RedisTarget};
 use tollgate_signals::ssf::event_types::{CAEP_CREDENTIAL_CHANGE, CAEP_SESSION_REVOKED};
 use tollgate_signals::testing::Transmitter;
 
@@ -287,6 +292,69 @@ async fn pushed_events_are_answered_before_any_route_and_refuse_the_revoked_toke
     ] {
         assert_eq!(sample(&gw, &name).await, Some(wanted), "{name}");
     }
+    gw.shutdown().await;
+}
+
+/// Whether `index` refuses a token of the fixture's issuer for `sub` in session `sid`, issued a
+/// minute ago.
+fn refused_by(index: &RevocationIndex, sub: &str, sid: &str) -> bool {
+    index
+        .check(&TokenIdentity {
+            jti: "t",
+            grant_id: None,
+            tenant: "/",
+            subject: sub,
+            client_id: "app",
+            issuer: ISSUER,
+            session: Some(sid),
+            issued_at: UnixMillis(UnixMillis::from(SystemTime::now()).0 - 60_000),
+        })
+        .is_err()
+}
+
+/// With `[revocations]`: the cutoffs go through the Redis stream to every follower (here an index
+/// following it, as an app's Layer or another gateway would), and the receiving gateway refuses
+/// the tokens too.
+#[tokio::test]
+async fn with_revocations_polled_events_reach_every_follower_through_redis() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let fixture = Fixture::new();
+    let tx = transmitter().await;
+    let table = format!("[revocations]\nredis_url = \"{url}\"\n{}", poll_table(&tx));
+    let gw = start_gateway(&fixture, &table, None).await;
+    wait_ready(&gw).await;
+    let followed = Arc::new(RevocationIndex::new());
+    let feed = Follower::new(RedisTarget::new(&url).unwrap(), followed.clone())
+        .start()
+        .await
+        .unwrap();
+    let tokens = Tokens::new(&fixture);
+    tokens.all_pass(&gw).await;
+
+    let sets = revocations(&tx);
+    for (jti, set) in &sets {
+        tx.enqueue(jti, set);
+    }
+    wait_until(
+        "both SETs acknowledged",
+        Duration::from_secs(15),
+        || async {
+            let acked = tx.acked();
+            sets.iter().all(|(jti, _)| acked.contains(jti))
+        },
+    )
+    .await;
+    tokens.revoked_ones_refused(&gw).await;
+    wait_until(
+        "the follower refuses them",
+        Duration::from_secs(15),
+        || async { refused_by(&followed, "alice", "s-1") && refused_by(&followed, "carol", "s-3") },
+    )
+    .await;
+    assert!(!refused_by(&followed, "alice", "s-2"));
+    assert!(!refused_by(&followed, "bob", "s-4"));
+    feed.stop();
     gw.shutdown().await;
 }
 
