@@ -4,13 +4,14 @@
 //! (and applied here at once) before the transmitter's SET is acknowledged. See
 //! `docs/identity-providers.md`.
 
-use crate::config::{Revocations, SharedSignalsConfig, SignalDelivery};
+use crate::config::Revocations;
 use crate::response::GatewayBody;
 use http::{Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use std::sync::Arc;
 use tollgate_core::RevocationIndex;
+use tollgate_program::signals::SharedSignalsConfig;
 use tollgate_signals::redis::{RedisPublisher, RedisReplayGuard};
 use tollgate_signals::{
     MemoryReplayGuard, SsfPush, SsfReceiver, SsfReceiverBuilder, SsfStatus, SsfTask, StreamState,
@@ -94,34 +95,15 @@ impl Receiver {
         index: &Arc<RevocationIndex>,
         revocations: Option<&Revocations>,
     ) -> Result<Receiver, String> {
-        let mut builder = SsfReceiver::builder(&config.transmitter, &config.audience)
-            .bearer_token(config.bearer_token.expose())
-            .token_issuers(config.token_issuers.iter().cloned())
-            .max_age(config.max_age)
-            .description("tollgate gateway: revocations of access tokens");
-        let push_path = match &config.delivery {
-            SignalDelivery::Poll => {
-                builder = builder.poll_interval(config.interval);
-                None
-            }
-            SignalDelivery::Push {
-                path,
-                url,
-                authorization,
-            } => {
-                let authorization = authorization.as_ref().map(|a| a.expose().to_owned());
-                builder = builder
-                    .push(url, authorization)
-                    .status_interval(config.interval);
-                Some(path.clone())
-            }
-        };
-        let receiver = publish_to(builder, index, revocations)
+        let transmitter = config.transmitter().to_owned();
+        let receiver = publish_to(config.receiver(), index, revocations)
             .build()
-            .map_err(|e| format!("shared signals {}: {e}", config.transmitter))?;
-        let push = push_path.map(|path| (path, receiver.push_service()));
+            .map_err(|e| format!("shared signals {transmitter}: {e}"))?;
+        let push = config
+            .push_path()
+            .map(|path| (path.to_owned(), receiver.push_service()));
         Ok(Receiver {
-            transmitter: config.transmitter.clone(),
+            transmitter,
             receiver,
             push,
         })

@@ -6,6 +6,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Unit;
+use tollgate_signals::SsfReceiver;
 
 /// One unlabelled gauge, with its unit if it has one.
 pub fn gauge<N>(
@@ -82,6 +83,63 @@ pub fn labelled_gauges<const N: usize>(
         ConstGauge::new(*n).encode(metric.encode_family(&pairs)?)?;
     }
     Ok(())
+}
+
+/// Every Shared Signals receiver's counters, refusals by reason and readiness, by transmitter:
+/// `{prefix}_shared_signals_total{transmitter, outcome}` (`received`, `applied`, `ignored`,
+/// `refused`), `{prefix}_shared_signals_refused_total{transmitter, reason}` (the receiver's
+/// reasons, and `unavailable`: not published for now) and
+/// `{prefix}_shared_signals_ready{transmitter}`.
+pub fn shared_signals(
+    encoder: &mut DescriptorEncoder<'_>,
+    prefix: &str,
+    receivers: &[(&str, &SsfReceiver)],
+) -> std::fmt::Result {
+    let mut outcomes = Vec::with_capacity(receivers.len() * 4);
+    let mut refusals = Vec::new();
+    let mut ready = Vec::with_capacity(receivers.len());
+    for (transmitter, receiver) in receivers {
+        let seen = receiver.stats().snapshot();
+        // A SET not taken for now is refused too: the transmitter sends it again.
+        let refused = seen.replayed + seen.invalid + seen.unavailable;
+        outcomes.extend([
+            ([*transmitter, "received"], seen.received),
+            ([*transmitter, "applied"], seen.applied),
+            ([*transmitter, "ignored"], seen.ignored),
+            ([*transmitter, "refused"], refused),
+        ]);
+        let reasons = receiver.stats().refused_by_reason();
+        refusals.extend(
+            reasons
+                .into_iter()
+                .map(|(reason, n)| ([*transmitter, reason], n)),
+        );
+        refusals.push(([*transmitter, "unavailable"], seen.unavailable));
+        ready.push(([*transmitter], i64::from(receiver.ready())));
+    }
+    labelled_counters(
+        encoder,
+        &format!("{prefix}_shared_signals"),
+        "Security events from Shared Signals transmitters, by outcome (applied: published; \
+         ignored: not a revocation; refused: invalid, replayed, or not published for now)",
+        ["transmitter", "outcome"],
+        &outcomes,
+    )?;
+    labelled_counters(
+        encoder,
+        &format!("{prefix}_shared_signals_refused"),
+        "Security events refused, by transmitter and reason (unavailable: not published for \
+         now, the transmitter sends it again)",
+        ["transmitter", "reason"],
+        &refusals,
+    )?;
+    labelled_gauges(
+        encoder,
+        &format!("{prefix}_shared_signals_ready"),
+        "1 while the receiver's stream is set up, verified, enabled and its transmitter answers",
+        ["transmitter"],
+        &ready,
+    )
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use tollgate_program::signals::SharedSignalsTable;
 use toml::Spanned;
 
 #[derive(Debug, Deserialize)]
@@ -30,7 +31,7 @@ pub(super) struct File {
     pub(super) forward_auth: Option<ForwardAuthFile>,
     pub(super) back_channel_logout: Option<BackChannelLogoutFile>,
     #[serde(default)]
-    pub(super) shared_signals: Vec<Spanned<SharedSignalsFile>>,
+    pub(super) shared_signals: Vec<Spanned<SharedSignalsTable>>,
     #[serde(default)]
     pub(super) identity_headers: IdentityHeadersFile,
     #[serde(default)]
@@ -330,26 +331,4 @@ pub(super) struct LogoutIssuerFile {
     pub(super) issuer: Spanned<String>,
     pub(super) client_id: Spanned<String>,
     pub(super) revoke: Option<Spanned<String>>,
-}
-
-/// One `[[shared_signals]]` table: an OpenID Shared Signals transmitter whose security event
-/// tokens the gateway receives.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct SharedSignalsFile {
-    /// The transmitter's issuer identifier (its `/.well-known/ssf-configuration` is read).
-    pub(super) transmitter: Spanned<String>,
-    /// The `aud` of its SETs for this receiver.
-    pub(super) audience: Spanned<String>,
-    /// The environment variable holding the token for the transmitter's API.
-    pub(super) bearer_token_env: Spanned<String>,
-    /// `[transmitter]` when absent.
-    pub(super) token_issuers: Option<Spanned<Vec<Spanned<String>>>>,
-    /// `"poll"` when absent.
-    pub(super) delivery: Option<Spanned<String>>,
-    pub(super) push_path: Option<Spanned<String>>,
-    pub(super) push_url: Option<Spanned<String>>,
-    pub(super) push_authorization_env: Option<Spanned<String>>,
-    pub(super) poll_interval: Option<Spanned<u64>>,
-    pub(super) max_age: Option<Spanned<u64>>,
 }

@@ -27,7 +27,7 @@ use tollgate_redis::wire::Keys;
 use tollgate_redis::{HealthPolicy, OnUnreadable, RedisTarget};
 use toml::Spanned;
 
-pub(crate) use signals::{BackChannelLogoutConfig, SharedSignalsConfig, SignalDelivery};
+pub(crate) use signals::BackChannelLogoutConfig;
 
 pub use tollgate_program::config::ConfigError;
 
@@ -46,7 +46,7 @@ pub struct GatewayConfig {
     pub(crate) forward_auth: Option<ForwardAuth>,
     pub(crate) back_channel_logout: Option<BackChannelLogoutConfig>,
     /// One receiver per `[[shared_signals]]` table.
-    pub(crate) shared_signals: Vec<SharedSignalsConfig>,
+    pub(crate) shared_signals: Vec<tollgate_program::signals::SharedSignalsConfig>,
     pub(crate) identity: crate::identity::IdentityHeaders,
     pub(crate) upstreams: Vec<UpstreamConfig>,
     pub(crate) routes: RouteTable,

@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tollgate_core::RevocationIndex;
 use tollgate_layer::RemoteJwks;
-use tollgate_program::metrics::{counter, counters, gauge, labelled_counters, labelled_gauges};
+use tollgate_program::metrics::{counter, counters, gauge, shared_signals};
 use tollgate_redis::Feed;
 use tollgate_signals::SignalStats;
 
@@ -374,8 +374,14 @@ impl Collector for ScrapeCollector {
                 ],
             )?;
         }
-        if !s.shared_signals.receivers().is_empty() {
-            shared_signals(e, &s.shared_signals)?;
+        let receivers: Vec<_> = s
+            .shared_signals
+            .receivers()
+            .iter()
+            .map(|r| (r.transmitter(), r.receiver()))
+            .collect();
+        if !receivers.is_empty() {
+            shared_signals(e, "tollgate_gateway", &receivers)?;
         }
         if !s.jwks.is_empty() {
             let (succeeded, failed) = s.jwks.iter().fold((0, 0), |(ok, failed), jwks| {
@@ -397,55 +403,4 @@ impl Collector for ScrapeCollector {
         }
         Ok(())
     }
-}
-
-/// Every Shared Signals receiver's counters, refusals by reason and readiness, by transmitter.
-fn shared_signals(e: &mut DescriptorEncoder<'_>, signals: &SharedSignals) -> std::fmt::Result {
-    let mut outcomes = Vec::new();
-    let mut refusals = Vec::new();
-    let mut ready = Vec::new();
-    for r in signals.receivers() {
-        let transmitter = r.transmitter();
-        let receiver = r.receiver();
-        let seen = receiver.stats().snapshot();
-        // A SET not taken for now (Redis away) is refused too: the transmitter sends it again.
-        let refused = seen.replayed + seen.invalid + seen.unavailable;
-        outcomes.extend([
-            ([transmitter, "received"], seen.received),
-            ([transmitter, "applied"], seen.applied),
-            ([transmitter, "ignored"], seen.ignored),
-            ([transmitter, "refused"], refused),
-        ]);
-        let reasons = receiver.stats().refused_by_reason();
-        refusals.extend(
-            reasons
-                .into_iter()
-                .map(|(reason, n)| ([transmitter, reason], n)),
-        );
-        refusals.push(([transmitter, "unavailable"], seen.unavailable));
-        ready.push(([transmitter], i64::from(receiver.ready())));
-    }
-    labelled_counters(
-        e,
-        "tollgate_gateway_shared_signals",
-        "Security events from Shared Signals transmitters, by outcome (applied: published; \
-         ignored: not a revocation; refused: invalid, replayed, or not published for now)",
-        ["transmitter", "outcome"],
-        &outcomes,
-    )?;
-    labelled_counters(
-        e,
-        "tollgate_gateway_shared_signals_refused",
-        "Security events refused, by transmitter and reason (unavailable: not published for \
-         now, the transmitter sends it again)",
-        ["transmitter", "reason"],
-        &refusals,
-    )?;
-    labelled_gauges(
-        e,
-        "tollgate_gateway_shared_signals_ready",
-        "1 while the receiver's stream is set up, verified, enabled and its transmitter answers",
-        ["transmitter"],
-        &ready,
-    )
 }
