@@ -4,7 +4,8 @@
 //! then the upstream or the forward-auth answer; and the metrics and log line of every request.
 //!
 //! A request for `[back_channel_logout]`'s path goes to the logout receiver
-//! ([`crate::logout`]) before anything else is looked at.
+//! ([`crate::logout`]), and one for a `[[shared_signals]]` `push_path` to that transmitter's
+//! receiver ([`crate::shared_signals`]), before anything else is looked at.
 //!
 //! Refusals the gateway makes itself:
 //!
@@ -34,6 +35,7 @@ use crate::ops::metrics::{Metrics, Outcome};
 use crate::proxy::{PeerIp, Upstream, UpstreamError};
 use crate::response::{self, GatewayBody, grpc_content_type, refuse};
 use crate::route::{Access, Denied, Route, RouteTable, routable};
+use crate::shared_signals::SharedSignals;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::header::{AUTHORIZATION, HOST};
@@ -61,6 +63,8 @@ pub(crate) struct Shared {
     pub(crate) forward_auth: Option<ForwardAuth>,
     /// `[back_channel_logout]`: answered before any route.
     pub(crate) logout: Option<LogoutEndpoint>,
+    /// `[[shared_signals]]` with push delivery: answered before any route.
+    pub(crate) shared_signals: SharedSignals,
     pub(crate) identity: IdentityHeaders,
     pub(crate) proxy: Proxy,
     pub(crate) upstreams: Vec<Upstream>,
@@ -176,6 +180,10 @@ impl Gateway {
         {
             let response = logout.answer(request).await;
             return (None, with_outcome(response, Outcome::Logout));
+        }
+        if let Some(push) = shared.shared_signals.push_endpoint(request.uri().path()) {
+            let response = crate::shared_signals::answer(push, request).await;
+            return (None, with_outcome(response, Outcome::SharedSignals));
         }
         let grpc = grpc_content_type(request.headers());
         let bad_request = |reason: &str, text: &'static str| {

@@ -17,6 +17,8 @@
 //!   upgrades, 502/504;
 //! * `forward_auth`: the endpoint nginx `auth_request`, Traefik `ForwardAuth` and Envoy
 //!   `ext_authz` call;
+//! * `logout` and `shared_signals`: identity providers' logouts and security events, received on
+//!   the listener before any route (`[back_channel_logout]`, `[[shared_signals]]`);
 //! * `limit`: the per-client-id rate cap;
 //! * [`ops`]: `/healthz`, `/readyz`, `/metrics` on their own listener.
 //!
@@ -47,6 +49,7 @@ mod proxy;
 mod response;
 mod route;
 mod server;
+mod shared_signals;
 
 pub use config::{ConfigError, GatewayConfig, Limits};
 pub use forward_auth::ForwardAuthProxy;

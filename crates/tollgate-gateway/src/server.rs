@@ -8,6 +8,7 @@ use crate::logout::LogoutEndpoint;
 use crate::ops::metrics::{Metrics, Sources};
 use crate::ops::{GatewayReadiness, Ops};
 use crate::proxy::{PeerIp, Upstream};
+use crate::shared_signals::SharedSignals;
 use http::Request;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -69,7 +70,8 @@ impl RunningGateway {
 /// Starts the gateway: fetches each issuer's key source (a JWKS or discovery URL: the first
 /// fetch runs in the background, `/readyz` says when they are done), connects to Redis (a Redis out of reach
 /// is retried in the background; one refusing the credentials fails here), binds both
-/// listeners and serves until [`RunningGateway::shutdown`].
+/// listeners, starts each Shared Signals receiver (its stream is set up in the background,
+/// `/readyz` says when) and serves until [`RunningGateway::shutdown`].
 ///
 /// Requests are served on `workers` threads of the gateway's own, each with a single-threaded
 /// runtime and its own listening socket on the `listen` address; the revocation feed, key
@@ -83,11 +85,14 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, String> {
     if let Some(health) = &feed_health {
         layer = layer.readiness(health.clone());
     }
+    let logout = logout_endpoint(&config, &keys, &index)?;
+    let shared_signals =
+        SharedSignals::new(&config.shared_signals, &index, config.revocations.as_ref())?;
     let readiness = Arc::new(GatewayReadiness {
         keys: keys.iter().map(|k| k.keys.clone()).collect(),
         feed: feed_health,
+        shared_signals: shared_signals.clone(),
     });
-    let logout = logout_endpoint(&config, &keys, &index)?;
     let route_labels: Vec<String> = config.routes.iter().map(|r| r.prefix.clone()).collect();
     let upstream_names: Vec<String> = config.upstreams.iter().map(|u| u.name.clone()).collect();
     let metrics = Arc::new(Metrics::new(
@@ -99,6 +104,7 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, String> {
             jwks: keys.iter().filter_map(|k| k.remote.clone()).collect(),
             ready: readiness.clone(),
             logout: logout.as_ref().map(LogoutEndpoint::stats),
+            shared_signals: shared_signals.clone(),
         },
     ));
     let limits = config.limits;
@@ -113,6 +119,7 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, String> {
         routes: config.routes,
         forward_auth: config.forward_auth,
         logout,
+        shared_signals: shared_signals.clone(),
         identity: config.identity,
         proxy: config.proxy,
         upstreams: config
@@ -165,6 +172,9 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, String> {
             }
         }
     });
+    // Started once the listeners are bound: a push transmitter may push the stream's
+    // verification event to this gateway at once (it waits in the backlog for a worker).
+    let signal_tasks = shared_signals.start()?;
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let finished = spawn_workers(listeners, &gateway, limits, &slots, &stopped)?;
     let task = tokio::spawn(async move {
@@ -193,6 +203,9 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, String> {
         for finished in finished {
             let _ = finished.await;
         }
+        // Kept until the requests are drained: a push answered during the drain may still need
+        // its receiver's stream.
+        drop(signal_tasks);
         purge_index.abort();
         purge_idle.abort();
         if let Some(feed) = feed {

@@ -7,6 +7,7 @@
 //!   deadline hyper does not time, the connection count), and [`client_io`], the client's
 //!   socket that holds its connection slot and times blocked writes.
 //! * [`metrics`]: the gauges and counters the programs' collectors encode at scrape time.
+//! * [`signals`]: the `[[shared_signals]]` tables, one Shared Signals receiver per transmitter.
 //! * [`shutdown_signal`]: SIGTERM or SIGINT, installed before a server announces itself.
 
 mod activity;
@@ -14,6 +15,7 @@ pub mod client_io;
 pub mod config;
 pub mod connection;
 pub mod metrics;
+pub mod signals;
 
 /// Installs the SIGINT and SIGTERM handlers at once, and returns the future that resolves on the
 /// first of them. Call it before the server announces itself: a signal that arrived before its

@@ -1,5 +1,6 @@
 //! The `tollgate` program as a library: the configuration file ([`config`]), `tollgate serve`
-//! ([`serve`], with its `[replication]` through Redis; the limits every listener applies are
+//! ([`serve`], with its `[replication]` through Redis and its `[[shared_signals]]` receivers
+//! committing through the store; the limits every listener applies are
 //! `tollgate_program::connection`'s), its Prometheus metrics (`[metrics]`), and the command line
 //! ([`cli`], `tollgate revoke` included). The `tollgate` binary is [`cli::main`].
 //!
@@ -14,3 +15,4 @@ mod replication;
 mod revoke;
 pub mod serve;
 mod setup;
+mod signals;

@@ -2,6 +2,7 @@
 
 use crate::metrics::{self, Metrics};
 use crate::replication::{self, Replicas};
+use crate::signals::SignalReceivers;
 use crate::{config, setup};
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -18,6 +19,7 @@ use tollgate_issuer::{PeerAddr, ResponseBody, TokenService};
 use tollgate_program::connection::Limits;
 use tollgate_program::connection::serve_connections;
 use tollgate_program::shutdown_signal;
+use tollgate_signals::SsfTask;
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -43,6 +45,7 @@ pub fn run(config_path: &Path, redis: Option<&str>) -> Result<(), String> {
     if let Some(url) = redis {
         config.replicate_through(url)?;
     }
+    config.check_shared_signals_replicated()?;
     let keys = setup::read_keys(&config).map_err(|e| e.to_string())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -68,6 +71,7 @@ pub fn run(config_path: &Path, redis: Option<&str>) -> Result<(), String> {
             None => None,
         };
         let replication = config.replication.clone();
+        let signal_configs = config.shared_signals.clone();
         let measured = exporter.as_ref().map(|(_, metrics)| metrics);
         let service = setup::build(config, keys, measured)
             .await
@@ -76,31 +80,55 @@ pub fn run(config_path: &Path, redis: Option<&str>) -> Result<(), String> {
             Some(replication) => Some(replication::start(replication, &service).await?),
             None => None,
         };
+        let receivers = SignalReceivers::new(&signal_configs, &service)?;
+        let signals = Signals {
+            tasks: receivers.start()?,
+            receivers,
+        };
         let Some((metrics_listener, mut metrics)) = exporter else {
-            return serve(listener, service.clone(), service, limits, replicas).await;
+            return serve(
+                listener,
+                service.clone(),
+                service,
+                limits,
+                replicas,
+                signals,
+            )
+            .await;
         };
         metrics.collect(metrics::status::LiveTokens(service.clone()));
         if let Some(replicas) = &replicas {
             metrics.collect(replicas.status());
         }
+        if !signals.receivers.is_empty() {
+            metrics.collect(metrics::status::SharedSignals(signals.receivers.clone()));
+        }
         let counted = metrics.count_responses().layer(service.clone());
         let address = metrics_listener.local_addr().map_err(|e| e.to_string())?;
         tracing::info!(address = %address, "metrics are served at /metrics");
         let exporter = tokio::spawn(metrics::serve(metrics_listener, Arc::new(metrics)));
-        let outcome = serve(listener, service, counted, limits, replicas).await;
+        let outcome = serve(listener, service, counted, limits, replicas, signals).await;
         exporter.abort();
         outcome
     })
 }
 
-/// Serves `endpoint` (the token service, measured or not) until a shutdown signal, then drains
-/// connections and flushes `service`'s store.
+/// The running `[[shared_signals]]` receivers (none without the tables): their tasks run until
+/// the connections are drained.
+struct Signals {
+    receivers: SignalReceivers,
+    tasks: Vec<SsfTask>,
+}
+
+/// Serves `endpoint` (the token service, measured or not), and the receivers' push paths before
+/// it, until a shutdown signal, then drains connections and flushes `service`'s store.
 async fn serve<S>(
     listener: TcpListener,
     service: TokenService,
     endpoint: S,
     limits: Limits,
     replicas: Option<Replicas>,
+    signals: Signals,
 ) -> Result<(), String>
 where
     S: Service<Request<Incoming>, Response = Response<ResponseBody>, Error = Infallible>
@@ -141,13 +169,23 @@ where
     // Each request carries the address it came from: failed client authentications are then
     // throttled per client id and address, so a guesser cannot lock out a client calling from
     // elsewhere.
+    let receivers = signals.receivers.clone();
     serve_connections(listener, builder, limits, stop, &graceful, |peer| {
         let tokens = endpoint.clone();
+        let receivers = receivers.clone();
         let peer_addr = PeerAddr(peer.ip());
         hyper::service::service_fn(move |mut request: Request<Incoming>| {
             request.extensions_mut().insert(peer_addr);
-            // Always ready: the token service is, and the counting layer only forwards.
-            tokens.clone().call(request)
+            let push = receivers.push_endpoint(request.uri().path()).cloned();
+            let mut tokens = tokens.clone();
+            // Always ready: the token service is, the counting layer only forwards, and a push
+            // endpoint answers its refusals.
+            async move {
+                match push {
+                    Some(mut push) => push.call(request).await,
+                    None => tokens.call(request).await,
+                }
+            }
         })
     })
     .await;
@@ -160,6 +198,8 @@ where
         tracing::warn!("in-flight requests did not finish within {DRAIN:?}");
     }
     purge.abort();
+    // After the drain: a push answered meanwhile may still need its receiver's stream.
+    drop(signals.tasks);
     let flushed = service
         .flush()
         .await

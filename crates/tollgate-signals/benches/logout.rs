@@ -3,8 +3,9 @@
 //!
 //! 1. Logout tokens validated and published per second by the receiver in this process: to its
 //!    own index, and through a private Redis (stream entry plus replay key).
-//! 1b. Security event tokens (CAEP session-revoked) pushed to a Shared Signals receiver, validated
-//!    and published per second.
+//!
+//!    1b. Security event tokens (CAEP session-revoked) pushed to a Shared Signals receiver,
+//!    validated and published per second.
 //! 2. Propagation: from a `tollgate gateway` process answering a logout `200` to the first refusal
 //!    of the ended session's token by a follower's index in another process (this one), while
 //!    1,000 other revocations/s go through the same stream. The index is watched in a loop, so

@@ -45,6 +45,8 @@
 //!
 //! * `rustls` (default): `https` transmitters for [`SsfReceiver`].
 //! * `redis`: [`redis::RedisPublisher`] and [`redis::RedisReplayGuard`].
+//! * `test-util`: `testing::Transmitter`, a Shared Signals transmitter for tests (not a stable
+//!   API).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod logout;
@@ -55,6 +57,9 @@ pub mod redis;
 mod replay;
 pub mod ssf;
 mod stats;
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+pub mod testing;
 
 pub use logout::{
     BackChannelLogout, BackChannelLogoutBuilder, BuildError, LOGOUT_EVENT, LogoutIssuer,

@@ -4,6 +4,7 @@
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use tollgate_program::signals::SharedSignalsTable;
 use toml::Spanned;
 
 #[derive(Debug, Deserialize)]
@@ -29,6 +30,8 @@ pub(super) struct File {
     pub(super) proxy: ProxyFile,
     pub(super) forward_auth: Option<ForwardAuthFile>,
     pub(super) back_channel_logout: Option<BackChannelLogoutFile>,
+    #[serde(default)]
+    pub(super) shared_signals: Vec<Spanned<SharedSignalsTable>>,
     #[serde(default)]
     pub(super) identity_headers: IdentityHeadersFile,
     #[serde(default)]

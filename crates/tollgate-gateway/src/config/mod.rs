@@ -45,6 +45,8 @@ pub struct GatewayConfig {
     pub(crate) proxy: Proxy,
     pub(crate) forward_auth: Option<ForwardAuth>,
     pub(crate) back_channel_logout: Option<BackChannelLogoutConfig>,
+    /// One receiver per `[[shared_signals]]` table.
+    pub(crate) shared_signals: Vec<tollgate_program::signals::SharedSignalsConfig>,
     pub(crate) identity: crate::identity::IdentityHeaders,
     pub(crate) upstreams: Vec<UpstreamConfig>,
     pub(crate) routes: RouteTable,
@@ -224,6 +226,18 @@ fn validate(source: &Source) -> Result<GatewayConfig, ConfigError> {
             signals::back_channel_logout(source, b, &issuers, forward_auth_path)
         })
         .transpose()?;
+    let taken: Vec<(&str, &str)> = [
+        forward_auth
+            .as_ref()
+            .map(|f| ("forward_auth's path", f.path.as_str())),
+        back_channel_logout
+            .as_ref()
+            .map(|b| ("back_channel_logout's path", b.path.as_str())),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let shared_signals = signals::shared_signals(source, &file.shared_signals, &issuers, &taken)?;
     let identity = identity_headers(source, &file.identity_headers)?;
     let upstreams = upstreams(source, &file.upstreams)?;
     let routes = routes(source, &file.routes, &upstreams, &issuers)?;
@@ -245,6 +259,7 @@ fn validate(source: &Source) -> Result<GatewayConfig, ConfigError> {
         proxy,
         forward_auth,
         back_channel_logout,
+        shared_signals,
         identity,
         upstreams,
         routes: RouteTable::new(routes),

@@ -1,11 +1,15 @@
-//! `[back_channel_logout]`, checked: where the gateway receives identity providers' logouts, and
-//! from which configured issuers.
+//! `[back_channel_logout]` and `[[shared_signals]]`, checked: where the gateway receives identity
+//! providers' logouts and security events, and which configured issuers' tokens they may revoke.
 
 use super::IssuerConfig;
 use super::file::BackChannelLogoutFile;
 use std::time::Duration;
 use tollgate_program::config::{ConfigError, Source};
+use tollgate_program::signals::{
+    self, PLAIN_PATH, Rules, SharedSignalsConfig, SharedSignalsTable, is_plain_path,
+};
 use tollgate_signals::RevokeOnLogout;
+use toml::Spanned;
 
 /// `[back_channel_logout]`, checked.
 #[derive(Debug, Clone)]
@@ -36,17 +40,8 @@ pub(super) fn back_channel_logout(
     forward_auth_path: Option<&str>,
 ) -> Result<BackChannelLogoutConfig, ConfigError> {
     let path = file.path.get_ref();
-    let plain = path.starts_with('/')
-        && path
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"/-_.~".contains(&b))
-        && crate::route::routable(path).is_some_and(|p| p == path.as_str());
-    if !plain {
-        return Err(source.error(
-            &file.path,
-            "back_channel_logout.path",
-            "must be a plain absolute path (letters, digits, / - _ . ~; no dot segments)",
-        ));
+    if !is_plain_path(path) {
+        return Err(source.error(&file.path, "back_channel_logout.path", PLAIN_PATH));
     }
     if forward_auth_path == Some(path.as_str()) {
         return Err(source.error(
@@ -117,4 +112,42 @@ pub(super) fn back_channel_logout(
         max_age,
         issuers: checked,
     })
+}
+
+/// `[[shared_signals]]`, checked as both programs check it, with the gateway's rules: a
+/// transmitter may revoke the tokens of configured issuers only (a cutoff of tokens the gateway
+/// does not accept protects nothing, and a name that is none is most likely a typo, or a
+/// transmitter whose issuer differs from its tokens', as Okta's does); a push path must not be
+/// one the listener already answers before any route (`taken`: what it is, and the path).
+pub(super) fn shared_signals(
+    source: &Source,
+    tables: &[Spanned<SharedSignalsTable>],
+    issuers: &[IssuerConfig],
+    taken: &[(&str, &str)],
+) -> Result<Vec<SharedSignalsConfig>, ConfigError> {
+    let token_issuer = |name: &str| {
+        if issuers.iter().any(|c| c.issuer == name) {
+            Ok(())
+        } else {
+            Err(
+                "is not a configured issuer (a transmitter may only revoke tokens the gateway \
+                 accepts)"
+                    .to_owned(),
+            )
+        }
+    };
+    let path_taken = |path: &str| {
+        taken
+            .iter()
+            .find(|(_, p)| *p == path)
+            .map(|(what, _)| (*what).to_owned())
+    };
+    signals::shared_signals(
+        source,
+        tables,
+        Rules {
+            token_issuer: &token_issuer,
+            path_taken: &path_taken,
+        },
+    )
 }

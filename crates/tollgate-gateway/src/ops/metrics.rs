@@ -13,8 +13,12 @@
 //! * `tollgate_gateway_feed_synced`, `_feed_connected`, `_feed_lag_seconds`,
 //!   `_feed_seconds_since_contact`, `_feed_events_applied_total`
 //! * `tollgate_gateway_jwks_fetches_total`, `_jwks_fetch_failures_total`
+//! * `tollgate_gateway_logout_total{outcome}`
+//! * `tollgate_gateway_shared_signals_total{transmitter, outcome}`,
+//!   `_shared_signals_refused_total{transmitter, reason}`, `_shared_signals_ready{transmitter}`
 //! * `tollgate_gateway_ready`
 
+use crate::shared_signals::SharedSignals;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
 use prometheus_client::metrics::counter::Counter;
@@ -25,7 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tollgate_core::RevocationIndex;
 use tollgate_layer::RemoteJwks;
-use tollgate_program::metrics::{counter, counters, gauge};
+use tollgate_program::metrics::{counter, counters, gauge, shared_signals};
 use tollgate_redis::Feed;
 use tollgate_signals::SignalStats;
 
@@ -50,9 +54,12 @@ pub(crate) enum Outcome {
     ClientError,
     /// A back-channel logout, answered by the receiver (its own counters say how).
     Logout,
+    /// A pushed security event, answered by its Shared Signals receiver (its own counters say
+    /// how).
+    SharedSignals,
 }
 
-const OUTCOMES: [Outcome; 9] = [
+const OUTCOMES: [Outcome; 10] = [
     Outcome::Forwarded,
     Outcome::Allowed,
     Outcome::Rejected,
@@ -62,6 +69,7 @@ const OUTCOMES: [Outcome; 9] = [
     Outcome::UpstreamError,
     Outcome::ClientError,
     Outcome::Logout,
+    Outcome::SharedSignals,
 ];
 
 impl Outcome {
@@ -76,6 +84,7 @@ impl Outcome {
             Outcome::UpstreamError => "upstream_error",
             Outcome::ClientError => "client_error",
             Outcome::Logout => "logout",
+            Outcome::SharedSignals => "shared_signals",
         }
     }
 
@@ -154,6 +163,8 @@ pub(crate) struct Sources {
     pub(crate) ready: Arc<super::GatewayReadiness>,
     /// The back-channel logout receiver's counters, if it is configured.
     pub(crate) logout: Option<SignalStats>,
+    /// The Shared Signals receivers (none without `[[shared_signals]]`).
+    pub(crate) shared_signals: SharedSignals,
 }
 
 impl Metrics {
@@ -362,6 +373,15 @@ impl Collector for ScrapeCollector {
                     ("unavailable", seen.unavailable),
                 ],
             )?;
+        }
+        let receivers: Vec<_> = s
+            .shared_signals
+            .receivers()
+            .iter()
+            .map(|r| (r.transmitter(), r.receiver()))
+            .collect();
+        if !receivers.is_empty() {
+            shared_signals(e, "tollgate_gateway", &receivers)?;
         }
         if !s.jwks.is_empty() {
             let (succeeded, failed) = s.jwks.iter().fold((0, 0), |(ok, failed), jwks| {

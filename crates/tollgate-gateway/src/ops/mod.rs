@@ -1,36 +1,44 @@
-//! Operations: `/healthz` (the process answers), `/readyz` (every issuer's keys loaded and the
-//! revocation feed healthy under its policy) and `/metrics` ([`metrics`]), on a listener of their own so that
-//! neither collides with an upstream's paths nor is reachable from where clients are.
+//! Operations: `/healthz` (the process answers), `/readyz` (every issuer's keys loaded, the
+//! revocation feed healthy under its policy, every Shared Signals receiver ready) and `/metrics`
+//! ([`metrics`]), on a listener of their own so that neither collides with an upstream's paths
+//! nor is reachable from where clients are.
 
 pub mod metrics;
 
+use crate::shared_signals::SharedSignals;
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
+use std::borrow::Cow;
 use std::sync::Arc;
 use tollgate_core::KeySet;
 use tollgate_layer::Readiness;
 
-/// Whether the gateway can judge tokens: keys loaded for every issuer, and the revocation feed
-/// healthy under its policy (the same check the Layer makes on every request).
+/// Whether the gateway can judge tokens: keys loaded for every issuer, the revocation feed
+/// healthy under its policy (the same check the Layer makes on every request), and every Shared
+/// Signals receiver hearing from its transmitter.
 #[derive(Debug)]
 pub(crate) struct GatewayReadiness {
     /// Each issuer's key set.
     pub(crate) keys: Vec<KeySet>,
     pub(crate) feed: Option<Arc<dyn Readiness>>,
+    /// Not ready while one cannot reach its transmitter: the revocations it would deliver are
+    /// missed meanwhile. (Only `/readyz` and the metrics say so: protected requests are still
+    /// judged, by an index that holds every revocation delivered before the outage.)
+    pub(crate) shared_signals: SharedSignals,
 }
 
 impl GatewayReadiness {
-    pub(crate) fn check(&self) -> Result<(), &'static str> {
+    pub(crate) fn check(&self) -> Result<(), Cow<'static, str>> {
         // One issuer without keys is one whose every token would be refused.
         if self.keys.iter().any(|keys| keys.kids().is_empty()) {
-            return Err("no verification key loaded yet");
+            return Err("no verification key loaded yet".into());
         }
-        match &self.feed {
-            Some(feed) => feed.check().map_err(|n| n.description()),
-            None => Ok(()),
+        if let Some(feed) = &self.feed {
+            feed.check().map_err(|n| n.description())?;
         }
+        self.shared_signals.check().map_err(Cow::Owned)
     }
 }
 

@@ -7,6 +7,7 @@ use super::{Lifetimes, StoreKind};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use tollgate_program::signals::SharedSignalsTable;
 use toml::Spanned;
 
 /// The whole file.
@@ -41,6 +42,8 @@ pub(super) struct File {
     pub(super) replication: Option<ReplicationFile>,
     pub(super) metrics: Option<MetricsFile>,
     pub(super) postgres: Option<PostgresFile>,
+    #[serde(default)]
+    pub(super) shared_signals: Vec<Spanned<SharedSignalsTable>>,
 }
 
 /// `[postgres]`: the database of `store = "postgres"`.

@@ -20,6 +20,7 @@ use tollgate_core::{SigningAlgorithm, TenantPath};
 use tollgate_issuer::{
     Client, ClientSecret, GrantType, PasswordHash, SignInThrottle, StaticDirectory, User,
 };
+use tollgate_program::signals::{Rules, SharedSignalsConfig, SharedSignalsTable};
 use tollgate_redis::wire::Keys;
 use tollgate_redis::{OnUnreadable, RedisTarget};
 use toml::Spanned;
@@ -53,6 +54,8 @@ pub struct Config {
     pub(crate) replication: Option<Replication>,
     /// `[metrics] listen`: where `/metrics` is served; `None` without a `[metrics]` table.
     pub(crate) metrics: Option<SocketAddr>,
+    /// One Shared Signals receiver per `[[shared_signals]]` table, publishing through the store.
+    pub(crate) shared_signals: Vec<SharedSignalsConfig>,
     pub(crate) source: Source,
 }
 
@@ -90,6 +93,20 @@ impl Config {
     /// The address of the metrics listener (`[metrics] listen`); `None` without `[metrics]`.
     pub fn metrics_listen(&self) -> Option<SocketAddr> {
         self.metrics
+    }
+
+    /// `[[shared_signals]]` needs `[replication]` (or `--redis`): this server judges only its own
+    /// tokens, so the cutoffs its receivers commit are for the followers of its Redis stream,
+    /// which the relay publishes them to. Checked once the command line has had its say.
+    pub fn check_shared_signals_replicated(&self) -> Result<(), String> {
+        if self.shared_signals.is_empty() || self.replication.is_some() {
+            return Ok(());
+        }
+        Err(format!(
+            "{}: shared_signals: needs [replication] (or --redis): this server judges only its \
+             own tokens, and the transmitters' cutoffs are for the followers of its Redis stream",
+            self.source.path().display()
+        ))
     }
 
     /// Replicates through the Redis at `url` (`tollgate serve --redis URL`): the file's
@@ -306,6 +323,7 @@ fn validate(file: File, source: Source) -> Result<Config, ConfigError> {
         .metrics
         .map(|m| metrics_listen(&source, &m, file.listen))
         .transpose()?;
+    let shared_signals = shared_signals(&source, &file.shared_signals, &issuer)?;
     let keys = key_specs(&source, file.keys)?;
     let tenants = file
         .tenants
@@ -357,8 +375,42 @@ fn validate(file: File, source: Source) -> Result<Config, ConfigError> {
         sign_in_throttle,
         replication,
         metrics,
+        shared_signals,
         source,
     })
+}
+
+/// `[[shared_signals]]`, checked as the gateway checks them, with this server's rules: a
+/// transmitter may revoke any issuer's tokens but this server's own, which its own endpoints
+/// revoke (a cutoff of them from outside would also slip past the exact counts of a batch
+/// revocation); a push path must not be one of the token service's.
+fn shared_signals(
+    source: &Source,
+    tables: &[Spanned<SharedSignalsTable>],
+    issuer: &str,
+) -> Result<Vec<SharedSignalsConfig>, ConfigError> {
+    let token_issuer = |name: &str| {
+        if name == issuer {
+            Err(
+                "is this server's own issuer (its tokens are revoked through its own \
+                 endpoints)"
+                    .to_owned(),
+            )
+        } else {
+            Ok(())
+        }
+    };
+    let path_taken = |path: &str| {
+        tollgate_issuer::TokenService::route(path).map(|p| format!("the token service's {p}"))
+    };
+    tollgate_program::signals::shared_signals(
+        source,
+        tables,
+        Rules {
+            token_issuer: &token_issuer,
+            path_taken: &path_taken,
+        },
+    )
 }
 
 /// Validates `[postgres]` against `store`: the table is required by `store = "postgres"` and

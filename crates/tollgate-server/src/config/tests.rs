@@ -300,3 +300,57 @@ fn odd_input_is_an_error_not_a_panic() {
         assert!(!err.contains('\n'), "{err}");
     }
 }
+
+#[test]
+fn shared_signals_leave_this_servers_tokens_and_paths_alone_and_need_replication() {
+    // PATH: a variable every process has (a test cannot set one: no unsafe code).
+    let table = |transmitter: &str, extra: &str| {
+        format!(
+            "issuer = \"http://x\"\n[[shared_signals]]\ntransmitter = \"{transmitter}\"\n\
+             audience = \"a\"\nbearer_token_env = \"PATH\"\n{extra}"
+        )
+    };
+    let provider = "token_issuers = [\"https://id.example\"]\n";
+    for (text, wanted) in [
+        (
+            table("https://ssf.example", "token_issuers = [\"http://x\"]\n"),
+            "shared_signals[0].token_issuers: `http://x` is this server's own issuer",
+        ),
+        (
+            table("http://x", ""),
+            "not set, so it is the transmitter `http://x`, which is this server's own issuer",
+        ),
+        (
+            table(
+                "https://ssf.example",
+                &format!(
+                    "{provider}delivery = \"push\"\npush_path = \"/connect/token\"\n\
+                     push_url = \"https://x.example/connect/token\"\n"
+                ),
+            ),
+            "shared_signals[0].push_path: is the token service's /connect/token",
+        ),
+    ] {
+        let err = error(&text);
+        assert!(err.contains(wanted), "{text}\n=> {err}");
+    }
+
+    let alone = parse(&table("https://ssf.example", provider)).unwrap();
+    let err = alone.check_shared_signals_replicated().unwrap_err();
+    assert!(err.contains("shared_signals: needs [replication]"), "{err}");
+    let replicated = format!(
+        "{}[replication]\nredis_url = \"redis://127.0.0.1:6379/\"\n",
+        table("https://ssf.example", provider)
+    );
+    assert!(
+        parse(&replicated)
+            .unwrap()
+            .check_shared_signals_replicated()
+            .is_ok()
+    );
+    let mut through_redis = alone;
+    through_redis
+        .replicate_through("redis://127.0.0.1:6379/")
+        .unwrap();
+    assert!(through_redis.check_shared_signals_replicated().is_ok());
+}

@@ -1,6 +1,6 @@
 //! Values read when Prometheus scrapes, from the status the running parts already keep: the
-//! live tokens of the token service, the relay's and the follower's status. Nothing polls them
-//! in between.
+//! live tokens of the token service, the relay's and the follower's status, the Shared Signals
+//! receivers' counters. Nothing polls them in between.
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -121,5 +121,17 @@ impl Collector for Replication {
             )?;
         }
         Ok(())
+    }
+}
+
+/// With `[[shared_signals]]`: `tollgate_shared_signals_total{transmitter, outcome}`,
+/// `_shared_signals_refused_total{transmitter, reason}` and `_shared_signals_ready{transmitter}`,
+/// read at scrape time.
+#[derive(Debug)]
+pub(crate) struct SharedSignals(pub(crate) crate::signals::SignalReceivers);
+
+impl Collector for SharedSignals {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        tollgate_program::metrics::shared_signals(&mut encoder, "tollgate", &self.0.each())
     }
 }

@@ -1,11 +1,13 @@
-//! A Shared Signals transmitter for the tests, written from the specifications: SSF 1.0's
-//! configuration metadata, stream management and verification; RFC 8936's poll endpoint (a queue
-//! that redelivers what was not acknowledged, and records `setErrs`); RFC 8935 pushes to the
-//! receiver's endpoint. A real HTTP server on 127.0.0.1, that can be stopped and started again on
-//! the same port.
+//! A Shared Signals transmitter for tests, written from the specifications rather than from the
+//! receiver: SSF 1.0's configuration metadata, stream management and verification; RFC 8936's
+//! poll endpoint (a queue that redelivers what was not acknowledged, and records `setErrs`);
+//! RFC 8935 pushes to the receiver's endpoint. A real HTTP server on 127.0.0.1, that can be
+//! stopped and started again on the same port.
 
+use crate::ssf::event_types;
 use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode};
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -16,13 +18,15 @@ use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
-use tollgate_core::{KeySet, SigningAlgorithm, jws};
+use tollgate_core::{KeySet, SigningAlgorithm, UnixMillis, jws};
 
-pub(crate) const PUSH: &str = "urn:ietf:rfc:8935";
-pub(crate) const POLL: &str = "urn:ietf:rfc:8936";
+/// RFC 8935 push delivery, as a stream's `delivery.method` names it.
+const PUSH: &str = "urn:ietf:rfc:8935";
+/// RFC 8936 poll delivery.
+const POLL: &str = "urn:ietf:rfc:8936";
 
 /// What the transmitter holds.
 #[derive(Default)]
@@ -54,22 +58,52 @@ struct Shared {
     client: Client<HttpConnector, Full<Bytes>>,
 }
 
-pub(crate) struct Transmitter {
+/// A running transmitter ([`Transmitter::start`]): one issuer (`http://127.0.0.1:<port>`), one
+/// ES256 signing key, one stream (created by the receiver), a poll queue. Stops when dropped.
+///
+/// What it offers (`/.well-known/ssf-configuration`): push and poll delivery, a configuration
+/// endpoint (`/ssf/stream`: list, read, create; one stream, a second is `409`), a status endpoint
+/// (`/ssf/status`), a verification endpoint (`/ssf/verify`: `204`, then the verification event on
+/// the stream), the poll endpoint (`/ssf/poll`), its keys (`/jwks`), and `tenant` as a critical
+/// subject member. Every endpoint but the metadata and the keys requires
+/// `Authorization: Bearer <bearer>`.
+pub struct Transmitter {
     shared: Arc<Shared>,
     port: u16,
     server: Option<JoinHandle<()>>,
 }
 
+impl std::fmt::Debug for Transmitter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transmitter")
+            .field("issuer", &self.shared.issuer)
+            .field("audience", &self.shared.audience)
+            .field("running", &self.server.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Transmitter {
-    /// A transmitter whose streams are for `audience`, whose API requires `bearer`.
-    pub(crate) async fn start(audience: &str, bearer: &str) -> Transmitter {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
+    /// Starts a transmitter on a free port of 127.0.0.1 whose streams are for `audience` (the
+    /// `aud` of its SETs), whose API requires `Authorization: Bearer <bearer>`.
+    ///
+    /// # Panics
+    ///
+    /// When it cannot listen on 127.0.0.1 or generate its key.
+    pub async fn start(audience: &str, bearer: &str) -> Transmitter {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("the transmitter listens on 127.0.0.1");
+        let port = listener
+            .local_addr()
+            .expect("a listener has an address")
+            .port();
         let shared = Arc::new(Shared {
             issuer: format!("http://127.0.0.1:{port}"),
             audience: audience.to_owned(),
             bearer: bearer.to_owned(),
-            keys: KeySet::generate(SigningAlgorithm::ES256, "tx-1").unwrap(),
+            keys: KeySet::generate(SigningAlgorithm::ES256, "tx-1")
+                .expect("an ES256 key is generated"),
             state: Mutex::default(),
             jtis: AtomicU64::new(0),
             client: Client::builder(TokioExecutor::new()).build(HttpConnector::new()),
@@ -82,32 +116,42 @@ impl Transmitter {
         }
     }
 
-    pub(crate) fn issuer(&self) -> &str {
+    /// Its issuer identifier, `http://127.0.0.1:<port>`: the `transmitter` a receiver is
+    /// configured with, and the `iss` of its SETs.
+    pub fn issuer(&self) -> &str {
         &self.shared.issuer
     }
 
-    /// Stops answering: the listener and every open connection are closed.
-    pub(crate) fn stop(&mut self) {
+    /// Stops answering: the listener and every open connection are closed. What it holds (the
+    /// stream, the queue) is kept for [`restart`](Self::restart).
+    pub fn stop(&mut self) {
         if let Some(server) = self.server.take() {
             server.abort();
         }
     }
 
     /// Answers again, on the same port.
-    pub(crate) async fn restart(&mut self) {
+    ///
+    /// # Panics
+    ///
+    /// When the port was taken meanwhile.
+    pub async fn restart(&mut self) {
         self.stop();
-        let listener = TcpListener::bind(("127.0.0.1", self.port)).await.unwrap();
+        let listener = TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .expect("the transmitter listens on its port again");
         self.server = Some(serve(listener, self.shared.clone()));
     }
 
-    /// Signs `claims` as a SET with the transmitter's key.
-    pub(crate) fn sign(&self, typ: &str, claims: &Value) -> String {
-        jws::encode(&self.shared.keys.signing_key().unwrap(), typ, claims).unwrap()
+    /// Signs `claims` with the transmitter's key, with `typ` in the header (`secevent+jwt` for a
+    /// SET; anything else to test a receiver's refusal).
+    pub fn sign(&self, typ: &str, claims: &Value) -> String {
+        self.shared.sign(typ, claims)
     }
 
     /// A SET's claims from this transmitter to the audience, issued now: one `event` about
     /// `sub_id` (left out when null).
-    pub(crate) fn claims(&self, event_type: &str, sub_id: Value, event: Value) -> Value {
+    pub fn claims(&self, event_type: &str, sub_id: Value, event: Value) -> Value {
         let mut claims = json!({
             "iss": self.shared.issuer,
             "aud": self.shared.audience,
@@ -123,49 +167,62 @@ impl Transmitter {
     }
 
     /// A signed SET of `claims`, and its jti.
-    pub(crate) fn set(&self, claims: &Value) -> (String, String) {
+    pub fn set(&self, claims: &Value) -> (String, String) {
         let jti = claims["jti"].as_str().unwrap_or_default().to_owned();
         (jti, self.sign("secevent+jwt", claims))
     }
 
-    /// Poll delivery: queues the SET.
-    pub(crate) fn enqueue(&self, jti: &str, set: &str) {
+    /// Poll delivery: queues the SET, delivered by the next polls until the receiver
+    /// acknowledges it or reports an error about it.
+    pub fn enqueue(&self, jti: &str, set: &str) {
         self.shared
             .state()
             .queue
             .push((jti.to_owned(), set.to_owned()));
     }
 
-    /// Push delivery: POSTs the SET to the stream's endpoint as RFC 8935 says; the answer.
-    pub(crate) async fn push(&self, set: &str) -> (StatusCode, Value) {
-        self.shared.push(set).await
+    /// Push delivery: POSTs the SET to the stream's endpoint as RFC 8935 says (with the
+    /// stream's `authorization_header`, if the receiver gave one); the answer's status and JSON
+    /// body (`null` when it has none).
+    ///
+    /// # Panics
+    ///
+    /// When there is no push stream, or its endpoint cannot be reached.
+    pub async fn push(&self, set: &str) -> (StatusCode, Value) {
+        self.shared
+            .push(set)
+            .await
+            .unwrap_or_else(|e| panic!("the SET could not be pushed: {e}"))
     }
 
     /// The jtis the receiver acknowledged.
-    pub(crate) fn acked(&self) -> Vec<String> {
+    pub fn acked(&self) -> Vec<String> {
         self.shared.state().acked.clone()
     }
 
-    /// The errors the receiver reported, by jti.
-    pub(crate) fn set_errs(&self) -> Map<String, Value> {
+    /// The errors the receiver reported (`setErrs`), by jti.
+    pub fn set_errs(&self) -> Map<String, Value> {
         self.shared.state().set_errs.clone()
     }
 
     /// SETs waiting to be acknowledged.
-    pub(crate) fn queued(&self) -> usize {
+    pub fn queued(&self) -> usize {
         self.shared.state().queue.len()
     }
 
-    pub(crate) fn polls(&self) -> u64 {
+    /// How many polls it has answered.
+    pub fn polls(&self) -> u64 {
         self.shared.state().polls
     }
 
-    pub(crate) fn stream_id(&self) -> Option<String> {
+    /// The stream's id, once a receiver created it.
+    pub fn stream_id(&self) -> Option<String> {
         self.shared.state().stream.as_ref().map(|s| s.id.clone())
     }
 
-    /// Changes the stream's status, as the transmitter may on its own (§8.1.2).
-    pub(crate) fn set_status(&self, status: &str) {
+    /// Changes the stream's status (`enabled`, `paused`, `disabled`), as a transmitter may on
+    /// its own (§8.1.2); a stream not `enabled` delivers nothing when polled.
+    pub fn set_status(&self, status: &str) {
         if let Some(stream) = &mut self.shared.state().stream {
             stream.status = status.to_owned();
         }
@@ -178,11 +235,9 @@ impl Drop for Transmitter {
     }
 }
 
-pub(crate) fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
+/// Now, in seconds since the Unix epoch: the `iat` of the SETs it makes.
+pub fn now() -> i64 {
+    UnixMillis::from(std::time::SystemTime::now()).as_secs()
 }
 
 /// The accept loop; aborting it drops the JoinSet, which aborts every connection.
@@ -213,13 +268,23 @@ fn answer(status: StatusCode, body: Option<Value>) -> Response<Full<Bytes>> {
     *response.status_mut() = status;
     response
         .headers_mut()
-        .insert("content-type", "application/json".parse().unwrap());
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }
 
 impl Shared {
     fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap()
+        // A test that panicked while holding the lock has failed already; what it held stays
+        // readable for the others.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn sign(&self, typ: &str, claims: &Value) -> String {
+        let key = self
+            .keys
+            .signing_key()
+            .expect("the transmitter has its signing key");
+        jws::encode(&key, typ, claims).expect("claims are signed")
     }
 
     fn next_jti(&self) -> String {
@@ -246,8 +311,8 @@ impl Shared {
             "iss": self.issuer,
             "aud": self.audience,
             "delivery": stream.delivery,
-            "events_supported": tollgate_signals::ssf::event_types::SUPPORTED,
-            "events_delivered": tollgate_signals::ssf::event_types::SUPPORTED,
+            "events_supported": event_types::SUPPORTED,
+            "events_delivered": event_types::SUPPORTED,
             "min_verification_interval": 0,
         })
     }
@@ -262,7 +327,7 @@ impl Shared {
             }
             (Method::GET, "/jwks") => answer(
                 StatusCode::OK,
-                Some(serde_json::to_value(self.keys.to_jwks()).unwrap()),
+                serde_json::to_value(self.keys.to_jwks()).ok(),
             ),
             _ if !self.authorized(&request) => answer(StatusCode::UNAUTHORIZED, None),
             (Method::GET, "/ssf/stream") => self.read_streams(&query),
@@ -277,7 +342,7 @@ impl Shared {
     fn authorized(&self, request: &Request<Incoming>) -> bool {
         request
             .headers()
-            .get("authorization")
+            .get(AUTHORIZATION)
             .is_some_and(|v| v.as_bytes() == format!("Bearer {}", self.bearer).as_bytes())
     }
 
@@ -357,13 +422,14 @@ impl Shared {
             "iat": now(),
             "jti": self.next_jti(),
             "sub_id": {"format": "opaque", "id": stream.id},
-            "events": { tollgate_signals::ssf::event_types::VERIFICATION: { "state": state } },
+            "events": { event_types::VERIFICATION: { "state": state } },
         });
-        let jti = claims["jti"].as_str().unwrap().to_owned();
-        let set = jws::encode(&self.keys.signing_key().unwrap(), "secevent+jwt", &claims).unwrap();
+        let jti = claims["jti"].as_str().unwrap_or_default().to_owned();
+        let set = self.sign("secevent+jwt", &claims);
         if stream.delivery["method"] == PUSH {
+            // A receiver that does not take it asks again later: nothing to do with the answer.
             tokio::spawn(async move {
-                self.push(&set).await;
+                let _ = self.push(&set).await;
             });
         } else {
             self.state().queue.push((jti, set));
@@ -407,25 +473,42 @@ impl Shared {
         )
     }
 
-    async fn push(&self, set: &str) -> (StatusCode, Value) {
-        let stream = self.state().stream.clone().expect("a stream to push on");
+    async fn push(&self, set: &str) -> Result<(StatusCode, Value), String> {
+        let stream = self.state().stream.clone().ok_or("no stream to push on")?;
         let delivery = &stream.delivery;
-        let mut request = Request::post(delivery["endpoint_url"].as_str().unwrap())
-            .header("content-type", "application/secevent+jwt")
-            .header("accept", "application/json");
+        let endpoint = delivery["endpoint_url"]
+            .as_str()
+            .filter(|_| delivery["method"] == PUSH)
+            .ok_or("the stream is not a push stream")?;
+        let mut request = Request::post(endpoint)
+            .header(CONTENT_TYPE, "application/secevent+jwt")
+            .header(ACCEPT, "application/json");
         if let Some(header) = delivery["authorization_header"].as_str() {
-            request = request.header("authorization", header);
+            request = request.header(AUTHORIZATION, header);
         }
-        let request = request.body(Full::from(set.to_owned())).unwrap();
-        let response = self.client.request(request).await.unwrap();
+        let request = request
+            .body(Full::from(set.to_owned()))
+            .map_err(|e| format!("not a request: {e}"))?;
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|e| format!("{endpoint}: {e}"))?;
         let status = response.status();
-        let body = response.into_body().collect().await.unwrap().to_bytes();
-        let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        (status, body)
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| format!("{endpoint}: {e}"))?
+            .to_bytes();
+        Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
     }
 }
 
+/// A request's JSON body; `null` when it has none or it cannot be read.
 async fn read(request: Request<Incoming>) -> Value {
-    let body = request.into_body().collect().await.unwrap().to_bytes();
-    serde_json::from_slice(&body).unwrap_or(Value::Null)
+    match request.into_body().collect().await {
+        Ok(body) => serde_json::from_slice(&body.to_bytes()).unwrap_or(Value::Null),
+        Err(_) => Value::Null,
+    }
 }

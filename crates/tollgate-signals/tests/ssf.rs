@@ -2,9 +2,8 @@
 //! sockets: push and poll deliver every supported event, the index refuses exactly the right
 //! tokens, every invalid SET is refused with its reason, the push endpoint's authorization,
 //! readiness while the transmitter is away, and (with Redis) a SET whose cutoff could not be
-//! published is delivered again and applied later.
-
-mod transmitter;
+//! published is delivered again and applied later. The transmitter is the crate's test kit
+//! (`tollgate_signals::testing`, feature `test-util`).
 
 use bytes::Bytes;
 use http::{Request, StatusCode};
@@ -24,8 +23,8 @@ use tollgate_signals::ssf::event_types::{
     CAEP_CREDENTIAL_CHANGE, CAEP_SESSION_REVOKED, RISC_ACCOUNT_DISABLED, RISC_ACCOUNT_PURGED,
     RISC_CREDENTIAL_COMPROMISE, RISC_SESSIONS_REVOKED, STREAM_UPDATED, VERIFICATION,
 };
+use tollgate_signals::testing::{Transmitter, now};
 use tollgate_signals::{Publish, SsfPush, SsfReceiver, SsfTask, StreamState};
-use transmitter::{Transmitter, now};
 
 const AUDIENCE: &str = "https://api.example.com";
 const BEARER: &str = "management-token";

@@ -1,0 +1,443 @@
+//! `[[shared_signals]]`, read alike by `tollgate gateway` and `tollgate serve`: one OpenID Shared
+//! Signals receiver per transmitter. The table's schema ([`SharedSignalsTable`]), its checks
+//! ([`shared_signals`], with each program's own [`Rules`]), and the receiver it configures
+//! ([`SharedSignalsConfig::receiver`]); where the receiver publishes is each program's to say.
+//!
+//! The keys, with their defaults (the reference is `docs/gateway.md`):
+//!
+//! | key | default | meaning |
+//! |---|---|---|
+//! | `transmitter` | required | the transmitter's issuer identifier: its `/.well-known/ssf-configuration` is read |
+//! | `audience` | required | the `aud` of its SETs for this receiver |
+//! | `bearer_token_env` | required | the environment variable holding the token for the transmitter's API |
+//! | `token_issuers` | `[transmitter]` | the issuers whose tokens its events may revoke (the program's rules decide which are allowed) |
+//! | `delivery` | `"poll"` | or `"push"`, with `push_path`, `push_url` and optionally `push_authorization_env` |
+//! | `poll_interval` | 5 (poll), 30 (push) | seconds between polls that brought nothing; with push, between reads of the stream's status |
+//! | `max_age` | 86400 | how old a SET may be, in seconds (at most a week) |
+
+use crate::config::{ConfigError, Source};
+use http::{HeaderValue, Uri};
+use serde::Deserialize;
+use std::fmt;
+use std::time::Duration;
+use tollgate_signals::{SsfReceiver, SsfReceiverBuilder};
+use toml::Spanned;
+
+/// One `[[shared_signals]]` table, as read: put it in a program's file schema as
+/// `Vec<Spanned<SharedSignalsTable>>` and check it with [`shared_signals`].
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SharedSignalsTable {
+    transmitter: Spanned<String>,
+    audience: Spanned<String>,
+    bearer_token_env: Spanned<String>,
+    token_issuers: Option<Spanned<Vec<Spanned<String>>>>,
+    delivery: Option<Spanned<String>>,
+    push_path: Option<Spanned<String>>,
+    push_url: Option<Spanned<String>>,
+    push_authorization_env: Option<Spanned<String>>,
+    poll_interval: Option<Spanned<u64>>,
+    max_age: Option<Spanned<u64>>,
+}
+
+/// What a program allows of a `[[shared_signals]]` table beyond the table itself.
+#[derive(Clone, Copy)]
+pub struct Rules<'a> {
+    /// `Ok` for an issuer whose tokens a transmitter may revoke here, else why not (the gateway:
+    /// one of its configured issuers; `tollgate serve`: any but its own).
+    pub token_issuer: &'a dyn Fn(&str) -> Result<(), String>,
+    /// What already answers this path of the program's listener, if anything does (forward-auth,
+    /// the logout receiver, the token service's endpoints): a `push_path` must be free.
+    pub path_taken: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl fmt::Debug for Rules<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rules").finish_non_exhaustive()
+    }
+}
+
+/// One `[[shared_signals]]` table, checked: the receiver of one transmitter.
+#[derive(Debug, Clone)]
+pub struct SharedSignalsConfig {
+    transmitter: String,
+    audience: String,
+    bearer_token: Secret,
+    token_issuers: Vec<String>,
+    delivery: SignalDelivery,
+    interval: Duration,
+    max_age: Duration,
+}
+
+/// How a transmitter's SETs reach the receiver.
+#[derive(Debug, Clone)]
+enum SignalDelivery {
+    /// The receiver polls the transmitter (RFC 8936).
+    Poll,
+    /// The transmitter POSTs to `url`, which reaches the program's listener at `path` (RFC 8935),
+    /// with `authorization` as its `Authorization` header when set.
+    Push {
+        path: String,
+        url: String,
+        authorization: Option<Secret>,
+    },
+}
+
+/// A value read from the environment that no log, error or `Debug` output may show.
+#[derive(Clone)]
+struct Secret(String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+impl SharedSignalsConfig {
+    /// The transmitter's issuer identifier (the `transmitter` label of the metrics).
+    pub fn transmitter(&self) -> &str {
+        &self.transmitter
+    }
+
+    /// With push delivery, the path of the program's listener the SETs arrive at (to be
+    /// answered by [`SsfReceiver::push_service`] before anything else); `None` with poll delivery.
+    pub fn push_path(&self) -> Option<&str> {
+        match &self.delivery {
+            SignalDelivery::Poll => None,
+            SignalDelivery::Push { path, .. } => Some(path),
+        }
+    }
+
+    /// The receiver's builder with everything the table says; the program adds where the
+    /// cutoffs are published (and its replay protection), then builds it.
+    pub fn receiver(&self) -> SsfReceiverBuilder {
+        let builder = SsfReceiver::builder(&self.transmitter, &self.audience)
+            .bearer_token(&self.bearer_token.0)
+            .token_issuers(self.token_issuers.iter().cloned())
+            .max_age(self.max_age)
+            .description("tollgate: revocations of access tokens");
+        match &self.delivery {
+            SignalDelivery::Poll => builder.poll_interval(self.interval),
+            SignalDelivery::Push {
+                url, authorization, ..
+            } => builder
+                .push(url, authorization.as_ref().map(|a| a.0.clone()))
+                .status_interval(self.interval),
+        }
+    }
+}
+
+/// The wait between polls when the table sets none: soon enough for a revocation, light on the
+/// transmitter.
+const DEFAULT_POLL_INTERVAL: u64 = 5;
+/// The wait between status reads of a push stream when the table sets none: pushes need no
+/// polling, this only notices a transmitter that went away or paused the stream.
+const DEFAULT_STATUS_INTERVAL: u64 = 30;
+/// How old a SET may be by default: a polled SET may have waited at the transmitter while the
+/// receiver was away, and refusing it loses its revocation for good.
+const DEFAULT_MAX_AGE: u64 = 86_400;
+/// The longest freshness window accepted: a week (replay protection remembers every `jti` that
+/// long).
+const MAX_AGE_LIMIT: u64 = 7 * 86_400;
+
+/// A path a receiver answers on: absolute, of characters that need no encoding, without dot
+/// segments or empty ones, so that it is compared exactly with a request's and no route or
+/// upstream reads it otherwise.
+pub fn is_plain_path(path: &str) -> bool {
+    path.starts_with('/')
+        && !path.contains("//")
+        && path
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/-_.~".contains(&b))
+        && path
+            .split('/')
+            .all(|segment| segment.is_empty() || !segment.bytes().all(|b| b == b'.'))
+}
+
+/// What a path that is not plain is told.
+pub const PLAIN_PATH: &str =
+    "must be a plain absolute path (letters, digits, / - _ . ~; no dot segments)";
+
+/// Every `[[shared_signals]]` table, checked, with errors naming `shared_signals[i].key` and never
+/// a secret: a transmitter once; `token_issuers` (default: the transmitter itself) allowed by
+/// `rules`; `delivery` and the push keys; each push path plain, free and its own; the secrets
+/// read from the environment at once (a variable that is not set stops the program at start).
+pub fn shared_signals(
+    source: &Source,
+    tables: &[Spanned<SharedSignalsTable>],
+    rules: Rules<'_>,
+) -> Result<Vec<SharedSignalsConfig>, ConfigError> {
+    let mut checked: Vec<SharedSignalsConfig> = Vec::with_capacity(tables.len());
+    for (i, table) in tables.iter().enumerate() {
+        let key = |name: &str| format!("shared_signals[{i}].{name}");
+        let config = receiver(source, table.get_ref(), rules, &key)?;
+        let file = table.get_ref();
+        if checked.iter().any(|c| c.transmitter == config.transmitter) {
+            return Err(source.error(
+                &file.transmitter,
+                &key("transmitter"),
+                format_args!(
+                    "`{}` is configured twice (one stream per transmitter)",
+                    config.transmitter
+                ),
+            ));
+        }
+        if let Some(path) = config.push_path() {
+            let spanned = file.push_path.as_ref().unwrap_or(&file.transmitter);
+            if let Some(what) = (rules.path_taken)(path) {
+                return Err(source.error(spanned, &key("push_path"), format_args!("is {what}")));
+            }
+            if let Some(j) = checked.iter().position(|c| c.push_path() == Some(path)) {
+                return Err(source.error(
+                    spanned,
+                    &key("push_path"),
+                    format_args!("is shared_signals[{j}]'s push_path"),
+                ));
+            }
+        }
+        checked.push(config);
+    }
+    Ok(checked)
+}
+
+/// One table, on its own.
+fn receiver(
+    source: &Source,
+    file: &SharedSignalsTable,
+    rules: Rules<'_>,
+    key: &dyn Fn(&str) -> String,
+) -> Result<SharedSignalsConfig, ConfigError> {
+    let transmitter = http_url(source, &file.transmitter, &key("transmitter"))?;
+    if file.audience.get_ref().trim().is_empty() {
+        return Err(source.error(&file.audience, &key("audience"), "must not be empty"));
+    }
+    let bearer_token = secret_from_env(
+        source,
+        &file.bearer_token_env,
+        &key("bearer_token_env"),
+        "Bearer ",
+    )?;
+    let token_issuers = token_issuers(source, file, rules, key)?;
+    let delivery = delivery(source, file, key)?;
+    let default_interval = match delivery {
+        SignalDelivery::Poll => DEFAULT_POLL_INTERVAL,
+        SignalDelivery::Push { .. } => DEFAULT_STATUS_INTERVAL,
+    };
+    Ok(SharedSignalsConfig {
+        transmitter,
+        audience: file.audience.get_ref().clone(),
+        bearer_token,
+        token_issuers,
+        delivery,
+        interval: seconds(
+            source,
+            file.poll_interval.as_ref(),
+            &key("poll_interval"),
+            3600,
+            default_interval,
+        )?,
+        max_age: seconds(
+            source,
+            file.max_age.as_ref(),
+            &key("max_age"),
+            MAX_AGE_LIMIT,
+            DEFAULT_MAX_AGE,
+        )?,
+    })
+}
+
+/// `token_issuers`, or the transmitter itself, each allowed by the program's rules.
+fn token_issuers(
+    source: &Source,
+    file: &SharedSignalsTable,
+    rules: Rules<'_>,
+    key: &dyn Fn(&str) -> String,
+) -> Result<Vec<String>, ConfigError> {
+    let Some(listed) = &file.token_issuers else {
+        let transmitter = file.transmitter.get_ref();
+        if let Err(why) = (rules.token_issuer)(transmitter) {
+            return Err(source.error(
+                &file.transmitter,
+                &key("token_issuers"),
+                format_args!(
+                    "not set, so it is the transmitter `{transmitter}`, which {why}: list the \
+                     issuers whose tokens this transmitter may revoke"
+                ),
+            ));
+        }
+        return Ok(vec![transmitter.clone()]);
+    };
+    if listed.get_ref().is_empty() {
+        return Err(source.error(
+            listed,
+            &key("token_issuers"),
+            "name at least one issuer (without the key, the transmitter's own)",
+        ));
+    }
+    let mut names: Vec<String> = Vec::with_capacity(listed.get_ref().len());
+    for name in listed.get_ref() {
+        let issuer = name.get_ref();
+        if let Err(why) = (rules.token_issuer)(issuer) {
+            return Err(source.error(
+                name,
+                &key("token_issuers"),
+                format_args!("`{issuer}` {why}"),
+            ));
+        }
+        if names.contains(issuer) {
+            return Err(source.error(
+                name,
+                &key("token_issuers"),
+                format_args!("`{issuer}` is listed twice"),
+            ));
+        }
+        names.push(issuer.clone());
+    }
+    Ok(names)
+}
+
+/// `delivery` and the push keys, which only push delivery may set.
+fn delivery(
+    source: &Source,
+    file: &SharedSignalsTable,
+    key: &dyn Fn(&str) -> String,
+) -> Result<SignalDelivery, ConfigError> {
+    let push_keys = [
+        ("push_path", file.push_path.as_ref()),
+        ("push_url", file.push_url.as_ref()),
+        (
+            "push_authorization_env",
+            file.push_authorization_env.as_ref(),
+        ),
+    ];
+    match file.delivery.as_ref().map(|d| d.get_ref().as_str()) {
+        None | Some("poll") => {
+            if let Some((name, value)) = push_keys.iter().find_map(|(n, v)| v.map(|v| (n, v))) {
+                return Err(source.error(
+                    value,
+                    &key(name),
+                    "is for delivery = \"push\" only (delivery is \"poll\")",
+                ));
+            }
+            Ok(SignalDelivery::Poll)
+        }
+        Some("push") => push(source, file, key),
+        Some(_) => {
+            let spanned = file.delivery.as_ref().unwrap_or(&file.transmitter);
+            Err(source.error(spanned, &key("delivery"), "must be \"poll\" or \"push\""))
+        }
+    }
+}
+
+/// Push delivery: `push_path` and `push_url` required, `push_authorization_env` read.
+fn push(
+    source: &Source,
+    file: &SharedSignalsTable,
+    key: &dyn Fn(&str) -> String,
+) -> Result<SignalDelivery, ConfigError> {
+    let missing = |name: &str, what: &str| {
+        source.error(
+            &file.transmitter,
+            &key(name),
+            format_args!("delivery = \"push\" needs {name}: {what}"),
+        )
+    };
+    let path = file.push_path.as_ref().ok_or_else(|| {
+        missing(
+            "push_path",
+            "where the program's listener receives the SETs",
+        )
+    })?;
+    if !is_plain_path(path.get_ref()) {
+        return Err(source.error(path, &key("push_path"), PLAIN_PATH));
+    }
+    let url = file.push_url.as_ref().ok_or_else(|| {
+        missing(
+            "push_url",
+            "the public URL of push_path the transmitter is told to POST to",
+        )
+    })?;
+    let authorization = file
+        .push_authorization_env
+        .as_ref()
+        .map(|var| secret_from_env(source, var, &key("push_authorization_env"), ""))
+        .transpose()?;
+    Ok(SignalDelivery::Push {
+        path: path.get_ref().clone(),
+        url: http_url(source, url, &key("push_url"))?,
+        authorization,
+    })
+}
+
+/// An `http://` or `https://` URL with a host, as written (a transmitter's issuer identifier is
+/// compared exactly; a push URL is given to the transmitter as is).
+fn http_url(source: &Source, value: &Spanned<String>, key: &str) -> Result<String, ConfigError> {
+    let url = value.get_ref();
+    let wrong = || source.error(value, key, "must be an http:// or https:// URL with a host");
+    let uri: Uri = url.parse().map_err(|_| wrong())?;
+    match uri.scheme_str() {
+        Some("http" | "https") if uri.host().is_some_and(|h| !h.is_empty()) => Ok(url.clone()),
+        _ => Err(wrong()),
+    }
+}
+
+/// The secret in the environment variable `var` names: set, not empty, and a valid header value
+/// after `prefix` (it is sent in an `Authorization` header). Errors name the variable, never the
+/// value.
+fn secret_from_env(
+    source: &Source,
+    var: &Spanned<String>,
+    key: &str,
+    prefix: &str,
+) -> Result<Secret, ConfigError> {
+    let name = var.get_ref();
+    let fail = |what: &str| {
+        source.error(
+            var,
+            key,
+            format_args!("environment variable `{name}` {what}"),
+        )
+    };
+    let value = std::env::var(name).map_err(|_| fail("is not set"))?;
+    if value.trim().is_empty() {
+        return Err(fail("is empty"));
+    }
+    if HeaderValue::try_from(format!("{prefix}{value}")).is_err() {
+        return Err(fail("holds characters a header cannot carry"));
+    }
+    Ok(Secret(value))
+}
+
+/// A number of seconds from 1 to `max`, or `default`.
+fn seconds(
+    source: &Source,
+    value: Option<&Spanned<u64>>,
+    key: &str,
+    max: u64,
+    default: u64,
+) -> Result<Duration, ConfigError> {
+    match value {
+        Some(v) if !(1..=max).contains(v.get_ref()) => {
+            Err(source.error(v, key, format_args!("must be between 1 and {max} seconds")))
+        }
+        Some(v) => Ok(Duration::from_secs(*v.get_ref())),
+        None => Ok(Duration::from_secs(default)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_plain_path;
+
+    #[test]
+    fn a_plain_path_has_no_dot_or_empty_segment_and_nothing_to_decode() {
+        for path in ["/ssf", "/ssf/events", "/a.b/c-d_e~f", "/ssf/"] {
+            assert!(is_plain_path(path), "{path}");
+        }
+        for path in [
+            "ssf", "", "/a/../b", "/a/./b", "/..", "/a//b", "/a%2fb", "/a;b", "/é", "/a b",
+        ] {
+            assert!(!is_plain_path(path), "{path}");
+        }
+    }
+}
