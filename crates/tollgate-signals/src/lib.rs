@@ -49,6 +49,7 @@
 //!   API).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod http;
 mod logout;
 mod publish;
 #[cfg(feature = "redis")]

@@ -1,8 +1,9 @@
 //! The receiver's answers (§2.8): `200` with `Cache-Control: no-store`, `400` with an OAuth
 //! error object.
 
+use crate::http::with_no_store;
 use bytes::Bytes;
-use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use http::header::{ALLOW, CONTENT_TYPE};
 use http::{HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 
@@ -35,13 +36,5 @@ pub(crate) fn method_not_allowed() -> Response<Full<Bytes>> {
     response
         .headers_mut()
         .insert(ALLOW, HeaderValue::from_static("POST"));
-    response
-}
-
-fn with_no_store(mut response: Response<Full<Bytes>>, status: StatusCode) -> Response<Full<Bytes>> {
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }

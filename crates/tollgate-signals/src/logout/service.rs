@@ -3,14 +3,14 @@
 use super::issuer::LogoutIssuer;
 use super::response;
 use super::token::{LogoutToken, Validator};
+use crate::http::{BodyError, BoxError, has_media_type, read_bounded};
 use crate::publish::{BoxFuture, Publish};
 use crate::replay::{MemoryReplayGuard, ReplayGuard};
 use crate::stats::SignalStats;
 use bytes::Bytes;
-use http::header::CONTENT_TYPE;
-use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::Full;
 use std::convert::Infallible;
 use std::fmt;
 use std::sync::Arc;
@@ -21,10 +21,6 @@ use tower_service::Service;
 
 /// The largest request body read: a form holding one logout token.
 const MAX_BODY: usize = 16 * 1024;
-/// How long the body may take to arrive.
-const BODY_TIMEOUT: Duration = Duration::from_secs(10);
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// An OpenID Connect Back-Channel Logout receiver: mount it at the logout URI registered at the
 /// provider. See the [module docs](crate) for what it checks and answers.
@@ -100,7 +96,7 @@ impl BackChannelLogout {
         if request.method() != Method::POST {
             return Err(Refusal::Method);
         }
-        if !is_form(request.headers()) {
+        if !has_media_type(request.headers(), "application/x-www-form-urlencoded") {
             return Err(Refusal::Invalid(
                 "content type must be application/x-www-form-urlencoded",
             ));
@@ -238,34 +234,16 @@ impl Refusal {
     }
 }
 
-fn is_form(headers: &HeaderMap) -> bool {
-    let mut values = headers.get_all(CONTENT_TYPE).iter();
-    let (Some(value), None) = (values.next(), values.next()) else {
-        return false;
-    };
-    value
-        .to_str()
-        .ok()
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|essence| {
-            essence
-                .trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        })
-}
-
 async fn read_body<B>(body: B) -> Result<Bytes, Refusal>
 where
     B: Body,
     B::Error: Into<BoxError>,
 {
-    let read = tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, MAX_BODY).collect());
-    match read.await {
-        Err(_) => Err(Refusal::Slow),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(e)) if e.is::<LengthLimitError>() => Err(Refusal::TooLarge),
-        Ok(Err(_)) => Err(Refusal::Invalid("the request body could not be read")),
-    }
+    read_bounded(body, MAX_BODY).await.map_err(|e| match e {
+        BodyError::Slow => Refusal::Slow,
+        BodyError::TooLarge => Refusal::TooLarge,
+        BodyError::Unreadable => Refusal::Invalid("the request body could not be read"),
+    })
 }
 
 /// The one `logout_token` parameter of the form.

@@ -1,6 +1,7 @@
 //! Logout token validation (OpenID Connect Back-Channel Logout 1.0, §2.4 and §2.6).
 
 use super::issuer::{LogoutIssuer, RevokeOnLogout};
+use crate::http::numeric_date;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::fmt;
@@ -255,15 +256,4 @@ struct RawClaims {
     events: Option<Map<String, Value>>,
     #[serde(default)]
     nonce: Present,
-}
-
-/// A NumericDate (RFC 7519 §2): integer or fractional seconds, fractions dropped.
-fn numeric_date(value: &Value) -> Option<i64> {
-    let number = value.as_number()?;
-    number.as_i64().or_else(|| {
-        number
-            .as_f64()
-            .filter(|f| f.is_finite() && f.abs() < 1e15)
-            .map(|f| f.floor() as i64)
-    })
 }

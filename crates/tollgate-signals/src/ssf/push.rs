@@ -3,26 +3,22 @@
 use super::receiver::{Outcome, Refusal, SsfReceiver};
 use super::set::MAX_SET_LEN;
 use super::status::Contact;
+use crate::http::{BodyError, BoxError, has_media_type, read_bounded, with_no_store};
 use crate::publish::BoxFuture;
 use aws_lc_rs::constant_time::verify_slices_are_equal;
 use aws_lc_rs::digest::{SHA256, digest};
 use bytes::Bytes;
-use http::header::{ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
+use http::header::{ALLOW, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::Full;
 use serde_json::json;
 use std::convert::Infallible;
 use std::task::{Context, Poll};
-use std::time::Duration;
 use tower_service::Service;
 
-/// How long the body may take to arrive.
-const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// What a `503` asks the transmitter to wait before it sends the SET again, in seconds.
 const RETRY_AFTER_SECS: &str = "5";
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The push endpoint of an [`SsfReceiver`] ([`SsfReceiver::push_service`]): mount it at the
 /// `endpoint_url` given to the builder's [`push`](super::SsfReceiverBuilder::push).
@@ -79,7 +75,7 @@ impl SsfPush {
         if !self.authenticated(request.headers()) {
             return Err(Rejected::Unauthenticated);
         }
-        if !is_secevent(request.headers()) {
+        if !has_media_type(request.headers(), "application/secevent+jwt") {
             return Err(Rejected::ContentType);
         }
         Ok(())
@@ -177,35 +173,17 @@ where
     }
 }
 
-fn is_secevent(headers: &HeaderMap) -> bool {
-    let mut values = headers.get_all(CONTENT_TYPE).iter();
-    let (Some(value), None) = (values.next(), values.next()) else {
-        return false;
-    };
-    value
-        .to_str()
-        .ok()
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|essence| {
-            essence
-                .trim()
-                .eq_ignore_ascii_case("application/secevent+jwt")
-        })
-}
-
 /// The body: one compact SET, at most 16 KiB, within 10 s.
 async fn read_set<B>(body: B) -> Result<String, Rejected>
 where
     B: Body,
     B::Error: Into<BoxError>,
 {
-    let read = tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, MAX_SET_LEN).collect());
-    let body = match read.await {
-        Ok(Ok(collected)) => collected.to_bytes(),
-        Err(_) => return Err(Rejected::Slow),
-        Ok(Err(e)) if e.is::<LengthLimitError>() => return Err(Rejected::TooLarge),
-        Ok(Err(_)) => return Err(Rejected::Unreadable),
-    };
+    let body = read_bounded(body, MAX_SET_LEN).await.map_err(|e| match e {
+        BodyError::Slow => Rejected::Slow,
+        BodyError::TooLarge => Rejected::TooLarge,
+        BodyError::Unreadable => Rejected::Unreadable,
+    })?;
     std::str::from_utf8(&body)
         .map(|set| set.trim().to_owned())
         .map_err(|_| Rejected::NotUtf8)
@@ -237,14 +215,6 @@ fn unavailable() -> Response<Full<Bytes>> {
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
-    response
-}
-
-fn with_no_store(mut response: Response<Full<Bytes>>, status: StatusCode) -> Response<Full<Bytes>> {
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 

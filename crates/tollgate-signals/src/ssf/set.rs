@@ -4,6 +4,7 @@
 use super::error::SetError;
 use super::event_types::{self, Meaning};
 use super::subject::{self, Subject};
+use crate::http::numeric_date;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use tollgate_core::jws::{self, Compact, JwsError};
@@ -343,15 +344,4 @@ async fn verify(
         }
         other => other.map_err(SetError::key),
     }
-}
-
-/// A NumericDate (RFC 7519 §2): integer or fractional seconds, fractions dropped.
-fn numeric_date(value: &Value) -> Option<i64> {
-    let number = value.as_number()?;
-    number.as_i64().or_else(|| {
-        number
-            .as_f64()
-            .filter(|f| f.is_finite() && f.abs() < 1e15)
-            .map(|f| f.floor() as i64)
-    })
 }
