@@ -79,3 +79,11 @@ pub(crate) fn numeric_date(value: &serde_json::Value) -> Option<i64> {
             .map(|f| f.floor() as i64)
     })
 }
+
+/// Whether `json` is JSON text a strict parser takes: valid UTF-8, no lone surrogate escapes,
+/// anywhere, members the receivers ignore included. A derived `Deserialize` skips ignored
+/// members without checking their strings, so a signal another parser would refuse could pass;
+/// signals are rare, so reading them twice costs nothing that matters.
+pub(crate) fn is_strict_json(json: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(json).is_ok()
+}

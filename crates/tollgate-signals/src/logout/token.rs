@@ -1,7 +1,7 @@
 //! Logout token validation (OpenID Connect Back-Channel Logout 1.0, §2.4 and §2.6).
 
 use super::issuer::{LogoutIssuer, RevokeOnLogout};
-use crate::http::numeric_date;
+use crate::http::{is_strict_json, numeric_date};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::fmt;
@@ -150,6 +150,9 @@ impl Validator {
         #[derive(Deserialize)]
         struct Issuer {
             iss: String,
+        }
+        if !is_strict_json(compact.payload()) {
+            return Err(LogoutTokenError::Malformed);
         }
         let claimed: Issuer =
             serde_json::from_slice(compact.payload()).map_err(|_| LogoutTokenError::Malformed)?;

@@ -4,7 +4,7 @@
 use super::error::SetError;
 use super::event_types::{self, Meaning};
 use super::subject::{self, Subject};
-use crate::http::numeric_date;
+use crate::http::{is_strict_json, numeric_date};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use tollgate_core::jws::{self, Compact, JwsError};
@@ -110,6 +110,9 @@ impl SetValidator {
         #[derive(Deserialize)]
         struct Issuer {
             iss: String,
+        }
+        if !is_strict_json(compact.payload()) {
+            return Err(SetError::request("malformed", "malformed SET claims"));
         }
         let claimed: Issuer = serde_json::from_slice(compact.payload())
             .map_err(|_| SetError::request("malformed", "malformed SET claims"))?;
