@@ -38,8 +38,7 @@ impl Answer {
     }
 }
 
-/// How the receiver authenticates to the transmitter's API.
-#[derive(Debug, Clone)]
+/// How the receiver authenticates to the transmitter's API. No `Debug`: it holds the token.
 pub(crate) enum Credentials {
     /// One token for ever (`SsfReceiverBuilder::bearer_token`).
     Bearer(String),
