@@ -9,7 +9,8 @@
 //! |---|---|---|
 //! | `transmitter` | required | the transmitter's issuer identifier: its `/.well-known/ssf-configuration` is read |
 //! | `audience` | required | the `aud` of its SETs for this receiver |
-//! | `bearer_token_env` | required | the environment variable holding the token for the transmitter's API |
+//! | `bearer_token_env` | one of the two forms | the environment variable holding a fixed token for the transmitter's API |
+//! | `token_url`, `client_id`, `client_secret_env`, `scope` | one of the two forms | OAuth 2.0 client credentials for the transmitter's API: the token endpoint, the client, the environment variable holding its secret, the scopes to ask for (optional) |
 //! | `token_issuers` | `[transmitter]` | the issuers whose tokens its events may revoke (the program's rules decide which are allowed) |
 //! | `delivery` | `"poll"` | or `"push"`, with `push_path`, `push_url` and optionally `push_authorization_env` |
 //! | `poll_interval` | 5 (poll), 30 (push) | seconds between polls that brought nothing; with push, between reads of the stream's status |
@@ -30,7 +31,11 @@ use toml::Spanned;
 pub struct SharedSignalsTable {
     transmitter: Spanned<String>,
     audience: Spanned<String>,
-    bearer_token_env: Spanned<String>,
+    bearer_token_env: Option<Spanned<String>>,
+    token_url: Option<Spanned<String>>,
+    client_id: Option<Spanned<String>>,
+    client_secret_env: Option<Spanned<String>>,
+    scope: Option<Spanned<String>>,
     token_issuers: Option<Spanned<Vec<Spanned<String>>>>,
     delivery: Option<Spanned<String>>,
     push_path: Option<Spanned<String>>,
@@ -62,11 +67,25 @@ impl fmt::Debug for Rules<'_> {
 pub struct SharedSignalsConfig {
     transmitter: String,
     audience: String,
-    bearer_token: Secret,
+    credentials: Credentials,
     token_issuers: Vec<String>,
     delivery: SignalDelivery,
     interval: Duration,
     max_age: Duration,
+}
+
+/// How the receiver authenticates to the transmitter's API.
+#[derive(Debug, Clone)]
+enum Credentials {
+    /// A fixed bearer token (`bearer_token_env`).
+    Bearer(Secret),
+    /// OAuth 2.0 client credentials, whose tokens the receiver renews.
+    ClientCredentials {
+        token_url: String,
+        client_id: String,
+        secret: Secret,
+        scope: Option<String>,
+    },
 }
 
 /// How a transmitter's SETs reach the receiver.
@@ -111,8 +130,17 @@ impl SharedSignalsConfig {
     /// The receiver's builder with everything the table says; the program adds where the
     /// cutoffs are published (and its replay protection), then builds it.
     pub fn receiver(&self) -> SsfReceiverBuilder {
-        let builder = SsfReceiver::builder(&self.transmitter, &self.audience)
-            .bearer_token(&self.bearer_token.0)
+        let builder = SsfReceiver::builder(&self.transmitter, &self.audience);
+        let builder = match &self.credentials {
+            Credentials::Bearer(token) => builder.bearer_token(&token.0),
+            Credentials::ClientCredentials {
+                token_url,
+                client_id,
+                secret,
+                scope,
+            } => builder.client_credentials(token_url, client_id, &secret.0, scope.clone()),
+        };
+        let builder = builder
             .token_issuers(self.token_issuers.iter().cloned())
             .max_age(self.max_age)
             .description("tollgate: revocations of access tokens");
@@ -211,12 +239,7 @@ fn receiver(
     if file.audience.get_ref().trim().is_empty() {
         return Err(source.error(&file.audience, &key("audience"), "must not be empty"));
     }
-    let bearer_token = secret_from_env(
-        source,
-        &file.bearer_token_env,
-        &key("bearer_token_env"),
-        "Bearer ",
-    )?;
+    let credentials = credentials(source, file, key)?;
     let token_issuers = token_issuers(source, file, rules, key)?;
     let delivery = delivery(source, file, key)?;
     let default_interval = match delivery {
@@ -226,7 +249,7 @@ fn receiver(
     Ok(SharedSignalsConfig {
         transmitter,
         audience: file.audience.get_ref().clone(),
-        bearer_token,
+        credentials,
         token_issuers,
         delivery,
         interval: seconds(
@@ -244,6 +267,100 @@ fn receiver(
             DEFAULT_MAX_AGE,
         )?,
     })
+}
+
+/// Either `bearer_token_env`, or `token_url` + `client_id` + `client_secret_env` (+ `scope`):
+/// exactly one of the two forms.
+fn credentials(
+    source: &Source,
+    file: &SharedSignalsTable,
+    key: &dyn Fn(&str) -> String,
+) -> Result<Credentials, ConfigError> {
+    let oauth_keys = [
+        ("token_url", file.token_url.as_ref()),
+        ("client_id", file.client_id.as_ref()),
+        ("client_secret_env", file.client_secret_env.as_ref()),
+        ("scope", file.scope.as_ref()),
+    ];
+    let first_oauth_key = oauth_keys.iter().find_map(|(n, v)| v.map(|v| (*n, v)));
+    match (&file.bearer_token_env, first_oauth_key) {
+        (Some(_), Some((name, value))) => Err(source.error(
+            value,
+            &key(name),
+            "is for client credentials, and bearer_token_env is set too: use one of the two \
+             forms",
+        )),
+        (Some(var), None) => Ok(Credentials::Bearer(secret_from_env(
+            source,
+            var,
+            &key("bearer_token_env"),
+            "Bearer ",
+        )?)),
+        (None, None) => Err(source.error(
+            &file.transmitter,
+            &key("bearer_token_env"),
+            "is not set: the transmitter's API needs bearer_token_env, or token_url, client_id \
+             and client_secret_env (OAuth 2.0 client credentials)",
+        )),
+        (None, Some(_)) => client_credentials(source, file, key),
+    }
+}
+
+/// `token_url`, `client_id` and `client_secret_env` required, `scope` optional.
+fn client_credentials(
+    source: &Source,
+    file: &SharedSignalsTable,
+    key: &dyn Fn(&str) -> String,
+) -> Result<Credentials, ConfigError> {
+    let required = |value, name, what| required_key(source, file, key, value, name, what);
+    let token_url = required(
+        file.token_url.as_ref(),
+        "token_url",
+        "the provider's OAuth 2.0 token endpoint",
+    )?;
+    let client_id = required(
+        file.client_id.as_ref(),
+        "client_id",
+        "the OAuth client's id",
+    )?;
+    let secret_env = required(
+        file.client_secret_env.as_ref(),
+        "client_secret_env",
+        "the environment variable holding the client's secret",
+    )?;
+    let scope = file
+        .scope
+        .as_ref()
+        .map(|s| required(Some(s), "scope", "").map(|s| s.get_ref().clone()))
+        .transpose()?;
+    Ok(Credentials::ClientCredentials {
+        token_url: http_url(source, token_url, &key("token_url"))?,
+        client_id: client_id.get_ref().clone(),
+        secret: secret_from_env(source, secret_env, &key("client_secret_env"), "")?,
+        scope,
+    })
+}
+
+/// A key the client credentials need, set and not empty.
+fn required_key<'a>(
+    source: &Source,
+    file: &SharedSignalsTable,
+    key: &dyn Fn(&str) -> String,
+    value: Option<&'a Spanned<String>>,
+    name: &str,
+    what: &str,
+) -> Result<&'a Spanned<String>, ConfigError> {
+    let spanned = value.ok_or_else(|| {
+        source.error(
+            &file.transmitter,
+            &key(name),
+            format_args!("is not set: client credentials need {name}, {what}"),
+        )
+    })?;
+    if spanned.get_ref().trim().is_empty() {
+        return Err(source.error(spanned, &key(name), "must not be empty"));
+    }
+    Ok(spanned)
 }
 
 /// `token_issuers`, or the transmitter itself, each allowed by the program's rules.
@@ -427,7 +544,114 @@ fn seconds(
 
 #[cfg(test)]
 mod tests {
-    use super::is_plain_path;
+    use super::{Rules, SharedSignalsTable, is_plain_path, shared_signals};
+    use crate::config::{ConfigError, Source};
+    use serde::Deserialize;
+    use std::path::Path;
+    use toml::Spanned;
+
+    /// Variables cargo sets for every test run, so that no test sets the environment.
+    const SECRET_ENV: &str = "CARGO_PKG_NAME";
+    const OTHER_ENV: &str = "CARGO_MANIFEST_DIR";
+    const UNSET_ENV: &str = "TOLLGATE_TEST_SURELY_UNSET_VARIABLE";
+
+    #[derive(Deserialize)]
+    struct File {
+        shared_signals: Vec<Spanned<SharedSignalsTable>>,
+    }
+
+    fn check(table: &str) -> Result<Vec<super::SharedSignalsConfig>, ConfigError> {
+        let text = format!(
+            "[[shared_signals]]\ntransmitter = \"https://ssf.example.test\"\n\
+             audience = \"https://api.example.test\"\n{table}"
+        );
+        let source = Source::new(Path::new("test.toml"), text);
+        let file: File = source.deserialize()?;
+        let rules = Rules {
+            token_issuer: &|_| Ok(()),
+            path_taken: &|_| None,
+        };
+        shared_signals(&source, &file.shared_signals, rules)
+    }
+
+    fn secret(var: &str) -> String {
+        std::env::var(var).unwrap_or_else(|_| panic!("cargo sets {var} for the tests"))
+    }
+
+    #[test]
+    fn client_credentials_are_the_other_form_of_credentials_and_exactly_one_is_set() {
+        let oauth = format!(
+            "token_url = \"https://org.okta.example/oauth2/v1/token\"\nclient_id = \"0oa1\"\n\
+             client_secret_env = \"{SECRET_ENV}\"\nscope = \"ssf.read ssf.manage\"\n"
+        );
+        let configs = check(&oauth).unwrap_or_else(|e| panic!("{e}"));
+        let shown = format!("{:?} {:?}", configs, configs[0].receiver());
+        for part in [
+            "https://org.okta.example/oauth2/v1/token",
+            "0oa1",
+            "ssf.read ssf.manage",
+        ] {
+            assert!(shown.contains(part), "{part} in {shown}");
+        }
+        assert!(
+            !shown.contains(&secret(SECRET_ENV)),
+            "the secret in {shown}"
+        );
+        assert!(check(&oauth.replace("scope = \"ssf.read ssf.manage\"\n", "")).is_ok());
+        let bearer = format!("bearer_token_env = \"{OTHER_ENV}\"\n");
+        for (table, key, wanted) in [
+            (
+                format!("{bearer}{oauth}"),
+                "token_url",
+                "bearer_token_env is set too",
+            ),
+            (String::new(), "bearer_token_env", "is not set"),
+            (
+                oauth.replace("client_id = \"0oa1\"\n", ""),
+                "client_id",
+                "client credentials need client_id",
+            ),
+            (
+                oauth.replace(
+                    "token_url = \"https://org.okta.example/oauth2/v1/token\"\n",
+                    "",
+                ),
+                "token_url",
+                "client credentials need token_url",
+            ),
+            (
+                oauth.replace(&format!("client_secret_env = \"{SECRET_ENV}\"\n"), ""),
+                "client_secret_env",
+                "client credentials need client_secret_env",
+            ),
+            (
+                oauth.replace(SECRET_ENV, UNSET_ENV),
+                "client_secret_env",
+                "environment variable `TOLLGATE_TEST_SURELY_UNSET_VARIABLE` is not set",
+            ),
+            (
+                oauth.replace("https://org.okta.example", "org.okta.example"),
+                "token_url",
+                "http:// or https:// URL",
+            ),
+            (
+                oauth.replace("ssf.read ssf.manage", " "),
+                "scope",
+                "must not be empty",
+            ),
+        ] {
+            let error = check(&table).map(|_| ()).unwrap_err().to_string();
+            assert!(!error.contains('\n'), "{error}");
+            assert!(
+                error.contains(&format!("shared_signals[0].{key}")),
+                "{key}: {error}"
+            );
+            assert!(error.contains(wanted), "{table}\n=> {error}");
+            for var in [SECRET_ENV, OTHER_ENV] {
+                assert!(!error.contains(&secret(var)), "a secret in {error}");
+            }
+        }
+    }
 
     #[test]
     fn a_plain_path_has_no_dot_or_empty_segment_and_nothing_to_decode() {

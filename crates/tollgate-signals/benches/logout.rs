@@ -205,6 +205,8 @@ async fn main() {
     );
     let transmitter = "https://ssf.example";
     let ssf = tollgate_signals::SsfReceiver::builder(transmitter, "https://receiver.example")
+        // Required by the builder; never sent, as the bench does not start the receiver.
+        .bearer_token("unused")
         .keys(keys.clone())
         .push("https://receiver.example/ssf", None)
         .publisher(Arc::new(RevocationIndex::new()))

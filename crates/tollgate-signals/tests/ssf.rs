@@ -702,12 +702,49 @@ async fn a_polled_set_is_acknowledged_only_once_its_cutoff_is_published() {
 fn the_builder_refuses_what_cannot_work() {
     let index = Arc::new(RevocationIndex::new());
     let build = |b: tollgate_signals::SsfReceiverBuilder| b.build().map(|_| ()).unwrap_err();
-    let base = || SsfReceiver::builder("https://tx.example.com", AUDIENCE).publisher(index.clone());
+    let base = || {
+        SsfReceiver::builder("https://tx.example.com", AUDIENCE)
+            .bearer_token(BEARER)
+            .publisher(index.clone())
+    };
+    let credentials = |b: tollgate_signals::SsfReceiverBuilder, endpoint: &str, secret: &str| {
+        b.client_credentials(endpoint, "id", secret, None)
+    };
     for (case, error, wanted) in [
         (
             "no publisher",
-            build(SsfReceiver::builder("https://tx.example.com", AUDIENCE)),
+            build(SsfReceiver::builder("https://tx.example.com", AUDIENCE).bearer_token(BEARER)),
             "a publisher is required",
+        ),
+        (
+            "no credentials",
+            build(
+                SsfReceiver::builder("https://tx.example.com", AUDIENCE).publisher(index.clone()),
+            ),
+            "needs a bearer_token or client_credentials",
+        ),
+        (
+            "both credentials",
+            build(credentials(base(), "https://tx.example.com/token", "s")),
+            "either bearer_token or client_credentials, not both",
+        ),
+        (
+            "a token endpoint that is no URL",
+            build(credentials(
+                SsfReceiver::builder("https://tx.example.com", AUDIENCE).publisher(index.clone()),
+                "/token",
+                "s",
+            )),
+            "token endpoint",
+        ),
+        (
+            "no client secret",
+            build(credentials(
+                SsfReceiver::builder("https://tx.example.com", AUDIENCE).publisher(index.clone()),
+                "https://tx.example.com/token",
+                "",
+            )),
+            "client_secret",
         ),
         (
             "not a URL",
@@ -716,12 +753,20 @@ fn the_builder_refuses_what_cannot_work() {
         ),
         (
             "an issuer that is no URL",
-            build(SsfReceiver::builder("tx.example.com", AUDIENCE).publisher(index.clone())),
+            build(
+                SsfReceiver::builder("tx.example.com", AUDIENCE)
+                    .bearer_token(BEARER)
+                    .publisher(index.clone()),
+            ),
             "not an http or https URL",
         ),
         (
             "no audience",
-            build(SsfReceiver::builder("https://tx.example.com", "").publisher(index.clone())),
+            build(
+                SsfReceiver::builder("https://tx.example.com", "")
+                    .bearer_token(BEARER)
+                    .publisher(index.clone()),
+            ),
             "audience",
         ),
         (

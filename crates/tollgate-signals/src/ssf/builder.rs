@@ -1,11 +1,12 @@
 //! Building a receiver from plain values, and what the builder refuses.
 
-use super::client::{HttpClient, parse_url};
+use super::client::{Credentials, HttpClient, parse_url};
 use super::event_types;
 use super::push::sha256;
 use super::receiver::{Inner, Settings, SsfReceiver};
 use super::set::{SetValidator, TransmitterKeys};
 use super::status::Health;
+use super::token::ClientCredentials;
 use super::transmitter::{WantedDelivery, WantedStream};
 use crate::publish::Publish;
 use crate::replay::{MemoryReplayGuard, ReplayGuard};
@@ -27,13 +28,14 @@ impl fmt::Display for SsfError {
 
 impl std::error::Error for SsfError {}
 
-/// Builds a [`SsfReceiver`] from plain values: the transmitter's issuer, the audience, a bearer
-/// token, the token issuers it may revoke, how SETs are delivered. A publisher is required.
+/// Builds a [`SsfReceiver`] from plain values: the transmitter's issuer, the audience, how to
+/// authenticate to its API (a bearer token or OAuth 2.0 client credentials), the token issuers it may revoke, how SETs are delivered. A publisher is required.
 #[must_use]
 pub struct SsfReceiverBuilder {
     transmitter: String,
     audience: String,
     bearer_token: Option<String>,
+    client_credentials: Option<ClientCredentialsValues>,
     token_issuers: Vec<String>,
     push: Option<(String, Option<String>)>,
     keys: Option<KeySet>,
@@ -54,11 +56,26 @@ pub struct SsfReceiverBuilder {
     description: String,
 }
 
+/// What [`SsfReceiverBuilder::client_credentials`] was given, checked at `build`.
+struct ClientCredentialsValues {
+    token_endpoint: String,
+    client_id: String,
+    client_secret: String,
+    scope: Option<String>,
+}
+
 impl fmt::Debug for SsfReceiverBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SsfReceiverBuilder")
             .field("transmitter", &self.transmitter)
             .field("audience", &self.audience)
+            .field(
+                "client_credentials",
+                &self
+                    .client_credentials
+                    .as_ref()
+                    .map(|c| (&c.token_endpoint, &c.client_id, &c.scope)),
+            )
             .field("token_issuers", &self.token_issuers)
             .field("push", &self.push.as_ref().map(|(url, _)| url))
             .finish_non_exhaustive()
@@ -71,6 +88,7 @@ impl SsfReceiverBuilder {
             transmitter,
             audience,
             bearer_token: None,
+            client_credentials: None,
             token_issuers: Vec::new(),
             push: None,
             keys: None,
@@ -93,9 +111,35 @@ impl SsfReceiverBuilder {
     }
 
     /// The token the transmitter's management API and poll endpoint require, sent as
-    /// `Authorization: Bearer <token>` (never logged).
+    /// `Authorization: Bearer <token>` (never logged), never renewed. Either this or
+    /// [`client_credentials`](Self::client_credentials) is required.
     pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
         self.bearer_token = Some(token.into());
+        self
+    }
+
+    /// Authenticates to the transmitter's API with access tokens of the OAuth 2.0 client
+    /// credentials grant (RFC 6749 §4.4), for providers whose tokens expire (Okta, Keycloak):
+    /// `grant_type=client_credentials` (and `scope`, when given) is POSTed to `token_endpoint`
+    /// with HTTP Basic client authentication (`client_secret_basic`, RFC 6749 §2.3.1); the
+    /// `access_token` is kept and renewed 30 s before its `expires_in` (or at 80% of a short
+    /// life), and at once when the transmitter answers `401`, which retries that request once.
+    /// A failure at the token endpoint is the receiver's `last_error` (naming the endpoint and
+    /// the client id, never the secret or a token). Either this or
+    /// [`bearer_token`](Self::bearer_token) is required.
+    pub fn client_credentials(
+        mut self,
+        token_endpoint: impl Into<String>,
+        client_id: impl Into<String>,
+        client_secret: impl Into<String>,
+        scope: Option<String>,
+    ) -> Self {
+        self.client_credentials = Some(ClientCredentialsValues {
+            token_endpoint: token_endpoint.into(),
+            client_id: client_id.into(),
+            client_secret: client_secret.into(),
+            scope,
+        });
         self
     }
 
@@ -224,11 +268,11 @@ impl SsfReceiverBuilder {
         self.check_values()?;
         let token_issuers = self.checked_token_issuers()?;
         let (delivery, push_authorization) = self.checked_delivery()?;
+        let credentials = self.credentials()?;
         let publisher = self
             .publisher
             .ok_or_else(|| fail("a publisher is required".into()))?;
-        let client =
-            HttpClient::new(self.bearer_token.as_deref(), self.request_timeout).map_err(fail)?;
+        let client = HttpClient::new(credentials, self.request_timeout).map_err(fail)?;
         let interval = match delivery {
             WantedDelivery::Poll => self.poll_interval,
             WantedDelivery::Push { .. } => self.status_interval,
@@ -309,6 +353,27 @@ impl SsfReceiverBuilder {
             return Err(SsfError("max_events must be from 1 to 1000".into()));
         }
         Ok(())
+    }
+
+    /// The bearer token or the client credentials: exactly one of the two.
+    fn credentials(&self) -> Result<Credentials, SsfError> {
+        match (&self.bearer_token, &self.client_credentials) {
+            (Some(_), Some(_)) => Err(SsfError(
+                "set either bearer_token or client_credentials, not both".into(),
+            )),
+            (None, None) => Err(SsfError(
+                "the transmitter's API needs a bearer_token or client_credentials".into(),
+            )),
+            (Some(token), None) => Ok(Credentials::Bearer(token.clone())),
+            (None, Some(c)) => ClientCredentials::new(
+                &c.token_endpoint,
+                c.client_id.clone(),
+                &c.client_secret,
+                c.scope.clone(),
+            )
+            .map(|source| Credentials::ClientCredentials(Arc::new(source)))
+            .map_err(SsfError),
+        }
     }
 
     fn checked_token_issuers(&self) -> Result<Vec<String>, SsfError> {

@@ -1,5 +1,6 @@
 //! The receiver's HTTP client for the transmitter's endpoints: JSON in, JSON out, a bearer token
-//! on every request but discovery, bounded in time and size.
+//! on every request but discovery (fixed, or from OAuth 2.0 client credentials), bounded in time
+//! and size.
 
 use bytes::Bytes;
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
@@ -9,7 +10,10 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::error::Error as _;
+use std::sync::Arc;
 use std::time::Duration;
+
+use super::token::ClientCredentials;
 
 /// A poll answer holds at most `maxEvents` SETs of at most 16 KiB; discovery and stream documents
 /// are a few KiB.
@@ -34,24 +38,38 @@ impl Answer {
     }
 }
 
+/// How the receiver authenticates to the transmitter's API. No `Debug`: it holds the token.
+pub(crate) enum Credentials {
+    /// One token for ever (`SsfReceiverBuilder::bearer_token`).
+    Bearer(String),
+    /// Tokens from the OAuth 2.0 client credentials grant, renewed before they expire.
+    ClientCredentials(Arc<ClientCredentials>),
+}
+
+/// The `Authorization` header of a request: fixed, or asked of the token source each time.
+#[derive(Debug, Clone)]
+enum Authorization {
+    /// `Bearer <token>`, marked sensitive so that no header dump shows it.
+    Fixed(HeaderValue),
+    Renewed(Arc<ClientCredentials>),
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct HttpClient {
     client: Client<Connector, Full<Bytes>>,
-    /// `Bearer <token>`, marked sensitive so that no header dump shows it.
-    authorization: Option<HeaderValue>,
+    authorization: Authorization,
     timeout: Duration,
 }
 
 impl HttpClient {
-    pub(crate) fn new(bearer_token: Option<&str>, timeout: Duration) -> Result<Self, String> {
-        let authorization = bearer_token
-            .map(|token| {
-                let mut value = HeaderValue::try_from(format!("Bearer {token}"))
-                    .map_err(|_| "the bearer token is not a valid header value".to_owned())?;
-                value.set_sensitive(true);
-                Ok::<_, String>(value)
-            })
-            .transpose()?;
+    pub(crate) fn new(credentials: Credentials, timeout: Duration) -> Result<Self, String> {
+        let authorization = match credentials {
+            Credentials::Bearer(token) => Authorization::Fixed(
+                bearer_header(&token)
+                    .ok_or_else(|| "the bearer token is not a valid header value".to_owned())?,
+            ),
+            Credentials::ClientCredentials(source) => Authorization::Renewed(source),
+        };
         Ok(HttpClient {
             client: Client::builder(TokioExecutor::new())
                 .pool_timer(TokioTimer::new())
@@ -72,7 +90,30 @@ impl HttpClient {
             .await
     }
 
+    /// Sends the request; with renewed tokens, a `401` means the token was revoked or expired
+    /// early, so a fresh one is fetched at once and the request sent once more.
     async fn send(
+        &self,
+        method: Method,
+        uri: &Uri,
+        body: Option<String>,
+        authorized: bool,
+    ) -> Result<Answer, String> {
+        let answer = self
+            .send_once(method.clone(), uri, body.clone(), authorized)
+            .await?;
+        match &self.authorization {
+            Authorization::Renewed(source)
+                if authorized && answer.status == StatusCode::UNAUTHORIZED =>
+            {
+                source.refused();
+                self.send_once(method, uri, body, authorized).await
+            }
+            _ => Ok(answer),
+        }
+    }
+
+    async fn send_once(
         &self,
         method: Method,
         uri: &Uri,
@@ -85,16 +126,31 @@ impl HttpClient {
         *request.uri_mut() = uri.clone();
         let headers = request.headers_mut();
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
-        headers.insert(
-            USER_AGENT,
-            HeaderValue::from_static(concat!("tollgate/", env!("CARGO_PKG_VERSION"))),
-        );
         if is_json {
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         }
-        if let (true, Some(authorization)) = (authorized, &self.authorization) {
-            headers.insert(AUTHORIZATION, authorization.clone());
+        if authorized {
+            let authorization = match &self.authorization {
+                Authorization::Fixed(value) => value.clone(),
+                Authorization::Renewed(source) => source.authorization(self).await?,
+            };
+            request.headers_mut().insert(AUTHORIZATION, authorization);
         }
+        self.exchange(request).await
+    }
+
+    /// Sends a request as it is (with tollgate's `User-Agent`), within the timeout, and reads its
+    /// answer, bounded.
+    pub(crate) async fn exchange(
+        &self,
+        mut request: Request<Full<Bytes>>,
+    ) -> Result<Answer, String> {
+        request.headers_mut().insert(
+            USER_AGENT,
+            HeaderValue::from_static(concat!("tollgate/", env!("CARGO_PKG_VERSION"))),
+        );
+        let uri = request.uri().clone();
+        let uri = &uri;
         let exchange = async {
             let response = self.client.request(request).await.map_err(|e| {
                 // hyper-util's own message is only the error kind; the cause is in the chain.
@@ -126,8 +182,15 @@ impl HttpClient {
     }
 }
 
+/// `Bearer <token>` as a sensitive header value, or `None` when the token cannot be one.
+pub(crate) fn bearer_header(token: &str) -> Option<HeaderValue> {
+    let mut value = HeaderValue::try_from(format!("Bearer {token}")).ok()?;
+    value.set_sensitive(true);
+    Some(value)
+}
+
 /// A URI for messages: without its query, which may carry identifiers the logs need not keep.
-fn without_query(uri: &Uri) -> String {
+pub(crate) fn without_query(uri: &Uri) -> String {
     format!(
         "{}://{}{}",
         uri.scheme_str().unwrap_or(""),

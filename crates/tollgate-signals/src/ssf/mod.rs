@@ -68,6 +68,11 @@
 //! longer has is set up again. Streams configured by hand at a transmitter without a
 //! configuration endpoint are not supported.
 //!
+//! Requests to the transmitter's API carry a bearer token: a fixed one
+//! ([`SsfReceiverBuilder::bearer_token`]), or access tokens of the OAuth 2.0 client credentials
+//! grant ([`SsfReceiverBuilder::client_credentials`]), renewed before they expire and at once
+//! after a `401` (which retries that request once).
+//!
 //! # Health
 //!
 //! [`SsfReceiver::status`] reports the stream, whether it is verified, its status, the last poll,
@@ -121,6 +126,7 @@ mod set;
 mod status;
 mod subject;
 mod task;
+mod token;
 mod transmitter;
 
 pub use builder::{SsfError, SsfReceiverBuilder};

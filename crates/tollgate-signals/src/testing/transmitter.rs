@@ -1,8 +1,9 @@
 //! A Shared Signals transmitter for tests, written from the specifications rather than from the
 //! receiver: SSF 1.0's configuration metadata, stream management and verification; RFC 8936's
 //! poll endpoint (a queue that redelivers what was not acknowledged, and records `setErrs`);
-//! RFC 8935 pushes to the receiver's endpoint. A real HTTP server on 127.0.0.1, that can be
-//! stopped and started again on the same port.
+//! RFC 8935 pushes to the receiver's endpoint; optionally an OAuth 2.0 token endpoint (RFC 6749
+//! §4.4, client credentials) whose short-lived tokens its API then requires. A real HTTP server
+//! on 127.0.0.1, that can be stopped and started again on the same port.
 
 use crate::ssf::event_types;
 use bytes::Bytes;
@@ -19,6 +20,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 use tollgate_core::{KeySet, SigningAlgorithm, UnixMillis, jws};
@@ -39,6 +41,18 @@ struct State {
     set_errs: Map<String, Value>,
     verification_states: Vec<String>,
     polls: u64,
+    /// Access tokens issued by the token endpoint, with when they expire.
+    tokens: HashMap<String, Instant>,
+    tokens_issued: u64,
+    /// Requests of the API answered `401`.
+    unauthorized: u64,
+}
+
+/// The one OAuth client of a transmitter with a token endpoint.
+struct OAuthClient {
+    id: String,
+    secret: String,
+    token_lifetime: Duration,
 }
 
 #[derive(Clone)]
@@ -52,6 +66,8 @@ struct Shared {
     issuer: String,
     audience: String,
     bearer: String,
+    /// With a token endpoint, the API takes its tokens instead of `bearer`.
+    oauth: Option<OAuthClient>,
     keys: KeySet,
     state: Mutex<State>,
     jtis: AtomicU64,
@@ -66,7 +82,9 @@ struct Shared {
 /// (`/ssf/status`), a verification endpoint (`/ssf/verify`: `204`, then the verification event on
 /// the stream), the poll endpoint (`/ssf/poll`), its keys (`/jwks`), and `tenant` as a critical
 /// subject member. Every endpoint but the metadata and the keys requires
-/// `Authorization: Bearer <bearer>`.
+/// `Authorization: Bearer <bearer>`, or, when started with
+/// [`start_with_token_endpoint`](Transmitter::start_with_token_endpoint), a token of its token
+/// endpoint (`/oauth/token`).
 pub struct Transmitter {
     shared: Arc<Shared>,
     port: u16,
@@ -91,6 +109,33 @@ impl Transmitter {
     ///
     /// When it cannot listen on 127.0.0.1 or generate its key.
     pub async fn start(audience: &str, bearer: &str) -> Transmitter {
+        Self::start_with(audience, bearer, None).await
+    }
+
+    /// Starts a transmitter with a token endpoint ([`token_endpoint`](Self::token_endpoint)):
+    /// it issues opaque access tokens that expire after `token_lifetime` (its `expires_in`, in
+    /// whole seconds) to `client_id` authenticated with `client_secret` (HTTP Basic, RFC 6749
+    /// §2.3.1), and its API requires one of those, unexpired and not revoked
+    /// ([`revoke_tokens`](Self::revoke_tokens)), answering `401` otherwise.
+    ///
+    /// # Panics
+    ///
+    /// When it cannot listen on 127.0.0.1 or generate its key.
+    pub async fn start_with_token_endpoint(
+        audience: &str,
+        client_id: &str,
+        client_secret: &str,
+        token_lifetime: Duration,
+    ) -> Transmitter {
+        let client = OAuthClient {
+            id: client_id.to_owned(),
+            secret: client_secret.to_owned(),
+            token_lifetime,
+        };
+        Self::start_with(audience, "", Some(client)).await
+    }
+
+    async fn start_with(audience: &str, bearer: &str, oauth: Option<OAuthClient>) -> Transmitter {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("the transmitter listens on 127.0.0.1");
@@ -102,6 +147,7 @@ impl Transmitter {
             issuer: format!("http://127.0.0.1:{port}"),
             audience: audience.to_owned(),
             bearer: bearer.to_owned(),
+            oauth,
             keys: KeySet::generate(SigningAlgorithm::ES256, "tx-1")
                 .expect("an ES256 key is generated"),
             state: Mutex::default(),
@@ -120,6 +166,28 @@ impl Transmitter {
     /// configured with, and the `iss` of its SETs.
     pub fn issuer(&self) -> &str {
         &self.shared.issuer
+    }
+
+    /// Its OAuth 2.0 token endpoint, `{issuer}/oauth/token` (answering only when started with
+    /// [`start_with_token_endpoint`](Self::start_with_token_endpoint)).
+    pub fn token_endpoint(&self) -> String {
+        format!("{}/oauth/token", self.shared.issuer)
+    }
+
+    /// How many access tokens the token endpoint has issued.
+    pub fn tokens_issued(&self) -> u64 {
+        self.shared.state().tokens_issued
+    }
+
+    /// How many requests of its API it answered `401`.
+    pub fn unauthorized(&self) -> u64 {
+        self.shared.state().unauthorized
+    }
+
+    /// Revokes every access token issued so far, before they expire: the next request with one
+    /// is answered `401`.
+    pub fn revoke_tokens(&self) {
+        self.shared.state().tokens.clear();
     }
 
     /// Stops answering: the listener and every open connection are closed. What it holds (the
@@ -329,7 +397,25 @@ impl Shared {
                 StatusCode::OK,
                 serde_json::to_value(self.keys.to_jwks()).ok(),
             ),
-            _ if !self.authorized(&request) => answer(StatusCode::UNAUTHORIZED, None),
+            (Method::POST, "/oauth/token") if self.oauth.is_some() => {
+                let authorization = request.headers().get(AUTHORIZATION).cloned();
+                let form = request
+                    .into_body()
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
+                self.issue_token(authorization.as_ref(), &form)
+            }
+            _ if !self.authorized(&request) => {
+                self.state().unauthorized += 1;
+                let mut response = answer(StatusCode::UNAUTHORIZED, None);
+                response.headers_mut().insert(
+                    http::header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                );
+                response
+            }
             (Method::GET, "/ssf/stream") => self.read_streams(&query),
             (Method::POST, "/ssf/stream") => self.create_stream(read(request).await),
             (Method::GET, "/ssf/status") => self.read_status(&query),
@@ -340,10 +426,52 @@ impl Shared {
     }
 
     fn authorized(&self, request: &Request<Incoming>) -> bool {
-        request
-            .headers()
-            .get(AUTHORIZATION)
-            .is_some_and(|v| v.as_bytes() == format!("Bearer {}", self.bearer).as_bytes())
+        let Some(value) = request.headers().get(AUTHORIZATION) else {
+            return false;
+        };
+        if self.oauth.is_none() {
+            return value.as_bytes() == format!("Bearer {}", self.bearer).as_bytes();
+        }
+        let token = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer "));
+        let state = self.state();
+        token
+            .and_then(|t| state.tokens.get(t))
+            .is_some_and(|expires| Instant::now() < *expires)
+    }
+
+    /// RFC 6749 §4.4: the client authenticated with HTTP Basic (§2.3.1), `grant_type`
+    /// `client_credentials`; an opaque token that expires after the configured life.
+    fn issue_token(
+        &self,
+        authorization: Option<&HeaderValue>,
+        form: &[u8],
+    ) -> Response<Full<Bytes>> {
+        let Some(client) = &self.oauth else {
+            return answer(StatusCode::NOT_FOUND, None);
+        };
+        let error = |status, code: &str| answer(status, Some(json!({"error": code})));
+        if basic_credentials(authorization) != Some((client.id.clone(), client.secret.clone())) {
+            return error(StatusCode::UNAUTHORIZED, "invalid_client");
+        }
+        let form: HashMap<String, String> = form_urlencoded::parse(form).into_owned().collect();
+        if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
+            return error(StatusCode::BAD_REQUEST, "unsupported_grant_type");
+        }
+        let token = format!("at-{}", tollgate_core::random::id());
+        let mut state = self.state();
+        state
+            .tokens
+            .insert(token.clone(), Instant::now() + client.token_lifetime);
+        state.tokens_issued += 1;
+        drop(state);
+        answer(
+            StatusCode::OK,
+            Some(json!({
+                "access_token": token,
+                "token_type": "Bearer",
+                "expires_in": client.token_lifetime.as_secs(),
+            })),
+        )
     }
 
     fn stream_for(&self, query: &str) -> Result<Option<Stream>, ()> {
@@ -503,6 +631,23 @@ impl Shared {
             .to_bytes();
         Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
     }
+}
+
+/// The client id and secret of a `Basic` header, each form-urldecoded (RFC 6749 §2.3.1).
+fn basic_credentials(authorization: Option<&HeaderValue>) -> Option<(String, String)> {
+    use base64::Engine as _;
+    let encoded = authorization?.to_str().ok()?.strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (id, secret) = decoded.split_once(':')?;
+    let decode = |s: &str| {
+        form_urlencoded::parse(format!("v={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+    };
+    Some((decode(id)?, decode(secret)?))
 }
 
 /// A request's JSON body; `null` when it has none or it cannot be read.
