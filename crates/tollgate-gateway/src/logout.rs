@@ -6,7 +6,6 @@
 use crate::config::{BackChannelLogoutConfig, IssuerConfig, Revocations};
 use crate::response::GatewayBody;
 use http::{Request, Response};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use std::sync::Arc;
 use tollgate_core::{KeySet, RevocationIndex};
@@ -93,6 +92,6 @@ impl LogoutEndpoint {
             Ok(response) => response,
             Err(never) => match never {},
         };
-        response.map(|body| body.map_err(|never| match never {}).boxed())
+        crate::response::from_full(response)
     }
 }

@@ -11,6 +11,11 @@ use http_body_util::{BodyExt, Empty, Full};
 /// ones. `BoxBody` has a `Default`, which the Layer's rejection responses need.
 pub type GatewayBody = BoxBody<Bytes, hyper::Error>;
 
+/// An answer of one of the receivers (`Full`, never failing) as the gateway's body type.
+pub(crate) fn from_full(response: Response<Full<Bytes>>) -> Response<GatewayBody> {
+    response.map(|body| body.map_err(|never| match never {}).boxed())
+}
+
 /// An empty body.
 pub(crate) fn empty() -> GatewayBody {
     Empty::new().map_err(|never| match never {}).boxed()

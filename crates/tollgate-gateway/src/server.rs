@@ -8,7 +8,6 @@ use crate::logout::LogoutEndpoint;
 use crate::ops::metrics::{Metrics, Sources};
 use crate::ops::{GatewayReadiness, Ops};
 use crate::proxy::{PeerIp, Upstream};
-use crate::shared_signals::SharedSignals;
 use http::Request;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -86,8 +85,11 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, String> {
         layer = layer.readiness(health.clone());
     }
     let logout = logout_endpoint(&config, &keys, &index)?;
-    let shared_signals =
-        SharedSignals::new(&config.shared_signals, &index, config.revocations.as_ref())?;
+    let shared_signals = crate::shared_signals::receivers(
+        &config.shared_signals,
+        &index,
+        config.revocations.as_ref(),
+    )?;
     let readiness = Arc::new(GatewayReadiness {
         keys: keys.iter().map(|k| k.keys.clone()).collect(),
         feed: feed_health,

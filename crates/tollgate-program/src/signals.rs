@@ -21,7 +21,7 @@ use http::{HeaderValue, Uri};
 use serde::Deserialize;
 use std::fmt;
 use std::time::Duration;
-use tollgate_signals::{SsfReceiver, SsfReceiverBuilder};
+use tollgate_signals::{SsfPush, SsfReceiver, SsfReceiverBuilder, SsfStatus, SsfTask, StreamState};
 use toml::Spanned;
 
 /// One `[[shared_signals]]` table, as read: put it in a program's file schema as
@@ -540,6 +540,111 @@ fn seconds(
         Some(v) => Ok(Duration::from_secs(*v.get_ref())),
         None => Ok(Duration::from_secs(default)),
     }
+}
+
+/// The receivers a program built from its `[[shared_signals]]` tables: each with its
+/// transmitter and, for push delivery, the path its SETs arrive at. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Receivers {
+    receivers: Vec<Receiver>,
+}
+
+/// One transmitter's receiver.
+#[derive(Debug, Clone)]
+pub struct Receiver {
+    transmitter: String,
+    receiver: SsfReceiver,
+    /// Push delivery: the path of the program's listener the SETs arrive at, and its service.
+    push: Option<(String, SsfPush)>,
+}
+
+impl Receivers {
+    /// The receivers of `configs`, each builder given where to publish by `publish` (the
+    /// program's own choice: Redis, an index, a store). Nothing is sent before
+    /// [`start`](Self::start).
+    pub fn build(
+        configs: &[SharedSignalsConfig],
+        mut publish: impl FnMut(SsfReceiverBuilder) -> SsfReceiverBuilder,
+    ) -> Result<Receivers, String> {
+        let receivers = configs
+            .iter()
+            .map(|config| {
+                let transmitter = config.transmitter().to_owned();
+                let receiver = publish(config.receiver())
+                    .build()
+                    .map_err(|e| format!("shared signals {transmitter}: {e}"))?;
+                let push = config
+                    .push_path()
+                    .map(|path| (path.to_owned(), receiver.push_service()));
+                Ok(Receiver {
+                    transmitter,
+                    receiver,
+                    push,
+                })
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(Receivers { receivers })
+    }
+
+    /// Starts every receiver's background task (stream set-up, verification, polling or status
+    /// reads) on the current runtime; each stops when its handle is dropped.
+    pub fn start(&self) -> Result<Vec<SsfTask>, String> {
+        self.receivers
+            .iter()
+            .map(|r| {
+                r.receiver
+                    .start()
+                    .map_err(|e| format!("shared signals {}: {e}", r.transmitter))
+            })
+            .collect()
+    }
+
+    /// The push endpoint that answers `path` (compared exactly), if one does.
+    pub fn push_endpoint(&self, path: &str) -> Option<&SsfPush> {
+        self.receivers
+            .iter()
+            .find_map(|r| r.push.as_ref().filter(|(p, _)| p == path).map(|(_, s)| s))
+    }
+
+    /// Each receiver with its transmitter, in the configuration's order (for the metrics).
+    pub fn each(&self) -> Vec<(&str, &SsfReceiver)> {
+        self.receivers
+            .iter()
+            .map(|r| (r.transmitter.as_str(), &r.receiver))
+            .collect()
+    }
+
+    /// Whether none is configured.
+    pub fn is_empty(&self) -> bool {
+        self.receivers.is_empty()
+    }
+
+    /// `Ok` when every receiver is ready; otherwise why the first that is not is not, naming its
+    /// transmitter (what a `/readyz` says).
+    pub fn check(&self) -> Result<(), String> {
+        match self.receivers.iter().find(|r| !r.receiver.ready()) {
+            Some(r) => Err(not_ready(&r.transmitter, &r.receiver.status())),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Why a receiver is not ready, as far as its status tells: the transmitter, then the stream's
+/// state or the last failure to reach it.
+fn not_ready(transmitter: &str, status: &SsfStatus) -> String {
+    let failed_since_contact = status
+        .last_error
+        .as_ref()
+        .filter(|(at, _)| status.last_contact.is_none_or(|contact| *at >= contact));
+    let why = match (status.stream_state, failed_since_contact) {
+        (StreamState::Paused, _) => "the transmitter paused the stream".to_owned(),
+        (StreamState::Disabled, _) => "the transmitter disabled the stream".to_owned(),
+        (_, Some((_, error))) => error.clone(),
+        _ if status.stream_id.is_none() => "no stream set up yet".to_owned(),
+        _ if !status.verified => "the stream is not verified yet".to_owned(),
+        _ => "no answer from the transmitter lately".to_owned(),
+    };
+    format!("shared signals transmitter {transmitter} not ready: {why}")
 }
 
 #[cfg(test)]

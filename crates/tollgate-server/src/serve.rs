@@ -80,7 +80,7 @@ pub fn run(config_path: &Path, redis: Option<&str>) -> Result<(), String> {
             Some(replication) => Some(replication::start(replication, &service).await?),
             None => None,
         };
-        let receivers = SignalReceivers::new(&signal_configs, &service)?;
+        let receivers = crate::signals::receivers(&signal_configs, &service)?;
         let signals = Signals {
             tasks: receivers.start()?,
             receivers,

@@ -8,92 +8,27 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 use tollgate_core::{RevocationEvent, RevocationIndex};
 use tollgate_issuer::TokenService;
-use tollgate_program::signals::SharedSignalsConfig;
-use tollgate_signals::{
-    BoxFuture, MemoryReplayGuard, Publish, PublishError, SsfPush, SsfReceiver, SsfTask,
-};
+use tollgate_program::signals::{Receivers, SharedSignalsConfig};
+use tollgate_signals::{BoxFuture, MemoryReplayGuard, Publish, PublishError};
 use tollgate_store::{Record, Store};
 
-/// Every configured receiver (none without `[[shared_signals]]`). Cheap to clone.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct SignalReceivers {
-    receivers: Vec<Receiver>,
-}
+/// Every configured receiver (none without `[[shared_signals]]`).
+pub(crate) type SignalReceivers = Receivers;
 
-/// One transmitter's receiver.
-#[derive(Debug, Clone)]
-struct Receiver {
-    transmitter: String,
-    receiver: SsfReceiver,
-    /// Push delivery: the path of the listener the SETs arrive at, and its service.
-    push: Option<(String, SsfPush)>,
-}
-
-impl SignalReceivers {
-    /// The receivers of `configs`, committing through `service`'s store. Nothing is sent before
-    /// [`start`](Self::start).
-    pub(crate) fn new(
-        configs: &[SharedSignalsConfig],
-        service: &TokenService,
-    ) -> Result<SignalReceivers, String> {
-        let receivers = configs
-            .iter()
-            .map(|config| {
-                let transmitter = config.transmitter().to_owned();
-                let receiver = config
-                    .receiver()
-                    .publisher(StorePublisher::of(service))
-                    // In memory: a replay of a SET only commits a cutoff again, which changes
-                    // nothing, and a guard in Redis would refuse every SET while Redis is away,
-                    // which is when the store's outbox helps.
-                    .replay_guard(MemoryReplayGuard::new())
-                    .build()
-                    .map_err(|e| format!("shared signals {transmitter}: {e}"))?;
-                let push = config
-                    .push_path()
-                    .map(|path| (path.to_owned(), receiver.push_service()));
-                Ok(Receiver {
-                    transmitter,
-                    receiver,
-                    push,
-                })
-            })
-            .collect::<Result<_, String>>()?;
-        Ok(SignalReceivers { receivers })
-    }
-
-    /// Starts every receiver's background task (stream set-up, verification, polling or status
-    /// reads) on the current runtime; each stops when its handle is dropped.
-    pub(crate) fn start(&self) -> Result<Vec<SsfTask>, String> {
-        self.receivers
-            .iter()
-            .map(|r| {
-                r.receiver
-                    .start()
-                    .map_err(|e| format!("shared signals {}: {e}", r.transmitter))
-            })
-            .collect()
-    }
-
-    /// The push endpoint that answers `path` (compared exactly), if one does.
-    pub(crate) fn push_endpoint(&self, path: &str) -> Option<&SsfPush> {
-        self.receivers
-            .iter()
-            .find_map(|r| r.push.as_ref().filter(|(p, _)| p == path).map(|(_, s)| s))
-    }
-
-    /// Each receiver with its transmitter, for the metrics.
-    pub(crate) fn each(&self) -> Vec<(&str, &SsfReceiver)> {
-        self.receivers
-            .iter()
-            .map(|r| (r.transmitter.as_str(), &r.receiver))
-            .collect()
-    }
-
-    /// Whether any is configured.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.receivers.is_empty()
-    }
+/// The receivers of `configs`, committing through `service`'s store. Nothing is sent before
+/// [`Receivers::start`].
+pub(crate) fn receivers(
+    configs: &[SharedSignalsConfig],
+    service: &TokenService,
+) -> Result<SignalReceivers, String> {
+    Receivers::build(configs, |builder| {
+        builder
+            .publisher(StorePublisher::of(service))
+            // In memory: a replay of a SET only commits a cutoff again, which changes nothing,
+            // and a guard in Redis would refuse every SET while Redis is away, which is when
+            // the store's outbox helps.
+            .replay_guard(MemoryReplayGuard::new())
+    })
 }
 
 /// Publishes a receiver's events as the ledger records a revocation: committed to the store

@@ -374,12 +374,7 @@ impl Collector for ScrapeCollector {
                 ],
             )?;
         }
-        let receivers: Vec<_> = s
-            .shared_signals
-            .receivers()
-            .iter()
-            .map(|r| (r.transmitter(), r.receiver()))
-            .collect();
+        let receivers = s.shared_signals.each();
         if !receivers.is_empty() {
             shared_signals(e, "tollgate_gateway", &receivers)?;
         }
