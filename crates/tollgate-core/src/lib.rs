@@ -37,6 +37,7 @@
 //!   Enable it in `[dev-dependencies]`.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod certificate;
 mod claims;
 mod clock;
 pub mod jws;
@@ -46,6 +47,7 @@ pub mod revocation;
 mod tenant;
 mod time;
 
+pub use certificate::ClientCertificate;
 pub use claims::{Audience, Claims};
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
