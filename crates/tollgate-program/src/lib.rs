@@ -8,6 +8,7 @@
 //!   socket that holds its connection slot and times blocked writes.
 //! * [`metrics`]: the gauges and counters the programs' collectors encode at scrape time.
 //! * [`signals`]: the `[[shared_signals]]` tables, one Shared Signals receiver per transmitter.
+//! * [`tls`]: TLS for listeners and for the connections the programs make.
 //! * [`shutdown_signal`]: SIGTERM or SIGINT, installed before a server announces itself.
 
 mod activity;
@@ -16,6 +17,7 @@ pub mod config;
 pub mod connection;
 pub mod metrics;
 pub mod signals;
+pub mod tls;
 
 /// Installs the SIGINT and SIGTERM handlers at once, and returns the future that resolves on the
 /// first of them. Call it before the server announces itself: a signal that arrived before its
