@@ -74,6 +74,12 @@ const NEEDS: &[Need] = &[
         why: "the interop, schemathesis and gateway upstream tests (which also need PyPI)",
     },
     Need {
+        what: "promtool",
+        found: || on_path("promtool"),
+        package: "prometheus",
+        why: "checking and unit-testing the alerting rules in contrib/prometheus",
+    },
+    Need {
         what: "node and npm",
         found: || on_path("node") && on_path("npm"),
         package: "nodejs npm",

@@ -47,9 +47,15 @@ impl Drop for Gateway {
 }
 
 pub fn start_gateway(path: &std::path::Path) -> Gateway {
+    start_gateway_with_env(path, &[])
+}
+
+/// [`start_gateway`] with these environment variables set.
+pub fn start_gateway_with_env(path: &std::path::Path, env: &[(&str, &str)]) -> Gateway {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
         .args(["gateway", "--config"])
         .arg(path)
+        .envs(env.iter().copied())
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
