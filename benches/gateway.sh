@@ -49,43 +49,11 @@ if [ ! -x "$bin" ]; then
   bin="$root/target/release/tollgate"
 fi
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
-# wait_for URL WHAT LOG: until URL answers 2xx (20 s), else the log's tail and exit.
-wait_for() {
-  for _ in $(seq 200); do curl -sf -o /dev/null "$1" && return; sleep 0.1; done
-  echo "$2 did not come up: $(tail -5 "$3")" >&2; exit 1
-}
+# free_port, pids and the cleanup on exit, wait_for, nginx_conf, start_nginx.
+source "$root/benches/lib.sh"
 
 # --- nginx: the trivial upstream, and the ceiling proxying to it --------------------------------
 up_port=$(free_port); ceiling_port=$(free_port)
-# nginx_conf DIR SERVER-BLOCK [UPSTREAM-BLOCK]: a private nginx's configuration (temp paths in
-# DIR, no access log).
-nginx_conf() {
-  mkdir -p "$1/tmp"
-  cat >"$1/nginx.conf" <<EOF
-worker_processes auto;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    keepalive_requests 1000000;
-    keepalive_timeout 75s;
-    client_body_temp_path $1/tmp/body;
-    proxy_temp_path $1/tmp/proxy;
-    fastcgi_temp_path $1/tmp/fastcgi;
-    uwsgi_temp_path $1/tmp/uwsgi;
-    scgi_temp_path $1/tmp/scgi;
-    ${3:-}
-    $2
-}
-EOF
-}
-start_nginx() {
-  "$NGINX" -p "$1" -c "$1/nginx.conf" -g "daemon off; pid $1/nginx.pid; error_log stderr;" \
-    2>"$1/error.log" & pids+=("$!")
-}
 nginx_conf "$work/upstream" \
   "server { listen 127.0.0.1:$up_port; location / { return 200 \"ok\\n\"; } }"
 nginx_conf "$work/ceiling" \
