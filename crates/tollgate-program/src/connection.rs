@@ -41,6 +41,18 @@ impl Listener {
     }
 }
 
+impl Listener {
+    /// The address it listens on.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.tcp.local_addr()
+    }
+
+    /// Its TLS, if it serves TLS.
+    pub fn tls(&self) -> Option<&TlsAcceptor> {
+        self.tls.as_ref()
+    }
+}
+
 impl From<TcpListener> for Listener {
     /// Plain connections.
     fn from(tcp: TcpListener) -> Self {
