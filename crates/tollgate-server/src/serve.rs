@@ -152,7 +152,10 @@ where
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     let tls = listener.tls().is_some();
     // Reloads the certificates on SIGHUP and when their files change.
-    let reload = listener.tls().cloned().map(tollgate_program::tls::reload::spawn);
+    let reload = listener
+        .tls()
+        .cloned()
+        .map(tollgate_program::tls::reload::spawn);
     let purge = service.spawn_purge(PURGE_EVERY);
     // Installed before the server announces itself: a signal that arrives before its handler
     // exists would end the process uncleanly, with nothing flushed.
