@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 use support::*;
-use tollgate_program::tls::testing::{PythonClient, TestCa, x5t};
+use tollgate_program::tls::testing::{PythonClient, TestCa, curl, x5t};
 
 const DISCOVERY: &str = "/.well-known/openid-configuration";
 
@@ -50,40 +50,6 @@ fn start(dir: &Path, tls: &str) -> Server {
 
 fn addr(server: &Server) -> SocketAddr {
     server.base.trim_start_matches("http://").parse().unwrap()
-}
-
-/// `curl --cacert` on `https://<name>:<port><path>` (resolved to the server), with `args`: the
-/// HTTP version curl reports, or curl's error.
-fn curl(
-    ca: &Path,
-    addr: SocketAddr,
-    name: &str,
-    path: &str,
-    args: &[&str],
-) -> Result<String, String> {
-    let port = addr.port();
-    let output = Command::new("curl")
-        .args([
-            "-sS",
-            "--max-time",
-            "10",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_version} %{http_code}",
-        ])
-        .arg("--cacert")
-        .arg(ca)
-        .args(["--resolve", &format!("{name}:{port}:{}", addr.ip())])
-        .args(args)
-        .arg(format!("https://{name}:{port}{path}"))
-        .output()
-        .expect("curl, which the TLS tests need (Debian: curl)");
-    if output.status.success() {
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-    } else {
-        Err(String::from_utf8_lossy(&output.stderr).into_owned())
-    }
 }
 
 #[test]

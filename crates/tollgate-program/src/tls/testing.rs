@@ -274,3 +274,32 @@ impl Drop for PythonClient {
 pub fn x5t(der: &[u8]) -> String {
     tollgate_core::ClientCertificate::from_der(der).x5t_s256()
 }
+
+/// `curl --cacert <ca>` on `https://<name>:<port><path>`, `name` resolved to `addr`, with more
+/// `args` (`--http2`, say): `"<http version> <status>"` as curl reports them
+/// (`-w '%{http_version} %{http_code}'`), or curl's error. Needs `curl` (Debian package `curl`).
+pub fn curl(
+    ca: &Path,
+    addr: std::net::SocketAddr,
+    name: &str,
+    path: &str,
+    args: &[&str],
+) -> Result<String, String> {
+    let port = addr.port();
+    let output = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "10", "-o", "/dev/null"])
+        .args(["-w", "%{http_version} %{http_code}", "--cacert"])
+        .arg(ca)
+        .args(["--resolve", &format!("{name}:{port}:{}", addr.ip())])
+        .args(args)
+        .arg(format!("https://{name}:{port}{path}"))
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run curl, which the TLS tests need (Debian: curl): {e}")
+        });
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+}
