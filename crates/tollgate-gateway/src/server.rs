@@ -158,6 +158,9 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, String> {
         .local_addr()
         .map_err(|e| e.to_string())?;
     let ops_addr = ops_listener.local_addr().map_err(|e| e.to_string())?;
+    // Reloads the certificates on SIGHUP and when their files change; its SIGHUP handler is in
+    // place before the gateway announces itself (a SIGHUP without one ends the process).
+    let reload = tls.clone().map(tollgate_program::tls::reload::spawn);
     let issuers: Vec<&str> = config.issuers.iter().map(|i| i.issuer.as_str()).collect();
     tracing::info!(
         address = %addr,
@@ -190,8 +193,6 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, String> {
     // verification event to this gateway at once (it waits in the backlog for a worker).
     let signal_tasks = shared_signals.start()?;
     let slots = Arc::new(Semaphore::new(limits.max_connections));
-    // Reloads the certificates on SIGHUP and when their files change.
-    let reload = tls.clone().map(tollgate_program::tls::reload::spawn);
     let finished = spawn_workers(listeners, tls, &gateway, limits, &slots, &stopped)?;
     let task = tokio::spawn(async move {
         let graceful = GracefulShutdown::new();

@@ -307,10 +307,18 @@ async fn open(
         .peer_certificates()
         .and_then(|chain| chain.first())
         .map(|cert| ClientCertificate::from_der(cert.as_ref()));
+    let alpn_h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
     let replay = first_bytes_read(&mut tls, deadline).await?;
+    let h2 = replay == H2_PREFACE;
+    // The version is the one ALPN chose (none: HTTP/1.1): a client that speaks the other one
+    // is not served, rather than served by guess.
+    if h2 != alpn_h2 {
+        tracing::debug!(%peer, alpn_h2, "closed: the client spoke another HTTP version than ALPN chose");
+        return None;
+    }
     Some(Opened {
-        h2: replay == H2_PREFACE,
         stream: Stream::Tls { tls, replay },
+        h2,
         certificate,
     })
 }

@@ -369,3 +369,46 @@ fn a_key_that_is_not_the_certificates_is_named() {
         .to_string();
     assert!(e.contains("b.key: no CERTIFICATE"), "{e}");
 }
+
+#[tokio::test]
+async fn the_http_version_is_the_one_alpn_chose() {
+    let f = files();
+    let (cert, key) = f.ca.server(&["localhost"]).write(f.dir.path(), "server");
+    let addr = start(
+        TlsAcceptor::new(ServerTls::new(cert, key)).unwrap(),
+        Limits::default(),
+    )
+    .await;
+    // ALPN http/1.1 (or none), then the HTTP/2 preface: closed, not served as HTTP/2.
+    for alpn in [&[&b"http/1.1"[..]][..], &[]] {
+        let mut stream = connect(addr, client_config(&f.ca, None, alpn), "localhost").await;
+        stream
+            .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 64];
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+            .await
+            .expect("closed in time");
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    }
+    // ALPN h2, then an HTTP/1.1 request: closed too.
+    let mut stream = connect(addr, client_config(&f.ca, None, &[b"h2"]), "localhost").await;
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: tollgate\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+        .await
+        .expect("closed in time");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    // ALPN http/1.1 and HTTP/1.1: served.
+    let mut stream = connect(
+        addr,
+        client_config(&f.ca, None, &[b"http/1.1"]),
+        "localhost",
+    )
+    .await;
+    assert_eq!(get(&mut stream).await, "none");
+}

@@ -28,7 +28,12 @@ pub fn spawn(acceptor: TlsAcceptor) -> JoinHandle<()> {
             let trigger = tokio::select! {
                 () = received(&mut hangup) => "SIGHUP",
                 _ = every.tick() => {
-                    let now = fingerprint(&acceptor);
+                    // Blocking reads, small and local: off the runtime's threads all the same.
+                    let reading = acceptor.clone();
+                    let Ok(now) = tokio::task::spawn_blocking(move || fingerprint(&reading)).await
+                    else {
+                        continue;
+                    };
                     if now == seen {
                         continue;
                     }
