@@ -39,9 +39,7 @@ impl Listener {
     pub fn new(tcp: TcpListener, tls: Option<TlsAcceptor>) -> Self {
         Listener { tcp, tls }
     }
-}
 
-impl Listener {
     /// The address it listens on.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.tcp.local_addr()
@@ -129,14 +127,13 @@ async fn is_h2(stream: &TcpStream) -> bool {
 
 /// Serves connections accepted on `listener` with `builder` (HTTP/1.1 and HTTP/2, upgrades
 /// allowed; under TLS, HTTP/2 when ALPN chose `h2`, otherwise HTTP/1.1) until `stop` turns
-/// true, under `limits`: at most `max_connections` at once, tunnels
-/// of upgraded connections included (beyond it, one accepted connection waits unserved and the
-/// rest wait in the kernel's backlog); each must send a complete request head (or, for HTTP/2,
-/// its first request) within `header_read_timeout`, measured from when it is served (the TLS
-/// handshake included), idle
-/// connections included (an HTTP/2 connection that starts no new request for that long is
-/// closed gracefully); and a write the client leaves blocked for `send_timeout` closes it, as
-/// does an HTTP/2 response the client grants no room for that long.
+/// true, under `limits`: at most `max_connections` at once, tunnels of upgraded connections
+/// included (beyond it, one accepted connection waits unserved and the rest wait in the
+/// kernel's backlog); each must send a complete request head (or, for HTTP/2, its first
+/// request) within `header_read_timeout`, measured from when it is served (the TLS handshake
+/// included), idle connections included (an HTTP/2 connection that starts no new request for
+/// that long is closed gracefully); and a write the client leaves blocked for `send_timeout`
+/// closes it, as does an HTTP/2 response the client grants no room for that long.
 /// `service_for` makes each connection's service from the peer's address. Connections are
 /// watched by `graceful`, so that the caller can drain them after `stop`.
 ///
@@ -350,7 +347,10 @@ where
 /// Serves one accepted connection (see [`serve_connections`] for what it must do in time), its
 /// slot held by `stream`, until it ends or is closed; `watcher` keeps the caller's drain
 /// waiting for it.
-#[allow(clippy::too_many_arguments)]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one task's whole state, moved in at spawn"
+)]
 async fn serve_connection<S, B>(
     stream: ClientIo<TcpStream>,
     tls: Option<TlsAcceptor>,
