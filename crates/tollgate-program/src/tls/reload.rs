@@ -28,12 +28,7 @@ pub fn spawn(acceptor: TlsAcceptor) -> JoinHandle<()> {
             let trigger = tokio::select! {
                 () = received(&mut hangup) => "SIGHUP",
                 _ = every.tick() => {
-                    // Blocking reads, small and local: off the runtime's threads all the same.
-                    let reading = acceptor.clone();
-                    let Ok(now) = tokio::task::spawn_blocking(move || fingerprint(&reading)).await
-                    else {
-                        continue;
-                    };
+                    let now = read_fingerprint(&acceptor).await;
                     if now == seen {
                         continue;
                     }
@@ -54,10 +49,18 @@ pub fn spawn(acceptor: TlsAcceptor) -> JoinHandle<()> {
             }
             if trigger == "SIGHUP" {
                 // What was just loaded is the new baseline for the change check.
-                seen = fingerprint(&acceptor);
+                seen = read_fingerprint(&acceptor).await;
             }
         }
     })
+}
+
+/// [`fingerprint`], read off the runtime's threads (the reads are small and local, but blocking).
+async fn read_fingerprint(acceptor: &TlsAcceptor) -> Vec<Option<u64>> {
+    let reading = acceptor.clone();
+    tokio::task::spawn_blocking(move || fingerprint(&reading))
+        .await
+        .unwrap_or_default()
 }
 
 /// A digest of every file's contents (`None` for one that cannot be read). Not a secret: a
