@@ -47,6 +47,9 @@ pub struct GatewayConfig {
     pub(crate) back_channel_logout: Option<BackChannelLogoutConfig>,
     /// One receiver per `[[shared_signals]]` table.
     pub(crate) shared_signals: Vec<tollgate_program::signals::SharedSignalsConfig>,
+    /// `[tls]`: HTTPS on `listen`; its files are read when the gateway starts, before it
+    /// listens.
+    pub(crate) tls: Option<tollgate_program::tls::ServerTls>,
     pub(crate) identity: crate::identity::IdentityHeaders,
     pub(crate) upstreams: Vec<UpstreamConfig>,
     pub(crate) routes: RouteTable,
@@ -239,6 +242,11 @@ fn validate(source: &Source) -> Result<GatewayConfig, ConfigError> {
     .collect();
     let shared_signals = signals::shared_signals(source, &file.shared_signals, &issuers, &taken)?;
     let identity = identity_headers(source, &file.identity_headers)?;
+    let tls = file
+        .tls
+        .as_ref()
+        .map(|t| tollgate_program::tls::server::tls(source, t))
+        .transpose()?;
     let upstreams = upstreams(source, &file.upstreams)?;
     let routes = routes(source, &file.routes, &upstreams, &issuers)?;
     let workers = match &file.workers {
@@ -260,6 +268,7 @@ fn validate(source: &Source) -> Result<GatewayConfig, ConfigError> {
         forward_auth,
         back_channel_logout,
         shared_signals,
+        tls,
         identity,
         upstreams,
         routes: RouteTable::new(routes),
