@@ -2,8 +2,11 @@
 //! provider the workspace already uses:
 //!
 //! * [`pem`]: certificates, private keys and CA bundles read from PEM files, with errors that
-//!   are one line naming the file.
+//!   are one line naming the file;
+//! * [`client`]: connections the programs make (the gateway's `https://` upstreams): trust,
+//!   client certificates, ALPN, the handshake.
 
+pub mod client;
 pub mod pem;
 
 /// The crypto provider every TLS configuration here is built with: aws-lc-rs, whatever other
