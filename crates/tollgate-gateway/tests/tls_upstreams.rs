@@ -308,12 +308,62 @@ async fn https_upstreams_verify_the_certificate_and_reuse_connections() {
         "HTTP/2 connection not shared: {connections:?}"
     );
 
-    // Refused certificates are a 502, never the upstream's answer.
-    for route in ["/wrongname/x", "/otherca/x", "/system/x"] {
-        let a = send(gw.local_addr(), "GET", route, &[("authorization", &auth)]).await;
+    // Refused certificates are a 502, never the upstream's answer, and a warning that names
+    // the upstream and says why.
+    let logs = logs();
+    for (route, why) in [
+        ("wrongname", "not valid for name"),
+        ("otherca", "UnknownIssuer"),
+        ("system", "UnknownIssuer"),
+    ] {
+        let a = send(
+            gw.local_addr(),
+            "GET",
+            &format!("/{route}/x"),
+            &[("authorization", &auth)],
+        )
+        .await;
         assert_eq!(a.status, StatusCode::BAD_GATEWAY, "{route}: {}", a.body);
         assert!(!a.body.contains("protocol="), "{route}: {}", a.body);
+        let logged = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+        assert!(
+            logged
+                .lines()
+                .any(|l| l.contains(&format!("upstream={route}"))
+                    && l.contains("TLS handshake failed")
+                    && l.contains(why)),
+            "{route}: no warning saying {why}:\n{logged}"
+        );
     }
+}
+
+/// Everything the gateway logs in this test binary (a global subscriber: the gateway's workers
+/// are threads of their own).
+fn logs() -> &'static std::sync::Mutex<Vec<u8>> {
+    static LOGS: std::sync::OnceLock<&'static std::sync::Mutex<Vec<u8>>> =
+        std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs: &'static std::sync::Mutex<Vec<u8>> =
+            Box::leak(Box::new(std::sync::Mutex::new(Vec::new())));
+        struct Writer(&'static std::sync::Mutex<Vec<u8>>);
+        impl std::io::Write for Writer {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        use tracing_subscriber::util::SubscriberInitExt;
+        tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_max_level(tracing_subscriber::filter::LevelFilter::WARN)
+            .with_writer(move || Writer(logs))
+            .finish()
+            .init();
+        logs
+    })
 }
 
 /// `n` requests to `path` at once.
