@@ -118,7 +118,18 @@ impl PostgresServer {
     /// `key_pem`. Plain connections are still accepted ([`url`](Self::url) has no `sslmode`):
     /// the tests choose.
     pub fn start_private_with_tls(certificate_pem: &str, key_pem: &str) -> PostgresServer {
-        Self::start_private_with(None, Some((certificate_pem, key_pem)))
+        Self::start_private_with(None, Some((certificate_pem, key_pem, None)))
+    }
+
+    /// [`start_private_with_tls`](Self::start_private_with_tls), and the database `tollgate`
+    /// (the one [`url`](Self::url) names) only over TLS with a client certificate signed by
+    /// `client_ca_pem` (`hostssl ... clientcert=verify-ca`); other databases as before.
+    pub fn start_private_with_client_certificates(
+        certificate_pem: &str,
+        key_pem: &str,
+        client_ca_pem: &str,
+    ) -> PostgresServer {
+        Self::start_private_with(None, Some((certificate_pem, key_pem, Some(client_ca_pem))))
     }
 
     /// The port of a private server.
@@ -129,7 +140,10 @@ impl PostgresServer {
         }
     }
 
-    fn start_private_with(password: Option<String>, tls: Option<(&str, &str)>) -> PostgresServer {
+    fn start_private_with(
+        password: Option<String>,
+        tls: Option<(&str, &str, Option<&str>)>,
+    ) -> PostgresServer {
         let Some(bin) = find_bin() else {
             panic!(
                 "PostgreSQL tests need either the PostgreSQL server binaries \
@@ -181,8 +195,8 @@ impl PostgresServer {
             None => initdb.extend(["-A", "trust"]),
         }
         server.run("initdb", &initdb);
-        if let Some((certificate, key)) = tls {
-            server.enable_tls(certificate, key);
+        if let Some((certificate, key, client_ca)) = tls {
+            server.enable_tls(certificate, key, client_ca);
         }
         server.start_again();
         server.run(
@@ -272,13 +286,18 @@ impl PostgresServer {
     }
 
     /// Writes the server's certificate and key into its data directory (the key readable by
-    /// the server's user alone, as PostgreSQL demands) and turns `ssl` on.
-    fn enable_tls(&self, certificate: &str, key: &str) {
+    /// the server's user alone, as PostgreSQL demands) and turns `ssl` on; with `client_ca`,
+    /// requires client certificates from it for the database `tollgate`.
+    fn enable_tls(&self, certificate: &str, key: &str, client_ca: Option<&str>) {
         let Kind::Private { run_as, .. } = &self.kind else {
             return;
         };
         let data = self.private_dir().join("data");
-        for (name, contents) in [("server.crt", certificate), ("server.key", key)] {
+        let mut files = vec![("server.crt", certificate), ("server.key", key)];
+        if let Some(ca) = client_ca {
+            files.push(("client-ca.crt", ca));
+        }
+        for (name, contents) in files {
             let path = data.join(name);
             std::fs::write(&path, contents).expect("cannot write the server's TLS files");
             use std::os::unix::fs::PermissionsExt;
@@ -296,6 +315,21 @@ impl PostgresServer {
         let conf = data.join("postgresql.conf");
         let mut text = std::fs::read_to_string(&conf).expect("cannot read postgresql.conf");
         text.push_str("\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+        if client_ca.is_some() {
+            text.push_str("ssl_ca_file = 'client-ca.crt'\n");
+            // The first matching line wins: `tollgate` needs a certificate; `createdb` (on the
+            // maintenance database) and the others do not.
+            let hba = data.join("pg_hba.conf");
+            let rules = std::fs::read_to_string(&hba).expect("cannot read pg_hba.conf");
+            std::fs::write(
+                &hba,
+                format!(
+                    "hostssl tollgate all 127.0.0.1/32 trust clientcert=verify-ca\n\
+                     host tollgate all 127.0.0.1/32 reject\n{rules}"
+                ),
+            )
+            .expect("cannot write pg_hba.conf");
+        }
         std::fs::write(&conf, text).expect("cannot write postgresql.conf");
     }
 

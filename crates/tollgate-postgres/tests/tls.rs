@@ -139,6 +139,49 @@ async fn sslmode_verifies_as_libpq_does() {
 }
 
 #[tokio::test]
+async fn sslcert_and_sslkey_present_a_client_certificate() {
+    let ca = new_ca("test CA");
+    let client_ca = new_ca("client CA");
+    let server_key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let server_cert = params.signed_by(&server_key, &ca).unwrap();
+    let server = PostgresServer::start_private_with_client_certificates(
+        &server_cert.pem(),
+        &server_key.serialize_pem(),
+        &client_ca.pem(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = write(dir.path(), "ca.pem", &ca.pem());
+    let client_key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "tollgate");
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let client_cert = params.signed_by(&client_key, &client_ca).unwrap();
+    let cert_file = write(dir.path(), "client.pem", &client_cert.pem());
+    let key_file = write(dir.path(), "client-key.pem", &client_key.serialize_pem());
+    let verified = format!("sslmode=verify-full&sslrootcert={}", ca_file.display());
+
+    let with_certificate = target(
+        "localhost",
+        server.port(),
+        &format!(
+            "{verified}&sslcert={}&sslkey={}",
+            cert_file.display(),
+            key_file.display()
+        ),
+    );
+    assert!(encrypted(&with_certificate).await);
+    PostgresStore::connect(with_certificate, options())
+        .await
+        .unwrap();
+    let e = connect_error(target("localhost", server.port(), &verified)).await;
+    assert!(e.contains("requires a valid client certificate"), "{e}");
+}
+
+#[tokio::test]
 async fn require_refuses_a_server_without_tls() {
     let server = PostgresServer::start_private();
     let plain = target("127.0.0.1", server.port(), "sslmode=require");
