@@ -132,6 +132,11 @@ impl PostgresServer {
         Self::start_private_with(None, Some((certificate_pem, key_pem, Some(client_ca_pem))))
     }
 
+    /// The directory of a private server's Unix socket (`.s.PGSQL.<port>`).
+    pub fn socket_dir(&self) -> &Path {
+        self.private_dir()
+    }
+
     /// The port of a private server.
     pub fn port(&self) -> u16 {
         match &self.kind {

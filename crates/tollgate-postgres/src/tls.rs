@@ -316,16 +316,13 @@ impl MakeTlsConnect<Socket> for MakeRustls {
     type TlsConnect = RustlsConnect;
     type Error = io::Error;
 
+    // Called for every connection, even one that will not use TLS (`sslmode=disable`, a Unix
+    // socket, whose `domain` is empty): a name TLS cannot use fails the handshake, if any, not
+    // the connection.
     fn make_tls_connect(&mut self, domain: &str) -> Result<RustlsConnect, io::Error> {
-        let name = ServerName::try_from(domain.to_owned()).map_err(|_| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("`{domain}` is not a host name TLS can verify"),
-            )
-        })?;
         Ok(RustlsConnect {
             connector: self.connector.clone(),
-            name,
+            name: ServerName::try_from(domain.to_owned()).map_err(|_| domain.to_owned()),
         })
     }
 }
@@ -333,7 +330,8 @@ impl MakeTlsConnect<Socket> for MakeRustls {
 /// The TLS handshake with one host.
 pub(crate) struct RustlsConnect {
     connector: tokio_rustls::TlsConnector,
-    name: ServerName<'static>,
+    /// The host, or what it was if TLS cannot name it.
+    name: Result<ServerName<'static>, String>,
 }
 
 impl TlsConnect<Socket> for RustlsConnect {
@@ -343,10 +341,13 @@ impl TlsConnect<Socket> for RustlsConnect {
 
     fn connect(self, stream: Socket) -> Self::Future {
         Box::pin(async move {
-            self.connector
-                .connect(self.name, stream)
-                .await
-                .map(RustlsStream)
+            let name = self.name.map_err(|host| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("`{host}` is not a host name or IP address TLS can verify"),
+                )
+            })?;
+            self.connector.connect(name, stream).await.map(RustlsStream)
         })
     }
 }

@@ -181,6 +181,24 @@ async fn sslcert_and_sslkey_present_a_client_certificate() {
     assert!(e.contains("requires a valid client certificate"), "{e}");
 }
 
+/// A Unix socket has no host name and PostgreSQL speaks no TLS on it: `prefer` (the default)
+/// connects plain, as before TLS existed; `require` is refused with the reason.
+#[tokio::test]
+async fn a_unix_socket_connects_under_prefer() {
+    let server = tls_server(&new_ca("test CA"));
+    let conninfo = format!(
+        "host='{}' port={} user=tollgate dbname=tollgate",
+        server.socket_dir().display(),
+        server.port()
+    );
+    let unix = PostgresTarget::new(&conninfo).unwrap();
+    assert!(!encrypted(&unix).await);
+    PostgresStore::connect(unix, options()).await.unwrap();
+    let e =
+        connect_error(PostgresTarget::new(&format!("{conninfo} sslmode=require")).unwrap()).await;
+    assert!(e.contains("TLS") && !e.contains('\n'), "{e}");
+}
+
 #[tokio::test]
 async fn require_refuses_a_server_without_tls() {
     let server = PostgresServer::start_private();
