@@ -485,7 +485,20 @@ fn tls_keys_are_checked_when_the_configuration_is_read() {
         ca_file.display()
     ));
     assert!(
-        e.contains("upstreams[0].client_certificate") && e.contains("PRIVATE KEY"),
+        e.contains("upstreams[0].client_key") && e.contains("PRIVATE KEY"),
+        "{e}"
+    );
+    // A key that is not the certificate's.
+    let (cert, _) = ca.issue(&[], "a", ExtendedKeyUsagePurpose::ClientAuth);
+    let (_, other_key) = ca.issue(&[], "b", ExtendedKeyUsagePurpose::ClientAuth);
+    std::fs::write(fx.dir.path().join("c.pem"), cert).unwrap();
+    std::fs::write(fx.dir.path().join("k.pem"), other_key).unwrap();
+    let e = parse(&format!(
+        "url = \"https://localhost\"\nca_file = \"{}\"\nclient_certificate = \"c.pem\"\nclient_key = \"k.pem\"",
+        ca_file.display()
+    ));
+    assert!(
+        e.contains("upstreams[0].client_certificate") && e.contains("not a usable"),
         "{e}"
     );
     let e = parse("url = \"ftp://localhost\"");

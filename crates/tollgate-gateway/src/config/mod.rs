@@ -491,7 +491,8 @@ fn upstream_tls(
         };
         match e.part() {
             Part::Trust => at("ca_file", &u.ca_file),
-            Part::Identity => at("client_certificate", &u.client_certificate),
+            Part::ClientCertificate => at("client_certificate", &u.client_certificate),
+            Part::ClientKey => at("client_key", &u.client_key),
             Part::ServerName => None,
         }
         .unwrap_or_else(|| source.error(&u.url, &key("url"), &e))

@@ -55,8 +55,10 @@ pub enum Part {
     ServerName,
     /// The CA file, or the system store.
     Trust,
-    /// The client certificate or its key.
-    Identity,
+    /// The client certificate file, or a key that does not go with it.
+    ClientCertificate,
+    /// The client's private key file.
+    ClientKey,
 }
 
 impl ClientTlsError {
@@ -137,9 +139,9 @@ impl Connector {
             None => builder.with_no_client_auth(),
             Some(identity) => {
                 let chain = pem::certificates(&identity.certificate)
-                    .map_err(|e| ClientTlsError::file(Part::Identity, e))?;
+                    .map_err(|e| ClientTlsError::file(Part::ClientCertificate, e))?;
                 let key = pem::private_key(&identity.key)
-                    .map_err(|e| ClientTlsError::file(Part::Identity, e))?;
+                    .map_err(|e| ClientTlsError::file(Part::ClientKey, e))?;
                 builder
                     .with_client_auth_cert(chain, key)
                     .map_err(|e| key_error(&identity.certificate, &identity.key, &e))?
@@ -169,7 +171,7 @@ pub fn negotiated_h2<IO>(stream: &TlsStream<IO>) -> bool {
 
 fn key_error(certificate: &Path, key: &Path, error: &rustls::Error) -> ClientTlsError {
     ClientTlsError::new(
-        Part::Identity,
+        Part::ClientCertificate,
         format!(
             "{}, {}: not a usable client certificate and key: {error}",
             certificate.display(),
