@@ -172,14 +172,15 @@ impl Pool {
         request: Request<ClientBody>,
     ) -> Result<Response<Returning>, SendError> {
         // Connecting is rare and its future is large: it is boxed, so that the future of every
-        // request (moved as a whole into hyper's dispatcher) stays small.
+        // request (moved as a whole into hyper's dispatcher) stays small. So is HTTP/2's, as it
+        // was before TLS: HTTP/1.1 requests keep the smallest future.
         if self.protocol.h2() {
             let shared = lock(&self.part().shared_h2)
                 .as_ref()
                 .filter(|s| !s.is_closed())
                 .cloned();
             return match shared {
-                Some(sender) => self.send_h2(sender, request).await,
+                Some(sender) => Box::pin(self.send_h2(sender, request)).await,
                 None => Box::pin(self.send_new(request)).await,
             };
         }
