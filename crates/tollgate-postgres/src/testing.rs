@@ -121,6 +121,19 @@ impl PostgresServer {
         Self::start_private_with(None, Some((certificate_pem, key_pem, None)))
     }
 
+    /// [`start_private_with_tls`](Self::start_private_with_tls) on which the user `tollgate`
+    /// must give `password` (`scram-sha-256`, which TLS can bind to the connection).
+    pub fn start_private_with_password_and_tls(
+        password: &str,
+        certificate_pem: &str,
+        key_pem: &str,
+    ) -> PostgresServer {
+        Self::start_private_with(
+            Some(password.to_owned()),
+            Some((certificate_pem, key_pem, None)),
+        )
+    }
+
     /// [`start_private_with_tls`](Self::start_private_with_tls), and the database `tollgate`
     /// (the one [`url`](Self::url) names) only over TLS with a client certificate signed by
     /// `client_ca_pem` (`hostssl ... clientcert=verify-ca`); other databases as before.

@@ -356,11 +356,78 @@ impl TlsConnect<Socket> for RustlsConnect {
 pub(crate) struct RustlsStream(tokio_rustls::client::TlsStream<Socket>);
 
 impl TlsStream for RustlsStream {
-    // No `tls-server-end-point` binding: SCRAM authenticates without `-PLUS` (tokio-postgres's
-    // default `channel_binding=prefer` accepts that).
+    // SCRAM-SHA-256-PLUS binds the password exchange to this TLS connection: a man in the
+    // middle of an unverified one (`require`) cannot relay it to the server.
     fn channel_binding(&self) -> ChannelBinding {
-        ChannelBinding::none()
+        self.0
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .and_then(|cert| tls_server_end_point(cert))
+            .map_or_else(ChannelBinding::none, ChannelBinding::tls_server_end_point)
     }
+}
+
+/// RFC 5929 §4.1's `tls-server-end-point`: the hash of the server's certificate (DER), with
+/// the hash function of the certificate's signature algorithm (SHA-256 for MD5 and SHA-1), as
+/// PostgreSQL computes it. None for a signature without such a hash (Ed25519, RSA-PSS): SCRAM
+/// then goes without `-PLUS`.
+fn tls_server_end_point(certificate: &[u8]) -> Option<Vec<u8>> {
+    use aws_lc_rs::digest;
+    // Certificate ::= SEQUENCE { tbsCertificate SEQUENCE, signatureAlgorithm SEQUENCE {
+    // algorithm OBJECT IDENTIFIER, ... }, ... }
+    let (fields, _) = der(certificate, 0x30)?;
+    let (_tbs, rest) = der(fields, 0x30)?;
+    let (algorithm, _) = der(rest, 0x30)?;
+    let (oid, _) = der(algorithm, 0x06)?;
+    // 1.2.840.113549.1.1.x (PKCS #1) and 1.2.840.10045.4.x (ECDSA), DER-encoded.
+    const PKCS1: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01];
+    const ECDSA: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04];
+    let hash = if let Some(x) = oid.strip_prefix(PKCS1) {
+        match x {
+            // md5, sha1, sha256 WithRSAEncryption
+            [0x04] | [0x05] | [0x0b] => &digest::SHA256,
+            [0x0c] => &digest::SHA384,
+            [0x0d] => &digest::SHA512,
+            _ => return None,
+        }
+    } else if let Some(x) = oid.strip_prefix(ECDSA) {
+        match x {
+            // ecdsa-with-SHA1, ecdsa-with-SHA256, -SHA384, -SHA512
+            [0x01] | [0x03, 0x02] => &digest::SHA256,
+            [0x03, 0x03] => &digest::SHA384,
+            [0x03, 0x04] => &digest::SHA512,
+            _ => return None,
+        }
+    } else {
+        return None;
+    };
+    Some(digest::digest(hash, certificate).as_ref().to_vec())
+}
+
+/// The contents of the DER element at the start of `input`, if its tag is `tag`, and what
+/// follows it.
+fn der(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+    let (&first, rest) = input.split_first()?;
+    if first != tag {
+        return None;
+    }
+    let (&length, mut rest) = rest.split_first()?;
+    let length = if length < 0x80 {
+        usize::from(length)
+    } else {
+        // Long form: the next `length & 0x7f` bytes, big-endian (at most 4: no certificate is
+        // larger).
+        let count = usize::from(length & 0x7f);
+        if count == 0 || count > 4 {
+            return None;
+        }
+        let (bytes, after) = rest.split_at_checked(count)?;
+        rest = after;
+        bytes.iter().fold(0usize, |n, &b| (n << 8) | usize::from(b))
+    };
+    rest.split_at_checked(length)
 }
 
 impl AsyncRead for RustlsStream {
@@ -388,5 +455,39 @@ impl AsyncWrite for RustlsStream {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn end_point_of_malformed_certificates_is_none() {
+        for bad in [
+            &[][..],
+            &[0x30],
+            &[0x30, 0x85, 1, 2, 3, 4, 5],
+            &[0x30, 0x84, 0xff, 0xff, 0xff, 0xff],
+            &[0x30, 0x03, 0x30, 0x01, 0x00],
+            &[0x31, 0x00],
+        ] {
+            assert_eq!(tls_server_end_point(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn der_reads_short_and_long_lengths() {
+        assert_eq!(
+            der(&[0x06, 0x01, 0x2a, 0x05], 0x06),
+            Some((&[0x2a][..], &[0x05][..]))
+        );
+        let mut long = vec![0x04, 0x81, 0x80];
+        long.extend([7u8; 0x80]);
+        assert_eq!(
+            der(&long, 0x04).map(|(c, r)| (c.len(), r.len())),
+            Some((0x80, 0))
+        );
+        assert_eq!(der(&[0x04, 0x80], 0x04), None);
     }
 }

@@ -181,6 +181,30 @@ async fn sslcert_and_sslkey_present_a_client_certificate() {
     assert!(e.contains("requires a valid client certificate"), "{e}");
 }
 
+/// SCRAM with channel binding (`-PLUS`): the password exchange is bound to the TLS connection,
+/// which tokio-postgres's `channel_binding=require` insists on.
+#[tokio::test]
+async fn scram_binds_to_the_tls_connection() {
+    let ca = new_ca("test CA");
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let cert = params.signed_by(&key, &ca).unwrap();
+    let server = PostgresServer::start_private_with_password_and_tls(
+        "s3cret",
+        &cert.pem(),
+        &key.serialize_pem(),
+    );
+    let bound = target(
+        "127.0.0.1",
+        server.port(),
+        "sslmode=require&channel_binding=require",
+    )
+    .with_password(Some("s3cret".into()));
+    assert!(encrypted(&bound).await);
+    PostgresStore::connect(bound, options()).await.unwrap();
+}
+
 /// A Unix socket has no host name and PostgreSQL speaks no TLS on it: `prefer` (the default)
 /// connects plain, as before TLS existed; `require` is refused with the reason.
 #[tokio::test]
