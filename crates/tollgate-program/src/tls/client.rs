@@ -3,8 +3,8 @@
 //! offered by ALPN, and the handshake on a tokio stream.
 //!
 //! The peer's certificate is always verified, against the host it was reached by: a DNS name
-//! (sent as SNI) or an IP address (checked against the certificate's IP addresses, as RFC 6125
-//! says; no SNI is sent for an IP). There is no switch to turn verification off.
+//! (sent as SNI) or an IP address (checked against the certificate's IP address entries; RFC 6066
+//! sends no SNI for one). There is no switch to turn verification off.
 
 use super::pem::{self, PemFileError};
 use rustls::pki_types::ServerName;
