@@ -91,10 +91,12 @@
 //!
 //! # TLS
 //!
-//! Connections are plain TCP (or a Unix socket) today: `sslmode=disable` or the default `prefer`
-//! (which falls back to plain). `sslmode=require` is refused with a clear error rather than
-//! silently ignored. Adding TLS is a connector given to the pool (`tokio-postgres` takes one at
-//! connect time); nothing else in the store changes.
+//! The URL's `sslmode`, `sslrootcert`, `sslcert` and `sslkey` work as libpq's: `disable`
+//! (plain), `prefer` (the default: TLS if the server offers it, unverified unless `sslrootcert`
+//! is set), `require` (TLS or no connection; the chain checked if `sslrootcert` is set),
+//! `verify-ca` (the chain checked against `sslrootcert`), `verify-full` (the chain and the host
+//! name, or IP address). TLS is rustls on aws-lc-rs, through a connector of this crate's own given
+//! to the pool; the files are read when the URL is parsed, so a bad one is an error at start.
 
 // Module order is dependency order: `failure` and `issuance` beneath `sql` (the records and the
 // outbox), `coordination` (what replicas share) above it, `store` on top.
@@ -108,6 +110,7 @@ mod target;
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod testing;
+mod tls;
 
 pub use issuance::ISSUE_LOCK;
 pub use store::{MAX_BATCH, OUTBOX_LOCK, PostgresOptions, PostgresStore};

@@ -174,7 +174,7 @@ impl PostgresStore {
             .application_name("tollgate");
         let manager = Manager::from_config(
             config,
-            tokio_postgres::NoTls,
+            target.tls(),
             ManagerConfig {
                 // A connection is checked only for having been closed: a dead one then fails its
                 // next operation, is dropped, and the one after gets a fresh connection.

@@ -1,42 +1,58 @@
 //! Which PostgreSQL to connect to, and how to name it in logs without its password.
 
+use crate::tls::{MakeRustls, SslMode, SslOptions};
 use std::fmt;
-use tokio_postgres::config::{Host, SslMode};
+use tokio_postgres::config::Host;
 use tollgate_store::StoreError;
 
 /// A PostgreSQL server and database: a `postgresql://` URL or a `key=value` connection string,
-/// parsed. Its `Display` and `Debug` never show the password.
+/// parsed, with its TLS settings (`sslmode` and the files it names, read). Its `Display` and
+/// `Debug` never show the password.
 #[derive(Clone)]
 pub struct PostgresTarget {
     config: tokio_postgres::Config,
+    tls: MakeRustls,
     shown: String,
 }
 
 impl PostgresTarget {
     /// Parses `url` (`postgresql://user@host:port/db?options`, or `host=... user=...`).
     ///
+    /// TLS follows libpq's options and their meanings: `sslmode` (`disable`, `prefer` (the
+    /// default), `require`, `verify-ca`, `verify-full`), `sslrootcert` (a PEM file of CA
+    /// certificates), `sslcert` and `sslkey` (a client certificate), with libpq's meanings (`docs/postgres.md` has the table).
+    ///
     /// Fails (without echoing the URL, which may hold a password) if it does not parse, names no
-    /// database user, or asks for TLS (`sslmode=require`), which this version does not speak.
+    /// database user, or names a TLS file that cannot be read or used.
     pub fn new(url: &str) -> Result<PostgresTarget, StoreError> {
-        let config: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| {
-            StoreError::new(format!(
-                "invalid PostgreSQL URL: {}",
-                redact_error(&e.to_string(), url)
-            ))
-        })?;
-        if config.get_ssl_mode() == SslMode::Require {
-            return Err(StoreError::new(
-                "PostgreSQL URL: sslmode=require is not supported yet (connections are plain; use \
-                 sslmode=disable or prefer, over a trusted network or a tunnel)",
-            ));
-        }
+        let (rest, ssl) = split_ssl_options(url)
+            .map_err(|e| StoreError::new(format!("PostgreSQL URL: {}", redact_error(&e, url))))?;
+        let mut config: tokio_postgres::Config =
+            rest.parse().map_err(|e: tokio_postgres::Error| {
+                StoreError::new(format!(
+                    "invalid PostgreSQL URL: {}",
+                    redact_error(&e.to_string(), url)
+                ))
+            })?;
+        config.ssl_mode(ssl.mode().wire());
         if config.get_user().is_none() {
             return Err(StoreError::new(
                 "PostgreSQL URL: no user (write postgresql://USER@HOST/DATABASE)",
             ));
         }
-        let shown = show(&config);
-        Ok(PostgresTarget { config, shown })
+        let tls = ssl
+            .connector()
+            .map_err(|e| StoreError::new(format!("PostgreSQL URL: {e}")))?;
+        let mut shown = show(&config);
+        if ssl.mode() != SslMode::Prefer {
+            shown = format!("{shown}?sslmode={}", ssl.mode().as_str());
+        }
+        Ok(PostgresTarget { config, tls, shown })
+    }
+
+    /// The TLS connector every connection to this target is made with.
+    pub(crate) fn tls(&self) -> MakeRustls {
+        self.tls.clone()
     }
 
     /// The same target with `password` (if `Some`) instead of any in the URL: for a password
@@ -56,12 +72,100 @@ impl PostgresTarget {
     /// The same target, on database `dbname`.
     pub fn with_dbname(mut self, dbname: &str) -> PostgresTarget {
         self.config.dbname(dbname);
-        self.shown = show(&self.config);
+        let mode = self
+            .shown
+            .find("?sslmode=")
+            .map(|i| self.shown[i..].to_owned());
+        self.shown = show(&self.config) + mode.as_deref().unwrap_or("");
         self
     }
 
     pub(crate) fn config(&self) -> &tokio_postgres::Config {
         &self.config
+    }
+}
+
+/// `url` without its TLS options (which tokio-postgres does not know all of), and those
+/// options. Both forms: a URL's query (`?sslmode=verify-full&sslrootcert=/ca.pem`), percent-
+/// decoded; or `key=value` pairs, values optionally in single quotes with `\` escapes.
+fn split_ssl_options(url: &str) -> Result<(String, SslOptions), String> {
+    let mut ssl = SslOptions::default();
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let Some((base, query)) = url.split_once('?') else {
+            return Ok((url.to_owned(), ssl));
+        };
+        let mut kept = Vec::new();
+        for pair in query.split('&') {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let decode = |s: &str| {
+                percent_encoding::percent_decode_str(s)
+                    .decode_utf8()
+                    .map(|s| s.into_owned())
+                    .map_err(|_| format!("`{key}`: not UTF-8 once percent-decoded"))
+            };
+            if !ssl.take(&decode(key)?, &decode(value)?)? {
+                kept.push(pair);
+            }
+        }
+        let rest = if kept.is_empty() {
+            base.to_owned()
+        } else {
+            format!("{base}?{}", kept.join("&"))
+        };
+        return Ok((rest, ssl));
+    }
+    let mut rest = String::new();
+    for (raw, key, value) in key_values(url)? {
+        if !ssl.take(&key, &value)? {
+            rest.push_str(raw);
+            rest.push(' ');
+        }
+    }
+    Ok((rest.trim_end().to_owned(), ssl))
+}
+
+/// The `key = value` pairs of a libpq connection string: each as written, its key, its value
+/// unquoted.
+fn key_values(text: &str) -> Result<Vec<(&str, String, String)>, String> {
+    let mut pairs = Vec::new();
+    let mut chars = text.char_indices().peekable();
+    loop {
+        while chars.next_if(|(_, c)| c.is_whitespace()).is_some() {}
+        let Some(&(start, _)) = chars.peek() else {
+            return Ok(pairs);
+        };
+        let mut key = String::new();
+        while let Some((_, c)) = chars.next_if(|(_, c)| *c != '=' && !c.is_whitespace()) {
+            key.push(c);
+        }
+        while chars.next_if(|(_, c)| c.is_whitespace()).is_some() {}
+        if chars.next_if(|(_, c)| *c == '=').is_none() {
+            return Err(format!("`{key}` has no `=`"));
+        }
+        while chars.next_if(|(_, c)| c.is_whitespace()).is_some() {}
+        let mut value = String::new();
+        let quoted = chars.next_if(|(_, c)| *c == '\'').is_some();
+        let mut end = text.len();
+        loop {
+            match chars.next() {
+                None if quoted => return Err(format!("`{key}`: unterminated quoted value")),
+                None => break,
+                Some((_, '\\')) => match chars.next() {
+                    Some((_, c)) => value.push(c),
+                    None => return Err(format!("`{key}`: ends with a lone `\\`")),
+                },
+                Some((i, '\'')) if quoted => {
+                    end = i + 1;
+                    break;
+                }
+                Some((i, c)) if !quoted && c.is_whitespace() => {
+                    end = i;
+                    break;
+                }
+                Some((_, c)) => value.push(c),
+            }
+        }
+        pairs.push((&text[start..end], key, value));
     }
 }
 
@@ -136,9 +240,55 @@ mod tests {
     }
 
     #[test]
-    fn refuses_tls_and_a_missing_user() {
-        let error = PostgresTarget::new("postgresql://app@h/db?sslmode=require").unwrap_err();
-        assert!(error.to_string().contains("sslmode=require"), "{error}");
+    fn takes_libpq_tls_options_in_both_forms() {
+        let (rest, ssl) = split_ssl_options(
+            "postgresql://app@h/db?application_name=x&sslmode=verify-full&sslrootcert=%2Fetc%2Fca%20b.pem",
+        )
+        .unwrap();
+        assert_eq!(rest, "postgresql://app@h/db?application_name=x");
+        assert_eq!(ssl.mode(), SslMode::VerifyFull);
+        assert_eq!(
+            ssl.root_cert.as_deref(),
+            Some(std::path::Path::new("/etc/ca b.pem"))
+        );
+        let (rest, ssl) = split_ssl_options(
+            "host=h user=app sslmode = require sslrootcert='/etc/it\\'s ca.pem' dbname=db",
+        )
+        .unwrap();
+        assert_eq!(rest, "host=h user=app dbname=db");
+        assert_eq!(ssl.mode(), SslMode::Require);
+        assert_eq!(
+            ssl.root_cert.as_deref(),
+            Some(std::path::Path::new("/etc/it's ca.pem"))
+        );
+        let (_, ssl) = split_ssl_options("postgresql://app@h/db").unwrap();
+        assert_eq!(ssl.mode(), SslMode::Prefer);
+        assert!(split_ssl_options("host=h sslrootcert='/x").is_err());
+    }
+
+    #[test]
+    fn tls_options_are_checked_when_parsed() {
+        let e = PostgresTarget::new("postgresql://app@h/db?sslmode=verify-full").unwrap_err();
+        assert!(e.to_string().contains("needs sslrootcert"), "{e}");
+        let e = PostgresTarget::new("postgresql://app@h/db?sslmode=bogus").unwrap_err();
+        assert!(e.to_string().contains("verify-full"), "{e}");
+        let e = PostgresTarget::new(
+            "postgresql://app:pw@h/db?sslmode=verify-ca&sslrootcert=/nonexistent/ca.pem",
+        )
+        .unwrap_err();
+        let e = e.to_string();
+        assert!(e.contains("sslrootcert: /nonexistent/ca.pem: "), "{e}");
+        assert!(!e.contains(":pw") && !e.contains('\n'), "{e}");
+        let e = PostgresTarget::new("postgresql://app@h/db?sslcert=/c.pem").unwrap_err();
+        assert!(e.to_string().contains("sslkey"), "{e}");
+        let shown = PostgresTarget::new("postgresql://app@h/db?sslmode=require")
+            .unwrap()
+            .to_string();
+        assert_eq!(shown, "postgresql://app@h:5432/db?sslmode=require");
+    }
+
+    #[test]
+    fn refuses_a_missing_user() {
         let error = PostgresTarget::new("postgresql://h/db").unwrap_err();
         assert!(error.to_string().contains("no user"), "{error}");
         let error = PostgresTarget::new("postgresql://app:pw@h/db?bogus=1").unwrap_err();

@@ -105,16 +105,63 @@ impl PostgresServer {
     /// Starts a private server whatever [`URL_ENV`] says: for tests that stop and restart it.
     /// Panics, saying why, if the PostgreSQL binaries are missing.
     pub fn start_private() -> PostgresServer {
-        Self::start_private_with(None)
+        Self::start_private_with(None, None)
     }
 
     /// Starts a private server on which the user `tollgate` must give `password`
     /// (`scram-sha-256`): [`url`](Self::url) has no password, [`target`](Self::target) has it.
     pub fn start_private_with_password(password: &str) -> PostgresServer {
-        Self::start_private_with(Some(password.to_owned()))
+        Self::start_private_with(Some(password.to_owned()), None)
     }
 
-    fn start_private_with(password: Option<String>) -> PostgresServer {
+    /// Starts a private server with `ssl = on`, presenting `certificate_pem` (its chain) with
+    /// `key_pem`. Plain connections are still accepted ([`url`](Self::url) has no `sslmode`):
+    /// the tests choose.
+    pub fn start_private_with_tls(certificate_pem: &str, key_pem: &str) -> PostgresServer {
+        Self::start_private_with(None, Some((certificate_pem, key_pem, None)))
+    }
+
+    /// [`start_private_with_tls`](Self::start_private_with_tls) on which the user `tollgate`
+    /// must give `password` (`scram-sha-256`, which TLS can bind to the connection).
+    pub fn start_private_with_password_and_tls(
+        password: &str,
+        certificate_pem: &str,
+        key_pem: &str,
+    ) -> PostgresServer {
+        Self::start_private_with(
+            Some(password.to_owned()),
+            Some((certificate_pem, key_pem, None)),
+        )
+    }
+
+    /// [`start_private_with_tls`](Self::start_private_with_tls), and the database `tollgate`
+    /// (the one [`url`](Self::url) names) only over TLS with a client certificate signed by
+    /// `client_ca_pem` (`hostssl ... clientcert=verify-ca`); other databases as before.
+    pub fn start_private_with_client_certificates(
+        certificate_pem: &str,
+        key_pem: &str,
+        client_ca_pem: &str,
+    ) -> PostgresServer {
+        Self::start_private_with(None, Some((certificate_pem, key_pem, Some(client_ca_pem))))
+    }
+
+    /// The directory of a private server's Unix socket (`.s.PGSQL.<port>`).
+    pub fn socket_dir(&self) -> &Path {
+        self.private_dir()
+    }
+
+    /// The port of a private server.
+    pub fn port(&self) -> u16 {
+        match &self.kind {
+            Kind::Private { port, .. } => *port,
+            Kind::External => panic!("port: only a private server, not one from {URL_ENV}"),
+        }
+    }
+
+    fn start_private_with(
+        password: Option<String>,
+        tls: Option<(&str, &str, Option<&str>)>,
+    ) -> PostgresServer {
         let Some(bin) = find_bin() else {
             panic!(
                 "PostgreSQL tests need either the PostgreSQL server binaries \
@@ -166,6 +213,9 @@ impl PostgresServer {
             None => initdb.extend(["-A", "trust"]),
         }
         server.run("initdb", &initdb);
+        if let Some((certificate, key, client_ca)) = tls {
+            server.enable_tls(certificate, key, client_ca);
+        }
         server.start_again();
         server.run(
             "createdb",
@@ -197,7 +247,7 @@ impl PostgresServer {
                 runtime.block_on(async {
                     let (client, connection) = base
                         .config()
-                        .connect(tokio_postgres::NoTls)
+                        .connect(base.tls())
                         .await
                         .unwrap_or_else(|e| panic!("{URL_ENV} ({base}): cannot connect: {e}"));
                     tokio::spawn(connection);
@@ -227,7 +277,7 @@ impl PostgresServer {
         let name = format!("t_{}", random_suffix());
         let (client, connection) = base
             .config()
-            .connect(tokio_postgres::NoTls)
+            .connect(base.tls())
             .await
             .unwrap_or_else(|e| panic!("{base}: cannot connect: {e}"));
         let connection = tokio::spawn(connection);
@@ -251,6 +301,54 @@ impl PostgresServer {
         PostgresTarget::new(&self.url)
             .expect("the test URL parses")
             .with_password(self.password.clone())
+    }
+
+    /// Writes the server's certificate and key into its data directory (the key readable by
+    /// the server's user alone, as PostgreSQL demands) and turns `ssl` on; with `client_ca`,
+    /// requires client certificates from it for the database `tollgate`.
+    fn enable_tls(&self, certificate: &str, key: &str, client_ca: Option<&str>) {
+        let Kind::Private { run_as, .. } = &self.kind else {
+            return;
+        };
+        let data = self.private_dir().join("data");
+        let mut files = vec![("server.crt", certificate), ("server.key", key)];
+        if let Some(ca) = client_ca {
+            files.push(("client-ca.crt", ca));
+        }
+        for (name, contents) in files {
+            let path = data.join(name);
+            std::fs::write(&path, contents).expect("cannot write the server's TLS files");
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .expect("cannot chmod the server's TLS files");
+            if let Some(user) = run_as {
+                let status = Command::new("chown")
+                    .arg(format!("{user}:"))
+                    .arg(&path)
+                    .status()
+                    .expect("cannot run chown");
+                assert!(status.success(), "chown {}", path.display());
+            }
+        }
+        let conf = data.join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf).expect("cannot read postgresql.conf");
+        text.push_str("\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+        if client_ca.is_some() {
+            text.push_str("ssl_ca_file = 'client-ca.crt'\n");
+            // The first matching line wins: `tollgate` needs a certificate; `createdb` (on the
+            // maintenance database) and the others do not.
+            let hba = data.join("pg_hba.conf");
+            let rules = std::fs::read_to_string(&hba).expect("cannot read pg_hba.conf");
+            std::fs::write(
+                &hba,
+                format!(
+                    "hostssl tollgate all 127.0.0.1/32 trust clientcert=verify-ca\n\
+                     host tollgate all 127.0.0.1/32 reject\n{rules}"
+                ),
+            )
+            .expect("cannot write pg_hba.conf");
+        }
+        std::fs::write(&conf, text).expect("cannot write postgresql.conf");
     }
 
     fn private_dir(&self) -> &Path {
@@ -366,7 +464,7 @@ impl Drop for PostgresServer {
 pub async fn client(target: &PostgresTarget) -> tokio_postgres::Client {
     let (client, connection) = target
         .config()
-        .connect(tokio_postgres::NoTls)
+        .connect(target.tls())
         .await
         .unwrap_or_else(|e| panic!("{target}: cannot connect: {e}"));
     tokio::spawn(connection);

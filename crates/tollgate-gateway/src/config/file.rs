@@ -285,6 +285,12 @@ pub(super) struct UpstreamFile {
     pub(super) response_timeout: Spanned<u64>,
     #[serde(default = "default_pool_idle")]
     pub(super) max_idle_connections: usize,
+    /// `https://` only: trust only the CAs of this PEM file, not the system's.
+    pub(super) ca_file: Option<Spanned<PathBuf>>,
+    /// `https://` only: the certificate (chain) presented when the upstream asks for one.
+    pub(super) client_certificate: Option<Spanned<PathBuf>>,
+    /// `https://` only: the private key of `client_certificate`.
+    pub(super) client_key: Option<Spanned<PathBuf>>,
 }
 
 fn default_connect_timeout() -> Spanned<u64> {

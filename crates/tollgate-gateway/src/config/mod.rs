@@ -18,7 +18,7 @@ use file::{
 };
 use http::{HeaderName, Method, Uri};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tollgate_core::{KeySet, SigningAlgorithm, SigningKey, TenantPath, VerifyingKey};
@@ -190,6 +190,8 @@ pub(crate) struct UpstreamConfig {
     pub(crate) connect_timeout: Duration,
     pub(crate) response_timeout: Duration,
     pub(crate) max_idle_connections: usize,
+    /// For an `https://` URL: trust, client certificate and ALPN, files read.
+    pub(crate) tls: Option<tollgate_program::tls::client::Connector>,
 }
 
 /// Reads `path` and validates it (reading the key files it names, resolved from the file's
@@ -387,7 +389,8 @@ fn audiences(
     Ok(list.clone())
 }
 
-/// `[[upstreams]]`, checked: unique names, `http://` URLs with a host, timeouts in range.
+/// `[[upstreams]]`, checked: unique names, `http://` or `https://` URLs with a host, timeouts
+/// in range, the TLS keys of an `https://` one (its files read).
 fn upstreams(source: &Source, files: &[UpstreamFile]) -> Result<Vec<UpstreamConfig>, ConfigError> {
     let mut upstreams: Vec<UpstreamConfig> = Vec::new();
     for (i, u) in files.iter().enumerate() {
@@ -400,14 +403,43 @@ fn upstreams(source: &Source, files: &[UpstreamFile]) -> Result<Vec<UpstreamConf
             .get_ref()
             .parse()
             .map_err(|e| source.error(&u.url, &key("url"), e))?;
-        if url.scheme_str() != Some("http") || url.authority().is_none() || url.query().is_some() {
+        let https = url.scheme_str() == Some("https");
+        if !(https || url.scheme_str() == Some("http"))
+            || url.authority().is_none()
+            || url.query().is_some()
+        {
             return Err(source.error(
                 &u.url,
                 &key("url"),
-                "must be an http:// URL with a host and no query (TLS to upstreams is not \
-                 supported: run the gateway beside them)",
+                "must be an http:// or https:// URL with a host and no query",
             ));
         }
+        let tls = if https {
+            if u.h2c {
+                return Err(source.error(
+                    &u.url,
+                    &key("h2c"),
+                    "is for http:// upstreams (an https:// upstream offers HTTP/2 by ALPN)",
+                ));
+            }
+            Some(upstream_tls(source, u, &url, i)?)
+        } else {
+            let tls_key = [
+                ("ca_file", &u.ca_file),
+                ("client_certificate", &u.client_certificate),
+                ("client_key", &u.client_key),
+            ]
+            .into_iter()
+            .find_map(|(field, value)| value.as_ref().map(|v| (field, v)));
+            if let Some((field, value)) = tls_key {
+                return Err(source.error(
+                    value,
+                    &key(field),
+                    "is for https:// upstreams only (this one's url is http://)",
+                ));
+            }
+            None
+        };
         let seconds = |v: &Spanned<u64>, field: &str| {
             if (1..=3600).contains(v.get_ref()) {
                 Ok(Duration::from_secs(*v.get_ref()))
@@ -422,9 +454,58 @@ fn upstreams(source: &Source, files: &[UpstreamFile]) -> Result<Vec<UpstreamConf
             connect_timeout: seconds(&u.connect_timeout, "connect_timeout")?,
             response_timeout: seconds(&u.response_timeout, "response_timeout")?,
             max_idle_connections: u.max_idle_connections,
+            tls,
         });
     }
     Ok(upstreams)
+}
+
+/// The TLS of the `i`th upstream, an `https://` one: its `ca_file` (else the system's roots),
+/// `client_certificate` and `client_key` (both or neither), ALPN `h2` then `http/1.1`.
+fn upstream_tls(
+    source: &Source,
+    u: &UpstreamFile,
+    url: &Uri,
+    i: usize,
+) -> Result<tollgate_program::tls::client::Connector, ConfigError> {
+    use tollgate_program::tls::client::{ALPN_H2, ALPN_HTTP11, Connector, Identity, Part, Trust};
+    let key = |field: &str| format!("upstreams[{i}].{field}");
+    let trust = match &u.ca_file {
+        Some(ca) => Trust::CaFile(source.resolve(ca.get_ref())),
+        None => Trust::System,
+    };
+    let identity = match (&u.client_certificate, &u.client_key) {
+        (Some(certificate), Some(k)) => Some(Identity {
+            certificate: source.resolve(certificate.get_ref()),
+            key: source.resolve(k.get_ref()),
+        }),
+        (None, None) => None,
+        (Some(certificate), None) => {
+            return Err(source.error(
+                certificate,
+                &key("client_certificate"),
+                "needs client_key too",
+            ));
+        }
+        (None, Some(k)) => {
+            return Err(source.error(k, &key("client_key"), "needs client_certificate too"));
+        }
+    };
+    let host = url.host().unwrap_or_default();
+    Connector::new(host, &trust, identity.as_ref(), &[ALPN_H2, ALPN_HTTP11]).map_err(|e| {
+        // The key of the file at fault; the URL for a host that is no TLS name, or for an
+        // empty system store (no key of the table names it).
+        let at = |field: &str, value: &Option<Spanned<PathBuf>>| {
+            value.as_ref().map(|v| source.error(v, &key(field), &e))
+        };
+        match e.part() {
+            Part::Trust => at("ca_file", &u.ca_file),
+            Part::ClientCertificate => at("client_certificate", &u.client_certificate),
+            Part::ClientKey => at("client_key", &u.client_key),
+            Part::ServerName => None,
+        }
+        .unwrap_or_else(|| source.error(&u.url, &key("url"), &e))
+    })
 }
 
 /// `[[routes]]`, checked against the upstreams: prefixes the gateway can route (stored decoded,

@@ -103,11 +103,21 @@ impl Upstream {
             .authority()
             .cloned()
             .unwrap_or_else(|| Authority::from_static("localhost"));
-        let port = authority.port_u16().unwrap_or(80);
+        let scheme = config.url.scheme().cloned().unwrap_or(Scheme::HTTP);
+        let port = authority
+            .port_u16()
+            .unwrap_or(if scheme == Scheme::HTTPS { 443 } else { 80 });
         let address = format!("{}:{port}", authority.host());
+        let pool = Arc::new(Pool::new(
+            address,
+            pool::Protocol::new(config.h2c, config.tls.clone(), authority.clone()),
+            config.connect_timeout,
+            config.max_idle_connections,
+            workers,
+        ));
         Upstream {
             name: config.name.clone(),
-            scheme: config.url.scheme().cloned().unwrap_or(Scheme::HTTP),
+            scheme,
             host: HeaderValue::from_str(authority.as_str())
                 .unwrap_or_else(|_| HeaderValue::from_static("localhost")),
             authority,
@@ -116,13 +126,7 @@ impl Upstream {
             response_timeout: config.response_timeout,
             tunnel_idle_timeout: limits.tunnel_idle_timeout,
             client_body_timeout: limits.client_body_timeout,
-            pool: Arc::new(Pool::new(
-                address,
-                config.h2c,
-                config.connect_timeout,
-                config.max_idle_connections,
-                workers,
-            )),
+            pool,
         }
     }
 

@@ -1,6 +1,11 @@
 //! Connections to one upstream, kept for reuse: HTTP/1.1 connections one request at a time
 //! (idle ones on a stack, the most recently used first), or one shared HTTP/2 connection for an
-//! `h2c` upstream.
+//! `h2c` upstream, or an `https://` upstream that picked `h2` by ALPN.
+//!
+//! An `https://` upstream's connections are TLS (the handshake within the connect timeout). The
+//! protocol of each new connection is the upstream's choice; requests go on the kind of
+//! connection the last one chose, so an upstream that speaks HTTP/2 is reached on one shared
+//! connection per worker, and one that speaks HTTP/1.1 on pooled ones.
 //!
 //! Each worker thread has its own part of the pool ([`set_worker`]): a connection's task runs on
 //! the thread that opened it, and only that thread's requests use it, so that no request wakes
@@ -13,6 +18,7 @@
 //! are dropped after the idle timeout, and beyond `max_idle`.
 
 use super::client_body::ClientBody;
+use http::uri::{Authority, Scheme};
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -21,10 +27,12 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::cell::Cell;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
+use tollgate_program::tls::client::{Connector, negotiated_h2};
 
 /// How long an idle connection is kept.
 pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -44,6 +52,9 @@ pub(crate) fn set_worker(index: usize) {
 pub(crate) enum SendError {
     /// No connection could be made (refused, unreachable, DNS, connect timeout).
     Connect(io::Error),
+    /// The TLS handshake failed (the certificate did not verify, no common protocol, the
+    /// upstream wanted a client certificate), or did not end within the connect timeout.
+    Tls(io::Error),
     /// The connection failed before a response head arrived.
     Request(hyper::Error),
 }
@@ -52,6 +63,7 @@ impl std::fmt::Display for SendError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             SendError::Connect(e) => write!(f, "cannot connect: {e}"),
+            SendError::Tls(e) => write!(f, "TLS handshake failed: {e}"),
             SendError::Request(e) => write!(f, "{e}"),
         }
     }
@@ -61,10 +73,43 @@ impl std::error::Error for SendError {
     // The message above already says the inner error's: the chain goes on with its cause.
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            SendError::Connect(e) => e.source(),
+            SendError::Connect(e) | SendError::Tls(e) => e.source(),
             SendError::Request(e) => std::error::Error::source(e),
         }
     }
+}
+
+/// How an upstream is spoken to.
+#[derive(Debug)]
+pub(crate) struct Protocol {
+    /// HTTP/2 with prior knowledge on plain TCP.
+    h2c: bool,
+    /// TLS (`https://`), with the authority HTTP/2 requests name.
+    tls: Option<(Connector, Authority)>,
+    /// Whether the last TLS connection made chose `h2` by ALPN.
+    tls_h2: AtomicBool,
+}
+
+impl Protocol {
+    /// `h2c` for an `http://` upstream, `tls` for an `https://` one at `authority`.
+    pub(crate) fn new(h2c: bool, tls: Option<Connector>, authority: Authority) -> Self {
+        Protocol {
+            h2c,
+            tls: tls.map(|c| (c, authority)),
+            tls_h2: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether requests go on the shared HTTP/2 connection.
+    fn h2(&self) -> bool {
+        self.h2c || self.tls_h2.load(Ordering::Relaxed)
+    }
+}
+
+/// A new connection, ready for requests.
+enum Connected {
+    H1(http1::SendRequest<ClientBody>),
+    H2(http2::SendRequest<ClientBody>),
 }
 
 /// The connections to one upstream.
@@ -75,7 +120,7 @@ pub(crate) struct Pool {
     connect_timeout: Duration,
     /// Idle HTTP/1.1 connections kept per part.
     max_idle: usize,
-    h2c: bool,
+    protocol: Protocol,
     /// One per worker thread, and the first for any other thread.
     parts: Box<[Part]>,
 }
@@ -97,7 +142,7 @@ impl Pool {
     /// HTTP/1.1 connections in all, shared out over `workers` threads.
     pub(crate) fn new(
         address: String,
-        h2c: bool,
+        protocol: Protocol,
         connect_timeout: Duration,
         max_idle: usize,
         workers: usize,
@@ -107,7 +152,7 @@ impl Pool {
             address,
             connect_timeout,
             max_idle: max_idle.div_ceil(workers),
-            h2c,
+            protocol,
             parts: (0..=workers).map(|_| Part::default()).collect(),
         }
     }
@@ -120,39 +165,73 @@ impl Pool {
     }
 
     /// Sends `request` on a pooled connection, or on a new one, and returns the response head
-    /// with its body streaming. The request's URI must be origin-form for HTTP/1.1 and absolute
-    /// for HTTP/2.
+    /// with its body streaming. The request's URI must be absolute for an `h2c` upstream, and
+    /// origin-form otherwise (made absolute here if an `https://` upstream speaks HTTP/2).
     pub(crate) async fn send(
         self: &Arc<Self>,
         request: Request<ClientBody>,
     ) -> Result<Response<Returning>, SendError> {
         // Connecting is rare and its future is large: it is boxed, so that the future of every
-        // request (moved as a whole into hyper's dispatcher) stays small.
-        if self.h2c {
-            return Box::pin(self.send_h2(request)).await;
+        // request (moved as a whole into hyper's dispatcher) stays small. So is HTTP/2's, as it
+        // was before TLS: HTTP/1.1 requests keep the smallest future.
+        if self.protocol.h2() {
+            let shared = lock(&self.part().shared_h2)
+                .as_ref()
+                .filter(|s| !s.is_closed())
+                .cloned();
+            return match shared {
+                Some(sender) => Box::pin(self.send_h2(sender, request)).await,
+                None => Box::pin(self.send_new(request)).await,
+            };
         }
         let mut request = request;
         // A reused connection can turn out closed before the request was written (the
         // upstream's keep-alive ended): hyper gives the request back, and it goes to the next
         // connection. A new connection is not retried.
         loop {
-            let (mut sender, reused) = match self.checkout().await {
-                Some(sender) => (sender, true),
-                None => (Box::pin(self.connect_h1()).await?, false),
+            let Some(mut sender) = self.checkout().await else {
+                return Box::pin(self.send_new(request)).await;
             };
             match sender.try_send_request(request).await {
-                Ok(response) => {
-                    // After a 101 the connection belongs to the upgrade.
-                    let back = (response.status() != http::StatusCode::SWITCHING_PROTOCOLS)
-                        .then(|| (sender, self.clone()));
-                    return Ok(response.map(|body| Returning { body, back }));
-                }
+                Ok(response) => return Ok(self.returning(response, sender)),
                 Err(mut error) => match error.take_message() {
-                    Some(unsent) if reused => request = unsent,
-                    _ => return Err(SendError::Request(error.into_error())),
+                    Some(unsent) => request = unsent,
+                    None => return Err(SendError::Request(error.into_error())),
                 },
             }
         }
+    }
+
+    /// Sends `request` on a new connection, which joins the pool.
+    async fn send_new(
+        self: &Arc<Self>,
+        request: Request<ClientBody>,
+    ) -> Result<Response<Returning>, SendError> {
+        match self.connect().await? {
+            Connected::H1(mut sender) => {
+                let response = sender
+                    .send_request(request)
+                    .await
+                    .map_err(SendError::Request)?;
+                Ok(self.returning(response, sender))
+            }
+            Connected::H2(sender) => {
+                *lock(&self.part().shared_h2) = Some(sender.clone());
+                self.send_h2(sender, request).await
+            }
+        }
+    }
+
+    /// The response, with the HTTP/1.1 connection it came on to give back at its body's end.
+    fn returning(
+        self: &Arc<Self>,
+        response: Response<Incoming>,
+        sender: http1::SendRequest<ClientBody>,
+    ) -> Response<Returning> {
+        // After a 101 the connection belongs to the upgrade.
+        let back = (response.status() != http::StatusCode::SWITCHING_PROTOCOLS)
+            .then(|| (sender, self.clone()));
+        response.map(|body| Returning { body, back })
     }
 
     /// The most recently used idle connection that is still open and not expired, once it is
@@ -211,55 +290,45 @@ impl Pool {
         }
     }
 
-    async fn tcp(&self) -> Result<TokioIo<TcpStream>, SendError> {
-        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.address))
+    /// A new connection: TCP, then TLS for an `https://` upstream (both within the connect
+    /// timeout), then HTTP/1.1 or HTTP/2 as configured (`h2c`) or as the upstream chose (ALPN).
+    async fn connect(&self) -> Result<Connected, SendError> {
+        let deadline = tokio::time::Instant::now() + self.connect_timeout;
+        let stream = tokio::time::timeout_at(deadline, TcpStream::connect(&self.address))
             .await
             .map_err(|_| SendError::Connect(io::Error::from(io::ErrorKind::TimedOut)))?
             .map_err(SendError::Connect)?;
         stream.set_nodelay(true).map_err(SendError::Connect)?;
-        Ok(TokioIo::new(stream))
-    }
-
-    async fn connect_h1(&self) -> Result<http1::SendRequest<ClientBody>, SendError> {
-        let io = self.tcp().await?;
-        let (sender, connection) = http1::Builder::new()
-            .handshake(io)
+        let Some((connector, _)) = &self.protocol.tls else {
+            return handshake(TokioIo::new(stream), self.protocol.h2c).await;
+        };
+        let stream = tokio::time::timeout_at(deadline, connector.connect(stream))
             .await
-            .map_err(SendError::Request)?;
-        tokio::spawn(async move {
-            // Upgrades: a 101 hands the connection to `hyper::upgrade::on`.
-            if let Err(error) = connection.with_upgrades().await {
-                tracing::debug!(%error, "upstream connection ended");
-            }
-        });
-        Ok(sender)
+            .map_err(|_| {
+                SendError::Tls(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "not done within the connect timeout",
+                ))
+            })?
+            .map_err(SendError::Tls)?;
+        let h2 = negotiated_h2(&stream);
+        // Written only when the upstream changes its mind: read by every request.
+        if self.protocol.tls_h2.load(Ordering::Relaxed) != h2 {
+            self.protocol.tls_h2.store(h2, Ordering::Relaxed);
+        }
+        handshake(TokioIo::new(stream), h2).await
     }
 
+    /// Sends `request` on the shared HTTP/2 connection `sender`. An `https://` upstream's
+    /// request arrives in HTTP/1.1's form (origin-form, `Host`): it gets HTTP/2's here.
     async fn send_h2(
-        self: &Arc<Self>,
+        &self,
+        mut sender: http2::SendRequest<ClientBody>,
         request: Request<ClientBody>,
     ) -> Result<Response<Returning>, SendError> {
-        let shared = lock(&self.part().shared_h2)
-            .as_ref()
-            .filter(|s| !s.is_closed())
-            .cloned();
-        let mut sender = match shared {
-            Some(sender) => sender,
-            None => {
-                let io = self.tcp().await?;
-                let (sender, connection) = http2::Builder::new(TokioExecutor::new())
-                    .timer(TokioTimer::new())
-                    .handshake(io)
-                    .await
-                    .map_err(SendError::Request)?;
-                tokio::spawn(async move {
-                    if let Err(error) = connection.await {
-                        tracing::debug!(%error, "upstream HTTP/2 connection ended");
-                    }
-                });
-                *lock(&self.part().shared_h2) = Some(sender.clone());
-                sender
-            }
+        let request = match &self.protocol.tls {
+            Some((_, authority)) => as_h2(request, authority)?,
+            None => request,
         };
         sender.ready().await.map_err(SendError::Request)?;
         let response = sender
@@ -269,6 +338,54 @@ impl Pool {
         // HTTP/2 streams are independent: nothing to give back.
         Ok(response.map(|body| Returning { body, back: None }))
     }
+}
+
+/// The HTTP/1.1 (or HTTP/2) handshake on a new connection; its task is spawned on this thread.
+async fn handshake<IO>(io: TokioIo<IO>, h2: bool) -> Result<Connected, SendError>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    if h2 {
+        let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .handshake(io)
+            .await
+            .map_err(SendError::Request)?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "upstream HTTP/2 connection ended");
+            }
+        });
+        return Ok(Connected::H2(sender));
+    }
+    let (sender, connection) = http1::Builder::new()
+        .handshake(io)
+        .await
+        .map_err(SendError::Request)?;
+    tokio::spawn(async move {
+        // Upgrades: a 101 hands the connection to `hyper::upgrade::on`.
+        if let Err(error) = connection.with_upgrades().await {
+            tracing::debug!(%error, "upstream connection ended");
+        }
+    });
+    Ok(Connected::H1(sender))
+}
+
+/// An HTTP/1.1-form request in HTTP/2's: the absolute `https` URI at `authority`, no `Host`
+/// (`:authority` says it).
+fn as_h2(
+    request: Request<ClientBody>,
+    authority: &Authority,
+) -> Result<Request<ClientBody>, SendError> {
+    let (mut parts, body) = request.into_parts();
+    let mut uri = parts.uri.into_parts();
+    uri.scheme = Some(Scheme::HTTPS);
+    uri.authority = Some(authority.clone());
+    parts.uri = http::Uri::from_parts(uri)
+        .map_err(|e| SendError::Connect(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
+    parts.version = http::Version::HTTP_2;
+    parts.headers.remove(http::header::HOST);
+    Ok(Request::from_parts(parts, body))
 }
 
 /// Locks a part's list. The lists hold no invariant a panic could break.

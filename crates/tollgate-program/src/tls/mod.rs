@@ -3,6 +3,8 @@
 //!
 //! * [`pem`]: certificates, private keys and CA bundles read from PEM files, with errors that
 //!   are one line naming the file.
+//! * [`client`]: connections the programs make (the gateway's `https://` upstreams): trust,
+//!   client certificates, ALPN, the handshake.
 //! * [`server`]: a listener's `[tls]` table ([`TlsTable`], checked by [`server::tls`] into a
 //!   [`ServerTls`]) and the rustls server configuration its files make: certificates chosen by
 //!   SNI, TLS 1.2 and 1.3, ALPN `h2` and `http/1.1`, client certificates.
@@ -12,6 +14,7 @@
 //! * `testing` (feature `test-util`): certificates for tests.
 
 mod acceptor;
+pub mod client;
 pub mod pem;
 pub mod reload;
 pub mod server;
