@@ -101,6 +101,7 @@
 mod coordination;
 mod failure;
 mod issuance;
+mod lease;
 mod schema;
 mod sql;
 mod store;
@@ -110,5 +111,6 @@ mod target;
 pub mod testing;
 
 pub use issuance::ISSUE_LOCK;
+pub use lease::{DEAD_HOLDER_RELEASED_WITHIN, PUBLISHER_LOCK, TAKEOVER_BOUND};
 pub use store::{MAX_BATCH, OUTBOX_LOCK, PostgresOptions, PostgresStore};
 pub use target::PostgresTarget;

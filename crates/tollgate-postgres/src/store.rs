@@ -2,6 +2,7 @@
 
 use crate::coordination;
 use crate::failure::{self, Failure};
+use crate::lease::Lease;
 use crate::sql::{self, Statements};
 use crate::target::PostgresTarget;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
@@ -112,6 +113,8 @@ struct Inner {
     issuers: Vec<mpsc::UnboundedSender<Job>>,
     next_issuer: AtomicU64,
     shared: Arc<Shared>,
+    /// The publisher lease's own connection: dropped with the last handle, which releases it.
+    lease: Lease,
 }
 
 /// How many writers record issued tokens, besides the one that writes everything else: issued
@@ -172,6 +175,11 @@ impl PostgresStore {
             .keepalives(true)
             .keepalives_idle(Duration::from_secs(30))
             .application_name("tollgate");
+        // A new connection tries each host of a multi-host URL in turn, each within the connect
+        // timeout: the pool must let it get to the last one.
+        let hosts = u32::try_from(config.get_hosts().len().max(1)).unwrap_or(u32::MAX);
+        let create_timeout = options.connect_timeout.saturating_mul(hosts);
+        let lease = Lease::new(&config, create_timeout);
         let manager = Manager::from_config(
             config,
             tokio_postgres::NoTls,
@@ -185,7 +193,7 @@ impl PostgresStore {
             .max_size(options.pool_size)
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(options.operation_timeout))
-            .create_timeout(Some(options.connect_timeout))
+            .create_timeout(Some(create_timeout))
             .recycle_timeout(Some(options.connect_timeout))
             .build()
             .map_err(|e| StoreError::new(format!("{target}: cannot make a pool: {e}")))?;
@@ -217,6 +225,7 @@ impl PostgresStore {
                 issuers,
                 next_issuer: AtomicU64::new(0),
                 shared,
+                lease,
             }),
         })
     }
@@ -542,6 +551,13 @@ impl Outbox for PostgresStore {
                 Box::pin(async move { sql::outbox_mark(&***client, &position).await })
             }),
         )
+    }
+
+    fn publisher_lease(&self) -> StoreFuture<'_, bool> {
+        Box::pin(async move {
+            let shared = &self.inner.shared;
+            self.inner.lease.take().await.map_err(|e| shared.error(&e))
+        })
     }
 }
 

@@ -62,9 +62,16 @@ impl Collector for Replication {
         gauge(
             e,
             "tollgate_relay_healthy",
-            "1 if the relay's last round succeeded, else 0",
+            "1 if the relay's last round succeeded (or, standing by, its last look at the publisher lease), else 0",
             None,
             flag(relay.healthy),
+        )?;
+        gauge(
+            e,
+            "tollgate_relay_standby",
+            "1 while another replica holds the store's publisher lease and this relay stands by, else 0",
+            None,
+            flag(relay.standby),
         )?;
         let feed = self.feed.status();
         gauge(
