@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tollgate_core::{CutoffScope, UnixMillis};
 use tollgate_store::{
-    Loaded, Outbox, OutboxEntry, OutboxPosition, OutboxStatus, Purge, Record, RefreshTokenRecord,
+    LiveCount, Loaded, Outbox, OutboxEntry, OutboxPosition, OutboxStatus, Purge, Record, RefreshTokenRecord,
     Rotation, Settled, SharedCutOff, SharedStore, Stamp, Store, StoreError, StoreFuture,
     ThrottlePolicy, TokenHash,
 };
@@ -656,5 +656,12 @@ impl SharedStore for PostgresStore {
                 })
             }),
         )
+    }
+
+    fn live_tokens(&self) -> StoreFuture<'_, LiveCount> {
+        let shared = &self.inner.shared;
+        Box::pin(shared.read(shared.options.operation_timeout, |client| {
+            Box::pin(async move { sql::live_tokens(&***client).await })
+        }))
     }
 }

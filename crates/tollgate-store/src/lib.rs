@@ -46,7 +46,7 @@ pub use error::{StoreError, StoreFuture};
 pub use memory::MemoryStore;
 pub use outbox::{Outbox, OutboxEntry, OutboxPosition, OutboxStatus};
 pub use record::{AccessTokenRecord, Loaded, Purge, Record, RefreshTokenRecord, TokenHash};
-pub use shared::{Rotation, Settled, SharedCutOff, SharedStore, Stamp, ThrottlePolicy};
+pub use shared::{LiveCount, Rotation, Settled, SharedCutOff, SharedStore, Stamp, ThrottlePolicy};
 
 use std::fmt;
 use std::sync::Arc;
