@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use support::following::{DEADLINE, FollowingApi};
+use support::metrics::{metrics_base, scrape};
 use support::*;
 use tollgate_postgres::testing::PostgresServer;
 use tollgate_redis::testing::RedisServer;
@@ -66,6 +67,15 @@ impl Fleet {
     fn replica(&self, n: usize) -> Server {
         let (dir, text) = self.config(n);
         Server::start(&dir, &text)
+    }
+
+    /// Replica `n` with a `[metrics]` listener on a free port.
+    fn metered_replica(&self, n: usize) -> Server {
+        let (dir, text) = self.config(n);
+        Server::start(
+            &dir,
+            &format!("{text}\n[metrics]\nlisten = \"127.0.0.1:0\"\n"),
+        )
     }
 
     /// Replica `n` with `[sign_in] throttle = policy`.
@@ -507,4 +517,46 @@ async fn every_sign_in_throttle_policy_holds_across_replicas() {
             server.stop();
         }
     }
+}
+
+/// One relay publishes the shared outbox, the other stands by, and both say so; each replica's
+/// `tollgate_live_tokens` counts every replica's tokens (counted in PostgreSQL), not only its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_relay_publishes_and_every_replica_counts_every_live_token() {
+    let fleet = Fleet::start();
+    let (a, b) = (fleet.metered_replica(0), fleet.metered_replica(1));
+    let metrics = [metrics_base(&a), metrics_base(&b)];
+    for _ in 0..5 {
+        service_token(&a).await;
+    }
+    // The count runs every 15 s on each replica.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let scrapes = [scrape(&metrics[0]).await, scrape(&metrics[1]).await];
+        let standby: Vec<f64> = scrapes
+            .iter()
+            .map(|s| s.value("tollgate_relay_standby"))
+            .collect();
+        let live: Vec<f64> = scrapes
+            .iter()
+            .map(|s| s.value("tollgate_live_tokens{kind=\"access\"}"))
+            .collect();
+        if live == [5.0, 5.0] && (standby == [0.0, 1.0] || standby == [1.0, 0.0]) {
+            assert!(
+                scrapes
+                    .iter()
+                    .all(|s| s.value("tollgate_relay_healthy") == 1.0),
+                "{}",
+                scrapes[1].text
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "standing by {standby:?}, live access tokens {live:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    a.stop();
+    b.stop();
 }
