@@ -14,9 +14,9 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tollgate_core::{CutoffScope, UnixMillis};
 use tollgate_store::{
-    LiveCount, Loaded, Outbox, OutboxEntry, OutboxPosition, OutboxStatus, Purge, Record, RefreshTokenRecord,
-    Rotation, Settled, SharedCutOff, SharedStore, Stamp, Store, StoreError, StoreFuture,
-    ThrottlePolicy, TokenHash,
+    LiveCount, Loaded, Outbox, OutboxEntry, OutboxPosition, OutboxStatus, Purge, Record,
+    RefreshTokenRecord, Rotation, Settled, SharedCutOff, SharedStore, Stamp, Store, StoreError,
+    StoreFuture, ThrottlePolicy, TokenHash,
 };
 
 pub use crate::sql::OUTBOX_LOCK;

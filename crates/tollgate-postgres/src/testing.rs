@@ -173,7 +173,7 @@ impl PostgresServer {
             );
         }
         let port = free_port();
-        let server = PostgresServer {
+        PostgresServer {
             url: format!("postgresql://tollgate@127.0.0.1:{port}/tollgate"),
             kind: Kind::Private {
                 bin,
@@ -182,8 +182,7 @@ impl PostgresServer {
                 run_as,
             },
             password,
-        };
-        server
+        }
     }
 
     /// Hands `file` to the user the server runs as (when running as root).
@@ -300,7 +299,10 @@ impl PostgresServer {
             .status()
             .is_ok_and(|s| s.success())
         {
-            assert!(Instant::now() < deadline, "the postmaster {pid} did not die");
+            assert!(
+                Instant::now() < deadline,
+                "the postmaster {pid} did not die"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
         // Nothing must try to stop it again (its pid may be someone else's by then).

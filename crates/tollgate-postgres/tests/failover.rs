@@ -196,7 +196,10 @@ async fn an_asynchronous_standby_can_lose_an_acknowledged_revocation_a_synchrono
         let standby = primary.start_standby(synchronous);
         let url = multi_host_url(&[&primary, &standby]);
         let store = open(&url).await;
-        store.commit(revocation("replicated")).await.expect("commit");
+        store
+            .commit(revocation("replicated"))
+            .await
+            .expect("commit");
         // Wait until the standby has replayed it.
         let lsn = primary.sql("SELECT pg_current_wal_lsn()");
         let deadline = Instant::now() + Duration::from_secs(10);

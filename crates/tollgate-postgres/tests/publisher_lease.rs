@@ -137,11 +137,18 @@ async fn exactly_one_replica_publishes_and_another_takes_over_when_it_dies() {
     let mut revoked = BTreeSet::new();
     for n in 0..100 {
         let jti = format!("first-{n}");
-        replicas[n % 2].store.commit(revocation(&jti)).await.unwrap();
+        replicas[n % 2]
+            .store
+            .commit(revocation(&jti))
+            .await
+            .unwrap();
         revoked.insert(jti);
     }
     assert_eq!(settled_length(&url, &keys, 100).await, 100);
-    let published: Vec<u64> = replicas.iter().map(|r| r.relay.status().published).collect();
+    let published: Vec<u64> = replicas
+        .iter()
+        .map(|r| r.relay.status().published)
+        .collect();
     assert_eq!(published[holder], 100, "{published:?}");
     assert_eq!(published[1 - holder], 0, "{published:?}");
     assert!(replicas[1 - holder].relay.status().healthy);
@@ -209,7 +216,11 @@ async fn duplicate_publishes_per_event_with_one_two_three_replicas() {
             eprintln!(
                 "{replicas} replica(s), {}: {length} publishes for {EVENTS} events, \
                  {per_event:.2} per event",
-                if lease { "with the lease" } else { "every relay publishing" }
+                if lease {
+                    "with the lease"
+                } else {
+                    "every relay publishing"
+                }
             );
             if lease {
                 assert_eq!(length, EVENTS, "{replicas} replicas with the lease");

@@ -3,12 +3,12 @@
 //! receivers' counters. Nothing polls them in between.
 
 use prometheus_client::collector::Collector;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Unit;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 use tollgate_issuer::TokenService;
 use tollgate_program::metrics::{counter, gauge};
 use tollgate_redis::{Feed, RelayHandle};

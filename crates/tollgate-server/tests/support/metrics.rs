@@ -71,4 +71,3 @@ pub async fn scrape(base: &str) -> Scrape {
     );
     Scrape::parse(response.text().await.unwrap())
 }
-
