@@ -20,6 +20,10 @@ use tollgate_redis::testing::RedisServer;
 /// One PostgreSQL, one Redis, one signing key, and the replicas serving on them.
 struct Fleet {
     postgres: PostgresServer,
+    /// A streaming standby of `postgres`, when the fleet has one.
+    standby: Option<PostgresServer>,
+    /// What replicas are given as `[postgres] url`.
+    url: String,
     redis: RedisServer,
     dir: tempfile::TempDir,
     key: PathBuf,
@@ -28,6 +32,17 @@ struct Fleet {
 impl Fleet {
     fn start() -> Fleet {
         Fleet::on(PostgresServer::start())
+    }
+
+    /// On a private primary with a synchronous standby, replicas naming both
+    /// (`target_session_attrs=read-write`).
+    fn with_synchronous_standby() -> Fleet {
+        let primary = PostgresServer::start_private();
+        let standby = primary.start_standby(true);
+        let mut fleet = Fleet::on(primary);
+        fleet.url = tollgate_postgres::testing::multi_host_url(&[&fleet.postgres, &standby]);
+        fleet.standby = Some(standby);
+        fleet
     }
 
     fn on(postgres: PostgresServer) -> Fleet {
@@ -42,7 +57,9 @@ impl Fleet {
             .unwrap();
         assert!(output.status.success(), "{output:?}");
         Fleet {
+            url: postgres.url().to_owned(),
             postgres,
+            standby: None,
             redis,
             dir,
             key,
@@ -57,7 +74,7 @@ impl Fleet {
             "store = \"postgres\"\n{}\n[postgres]\nurl = {:?}\n\n[replication]\nredis_url = {:?}\n\n\
              [[keys]]\nkid = \"fleet\"\nalgorithm = \"EdDSA\"\nfile = {:?}\nsigning = true\n",
             config(&dir),
-            self.postgres.url(),
+            self.url,
             self.redis.url(),
             self.key.display().to_string(),
         );
@@ -559,4 +576,85 @@ async fn one_relay_publishes_and_every_replica_counts_every_live_token() {
     }
     a.stop();
     b.stop();
+}
+
+/// The primary is killed (`SIGKILL`) in the middle of a revocation burst and its synchronous
+/// standby promoted: the replica answers `503` in between, follows the multi-host URL to the new
+/// primary by itself, and every revocation it acknowledged is refused by a replica started
+/// afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_synchronous_standby_takes_over_and_no_acknowledged_revocation_is_lost() {
+    let fleet = Fleet::with_synchronous_standby();
+    let server = fleet.replica(0);
+    let mut tokens = Vec::new();
+    for _ in 0..120 {
+        tokens.push(service_token(&server).await);
+    }
+    let base = server.base.clone();
+    let acknowledged = Arc::new(std::sync::Mutex::new(HashSet::new()));
+    let refusals = Arc::new(std::sync::Mutex::new(Vec::<Instant>::new()));
+    let burst: Vec<_> = tokens
+        .chunks(30)
+        .map(|chunk| {
+            let (chunk, base) = (chunk.to_vec(), base.clone());
+            let (acknowledged, refusals) = (acknowledged.clone(), refusals.clone());
+            tokio::spawn(async move {
+                let http = http();
+                for token in chunk {
+                    loop {
+                        let start = Instant::now();
+                        let status = revoke(&http, &base, &token).await;
+                        assert!(
+                            start.elapsed() < Duration::from_secs(15),
+                            "a request hung during the failover"
+                        );
+                        match status {
+                            200 => {
+                                acknowledged.lock().unwrap().insert(token.clone());
+                                break;
+                            }
+                            503 => {
+                                refusals.lock().unwrap().push(Instant::now());
+                                tokio::time::sleep(Duration::from_millis(50)).await;
+                            }
+                            other => panic!("revocation answered {other}"),
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+        })
+        .collect();
+    while acknowledged.lock().unwrap().len() < 20 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let killed = Instant::now();
+    fleet.postgres.kill();
+    fleet.standby.as_ref().unwrap().promote();
+    for part in burst {
+        tokio::time::timeout(Duration::from_secs(60), part)
+            .await
+            .expect("the burst finished after the promotion")
+            .unwrap();
+    }
+    let refusals = refusals.lock().unwrap().clone();
+    assert!(!refusals.is_empty(), "no 503 while there was no primary");
+    let last = refusals.iter().max().unwrap();
+    eprintln!(
+        "{} answers 503, for {:?} after the kill (promotion included)",
+        refusals.len(),
+        last.duration_since(killed)
+    );
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert_eq!(acknowledged.len(), tokens.len());
+    server.crash();
+    let fresh = fleet.replica(1);
+    for token in &acknowledged {
+        assert_eq!(
+            token_status(&fresh, token).await,
+            401,
+            "a revocation was lost"
+        );
+    }
+    fresh.stop();
 }
