@@ -50,7 +50,8 @@ impl Default for PostgresOptions {
 impl PostgresOptions {
     /// Connections in the pool (default 8, at least 4): one is the writer's, one to four (the
     /// pool beyond four) record issued tokens, and the others serve reads, cutoffs, purges and
-    /// the relay.
+    /// the relay. The publisher lease holds one connection more, outside the pool, once a relay
+    /// asks for it.
     pub fn pool_size(mut self, connections: usize) -> Self {
         self.pool_size = connections.max(4);
         self
