@@ -238,7 +238,8 @@ impl PostgresServer {
         let state = if synchronous { "sync" } else { "async" };
         let deadline = Instant::now() + Duration::from_secs(30);
         while self.sql(&format!(
-            "SELECT count(*) FROM pg_stat_replication              WHERE state = 'streaming' AND sync_state = '{state}'"
+            "SELECT count(*) FROM pg_stat_replication \
+             WHERE state = 'streaming' AND sync_state = '{state}'"
         )) != "1"
         {
             assert!(

@@ -77,7 +77,8 @@ impl Collector for LiveTokens {
                     return Ok(());
                 }
                 (
-                    "Unexpired tokens of every replica, counted in the shared store (exact when                      counted, every 15 s; access: rows written, refresh: exchanged ones included)",
+                    "Unexpired tokens of every replica, counted in the shared store (exact when \
+                     counted, every 15 s; access: rows written, refresh: exchanged ones included)",
                     shared.access.load(Ordering::Relaxed),
                     shared.refresh.load(Ordering::Relaxed),
                 )
@@ -85,7 +86,8 @@ impl Collector for LiveTokens {
             None => {
                 let live = self.service.live_tokens();
                 (
-                    "Tokens the service tracks until they expire (access: for batch counts;                      refresh: exchanged ones included)",
+                    "Tokens the service tracks until they expire (access: for batch counts; \
+                     refresh: exchanged ones included)",
                     live.access as u64,
                     live.refresh as u64,
                 )
