@@ -548,7 +548,7 @@ async fn one_relay_publishes_and_every_replica_counts_every_live_token() {
     }
     // The count runs every 15 s on each replica.
     let deadline = Instant::now() + Duration::from_secs(40);
-    loop {
+    let a_publishes = loop {
         let scrapes = [scrape(&metrics[0]).await, scrape(&metrics[1]).await];
         let standby: Vec<f64> = scrapes
             .iter()
@@ -566,16 +566,44 @@ async fn one_relay_publishes_and_every_replica_counts_every_live_token() {
                 "{}",
                 scrapes[1].text
             );
-            break;
+            break standby[0] == 0.0;
         }
         assert!(
             Instant::now() < deadline,
             "standing by {standby:?}, live access tokens {live:?}"
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    // The publishing replica is killed: the other takes the lease within the bound, and
+    // publishes what is revoked there.
+    let (holder, survivor, survivor_metrics) = if a_publishes {
+        (a, b, &metrics[1])
+    } else {
+        (b, a, &metrics[0])
+    };
+    let token = service_token(&survivor).await;
+    let api = FollowingApi::start(&fleet.redis.url(), &survivor).await;
+    assert_eq!(api.status(&token).await, 200);
+    holder.crash();
+    let killed = Instant::now();
+    assert_eq!(revoke(&http(), &survivor.base, &token).await, 200);
+    while api.status(&token).await != 401 {
+        assert!(
+            killed.elapsed() < tollgate_postgres::TAKEOVER_BOUND,
+            "no takeover within {:?}",
+            tollgate_postgres::TAKEOVER_BOUND
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    a.stop();
-    b.stop();
+    let published = killed.elapsed();
+    assert_eq!(
+        scrape(survivor_metrics)
+            .await
+            .value("tollgate_relay_standby"),
+        0.0
+    );
+    eprintln!("the survivor published a revocation {published:?} after the holder was killed");
+    survivor.stop();
 }
 
 /// The primary is killed (`SIGKILL`) in the middle of a revocation burst and its synchronous
