@@ -75,6 +75,23 @@
 //! compare-and-set statement; failed sign-ins are counted in the table `sign_in_throttle`. Why
 //! this keeps batch counts exact is argued in `tollgate_store::shared`.
 //!
+//! # One publisher per outbox
+//!
+//! Every replica's relay asks [`Outbox::publisher_lease`](tollgate_store::Outbox::publisher_lease)
+//! before each round; the store answers with a session-level advisory lock,
+//! [`PUBLISHER_LOCK`], held on a connection of its own, so that exactly one replica publishes and
+//! another takes over within [`TAKEOVER_BOUND`] of its death (the `lease` module argues the
+//! bound and the choice of a lock over a lease row).
+//!
+//! # Standbys
+//!
+//! A URL may name several hosts
+//! (`postgresql://u@db1,db2/tollgate?target_session_attrs=read-write`): each new connection tries them in order and keeps the first that accepts writes, and the pool
+//! gives it the connect timeout once per host. After a failover the broken connections are
+//! discarded (below) and the next ones reach the promoted standby. Whether an acknowledged commit
+//! survives the promotion is the standby's configuration: a synchronous standby has every
+//! acknowledged commit, an asynchronous one may not (`docs/postgres.md`).
+//!
 //! # When the database is unreachable
 //!
 //! Connecting and every operation are bounded ([`PostgresOptions`]), on the client (a timer
@@ -103,6 +120,7 @@
 mod coordination;
 mod failure;
 mod issuance;
+mod lease;
 mod schema;
 mod sql;
 mod store;
@@ -113,5 +131,6 @@ pub mod testing;
 mod tls;
 
 pub use issuance::ISSUE_LOCK;
+pub use lease::{DEAD_HOLDER_RELEASED_WITHIN, PUBLISHER_LOCK, TAKEOVER_BOUND};
 pub use store::{MAX_BATCH, OUTBOX_LOCK, PostgresOptions, PostgresStore};
 pub use target::PostgresTarget;

@@ -565,6 +565,27 @@ pub(crate) async fn outbox_mark(
 }
 
 /// How many rows each table holds (live or not): `[access, refresh, revocations, cutoffs]`.
+/// The access and refresh tokens not expired by the database's clock (an index range scan each,
+/// on `expires_at`).
+pub(crate) async fn live_tokens(
+    client: &impl GenericClient,
+) -> Result<tollgate_store::LiveCount, Failure> {
+    let clock = issuance::CLOCK;
+    let row = client
+        .query_one(
+            &format!(
+                "SELECT (SELECT count(*) FROM access_tokens WHERE expires_at > ({clock})),
+                        (SELECT count(*) FROM refresh_tokens WHERE expires_at > ({clock}))"
+            ),
+            &[],
+        )
+        .await?;
+    Ok(tollgate_store::LiveCount {
+        access: to_u64(row.try_get::<_, i64>(0)?),
+        refresh: to_u64(row.try_get::<_, i64>(1)?),
+    })
+}
+
 pub(crate) async fn row_counts(client: &impl GenericClient) -> Result<[u64; 4], Failure> {
     let row = client
         .query_one(

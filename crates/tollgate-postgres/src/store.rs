@@ -2,6 +2,7 @@
 
 use crate::coordination;
 use crate::failure::{self, Failure};
+use crate::lease::Lease;
 use crate::sql::{self, Statements};
 use crate::target::PostgresTarget;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
@@ -13,9 +14,9 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tollgate_core::{CutoffScope, UnixMillis};
 use tollgate_store::{
-    Loaded, Outbox, OutboxEntry, OutboxPosition, OutboxStatus, Purge, Record, RefreshTokenRecord,
-    Rotation, Settled, SharedCutOff, SharedStore, Stamp, Store, StoreError, StoreFuture,
-    ThrottlePolicy, TokenHash,
+    LiveCount, Loaded, Outbox, OutboxEntry, OutboxPosition, OutboxStatus, Purge, Record,
+    RefreshTokenRecord, Rotation, Settled, SharedCutOff, SharedStore, Stamp, Store, StoreError,
+    StoreFuture, ThrottlePolicy, TokenHash,
 };
 
 pub use crate::sql::OUTBOX_LOCK;
@@ -49,7 +50,8 @@ impl Default for PostgresOptions {
 impl PostgresOptions {
     /// Connections in the pool (default 8, at least 4): one is the writer's, one to four (the
     /// pool beyond four) record issued tokens, and the others serve reads, cutoffs, purges and
-    /// the relay.
+    /// the relay. The publisher lease holds one connection more, outside the pool, once a relay
+    /// asks for it.
     pub fn pool_size(mut self, connections: usize) -> Self {
         self.pool_size = connections.max(4);
         self
@@ -112,6 +114,8 @@ struct Inner {
     issuers: Vec<mpsc::UnboundedSender<Job>>,
     next_issuer: AtomicU64,
     shared: Arc<Shared>,
+    /// The publisher lease's own connection: dropped with the last handle, which releases it.
+    lease: Lease,
 }
 
 /// How many writers record issued tokens, besides the one that writes everything else: issued
@@ -172,6 +176,11 @@ impl PostgresStore {
             .keepalives(true)
             .keepalives_idle(Duration::from_secs(30))
             .application_name("tollgate");
+        // A new connection tries each host of a multi-host URL in turn, each within the connect
+        // timeout: the pool must let it get to the last one.
+        let hosts = u32::try_from(config.get_hosts().len().max(1)).unwrap_or(u32::MAX);
+        let create_timeout = options.connect_timeout.saturating_mul(hosts);
+        let lease = Lease::new(&config, target.tls(), create_timeout);
         let manager = Manager::from_config(
             config,
             target.tls(),
@@ -185,7 +194,7 @@ impl PostgresStore {
             .max_size(options.pool_size)
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(options.operation_timeout))
-            .create_timeout(Some(options.connect_timeout))
+            .create_timeout(Some(create_timeout))
             .recycle_timeout(Some(options.connect_timeout))
             .build()
             .map_err(|e| StoreError::new(format!("{target}: cannot make a pool: {e}")))?;
@@ -217,6 +226,7 @@ impl PostgresStore {
                 issuers,
                 next_issuer: AtomicU64::new(0),
                 shared,
+                lease,
             }),
         })
     }
@@ -543,6 +553,13 @@ impl Outbox for PostgresStore {
             }),
         )
     }
+
+    fn publisher_lease(&self) -> StoreFuture<'_, bool> {
+        Box::pin(async move {
+            let shared = &self.inner.shared;
+            self.inner.lease.take().await.map_err(|e| shared.error(&e))
+        })
+    }
 }
 
 impl SharedStore for PostgresStore {
@@ -640,5 +657,12 @@ impl SharedStore for PostgresStore {
                 })
             }),
         )
+    }
+
+    fn live_tokens(&self) -> StoreFuture<'_, LiveCount> {
+        let shared = &self.inner.shared;
+        Box::pin(shared.read(shared.options.operation_timeout, |client| {
+            Box::pin(async move { sql::live_tokens(&***client).await })
+        }))
     }
 }

@@ -15,6 +15,11 @@
 //!   [`stop`](PostgresServer::stop) and [`start_again`](PostgresServer::start_again) are
 //!   unavailable: tests that restart the server use [`PostgresServer::start_private`].
 //!   The databases are left behind: point the variable at a throwaway server.
+//! - [`PostgresServer::start_standby`] makes a streaming standby of a private server
+//!   (`pg_basebackup -R`), asynchronous or synchronous (`synchronous_standby_names = '*'` on the
+//!   primary); [`kill`](PostgresServer::kill) crashes a server (`SIGKILL` to the postmaster) and
+//!   [`promote`](PostgresServer::promote) makes a standby the primary; [`multi_host_url`] names
+//!   several servers with `target_session_attrs=read-write`, as a failover setup would.
 //! - With neither, [`PostgresServer::start`] panics with a message saying what is missing: a test
 //!   never passes without PostgreSQL.
 
@@ -150,18 +155,43 @@ impl PostgresServer {
         self.private_dir()
     }
 
-    /// The port of a private server.
-    pub fn port(&self) -> u16 {
-        match &self.kind {
-            Kind::Private { port, .. } => *port,
-            Kind::External => panic!("port: only a private server, not one from {URL_ENV}"),
-        }
-    }
-
     fn start_private_with(
         password: Option<String>,
         tls: Option<(&str, &str, Option<&str>)>,
     ) -> PostgresServer {
+        let server = Self::empty_private(password);
+        let mut initdb = vec!["-D", "{data}", "-U", "tollgate", "-E", "UTF8", "--no-sync"];
+        match &server.password {
+            Some(password) => {
+                let file = server.private_dir().join("pwfile");
+                std::fs::write(&file, password).expect("cannot write the password file");
+                server.hand_over(&file);
+                initdb.extend(["-A", "scram-sha-256", "--pwfile={dir}/pwfile"]);
+            }
+            None => initdb.extend(["-A", "trust"]),
+        }
+        server.run("initdb", &initdb);
+        if let Some((certificate, key, client_ca)) = tls {
+            server.enable_tls(certificate, key, client_ca);
+        }
+        server.start_again();
+        server.run(
+            "createdb",
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                "{port}",
+                "-U",
+                "tollgate",
+                "tollgate",
+            ],
+        );
+        server
+    }
+
+    /// A private server's directory and port, nothing in it yet.
+    fn empty_private(password: Option<String>) -> PostgresServer {
         let Some(bin) = find_bin() else {
             panic!(
                 "PostgreSQL tests need either the PostgreSQL server binaries \
@@ -185,7 +215,7 @@ impl PostgresServer {
             );
         }
         let port = free_port();
-        let server = PostgresServer {
+        PostgresServer {
             url: format!("postgresql://tollgate@127.0.0.1:{port}/tollgate"),
             kind: Kind::Private {
                 bin,
@@ -194,31 +224,121 @@ impl PostgresServer {
                 run_as,
             },
             password,
-        };
-        let mut initdb = vec!["-D", "{data}", "-U", "tollgate", "-E", "UTF8", "--no-sync"];
-        match &server.password {
-            Some(password) => {
-                let file = server.private_dir().join("pwfile");
-                std::fs::write(&file, password).expect("cannot write the password file");
-                if let Some(user) = run_as {
-                    let status = Command::new("chown")
-                        .arg(format!("{user}:"))
-                        .arg(&file)
-                        .status()
-                        .expect("cannot run chown");
-                    assert!(status.success(), "chown {}", file.display());
-                }
-                initdb.extend(["-A", "scram-sha-256", "--pwfile={dir}/pwfile"]);
-            }
-            None => initdb.extend(["-A", "trust"]),
         }
-        server.run("initdb", &initdb);
-        if let Some((certificate, key, client_ca)) = tls {
-            server.enable_tls(certificate, key, client_ca);
+    }
+
+    /// Hands `file` to the user the server runs as (when running as root).
+    fn hand_over(&self, file: &Path) {
+        if let Kind::Private {
+            run_as: Some(user), ..
+        } = &self.kind
+        {
+            let status = Command::new("chown")
+                .arg(format!("{user}:"))
+                .arg(file)
+                .status()
+                .expect("cannot run chown");
+            assert!(status.success(), "chown {}", file.display());
         }
-        server.start_again();
-        server.run(
-            "createdb",
+    }
+
+    /// Writes the server's certificate and key into its data directory (the key readable by
+    /// the server's user alone, as PostgreSQL demands) and turns `ssl` on; with `client_ca`,
+    /// requires client certificates from it for the database `tollgate`.
+    fn enable_tls(&self, certificate: &str, key: &str, client_ca: Option<&str>) {
+        if !matches!(self.kind, Kind::Private { .. }) {
+            return;
+        }
+        let data = self.private_dir().join("data");
+        let mut files = vec![("server.crt", certificate), ("server.key", key)];
+        if let Some(ca) = client_ca {
+            files.push(("client-ca.crt", ca));
+        }
+        for (name, contents) in files {
+            let path = data.join(name);
+            std::fs::write(&path, contents).expect("cannot write the server's TLS files");
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .expect("cannot chmod the server's TLS files");
+            self.hand_over(&path);
+        }
+        let conf = data.join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf).expect("cannot read postgresql.conf");
+        text.push_str("\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+        if client_ca.is_some() {
+            text.push_str("ssl_ca_file = 'client-ca.crt'\n");
+            // The first matching line wins: `tollgate` needs a certificate; `createdb` (on the
+            // maintenance database) and the others do not.
+            let hba = data.join("pg_hba.conf");
+            let rules = std::fs::read_to_string(&hba).expect("cannot read pg_hba.conf");
+            std::fs::write(
+                &hba,
+                format!(
+                    "hostssl tollgate all 127.0.0.1/32 trust clientcert=verify-ca\n\
+                     host tollgate all 127.0.0.1/32 reject\n{rules}"
+                ),
+            )
+            .expect("cannot write pg_hba.conf");
+        }
+        std::fs::write(&conf, text).expect("cannot write postgresql.conf");
+    }
+
+    /// Starts a streaming standby of this private server, on a free port of its own, and waits
+    /// until it streams. With `synchronous`, the primary then waits for the standby to have
+    /// flushed each commit before confirming it (`synchronous_standby_names = '*'`,
+    /// `synchronous_commit = on`): a commit the client saw succeed survives the primary's loss.
+    /// Without, the primary confirms commits before the standby has them.
+    pub fn start_standby(&self, synchronous: bool) -> PostgresServer {
+        let primary = self.port();
+        let standby = Self::empty_private(None);
+        let primary_port = primary.to_string();
+        // `-R`: writes `standby.signal` and `primary_conninfo`; the WAL the copy needs is
+        // streamed alongside it.
+        standby.run(
+            "pg_basebackup",
+            &[
+                "-D",
+                "{data}",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &primary_port,
+                "-U",
+                "tollgate",
+                "-X",
+                "stream",
+                "-R",
+                // An immediate checkpoint: the default spreads it over minutes.
+                "--checkpoint=fast",
+                "--no-sync",
+            ],
+        );
+        standby.start_again();
+        if synchronous {
+            self.sql("ALTER SYSTEM SET synchronous_standby_names = '*'");
+            self.sql("SELECT pg_reload_conf()");
+        }
+        let state = if synchronous { "sync" } else { "async" };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.sql(&format!(
+            "SELECT count(*) FROM pg_stat_replication \
+             WHERE state = 'streaming' AND sync_state = '{state}'"
+        )) != "1"
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the standby on {} never streamed ({state}) from {primary}",
+                standby.port()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        standby
+    }
+
+    /// Runs one SQL statement through `psql` on the database `postgres`; returns its output.
+    pub fn sql(&self, statement: &str) -> String {
+        self.run(
+            "psql",
             &[
                 "-h",
                 "127.0.0.1",
@@ -226,10 +346,61 @@ impl PostgresServer {
                 "{port}",
                 "-U",
                 "tollgate",
-                "tollgate",
+                "-d",
+                "postgres",
+                "-tAXc",
+                statement,
             ],
-        );
-        server
+        )
+    }
+
+    /// The port of a private server.
+    pub fn port(&self) -> u16 {
+        match &self.kind {
+            Kind::Private { port, .. } => *port,
+            Kind::External => panic!("a server from {URL_ENV} has no port of the test's own"),
+        }
+    }
+
+    /// Crashes the server: `SIGKILL` to the postmaster (no shutdown, no checkpoint, nothing
+    /// sent to standbys), then waits until it is gone. Its backends notice the postmaster's
+    /// death and exit.
+    pub fn kill(&self) {
+        let pid_file = self.private_dir().join("data").join("postmaster.pid");
+        let pid = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|text| text.lines().next().map(str::to_owned))
+            .unwrap_or_else(|| panic!("no running server ({})", pid_file.display()));
+        let status = Command::new("kill")
+            .args(["-9", &pid])
+            .status()
+            .expect("cannot run kill");
+        assert!(status.success(), "kill -9 {pid}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Command::new("kill")
+            .args(["-0", &pid])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the postmaster {pid} did not die"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // Nothing must try to stop it again (its pid may be someone else's by then).
+        let _ = std::fs::remove_file(pid_file);
+    }
+
+    /// Promotes a standby to primary (`pg_ctl promote`) and waits until it accepts writes.
+    pub fn promote(&self) {
+        self.run("pg_ctl", &["-D", "{data}", "-w", "promote"]);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.sql("SELECT pg_is_in_recovery()") != "f" {
+            assert!(Instant::now() < deadline, "the standby was not promoted");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     fn external(url: &str) -> PostgresServer {
@@ -303,54 +474,6 @@ impl PostgresServer {
             .with_password(self.password.clone())
     }
 
-    /// Writes the server's certificate and key into its data directory (the key readable by
-    /// the server's user alone, as PostgreSQL demands) and turns `ssl` on; with `client_ca`,
-    /// requires client certificates from it for the database `tollgate`.
-    fn enable_tls(&self, certificate: &str, key: &str, client_ca: Option<&str>) {
-        let Kind::Private { run_as, .. } = &self.kind else {
-            return;
-        };
-        let data = self.private_dir().join("data");
-        let mut files = vec![("server.crt", certificate), ("server.key", key)];
-        if let Some(ca) = client_ca {
-            files.push(("client-ca.crt", ca));
-        }
-        for (name, contents) in files {
-            let path = data.join(name);
-            std::fs::write(&path, contents).expect("cannot write the server's TLS files");
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-                .expect("cannot chmod the server's TLS files");
-            if let Some(user) = run_as {
-                let status = Command::new("chown")
-                    .arg(format!("{user}:"))
-                    .arg(&path)
-                    .status()
-                    .expect("cannot run chown");
-                assert!(status.success(), "chown {}", path.display());
-            }
-        }
-        let conf = data.join("postgresql.conf");
-        let mut text = std::fs::read_to_string(&conf).expect("cannot read postgresql.conf");
-        text.push_str("\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
-        if client_ca.is_some() {
-            text.push_str("ssl_ca_file = 'client-ca.crt'\n");
-            // The first matching line wins: `tollgate` needs a certificate; `createdb` (on the
-            // maintenance database) and the others do not.
-            let hba = data.join("pg_hba.conf");
-            let rules = std::fs::read_to_string(&hba).expect("cannot read pg_hba.conf");
-            std::fs::write(
-                &hba,
-                format!(
-                    "hostssl tollgate all 127.0.0.1/32 trust clientcert=verify-ca\n\
-                     host tollgate all 127.0.0.1/32 reject\n{rules}"
-                ),
-            )
-            .expect("cannot write pg_hba.conf");
-        }
-        std::fs::write(&conf, text).expect("cannot write postgresql.conf");
-    }
-
     fn private_dir(&self) -> &Path {
         self.data_dir()
             .expect("only a private server has a directory")
@@ -395,8 +518,9 @@ impl PostgresServer {
         }
     }
 
-    /// Runs `program` of the PostgreSQL binaries with `{data}`, `{dir}` and `{port}` put in.
-    fn run(&self, program: &str, args: &[&str]) {
+    /// Runs `program` of the PostgreSQL binaries with `{data}`, `{dir}` and `{port}` put in;
+    /// returns its standard output, trimmed.
+    fn run(&self, program: &str, args: &[&str]) -> String {
         let Kind::Private {
             bin,
             dir,
@@ -438,6 +562,7 @@ impl PostgresServer {
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr),
         );
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
     }
 
     fn data_dir(&self) -> Option<&Path> {
@@ -457,6 +582,19 @@ impl Drop for PostgresServer {
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.stop()));
         }
     }
+}
+
+/// A URL naming `servers` in order with `target_session_attrs=read-write`: a connection tries
+/// each in turn and keeps the first that accepts writes (the primary, whichever it is now).
+pub fn multi_host_url(servers: &[&PostgresServer]) -> String {
+    let hosts: Vec<String> = servers
+        .iter()
+        .map(|server| format!("127.0.0.1:{}", server.port()))
+        .collect();
+    format!(
+        "postgresql://tollgate@{}/tollgate?target_session_attrs=read-write",
+        hosts.join(",")
+    )
 }
 
 /// A plain client on `target` (its password included), for looking at the tables behind a

@@ -490,3 +490,32 @@ async fn counts_agree_with_few_and_many_tenant_cutoffs() {
         );
     }
 }
+
+/// The live-token figure of replicas: counted in the database, so each replica sees the tokens
+/// every other one issued; expired ones are not counted.
+#[tokio::test]
+async fn live_tokens_are_counted_across_replicas() {
+    use tollgate_store::{LiveCount, SharedStore, testing::refresh_token};
+    let server = PostgresServer::start();
+    let target = server.create_database().await;
+    let (issuing, counting) = (open(&target).await, open(&target).await);
+    assert_eq!(counting.live_tokens().await.unwrap(), LiveCount::default());
+    let now = UnixMillis::from(std::time::SystemTime::now()).0;
+    issuing
+        .commit(vec![
+            Record::AccessToken(access_token("live-1", now + 600_000)),
+            Record::AccessToken(access_token("live-2", now + 600_000)),
+            Record::AccessToken(access_token("expired", now - 1_000)),
+            Record::RefreshToken(refresh_token(1, now + 3_600_000)),
+            Record::RefreshToken(refresh_token(2, now - 1_000)),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        counting.live_tokens().await.unwrap(),
+        LiveCount {
+            access: 2,
+            refresh: 1
+        }
+    );
+}

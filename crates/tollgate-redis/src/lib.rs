@@ -78,5 +78,5 @@ pub use follower::{
 };
 #[cfg(feature = "relay")]
 #[cfg_attr(docsrs, doc(cfg(feature = "relay")))]
-pub use relay::{Relay, RelayHandle, RelayStatus};
+pub use relay::{Relay, RelayHandle, RelayStatus, STAND_BY_CHECK};
 pub use stream::{PublishError, publish};

@@ -8,6 +8,13 @@
 //! off the path from a commit to the stream; a crash before the mark publishes again what
 //! followed the last one, which followers absorb (applying is idempotent). Failures are retried
 //! with backoff; the revocation's `200` never waits for any of this.
+//!
+//! Before each round the relay asks the store for its publisher lease
+//! (`Outbox::publisher_lease`): of several processes sharing one outbox (replicas on one
+//! PostgreSQL) only the holder publishes; the others stand by, look again every
+//! [`STAND_BY_CHECK`], and say so in their status. A relay that takes the lease resumes from the
+//! position recorded in the store, not from what it remembered: the previous holder published
+//! meanwhile.
 
 use crate::connect::{ConnectError, RedisTarget};
 use crate::stream;
@@ -28,6 +35,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// With nothing to do, the relay still looks this often (a missed wake-up costs at most this).
 const IDLE_CHECK: Duration = Duration::from_secs(1);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// A relay standing by asks for the publisher lease this often: after its holder is gone, the
+/// lease is taken within this long of the store releasing it.
+pub const STAND_BY_CHECK: Duration = Duration::from_secs(1);
 
 /// Configures a relay: `Relay::new(target, outbox)`, then [`start`](Relay::start).
 #[derive(Debug)]
@@ -88,6 +98,7 @@ struct RelayState {
     published: AtomicU64,
     backlog: AtomicU64,
     healthy: AtomicBool,
+    standby: AtomicBool,
     last_error: Mutex<Option<String>>,
 }
 
@@ -110,8 +121,10 @@ pub struct RelayStatus {
     /// round that caught up or recorded its position, and after each failed attempt to reach
     /// Redis (so it grows while Redis is out of reach).
     pub backlog: u64,
-    /// The last round succeeded.
+    /// The last round succeeded (or, standing by, the last look at the lease did).
     pub healthy: bool,
+    /// Another process holds the store's publisher lease and publishes; this relay stands by.
+    pub standby: bool,
     /// The last failure, for logs and status pages (no secrets: it names Redis without its
     /// password).
     pub last_error: Option<String>,
@@ -131,6 +144,7 @@ impl RelayHandle {
             published: self.state.published.load(Ordering::Relaxed),
             backlog: self.state.backlog.load(Ordering::Relaxed),
             healthy: self.state.healthy.load(Ordering::Relaxed),
+            standby: self.state.standby.load(Ordering::Relaxed),
             last_error: self.state.last_error.lock().ok().and_then(|e| e.clone()),
         }
     }
@@ -145,7 +159,47 @@ async fn run(relay: Relay, state: Arc<RelayState>, mut first: Option<Multiplexed
     let mut backoff = MIN_BACKOFF;
     let mut connection: Option<MultiplexedConnection> = None;
     let mut progress = Progress::default();
+    // Whether this relay held the publisher lease at its last look (`None`: not known).
+    let mut holds: Option<bool> = None;
     loop {
+        match relay.store.publisher_lease().await {
+            Ok(true) => {
+                if holds != Some(true) {
+                    // Whoever held the lease before published meanwhile: resume from the
+                    // position recorded in the store, not from what this relay remembers.
+                    progress = Progress::default();
+                    state.standby.store(false, Ordering::Relaxed);
+                    holds = Some(true);
+                }
+            }
+            Ok(false) => {
+                if holds != Some(false) {
+                    tracing::info!(
+                        "revocation relay: standing by (another process holds the publisher lease)"
+                    );
+                    progress = Progress::default();
+                    holds = Some(false);
+                }
+                state.standby.store(true, Ordering::Relaxed);
+                state.healthy.store(true, Ordering::Relaxed);
+                backoff = MIN_BACKOFF;
+                // The backlog of the shared outbox, as the store counts it, on every replica.
+                progress.save(&relay, &state);
+                tokio::time::sleep(STAND_BY_CHECK).await;
+                continue;
+            }
+            Err(e) => {
+                if state.healthy.load(Ordering::Relaxed) {
+                    tracing::warn!(error = %e, "revocation relay: cannot ask the store for the publisher lease; will retry");
+                }
+                state.failed(e.to_string());
+                progress = Progress::default();
+                holds = None;
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+        }
         if connection.is_none() {
             connection = match first.take() {
                 Some(c) => Some(c),

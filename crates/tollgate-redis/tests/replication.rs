@@ -615,3 +615,87 @@ async fn rediss_with_a_private_ca() {
         "a CA for a plain-text URL is a mistake worth saying"
     );
 }
+
+/// An outbox whose publisher lease the test hands out and takes back, as replicas sharing one
+/// database do.
+#[derive(Debug)]
+struct Leased {
+    store: Arc<tollgate_store::MemoryStore>,
+    held: std::sync::atomic::AtomicBool,
+}
+
+impl Outbox for Leased {
+    fn outbox_status(&self) -> tollgate_store::StoreFuture<'_, tollgate_store::OutboxStatus> {
+        self.store.outbox_status()
+    }
+    fn outbox_read(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> tollgate_store::StoreFuture<'_, Vec<tollgate_store::OutboxEntry>> {
+        self.store.outbox_read(after, limit)
+    }
+    fn outbox_mark(&self, position: OutboxPosition) -> tollgate_store::StoreFuture<'_, ()> {
+        self.store.outbox_mark(position)
+    }
+    fn publisher_lease(&self) -> tollgate_store::StoreFuture<'_, bool> {
+        let held = self.held.load(std::sync::atomic::Ordering::Relaxed);
+        Box::pin(std::future::ready(Ok(held)))
+    }
+}
+
+#[tokio::test]
+async fn without_the_lease_a_relay_stands_by_and_resumes_from_the_store_when_it_takes_it() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let redis = RedisServer::start();
+    let producer = Producer::new();
+    let leased = Arc::new(Leased {
+        store: producer.store.clone(),
+        held: true.into(),
+    });
+    let relay = Relay::new(target(&redis.url()), leased.clone())
+        .wake_on(producer.wake.clone())
+        .start()
+        .await
+        .expect("relay");
+    producer.revoke(token(1)).await;
+    eventually!(
+        "published and marked",
+        relay.status().published == 1 && producer.store.outbox_status().await.unwrap().pending == 0
+    );
+    assert!(!relay.status().standby);
+
+    // Another replica takes the lease and publishes token 2 (here: only its mark is recorded).
+    leased.held.store(false, Relaxed);
+    eventually!("standing by", relay.status().standby);
+    producer.revoke(token(2)).await;
+    let position = producer.store.outbox_status().await.unwrap().position;
+    let entries = producer
+        .store
+        .outbox_read(position.published_through, 10)
+        .await
+        .unwrap();
+    producer
+        .store
+        .outbox_mark(OutboxPosition {
+            epoch: position.epoch,
+            published_through: entries[0].seq,
+        })
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(relay.status().published, 1, "published without the lease");
+    assert!(relay.status().healthy, "standing by is healthy");
+
+    // The lease comes back: the relay resumes from the recorded position, not from its own.
+    leased.held.store(true, Relaxed);
+    eventually!("publishing again", !relay.status().standby);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        relay.status().published,
+        1,
+        "what the other holder published was published again"
+    );
+    producer.revoke(token(3)).await;
+    eventually!("token 3 published", relay.status().published == 2);
+}

@@ -97,6 +97,10 @@ async fn report(relay: RelayHandle) {
     loop {
         every.tick().await;
         let status = relay.status();
+        // Standing by, the backlog is the publishing replica's to report (it logs its own).
+        if status.standby {
+            continue;
+        }
         if let Some(message) = report_message(status.healthy, status.backlog) {
             tracing::warn!(
                 backlog = status.backlog,

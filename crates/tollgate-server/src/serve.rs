@@ -105,7 +105,7 @@ pub fn run(config_path: &Path, redis: Option<&str>) -> Result<(), String> {
             )
             .await;
         };
-        metrics.collect(metrics::status::LiveTokens(service.clone()));
+        metrics.collect(metrics::status::LiveTokens::new(service.clone()));
         if let Some(replicas) = &replicas {
             metrics.collect(replicas.status());
         }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use support::following::{DEADLINE, FollowingApi};
+use support::metrics::{metrics_base, scrape};
 use support::*;
 use tollgate_postgres::testing::PostgresServer;
 use tollgate_redis::testing::RedisServer;
@@ -19,6 +20,10 @@ use tollgate_redis::testing::RedisServer;
 /// One PostgreSQL, one Redis, one signing key, and the replicas serving on them.
 struct Fleet {
     postgres: PostgresServer,
+    /// A streaming standby of `postgres`, when the fleet has one.
+    standby: Option<PostgresServer>,
+    /// What replicas are given as `[postgres] url`.
+    url: String,
     redis: RedisServer,
     dir: tempfile::TempDir,
     key: PathBuf,
@@ -27,6 +32,17 @@ struct Fleet {
 impl Fleet {
     fn start() -> Fleet {
         Fleet::on(PostgresServer::start())
+    }
+
+    /// On a private primary with a synchronous standby, replicas naming both
+    /// (`target_session_attrs=read-write`).
+    fn with_synchronous_standby() -> Fleet {
+        let primary = PostgresServer::start_private();
+        let standby = primary.start_standby(true);
+        let mut fleet = Fleet::on(primary);
+        fleet.url = tollgate_postgres::testing::multi_host_url(&[&fleet.postgres, &standby]);
+        fleet.standby = Some(standby);
+        fleet
     }
 
     fn on(postgres: PostgresServer) -> Fleet {
@@ -41,7 +57,9 @@ impl Fleet {
             .unwrap();
         assert!(output.status.success(), "{output:?}");
         Fleet {
+            url: postgres.url().to_owned(),
             postgres,
+            standby: None,
             redis,
             dir,
             key,
@@ -56,7 +74,7 @@ impl Fleet {
             "store = \"postgres\"\n{}\n[postgres]\nurl = {:?}\n\n[replication]\nredis_url = {:?}\n\n\
              [[keys]]\nkid = \"fleet\"\nalgorithm = \"EdDSA\"\nfile = {:?}\nsigning = true\n",
             config(&dir),
-            self.postgres.url(),
+            self.url,
             self.redis.url(),
             self.key.display().to_string(),
         );
@@ -66,6 +84,15 @@ impl Fleet {
     fn replica(&self, n: usize) -> Server {
         let (dir, text) = self.config(n);
         Server::start(&dir, &text)
+    }
+
+    /// Replica `n` with a `[metrics]` listener on a free port.
+    fn metered_replica(&self, n: usize) -> Server {
+        let (dir, text) = self.config(n);
+        Server::start(
+            &dir,
+            &format!("{text}\n[metrics]\nlisten = \"127.0.0.1:0\"\n"),
+        )
     }
 
     /// Replica `n` with `[sign_in] throttle = policy`.
@@ -507,4 +534,155 @@ async fn every_sign_in_throttle_policy_holds_across_replicas() {
             server.stop();
         }
     }
+}
+
+/// One relay publishes the shared outbox, the other stands by, and both say so; each replica's
+/// `tollgate_live_tokens` counts every replica's tokens (counted in PostgreSQL), not only its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_relay_publishes_and_every_replica_counts_every_live_token() {
+    let fleet = Fleet::start();
+    let (a, b) = (fleet.metered_replica(0), fleet.metered_replica(1));
+    let metrics = [metrics_base(&a), metrics_base(&b)];
+    for _ in 0..5 {
+        service_token(&a).await;
+    }
+    // The count runs every 15 s on each replica.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let a_publishes = loop {
+        let scrapes = [scrape(&metrics[0]).await, scrape(&metrics[1]).await];
+        let standby: Vec<f64> = scrapes
+            .iter()
+            .map(|s| s.value("tollgate_relay_standby"))
+            .collect();
+        let live: Vec<f64> = scrapes
+            .iter()
+            .map(|s| s.value("tollgate_live_tokens{kind=\"access\"}"))
+            .collect();
+        if live == [5.0, 5.0] && (standby == [0.0, 1.0] || standby == [1.0, 0.0]) {
+            assert!(
+                scrapes
+                    .iter()
+                    .all(|s| s.value("tollgate_relay_healthy") == 1.0),
+                "{}",
+                scrapes[1].text
+            );
+            break standby[0] == 0.0;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "standing by {standby:?}, live access tokens {live:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    // The publishing replica is killed: the other takes the lease within the bound, and
+    // publishes what is revoked there.
+    let (holder, survivor, survivor_metrics) = if a_publishes {
+        (a, b, &metrics[1])
+    } else {
+        (b, a, &metrics[0])
+    };
+    let token = service_token(&survivor).await;
+    let api = FollowingApi::start(&fleet.redis.url(), &survivor).await;
+    assert_eq!(api.status(&token).await, 200);
+    holder.crash();
+    let killed = Instant::now();
+    assert_eq!(revoke(&http(), &survivor.base, &token).await, 200);
+    while api.status(&token).await != 401 {
+        assert!(
+            killed.elapsed() < tollgate_postgres::TAKEOVER_BOUND,
+            "no takeover within {:?}",
+            tollgate_postgres::TAKEOVER_BOUND
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let published = killed.elapsed();
+    assert_eq!(
+        scrape(survivor_metrics)
+            .await
+            .value("tollgate_relay_standby"),
+        0.0
+    );
+    eprintln!("the survivor published a revocation {published:?} after the holder was killed");
+    survivor.stop();
+}
+
+/// The primary is killed (`SIGKILL`) in the middle of a revocation burst and its synchronous
+/// standby promoted: the replica answers `503` in between, follows the multi-host URL to the new
+/// primary by itself, and every revocation it acknowledged is refused by a replica started
+/// afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_synchronous_standby_takes_over_and_no_acknowledged_revocation_is_lost() {
+    let fleet = Fleet::with_synchronous_standby();
+    let server = fleet.replica(0);
+    let mut tokens = Vec::new();
+    for _ in 0..120 {
+        tokens.push(service_token(&server).await);
+    }
+    let base = server.base.clone();
+    let acknowledged = Arc::new(std::sync::Mutex::new(HashSet::new()));
+    let refusals = Arc::new(std::sync::Mutex::new(Vec::<Instant>::new()));
+    let burst: Vec<_> = tokens
+        .chunks(30)
+        .map(|chunk| {
+            let (chunk, base) = (chunk.to_vec(), base.clone());
+            let (acknowledged, refusals) = (acknowledged.clone(), refusals.clone());
+            tokio::spawn(async move {
+                let http = http();
+                for token in chunk {
+                    loop {
+                        let start = Instant::now();
+                        let status = revoke(&http, &base, &token).await;
+                        assert!(
+                            start.elapsed() < Duration::from_secs(15),
+                            "a request hung during the failover"
+                        );
+                        match status {
+                            200 => {
+                                acknowledged.lock().unwrap().insert(token.clone());
+                                break;
+                            }
+                            503 => {
+                                refusals.lock().unwrap().push(Instant::now());
+                                tokio::time::sleep(Duration::from_millis(50)).await;
+                            }
+                            other => panic!("revocation answered {other}"),
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+        })
+        .collect();
+    while acknowledged.lock().unwrap().len() < 20 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let killed = Instant::now();
+    fleet.postgres.kill();
+    fleet.standby.as_ref().unwrap().promote();
+    for part in burst {
+        tokio::time::timeout(Duration::from_secs(60), part)
+            .await
+            .expect("the burst finished after the promotion")
+            .unwrap();
+    }
+    let refusals = refusals.lock().unwrap().clone();
+    assert!(!refusals.is_empty(), "no 503 while there was no primary");
+    let last = refusals.iter().max().unwrap();
+    eprintln!(
+        "{} answers 503, for {:?} after the kill (promotion included)",
+        refusals.len(),
+        last.duration_since(killed)
+    );
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert_eq!(acknowledged.len(), tokens.len());
+    server.crash();
+    let fresh = fleet.replica(1);
+    for token in &acknowledged {
+        assert_eq!(
+            token_status(&fresh, token).await,
+            401,
+            "a revocation was lost"
+        );
+    }
+    fresh.stop();
 }

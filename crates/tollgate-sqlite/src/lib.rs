@@ -438,6 +438,11 @@ impl Outbox for SqliteStore {
     fn outbox_mark(&self, position: OutboxPosition) -> StoreFuture<'_, ()> {
         Box::pin(self.call(move |done| Job::Outbox(OutboxJob::Mark { position, done })))
     }
+
+    fn publisher_lease(&self) -> StoreFuture<'_, bool> {
+        // One process holds the data directory's exclusive lock: the only publisher there is.
+        Box::pin(std::future::ready(Ok(true)))
+    }
 }
 
 /// Creates the schema in a new database, or brings an older one to [`SCHEMA_VERSION`] (each

@@ -32,6 +32,10 @@
 //! comes back empty (a new epoch), the relay publishes everything still stored, from the start.
 //! An event that is revised (a cutoff moved later, a revocation's expiry extended) takes a new
 //! number and is published again; applying events is idempotent, so republishing is harmless.
+//!
+//! Processes sharing one outbox (replicas on one database) would each publish all of it; the
+//! relay therefore publishes only while its store grants it the publisher lease
+//! ([`Outbox::publisher_lease`]), which one process holds at a time.
 
 mod error;
 mod memory;
@@ -46,7 +50,7 @@ pub use error::{StoreError, StoreFuture};
 pub use memory::MemoryStore;
 pub use outbox::{Outbox, OutboxEntry, OutboxPosition, OutboxStatus};
 pub use record::{AccessTokenRecord, Loaded, Purge, Record, RefreshTokenRecord, TokenHash};
-pub use shared::{Rotation, Settled, SharedCutOff, SharedStore, Stamp, ThrottlePolicy};
+pub use shared::{LiveCount, Rotation, Settled, SharedCutOff, SharedStore, Stamp, ThrottlePolicy};
 
 use std::fmt;
 use std::sync::Arc;

@@ -280,6 +280,11 @@ impl Outbox for MemoryStore {
             self.with_state(|s| s.outbox_mark(position)),
         ))
     }
+
+    fn publisher_lease(&self) -> StoreFuture<'_, bool> {
+        // In one process only: nobody else reads this outbox.
+        Box::pin(std::future::ready(Ok(true)))
+    }
 }
 
 #[cfg(test)]

@@ -50,4 +50,16 @@ pub trait Outbox: Send + Sync + fmt::Debug + 'static {
     /// durably. Within one epoch the position only moves forward (a late, smaller mark is
     /// ignored); a new epoch replaces the old one.
     fn outbox_mark(&self, position: OutboxPosition) -> StoreFuture<'_, ()>;
+
+    /// Whether this process may publish the outbox now: takes the publisher lease if nobody
+    /// holds it, and says whether it holds it. A relay asks before every round and stands by
+    /// while the answer is `false`, so that of several processes sharing one outbox exactly one
+    /// publishes (the others would only publish copies). A store of one process always holds it.
+    ///
+    /// A lease that was held can be lost (the holder's session with the database died); the
+    /// relay then stands by, and whoever takes it next resumes from the recorded position.
+    ///
+    /// No default: a store shared by several processes that forgot it would let every one of
+    /// them publish the whole outbox.
+    fn publisher_lease(&self) -> StoreFuture<'_, bool>;
 }

@@ -98,6 +98,22 @@ pub trait SharedStore: Send + Sync + fmt::Debug + 'static {
         outcome: Settled,
         policy: ThrottlePolicy,
     ) -> StoreFuture<'_, ()>;
+
+    /// Counts the tokens every replica issued that have not expired by the store's clock:
+    /// access tokens, and refresh tokens (exchanged ones included until they expire), as one
+    /// process's issuer counts its own. Exact at the instant of the count; an access token
+    /// written behind its answer counts once its row is written. For metrics: each replica's
+    /// in-process figure sees only the tokens it issued itself.
+    fn live_tokens(&self) -> StoreFuture<'_, LiveCount>;
+}
+
+/// Tokens not yet expired, as a shared store counts them (see [`SharedStore::live_tokens`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LiveCount {
+    /// Access tokens.
+    pub access: u64,
+    /// Refresh tokens, exchanged ones included.
+    pub refresh: u64,
 }
 
 /// Builds the records of tokens about to be handed out from the issue instant the store chose

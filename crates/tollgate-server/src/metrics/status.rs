@@ -6,26 +6,99 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Unit;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 use tollgate_issuer::TokenService;
 use tollgate_program::metrics::{counter, gauge};
 use tollgate_redis::{Feed, RelayHandle};
+use tollgate_store::SharedStore;
 
-/// `tollgate_live_tokens{kind}`: the tokens the service tracks, read at scrape time.
+/// `tollgate_live_tokens{kind}`: the tokens the service tracks, read at scrape time; with a
+/// shared store (replicas on PostgreSQL), counted in the store instead, where every replica's
+/// tokens are (see [`SharedLive`]).
 #[derive(Debug)]
-pub(crate) struct LiveTokens(pub(crate) TokenService);
+pub(crate) struct LiveTokens {
+    service: TokenService,
+    shared: Option<Arc<SharedLive>>,
+}
+
+/// How often a shared store's live tokens are counted: the figure is at most this old.
+pub(crate) const COUNT_SHARED_EVERY: Duration = Duration::from_secs(15);
+
+/// The last count of a shared store's live tokens, refreshed every [`COUNT_SHARED_EVERY`] by a
+/// task of its own (a scrape never waits for the database). A replica's in-process figure would
+/// count only the tokens it issued itself (replicas stamp issuance in the store, not in their
+/// own ledger), which is neither the service's figure nor its own share of it.
+#[derive(Debug, Default)]
+pub(crate) struct SharedLive {
+    access: AtomicU64,
+    refresh: AtomicU64,
+    counted: AtomicBool,
+}
+
+impl LiveTokens {
+    /// The collector for `service`; with a shared store, starts counting in it on the current
+    /// runtime (the task ends with the runtime).
+    pub(crate) fn new(service: TokenService) -> LiveTokens {
+        let shared = service.store().clone().shared().map(|store| {
+            let live = Arc::new(SharedLive::default());
+            tokio::spawn(count_shared(store, live.clone()));
+            live
+        });
+        LiveTokens { service, shared }
+    }
+}
+
+async fn count_shared(store: Arc<dyn SharedStore>, live: Arc<SharedLive>) {
+    let mut every = tokio::time::interval(COUNT_SHARED_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        match store.live_tokens().await {
+            Ok(count) => {
+                live.access.store(count.access, Ordering::Relaxed);
+                live.refresh.store(count.refresh, Ordering::Relaxed);
+                live.counted.store(true, Ordering::Relaxed);
+            }
+            // The store's own failures are logged and counted where they happen; a stale figure
+            // is better than none, and the next count replaces it.
+            Err(e) => tracing::debug!(error = %e, "cannot count the live tokens in the store"),
+        }
+    }
+}
 
 impl Collector for LiveTokens {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
-        let live = self.0.live_tokens();
+        let (help, access, refresh) = match &self.shared {
+            Some(shared) => {
+                // Absent until the first count: a made-up zero would read as "no tokens".
+                if !shared.counted.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
+                (
+                    "Unexpired tokens of every replica, counted in the shared store (exact when \
+                     counted, every 15 s; access: rows written, refresh: exchanged ones included)",
+                    shared.access.load(Ordering::Relaxed),
+                    shared.refresh.load(Ordering::Relaxed),
+                )
+            }
+            None => {
+                let live = self.service.live_tokens();
+                (
+                    "Tokens the service tracks until they expire (access: for batch counts; \
+                     refresh: exchanged ones included)",
+                    live.access as u64,
+                    live.refresh as u64,
+                )
+            }
+        };
         let gauge = ConstGauge::new(0i64);
-        let mut family = encoder.encode_descriptor(
-            "tollgate_live_tokens",
-            "Tokens the service tracks until they expire (access: for batch counts; refresh: exchanged ones included)",
-            None,
-            gauge.metric_type(),
-        )?;
-        for (kind, count) in [("access", live.access), ("refresh", live.refresh)] {
-            ConstGauge::new(count as i64).encode(family.encode_family(&[("kind", kind)])?)?;
+        let mut family =
+            encoder.encode_descriptor("tollgate_live_tokens", help, None, gauge.metric_type())?;
+        for (kind, count) in [("access", access), ("refresh", refresh)] {
+            let count = i64::try_from(count).unwrap_or(i64::MAX);
+            ConstGauge::new(count).encode(family.encode_family(&[("kind", kind)])?)?;
         }
         Ok(())
     }
@@ -62,9 +135,16 @@ impl Collector for Replication {
         gauge(
             e,
             "tollgate_relay_healthy",
-            "1 if the relay's last round succeeded, else 0",
+            "1 if the relay's last round succeeded (or, standing by, its last look at the publisher lease), else 0",
             None,
             flag(relay.healthy),
+        )?;
+        gauge(
+            e,
+            "tollgate_relay_standby",
+            "1 while another replica holds the store's publisher lease and this relay stands by, else 0",
+            None,
+            flag(relay.standby),
         )?;
         let feed = self.feed.status();
         gauge(

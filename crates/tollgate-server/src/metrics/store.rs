@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use tollgate_core::{CutoffScope, RevocationEvent, UnixMillis};
 use tollgate_store::{
-    Loaded, Outbox, Purge, Record, RefreshTokenRecord, Rotation, Settled, SharedCutOff,
+    LiveCount, Loaded, Outbox, Purge, Record, RefreshTokenRecord, Rotation, Settled, SharedCutOff,
     SharedStore, Stamp, Store, StoreError, StoreFuture, ThrottlePolicy, TokenHash,
 };
 
@@ -134,6 +134,10 @@ impl SharedStore for MeteredShared {
         policy: ThrottlePolicy,
     ) -> StoreFuture<'_, Option<UnixMillis>> {
         self.inner.throttle_take(key, now, policy)
+    }
+
+    fn live_tokens(&self) -> StoreFuture<'_, LiveCount> {
+        self.inner.live_tokens()
     }
 
     fn throttle_settle(

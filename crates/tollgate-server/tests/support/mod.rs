@@ -7,6 +7,7 @@
 
 pub mod following;
 pub mod gateway;
+pub mod metrics;
 pub mod oidc_provider;
 
 use serde_json::Value;

@@ -602,8 +602,20 @@ pub async fn outbox_carries_every_cutoff(store: Arc<dyn Store>) {
     );
 }
 
+/// A store nobody else uses holds its publisher lease, and keeps it when asked again (a relay
+/// asks before every round): its relay is never left standing by.
+pub async fn outbox_lease_is_held_alone(store: Arc<dyn Store>) {
+    let outbox = outbox_of(&store);
+    for ask in ["first", "second"] {
+        assert!(
+            outbox.publisher_lease().await.expect("the store failed"),
+            "a store nobody else uses must hold its publisher lease ({ask} ask)"
+        );
+    }
+}
+
 /// Runs the checks of the outbox ([`outbox_numbers_revocations`],
-/// [`outbox_carries_every_cutoff`]), each against a fresh store from `new_store`, which must
+/// [`outbox_carries_every_cutoff`], [`outbox_lease_is_held_alone`]), each against a fresh store from `new_store`, which must
 /// hand its outbox out through [`Store::outbox`].
 pub async fn check_outbox<S, F, Fut>(mut new_store: F)
 where
@@ -613,6 +625,7 @@ where
 {
     outbox_numbers_revocations(Arc::new(new_store().await)).await;
     outbox_carries_every_cutoff(Arc::new(new_store().await)).await;
+    outbox_lease_is_held_alone(Arc::new(new_store().await)).await;
 }
 
 mod shared;
