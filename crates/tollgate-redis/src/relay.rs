@@ -66,7 +66,7 @@ impl Relay {
     /// Connects once (failing if Redis refuses the credentials), then publishes in a background
     /// task on the current Tokio runtime.
     pub async fn start(self) -> Result<RelayHandle, ConnectError> {
-        let first = match self.target.connect(RESPONSE_TIMEOUT).await {
+        let first = match self.target.connect_for(&self.keys, RESPONSE_TIMEOUT).await {
             Ok(connection) => Some(connection),
             Err(e) if e.is_refused() => return Err(e),
             Err(e) => {
@@ -149,7 +149,11 @@ async fn run(relay: Relay, state: Arc<RelayState>, mut first: Option<Multiplexed
         if connection.is_none() {
             connection = match first.take() {
                 Some(c) => Some(c),
-                None => match relay.target.connect(RESPONSE_TIMEOUT).await {
+                None => match relay
+                    .target
+                    .connect_for(&relay.keys, RESPONSE_TIMEOUT)
+                    .await
+                {
                     Ok(c) => Some(c),
                     Err(e) => {
                         state.failed(e.to_string());
@@ -184,6 +188,21 @@ async fn run(relay: Relay, state: Arc<RelayState>, mut first: Option<Multiplexed
                     progress.save(&relay, &state);
                 }
             }
+            Err(Failure::Unconfirmed { acked, wanted }) => {
+                let e = format!(
+                    "only {acked} of the {wanted} replicas required acknowledged the last batch; \
+                     publishing it again"
+                );
+                if state.healthy.load(Ordering::Relaxed) {
+                    tracing::warn!(error = %e, "revocation relay: not safe yet; will retry");
+                }
+                state.failed(e);
+                // Asked again, the Sentinels or the Cluster may name a new primary. No growing
+                // backoff: `WAIT` already waited, and followers read the batch meanwhile.
+                connection = None;
+                progress.save(&relay, &state);
+                tokio::time::sleep(MIN_BACKOFF).await;
+            }
             Err(Failure::Redis(e)) => {
                 let e = relay.target.error(&e);
                 if state.healthy.load(Ordering::Relaxed) {
@@ -211,6 +230,11 @@ async fn run(relay: Relay, state: Arc<RelayState>, mut first: Option<Multiplexed
 
 enum Failure {
     Redis(redis::RedisError),
+    /// The batch reached the primary, but not enough replicas: it stays unpublished.
+    Unconfirmed {
+        acked: u32,
+        wanted: u32,
+    },
     Store(StoreError),
 }
 
@@ -331,6 +355,7 @@ async fn round(
     pipe.query_async::<()>(connection)
         .await
         .map_err(Failure::Redis)?;
+    published(relay, connection).await?;
     progress.position = Some(OutboxPosition {
         epoch,
         published_through: last,
@@ -339,4 +364,18 @@ async fn round(
         .published
         .fetch_add(entries.len() as u64, Ordering::Relaxed);
     Ok(entries.len())
+}
+
+/// When a batch the primary took counts as published: once the replicas the target requires
+/// hold it ([`stream::confirm`]). Until then the position stays before it and the next round
+/// writes it again, to this primary or to the one promoted after a failover.
+async fn published(relay: &Relay, connection: &mut MultiplexedConnection) -> Result<(), Failure> {
+    let acks = relay.target.replica_acks();
+    stream::confirm(connection, acks)
+        .await
+        .map_err(Failure::Redis)?
+        .map_err(|acked| Failure::Unconfirmed {
+            acked,
+            wanted: acks.replicas,
+        })
 }
