@@ -79,4 +79,4 @@ pub use follower::{
 #[cfg(feature = "relay")]
 #[cfg_attr(docsrs, doc(cfg(feature = "relay")))]
 pub use relay::{Relay, RelayHandle, RelayStatus};
-pub use stream::{PublishError, publish, publish_acked};
+pub use stream::{PublishError, publish, publish_acked, wait_for_replicas};

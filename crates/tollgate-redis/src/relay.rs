@@ -24,7 +24,8 @@ use tollgate_store::{Outbox, OutboxPosition, StoreError};
 /// Outbox entries published per round trip.
 const BATCH: usize = 512;
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// At most this between attempts: a failover elsewhere (Sentinel, Cluster) is noticed this soon.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// With nothing to do, the relay still looks this often (a missed wake-up costs at most this).
 const IDLE_CHECK: Duration = Duration::from_secs(1);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);

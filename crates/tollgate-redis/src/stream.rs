@@ -92,6 +92,22 @@ pub(crate) async fn confirm(
     })
 }
 
+/// Waits until `acks.replicas` replicas hold every write made on `connection` so far (`WAIT`):
+/// for a producer's other writes that must outlive a failover (a receiver's used `jti`s).
+/// [`PublishError::NotReplicated`] when fewer did in time.
+pub async fn wait_for_replicas(
+    connection: &mut MultiplexedConnection,
+    acks: ReplicaAcks,
+) -> Result<(), PublishError> {
+    confirm(connection, acks)
+        .await
+        .map_err(PublishError::Redis)?
+        .map_err(|acked| PublishError::NotReplicated {
+            acked,
+            wanted: acks.replicas,
+        })
+}
+
 /// Publishes `events` straight into the stream (no outbox): for events that exist nowhere else,
 /// such as those of `tollgate revoke`. Returns the id each got, in order, once the primary
 /// answered; [`publish_acked`] also waits for replicas.
@@ -130,13 +146,7 @@ pub async fn publish_acked(
         .query_async(connection)
         .await
         .map_err(PublishError::Redis)?;
-    confirm(connection, acks)
-        .await
-        .map_err(PublishError::Redis)?
-        .map_err(|acked| PublishError::NotReplicated {
-            acked,
-            wanted: acks.replicas,
-        })?;
+    wait_for_replicas(connection, acks).await?;
     Ok(ids.iter().filter_map(|id| StreamId::parse(id)).collect())
 }
 
