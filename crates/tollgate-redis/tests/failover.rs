@@ -136,18 +136,31 @@ impl Load {
         self.next.load(Ordering::SeqCst)
     }
 
+    /// Called at the kill: measures, in the background, how long until the follower started
+    /// before applies the first revocation committed from now on.
+    fn killed(&self) -> (Instant, tokio::task::JoinHandle<Duration>) {
+        let killed_at = Instant::now();
+        let (jti, before) = (format!("jti-{}", self.next_jti()), self.before.clone());
+        let stale = tokio::spawn(async move {
+            eventually!(
+                "a revocation committed after the kill",
+                before.is_token_revoked(&jti)
+            );
+            killed_at.elapsed()
+        });
+        (killed_at, stale)
+    }
+
     /// Stops the load, waits until the relay published everything committed, then checks that
     /// the follower started before and a new one hold every revocation a producer counted as
     /// published.
-    async fn check(self, target: &RedisTarget, killed_at: Instant, first_after: usize, what: &str) {
-        let stale = {
-            let jti = format!("jti-{first_after}");
-            eventually!(
-                "a revocation committed after the kill",
-                self.before.is_token_revoked(&jti)
-            );
-            killed_at.elapsed()
-        };
+    async fn check(
+        self,
+        target: &RedisTarget,
+        stale: tokio::task::JoinHandle<Duration>,
+        what: &str,
+    ) {
+        let stale = stale.await.unwrap();
         tokio::time::sleep(Duration::from_secs(1)).await;
         self.stop.store(true, Ordering::SeqCst);
         let committed = self.committed.await.unwrap();
@@ -218,15 +231,13 @@ async fn a_sentinel_failover_loses_no_acknowledged_revocation() {
     let load = Load::start(&target).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let old = set.kill_primary();
-    let killed_at = Instant::now();
-    let first_after = load.next_jti();
+    let (killed_at, stale) = load.killed();
     let promoted = tokio::task::block_in_place(|| set.wait_failover(old, Duration::from_secs(20)));
     eprintln!(
         "sentinel: primary {old} killed, {promoted} promoted after {} ms",
         killed_at.elapsed().as_millis()
     );
-    load.check(&target, killed_at, first_after, "sentinel")
-        .await;
+    load.check(&target, stale, "sentinel").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -251,8 +262,7 @@ async fn a_cluster_failover_loses_no_acknowledged_revocation() {
     set.cut_replication(master);
     tokio::time::sleep(LAG).await;
     set.kill(master);
-    let killed_at = Instant::now();
-    let first_after = load.next_jti();
+    let (killed_at, stale) = load.killed();
     for replica in &replicas {
         set.node(*replica).resume();
     }
@@ -265,7 +275,7 @@ async fn a_cluster_failover_loses_no_acknowledged_revocation() {
     // The promoted master has no replica left: nothing written to it counts until the old
     // master is back, as its replica.
     tokio::task::block_in_place(|| set.restart(master));
-    load.check(&target, killed_at, first_after, "cluster").await;
+    load.check(&target, stale, "cluster").await;
 }
 
 #[tokio::test]
