@@ -103,22 +103,28 @@ impl fmt::Display for ConnectError {
 impl std::error::Error for ConnectError {}
 
 /// `host:port` pairs of a Sentinel or Cluster URL's authority, each checked by the URL parser.
+/// Errors name a node by its place in the list, never by its text: a password with a character
+/// that should have been percent-encoded (`/`, `@`) can end up there.
 fn parse_nodes(
     scheme: &str,
     hosts: &str,
     default_port: u16,
 ) -> Result<Vec<(String, u16)>, ConnectError> {
     let mut nodes = Vec::new();
-    for host in hosts.split(',') {
-        let parsed = url::Url::parse(&format!("{scheme}://{host}"))
-            .map_err(|e| ConnectError::new(format!("invalid Redis URL: node {host:?}: {e}")))?;
-        let name = parsed.host_str().filter(|h| !h.is_empty()).ok_or_else(|| {
-            ConnectError::new(format!("invalid Redis URL: node {host:?}: no host"))
-        })?;
-        if parsed.path().len() > 1 || parsed.username() != "" {
-            return Err(ConnectError::new(format!(
-                "invalid Redis URL: node {host:?} is not host:port"
-            )));
+    for (place, host) in hosts.split(',').enumerate() {
+        let bad = |why: &dyn fmt::Display| {
+            ConnectError::new(format!(
+                "invalid Redis URL: node {} of the list is not host[:port]: {why}",
+                place + 1
+            ))
+        };
+        let parsed = url::Url::parse(&format!("{scheme}://{host}")).map_err(|e| bad(&e))?;
+        let name = parsed
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| bad(&"no host"))?;
+        if parsed.path().len() > 1 || !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err(bad(&"more than a host and a port"));
         }
         nodes.push((name.to_owned(), parsed.port().unwrap_or(default_port)));
     }
@@ -674,10 +680,13 @@ mod tests {
             "redis+cluster://:secret@h1:notaport",
             "redis+cluster://:secret@",
             "redis+replica://:secret@h1",
+            "redis+cluster://:se/cret@h1",
+            "redis+sentinel://:se/cret@h1/m",
+            "redis+cluster://:se@cret@h1:x",
         ] {
             let error = RedisTarget::new(url).unwrap_err().to_string();
             assert!(error.starts_with("invalid Redis URL"), "{url}: {error}");
-            assert!(!error.contains("secret"), "{error}");
+            assert!(!error.contains("cret"), "{error}");
         }
     }
 }
