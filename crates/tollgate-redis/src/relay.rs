@@ -8,6 +8,11 @@
 //! off the path from a commit to the stream; a crash before the mark publishes again what
 //! followed the last one, which followers absorb (applying is idempotent). Failures are retried
 //! with backoff; the revocation's `200` never waits for any of this.
+//!
+//! A batch counts as published only once the replicas the target requires hold it
+//! ([`published`]: `WAIT` after the `XADD`s). Until then the relay waits for it again on the same
+//! connection; after a failed connection, or five short waits in a row (a primary cut off from
+//! its replicas, perhaps already replaced), it connects again and writes the batch again.
 
 use crate::connect::{ConnectError, RedisTarget};
 use crate::stream;
@@ -192,19 +197,25 @@ async fn run(relay: Relay, state: Arc<RelayState>, mut first: Option<Multiplexed
             Err(Failure::Unconfirmed { acked, wanted }) => {
                 let e = format!(
                     "only {acked} of the {wanted} replicas required acknowledged the last batch; \
-                     publishing it again"
+                     waiting for them"
                 );
                 if state.healthy.load(Ordering::Relaxed) {
                     tracing::warn!(error = %e, "revocation relay: not safe yet; will retry");
                 }
                 state.failed(e);
-                // Asked again, the Sentinels or the Cluster may name a new primary. No growing
-                // backoff: `WAIT` already waited, and followers read the batch meanwhile.
-                connection = None;
+                if progress.short_waits() {
+                    // Perhaps a primary cut off from its replicas, or one already replaced: ask
+                    // the Sentinels or the Cluster again, and write the batch to the one named.
+                    connection = None;
+                }
                 progress.save(&relay, &state);
+                // No growing backoff: `WAIT` already waited, and followers read the batch
+                // meanwhile.
                 tokio::time::sleep(MIN_BACKOFF).await;
             }
             Err(Failure::Redis(e)) => {
+                // Written to a connection that failed: write it again to the next one.
+                progress.unconfirmed = None;
                 let e = relay.target.error(&e);
                 if state.healthy.load(Ordering::Relaxed) {
                     tracing::warn!(error = %e, "revocation relay: Redis failed; will retry");
@@ -252,7 +263,17 @@ struct Progress {
     saved_at: Option<tokio::time::Instant>,
     /// The write in flight: it runs beside the relay, so that publishing never waits for it.
     saving: Option<JoinHandle<()>>,
+    /// A batch written on the current connection that too few replicas acknowledged yet: the
+    /// position it reaches and its size. The next round waits for it again (`WAIT` counts this
+    /// connection's writes) rather than writing it again.
+    unconfirmed: Option<(OutboxPosition, usize)>,
+    /// How many `WAIT`s in a row fell short for it.
+    short: u32,
 }
+
+/// After this many `WAIT`s in a row fall short (a second each), the relay connects again and
+/// writes the batch again: the primary may be cut off from its replicas, and replaced.
+const SHORT_WAITS_BEFORE_REWRITE: u32 = 5;
 
 /// While the relay is busy, its position is recorded at least this often.
 const MARK_EVERY: Duration = Duration::from_secs(1);
@@ -293,6 +314,18 @@ impl Progress {
         }));
     }
 
+    /// Counts a `WAIT` that fell short; `true` (and the batch forgotten, to be written again)
+    /// once they are too many in a row.
+    fn short_waits(&mut self) -> bool {
+        self.short += 1;
+        if self.short < SHORT_WAITS_BEFORE_REWRITE {
+            return false;
+        }
+        self.short = 0;
+        self.unconfirmed = None;
+        true
+    }
+
     fn due(&self) -> bool {
         self.saved_at.is_none_or(|at| at.elapsed() >= MARK_EVERY)
     }
@@ -305,6 +338,10 @@ async fn round(
     connection: &mut MultiplexedConnection,
     progress: &mut Progress,
 ) -> Result<usize, Failure> {
+    if let Some((reached, count)) = progress.unconfirmed.clone() {
+        published(relay, connection).await?;
+        return Ok(progress.confirmed(state, reached, count));
+    }
     let epoch = stream::ensure_epoch(connection, &relay.keys)
         .await
         .map_err(Failure::Redis)?;
@@ -356,15 +393,24 @@ async fn round(
     pipe.query_async::<()>(connection)
         .await
         .map_err(Failure::Redis)?;
-    published(relay, connection).await?;
-    progress.position = Some(OutboxPosition {
+    let reached = OutboxPosition {
         epoch,
         published_through: last,
-    });
-    state
-        .published
-        .fetch_add(entries.len() as u64, Ordering::Relaxed);
-    Ok(entries.len())
+    };
+    progress.unconfirmed = Some((reached.clone(), entries.len()));
+    published(relay, connection).await?;
+    Ok(progress.confirmed(state, reached, entries.len()))
+}
+
+impl Progress {
+    /// A batch of `count` entries reaching `reached` is safe: the relay stands after it.
+    fn confirmed(&mut self, state: &RelayState, reached: OutboxPosition, count: usize) -> usize {
+        self.unconfirmed = None;
+        self.short = 0;
+        self.position = Some(reached);
+        state.published.fetch_add(count as u64, Ordering::Relaxed);
+        count
+    }
 }
 
 /// When a batch the primary took counts as published: once the replicas the target requires
