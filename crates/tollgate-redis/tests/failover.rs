@@ -4,7 +4,9 @@
 //! replicas never received; afterwards every revocation a producer counted as published (the
 //! relay's outbox, `publish_acked` returning `Ok`) is refused by a follower started before the
 //! failover and by one started after it. Also: a follower past the end of a stream (a Redis
-//! replaced by one whose stream ends before its position) reads what is written next.
+//! replaced by one whose stream ends before its position) reads what is written next; and a
+//! relay whose writes no replica acknowledges marks nothing published, without rewriting them
+//! every second.
 //!
 //! Each test prints what it measured (`--nocapture`): how long after the kill a follower applied
 //! the first revocation committed after it, and how long it was not ready under a tight policy.
@@ -340,4 +342,50 @@ async fn a_follower_past_the_end_of_the_stream_reads_what_is_written_next() {
     );
     assert!(feed.is_synced());
     feed.stop();
+}
+
+#[tokio::test]
+async fn the_relay_marks_nothing_published_until_a_replica_holds_it() {
+    let primary = RedisServer::start();
+    let target = RedisTarget::new(&primary.url())
+        .unwrap()
+        .with_min_replicas_acked(1);
+    let producer = Producer::new();
+    let relay = Relay::new(target, producer.store())
+        .wake_on(producer.wake.clone())
+        .start()
+        .await
+        .unwrap();
+    for i in 0..10 {
+        producer.revoke(token(i)).await;
+    }
+    let mut conn = support::redis(&primary.url()).await;
+    eventually!("the batch written", stream_len(&mut conn).await >= 10);
+    // No replica: written, never acknowledged, so never marked; and waited for, not rewritten
+    // every second.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(producer.store.outbox_status().await.unwrap().pending, 10);
+    let status = relay.status();
+    assert!(!status.healthy && status.published == 0, "{status:?}");
+    assert!(
+        status
+            .last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("replicas"),
+        "{status:?}"
+    );
+    assert!(
+        stream_len(&mut conn).await <= 20,
+        "the batch rewritten again and again"
+    );
+
+    // A replica joins: the batch is acknowledged and marked published.
+    let _replica =
+        RedisServer::start_with_args(&["--replicaof", "127.0.0.1", &primary.port().to_string()]);
+    eventually!(
+        "the outbox marked published",
+        producer.store.outbox_status().await.unwrap().pending == 0
+    );
+    assert!(relay.status().healthy);
 }
