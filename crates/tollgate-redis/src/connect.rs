@@ -201,7 +201,9 @@ impl RedisTarget {
                 };
                 // The template of every node's URL: the first node, with the credentials and
                 // database (the URL parser checks them as for one server).
-                let (host, port) = &nodes[0];
+                let (host, port) = nodes
+                    .first()
+                    .ok_or_else(|| ConnectError::new("invalid Redis URL: no host"))?;
                 let host = if host.contains(':') {
                     format!("[{host}]")
                 } else {
