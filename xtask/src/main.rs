@@ -50,6 +50,12 @@ const NEEDS: &[Need] = &[
         why: "replication, gateway and follower tests",
     },
     Need {
+        what: "redis-cli",
+        found: || on_path("redis-cli"),
+        package: "redis-tools",
+        why: "creating the Redis Cluster of the failover tests",
+    },
+    Need {
         what: "openssl",
         found: || on_path("openssl"),
         package: "openssl",

@@ -28,6 +28,9 @@ use toml::Spanned;
 /// Longest accepted configuration file: a configuration is a few kilobytes, not megabytes.
 pub const MAX_FILE_SIZE: u64 = 1024 * 1024;
 
+/// The most replicas `min_replicas_acked` may require.
+const MAX_REPLICAS_ACKED: u32 = 64;
+
 /// A configuration error: one line, `file:line:column: key: what is wrong`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError(String);
@@ -205,15 +208,17 @@ impl Source {
         }
     }
 
-    /// A Redis to follow or publish to, from a table's `redis_url`, `password_env` and `ca_file`
-    /// keys (`table` names it in errors: `replication`, `revocations`). The URL's errors never
-    /// echo it (it may hold a password).
+    /// A Redis to follow or publish to, from a table's `redis_url` (one server, `redis+sentinel://`
+    /// or `redis+cluster://`), `password_env`, `ca_file` and `min_replicas_acked` keys (`table`
+    /// names it in errors: `replication`, `revocations`). The URL's errors never echo it (it may
+    /// hold a password).
     pub fn redis_target(
         &self,
         table: &str,
         url: &Spanned<String>,
         password_env: Option<&Spanned<String>>,
         ca_file: Option<&Spanned<PathBuf>>,
+        min_replicas_acked: Option<&Spanned<u32>>,
     ) -> Result<tollgate_redis::RedisTarget, ConfigError> {
         let mut target = tollgate_redis::RedisTarget::new(url.get_ref())
             .map_err(|e| self.error(url, &format!("{table}.redis_url"), e))?;
@@ -237,6 +242,18 @@ impl Source {
             target = target
                 .with_ca_pem(pem)
                 .map_err(|e| self.error(ca, &key, e))?;
+        }
+        if let Some(replicas) = min_replicas_acked {
+            let count = *replicas.get_ref();
+            // More than a replication group ever has: a typo that would block every write.
+            if count > MAX_REPLICAS_ACKED {
+                return Err(self.error(
+                    replicas,
+                    &format!("{table}.min_replicas_acked"),
+                    format_args!("at most {MAX_REPLICAS_ACKED} (0: wait for no replica)"),
+                ));
+            }
+            target = target.with_min_replicas_acked(count);
         }
         Ok(target)
     }

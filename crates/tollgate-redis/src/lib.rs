@@ -71,7 +71,7 @@ mod stream;
 pub mod testing;
 pub mod wire;
 
-pub use connect::{ConnectError, RedisTarget};
+pub use connect::{ConnectError, RedisTarget, ReplicaAcks};
 pub use follower::{
     DEFAULT_MAX_SILENCE, Feed, FeedHealth, FeedStatus, Follower, HealthPolicy, OnUnreadable,
     UnknownPolicy,
@@ -79,4 +79,4 @@ pub use follower::{
 #[cfg(feature = "relay")]
 #[cfg_attr(docsrs, doc(cfg(feature = "relay")))]
 pub use relay::{Relay, RelayHandle, RelayStatus, STAND_BY_CHECK};
-pub use stream::{PublishError, publish};
+pub use stream::{PublishError, publish, publish_acked, wait_for_replicas};

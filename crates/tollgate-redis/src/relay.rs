@@ -15,6 +15,11 @@
 //! [`STAND_BY_CHECK`], and say so in their status. A relay that takes the lease resumes from the
 //! position recorded in the store, not from what it remembered: the previous holder published
 //! meanwhile.
+//!
+//! A batch counts as published only once the replicas the target requires hold it
+//! ([`published`]: `WAIT` after the `XADD`s). Until then the relay waits for it again on the same
+//! connection; after a failed connection, or five short waits in a row (a primary cut off from
+//! its replicas, perhaps already replaced), it connects again and writes the batch again.
 
 use crate::connect::{ConnectError, RedisTarget};
 use crate::stream;
@@ -31,7 +36,8 @@ use tollgate_store::{Outbox, OutboxPosition, StoreError};
 /// Outbox entries published per round trip.
 const BATCH: usize = 512;
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// At most this between attempts: a failover elsewhere (Sentinel, Cluster) is noticed this soon.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// With nothing to do, the relay still looks this often (a missed wake-up costs at most this).
 const IDLE_CHECK: Duration = Duration::from_secs(1);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -76,7 +82,7 @@ impl Relay {
     /// Connects once (failing if Redis refuses the credentials), then publishes in a background
     /// task on the current Tokio runtime.
     pub async fn start(self) -> Result<RelayHandle, ConnectError> {
-        let first = match self.target.connect(RESPONSE_TIMEOUT).await {
+        let first = match self.target.connect_for(&self.keys, RESPONSE_TIMEOUT).await {
             Ok(connection) => Some(connection),
             Err(e) if e.is_refused() => return Err(e),
             Err(e) => {
@@ -203,7 +209,11 @@ async fn run(relay: Relay, state: Arc<RelayState>, mut first: Option<Multiplexed
         if connection.is_none() {
             connection = match first.take() {
                 Some(c) => Some(c),
-                None => match relay.target.connect(RESPONSE_TIMEOUT).await {
+                None => match relay
+                    .target
+                    .connect_for(&relay.keys, RESPONSE_TIMEOUT)
+                    .await
+                {
                     Ok(c) => Some(c),
                     Err(e) => {
                         state.failed(e.to_string());
@@ -238,7 +248,28 @@ async fn run(relay: Relay, state: Arc<RelayState>, mut first: Option<Multiplexed
                     progress.save(&relay, &state);
                 }
             }
+            Err(Failure::Unconfirmed { acked, wanted }) => {
+                let e = format!(
+                    "only {acked} of the {wanted} replicas required acknowledged the last batch; \
+                     waiting for them"
+                );
+                if state.healthy.load(Ordering::Relaxed) {
+                    tracing::warn!(error = %e, "revocation relay: not safe yet; will retry");
+                }
+                state.failed(e);
+                if progress.short_waits() {
+                    // Perhaps a primary cut off from its replicas, or one already replaced: ask
+                    // the Sentinels or the Cluster again, and write the batch to the one named.
+                    connection = None;
+                }
+                progress.save(&relay, &state);
+                // No growing backoff: `WAIT` already waited, and followers read the batch
+                // meanwhile.
+                tokio::time::sleep(MIN_BACKOFF).await;
+            }
             Err(Failure::Redis(e)) => {
+                // Written to a connection that failed: write it again to the next one.
+                progress.unconfirmed = None;
                 let e = relay.target.error(&e);
                 if state.healthy.load(Ordering::Relaxed) {
                     tracing::warn!(error = %e, "revocation relay: Redis failed; will retry");
@@ -265,6 +296,11 @@ async fn run(relay: Relay, state: Arc<RelayState>, mut first: Option<Multiplexed
 
 enum Failure {
     Redis(redis::RedisError),
+    /// The batch reached the primary, but not enough replicas: it stays unpublished.
+    Unconfirmed {
+        acked: u32,
+        wanted: u32,
+    },
     Store(StoreError),
 }
 
@@ -281,7 +317,17 @@ struct Progress {
     saved_at: Option<tokio::time::Instant>,
     /// The write in flight: it runs beside the relay, so that publishing never waits for it.
     saving: Option<JoinHandle<()>>,
+    /// A batch written on the current connection that too few replicas acknowledged yet: the
+    /// position it reaches and its size. The next round waits for it again (`WAIT` counts this
+    /// connection's writes) rather than writing it again.
+    unconfirmed: Option<(OutboxPosition, usize)>,
+    /// How many `WAIT`s in a row fell short for it.
+    short: u32,
 }
+
+/// After this many `WAIT`s in a row fall short (a second each), the relay connects again and
+/// writes the batch again: the primary may be cut off from its replicas, and replaced.
+const SHORT_WAITS_BEFORE_REWRITE: u32 = 5;
 
 /// While the relay is busy, its position is recorded at least this often.
 const MARK_EVERY: Duration = Duration::from_secs(1);
@@ -322,6 +368,18 @@ impl Progress {
         }));
     }
 
+    /// Counts a `WAIT` that fell short; `true` (and the batch forgotten, to be written again)
+    /// once they are too many in a row.
+    fn short_waits(&mut self) -> bool {
+        self.short += 1;
+        if self.short < SHORT_WAITS_BEFORE_REWRITE {
+            return false;
+        }
+        self.short = 0;
+        self.unconfirmed = None;
+        true
+    }
+
     fn due(&self) -> bool {
         self.saved_at.is_none_or(|at| at.elapsed() >= MARK_EVERY)
     }
@@ -334,6 +392,10 @@ async fn round(
     connection: &mut MultiplexedConnection,
     progress: &mut Progress,
 ) -> Result<usize, Failure> {
+    if let Some((reached, count)) = progress.unconfirmed.clone() {
+        published(relay, connection).await?;
+        return Ok(progress.confirmed(state, reached, count));
+    }
     let epoch = stream::ensure_epoch(connection, &relay.keys)
         .await
         .map_err(Failure::Redis)?;
@@ -385,12 +447,36 @@ async fn round(
     pipe.query_async::<()>(connection)
         .await
         .map_err(Failure::Redis)?;
-    progress.position = Some(OutboxPosition {
+    let reached = OutboxPosition {
         epoch,
         published_through: last,
-    });
-    state
-        .published
-        .fetch_add(entries.len() as u64, Ordering::Relaxed);
-    Ok(entries.len())
+    };
+    progress.unconfirmed = Some((reached.clone(), entries.len()));
+    published(relay, connection).await?;
+    Ok(progress.confirmed(state, reached, entries.len()))
+}
+
+impl Progress {
+    /// A batch of `count` entries reaching `reached` is safe: the relay stands after it.
+    fn confirmed(&mut self, state: &RelayState, reached: OutboxPosition, count: usize) -> usize {
+        self.unconfirmed = None;
+        self.short = 0;
+        self.position = Some(reached);
+        state.published.fetch_add(count as u64, Ordering::Relaxed);
+        count
+    }
+}
+
+/// When a batch the primary took counts as published: once the replicas the target requires
+/// hold it ([`stream::confirm`]). Until then the position stays before it and the next round
+/// writes it again, to this primary or to the one promoted after a failover.
+async fn published(relay: &Relay, connection: &mut MultiplexedConnection) -> Result<(), Failure> {
+    let acks = relay.target.replica_acks();
+    stream::confirm(connection, acks)
+        .await
+        .map_err(Failure::Redis)?
+        .map_err(|acked| Failure::Unconfirmed {
+            acked,
+            wanted: acks.replicas,
+        })
 }

@@ -1,6 +1,7 @@
 //! The Redis side of the format in [`crate::wire`]: the epoch, appending entries, and reading
 //! them back out of Redis replies.
 
+use crate::connect::ReplicaAcks;
 use crate::wire::{self, Keys, StreamId, Version};
 use redis::aio::MultiplexedConnection;
 use redis::{RedisResult, Value};
@@ -63,12 +64,70 @@ pub(crate) fn entry_value(line: &str, now: UnixMillis) -> String {
     format!("{} {line}", now.0)
 }
 
+/// The step that makes a write count: waits (`WAIT`) until `acks.replicas` replicas hold every
+/// write this connection made, or `acks.timeout` passed. `Ok(Err(acked))` when fewer did: the
+/// write may vanish in a failover, so it must not count as published (writing it again is
+/// harmless: followers apply idempotently).
+///
+/// Why this is enough, and what it does not cover, is argued in `docs/replication.md`.
+pub(crate) async fn confirm(
+    connection: &mut MultiplexedConnection,
+    acks: ReplicaAcks,
+) -> RedisResult<Result<(), u32>> {
+    if acks.replicas == 0 {
+        return Ok(Ok(()));
+    }
+    let timeout = u64::try_from(acks.timeout.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1);
+    let acked: u32 = redis::cmd("WAIT")
+        .arg(acks.replicas)
+        .arg(timeout)
+        .query_async(connection)
+        .await?;
+    Ok(if acked >= acks.replicas {
+        Ok(())
+    } else {
+        Err(acked)
+    })
+}
+
+/// Waits until `acks.replicas` replicas hold every write made on `connection` so far (`WAIT`):
+/// for a producer's other writes that must outlive a failover (a receiver's used `jti`s).
+/// [`PublishError::NotReplicated`] when fewer did in time.
+pub async fn wait_for_replicas(
+    connection: &mut MultiplexedConnection,
+    acks: ReplicaAcks,
+) -> Result<(), PublishError> {
+    confirm(connection, acks)
+        .await
+        .map_err(PublishError::Redis)?
+        .map_err(|acked| PublishError::NotReplicated {
+            acked,
+            wanted: acks.replicas,
+        })
+}
+
 /// Publishes `events` straight into the stream (no outbox): for events that exist nowhere else,
-/// such as those of `tollgate revoke`. Returns the id each got, in order.
+/// such as those of `tollgate revoke`. Returns the id each got, in order, once the primary
+/// answered; [`publish_acked`] also waits for replicas.
 pub async fn publish(
     connection: &mut MultiplexedConnection,
     keys: &Keys,
     events: &[RevocationEvent],
+) -> Result<Vec<StreamId>, PublishError> {
+    publish_acked(connection, keys, events, ReplicaAcks::NONE).await
+}
+
+/// [`publish`], returning only once `acks.replicas` replicas hold the events (see
+/// [`RedisTarget::replica_acks`](crate::RedisTarget::replica_acks)): what it returned `Ok` for
+/// survives the failovers the docs describe. On [`PublishError::NotReplicated`] the events are
+/// in the primary but may be lost: publish them again.
+pub async fn publish_acked(
+    connection: &mut MultiplexedConnection,
+    keys: &Keys,
+    events: &[RevocationEvent],
+    acks: ReplicaAcks,
 ) -> Result<Vec<StreamId>, PublishError> {
     let entries = events
         .iter()
@@ -87,6 +146,7 @@ pub async fn publish(
         .query_async(connection)
         .await
         .map_err(PublishError::Redis)?;
+    wait_for_replicas(connection, acks).await?;
     Ok(ids.iter().filter_map(|id| StreamId::parse(id)).collect())
 }
 
@@ -98,6 +158,14 @@ pub enum PublishError {
     Event(wire::WireError),
     /// Redis failed.
     Redis(redis::RedisError),
+    /// The primary took the events, but fewer replicas than required acknowledged them in time:
+    /// a failover could lose them.
+    NotReplicated {
+        /// Replicas that acknowledged.
+        acked: u32,
+        /// Replicas required.
+        wanted: u32,
+    },
 }
 
 impl std::fmt::Display for PublishError {
@@ -105,6 +173,11 @@ impl std::fmt::Display for PublishError {
         match self {
             PublishError::Event(e) => write!(f, "cannot publish the event: {e}"),
             PublishError::Redis(e) => write!(f, "Redis failed: {}", e.category()),
+            PublishError::NotReplicated { acked, wanted } => write!(
+                f,
+                "only {acked} of the {wanted} replicas required acknowledged the events in time \
+                 (a failover could lose them)"
+            ),
         }
     }
 }

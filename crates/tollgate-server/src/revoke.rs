@@ -82,10 +82,12 @@ pub(crate) fn run(args: Args) -> Result<(), String> {
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     let id = runtime.block_on(async {
         let mut connection = target
-            .connect(RESPONSE_TIMEOUT)
+            .connect_for(&keys, RESPONSE_TIMEOUT)
             .await
             .map_err(|e| e.to_string())?;
-        tollgate_redis::publish(&mut connection, &keys, std::slice::from_ref(&event))
+        // Printed as published only once a failover cannot lose it.
+        let acks = target.replica_acks();
+        tollgate_redis::publish_acked(&mut connection, &keys, std::slice::from_ref(&event), acks)
             .await
             .map_err(|e| format!("cannot publish to {target}: {e}"))
     })?;

@@ -2,7 +2,8 @@
 //! at `tollgate serve` reaches a Layer that only follows the stream (in this test's process),
 //! `tollgate revoke` reaches both, its `--issuer` and `--session` cut off exactly the tokens
 //! they name, a wrong password stops both commands with one line, and a revocation committed
-//! while Redis was down is published once it is back.
+//! while Redis was down is published once it is back; and all of it through a Redis Sentinel
+//! failover, without a restart.
 
 mod support;
 
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 use support::following::{DEADLINE, FollowingApi};
 use support::*;
 use tollgate_core::{RevocationIndex, TokenIdentity, UnixMillis};
-use tollgate_redis::testing::RedisServer;
+use tollgate_redis::testing::{RedisServer, SentinelSet};
 use tollgate_redis::{Follower, RedisTarget};
 
 /// The demo configuration with a `[replication]` table appended.
@@ -143,6 +144,76 @@ async fn revocations_reach_a_layer_in_another_process_and_revoke_reaches_both() 
     api.wait_for(&later, 401, "a token cut off by subject")
         .await;
     wait_for_introspection(&server, &later, 401, "a token cut off by subject").await;
+    server.stop();
+}
+
+/// `tollgate serve` (its relay and follower) and `tollgate revoke` on Redis Sentinel follow a
+/// failover: after the primary dies, without a restart, a revocation at the token service and
+/// one from `tollgate revoke` reach a Layer that follows the stream, and the token service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_and_revoke_follow_a_sentinel_failover() {
+    let mut set = tokio::task::spawn_blocking(|| SentinelSet::start(Duration::ZERO))
+        .await
+        .unwrap();
+    let url = set.url();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        &replicated_config(dir.path(), &format!("redis_url = {url:?}\n")),
+    );
+    let api = FollowingApi::start(&url, &server).await;
+    let revoke_at_the_service = |token: String| {
+        let server = &server;
+        async move {
+            let (status, _) = post_form(
+                &http(),
+                &server.url("/connect/revocation"),
+                SVC,
+                &[("token", token.as_str())],
+            )
+            .await;
+            assert_eq!(status, 200);
+        }
+    };
+    let before = service_token(&server).await;
+    api.wait_for(&before, 200, "a fresh token").await;
+    revoke_at_the_service(before.clone()).await;
+    api.wait_for(&before, 401, "a token revoked before the failover")
+        .await;
+
+    let old = set.kill_primary();
+    tokio::task::block_in_place(|| set.wait_failover(old, Duration::from_secs(20)));
+
+    let after = service_token(&server).await;
+    api.wait_for(&after, 200, "a token issued after the failover")
+        .await;
+    revoke_at_the_service(after.clone()).await;
+    api.wait_for(&after, 401, "a token revoked after the failover")
+        .await;
+    let earlier = service_token(&server).await;
+    api.wait_for(&earlier, 200, "a fresh token").await;
+    let output = tollgate(&["revoke", "--redis", &url, "--client", "svc"], &[]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stdout)
+            .trim_end()
+            .ends_with(&format!(" to {url}")),
+        "{}",
+        text(&output.stdout)
+    );
+    api.wait_for(
+        &earlier,
+        401,
+        "a token cut off by `tollgate revoke` after the failover",
+    )
+    .await;
+    wait_for_introspection(
+        &server,
+        &earlier,
+        401,
+        "a token cut off by `tollgate revoke` after the failover",
+    )
+    .await;
     server.stop();
 }
 

@@ -1,6 +1,12 @@
 //! Receivers beside Redis: publish to the stream every follower reads, and share replay
 //! protection between every receiver of a deployment.
 //!
+//! A signal is answered only once what it wrote is safe: the event in the stream and the `jti`
+//! marked used, each acknowledged by as many replicas as the target requires
+//! ([`RedisTarget::replica_acks`]; `WAIT`), so that a Sentinel or Cluster failover cannot lose
+//! them. Connections go to the primary (for a Cluster, the master of the keys' hash slot) and
+//! are opened again, asking the Sentinels or the Cluster anew, after a failure.
+//!
 //! When Redis does not answer, a receiver cannot publish: it answers the signal with a failure
 //! (for a back-channel logout, `400 temporarily_unavailable`) and does not spend its `jti`, so
 //! the provider's retry is accepted. The receiving process applies the event to its own index all
@@ -20,17 +26,21 @@ use tollgate_redis::wire::Keys;
 /// How long a command may wait for Redis before the signal is answered with a failure.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// One connection to Redis, opened when first needed and opened again after a failure.
+/// One connection to the Redis that holds `keys`, opened when first needed and opened again
+/// after a failure.
 #[derive(Debug)]
 struct Connection {
     target: RedisTarget,
+    /// Which keys it is for: in a Cluster, they name the master to talk to.
+    keys: Keys,
     open: Mutex<Option<MultiplexedConnection>>,
 }
 
 impl Connection {
-    fn new(target: RedisTarget) -> Self {
+    fn new(target: RedisTarget, keys: Keys) -> Self {
         Connection {
             target,
+            keys,
             open: Mutex::new(None),
         }
     }
@@ -42,7 +52,7 @@ impl Connection {
         }
         let connection = self
             .target
-            .connect(RESPONSE_TIMEOUT)
+            .connect_for(&self.keys, RESPONSE_TIMEOUT)
             .await
             .map_err(|e| e.to_string())?;
         *open = Some(connection.clone());
@@ -56,7 +66,8 @@ impl Connection {
 }
 
 /// Publishes events into a tollgate Redis stream (the one `tollgate revoke` writes to and every
-/// follower reads): `publish` returns once Redis has appended them.
+/// follower reads): `publish` returns once Redis has appended them and the replicas the target
+/// requires acknowledged them.
 #[derive(Debug)]
 pub struct RedisPublisher {
     connection: Connection,
@@ -68,7 +79,7 @@ impl RedisPublisher {
     /// Publishes to the stream under `keys` of the Redis at `target`.
     pub fn new(target: RedisTarget, keys: Keys) -> Self {
         RedisPublisher {
-            connection: Connection::new(target),
+            connection: Connection::new(target, keys.clone()),
             keys,
             local: None,
         }
@@ -94,7 +105,8 @@ impl Publish for RedisPublisher {
                 }
             }
             let mut connection = self.connection.get().await.map_err(PublishError::new)?;
-            match tollgate_redis::publish(&mut connection, &self.keys, events).await {
+            let acks = self.connection.target.replica_acks();
+            match tollgate_redis::publish_acked(&mut connection, &self.keys, events, acks).await {
                 Ok(_) => Ok(()),
                 Err(e) => {
                     self.connection.reset().await;
@@ -118,7 +130,7 @@ impl RedisReplayGuard {
     /// in the Redis at `target`.
     pub fn new(target: RedisTarget, prefix: &str) -> Self {
         RedisReplayGuard {
-            connection: Connection::new(target),
+            connection: Connection::new(target, Keys::new(prefix)),
             prefix: prefix.to_owned(),
         }
     }
@@ -149,8 +161,22 @@ impl ReplayGuard for RedisReplayGuard {
                 .arg(until.0.saturating_sub(now.0).max(1))
                 .query_async(&mut connection)
                 .await;
+            let acks = self.connection.target.replica_acks();
             match set {
-                Ok(reply) => Ok(reply.is_some()),
+                Ok(None) => Ok(false),
+                // Used, once a failover cannot forget it: otherwise a replay after the failover
+                // would be taken for a first use.
+                Ok(Some(_)) => match tollgate_redis::wait_for_replicas(&mut connection, acks).await
+                {
+                    Ok(()) => Ok(true),
+                    Err(e) => {
+                        self.connection.reset().await;
+                        // Not counted as used: the provider's retry must be accepted, not taken
+                        // for a replay of a jti this receiver refused.
+                        self.forget(issuer, jti).await;
+                        Err(ReplayError::new(e.to_string()))
+                    }
+                },
                 Err(e) => {
                     self.connection.reset().await;
                     Err(ReplayError::new(format!("Redis failed: {}", e.category())))

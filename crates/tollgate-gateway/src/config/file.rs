@@ -157,6 +157,9 @@ pub(super) struct RevocationsFile {
     pub(super) password_env: Option<Spanned<String>>,
     pub(super) key_prefix: Option<Spanned<String>>,
     pub(super) ca_file: Option<Spanned<PathBuf>>,
+    /// Replicas that must acknowledge a logout's event or used `jti` before the signal is
+    /// answered (`WAIT`).
+    pub(super) min_replicas_acked: Option<Spanned<u32>>,
     #[serde(default = "yes")]
     pub(super) require_sync: bool,
     #[serde(default = "default_max_silence")]

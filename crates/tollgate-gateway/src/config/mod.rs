@@ -834,6 +834,7 @@ fn revocations(source: &Source, r: &RevocationsFile) -> Result<Revocations, Conf
         &r.redis_url,
         r.password_env.as_ref(),
         r.ca_file.as_ref(),
+        r.min_replicas_acked.as_ref(),
     )?;
     let prefix = source.redis_key_prefix("revocations", r.key_prefix.as_ref())?;
     let silence = *r.max_silence.get_ref();

@@ -124,7 +124,11 @@ impl Follower {
     /// [`HealthPolicy`] decides about).
     pub async fn start(self) -> Result<Feed, ConnectError> {
         let state = Arc::new(FeedState::new());
-        let first = match self.target.connect(self.response_timeout()).await {
+        let first = match self
+            .target
+            .connect_for(&self.keys, self.response_timeout())
+            .await
+        {
             Ok(connection) => Some(connection),
             Err(e) if e.is_refused() => return Err(e),
             Err(e) => {
@@ -251,6 +255,16 @@ async fn look(
     })
 }
 
+/// Whether a follower that applied up to `last` is past what this Redis's stream ever
+/// generated: it is not the Redis the follower read (a replica promoted without the tail), and
+/// entries written next may get ids below `last` that a read from `last` would never return.
+/// Same epoch, so only this tells. A stream that does not exist (deleted, or not yet written)
+/// is not this case: the next entry recreates it with an id from the clock, as the trust checks
+/// of [`lost_past`](Task::lost_past) expect.
+fn past_the_end(last: StreamId, info: Option<&snapshot::StreamInfo>) -> bool {
+    info.is_some_and(|info| info.last_generated < last)
+}
+
 /// The follower's task state.
 struct Task {
     follower: Follower,
@@ -269,7 +283,12 @@ impl Task {
         loop {
             let mut connection = match first.take() {
                 Some(connection) => connection,
-                None => match self.follower.target.connect(timeout).await {
+                None => match self
+                    .follower
+                    .target
+                    .connect_for(&self.follower.keys, timeout)
+                    .await
+                {
                     Ok(connection) => connection,
                     Err(e) => {
                         self.state.disconnected();
@@ -323,6 +342,16 @@ impl Task {
                 tracing::warn!(
                     "revocation feed: Redis lost its data (new epoch); loading the snapshot again \
                      and reading the stream from its start"
+                );
+                self.last_id = None;
+                continue;
+            }
+            if past_the_end(last, info.as_ref()) {
+                tracing::warn!(
+                    %last,
+                    end = %info.map(|i| i.last_generated).unwrap_or_default(),
+                    "revocation feed: this follower is past the end of the stream (a failover to \
+                     a replica that lacked the tail); loading the snapshot and reading again"
                 );
                 self.last_id = None;
                 continue;

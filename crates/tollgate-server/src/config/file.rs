@@ -77,6 +77,8 @@ pub(super) struct ReplicationFile {
     pub(super) ca_file: Option<Spanned<PathBuf>>,
     /// What the follower does with a stream entry it cannot read: `refuse` or `skip`.
     pub(super) on_unreadable: Option<Spanned<String>>,
+    /// Replicas that must acknowledge a write before it counts as published (`WAIT`).
+    pub(super) min_replicas_acked: Option<Spanned<u32>>,
 }
 
 /// `[metrics]`: Prometheus metrics on a listener of their own. Without the table, none.

@@ -600,6 +600,7 @@ fn replication(source: &Source, file: ReplicationFile) -> Result<Replication, Co
         &file.redis_url,
         file.password_env.as_ref(),
         file.ca_file.as_ref(),
+        file.min_replicas_acked.as_ref(),
     )?;
     let key_prefix = source.redis_key_prefix("replication", file.key_prefix.as_ref())?;
     let on_unreadable = source.redis_on_unreadable("replication", file.on_unreadable.as_ref())?;

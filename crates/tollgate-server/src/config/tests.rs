@@ -141,6 +141,53 @@ fn keys_are_checked_without_reading_them() {
 }
 
 #[test]
+fn replication_through_sentinel_or_cluster() {
+    let table = "issuer = \"x\"\n[replication]\n";
+    let config = parse(&format!(
+        "{table}redis_url = \"redis+sentinel://:pw@10.0.0.1,10.0.0.2:26380/main\"\n"
+    ))
+    .unwrap();
+    let target = config.replication().unwrap().target();
+    assert_eq!(
+        target.to_string(),
+        "redis+sentinel://:***@10.0.0.1,10.0.0.2:26380/main"
+    );
+    assert_eq!(
+        target.replica_acks().replicas,
+        1,
+        "WAIT for one replica by default"
+    );
+    let config = parse(&format!(
+        "{table}redis_url = \"redis+cluster://n1:7000,n2:7001\"\nmin_replicas_acked = 2\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        config
+            .replication()
+            .unwrap()
+            .target()
+            .replica_acks()
+            .replicas,
+        2
+    );
+    let err = error(&format!(
+        "{table}redis_url = \"redis+sentinel://:secret@h1,h2\"\n"
+    ));
+    assert!(
+        err.starts_with("t.toml:3:") && err.contains("name the primary"),
+        "{err}"
+    );
+    assert!(!err.contains("secret"), "{err}");
+    let err = error(&format!(
+        "{table}redis_url = \"redis://h/\"\nmin_replicas_acked = 65\n"
+    ));
+    assert!(
+        err.starts_with("t.toml:4:") && err.contains("replication.min_replicas_acked"),
+        "{err}"
+    );
+}
+
+#[test]
 fn replication_is_optional_and_checked() {
     assert!(parse("issuer = \"x\"\n").unwrap().replication().is_none());
     let config =
