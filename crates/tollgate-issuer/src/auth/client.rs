@@ -14,7 +14,6 @@ use http::StatusCode;
 use http::header::AUTHORIZATION;
 use http::request::Parts;
 use percent_encoding::percent_decode_str;
-use std::net::IpAddr;
 use std::sync::Arc;
 use tollgate_core::{Clock, UnixMillis};
 
@@ -25,14 +24,8 @@ struct Presented {
     basic: bool,
 }
 
-/// The network address a request came from, as the server that accepted its connection saw it.
-///
-/// Put it in the request's extensions (the `tollgate` binary does) and failed client
-/// authentications are throttled per client id *and* address: someone guessing a client's secret
-/// from one address then delays only their own guesses, not the client calling from elsewhere.
-/// Without it, they are throttled per client id alone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct PeerAddr(pub IpAddr);
+// Moved to core so that the Layer's trusted-proxy check reads the same extension.
+pub use tollgate_core::PeerAddr;
 
 /// Authenticates clients against the registered [`Clients`], throttling failures (RFC 6749
 /// §2.3.1: the endpoint must be protected against brute force).
