@@ -78,8 +78,10 @@
 //!   can wrap one gRPC service.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod binding;
 mod cache;
 mod claims;
+pub mod client_cert;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod extract;

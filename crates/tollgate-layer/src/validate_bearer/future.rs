@@ -2,6 +2,7 @@
 //! rejection, or the wait for a JWKS refetch.
 
 use super::authorize::{Outcome, authorize};
+use crate::binding::Binding;
 use crate::readiness::Readiness;
 use crate::rejection::{OnRejection, Rejection};
 use crate::verifier::{TokenError, Verifier};
@@ -58,6 +59,7 @@ struct Pending<S, ReqBody, R> {
     request: Request<ReqBody>,
     verifier: Verifier,
     optional: bool,
+    binding: Binding,
     // Asked again after the wait: the feed may have gone stale meanwhile.
     readiness: Option<Arc<dyn Readiness>>,
     on_rejection: R,
@@ -87,6 +89,7 @@ where
         request: Request<ReqBody>,
         verifier: Verifier,
         optional: bool,
+        binding: Binding,
         readiness: Option<Arc<dyn Readiness>>,
         on_rejection: R,
     ) -> Self {
@@ -98,6 +101,7 @@ where
                     request,
                     verifier,
                     optional,
+                    binding,
                     readiness,
                     on_rejection,
                 }),
@@ -139,7 +143,14 @@ where
                         panic!("ResponseFuture polled after completion");
                     };
                     let readiness = p.readiness.as_deref();
-                    match authorize(&p.verifier, p.optional, readiness, &mut p.request, false) {
+                    match authorize(
+                        &p.verifier,
+                        p.optional,
+                        p.binding,
+                        readiness,
+                        &mut p.request,
+                        false,
+                    ) {
                         Outcome::Accept => State::Readying {
                             service: p.service,
                             request: Some(p.request),

@@ -3,6 +3,7 @@
 
 use super::ResponseFuture;
 use super::authorize::{Outcome, authorize};
+use crate::binding::Binding;
 use crate::readiness::Readiness;
 use crate::rejection::OnRejection;
 use crate::verifier::Verifier;
@@ -19,6 +20,7 @@ pub struct ValidateBearer<S, R> {
     inner: S,
     verifier: Verifier,
     optional: bool,
+    binding: Binding,
     readiness: Option<Arc<dyn Readiness>>,
     on_rejection: R,
 }
@@ -28,6 +30,7 @@ impl<S, R> ValidateBearer<S, R> {
         inner: S,
         verifier: Verifier,
         optional: bool,
+        binding: Binding,
         readiness: Option<Arc<dyn Readiness>>,
         on_rejection: R,
     ) -> Self {
@@ -35,6 +38,7 @@ impl<S, R> ValidateBearer<S, R> {
             inner,
             verifier,
             optional,
+            binding,
             readiness,
             on_rejection,
         }
@@ -71,7 +75,14 @@ where
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let readiness = self.readiness.as_deref();
-        match authorize(&self.verifier, self.optional, readiness, &mut request, true) {
+        match authorize(
+            &self.verifier,
+            self.optional,
+            self.binding,
+            readiness,
+            &mut request,
+            true,
+        ) {
             Outcome::Accept => ResponseFuture::called(self.inner.call(request)),
             Outcome::Reject(rejection) => ResponseFuture::rejected(
                 self.on_rejection
@@ -87,6 +98,7 @@ where
                     request,
                     self.verifier.clone(),
                     self.optional,
+                    self.binding,
                     self.readiness.clone(),
                     self.on_rejection.clone(),
                 )
