@@ -618,9 +618,8 @@ mod tests {
 
     #[test]
     fn cnf_keeps_the_thumbprint_and_unknown_members() {
-        let json = with_cnf(
-            r#"{"x5t#S256":"ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0","jkt":"abc"}"#,
-        );
+        let json =
+            with_cnf(r#"{"x5t#S256":"ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0","jkt":"abc"}"#);
         let c: Claims = serde_json::from_str(&json).unwrap();
         let cnf = c.cnf.clone().unwrap();
         assert_eq!(
@@ -646,7 +645,10 @@ mod tests {
             r#"{"x5t#S256":"ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0","x5t#S256":"ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0"}"#,
             r#"{"jkt":"a","jkt":"b"}"#,
         ] {
-            assert!(serde_json::from_str::<Claims>(&with_cnf(bad)).is_err(), "{bad}");
+            assert!(
+                serde_json::from_str::<Claims>(&with_cnf(bad)).is_err(),
+                "{bad}"
+            );
         }
         let dup = r#"{"iss":"a","sub":"s","aud":"x","exp":1,"iat":1,"jti":"j","client_id":"c","cnf":{},"cnf":{}}"#;
         assert!(serde_json::from_str::<Claims>(dup).is_err());
