@@ -54,15 +54,16 @@ pin_project! {
     }
 }
 
-struct Pending<S, ReqBody, R> {
-    service: S,
-    request: Request<ReqBody>,
-    verifier: Verifier,
-    optional: bool,
-    binding: Binding,
+/// A request waiting for its issuer's keys, with what deciding on it again takes.
+pub(super) struct Pending<S, ReqBody, R> {
+    pub(super) service: S,
+    pub(super) request: Request<ReqBody>,
+    pub(super) verifier: Verifier,
+    pub(super) optional: bool,
+    pub(super) binding: Binding,
     // Asked again after the wait: the feed may have gone stale meanwhile.
-    readiness: Option<Arc<dyn Readiness>>,
-    on_rejection: R,
+    pub(super) readiness: Option<Arc<dyn Readiness>>,
+    pub(super) on_rejection: R,
 }
 
 impl<S, ReqBody, R> ResponseFuture<S, ReqBody, R>
@@ -83,28 +84,11 @@ where
         }
     }
 
-    pub(super) fn awaiting_keys(
-        notified: OwnedNotified,
-        service: S,
-        request: Request<ReqBody>,
-        verifier: Verifier,
-        optional: bool,
-        binding: Binding,
-        readiness: Option<Arc<dyn Readiness>>,
-        on_rejection: R,
-    ) -> Self {
+    pub(super) fn awaiting_keys(notified: OwnedNotified, pending: Pending<S, ReqBody, R>) -> Self {
         ResponseFuture {
             state: State::AwaitingKeys {
                 notified,
-                pending: Some(Pending {
-                    service,
-                    request,
-                    verifier,
-                    optional,
-                    binding,
-                    readiness,
-                    on_rejection,
-                }),
+                pending: Some(pending),
             },
         }
     }

@@ -3,6 +3,7 @@
 
 use super::ResponseFuture;
 use super::authorize::{Outcome, authorize};
+use super::future::Pending;
 use crate::binding::Binding;
 use crate::readiness::Readiness;
 use crate::rejection::OnRejection;
@@ -94,13 +95,15 @@ where
                 // are in, so a refetch never pins capacity of the inner service.
                 ResponseFuture::awaiting_keys(
                     notified,
-                    self.inner.clone(),
-                    request,
-                    self.verifier.clone(),
-                    self.optional,
-                    self.binding,
-                    self.readiness.clone(),
-                    self.on_rejection.clone(),
+                    Pending {
+                        service: self.inner.clone(),
+                        request,
+                        verifier: self.verifier.clone(),
+                        optional: self.optional,
+                        binding: self.binding,
+                        readiness: self.readiness.clone(),
+                        on_rejection: self.on_rejection.clone(),
+                    },
                 )
             }
         }
