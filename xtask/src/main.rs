@@ -56,6 +56,12 @@ const NEEDS: &[Need] = &[
         why: "certificates for the TLS Redis tests",
     },
     Need {
+        what: "curl",
+        found: || on_path("curl"),
+        package: "curl",
+        why: "the TLS listener tests (HTTPS over HTTP/1.1 and HTTP/2)",
+    },
+    Need {
         what: "PostgreSQL server (initdb, pg_ctl)",
         found: postgres_server,
         package: "postgresql",

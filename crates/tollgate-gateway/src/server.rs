@@ -23,7 +23,10 @@ use tollgate_core::{KeySet, RevocationIndex};
 use tollgate_layer::{
     DefaultRejection, Issuer, Readiness, RemoteJwks, ValidateBearerLayer, Verifier,
 };
-use tollgate_program::connection::{Limits, serve_connections, serve_connections_sharing};
+use tollgate_program::connection::{
+    Limits, Listener, serve_connections, serve_connections_sharing,
+};
+use tollgate_program::tls::TlsAcceptor;
 use tollgate_redis::{Feed, Follower};
 
 /// How often expired revocations, idle rate buckets and expired idle upstream connections are
@@ -76,6 +79,13 @@ impl RunningGateway {
 /// runtime and its own listening socket on the `listen` address; the revocation feed, key
 /// refreshes and the ops listener run on the calling tokio runtime.
 pub async fn start(config: GatewayConfig) -> Result<RunningGateway, String> {
+    // Before anything listens: a bad or mismatched file is one line naming it.
+    let tls = config
+        .tls
+        .clone()
+        .map(TlsAcceptor::new)
+        .transpose()
+        .map_err(|e| format!("tls: {e}"))?;
     let index = Arc::new(RevocationIndex::new());
     let keys = issuer_keys(&config).await?;
     let verifier = verifier(&config, &index, &keys)?;
@@ -110,6 +120,7 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, String> {
             ready: readiness.clone(),
             logout: logout.as_ref().map(LogoutEndpoint::stats),
             shared_signals: shared_signals.clone(),
+            tls: tls.clone(),
         },
     ));
     let limits = config.limits;
@@ -151,12 +162,16 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, String> {
         .local_addr()
         .map_err(|e| e.to_string())?;
     let ops_addr = ops_listener.local_addr().map_err(|e| e.to_string())?;
+    // Reloads the certificates on SIGHUP and when their files change; its SIGHUP handler is in
+    // place before the gateway announces itself (a SIGHUP without one ends the process).
+    let reload = tls.clone().map(tollgate_program::tls::reload::spawn);
     let issuers: Vec<&str> = config.issuers.iter().map(|i| i.issuer.as_str()).collect();
     tracing::info!(
         address = %addr,
         ops = %ops_addr,
         ?issuers,
         max_connections = limits.max_connections,
+        tls = tls.is_some(),
         "tollgate gateway is serving"
     );
 
@@ -182,7 +197,7 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, String> {
     // verification event to this gateway at once (it waits in the backlog for a worker).
     let signal_tasks = shared_signals.start()?;
     let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let finished = spawn_workers(listeners, &gateway, limits, &slots, &stopped)?;
+    let finished = spawn_workers(listeners, tls, &gateway, limits, &slots, &stopped)?;
     let task = tokio::spawn(async move {
         let graceful = GracefulShutdown::new();
         let ops_limits = Limits {
@@ -214,6 +229,9 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, String> {
         drop(signal_tasks);
         purge_index.abort();
         purge_idle.abort();
+        if let Some(reload) = reload {
+            reload.abort();
+        }
         if let Some(feed) = feed {
             feed.stop();
         }
@@ -359,6 +377,7 @@ async fn follow_revocations(
 /// its connections are drained.
 fn spawn_workers(
     listeners: Vec<std::net::TcpListener>,
+    tls: Option<TlsAcceptor>,
     gateway: &Gateway,
     limits: crate::config::Limits,
     slots: &Arc<Semaphore>,
@@ -371,10 +390,11 @@ fn spawn_workers(
         let gateway = gateway.clone();
         let slots = slots.clone();
         let stopped = stopped.clone();
+        let tls = tls.clone();
         std::thread::Builder::new()
             .name(format!("tollgate-gateway-{i}"))
             .spawn(move || {
-                worker(i, listener, gateway, limits, slots, stopped);
+                worker(i, listener, tls, gateway, limits, slots, stopped);
                 let _ = done.send(());
             })
             .map_err(|e| format!("cannot start a worker thread: {e}"))?;
@@ -416,6 +436,7 @@ fn bind_workers(addr: SocketAddr, count: usize) -> std::io::Result<Vec<std::net:
 fn worker(
     index: usize,
     listener: std::net::TcpListener,
+    tls: Option<TlsAcceptor>,
     gateway: Gateway,
     limits: crate::config::Limits,
     slots: Arc<Semaphore>,
@@ -442,7 +463,7 @@ fn worker(
         };
         let graceful = GracefulShutdown::new();
         serve_connections_sharing(
-            listener,
+            Listener::new(listener, tls),
             http_builder(&limits),
             conn_limits(&limits),
             slots,

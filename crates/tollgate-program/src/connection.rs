@@ -5,10 +5,14 @@
 //! detection (`auto::Builder`) has read the first bytes, and that detection has no timer: a
 //! connection that sends nothing, or part of the HTTP/2 preface, would otherwise stay open for
 //! ever. [`first_bytes`] is that missing timer; [`serve_connections`] is the accept loop that
-//! applies all of it.
+//! applies all of it, to plain connections and to TLS ones alike (a [`Listener`] with a
+//! [`TlsAcceptor`]): under TLS the same deadline covers the handshake, the first bytes and the
+//! first request head.
 
 use crate::activity::{Activity, Watched};
 use crate::client_io::ClientIo;
+use crate::stream::Stream;
+use crate::tls::TlsAcceptor;
 use http::Request;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -21,6 +25,38 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
+use tollgate_core::ClientCertificate;
+
+/// A listening socket, and the TLS its connections are served with, if any.
+#[derive(Debug)]
+pub struct Listener {
+    tcp: TcpListener,
+    tls: Option<TlsAcceptor>,
+}
+
+impl Listener {
+    /// Connections accepted on `tcp`, under TLS with `tls`, or plain.
+    pub fn new(tcp: TcpListener, tls: Option<TlsAcceptor>) -> Self {
+        Listener { tcp, tls }
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.tcp.local_addr()
+    }
+
+    /// Its TLS, if it serves TLS.
+    pub fn tls(&self) -> Option<&TlsAcceptor> {
+        self.tls.as_ref()
+    }
+}
+
+impl From<TcpListener> for Listener {
+    /// Plain connections.
+    fn from(tcp: TcpListener) -> Self {
+        Listener { tcp, tls: None }
+    }
+}
 
 /// What a connection may cost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,17 +126,21 @@ async fn is_h2(stream: &TcpStream) -> bool {
 }
 
 /// Serves connections accepted on `listener` with `builder` (HTTP/1.1 and HTTP/2, upgrades
-/// allowed) until `stop` turns true, under `limits`: at most `max_connections` at once, tunnels
-/// of upgraded connections included (beyond it, one accepted connection waits unserved and the
-/// rest wait in the kernel's backlog); each must send a complete request head (or, for HTTP/2,
-/// its first request) within `header_read_timeout`, measured from when it is served, idle
-/// connections included (an HTTP/2 connection that starts no new request for that long is
-/// closed gracefully); and a write the client leaves blocked for `send_timeout` closes it, as
-/// does an HTTP/2 response the client grants no room for that long.
+/// allowed; under TLS, HTTP/2 when ALPN chose `h2`, otherwise HTTP/1.1) until `stop` turns
+/// true, under `limits`: at most `max_connections` at once, tunnels of upgraded connections
+/// included (beyond it, one accepted connection waits unserved and the rest wait in the
+/// kernel's backlog); each must send a complete request head (or, for HTTP/2, its first
+/// request) within `header_read_timeout`, measured from when it is served (the TLS handshake
+/// included), idle connections included (an HTTP/2 connection that starts no new request for
+/// that long is closed gracefully); and a write the client leaves blocked for `send_timeout`
+/// closes it, as does an HTTP/2 response the client grants no room for that long.
 /// `service_for` makes each connection's service from the peer's address. Connections are
 /// watched by `graceful`, so that the caller can drain them after `stop`.
+///
+/// Under TLS, when the client presented a certificate (`client_auth`), every request of the
+/// connection carries it as a [`ClientCertificate`] extension; nothing else inserts one.
 pub async fn serve_connections<F, S, B>(
-    listener: TcpListener,
+    listener: impl Into<Listener>,
     builder: auto::Builder<TokioExecutor>,
     limits: Limits,
     stop: watch::Receiver<bool>,
@@ -136,7 +176,7 @@ pub async fn serve_connections<F, S, B>(
 /// each on its own listening socket) then share one `max_connections` bound. `slots` should
 /// hold `limits.max_connections` permits; `limits.max_connections` is only reported.
 pub async fn serve_connections_sharing<F, S, B>(
-    listener: TcpListener,
+    listener: impl Into<Listener>,
     builder: auto::Builder<TokioExecutor>,
     limits: Limits,
     slots: Arc<Semaphore>,
@@ -160,6 +200,7 @@ pub async fn serve_connections_sharing<F, S, B>(
     let mut builder = builder;
     builder.http1().timer(TokioTimer::new());
     builder.http2().timer(TokioTimer::new());
+    let Listener { tcp: listener, tls } = listener.into();
     let mut warned_full: Option<Instant> = None;
     loop {
         let (stream, peer) = tokio::select! {
@@ -203,16 +244,119 @@ pub async fn serve_connections_sharing<F, S, B>(
         // The socket holds the slot: an upgraded connection keeps it until the tunnel closes.
         let stream = ClientIo::new(stream, Some(permit), limits.send_timeout);
         tokio::spawn(serve_connection(
-            stream, peer, inner, builder, limits, watcher, stop,
+            stream,
+            tls.clone(),
+            peer,
+            inner,
+            builder,
+            limits,
+            watcher,
+            stop,
         ));
     }
+}
+
+/// A connection ready for hyper: its handshake (under TLS) done, and its first bytes in.
+struct Opened {
+    stream: Stream,
+    /// It starts with the HTTP/2 preface.
+    h2: bool,
+    /// The client's certificate, verified in the handshake.
+    certificate: Option<ClientCertificate>,
+}
+
+/// The handshake (under `tls`) and the first bytes, by `deadline`; `None` when the connection
+/// is to be closed.
+async fn open(
+    stream: ClientIo<TcpStream>,
+    tls: Option<&TlsAcceptor>,
+    peer: SocketAddr,
+    deadline: Instant,
+) -> Option<Opened> {
+    let Some(acceptor) = tls else {
+        if !first_bytes(stream.get_ref(), deadline).await {
+            return None;
+        }
+        let h2 = is_h2(stream.get_ref()).await;
+        return Some(Opened {
+            stream: Stream::Plain(stream),
+            h2,
+            certificate: None,
+        });
+    };
+    let mut tls = match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => Box::new(tls),
+        Ok(Err(e)) => {
+            // Debug, not warn: scanners and clients that distrust the certificate fail here.
+            tracing::debug!(%peer, error = %e, "closed: TLS handshake failed");
+            return None;
+        }
+        Err(_) => {
+            acceptor.handshake_failed();
+            tracing::debug!(%peer, "closed: no TLS handshake within the header read timeout");
+            return None;
+        }
+    };
+    // The verifier (WebPki, against `client_ca`) has checked the chain and the client's proof
+    // of its key: the certificate's names are the CA's word, which `tls_client_auth` relies on.
+    // A verifier that also accepted self-signed certificates would have to mark only the
+    // chained ones.
+    let certificate = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .map(|cert| ClientCertificate::from_der(cert.as_ref()).verified_by_ca());
+    let alpn_h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    let replay = first_bytes_read(&mut tls, deadline).await?;
+    let h2 = replay == H2_PREFACE;
+    // The version is the one ALPN chose (none: HTTP/1.1): a client that speaks the other one
+    // is not served, rather than served by guess.
+    if h2 != alpn_h2 {
+        tracing::debug!(%peer, alpn_h2, "closed: the client spoke another HTTP version than ALPN chose");
+        return None;
+    }
+    Some(Opened {
+        stream: Stream::Tls { tls, replay },
+        h2,
+        certificate,
+    })
+}
+
+/// [`first_bytes`] for a stream that cannot be peeked at (TLS): reads, until `deadline`, a byte
+/// that departs from the HTTP/2 preface or the whole preface, and returns what it read (to be
+/// replayed). `None` when the peer closed, failed, or ran out of time.
+async fn first_bytes_read<R>(stream: &mut R, deadline: Instant) -> Option<Vec<u8>>
+where
+    R: tokio::io::AsyncRead + Unpin,
+{
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::with_capacity(H2_PREFACE.len());
+    while buf.len() < H2_PREFACE.len() && buf[..] == H2_PREFACE[..buf.len()] {
+        let mut chunk = [0u8; H2_PREFACE.len()];
+        let want = H2_PREFACE.len() - buf.len();
+        let n = match tokio::time::timeout_at(deadline, stream.read(&mut chunk[..want])).await {
+            Ok(Ok(n)) => n,
+            Ok(Err(_)) | Err(_) => return None,
+        };
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    Some(buf)
 }
 
 /// Serves one accepted connection (see [`serve_connections`] for what it must do in time), its
 /// slot held by `stream`, until it ends or is closed; `watcher` keeps the caller's drain
 /// waiting for it.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one task's whole state, moved in at spawn"
+)]
 async fn serve_connection<S, B>(
     stream: ClientIo<TcpStream>,
+    tls: Option<TlsAcceptor>,
     peer: SocketAddr,
     inner: S,
     mut builder: auto::Builder<TokioExecutor>,
@@ -233,22 +377,30 @@ async fn serve_connection<S, B>(
 {
     // From when the connection is served, accepted just before.
     let deadline = Instant::now() + limits.header_read_timeout;
-    let ready = tokio::select! {
-        ready = first_bytes(stream.get_ref(), deadline) => ready,
-        () = stopping(&mut stop) => false,
+    let opened = tokio::select! {
+        opened = open(stream, tls.as_ref(), peer, deadline) => opened,
+        () = stopping(&mut stop) => None,
     };
-    if !ready {
+    let Some(Opened {
+        stream,
+        h2,
+        certificate,
+    }) = opened
+    else {
         tracing::debug!(%peer, "closed: no request within the header read timeout");
         return;
-    }
+    };
     // HTTP/2 connections are watched (see `crate::activity`); HTTP/1.1 ones are timed by
     // hyper and the socket.
-    let activity = is_h2(stream.get_ref()).await.then(Activity::new);
+    let activity = h2.then(Activity::new);
     let requested = Arc::new(AtomicBool::new(false));
     let seen = requested.clone();
     let watched = activity.clone();
-    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+    let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
         seen.store(true, Ordering::Relaxed);
+        if let Some(certificate) = &certificate {
+            request.extensions_mut().insert(certificate.clone());
+        }
         if let Some(activity) = &watched {
             activity.request();
         }

@@ -17,6 +17,7 @@ pub mod config;
 pub mod connection;
 pub mod metrics;
 pub mod signals;
+mod stream;
 pub mod tls;
 
 /// Installs the SIGINT and SIGTERM handlers at once, and returns the future that resolves on the

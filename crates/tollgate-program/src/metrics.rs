@@ -142,6 +142,29 @@ pub fn shared_signals(
     )
 }
 
+/// A TLS listener's counters: `{prefix}_tls_handshake_failures_total` and
+/// `{prefix}_tls_reloads_total{outcome}` (`ok`: the new certificates are served; `failed`: a bad
+/// file, the previous ones still are).
+pub fn tls(
+    encoder: &mut DescriptorEncoder<'_>,
+    prefix: &str,
+    stats: crate::tls::TlsStats,
+) -> std::fmt::Result {
+    counter(
+        encoder,
+        &format!("{prefix}_tls_handshake_failures"),
+        "TLS handshakes that failed or did not finish within the header read timeout",
+        stats.handshake_failures,
+    )?;
+    counters(
+        encoder,
+        &format!("{prefix}_tls_reloads"),
+        "Reloads of the TLS certificates (SIGHUP or a changed file), by outcome",
+        "outcome",
+        &[("ok", stats.reloads), ("failed", stats.failed_reloads)],
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,8 +17,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tollgate_issuer::{PeerAddr, ResponseBody, TokenService};
 use tollgate_program::connection::Limits;
-use tollgate_program::connection::serve_connections;
+use tollgate_program::connection::{Listener, serve_connections};
 use tollgate_program::shutdown_signal;
+use tollgate_program::tls::TlsAcceptor;
 use tollgate_signals::SsfTask;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -47,6 +48,13 @@ pub fn run(config_path: &Path, redis: Option<&str>) -> Result<(), String> {
     }
     config.check_shared_signals_replicated()?;
     let keys = setup::read_keys(&config).map_err(|e| e.to_string())?;
+    // Before anything listens: a bad or mismatched file is one line naming it.
+    let tls = config
+        .tls()
+        .cloned()
+        .map(TlsAcceptor::new)
+        .transpose()
+        .map_err(|e| format!("tls: {e}"))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -58,9 +66,10 @@ pub fn run(config_path: &Path, redis: Option<&str>) -> Result<(), String> {
             max_connections: config.max_connections(),
             ..Limits::default()
         };
-        let listener = TcpListener::bind(listen)
+        let tcp = TcpListener::bind(listen)
             .await
             .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        let listener = Listener::new(tcp, tls.clone());
         let exporter = match config.metrics_listen() {
             Some(address) => Some((
                 TcpListener::bind(address)
@@ -103,6 +112,9 @@ pub fn run(config_path: &Path, redis: Option<&str>) -> Result<(), String> {
         if !signals.receivers.is_empty() {
             metrics.collect(metrics::status::SharedSignals(signals.receivers.clone()));
         }
+        if let Some(tls) = &tls {
+            metrics.collect(metrics::status::Tls(tls.clone()));
+        }
         let counted = metrics.count_responses().layer(service.clone());
         let address = metrics_listener.local_addr().map_err(|e| e.to_string())?;
         tracing::info!(address = %address, "metrics are served at /metrics");
@@ -123,7 +135,7 @@ struct Signals {
 /// Serves `endpoint` (the token service, measured or not), and the receivers' push paths before
 /// it, until a shutdown signal, then drains connections and flushes `service`'s store.
 async fn serve<S>(
-    listener: TcpListener,
+    listener: Listener,
     service: TokenService,
     endpoint: S,
     limits: Limits,
@@ -138,12 +150,19 @@ where
     S::Future: Send + 'static,
 {
     let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let tls = listener.tls().is_some();
+    // Reloads the certificates on SIGHUP and when their files change.
+    let reload = listener
+        .tls()
+        .cloned()
+        .map(tollgate_program::tls::reload::spawn);
     let purge = service.spawn_purge(PURGE_EVERY);
     // Installed before the server announces itself: a signal that arrives before its handler
     // exists would end the process uncleanly, with nothing flushed.
     let shutdown = shutdown_signal();
     tracing::info!(
         address = %local,
+        tls,
         issuer = %service.issuer(),
         max_connections = limits.max_connections,
         header_read_timeout = ?limits.header_read_timeout,
@@ -198,6 +217,9 @@ where
         tracing::warn!("in-flight requests did not finish within {DRAIN:?}");
     }
     purge.abort();
+    if let Some(reload) = reload {
+        reload.abort();
+    }
     // After the drain: a push answered meanwhile may still need its receiver's stream.
     drop(signals.tasks);
     let flushed = service

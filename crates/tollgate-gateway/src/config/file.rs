@@ -5,6 +5,7 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use tollgate_program::signals::SharedSignalsTable;
+use tollgate_program::tls::TlsTable;
 use toml::Spanned;
 
 #[derive(Debug, Deserialize)]
@@ -32,6 +33,8 @@ pub(super) struct File {
     pub(super) back_channel_logout: Option<BackChannelLogoutFile>,
     #[serde(default)]
     pub(super) shared_signals: Vec<Spanned<SharedSignalsTable>>,
+    /// `[tls]`: HTTPS on `listen` (the ops listener stays plain).
+    pub(super) tls: Option<TlsTable>,
     #[serde(default)]
     pub(super) identity_headers: IdentityHeadersFile,
     pub(super) client_certificate: Option<ClientCertificateFile>,

@@ -47,6 +47,9 @@ pub struct GatewayConfig {
     pub(crate) back_channel_logout: Option<BackChannelLogoutConfig>,
     /// One receiver per `[[shared_signals]]` table.
     pub(crate) shared_signals: Vec<tollgate_program::signals::SharedSignalsConfig>,
+    /// `[tls]`: HTTPS on `listen`; its files are read when the gateway starts, before it
+    /// listens.
+    pub(crate) tls: Option<tollgate_program::tls::ServerTls>,
     pub(crate) identity: crate::identity::IdentityHeaders,
     /// `[client_certificate]`, or its defaults (`Client-Cert`, no proxy trusted).
     pub(crate) client_cert: crate::client_cert::ClientCertHeader,
@@ -247,6 +250,11 @@ fn validate(source: &Source) -> Result<GatewayConfig, ConfigError> {
         .map(|c| client_certificate(source, c, &identity))
         .transpose()?
         .unwrap_or_default();
+    let tls = file
+        .tls
+        .as_ref()
+        .map(|t| tollgate_program::tls::server::tls(source, t))
+        .transpose()?;
     let upstreams = upstreams(source, &file.upstreams)?;
     let routes = routes(source, &file.routes, &upstreams, &issuers)?;
     let workers = match &file.workers {
@@ -268,6 +276,7 @@ fn validate(source: &Source) -> Result<GatewayConfig, ConfigError> {
         forward_auth,
         back_channel_logout,
         shared_signals,
+        tls,
         identity,
         client_cert,
         upstreams,

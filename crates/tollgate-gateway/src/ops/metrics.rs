@@ -165,6 +165,8 @@ pub(crate) struct Sources {
     pub(crate) logout: Option<SignalStats>,
     /// The Shared Signals receivers (none without `[[shared_signals]]`).
     pub(crate) shared_signals: SharedSignals,
+    /// The listener's TLS, with `[tls]`.
+    pub(crate) tls: Option<tollgate_program::tls::TlsAcceptor>,
 }
 
 impl Metrics {
@@ -377,6 +379,9 @@ impl Collector for ScrapeCollector {
         let receivers = s.shared_signals.each();
         if !receivers.is_empty() {
             shared_signals(e, "tollgate_gateway", &receivers)?;
+        }
+        if let Some(tls) = &s.tls {
+            tollgate_program::metrics::tls(e, "tollgate_gateway", tls.stats())?;
         }
         if !s.jwks.is_empty() {
             let (succeeded, failed) = s.jwks.iter().fold((0, 0), |(ok, failed), jwks| {

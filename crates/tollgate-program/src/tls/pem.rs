@@ -16,7 +16,7 @@ pub struct PemFileError {
 }
 
 impl PemFileError {
-    fn new(path: &Path, reason: impl Into<String>) -> Self {
+    pub(crate) fn new(path: &Path, reason: impl Into<String>) -> Self {
         PemFileError {
             path: path.to_path_buf(),
             reason: reason.into(),

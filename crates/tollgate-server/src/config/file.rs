@@ -8,6 +8,7 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use tollgate_program::signals::SharedSignalsTable;
+use tollgate_program::tls::TlsTable;
 use toml::Spanned;
 
 /// The whole file.
@@ -44,6 +45,8 @@ pub(super) struct File {
     pub(super) postgres: Option<PostgresFile>,
     #[serde(default)]
     pub(super) shared_signals: Vec<Spanned<SharedSignalsTable>>,
+    /// `[tls]`: HTTPS on `listen` (the metrics listener stays plain).
+    pub(super) tls: Option<TlsTable>,
 }
 
 /// `[postgres]`: the database of `store = "postgres"`.

@@ -22,6 +22,7 @@ use tollgate_issuer::{
     SignInThrottle, StaticDirectory, SubjectDn, User,
 };
 use tollgate_program::signals::{Rules, SharedSignalsConfig, SharedSignalsTable};
+use tollgate_program::tls::ServerTls;
 use tollgate_redis::wire::Keys;
 use tollgate_redis::{OnUnreadable, RedisTarget};
 use toml::Spanned;
@@ -57,6 +58,8 @@ pub struct Config {
     pub(crate) metrics: Option<SocketAddr>,
     /// One Shared Signals receiver per `[[shared_signals]]` table, publishing through the store.
     pub(crate) shared_signals: Vec<SharedSignalsConfig>,
+    /// `[tls]`: HTTPS on `listen`; its files are read when the server starts.
+    pub(crate) tls: Option<ServerTls>,
     pub(crate) source: Source,
 }
 
@@ -89,6 +92,11 @@ impl Config {
     /// The `[replication]` table, if the file has one.
     pub fn replication(&self) -> Option<&Replication> {
         self.replication.as_ref()
+    }
+
+    /// `[tls]`, checked (its files are not read yet); `None`: plain HTTP.
+    pub fn tls(&self) -> Option<&ServerTls> {
+        self.tls.as_ref()
     }
 
     /// The address of the metrics listener (`[metrics] listen`); `None` without `[metrics]`.
@@ -325,6 +333,11 @@ fn validate(file: File, source: Source) -> Result<Config, ConfigError> {
         .map(|m| metrics_listen(&source, &m, file.listen))
         .transpose()?;
     let shared_signals = shared_signals(&source, &file.shared_signals, &issuer)?;
+    let tls = file
+        .tls
+        .as_ref()
+        .map(|t| tollgate_program::tls::server::tls(&source, t))
+        .transpose()?;
     let keys = key_specs(&source, file.keys)?;
     let tenants = file
         .tenants
@@ -377,6 +390,7 @@ fn validate(file: File, source: Source) -> Result<Config, ConfigError> {
         replication,
         metrics,
         shared_signals,
+        tls,
         source,
     })
 }

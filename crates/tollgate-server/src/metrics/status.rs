@@ -124,6 +124,17 @@ impl Collector for Replication {
     }
 }
 
+/// With `[tls]`: `tollgate_tls_handshake_failures_total` and `tollgate_tls_reloads_total{outcome}`,
+/// read at scrape time.
+#[derive(Debug)]
+pub(crate) struct Tls(pub(crate) tollgate_program::tls::TlsAcceptor);
+
+impl Collector for Tls {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> std::fmt::Result {
+        tollgate_program::metrics::tls(&mut encoder, "tollgate", self.0.stats())
+    }
+}
+
 /// With `[[shared_signals]]`: `tollgate_shared_signals_total{transmitter, outcome}`,
 /// `_shared_signals_refused_total{transmitter, reason}` and `_shared_signals_ready{transmitter}`,
 /// read at scrape time.
