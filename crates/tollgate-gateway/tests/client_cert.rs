@@ -331,3 +331,59 @@ async fn require_bound_tokens_and_bad_configuration() {
         assert!(error.contains("client_certificate.header"), "{error}");
     }
 }
+
+/// Over the gateway's own TLS listener (curl as the client): the certificate the handshake
+/// verified is the one bound tokens are judged against, and a header cannot stand in for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bound_token_over_direct_tls_needs_the_connections_certificate() {
+    use tollgate_program::tls::testing::{TestCa, curl, x5t};
+    let fx = Fixture::new();
+    let up = upstream().await;
+    let dir = fx.dir.path();
+    let ca = TestCa::new("tollgate test CA");
+    let ca_file = ca.write(dir, "ca");
+    ca.server(&["localhost"]).write(dir, "server");
+    let clients = TestCa::new("clients CA");
+    clients.write(dir, "clients-ca");
+    let mine = clients.client("svc");
+    let (mine_cert, mine_key) = mine.write(dir, "svc");
+    let (other_cert, other_key) = clients.client("other").write(dir, "other");
+    let bound = bearer(&fx.token(|c| c.cnf = Some(Confirmation::certificate(x5t(mine.der())))));
+    let gw = fx
+        .start(&format!(
+            "[tls]\ncertificate = \"server.crt\"\nprivate_key = \"server.key\"\n\
+             client_auth = \"optional\"\nclient_ca = \"clients-ca.crt\"\n\
+             [[upstreams]]\nname = \"app\"\nurl = \"http://{}\"\n\
+             [[routes]]\nprefix = \"/orders\"\nupstream = \"app\"\n",
+            up.addr
+        ))
+        .await;
+    let addr = gw.local_addr();
+    let authorization = format!("authorization: {bound}");
+    let header = format!("client-cert: {}", rfc9440(mine.der()));
+    let (mine_cert, mine_key) = (mine_cert.to_str().unwrap(), mine_key.to_str().unwrap());
+    let (other_cert, other_key) = (other_cert.to_str().unwrap(), other_key.to_str().unwrap());
+    tokio::task::block_in_place(|| {
+        let get = |args: &[&str]| curl(&ca_file, addr, "localhost", "/orders/1", args).unwrap();
+        let with = |cert: &str, key: &str| {
+            get(&[
+                "--http1.1",
+                "-H",
+                &authorization,
+                "--cert",
+                cert,
+                "--key",
+                key,
+            ])
+        };
+        assert_eq!(with(mine_cert, mine_key), "1.1 200");
+        assert_eq!(with(other_cert, other_key), "1.1 401");
+        assert_eq!(get(&["--http2", "-H", &authorization]), "2 401");
+        // The header, from a client the configuration does not trust (no [client_certificate]).
+        assert_eq!(
+            get(&["--http2", "-H", &authorization, "-H", &header]),
+            "2 401"
+        );
+    });
+    gw.shutdown().await;
+}
