@@ -17,7 +17,8 @@ pub(crate) enum Binding {
     Required,
 }
 
-/// Whether `claims` may be used on a request that came with `certificate`.
+/// Whether `claims` may be used on a request with these extensions, where the client
+/// certificate is a [`ClientCertificate`].
 ///
 /// A token without `cnf` is unbound: accepted unless `binding` is [`Binding::Required`]. A
 /// token with `cnf.x5t#S256` is accepted only with the certificate of that thumbprint (compared
@@ -25,10 +26,10 @@ pub(crate) enum Binding {
 /// does not check, so the token is refused: accepting it would turn a sender-constrained token
 /// into a bearer token. (A malformed `cnf` never gets here: the claims do not deserialize.)
 ///
-/// The unbound path reads one `Option` and allocates nothing.
+/// The unbound path reads one `Option`, looks nothing up and allocates nothing.
 pub(crate) fn check(
     claims: &Claims,
-    certificate: Option<&ClientCertificate>,
+    extensions: &http::Extensions,
     binding: Binding,
 ) -> Result<(), TokenError> {
     let Some(cnf) = &claims.cnf else {
@@ -43,7 +44,7 @@ pub(crate) fn check(
     if !cnf.other.is_empty() {
         return Err(TokenError::UnsupportedConfirmation);
     }
-    match certificate {
+    match extensions.get::<ClientCertificate>() {
         None => Err(TokenError::CertificateRequired),
         Some(certificate) if certificate.matches(x5t) => Ok(()),
         Some(_) => Err(TokenError::CertificateMismatch),
@@ -55,6 +56,14 @@ mod tests {
     use super::*;
     use std::time::Duration;
     use tollgate_core::{Audience, Confirmation, UnixMillis};
+
+    fn with(certificate: Option<&ClientCertificate>) -> http::Extensions {
+        let mut extensions = http::Extensions::new();
+        if let Some(certificate) = certificate {
+            extensions.insert(certificate.clone());
+        }
+        extensions
+    }
 
     fn claims(cnf: Option<Confirmation>) -> Claims {
         let mut c = Claims::new(
@@ -74,14 +83,14 @@ mod tests {
         let mine = ClientCertificate::from_der(b"mine".to_vec());
         let other = ClientCertificate::from_der(b"other".to_vec());
         let bound = claims(Some(Confirmation::certificate(mine.x5t_s256())));
-        assert_eq!(check(&bound, Some(&mine), Binding::AsIssued), Ok(()));
-        assert_eq!(check(&bound, Some(&mine), Binding::Required), Ok(()));
+        assert_eq!(check(&bound, &with(Some(&mine)), Binding::AsIssued), Ok(()));
+        assert_eq!(check(&bound, &with(Some(&mine)), Binding::Required), Ok(()));
         assert_eq!(
-            check(&bound, Some(&other), Binding::AsIssued),
+            check(&bound, &with(Some(&other)), Binding::AsIssued),
             Err(TokenError::CertificateMismatch)
         );
         assert_eq!(
-            check(&bound, None, Binding::AsIssued),
+            check(&bound, &with(None), Binding::AsIssued),
             Err(TokenError::CertificateRequired)
         );
     }
@@ -90,10 +99,13 @@ mod tests {
     fn unbound_tokens_pass_unless_binding_is_required() {
         let mine = ClientCertificate::from_der(b"mine".to_vec());
         let unbound = claims(None);
-        assert_eq!(check(&unbound, None, Binding::AsIssued), Ok(()));
-        assert_eq!(check(&unbound, Some(&mine), Binding::AsIssued), Ok(()));
+        assert_eq!(check(&unbound, &with(None), Binding::AsIssued), Ok(()));
         assert_eq!(
-            check(&unbound, Some(&mine), Binding::Required),
+            check(&unbound, &with(Some(&mine)), Binding::AsIssued),
+            Ok(())
+        );
+        assert_eq!(
+            check(&unbound, &with(Some(&mine)), Binding::Required),
             Err(TokenError::Unbound)
         );
     }
@@ -107,7 +119,7 @@ mod tests {
         both.other.insert("jkt".into(), "abc".into());
         for cnf in [Confirmation::default(), dpop, both] {
             assert_eq!(
-                check(&claims(Some(cnf)), Some(&mine), Binding::AsIssued),
+                check(&claims(Some(cnf)), &with(Some(&mine)), Binding::AsIssued),
                 Err(TokenError::UnsupportedConfirmation)
             );
         }

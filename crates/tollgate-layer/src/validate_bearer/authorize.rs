@@ -10,7 +10,6 @@ use crate::verifier::{TokenError, Verifier};
 use http::Request;
 use http::header::AUTHORIZATION;
 use tokio::sync::futures::OwnedNotified;
-use tollgate_core::ClientCertificate;
 
 /// What to do with a request.
 pub(super) enum Outcome {
@@ -52,8 +51,7 @@ pub(super) fn authorize<B>(
             // RFC 8705 §3: a certificate-bound token is good only on a request that came with
             // its certificate, whoever put that in the extensions (a TLS listener, or
             // `client_cert::FromTrustedProxy`).
-            let certificate = request.extensions().get::<ClientCertificate>();
-            if let Err(e) = binding::check(&claims, certificate, binding) {
+            if let Err(e) = binding::check(&claims, request.extensions(), binding) {
                 tracing::debug!(reason = e.description(), "bearer token rejected");
                 return Outcome::Reject(Rejection::InvalidToken(e));
             }
