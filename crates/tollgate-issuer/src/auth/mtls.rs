@@ -198,6 +198,9 @@ impl SubjectDn {
                         escaped_len = value.len();
                     }
                     '"' | ';' | '<' | '>' | '=' => return Err(invalid()),
+                    // Spaces before the value (after `=`) are not part of it (RFC 4514 §3
+                    // allows none; tolerated for hand-written configuration).
+                    ' ' if value.is_empty() => {}
                     c => {
                         let mut buf = [0; 4];
                         value.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
@@ -205,8 +208,9 @@ impl SubjectDn {
                 }
             }
             let value = String::from_utf8(value).map_err(|_| invalid())?;
+            // Unescaped spaces at the end go too; an escaped one (`\ `) stays.
             let keep = value.trim_end_matches(' ').len().max(escaped_len);
-            let value = value[..keep].trim_start_matches(' ').to_owned();
+            let value = value[..keep].to_owned();
             if value.is_empty() {
                 return Err(invalid());
             }
@@ -261,6 +265,14 @@ mod tests {
             "a ",
             "an escaped trailing space stays"
         );
+        for value in [" a", "a ", "#a", "a,b+c\"d<e>f;g=h\\i", " "] {
+            let dn = SubjectDn(vec![("CN".to_owned(), value.to_owned())]);
+            assert_eq!(
+                SubjectDn::parse(&dn.to_string()).unwrap().0,
+                dn.0,
+                "{value:?}"
+            );
+        }
         for bad in [
             "", "CN", "CN=", "=x", "CN=a,", "CN=a;O=b", "C N=x", "CN=\\", "CN=\\4",
         ] {
