@@ -247,3 +247,31 @@ async fn the_header_counts_from_a_trusted_proxy_only() {
     let response = service.clone().oneshot(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 }
+
+/// An axum app served with `into_make_service_with_connect_info::<SocketAddr>()` has the peer as
+/// `ConnectInfo`, which the layer reads like `PeerAddr`.
+#[cfg(feature = "axum")]
+#[tokio::test]
+async fn axum_connect_info_names_the_peer() {
+    let fx = Fixture::new(SigningAlgorithm::EdDSA);
+    let mine = certificate("mine");
+    let token = bound_to(&fx, &mine);
+    let trusted = TrustedProxies::parse(["10.0.0.0/8"]).unwrap();
+    let service = ServiceBuilder::new()
+        .layer(FromTrustedProxyLayer::new(trusted))
+        .layer(ValidateBearerLayer::new(fx.verifier.clone()))
+        .service_fn(echo);
+    for (peer, status) in [
+        ("10.9.8.7:4000", StatusCode::OK),
+        ("192.0.2.1:4000", StatusCode::UNAUTHORIZED),
+    ] {
+        let mut request = request(&token, None);
+        let addr: std::net::SocketAddr = peer.parse().unwrap();
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(addr));
+        request.headers_mut().insert("client-cert", rfc9440(&mine));
+        let response = service.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), status, "{peer}");
+    }
+}
