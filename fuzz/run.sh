@@ -16,7 +16,7 @@ seconds=${1:-300}
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(bearer signed_claims tenant_path token_service replication_wire logout_token config gateway_request gateway_config)
+  targets=(bearer signed_claims tenant_path token_service replication_wire logout_token client_cert config gateway_request gateway_config)
 fi
 if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked

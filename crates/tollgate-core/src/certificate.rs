@@ -20,6 +20,7 @@ use std::sync::Arc;
 pub struct ClientCertificate {
     der: Arc<[u8]>,
     thumbprint: [u8; 32],
+    verified_by_ca: bool,
 }
 
 impl ClientCertificate {
@@ -31,7 +32,28 @@ impl ClientCertificate {
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &der);
         let mut thumbprint = [0u8; 32];
         thumbprint.copy_from_slice(digest.as_ref());
-        ClientCertificate { der, thumbprint }
+        ClientCertificate {
+            der,
+            thumbprint,
+            verified_by_ca: false,
+        }
+    }
+
+    /// Marks the certificate as one whose chain the listener verified against its configured
+    /// client CA(s), not merely one whose key the peer proved it holds.
+    ///
+    /// Thumbprint checks (certificate-bound tokens, `self_signed_tls_client_auth`) need only
+    /// possession; `tls_client_auth` (RFC 8705 §2.1) trusts the certificate's subject and
+    /// alternative names, which only a CA vouches for: a listener that also accepts self-signed
+    /// certificates must set this on the ones that chain to its CA, and only on those.
+    pub fn verified_by_ca(mut self) -> Self {
+        self.verified_by_ca = true;
+        self
+    }
+
+    /// Whether [`verified_by_ca`](Self::verified_by_ca) was set.
+    pub fn is_verified_by_ca(&self) -> bool {
+        self.verified_by_ca
     }
 
     /// The DER encoding.
@@ -67,6 +89,7 @@ impl fmt::Debug for ClientCertificate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientCertificate")
             .field("x5t#S256", &self.x5t_s256())
+            .field("verified_by_ca", &self.verified_by_ca)
             .finish_non_exhaustive()
     }
 }

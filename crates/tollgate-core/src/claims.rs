@@ -80,6 +80,11 @@ pub struct Claims {
     /// `sid`: the identity provider's session the token was issued in (OpenID Connect
     /// Front-/Back-Channel Logout), which a session cutoff names.
     pub sid: Option<String>,
+    /// `cnf`: what the token is bound to (RFC 7800), such as the client certificate of a
+    /// certificate-bound token (RFC 8705 §3). A `cnf` that is not a JSON object, names a member
+    /// twice, or whose `x5t#S256` is not a SHA-256 thumbprint in base64url does not
+    /// deserialize: a malformed binding refuses the token rather than unbinding it.
+    pub cnf: Option<Confirmation>,
     /// Every other claim, as sent.
     pub extra: Map<String, Value>,
 }
@@ -128,6 +133,7 @@ impl Claims {
             grant_id: None,
             issued_at_ms: Some(issued_at.0),
             sid: None,
+            cnf: None,
             extra: Map::new(),
         }
     }
@@ -215,6 +221,9 @@ impl Serialize for Claims {
         if let Some(sid) = &self.sid {
             map.serialize_entry("sid", sid)?;
         }
+        if let Some(cnf) = &self.cnf {
+            map.serialize_entry("cnf", cnf)?;
+        }
         for (k, v) in &self.extra {
             if !is_known(k) {
                 map.serialize_entry(k, v)?;
@@ -224,7 +233,7 @@ impl Serialize for Claims {
     }
 }
 
-const KNOWN: [&str; 14] = [
+const KNOWN: [&str; 15] = [
     "iss",
     "sub",
     "aud",
@@ -239,10 +248,104 @@ const KNOWN: [&str; 14] = [
     "grant_id",
     "iat_ms",
     "sid",
+    "cnf",
 ];
 
 fn is_known(name: &str) -> bool {
     KNOWN.contains(&name)
+}
+
+/// The `cnf` (confirmation) claim of RFC 7800: the proof-of-possession key or certificate a
+/// token is bound to.
+///
+/// tollgate checks one confirmation method, `x5t#S256` (RFC 8705 §3.1: the SHA-256 thumbprint
+/// of the client certificate, base64url without padding). Other members (`jkt` of DPoP, `jwk`,
+/// `kid`, ...) are kept in [`other`](Self::other) as sent, so that a token re-serialized keeps
+/// them and a verifier can see that the token asks for a check it does not make (the Layer
+/// refuses such tokens: accepting them would drop the binding their issuer asked for).
+///
+/// Non-exhaustive: build one with [`Confirmation::certificate`].
+#[derive(Debug, Clone, PartialEq, Default)]
+#[non_exhaustive]
+pub struct Confirmation {
+    /// `x5t#S256`: the thumbprint of the certificate the token is bound to. Always 43
+    /// base64url characters once deserialized.
+    pub x5t_s256: Option<String>,
+    /// Every other member, as sent.
+    pub other: Map<String, Value>,
+}
+
+/// The member name of the certificate thumbprint (RFC 8705 §3.1).
+const X5T_S256: &str = "x5t#S256";
+
+impl Confirmation {
+    /// A binding to the certificate with thumbprint `x5t_s256` (as
+    /// [`ClientCertificate::x5t_s256`](crate::ClientCertificate::x5t_s256) gives it).
+    pub fn certificate(x5t_s256: impl Into<String>) -> Self {
+        Confirmation {
+            x5t_s256: Some(x5t_s256.into()),
+            other: Map::new(),
+        }
+    }
+}
+
+/// Whether `value` can be a SHA-256 thumbprint in base64url without padding: 43 characters of
+/// the URL-safe alphabet (32 bytes).
+fn is_thumbprint(value: &str) -> bool {
+    value.len() == 43
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+impl Serialize for Confirmation {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        if let Some(x5t) = &self.x5t_s256 {
+            map.serialize_entry(X5T_S256, x5t)?;
+        }
+        for (k, v) in &self.other {
+            if k != X5T_S256 {
+                map.serialize_entry(k, v)?;
+            }
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Confirmation {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Confirmation;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a confirmation (cnf) object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Confirmation, A::Error> {
+                let mut cnf = Confirmation::default();
+                while let Some(name) = map.next_key::<String>()? {
+                    if name == X5T_S256 {
+                        let x5t = map.next_value::<String>()?;
+                        if !is_thumbprint(&x5t) {
+                            return Err(de::Error::custom(
+                                "cnf x5t#S256 is not a base64url SHA-256 thumbprint",
+                            ));
+                        }
+                        if cnf.x5t_s256.replace(x5t).is_some() {
+                            return Err(de::Error::custom("cnf names x5t#S256 twice"));
+                        }
+                    } else {
+                        let value: Value = map.next_value()?;
+                        if cnf.other.insert(name, value).is_some() {
+                            return Err(de::Error::custom("cnf names a member twice"));
+                        }
+                    }
+                }
+                Ok(cnf)
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 /// A NumericDate (RFC 7519 §2): integer or fractional seconds; fractions are dropped.
@@ -348,7 +451,7 @@ impl<'de> Deserialize<'de> for Claims {
                 let (mut iss, mut sub, mut aud, mut exp, mut iat) = (None, None, None, None, None);
                 let (mut nbf, mut jti, mut client_id, mut scope) = (None, None, None, None);
                 let (mut tenant, mut roles, mut grant_id, mut iat_ms) = (None, None, None, None);
-                let mut sid = None;
+                let (mut sid, mut cnf) = (None, None);
                 let mut extra = Map::new();
                 while let Some(field) = map.next_key::<Field>()? {
                     let i = match field {
@@ -382,6 +485,7 @@ impl<'de> Deserialize<'de> for Claims {
                         11 => grant_id = Some(map.next_value::<String>()?),
                         12 => iat_ms = Some(map.next_value::<i64>()?),
                         13 => sid = Some(map.next_value::<String>()?),
+                        14 => cnf = Some(map.next_value::<Confirmation>()?),
                         _ => {
                             map.next_value::<IgnoredAny>()?;
                         }
@@ -403,6 +507,7 @@ impl<'de> Deserialize<'de> for Claims {
                     grant_id,
                     issued_at_ms: iat_ms,
                     sid,
+                    cnf,
                     extra,
                 })
             }
@@ -431,6 +536,9 @@ mod tests {
             grant_id: Some("g1".into()),
             issued_at_ms: Some(1_000_250),
             sid: Some("session-1".into()),
+            cnf: Some(Confirmation::certificate(
+                "ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0",
+            )),
             extra: Map::from_iter([("custom".to_owned(), Value::from(7))]),
         }
     }
@@ -500,6 +608,50 @@ mod tests {
         );
         assert_ne!(c.jti, other.jti);
         assert_eq!(c.jti.len(), 22);
+    }
+
+    fn with_cnf(cnf: &str) -> String {
+        format!(
+            r#"{{"iss":"a","sub":"s","aud":"x","exp":1,"iat":1,"jti":"j","client_id":"c","cnf":{cnf}}}"#
+        )
+    }
+
+    #[test]
+    fn cnf_keeps_the_thumbprint_and_unknown_members() {
+        let json =
+            with_cnf(r#"{"x5t#S256":"ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0","jkt":"abc"}"#);
+        let c: Claims = serde_json::from_str(&json).unwrap();
+        let cnf = c.cnf.clone().unwrap();
+        assert_eq!(
+            cnf.x5t_s256.as_deref(),
+            Some("ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0")
+        );
+        assert_eq!(cnf.other["jkt"], "abc");
+        assert!(c.extra.is_empty(), "cnf is not an extra claim");
+        let back: Claims = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
+        assert_eq!(back, c);
+    }
+
+    #[test]
+    fn a_malformed_cnf_does_not_deserialize() {
+        for bad in [
+            r#""ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0""#,
+            r#"null"#,
+            r#"[]"#,
+            r#"{"x5t#S256":7}"#,
+            r#"{"x5t#S256":""}"#,
+            r#"{"x5t#S256":"ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0="}"#,
+            r#"{"x5t#S256":"ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0"}"#,
+            r#"{"x5t#S256":"ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0","x5t#S256":"ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0"}"#,
+            r#"{"jkt":"a","jkt":"b"}"#,
+        ] {
+            assert!(
+                serde_json::from_str::<Claims>(&with_cnf(bad)).is_err(),
+                "{bad}"
+            );
+        }
+        let dup = r#"{"iss":"a","sub":"s","aud":"x","exp":1,"iat":1,"jti":"j","client_id":"c","cnf":{},"cnf":{}}"#;
+        assert!(serde_json::from_str::<Claims>(dup).is_err());
     }
 
     #[test]

@@ -42,13 +42,14 @@ mod claims;
 mod clock;
 pub mod jws;
 pub mod keys;
+mod peer;
 pub mod random;
 pub mod revocation;
 mod tenant;
 mod time;
 
 pub use certificate::ClientCertificate;
-pub use claims::{Audience, Claims};
+pub use claims::{Audience, Claims, Confirmation};
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub use clock::ManualClock;
@@ -56,6 +57,7 @@ pub use clock::{Clock, SystemClock};
 pub use keys::{
     KeyError, KeySet, SigningAlgorithm, SigningKey, UnsupportedAlgorithm, VerifyError, VerifyingKey,
 };
+pub use peer::PeerAddr;
 pub use revocation::{
     CutoffScope, IndexStats, RevocationEvent, RevocationIndex, Revoked, TokenIdentity,
 };

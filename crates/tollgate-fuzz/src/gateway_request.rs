@@ -26,7 +26,8 @@
 //! * every header that is an identity header to a CGI/WSGI upstream (`_` read as `-`, any case)
 //!   is spelt as the gateway spells it, appears once, and agrees with the token named by
 //!   `x-auth-token-id`; without a token there is none;
-//! * no method-override header, no `Proxy`, no `Upgrade` but `websocket`, and an
+//! * no method-override header, no `Proxy`, no `Client-Cert` in any spelling, no `Upgrade` but
+//!   `websocket`, and an
 //!   `X-Forwarded-Host` that is an authority;
 //!
 //! and for a forward-auth call (`/_auth`, nginx convention) answered 200 about a protected path:
@@ -332,6 +333,10 @@ fn check_forwarded(seen: &Seen) {
         assert!(
             !cgi_same("proxy", name),
             "`Proxy` reached the upstream: {seen:?}"
+        );
+        assert!(
+            !cgi_same("client-cert", name),
+            "a client certificate header reached the upstream: {seen:?}"
         );
     }
     let identity = match header("x-auth-token-id").first() {

@@ -20,6 +20,7 @@
 //! | `gateway_config` (feature `gateway`) | the text of a `gateway.toml`, through `tollgate_gateway::config::parse` | no panic; deterministic; an error is one line naming the file |
 //! | [`token_service()`] | a whole HTTP request (method, path, headers, body) to [`TokenService`](tollgate_issuer::TokenService) | no panic; status in the endpoint's documented set; JSON bodies where promised; issued tokens verify |
 //! | [`logout_token()`] | logout-token claims (and header) **signed** with the fixture key, or a raw request body, to a [`BackChannelLogout`](tollgate_signals::BackChannelLogout) receiver | status 200/400/413 only; an accepted token is for the fixture issuer and client, fresh, with the logout event, `sub` or `sid`, no `nonce`; it revokes that session or subject, and is refused the second time; a refused one revokes nothing |
+//! | [`client_cert()`] | a `Client-Cert` header value (RFC 9440 or nginx's escaped PEM) to `tollgate_layer::client_cert::from_header`, and a subject DN to `tollgate_issuer::SubjectDn::parse` | no panic; a certificate read is a DER SEQUENCE with its own thumbprint; reads are deterministic; a DN prints as text that parses back to it |
 //! | [`replication_wire()`] | what a Redis follower parses: stream entries' fields, raw `XREAD` replies (RESP2/3), the snapshot hash and its payload (through `tollgate_redis::fuzzing`) | no panic; what decodes re-encodes to the same events; the loader's split apply applies every line once, to the same state as applying one by one |
 //!
 //! Inputs are built from fixed keys and a fixed clock ([`fixture`]), so a committed seed (a real
@@ -28,6 +29,7 @@
 #![deny(unsafe_code, unreachable_pub)]
 
 pub mod bearer;
+pub mod client_cert;
 #[cfg(feature = "config")]
 pub mod config;
 pub mod fixture;
@@ -42,6 +44,7 @@ pub mod tenant_path;
 pub mod token_service;
 
 pub use bearer::bearer;
+pub use client_cert::client_cert;
 #[cfg(feature = "config")]
 pub use config::config;
 #[cfg(feature = "gateway")]
@@ -67,6 +70,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("token_service", token_service),
     ("replication_wire", replication_wire),
     ("logout_token", logout_token),
+    ("client_cert", client_cert),
     #[cfg(feature = "config")]
     ("config", config),
     #[cfg(feature = "gateway")]

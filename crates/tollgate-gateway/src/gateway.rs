@@ -25,6 +25,7 @@
 //!
 //! Everything else about the token (400, 401, 503) is the Layer's answer, unchanged.
 
+use crate::client_cert::ClientCertHeader;
 use crate::config::Proxy;
 use crate::forward_auth::{ForwardAuth, Original};
 use crate::headers::{Hop, METHOD_OVERRIDE, MethodOverride, X_REQUEST_ID};
@@ -67,6 +68,9 @@ pub(crate) struct Shared {
     pub(crate) shared_signals: SharedSignals,
     pub(crate) identity: IdentityHeaders,
     pub(crate) proxy: Proxy,
+    /// `[client_certificate]`: whose certificate header is believed; the header is always
+    /// removed.
+    pub(crate) client_cert: ClientCertHeader,
     pub(crate) upstreams: Vec<Upstream>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) limiter: Option<Arc<ClientRateLimit>>,
@@ -128,10 +132,13 @@ impl Gateway {
             request.headers_mut(),
             &self.shared.proxy.upgrades,
         );
+        // The client certificate a trusted proxy names, before its header goes with the rest.
+        self.shared.client_cert.apply(peer.ip(), &mut request);
         crate::headers::strip_client_copies(
             request.headers_mut(),
             self.shared.identity.names(),
             self.shared.proxy.method_override,
+            &self.shared.client_cert.name,
         );
         let request_id = request_id(request.headers());
         request

@@ -63,6 +63,10 @@ pub(crate) static METHOD_OVERRIDE: [HeaderName; 3] = [
     HeaderName::from_static("x-method-override"),
 ];
 
+/// `Client-Cert` (RFC 9440), the default header of `[client_certificate]`: only a trusted proxy
+/// in front may set it, and it is never forwarded, whatever the configured header is.
+static CLIENT_CERT: &HeaderName = &tollgate_layer::client_cert::CLIENT_CERT;
+
 /// Whether `name` is owned by HTTP or by the gateway, so that it may not carry claims. Names
 /// are compared as CGI reads them.
 pub(crate) fn is_reserved(name: &HeaderName) -> bool {
@@ -76,6 +80,7 @@ pub(crate) fn is_reserved(name: &HeaderName) -> bool {
         &X_FORWARDED_HOST,
         &X_REQUEST_ID,
         &PROXY,
+        CLIENT_CERT,
     ];
     HOP_BY_HOP
         .iter()
@@ -189,15 +194,20 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
 /// `X-Forwarded-*` headers, `X-Request-Id`, `Authorization` and the method-override headers in
 /// their other spellings (`_`, `.`, ...: see [`same_variable`]; their exact spellings are judged
 /// elsewhere), `Proxy`, and, under
-/// [`MethodOverride::Strip`], the method-override headers themselves.
+/// [`MethodOverride::Strip`], the method-override headers themselves; and `client_cert`, the
+/// header of `[client_certificate]`, with `Client-Cert`, in every spelling (read, when a
+/// trusted proxy sent it, before this runs).
 pub(crate) fn strip_client_copies(
     headers: &mut HeaderMap,
     identity: &[HeaderName],
     method_override: MethodOverride,
+    client_cert: &HeaderName,
 ) {
     for name in identity {
         headers.remove(name);
     }
+    headers.remove(client_cert);
+    headers.remove(CLIENT_CERT);
     headers.remove(&PROXY);
     for name in &PROXY_OWNED {
         headers.remove(name);
@@ -217,6 +227,8 @@ pub(crate) fn strip_client_copies(
         &X_FORWARDED_PROTO,
         &X_FORWARDED_HOST,
         &X_REQUEST_ID,
+        client_cert,
+        CLIENT_CERT,
     ];
     let doubles: Vec<HeaderName> = headers
         .keys()

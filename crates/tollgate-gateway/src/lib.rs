@@ -37,6 +37,7 @@
 //! # }
 //! ```
 
+mod client_cert;
 pub mod config;
 mod forward_auth;
 mod gateway;

@@ -91,6 +91,9 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, String> {
     let verifier = verifier(&config, &index, &keys)?;
     let (feed, feed_health) = follow_revocations(&config, &index).await?;
     let mut layer = ValidateBearerLayer::new(verifier);
+    if config.client_cert.require_bound_tokens {
+        layer = layer.require_bound_tokens();
+    }
     if let Some(health) = &feed_health {
         layer = layer.readiness(health.clone());
     }
@@ -135,6 +138,7 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, String> {
         shared_signals: shared_signals.clone(),
         identity: config.identity,
         proxy: config.proxy,
+        client_cert: config.client_cert,
         upstreams: config
             .upstreams
             .iter()

@@ -105,6 +105,68 @@ pub struct Client {
     pub tenants: Vec<TenantPath>,
     /// Whether it may introspect any token of this issuer (a resource server), not only its own.
     pub introspect_any: bool,
+    /// How it authenticates: its secret (the default), or mutual TLS (RFC 8705 §2).
+    pub authentication: ClientAuthentication,
+    /// RFC 8705 §3 `tls_client_certificate_bound_access_tokens`: its access tokens are bound to
+    /// the client certificate of the token request (`cnf.x5t#S256`), and a token request without
+    /// one fails client authentication. Tokens of clients that authenticate with mutual TLS are
+    /// always bound.
+    pub certificate_bound_access_tokens: bool,
+}
+
+/// How a client authenticates at the token, introspection and revocation endpoints.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ClientAuthentication {
+    /// `client_secret_basic` or `client_secret_post`: the client's secret.
+    #[default]
+    Secret,
+    /// `tls_client_auth` (RFC 8705 §2.1): a client certificate that the TLS listener verified
+    /// against its client CA ([`ClientCertificate::is_verified_by_ca`]) and that carries this
+    /// name. The client sends `client_id` in the form and no secret.
+    ///
+    /// [`ClientCertificate::is_verified_by_ca`]: tollgate_core::ClientCertificate::is_verified_by_ca
+    TlsClientAuth(CertificateName),
+    /// `self_signed_tls_client_auth` (RFC 8705 §2.2): one of these certificates, named by their
+    /// `x5t#S256` thumbprints (what [`ClientCertificate::x5t_s256`] gives). No CA is involved:
+    /// the listener must accept the certificate, self-signed, and the peer prove its key.
+    ///
+    /// [`ClientCertificate::x5t_s256`]: tollgate_core::ClientCertificate::x5t_s256
+    SelfSignedTlsClientAuth(Vec<String>),
+}
+
+impl ClientAuthentication {
+    /// The `token_endpoint_auth_method` name (RFC 7591, RFC 8705 §2.1.1 and §2.2.1); a secret
+    /// client is `client_secret_basic` (it may also use `client_secret_post`).
+    pub fn method(&self) -> &'static str {
+        match self {
+            ClientAuthentication::Secret => "client_secret_basic",
+            ClientAuthentication::TlsClientAuth(_) => "tls_client_auth",
+            ClientAuthentication::SelfSignedTlsClientAuth(_) => "self_signed_tls_client_auth",
+        }
+    }
+
+    /// Whether the client authenticates with its TLS client certificate.
+    pub fn is_mutual_tls(&self) -> bool {
+        !matches!(self, ClientAuthentication::Secret)
+    }
+}
+
+/// The name a `tls_client_auth` client's certificate must carry: exactly one of the RFC 8705
+/// §2.1.2 metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CertificateName {
+    /// `tls_client_auth_subject_dn`: the subject distinguished name.
+    SubjectDn(crate::auth::SubjectDn),
+    /// `tls_client_auth_san_dns`: a `dNSName` subject alternative name (compared without case).
+    SanDns(String),
+    /// `tls_client_auth_san_uri`: a `uniformResourceIdentifier` SAN (compared exactly).
+    SanUri(String),
+    /// `tls_client_auth_san_ip`: an `iPAddress` SAN.
+    SanIp(std::net::IpAddr),
+    /// `tls_client_auth_san_email`: an `rfc822Name` SAN (compared exactly).
+    SanEmail(String),
 }
 
 impl Client {
@@ -121,7 +183,32 @@ impl Client {
             roles: Vec::new(),
             tenants: vec![TenantPath::root()],
             introspect_any: false,
+            authentication: ClientAuthentication::Secret,
+            certificate_bound_access_tokens: false,
         }
+    }
+
+    /// A client that authenticates with its TLS client certificate (RFC 8705 §2) and has no
+    /// secret; otherwise like [`Client::new`]. Its access tokens are bound to the certificate.
+    pub fn mutual_tls(id: impl Into<String>, authentication: ClientAuthentication) -> Self {
+        // Never compared (the authentication method decides), and no one could present it.
+        let secret = ClientSecret::from_plaintext(&tollgate_core::random::secret());
+        Client {
+            authentication,
+            ..Client::new(id, secret)
+        }
+    }
+
+    /// RFC 8705 §3 `tls_client_certificate_bound_access_tokens`: see
+    /// [`certificate_bound_access_tokens`](Self::certificate_bound_access_tokens).
+    pub fn with_certificate_bound_access_tokens(mut self, bound: bool) -> Self {
+        self.certificate_bound_access_tokens = bound;
+        self
+    }
+
+    /// Whether its access tokens are bound to the client certificate of the token request.
+    pub fn binds_tokens(&self) -> bool {
+        self.certificate_bound_access_tokens || self.authentication.is_mutual_tls()
     }
 
     /// The grants it may use.

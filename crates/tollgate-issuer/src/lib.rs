@@ -54,10 +54,10 @@ mod service;
 /// embedded durable store is `tollgate_sqlite::SqliteStore`.
 pub use tollgate_store as store;
 
-pub use auth::{PeerAddr, SignInThrottle, UnknownSignInThrottle};
+pub use auth::{InvalidSubjectDn, PeerAddr, SignInThrottle, SubjectDn, UnknownSignInThrottle};
 pub use directory::{
-    Client, Clients, DirectoryError, DirectoryFuture, DuplicateEntry, GrantType, StaticDirectory,
-    User, Users,
+    CertificateName, Client, ClientAuthentication, Clients, DirectoryError, DirectoryFuture,
+    DuplicateEntry, GrantType, StaticDirectory, User, Users,
 };
 /// For `benches/live_memory.rs` only (feature `test-util`): not part of the API.
 #[cfg(feature = "test-util")]

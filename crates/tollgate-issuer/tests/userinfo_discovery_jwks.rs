@@ -152,10 +152,16 @@ async fn discovery_documents_name_the_issuer_endpoints_grants_auth_methods_and_j
         ] {
             assert_eq!(
                 doc[field],
-                json!(["client_secret_basic", "client_secret_post"]),
+                json!([
+                    "client_secret_basic",
+                    "client_secret_post",
+                    "tls_client_auth",
+                    "self_signed_tls_client_auth"
+                ]),
                 "{field}"
             );
         }
+        assert_eq!(doc["tls_client_certificate_bound_access_tokens"], true);
         let reply = server.request(Method::HEAD, path).send().await;
         assert_eq!(reply.status, StatusCode::OK);
     }

@@ -25,6 +25,8 @@
 //!   turns it into a response, [`DefaultRejection`], and the RFC 6750 challenge
 //!   ([`Rejection::challenge`]).
 //! * [`remote_jwks`]: keys fetched from another issuer's JWKS URL and kept fresh.
+//! * [`client_cert`]: where certificate-bound tokens find the client certificate behind a proxy
+//!   that terminates TLS ([`FromTrustedProxyLayer`](client_cert::FromTrustedProxyLayer)).
 //! * `extract` (feature `axum`): the axum extractor for [`VerifiedClaims`].
 //!
 //! The types most applications name are re-exported here at the root.
@@ -66,8 +68,10 @@
 //!
 //! # What it does not cover
 //!
-//! Token issuance, refresh and introspection (see `tollgate-issuer`); mutual TLS or DPoP
-//! sender-constraining; rate limiting. Revocations reach the index through whoever applies
+//! Token issuance, refresh and introspection (see `tollgate-issuer`); DPoP sender-constraining
+//! (tokens with a `cnf` the layer cannot check are refused); rate limiting. Certificate-bound
+//! tokens (RFC 8705) are checked against the request's client certificate (see
+//! [`client_cert`]); terminating TLS is the server's job. Revocations reach the index through whoever applies
 //! events to it: an in-process issuer, or a replication feed.
 //!
 //! # Cargo features
@@ -78,8 +82,10 @@
 //!   can wrap one gRPC service.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod binding;
 mod cache;
 mod claims;
+pub mod client_cert;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod extract;

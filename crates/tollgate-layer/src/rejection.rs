@@ -290,6 +290,10 @@ mod tests {
             TokenError::Revoked(Revoked::Cutoff {
                 issued_before: UnixMillis(0),
             }),
+            TokenError::CertificateRequired,
+            TokenError::CertificateMismatch,
+            TokenError::UnsupportedConfirmation,
+            TokenError::Unbound,
         ];
         let descriptions = all.iter().map(|e| e.description()).chain(
             [NotReady::NotSynced, NotReady::Stale].map(|n| Rejection::Unavailable(n).description()),

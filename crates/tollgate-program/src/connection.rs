@@ -297,13 +297,16 @@ async fn open(
             return None;
         }
     };
-    // The verifier has checked the chain and the client's proof of its key.
+    // The verifier (WebPki, against `client_ca`) has checked the chain and the client's proof
+    // of its key: the certificate's names are the CA's word, which `tls_client_auth` relies on.
+    // A verifier that also accepted self-signed certificates would have to mark only the
+    // chained ones.
     let certificate = tls
         .get_ref()
         .1
         .peer_certificates()
         .and_then(|chain| chain.first())
-        .map(|cert| ClientCertificate::from_der(cert.as_ref()));
+        .map(|cert| ClientCertificate::from_der(cert.as_ref()).verified_by_ca());
     let alpn_h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
     let replay = first_bytes_read(&mut tls, deadline).await?;
     let h2 = replay == H2_PREFACE;

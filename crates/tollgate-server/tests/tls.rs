@@ -283,3 +283,103 @@ fn bad_or_mismatched_files_are_one_line_naming_the_file_before_anything_listens(
     assert!(stderr.lines().any(|l| l.contains(&missing)), "{stderr}");
     drop(certs);
 }
+
+/// `curl` POSTing `form` to `https://localhost:<port><path>` with the client certificate
+/// `cert` (certificate and key files), if any: the status and the body.
+fn post_with_certificate(
+    ca: &Path,
+    addr: SocketAddr,
+    path: &str,
+    form: &[&str],
+    cert: Option<(&Path, &Path)>,
+) -> (u16, serde_json::Value) {
+    let port = addr.port();
+    let mut command = Command::new("curl");
+    command
+        .args([
+            "-sS",
+            "--max-time",
+            "10",
+            "-w",
+            "\n%{http_code}",
+            "--cacert",
+        ])
+        .arg(ca)
+        .args(["--resolve", &format!("localhost:{port}:{}", addr.ip())]);
+    for field in form {
+        command.args(["--data-urlencode", field]);
+    }
+    if let Some((certificate, key)) = cert {
+        command.arg("--cert").arg(certificate).arg("--key").arg(key);
+    }
+    let output = command
+        .arg(format!("https://localhost:{port}{path}"))
+        .output()
+        .expect("curl (Debian: curl)");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (
+        status.trim().parse().unwrap_or(0),
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// The payload of a JWT.
+fn claims_of(token: &str) -> serde_json::Value {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).unwrap();
+    let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    serde_json::from_slice(&payload).unwrap()
+}
+
+#[test]
+fn tls_client_auth_over_the_listener_issues_certificate_bound_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = certificates(dir.path());
+    let clients = TestCa::new("clients CA");
+    clients.write(dir.path(), "clients-ca");
+    let svc = clients.client("svc");
+    let (svc_cert, svc_key) = svc.write(dir.path(), "svc");
+    let (other_cert, other_key) = clients.client("other").write(dir.path(), "other");
+    let server = start(
+        dir.path(),
+        "client_auth = \"optional\"\nclient_ca = \"clients-ca.crt\"\n\
+         [[clients]]\nid = \"mtls-svc\"\ngrants = [\"client_credentials\"]\n\
+         scopes = [\"orders:read\"]\ntoken_endpoint_auth_method = \"tls_client_auth\"\n\
+         tls_client_auth_subject_dn = \"CN=svc\"\n",
+    );
+    let addr = addr(&server);
+    let ca = &certs.ca_file;
+    let token_form = ["grant_type=client_credentials", "client_id=mtls-svc"];
+    let (status, body) = post_with_certificate(
+        ca,
+        addr,
+        "/connect/token",
+        &token_form,
+        Some((&svc_cert, &svc_key)),
+    );
+    assert_eq!(status, 200, "{body}");
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    let claims = claims_of(&token);
+    assert_eq!(claims["cnf"]["x5t#S256"], x5t(svc.der()), "{claims}");
+
+    // Introspection, authenticated the same way, shows the binding.
+    let (status, answer) = post_with_certificate(
+        ca,
+        addr,
+        "/connect/introspect",
+        &["client_id=mtls-svc", &format!("token={token}")],
+        Some((&svc_cert, &svc_key)),
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["cnf"]["x5t#S256"], x5t(svc.der()));
+
+    // Another certificate of the same CA, or none: 401 invalid_client.
+    for cert in [Some((other_cert.as_path(), other_key.as_path())), None] {
+        let (status, body) = post_with_certificate(ca, addr, "/connect/token", &token_form, cert);
+        assert_eq!(status, 401, "{body}");
+        assert_eq!(body["error"], "invalid_client");
+    }
+}

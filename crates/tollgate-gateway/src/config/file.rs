@@ -37,6 +37,7 @@ pub(super) struct File {
     pub(super) tls: Option<TlsTable>,
     #[serde(default)]
     pub(super) identity_headers: IdentityHeadersFile,
+    pub(super) client_certificate: Option<ClientCertificateFile>,
     #[serde(default)]
     pub(super) upstreams: Vec<UpstreamFile>,
     #[serde(default)]
@@ -238,6 +239,26 @@ impl Default for ProxyFile {
             method_override: Spanned::new(0..0, "strip".to_owned()),
         }
     }
+}
+
+/// `[client_certificate]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ClientCertificateFile {
+    #[serde(default = "default_client_cert_header")]
+    pub(super) header: Spanned<String>,
+    #[serde(default = "no_proxies")]
+    pub(super) trusted_proxies: Spanned<Vec<String>>,
+    #[serde(default)]
+    pub(super) require_bound_tokens: bool,
+}
+
+fn no_proxies() -> Spanned<Vec<String>> {
+    Spanned::new(0..0, Vec::new())
+}
+
+fn default_client_cert_header() -> Spanned<String> {
+    Spanned::new(0..0, "Client-Cert".to_owned())
 }
 
 /// `[forward_auth]`.

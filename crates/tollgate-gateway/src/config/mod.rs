@@ -51,6 +51,8 @@ pub struct GatewayConfig {
     /// listens.
     pub(crate) tls: Option<tollgate_program::tls::ServerTls>,
     pub(crate) identity: crate::identity::IdentityHeaders,
+    /// `[client_certificate]`, or its defaults (`Client-Cert`, no proxy trusted).
+    pub(crate) client_cert: crate::client_cert::ClientCertHeader,
     pub(crate) upstreams: Vec<UpstreamConfig>,
     pub(crate) routes: RouteTable,
 }
@@ -244,6 +246,12 @@ fn validate(source: &Source) -> Result<GatewayConfig, ConfigError> {
     .collect();
     let shared_signals = signals::shared_signals(source, &file.shared_signals, &issuers, &taken)?;
     let identity = identity_headers(source, &file.identity_headers)?;
+    let client_cert = file
+        .client_certificate
+        .as_ref()
+        .map(|c| client_certificate(source, c, &identity))
+        .transpose()?
+        .unwrap_or_default();
     let tls = file
         .tls
         .as_ref()
@@ -272,6 +280,7 @@ fn validate(source: &Source) -> Result<GatewayConfig, ConfigError> {
         shared_signals,
         tls,
         identity,
+        client_cert,
         upstreams,
         routes: RouteTable::new(routes),
     })
@@ -979,6 +988,36 @@ fn forward_auth(source: &Source, f: &file::ForwardAuthFile) -> Result<ForwardAut
     Ok(ForwardAuth {
         path: path.clone(),
         proxy,
+    })
+}
+
+fn client_certificate(
+    source: &Source,
+    c: &file::ClientCertificateFile,
+    identity: &crate::identity::IdentityHeaders,
+) -> Result<crate::client_cert::ClientCertHeader, ConfigError> {
+    let key = "client_certificate.header";
+    let name = HeaderName::from_bytes(c.header.get_ref().as_bytes())
+        .map_err(|_| source.error(&c.header, key, "not a header name"))?;
+    // `Client-Cert` itself is fine; every other header HTTP or the gateway owns, or an identity
+    // header, would be read as a certificate and then removed.
+    let client_cert = &tollgate_layer::client_cert::CLIENT_CERT;
+    if (crate::headers::is_reserved(&name) && name != *client_cert)
+        || identity
+            .names()
+            .iter()
+            .any(|i| crate::headers::same_variable(i.as_str(), name.as_str()))
+    {
+        return Err(source.error(&c.header, key, "a header HTTP or the gateway owns"));
+    }
+    let trusted = tollgate_layer::client_cert::TrustedProxies::parse(c.trusted_proxies.get_ref())
+        .map_err(|e| {
+        source.error(&c.trusted_proxies, "client_certificate.trusted_proxies", e)
+    })?;
+    Ok(crate::client_cert::ClientCertHeader {
+        name,
+        trusted,
+        require_bound_tokens: c.require_bound_tokens,
     })
 }
 

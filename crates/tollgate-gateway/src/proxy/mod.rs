@@ -16,7 +16,7 @@ use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -33,15 +33,24 @@ pub(crate) use pool::set_worker;
 /// The client's IP address as `X-Forwarded-For` carries it: made once per connection, not per
 /// request.
 #[derive(Debug, Clone)]
-pub(crate) struct PeerIp(HeaderValue);
+pub(crate) struct PeerIp {
+    header: HeaderValue,
+    ip: IpAddr,
+}
 
 impl PeerIp {
     pub(crate) fn new(peer: SocketAddr) -> Self {
         // An IP address in text is always a valid header value.
-        PeerIp(
-            HeaderValue::from_str(&peer.ip().to_string())
+        PeerIp {
+            header: HeaderValue::from_str(&peer.ip().to_string())
                 .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
-        )
+            ip: peer.ip(),
+        }
+    }
+
+    /// The address (whose header the trusted-proxy checks judge).
+    pub(crate) fn ip(&self) -> IpAddr {
+        self.ip
     }
 }
 
@@ -454,10 +463,10 @@ fn append_forwarded_for(headers: &mut HeaderMap, peer: &PeerIp) {
         .get(&X_FORWARDED_FOR)
         .and_then(|previous| previous.to_str().ok())
         .and_then(|previous| {
-            let ip = peer.0.to_str().ok()?;
+            let ip = peer.header.to_str().ok()?;
             HeaderValue::from_str(&format!("{previous}, {ip}")).ok()
         })
-        .unwrap_or_else(|| peer.0.clone());
+        .unwrap_or_else(|| peer.header.clone());
     // `insert` replaces every line the client sent.
     headers.insert(X_FORWARDED_FOR.clone(), value);
 }

@@ -1,5 +1,7 @@
 //! Client authentication (RFC 6749 §2.3.1): `client_secret_basic` or `client_secret_post`, never
-//! both, with constant-time secret comparison and one answer for every kind of failure.
+//! both, with constant-time secret comparison; or mutual TLS (RFC 8705 §2: `tls_client_auth`,
+//! `self_signed_tls_client_auth`), the client sending only `client_id`. Each client uses the
+//! one method it is registered with, and every kind of failure gets one answer.
 
 use super::throttle::{POLICY, Throttle};
 use crate::directory::{Client, Clients};
@@ -14,25 +16,19 @@ use http::StatusCode;
 use http::header::AUTHORIZATION;
 use http::request::Parts;
 use percent_encoding::percent_decode_str;
-use std::net::IpAddr;
 use std::sync::Arc;
-use tollgate_core::{Clock, UnixMillis};
+use tollgate_core::{ClientCertificate, Clock, UnixMillis};
 
 /// Credentials as presented.
 struct Presented {
     id: String,
-    secret: String,
+    /// `None`: only `client_id` in the form, as a mutual-TLS client sends it.
+    secret: Option<String>,
     basic: bool,
 }
 
-/// The network address a request came from, as the server that accepted its connection saw it.
-///
-/// Put it in the request's extensions (the `tollgate` binary does) and failed client
-/// authentications are throttled per client id *and* address: someone guessing a client's secret
-/// from one address then delays only their own guesses, not the client calling from elsewhere.
-/// Without it, they are throttled per client id alone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct PeerAddr(pub IpAddr);
+// Moved to core so that the Layer's trusted-proxy check reads the same extension.
+pub use tollgate_core::PeerAddr;
 
 /// Authenticates clients against the registered [`Clients`], throttling failures (RFC 6749
 /// §2.3.1: the endpoint must be protected against brute force).
@@ -97,10 +93,27 @@ impl ClientAuthenticator {
             tracing::error!(error = %e, "client directory lookup failed");
             Failure::unavailable()
         })?;
-        let matched = self
-            .hasher
-            .verify_client_secret(client.as_deref().map(|c| &c.secret), &presented.secret)
-            .await;
+        let certificate = request.extensions.get::<ClientCertificate>();
+        let matched = match (client.as_deref(), &presented.secret) {
+            // A registered method only: a secret never stands in for a certificate, nor the
+            // other way round.
+            (Some(c), None) => super::mtls::authenticates(&c.authentication, certificate),
+            (Some(c), Some(_)) if c.authentication.is_mutual_tls() => false,
+            // Unknown ids cost a digest and a comparison too.
+            (c, Some(secret)) => {
+                let verified = self
+                    .hasher
+                    .verify_client_secret(c.map(|c| &c.secret), secret)
+                    .await;
+                // RFC 8705 §3: the tokens of such a client are bound to the certificate of
+                // the request, so a request without one cannot be served.
+                verified
+                    && c.is_some_and(|c| {
+                        !c.certificate_bound_access_tokens || certificate.is_some()
+                    })
+            }
+            (None, None) => false,
+        };
         match client {
             Some(client) if matched => {
                 attempt.succeeded();
@@ -118,6 +131,20 @@ impl ClientAuthenticator {
                 Err(failure())
             }
         }
+    }
+}
+
+/// The `x5t#S256` the access tokens issued on `request` to `client` are bound to (RFC 8705 §3),
+/// if its tokens are bound: the thumbprint of the certificate it authenticated with (client
+/// authentication made sure there is one).
+pub(crate) fn binding(client: &Client, request: &Parts) -> Result<Option<String>, Failure> {
+    if !client.binds_tokens() {
+        return Ok(None);
+    }
+    // Never an unbound token for a client whose tokens are bound.
+    match request.extensions.get::<ClientCertificate>() {
+        Some(certificate) => Ok(Some(certificate.x5t_s256())),
+        None => Err(unauthorized(false)),
     }
 }
 
@@ -144,12 +171,12 @@ fn presented(headers: &HeaderMap, form: &Form) -> Result<Presented, Failure> {
     }
     let Some(header) = header else {
         return match (form.get("client_id"), form.get("client_secret")) {
-            (Some(id), Some(secret)) => Ok(Presented {
+            (Some(id), secret) => Ok(Presented {
                 id: id.to_owned(),
-                secret: secret.to_owned(),
+                secret: secret.map(str::to_owned),
                 basic: false,
             }),
-            _ => Err(unauthorized(false)),
+            (None, _) => Err(unauthorized(false)),
         };
     };
     if form.get("client_secret").is_some() {
@@ -165,7 +192,7 @@ fn presented(headers: &HeaderMap, form: &Form) -> Result<Presented, Failure> {
     }
     Ok(Presented {
         id,
-        secret,
+        secret: Some(secret),
         basic: true,
     })
 }

@@ -2,11 +2,13 @@
 //! verify against are [`crate::secret`]'s).
 
 mod client;
+mod mtls;
 mod sign_in;
 mod sign_in_throttle;
 mod throttle;
 
-pub(crate) use client::ClientAuthenticator;
 pub use client::PeerAddr;
+pub(crate) use client::{ClientAuthenticator, binding};
+pub use mtls::{InvalidSubjectDn, SubjectDn};
 pub(crate) use sign_in::{SignIn, SignInError};
 pub use sign_in_throttle::{SignInThrottle, UnknownSignInThrottle};

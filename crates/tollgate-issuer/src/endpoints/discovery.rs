@@ -13,7 +13,13 @@ pub(crate) fn handle(issuer: &Issuer) -> Response<ResponseBody> {
     let ledger = &issuer.ledger;
     let base = ledger.issuer().trim_end_matches('/');
     let url = |endpoint| format!("{base}{}", path(endpoint));
-    let auth_methods = ["client_secret_basic", "client_secret_post"];
+    // Mutual TLS on the same endpoints (RFC 8705 §5: no `mtls_endpoint_aliases`).
+    let auth_methods = [
+        "client_secret_basic",
+        "client_secret_post",
+        "tls_client_auth",
+        "self_signed_tls_client_auth",
+    ];
     let algorithms: Vec<&str> = ledger
         .keys()
         .signing_key()
@@ -35,5 +41,6 @@ pub(crate) fn handle(issuer: &Issuer) -> Response<ResponseBody> {
         "introspection_endpoint_auth_methods_supported": auth_methods,
         "access_token_signing_alg_values_supported": algorithms,
         "subject_types_supported": ["public"],
+        "tls_client_certificate_bound_access_tokens": true,
     }))
 }

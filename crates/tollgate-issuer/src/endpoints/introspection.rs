@@ -8,7 +8,7 @@ use crate::protocol::response::{self, Failure, ResponseBody};
 use http::request::Parts;
 use http::{Response, StatusCode};
 use serde_json::{Value, json};
-use tollgate_core::Audience;
+use tollgate_core::{Audience, Confirmation};
 
 /// Anything not active, or not the caller's to see, is exactly `{"active": false}`.
 pub(crate) async fn handle(
@@ -29,23 +29,26 @@ pub(crate) async fn handle(
         .and_then(|found| match found {
             // A validator's leeway is for clock skew between servers; this issuer's own clock
             // decides what has expired.
-            Found::Access(c) if c.exp > now.as_secs() => Some(json!({
-                "active": true,
-                "token_type": "Bearer",
-                "scope": c.scope,
-                "client_id": c.client_id,
-                "sub": c.sub,
-                "iss": c.iss,
-                "aud": match &c.aud {
-                    Audience::One(a) => json!(a),
-                    Audience::Many(all) => json!(all),
-                },
-                "exp": c.exp,
-                "iat": c.iat,
-                "jti": c.jti,
-                "tenant": c.tenant(),
-                "roles": c.roles,
-            })),
+            Found::Access(c) if c.exp > now.as_secs() => Some(with_cnf(
+                &c.cnf,
+                json!({
+                    "active": true,
+                    "token_type": "Bearer",
+                    "scope": c.scope,
+                    "client_id": c.client_id,
+                    "sub": c.sub,
+                    "iss": c.iss,
+                    "aud": match &c.aud {
+                        Audience::One(a) => json!(a),
+                        Audience::Many(all) => json!(all),
+                    },
+                    "exp": c.exp,
+                    "iat": c.iat,
+                    "jti": c.jti,
+                    "tenant": c.tenant(),
+                    "roles": c.roles,
+                }),
+            )),
             // An exchanged refresh token is dead to everyone but reuse detection.
             Found::Refresh(r) if !r.rotated => Some(json!({
                 "active": true,
@@ -62,4 +65,13 @@ pub(crate) async fn handle(
         });
     let body = answer.unwrap_or_else(|| json!({"active": false}));
     Ok(response::json::<Value>(StatusCode::OK, &body))
+}
+
+/// RFC 8705 §3.2: the binding of a bound token, so that a resource server that introspects can
+/// check it.
+fn with_cnf(cnf: &Option<Confirmation>, mut answer: Value) -> Value {
+    if let (Some(cnf), Some(fields)) = (cnf, answer.as_object_mut()) {
+        fields.insert("cnf".to_owned(), json!(cnf));
+    }
+    answer
 }

@@ -25,6 +25,16 @@ struct TokenResponse<'a> {
     refresh_token: Option<&'a str>,
 }
 
+/// What every grant is asked for: by whom, in which form, for how long, bound to which client
+/// certificate (`x5t#S256`, RFC 8705 §3).
+#[derive(Clone, Copy)]
+struct Asked<'a> {
+    client: &'a Client,
+    form: &'a Form,
+    lifetime: Duration,
+    certificate: Option<&'a str>,
+}
+
 /// Handles a token request whose form has been parsed.
 pub(crate) async fn handle(
     issuer: &Issuer,
@@ -46,13 +56,20 @@ pub(crate) async fn handle(
         ));
     }
     let lifetime = lifetime(issuer, &client, form.get("access-token-lifetime"))?;
+    let certificate = crate::auth::binding(&client, request)?;
+    let asked = Asked {
+        client: &client,
+        form,
+        lifetime,
+        certificate: certificate.as_deref(),
+    };
     let mut response = match grant {
-        GrantType::ClientCredentials => client_credentials(issuer, &client, form, lifetime).await,
+        GrantType::ClientCredentials => client_credentials(issuer, asked).await,
         GrantType::Password => {
             let peer = request.extensions.get::<PeerAddr>().map(|p| p.0);
-            password(issuer, &client, form, lifetime, peer).await
+            password(issuer, asked, peer).await
         }
-        GrantType::RefreshToken => refresh(issuer, &client, form, lifetime).await,
+        GrantType::RefreshToken => refresh(issuer, asked).await,
     }?;
     response.extensions_mut().insert(TokenIssued::new(grant));
     Ok(response)
@@ -154,10 +171,14 @@ fn token_response(issued: &Issued, lifetime: Duration, scope: &str) -> Response<
 
 async fn client_credentials(
     issuer: &Issuer,
-    client: &Client,
-    form: &Form,
-    lifetime: Duration,
+    asked: Asked<'_>,
 ) -> Result<Response<ResponseBody>, Failure> {
+    let Asked {
+        client,
+        form,
+        lifetime,
+        certificate,
+    } = asked;
     let tenant =
         asked_tenant(issuer, form)?.unwrap_or_else(|| only_tenant_or_root(&client.tenants));
     if !client.tenants.iter().any(|t| t.covers(tenant.as_str())) {
@@ -175,6 +196,7 @@ async fn client_credentials(
         scope: scope.clone(),
         roles: client.roles.clone(),
         lifetime,
+        certificate,
     };
     // RFC 6749 §4.4.3: no refresh token for client credentials.
     let issued = issuer.ledger.issue(spec, None).await?;
@@ -187,11 +209,15 @@ fn invalid_credentials() -> Failure {
 
 async fn password(
     issuer: &Issuer,
-    client: &Client,
-    form: &Form,
-    lifetime: Duration,
+    asked: Asked<'_>,
     peer: Option<IpAddr>,
 ) -> Result<Response<ResponseBody>, Failure> {
+    let Asked {
+        client,
+        form,
+        lifetime,
+        certificate,
+    } = asked;
     let (Some(username), Some(password)) = (form.get("username"), form.get("password")) else {
         return Err(Failure::invalid_request(
             "username and password are required",
@@ -235,6 +261,7 @@ async fn password(
         scope: scope.clone(),
         roles: user.roles.clone(),
         lifetime,
+        certificate,
     };
     let refresh_scope = client
         .allows(GrantType::RefreshToken)
@@ -259,12 +286,13 @@ fn user_tenant(user: &User, asked: Option<TenantPath>) -> Result<TenantPath, Fai
     }
 }
 
-async fn refresh(
-    issuer: &Issuer,
-    client: &Client,
-    form: &Form,
-    lifetime: Duration,
-) -> Result<Response<ResponseBody>, Failure> {
+async fn refresh(issuer: &Issuer, asked: Asked<'_>) -> Result<Response<ResponseBody>, Failure> {
+    let Asked {
+        client,
+        form,
+        lifetime,
+        certificate,
+    } = asked;
     let token = form
         .get("refresh_token")
         .ok_or(Failure::invalid_request("refresh_token is required"))?;
@@ -299,6 +327,7 @@ async fn refresh(
         scope: scope.clone(),
         roles: user.roles.clone(),
         lifetime,
+        certificate,
     };
     let issued = redemption.complete(spec).await?;
     Ok(token_response(&issued, lifetime, &scope))

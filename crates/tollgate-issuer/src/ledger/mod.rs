@@ -54,8 +54,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Notify, RwLock};
 use tollgate_core::{
-    Audience, Claims, Clock, CutoffScope, KeySet, RevocationEvent, RevocationIndex, TenantPath,
-    UnixMillis, jws, random,
+    Audience, Claims, Clock, Confirmation, CutoffScope, KeySet, RevocationEvent, RevocationIndex,
+    TenantPath, UnixMillis, jws, random,
 };
 use tollgate_layer::{VerifiedClaims, Verifier};
 
@@ -102,6 +102,8 @@ pub(crate) struct AccessSpec<'a> {
     pub(crate) scope: String,
     pub(crate) roles: Vec<String>,
     pub(crate) lifetime: Duration,
+    /// `cnf.x5t#S256`: the client certificate the token is bound to (RFC 8705 §3), if any.
+    pub(crate) certificate: Option<&'a str>,
 }
 
 /// Tokens handed out by [`Ledger::issue`].
@@ -355,6 +357,7 @@ impl Ledger {
         claims.tenant = Some(spec.tenant.as_str().to_owned());
         claims.roles = spec.roles.clone();
         claims.grant_id = grant_id.map(str::to_owned);
+        claims.cnf = spec.certificate.map(Confirmation::certificate);
         claims
     }
 

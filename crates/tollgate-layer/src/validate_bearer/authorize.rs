@@ -2,6 +2,7 @@
 //! service (first attempt) and its [`ResponseFuture`](super::ResponseFuture) (the retry after a
 //! JWKS refetch), so that both decide alike and neither imports the other.
 
+use crate::binding::{self, Binding};
 use crate::claims::VerifiedClaims;
 use crate::readiness::Readiness;
 use crate::rejection::Rejection;
@@ -23,6 +24,7 @@ pub(super) enum Outcome {
 pub(super) fn authorize<B>(
     verifier: &Verifier,
     optional: bool,
+    binding: Binding,
     readiness: Option<&dyn Readiness>,
     request: &mut Request<B>,
     may_refetch: bool,
@@ -46,6 +48,13 @@ pub(super) fn authorize<B>(
     };
     match verifier.verify(token) {
         Ok(claims) => {
+            // RFC 8705 §3: a certificate-bound token is good only on a request that came with
+            // its certificate, whoever put that in the extensions (a TLS listener, or
+            // `client_cert::FromTrustedProxy`).
+            if let Err(e) = binding::check(&claims, request.extensions(), binding) {
+                tracing::debug!(reason = e.description(), "bearer token rejected");
+                return Outcome::Reject(Rejection::InvalidToken(e));
+            }
             request.extensions_mut().insert(claims);
             Outcome::Accept
         }

@@ -2,6 +2,7 @@
 //! rejection, or the wait for a JWKS refetch.
 
 use super::authorize::{Outcome, authorize};
+use crate::binding::Binding;
 use crate::readiness::Readiness;
 use crate::rejection::{OnRejection, Rejection};
 use crate::verifier::{TokenError, Verifier};
@@ -53,14 +54,16 @@ pin_project! {
     }
 }
 
-struct Pending<S, ReqBody, R> {
-    service: S,
-    request: Request<ReqBody>,
-    verifier: Verifier,
-    optional: bool,
+/// A request waiting for its issuer's keys, with what deciding on it again takes.
+pub(super) struct Pending<S, ReqBody, R> {
+    pub(super) service: S,
+    pub(super) request: Request<ReqBody>,
+    pub(super) verifier: Verifier,
+    pub(super) optional: bool,
+    pub(super) binding: Binding,
     // Asked again after the wait: the feed may have gone stale meanwhile.
-    readiness: Option<Arc<dyn Readiness>>,
-    on_rejection: R,
+    pub(super) readiness: Option<Arc<dyn Readiness>>,
+    pub(super) on_rejection: R,
 }
 
 impl<S, ReqBody, R> ResponseFuture<S, ReqBody, R>
@@ -81,26 +84,11 @@ where
         }
     }
 
-    pub(super) fn awaiting_keys(
-        notified: OwnedNotified,
-        service: S,
-        request: Request<ReqBody>,
-        verifier: Verifier,
-        optional: bool,
-        readiness: Option<Arc<dyn Readiness>>,
-        on_rejection: R,
-    ) -> Self {
+    pub(super) fn awaiting_keys(notified: OwnedNotified, pending: Pending<S, ReqBody, R>) -> Self {
         ResponseFuture {
             state: State::AwaitingKeys {
                 notified,
-                pending: Some(Pending {
-                    service,
-                    request,
-                    verifier,
-                    optional,
-                    readiness,
-                    on_rejection,
-                }),
+                pending: Some(pending),
             },
         }
     }
@@ -139,7 +127,14 @@ where
                         panic!("ResponseFuture polled after completion");
                     };
                     let readiness = p.readiness.as_deref();
-                    match authorize(&p.verifier, p.optional, readiness, &mut p.request, false) {
+                    match authorize(
+                        &p.verifier,
+                        p.optional,
+                        p.binding,
+                        readiness,
+                        &mut p.request,
+                        false,
+                    ) {
                         Outcome::Accept => State::Readying {
                             service: p.service,
                             request: Some(p.request),

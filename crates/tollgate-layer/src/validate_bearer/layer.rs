@@ -2,6 +2,7 @@
 //! configuration: the verifier, optional mode, the readiness policy and the rejection policy.
 
 use super::ValidateBearer;
+use crate::binding::Binding;
 use crate::readiness::Readiness;
 use crate::rejection::DefaultRejection;
 use crate::verifier::Verifier;
@@ -14,6 +15,7 @@ use tower_layer::Layer;
 pub struct ValidateBearerLayer<R = DefaultRejection> {
     verifier: Verifier,
     optional: bool,
+    binding: Binding,
     // `None` is always ready, and costs the request path nothing.
     readiness: Option<Arc<dyn Readiness>>,
     on_rejection: R,
@@ -25,6 +27,7 @@ impl ValidateBearerLayer {
         ValidateBearerLayer {
             verifier,
             optional: false,
+            binding: Binding::AsIssued,
             readiness: None,
             on_rejection: DefaultRejection::default(),
         }
@@ -36,6 +39,18 @@ impl<R> ValidateBearerLayer<R> {
     /// extensions. A request that does present a token is still rejected if the token is bad.
     pub fn optional(mut self) -> Self {
         self.optional = true;
+        self
+    }
+
+    /// Refuses every token that is not bound to the request's client certificate (401
+    /// `invalid_token`, "token is not bound to a client certificate"), for APIs that accept
+    /// sender-constrained tokens only.
+    ///
+    /// Without this call, unbound tokens are accepted and a token bound to a certificate
+    /// (`cnf.x5t#S256`, RFC 8705 §3) only on a request that came with that certificate: see
+    /// [`client_cert`](crate::client_cert) for where the certificate comes from.
+    pub fn require_bound_tokens(mut self) -> Self {
+        self.binding = Binding::Required;
         self
     }
 
@@ -57,6 +72,7 @@ impl<R> ValidateBearerLayer<R> {
         ValidateBearerLayer {
             verifier: self.verifier,
             optional: self.optional,
+            binding: self.binding,
             readiness: self.readiness,
             on_rejection,
         }
@@ -76,6 +92,7 @@ impl<S, R: Clone> Layer<S> for ValidateBearerLayer<R> {
             inner,
             self.verifier.clone(),
             self.optional,
+            self.binding,
             self.readiness.clone(),
             self.on_rejection.clone(),
         )

@@ -26,8 +26,14 @@
 //!    claim named twice; `iss` matches; `aud` names an audience the issuer accepts; `exp`,
 //!    `nbf`, `iat` within the leeway.
 //! 6. The revocation index: token id, grant, and the maximum of every applicable cutoff.
+//! 7. The binding (RFC 8705 §3): a token whose `cnf` carries `x5t#S256` is accepted only when
+//!    the request carries a [`ClientCertificate`](tollgate_core::ClientCertificate) extension
+//!    with that thumbprint (put there by the TLS listener, or by
+//!    [`FromTrustedProxy`](crate::client_cert::FromTrustedProxy) behind a proxy); a `cnf` with
+//!    any other confirmation method is refused; an unbound token passes unless
+//!    [`require_bound_tokens`](ValidateBearerLayer::require_bound_tokens).
 //!
-//! Steps 2–5 fail with 401 `invalid_token` and a short `error_description`; step 6 says
+//! Steps 2–5 and 7 fail with 401 `invalid_token` and a short `error_description`; step 6 says
 //! "revoked". gRPC requests get trailers-only responses with `grpc-status` 16. Accepted requests
 //! carry [`VerifiedClaims`](crate::VerifiedClaims) in their extensions; any value of that type the
 //! request carried in is removed first.

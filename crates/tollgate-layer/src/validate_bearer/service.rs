@@ -3,6 +3,8 @@
 
 use super::ResponseFuture;
 use super::authorize::{Outcome, authorize};
+use super::future::Pending;
+use crate::binding::Binding;
 use crate::readiness::Readiness;
 use crate::rejection::OnRejection;
 use crate::verifier::Verifier;
@@ -19,6 +21,7 @@ pub struct ValidateBearer<S, R> {
     inner: S,
     verifier: Verifier,
     optional: bool,
+    binding: Binding,
     readiness: Option<Arc<dyn Readiness>>,
     on_rejection: R,
 }
@@ -28,6 +31,7 @@ impl<S, R> ValidateBearer<S, R> {
         inner: S,
         verifier: Verifier,
         optional: bool,
+        binding: Binding,
         readiness: Option<Arc<dyn Readiness>>,
         on_rejection: R,
     ) -> Self {
@@ -35,6 +39,7 @@ impl<S, R> ValidateBearer<S, R> {
             inner,
             verifier,
             optional,
+            binding,
             readiness,
             on_rejection,
         }
@@ -71,7 +76,14 @@ where
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let readiness = self.readiness.as_deref();
-        match authorize(&self.verifier, self.optional, readiness, &mut request, true) {
+        match authorize(
+            &self.verifier,
+            self.optional,
+            self.binding,
+            readiness,
+            &mut request,
+            true,
+        ) {
             Outcome::Accept => ResponseFuture::called(self.inner.call(request)),
             Outcome::Reject(rejection) => ResponseFuture::rejected(
                 self.on_rejection
@@ -83,12 +95,15 @@ where
                 // are in, so a refetch never pins capacity of the inner service.
                 ResponseFuture::awaiting_keys(
                     notified,
-                    self.inner.clone(),
-                    request,
-                    self.verifier.clone(),
-                    self.optional,
-                    self.readiness.clone(),
-                    self.on_rejection.clone(),
+                    Pending {
+                        service: self.inner.clone(),
+                        request,
+                        verifier: self.verifier.clone(),
+                        optional: self.optional,
+                        binding: self.binding,
+                        readiness: self.readiness.clone(),
+                        on_rejection: self.on_rejection.clone(),
+                    },
                 )
             }
         }

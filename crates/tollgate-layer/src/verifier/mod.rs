@@ -61,6 +61,17 @@ pub enum TokenError {
     NotYetValid,
     /// The revocation index rejects the token.
     Revoked(Revoked),
+    /// The token is bound to a client certificate (`cnf.x5t#S256`, RFC 8705 §3) and the request
+    /// came with none.
+    CertificateRequired,
+    /// The token is bound to another client certificate than the request's.
+    CertificateMismatch,
+    /// The token's `cnf` asks for a proof of possession tollgate does not check (`jkt` of DPoP,
+    /// `jwk`, ...) or names no method at all: accepting it would drop the binding.
+    UnsupportedConfirmation,
+    /// The token is not bound to a client certificate while the layer
+    /// [requires bound tokens](crate::ValidateBearerLayer::require_bound_tokens).
+    Unbound,
 }
 
 impl TokenError {
@@ -89,6 +100,12 @@ impl TokenError {
             }
             // A kind of revocation the index learns later.
             TokenError::Revoked(_) => "token revoked",
+            TokenError::CertificateRequired => {
+                "token is bound to a client certificate and none was presented"
+            }
+            TokenError::CertificateMismatch => "token is bound to another client certificate",
+            TokenError::UnsupportedConfirmation => "unsupported token confirmation (cnf)",
+            TokenError::Unbound => "token is not bound to a client certificate",
         }
     }
 }

@@ -163,6 +163,18 @@ pub(super) struct ClientFile {
     pub(super) tenants: Option<Vec<Spanned<String>>>,
     #[serde(default)]
     pub(super) introspect_any: bool,
+    /// `client_secret_basic` (the default; `client_secret_post` too), `tls_client_auth` or
+    /// `self_signed_tls_client_auth` (RFC 8705 §2).
+    pub(super) token_endpoint_auth_method: Option<Spanned<String>>,
+    pub(super) tls_client_auth_subject_dn: Option<Spanned<String>>,
+    pub(super) tls_client_auth_san_dns: Option<Spanned<String>>,
+    pub(super) tls_client_auth_san_uri: Option<Spanned<String>>,
+    pub(super) tls_client_auth_san_ip: Option<Spanned<String>>,
+    pub(super) tls_client_auth_san_email: Option<Spanned<String>>,
+    /// `self_signed_tls_client_auth`: the `x5t#S256` of each registered certificate.
+    pub(super) certificate_thumbprints: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    pub(super) tls_client_certificate_bound_access_tokens: bool,
 }
 
 /// A user.

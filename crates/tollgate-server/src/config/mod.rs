@@ -18,7 +18,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tollgate_core::{SigningAlgorithm, TenantPath};
 use tollgate_issuer::{
-    Client, ClientSecret, GrantType, PasswordHash, SignInThrottle, StaticDirectory, User,
+    CertificateName, Client, ClientAuthentication, ClientSecret, GrantType, PasswordHash,
+    SignInThrottle, StaticDirectory, SubjectDn, User,
 };
 use tollgate_program::signals::{Rules, SharedSignalsConfig, SharedSignalsTable};
 use tollgate_program::tls::ServerTls;
@@ -439,11 +440,20 @@ fn clients(
     let mut clients = Vec::new();
     for (i, c) in files.into_iter().enumerate() {
         let key = |field: &str| format!("clients[{i}].{field}");
+        let authentication = client_authentication(source, &c, &key)?;
         let secret = match (&c.secret_hash, &c.secret_env) {
-            (Some(hash), None) => ClientSecret::argon2(
+            (None, None) if authentication.is_mutual_tls() => None,
+            (Some(secret), _) | (_, Some(secret)) if authentication.is_mutual_tls() => {
+                return Err(source.error(
+                    secret,
+                    &key("token_endpoint_auth_method"),
+                    "a client that authenticates with its certificate has no secret",
+                ));
+            }
+            (Some(hash), None) => Some(ClientSecret::argon2(
                 PasswordHash::parse(hash.get_ref())
                     .map_err(|e| source.error(hash, &key("secret_hash"), e))?,
-            ),
+            )),
             (None, Some(var)) => {
                 let value = std::env::var(var.get_ref()).map_err(|_| {
                     source.error(
@@ -455,7 +465,7 @@ fn clients(
                 if value.is_empty() {
                     return Err(source.error(var, &key("secret_env"), "the secret is empty"));
                 }
-                ClientSecret::from_plaintext(&value)
+                Some(ClientSecret::from_plaintext(&value))
             }
             _ => {
                 return Err(source.error_at(
@@ -486,7 +496,12 @@ fn clients(
             .collect::<Result<Vec<_>, _>>()?;
         let client_tenants =
             tenant_list(source, c.tenants.as_deref(), &key("tenants"), known_tenant)?;
-        let mut client = Client::new(c.id, secret)
+        let client = match secret {
+            Some(secret) => Client::new(c.id, secret),
+            None => Client::mutual_tls(c.id, authentication),
+        };
+        let mut client = client
+            .with_certificate_bound_access_tokens(c.tls_client_certificate_bound_access_tokens)
             .with_grants(grants)
             .with_scopes(c.scopes)
             .with_audience(c.audience)
@@ -499,6 +514,127 @@ fn clients(
         clients.push(client);
     }
     Ok(clients)
+}
+
+/// A client's `token_endpoint_auth_method` and, for mutual TLS (RFC 8705 §2), what its
+/// certificate must be: exactly one `tls_client_auth_*` name, or `certificate_thumbprints`.
+fn client_authentication(
+    source: &Source,
+    c: &ClientFile,
+    key: &dyn Fn(&str) -> String,
+) -> Result<ClientAuthentication, ConfigError> {
+    let names = [
+        ("tls_client_auth_subject_dn", &c.tls_client_auth_subject_dn),
+        ("tls_client_auth_san_dns", &c.tls_client_auth_san_dns),
+        ("tls_client_auth_san_uri", &c.tls_client_auth_san_uri),
+        ("tls_client_auth_san_ip", &c.tls_client_auth_san_ip),
+        ("tls_client_auth_san_email", &c.tls_client_auth_san_email),
+    ];
+    let mut given = names
+        .iter()
+        .filter_map(|(field, value)| value.as_ref().map(|v| (*field, v)));
+    let method_key = key("token_endpoint_auth_method");
+    let method = c
+        .token_endpoint_auth_method
+        .as_ref()
+        .map_or("client_secret_basic", |m| m.get_ref().as_str());
+    match method {
+        "client_secret_basic" | "client_secret_post" => {
+            if let Some((field, value)) = given.next() {
+                return Err(source.error(
+                    value,
+                    &key(field),
+                    "only for token_endpoint_auth_method = \"tls_client_auth\"",
+                ));
+            }
+            if let Some(t) = &c.certificate_thumbprints {
+                return Err(source.error(
+                    t,
+                    &key("certificate_thumbprints"),
+                    "only for token_endpoint_auth_method = \"self_signed_tls_client_auth\"",
+                ));
+            }
+            Ok(ClientAuthentication::Secret)
+        }
+        "tls_client_auth" => {
+            if let Some(t) = &c.certificate_thumbprints {
+                return Err(source.error(
+                    t,
+                    &key("certificate_thumbprints"),
+                    "only for token_endpoint_auth_method = \"self_signed_tls_client_auth\"",
+                ));
+            }
+            let (Some((field, value)), None) = (given.next(), given.next()) else {
+                return Err(source.error_at(
+                    None,
+                    format_args!(
+                        "{}: tls_client_auth needs exactly one of tls_client_auth_subject_dn, \
+                         _san_dns, _san_uri, _san_ip, _san_email (client `{}`)",
+                        method_key, c.id
+                    ),
+                ));
+            };
+            let text = value.get_ref().trim();
+            let bad = |e: &dyn std::fmt::Display| source.error(value, &key(field), e);
+            let name = match field {
+                "tls_client_auth_subject_dn" => {
+                    CertificateName::SubjectDn(SubjectDn::parse(text).map_err(|e| bad(&e))?)
+                }
+                "tls_client_auth_san_ip" => {
+                    CertificateName::SanIp(text.parse().map_err(|_| bad(&"not an IP address"))?)
+                }
+                _ if text.is_empty() => return Err(bad(&"empty")),
+                "tls_client_auth_san_dns" => CertificateName::SanDns(text.to_owned()),
+                "tls_client_auth_san_uri" => CertificateName::SanUri(text.to_owned()),
+                _ => CertificateName::SanEmail(text.to_owned()),
+            };
+            Ok(ClientAuthentication::TlsClientAuth(name))
+        }
+        "self_signed_tls_client_auth" => {
+            if let Some((field, value)) = given.next() {
+                return Err(source.error(
+                    value,
+                    &key(field),
+                    "only for token_endpoint_auth_method = \"tls_client_auth\"",
+                ));
+            }
+            let field = key("certificate_thumbprints");
+            let Some(thumbprints) = &c.certificate_thumbprints else {
+                return Err(source.error_at(
+                    None,
+                    format_args!(
+                        "{field}: self_signed_tls_client_auth needs the x5t#S256 of each of the \
+                         client's certificates (client `{}`)",
+                        c.id
+                    ),
+                ));
+            };
+            let list = thumbprints.get_ref();
+            let valid = |t: &String| {
+                t.len() == 43
+                    && t.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            };
+            if list.is_empty() || !list.iter().all(valid) {
+                return Err(source.error(
+                    thumbprints,
+                    &field,
+                    "each must be a certificate's SHA-256 thumbprint in base64url (43 characters)",
+                ));
+            }
+            Ok(ClientAuthentication::SelfSignedTlsClientAuth(list.clone()))
+        }
+        other => {
+            let message = format!(
+                "unknown method `{other}` (client_secret_basic, client_secret_post, \
+                 tls_client_auth, self_signed_tls_client_auth)"
+            );
+            Err(match &c.token_endpoint_auth_method {
+                Some(m) => source.error(m, &method_key, message),
+                None => source.error_at(None, format_args!("{method_key}: {message}")),
+            })
+        }
+    }
 }
 
 /// `[[users]]`, checked: a password hash each, declared tenants, the profile as JSON.

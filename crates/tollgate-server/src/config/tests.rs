@@ -401,3 +401,100 @@ fn shared_signals_leave_this_servers_tokens_and_paths_alone_and_need_replication
         .unwrap();
     assert!(through_redis.check_shared_signals_replicated().is_ok());
 }
+
+/// The client `svc` of `config`'s directory.
+fn svc(config: &Config) -> std::sync::Arc<tollgate_issuer::Client> {
+    use tollgate_issuer::Clients;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime
+        .block_on(config.directory.client("svc"))
+        .unwrap()
+        .unwrap()
+}
+
+#[test]
+fn mutual_tls_clients_are_checked() {
+    let client = |extra: &str| {
+        format!(
+            "issuer = \"http://x\"\n[[clients]]\nid = \"svc\"\ngrants = [\"client_credentials\"]\n{extra}"
+        )
+    };
+    let config = parse(&client(
+        "token_endpoint_auth_method = \"tls_client_auth\"\n\
+         tls_client_auth_subject_dn = \"CN=svc,O=Example,C=SE\"\n",
+    ))
+    .unwrap();
+    let registered = svc(&config);
+    assert!(registered.binds_tokens());
+    assert_eq!(
+        registered.authentication,
+        ClientAuthentication::TlsClientAuth(CertificateName::SubjectDn(
+            SubjectDn::parse("cn=svc, o=Example, c=SE").unwrap()
+        ))
+    );
+    let x5t = "ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0";
+    let config = parse(&client(&format!(
+        "token_endpoint_auth_method = \"self_signed_tls_client_auth\"\n\
+         certificate_thumbprints = [\"{x5t}\"]\n"
+    )))
+    .unwrap();
+    assert_eq!(
+        svc(&config).authentication,
+        ClientAuthentication::SelfSignedTlsClientAuth(vec![x5t.to_owned()])
+    );
+    let config = parse(&client(
+        "secret_env = \"HOME\"\ntls_client_certificate_bound_access_tokens = true\n",
+    ))
+    .unwrap();
+    let client_with_secret = svc(&config);
+    assert!(client_with_secret.certificate_bound_access_tokens);
+    assert_eq!(
+        client_with_secret.authentication,
+        ClientAuthentication::Secret
+    );
+
+    for (extra, expected) in [
+        (
+            "token_endpoint_auth_method = \"tls_client_auth\"\n",
+            "clients[0].token_endpoint_auth_method: tls_client_auth needs exactly one",
+        ),
+        (
+            "token_endpoint_auth_method = \"tls_client_auth\"\ntls_client_auth_san_dns = \"a\"\ntls_client_auth_san_uri = \"b\"\n",
+            "tls_client_auth needs exactly one",
+        ),
+        (
+            "token_endpoint_auth_method = \"tls_client_auth\"\ntls_client_auth_subject_dn = \"svc\"\n",
+            "clients[0].tls_client_auth_subject_dn: not an RFC 4514",
+        ),
+        (
+            "token_endpoint_auth_method = \"tls_client_auth\"\ntls_client_auth_san_ip = \"host\"\n",
+            "clients[0].tls_client_auth_san_ip: not an IP address",
+        ),
+        (
+            "token_endpoint_auth_method = \"tls_client_auth\"\ntls_client_auth_san_dns = \"a\"\nsecret_env = \"HOME\"\n",
+            "has no secret",
+        ),
+        (
+            "token_endpoint_auth_method = \"self_signed_tls_client_auth\"\n",
+            "clients[0].certificate_thumbprints: self_signed_tls_client_auth needs",
+        ),
+        (
+            "token_endpoint_auth_method = \"self_signed_tls_client_auth\"\ncertificate_thumbprints = [\"abc\"]\n",
+            "clients[0].certificate_thumbprints: each must be",
+        ),
+        (
+            "token_endpoint_auth_method = \"private_key_jwt\"\n",
+            "clients[0].token_endpoint_auth_method: unknown method `private_key_jwt`",
+        ),
+        (
+            "secret_env = \"HOME\"\ntls_client_auth_san_dns = \"a\"\n",
+            "clients[0].tls_client_auth_san_dns: only for",
+        ),
+    ] {
+        let err = error(&client(extra));
+        assert!(err.contains(expected), "{extra}\n got: {err}");
+        assert!(!err.contains('\n'), "{err}");
+    }
+}
