@@ -78,7 +78,7 @@ tokens() {
   "$bin" serve --config "$work/serve-$1.toml" 2>"$work/serve-$1.log" & local serve=$!
   wait_for "http://127.0.0.1:$port/.well-known/jwks.json" "tollgate serve" "$work/serve-$1.log"
   for _ in 1 2; do
-    curl -sf -u svc:svc-secret-0123456789 -d grant_type=client_credentials \
+    curl -sf -u svc:svc-secret-0123456789 -d grant_type=client_credentials -d access-token-lifetime=3600 \
       "http://127.0.0.1:$port/connect/token" | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])'
   done
   kill "$serve"; wait "$serve" 2>/dev/null || true

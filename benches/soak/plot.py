@@ -37,11 +37,17 @@ def main(source, target):
     axes[3].set_ylabel("open files")
     axes[3].legend(loc="upper left", fontsize="small")
     axes[4].bar(wt, [w["non2xx"] for w in windows], width=minutes(10) * 0.9, align="edge", color="tab:red")
-    fails = [minutes(f[0]) for f in data.get("issue_failures", [])]
-    if fails:
-        axes[4].plot(fails, [0] * len(fails), "k|", markersize=12, label="token request failed")
+    # Token requests that failed: answered 503 (the store could not commit), or not answered
+    # (the replica was down: the load then asks the other one).
+    failures = data.get("issue_failures", [])
+    for status, style, label in ((503, "r|", "token request answered 503"),
+                                 (0, "k|", "token request to a stopped replica")):
+        at = [minutes(f[0]) for f in failures if (f[2] == status) == (status == 503) and (f[2] == 0) == (status == 0)]
+        if at:
+            axes[4].plot(at, [0] * len(at), style, markersize=12, label=label)
+    if failures:
         axes[4].legend(loc="upper left", fontsize="small")
-    axes[4].set_ylabel("non-2xx (503) per window")
+    axes[4].set_ylabel("gateway non-2xx per window")
     axes[4].set_xlabel("minutes")
     for ax in axes:
         ax.grid(alpha=0.3)

@@ -42,6 +42,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import sys
 import threading
 import time
@@ -138,36 +139,50 @@ def pg_bin(name):
     return found[-1]
 
 
+def as_postgres(args):
+    """PostgreSQL refuses to run as root: as root, its commands run as the `postgres` user."""
+    return ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else args
+
+
 class Postgres:
     def __init__(self, work):
-        self.work = work
-        self.primary = os.path.join(work, "pg-primary")
-        self.standby = os.path.join(work, "pg-standby")
+        # As root, the data lives in a directory of the postgres user's (PostgreSQL wants its
+        # data directory owned by the user it runs as, and reachable by it).
+        self.work = tempfile.mkdtemp(prefix="tollgate-soak-pg-") if os.geteuid() == 0 else work
+        if os.geteuid() == 0:
+            shutil.chown(self.work, "postgres")
+        self.primary = os.path.join(self.work, "pg-primary")
+        self.standby = os.path.join(self.work, "pg-standby")
         self.primary_port = free_port()
         self.standby_port = free_port()
 
     def ctl(self, data, *args):
-        subprocess.run([pg_bin("pg_ctl"), "-D", data, "-w", "-l", data + ".log", *args],
+        subprocess.run(as_postgres([pg_bin("pg_ctl"), "-D", data, "-w", "-l", data + ".log", *args]),
                        check=True, stdout=subprocess.DEVNULL)
 
+    def append(self, path, text):
+        subprocess.run(as_postgres(["sh", "-c", f"cat >> {path}"]), input=text, text=True, check=True)
+
     def start(self):
-        subprocess.run([pg_bin("initdb"), "-D", self.primary, "-U", "tollgate", "--auth", "trust"],
+        subprocess.run(as_postgres([pg_bin("initdb"), "-D", self.primary, "-U", "tollgate", "--auth", "trust"]),
                        check=True, stdout=subprocess.DEVNULL)
-        with open(os.path.join(self.primary, "postgresql.conf"), "a") as f:
-            f.write(f"port = {self.primary_port}\nlisten_addresses = '127.0.0.1'\n"
+        self.append(os.path.join(self.primary, "postgresql.conf"),
+                    f"port = {self.primary_port}\nlisten_addresses = '127.0.0.1'\n"
                     f"unix_socket_directories = '{self.work}'\nwal_level = replica\n"
-                    "max_wal_senders = 5\nsynchronous_standby_names = 'standby'\n"
-                    "synchronous_commit = on\nfsync = on\n")
+                    "max_wal_senders = 5\nsynchronous_commit = on\nfsync = on\n")
         self.ctl(self.primary, "start")
         self.psql(self.primary_port, "CREATE DATABASE tollgate")
-        subprocess.run([pg_bin("pg_basebackup"), "-h", "127.0.0.1", "-p", str(self.primary_port),
-                        "-U", "tollgate", "-D", self.standby, "-R", "-X", "stream"], check=True)
-        with open(os.path.join(self.standby, "postgresql.auto.conf"), "a") as f:
-            f.write(f"primary_conninfo = 'host=127.0.0.1 port={self.primary_port} user=tollgate "
+        subprocess.run(as_postgres([pg_bin("pg_basebackup"), "-h", "127.0.0.1", "-p", str(self.primary_port),
+                                    "-U", "tollgate", "-D", self.standby, "-R", "-X", "stream",
+                                    "--checkpoint=fast"]), check=True)
+        self.append(os.path.join(self.standby, "postgresql.auto.conf"),
+                    f"primary_conninfo = 'host=127.0.0.1 port={self.primary_port} user=tollgate "
                     "application_name=standby'\n")
-        with open(os.path.join(self.standby, "postgresql.conf"), "a") as f:
-            f.write(f"port = {self.standby_port}\n")
+        self.append(os.path.join(self.standby, "postgresql.conf"), f"port = {self.standby_port}\n")
         self.ctl(self.standby, "start")
+        # Synchronous only once the standby is there (before, every commit would wait for it).
+        self.psql(self.primary_port, "ALTER SYSTEM SET synchronous_standby_names = 'standby'")
+        self.psql(self.primary_port, "SELECT pg_reload_conf()")
         wait_until("the standby streaming synchronously", lambda: "sync" in self.psql(
             self.primary_port, "SELECT sync_state FROM pg_stat_replication"))
 
@@ -189,8 +204,10 @@ class Postgres:
 
     def stop(self):
         for data in (self.primary, self.standby):
-            subprocess.run([pg_bin("pg_ctl"), "-D", data, "stop", "-m", "fast"],
+            subprocess.run(as_postgres([pg_bin("pg_ctl"), "-D", data, "stop", "-m", "fast"]),
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if self.work.startswith(tempfile.gettempdir()):
+            shutil.rmtree(self.work, ignore_errors=True)
 
 
 # --- Redis: a primary, two replicas, three Sentinels -------------------------------------------
@@ -294,9 +311,12 @@ def main():
     os.makedirs(work)
     out_dir = os.path.abspath(args.out) if args.out else work
     os.makedirs(out_dir, exist_ok=True)
-    bin_ = built(os.path.join(ROOT, "target/release/tollgate"), "build", "--release", "-p", "tollgate-server")
-    app_bin = built(os.path.join(ROOT, "target/release/examples/redis_follower"),
-                    "build", "--release", "--example", "redis_follower", "--features", "axum")
+    # Copies of the binaries: a build during the run must not change what a restart starts.
+    bin_ = os.path.join(work, "tollgate")
+    shutil.copy2(built(os.path.join(ROOT, "target/release/tollgate"), "build", "--release", "-p", "tollgate-server"), bin_)
+    app_bin = os.path.join(work, "redis_follower")
+    shutil.copy2(built(os.path.join(ROOT, "target/release/examples/redis_follower"),
+                       "build", "--release", "--example", "redis_follower", "--features", "axum"), app_bin)
     venv = os.path.join(ROOT, "target", "soak-venv")
     if not os.path.exists(os.path.join(venv, "bin", "python")):
         subprocess.run([sys.executable, "-m", "venv", venv], check=True)
