@@ -284,8 +284,8 @@ async fn open(
             certificate: None,
         });
     };
-    let mut tls = match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
-        Ok(Ok(tls)) => Box::new(tls),
+    let (mut tls, by_ca) = match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
+        Ok(Ok((tls, by_ca))) => (Box::new(tls), by_ca),
         Ok(Err(e)) => {
             // Debug, not warn: scanners and clients that distrust the certificate fail here.
             tracing::debug!(%peer, error = %e, "closed: TLS handshake failed");
@@ -297,16 +297,22 @@ async fn open(
             return None;
         }
     };
-    // The verifier (WebPki, against `client_ca`) has checked the chain and the client's proof
-    // of its key: the certificate's names are the CA's word, which `tls_client_auth` relies on.
-    // A verifier that also accepted self-signed certificates would have to mark only the
-    // chained ones.
+    // The handshake has checked the client's proof of its key. Only a certificate whose chain
+    // the CA check passed is marked so: its names are the CA's word, which `tls_client_auth`
+    // relies on; one accepted as self-signed (`self_signed_clients`) counts for its thumbprint.
     let certificate = tls
         .get_ref()
         .1
         .peer_certificates()
         .and_then(|chain| chain.first())
-        .map(|cert| ClientCertificate::from_der(cert.as_ref()).verified_by_ca());
+        .map(|cert| {
+            let certificate = ClientCertificate::from_der(cert.as_ref());
+            if by_ca {
+                certificate.verified_by_ca()
+            } else {
+                certificate
+            }
+        });
     let alpn_h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
     let replay = first_bytes_read(&mut tls, deadline).await?;
     let h2 = replay == H2_PREFACE;

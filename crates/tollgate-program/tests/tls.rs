@@ -16,11 +16,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tollgate_core::ClientCertificate;
 use tollgate_program::connection::{Limits, Listener, serve_connections};
-use tollgate_program::tls::testing::{Issued, TestCa};
+use tollgate_program::tls::testing::{Issued, TestCa, self_signed_client};
 use tollgate_program::tls::{ClientAuth, ServerTls, TlsAcceptor};
 
 /// Serves, under `tls`, a service that answers each request with the `x5t#S256` of its
-/// `ClientCertificate` extension, or `none`.
+/// `ClientCertificate` extension (followed by ` self-signed` when it is not marked verified by
+/// the CA), or `none`.
 async fn start(tls: TlsAcceptor, limits: Limits) -> SocketAddr {
     let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = tcp.local_addr().unwrap();
@@ -33,7 +34,8 @@ async fn start(tls: TlsAcceptor, limits: Limits) -> SocketAddr {
         serve_connections(listener, builder, limits, stopped, &graceful, |_peer| {
             hyper::service::service_fn(|request: http::Request<hyper::body::Incoming>| async move {
                 let body = match request.extensions().get::<ClientCertificate>() {
-                    Some(certificate) => certificate.x5t_s256(),
+                    Some(certificate) if certificate.is_verified_by_ca() => certificate.x5t_s256(),
+                    Some(certificate) => format!("{} self-signed", certificate.x5t_s256()),
                     None => "none".to_owned(),
                 };
                 Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from(body))))
@@ -410,5 +412,76 @@ async fn the_http_version_is_the_one_alpn_chose() {
         "localhost",
     )
     .await;
+    assert_eq!(get(&mut stream).await, "none");
+}
+
+#[tokio::test]
+async fn self_signed_clients_are_accepted_for_their_thumbprint_only() {
+    let f = files();
+    let (cert, key) = f.ca.server(&["localhost"]).write(f.dir.path(), "server");
+    let refused = |addr: SocketAddr, config: Arc<rustls::ClientConfig>| async move {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let Ok(mut stream) = tokio_rustls::TlsConnector::from(config)
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+        else {
+            return;
+        };
+        let _ = stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: tollgate\r\n\r\n")
+            .await;
+        let mut buf = [0u8; 64];
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+            .await
+            .expect("an answer in time");
+        assert!(matches!(read, Ok(0) | Err(_)), "served: {read:?}");
+    };
+
+    // With client_ca: a CA-issued certificate is marked verified, a self-signed one (or one of
+    // another CA) is accepted for its thumbprint, unmarked; none is refused.
+    let tls = ServerTls::new(&cert, &key)
+        .client_auth(ClientAuth::Required, &f.ca_file)
+        .self_signed_clients(true);
+    let addr = start(TlsAcceptor::new(tls).unwrap(), Limits::default()).await;
+    let issued = f.ca.client("client-ca");
+    let mut stream = connect(addr, client_config(&f.ca, Some(&issued), &[]), "localhost").await;
+    assert_eq!(
+        get(&mut stream).await,
+        ClientCertificate::from_der(issued.der()).x5t_s256()
+    );
+    for own in [
+        self_signed_client("alice-device"),
+        TestCa::new("another CA").client("stranger"),
+    ] {
+        let mut stream = connect(addr, client_config(&f.ca, Some(&own), &[]), "localhost").await;
+        assert_eq!(
+            get(&mut stream).await,
+            format!(
+                "{} self-signed",
+                ClientCertificate::from_der(own.der()).x5t_s256()
+            )
+        );
+    }
+    refused(addr, client_config(&f.ca, None, &[])).await;
+
+    // Without client_ca: any certificate the client proves, never marked; optional: none is
+    // served too.
+    let tls = ServerTls::new(&cert, &key).client_auth_self_signed(ClientAuth::Optional);
+    let addr = start(TlsAcceptor::new(tls).unwrap(), Limits::default()).await;
+    let own = self_signed_client("bob-device");
+    let mut stream = connect(addr, client_config(&f.ca, Some(&own), &[]), "localhost").await;
+    assert_eq!(
+        get(&mut stream).await,
+        format!(
+            "{} self-signed",
+            ClientCertificate::from_der(own.der()).x5t_s256()
+        )
+    );
+    let mut stream = connect(addr, client_config(&f.ca, Some(&issued), &[]), "localhost").await;
+    assert!(
+        get(&mut stream).await.ends_with(" self-signed"),
+        "no CA, nothing verified"
+    );
+    let mut stream = connect(addr, client_config(&f.ca, None, &[]), "localhost").await;
     assert_eq!(get(&mut stream).await, "none");
 }

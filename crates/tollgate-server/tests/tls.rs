@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 use support::*;
-use tollgate_program::tls::testing::{PythonClient, TestCa, curl, x5t};
+use tollgate_program::tls::testing::{PythonClient, TestCa, curl, self_signed_client, x5t};
 
 const DISCOVERY: &str = "/.well-known/openid-configuration";
 
@@ -382,4 +382,61 @@ fn tls_client_auth_over_the_listener_issues_certificate_bound_tokens() {
         assert_eq!(status, 401, "{body}");
         assert_eq!(body["error"], "invalid_client");
     }
+}
+
+#[test]
+fn self_signed_clients_authenticate_by_thumbprint_and_never_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = certificates(dir.path());
+    let device = self_signed_client("svc");
+    let (device_cert, device_key) = device.write(dir.path(), "device");
+    let (stranger_cert, stranger_key) = self_signed_client("svc").write(dir.path(), "stranger");
+    let server = start(
+        dir.path(),
+        &format!(
+            "client_auth = \"optional\"\nself_signed_clients = true\n\
+             [[clients]]\nid = \"device\"\ngrants = [\"client_credentials\"]\n\
+             scopes = [\"orders:read\"]\ntoken_endpoint_auth_method = \"self_signed_tls_client_auth\"\n\
+             certificate_thumbprints = [\"{}\"]\n\
+             [[clients]]\nid = \"mtls-svc\"\ngrants = [\"client_credentials\"]\n\
+             scopes = [\"orders:read\"]\ntoken_endpoint_auth_method = \"tls_client_auth\"\n\
+             tls_client_auth_subject_dn = \"CN=svc\"\n",
+            x5t(device.der())
+        ),
+    );
+    let addr = addr(&server);
+    let ca = &certs.ca_file;
+
+    // The registered self-signed certificate: a token bound to it.
+    let form = ["grant_type=client_credentials", "client_id=device"];
+    let (status, body) = post_with_certificate(
+        ca,
+        addr,
+        "/connect/token",
+        &form,
+        Some((&device_cert, &device_key)),
+    );
+    assert_eq!(status, 200, "{body}");
+    let claims = claims_of(body["access_token"].as_str().unwrap());
+    assert_eq!(claims["cnf"]["x5t#S256"], x5t(device.der()), "{claims}");
+
+    // Another self-signed certificate with the same name: not the registered one.
+    let (status, body) = post_with_certificate(
+        ca,
+        addr,
+        "/connect/token",
+        &form,
+        Some((&stranger_cert, &stranger_key)),
+    );
+    assert_eq!((status, &body["error"]), (401, &"invalid_client".into()));
+
+    // A self-signed certificate naming itself CN=svc is no CA's word: tls_client_auth refuses.
+    let (status, body) = post_with_certificate(
+        ca,
+        addr,
+        "/connect/token",
+        &["grant_type=client_credentials", "client_id=mtls-svc"],
+        Some((&device_cert, &device_key)),
+    );
+    assert_eq!((status, &body["error"]), (401, &"invalid_client".into()));
 }

@@ -3,9 +3,8 @@
 //! connections are not touched), and counts what operators watch: failed handshakes, reloads.
 
 use super::pem::PemFileError;
-use super::server::ServerTls;
+use super::server::{Live, ServerTls};
 use arc_swap::ArcSwap;
-use rustls::ServerConfig;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -20,7 +19,7 @@ pub struct TlsAcceptor {
 
 struct Shared {
     settings: ServerTls,
-    config: ArcSwap<ServerConfig>,
+    config: ArcSwap<Live>,
     handshake_failures: AtomicU64,
     reloads: AtomicU64,
     failed_reloads: AtomicU64,
@@ -51,7 +50,7 @@ impl TlsAcceptor {
     /// Reads the files of `settings`. Each error is one line naming the file at fault: a program
     /// reports it and exits before anything listens.
     pub fn new(settings: ServerTls) -> Result<Self, PemFileError> {
-        let config = settings.load()?;
+        let config = Arc::new(settings.load_live()?);
         Ok(TlsAcceptor {
             shared: Arc::new(Shared {
                 settings,
@@ -71,9 +70,9 @@ impl TlsAcceptor {
     /// Reads the files again: new handshakes get the new certificates, open connections keep
     /// theirs. On an error (one line naming the file) the previous certificates stay in use.
     pub fn reload(&self) -> Result<(), PemFileError> {
-        match self.shared.settings.load() {
+        match self.shared.settings.load_live() {
             Ok(config) => {
-                self.shared.config.store(config);
+                self.shared.config.store(Arc::new(config));
                 self.shared.reloads.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             }
@@ -93,18 +92,29 @@ impl TlsAcceptor {
         }
     }
 
-    /// Runs the server side of the handshake on `io` with the current certificates. The caller
-    /// times it; a failure is counted.
-    pub(crate) async fn accept<IO>(&self, io: IO) -> std::io::Result<TlsStream<IO>>
+    /// Runs the server side of the handshake on `io` with the current certificates, and says
+    /// whether the client's certificate, if any, was verified against `client_ca` (rather than
+    /// accepted as self-signed). The caller times it; a failure is counted.
+    pub(crate) async fn accept<IO>(&self, io: IO) -> std::io::Result<(TlsStream<IO>, bool)>
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
-        let acceptor = tokio_rustls::TlsAcceptor::from(self.shared.config.load_full());
-        let accepted = acceptor.accept(io).await;
-        if accepted.is_err() {
-            self.handshake_failed();
+        let live = self.shared.config.load_full();
+        let acceptor = tokio_rustls::TlsAcceptor::from(live.config.clone());
+        match acceptor.accept(io).await {
+            Ok(tls) => {
+                let by_ca = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .is_some_and(|chain| live.verified_by_ca(chain));
+                Ok((tls, by_ca))
+            }
+            Err(e) => {
+                self.handshake_failed();
+                Err(e)
+            }
         }
-        accepted
     }
 
     /// Counts a handshake that did not complete (the caller gave up waiting for it).

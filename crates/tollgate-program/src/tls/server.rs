@@ -10,7 +10,8 @@
 //! | `private_key` | required | PEM file: its private key (PKCS#8, PKCS#1 or SEC1) |
 //! | `[[tls.certificates]]` | none | more `certificate` + `private_key` pairs, chosen by the name the client asks for (SNI) |
 //! | `client_auth` | `"none"` | `"optional"` or `"required"`: ask for a client certificate signed by `client_ca` |
-//! | `client_ca` | none | PEM file: the CAs client certificates must chain to (required unless `client_auth = "none"`) |
+//! | `client_ca` | none | PEM file: the CAs client certificates must chain to (required unless `client_auth = "none"` or `self_signed_clients`) |
+//! | `self_signed_clients` | `false` | also accept a certificate that does not chain to `client_ca` (any, without it), once the client proves its key: for RFC 8705 `self_signed_tls_client_auth` and certificate-bound tokens |
 //! | `min_version` | `"1.2"` | or `"1.3"` |
 //!
 //! The certificate of `certificate` is the default: it is served to a client that sends no
@@ -19,10 +20,14 @@
 
 use super::pem::{self, PemFileError};
 use crate::config::{ConfigError, Source};
-use rustls::ServerConfig;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
+use rustls::{
+    CertificateError, DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureScheme,
+};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -42,6 +47,7 @@ pub struct TlsTable {
     certificates: Vec<CertificateTable>,
     client_auth: Option<Spanned<String>>,
     client_ca: Option<Spanned<PathBuf>>,
+    self_signed_clients: Option<Spanned<bool>>,
     min_version: Option<Spanned<String>>,
 }
 
@@ -73,6 +79,8 @@ pub struct ServerTls {
     certificates: Vec<CertificateFiles>,
     client_auth: ClientAuth,
     client_ca: Option<PathBuf>,
+    /// Whether certificates that do not chain to `client_ca` are accepted too.
+    self_signed_clients: bool,
     tls13_only: bool,
 }
 
@@ -111,6 +119,17 @@ pub fn tls(source: &Source, table: &TlsTable) -> Result<ServerTls, ConfigError> 
             }
         },
     };
+    let self_signed_clients = match &table.self_signed_clients {
+        Some(value) if *value.get_ref() && client_auth == ClientAuth::None => {
+            return Err(source.error(
+                value,
+                "tls.self_signed_clients",
+                "is only used with client_auth = \"optional\" or \"required\"",
+            ));
+        }
+        Some(value) => *value.get_ref(),
+        None => false,
+    };
     let client_ca = match (&table.client_ca, client_auth) {
         (Some(ca), ClientAuth::None) => {
             return Err(source.error(
@@ -119,8 +138,9 @@ pub fn tls(source: &Source, table: &TlsTable) -> Result<ServerTls, ConfigError> 
                 "is only used with client_auth = \"optional\" or \"required\"",
             ));
         }
-        (None, ClientAuth::Optional | ClientAuth::Required) => {
-            let message = "needs client_ca, the CAs client certificates must chain to";
+        (None, ClientAuth::Optional | ClientAuth::Required) if !self_signed_clients => {
+            let message = "needs client_ca, the CAs client certificates must chain to (or \
+                           self_signed_clients = true to accept any certificate whose key the client proves)";
             return Err(match &table.client_auth {
                 Some(at) => source.error(at, "tls.client_auth", message),
                 None => source.error_at(None, format_args!("tls.client_auth: {message}")),
@@ -142,6 +162,7 @@ pub fn tls(source: &Source, table: &TlsTable) -> Result<ServerTls, ConfigError> 
         certificates,
         client_auth,
         client_ca,
+        self_signed_clients,
         tls13_only,
     })
 }
@@ -157,6 +178,7 @@ impl ServerTls {
             }],
             client_auth: ClientAuth::None,
             client_ca: None,
+            self_signed_clients: false,
             tls13_only: false,
         }
     }
@@ -182,6 +204,26 @@ impl ServerTls {
         self
     }
 
+    /// Asks clients for a certificate (with [`ClientAuth::Optional`] or
+    /// [`ClientAuth::Required`]) and accepts any whose key the client proves, with no CA: see
+    /// [`self_signed_clients`](Self::self_signed_clients).
+    pub fn client_auth_self_signed(mut self, client_auth: ClientAuth) -> Self {
+        self.client_auth = client_auth;
+        self.client_ca = None;
+        self.self_signed_clients = client_auth != ClientAuth::None;
+        self
+    }
+
+    /// Also accepts client certificates that do not chain to `client_ca` (with
+    /// [`ClientAuth::Optional`] or [`ClientAuth::Required`]), once the client proves their key:
+    /// they reach requests as a [`ClientCertificate`](tollgate_core::ClientCertificate) that is
+    /// not `verified_by_ca`, good for a thumbprint (RFC 8705 self-signed client authentication,
+    /// certificate-bound tokens) and never for the names a CA vouches for.
+    pub fn self_signed_clients(mut self, accept: bool) -> Self {
+        self.self_signed_clients = accept;
+        self
+    }
+
     /// How clients present certificates.
     pub fn client_authentication(&self) -> ClientAuth {
         self.client_auth
@@ -202,6 +244,12 @@ impl ServerTls {
     /// "1.3"`) and 1.3, ALPN `h2` and `http/1.1`, the certificates by SNI, client certificates
     /// as configured. Each error is one line naming the file at fault.
     pub fn load(&self) -> Result<Arc<ServerConfig>, PemFileError> {
+        Ok(self.load_live()?.config)
+    }
+
+    /// [`load`](Self::load), and what tells a CA-verified client certificate from a
+    /// self-signed one afterwards.
+    pub(crate) fn load_live(&self) -> Result<Live, PemFileError> {
         let provider = super::provider();
         let mut keys = Vec::with_capacity(self.certificates.len());
         for pair in &self.certificates {
@@ -217,25 +265,127 @@ impl ServerTls {
             .map_err(|e| {
                 PemFileError::new(&self.certificates[0].certificate, format!("TLS: {e}"))
             })?;
-        let builder = match (&self.client_ca, self.client_auth) {
+        let ca_check = match (&self.client_ca, self.client_auth) {
             (Some(ca), ClientAuth::Optional | ClientAuth::Required) => {
                 let roots = Arc::new(pem::roots(ca)?);
-                let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider);
+                let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider.clone());
                 let verifier = if self.client_auth == ClientAuth::Optional {
                     verifier.allow_unauthenticated()
                 } else {
                     verifier
                 };
-                let verifier = verifier.build().map_err(|e| {
+                Some(verifier.build().map_err(|e| {
                     PemFileError::new(ca, format!("cannot verify clients with these CAs: {e}"))
-                })?;
-                builder.with_client_cert_verifier(verifier)
+                })?)
             }
-            _ => builder.with_no_client_auth(),
+            _ => None,
+        };
+        let builder = match (&ca_check, self.client_auth, self.self_signed_clients) {
+            (_, ClientAuth::None, _) => builder.with_no_client_auth(),
+            (ca, auth, true) => builder.with_client_cert_verifier(Arc::new(AnyCertificate {
+                ca: ca.clone(),
+                mandatory: auth == ClientAuth::Required,
+                algorithms: provider.signature_verification_algorithms,
+            })),
+            (Some(ca), _, false) => builder.with_client_cert_verifier(ca.clone()),
+            // `tls` refuses client certificates with neither a CA nor self_signed_clients.
+            (None, _, false) => builder.with_no_client_auth(),
         };
         let mut config = builder.with_cert_resolver(Arc::new(BySni { keys }));
         config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
-        Ok(Arc::new(config))
+        Ok(Live {
+            config: Arc::new(config),
+            ca_check: ca_check.filter(|_| self.self_signed_clients),
+            self_signed: self.self_signed_clients,
+        })
+    }
+}
+
+/// A loaded configuration, and how to tell whether the certificate a client presented chains
+/// to `client_ca` (what `tls_client_auth` relies on) or was only accepted as self-signed.
+pub(crate) struct Live {
+    pub(crate) config: Arc<ServerConfig>,
+    /// With `self_signed_clients` and a `client_ca`: the CA check, asked again after the
+    /// handshake.
+    ca_check: Option<Arc<dyn ClientCertVerifier>>,
+    self_signed: bool,
+}
+
+impl Live {
+    /// Whether the presented chain (end-entity certificate first) was verified against
+    /// `client_ca`: always, unless self-signed certificates are accepted too; then only if the
+    /// CA check passes it.
+    pub(crate) fn verified_by_ca(&self, chain: &[CertificateDer<'_>]) -> bool {
+        if !self.self_signed {
+            return true;
+        }
+        let (Some(check), Some((end_entity, intermediates))) =
+            (&self.ca_check, chain.split_first())
+        else {
+            return false;
+        };
+        check
+            .verify_client_cert(end_entity, intermediates, UnixTime::now())
+            .is_ok()
+    }
+}
+
+/// Accepts any client certificate webpki can read, once the client proves its key (the
+/// handshake's signature is verified as usual): the certificate is then trusted for its
+/// thumbprint only ([`Live::verified_by_ca`] tells the chained ones apart). Its dates and chain
+/// are not checked (RFC 8705 §2.2: the client is known by the certificate it registered).
+#[derive(Debug)]
+struct AnyCertificate {
+    /// Offered as the acceptable issuers, so that clients with a CA-issued certificate pick it.
+    ca: Option<Arc<dyn ClientCertVerifier>>,
+    mandatory: bool,
+    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
+}
+
+impl ClientCertVerifier for AnyCertificate {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.mandatory
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.ca.as_ref().map_or(&[], |ca| ca.root_hint_subjects())
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        webpki::EndEntityCert::try_from(end_entity)
+            .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
     }
 }
 
@@ -359,5 +509,24 @@ mod tests {
         .unwrap();
         assert_eq!(tls.client_authentication(), ClientAuth::Optional);
         assert_eq!(tls.files().last(), Some(&Path::new("/etc/tollgate/ca.crt")));
+    }
+
+    #[test]
+    fn self_signed_clients_need_client_certificates_and_make_client_ca_optional() {
+        let base = "[tls]\ncertificate = \"a.crt\"\nprivate_key = \"a.key\"\n";
+        let e = parse(&format!("{base}self_signed_clients = true\n")).unwrap_err();
+        assert!(
+            e.message()
+                .contains("tls.self_signed_clients: is only used"),
+            "{e}"
+        );
+        let tls = parse(&format!(
+            "{base}client_auth = \"required\"\nself_signed_clients = true\n"
+        ))
+        .unwrap();
+        assert_eq!(tls.client_authentication(), ClientAuth::Required);
+        assert!(tls.self_signed_clients);
+        let e = parse(&format!("{base}client_auth = \"required\"\n")).unwrap_err();
+        assert!(e.message().contains("self_signed_clients = true"), "{e}");
     }
 }

@@ -46,6 +46,22 @@ impl Issued {
     }
 }
 
+/// A self-signed client certificate (no CA) whose subject's common name is `name`: what an
+/// RFC 8705 `self_signed_tls_client_auth` client registers by its thumbprint.
+pub fn self_signed_client(name: &str) -> Issued {
+    let mut params = CertificateParams::new(vec![name.to_owned()]).expect("certificate parameters");
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    let key = KeyPair::generate().expect("certificate key");
+    let cert = params.self_signed(&key).expect("self-signed certificate");
+    Issued {
+        certificate: cert.pem(),
+        private_key: key.serialize_pem(),
+        der: cert.der().to_vec(),
+    }
+}
+
 fn write(path: &Path, contents: &str) {
     std::fs::write(path, contents)
         .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
