@@ -142,7 +142,7 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, String> {
         upstreams: config
             .upstreams
             .iter()
-            .map(|u| Upstream::new(u, workers, &limits))
+            .map(|u| Upstream::new(u, workers, &limits, tls.is_some()))
             .collect(),
         metrics: metrics.clone(),
         limiter: limiter.clone(),

@@ -1,6 +1,7 @@
 //! The gateway with `[tls]` over real sockets, with clients that are not rustls (curl, Python's
 //! `ssl`): HTTP/1.1 and HTTP/2 by ALPN to a public route, optional client certificates (none is
-//! fine, one from an unknown CA is refused), and the handshake failures in `/metrics`.
+//! fine, one from an unknown CA is refused), `X-Forwarded-Proto: https` at the upstream, and the
+//! handshake failures in `/metrics`.
 
 mod support;
 
@@ -42,7 +43,11 @@ async fn the_gateway_serves_https_with_optional_client_certificates() {
         );
         let mut anonymous = PythonClient::start(&ca_file, None);
         anonymous.open(addr, "localhost").unwrap();
-        assert_eq!(anonymous.get("/public/b").unwrap().0, 200);
+        let (status, body) = anonymous.get("/public/b").unwrap();
+        assert_eq!(status, 200);
+        // The upstream learns that the client came over TLS.
+        let echo: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(echo["headers"]["x-forwarded-proto"], "https", "{echo}");
         let mut known = PythonClient::start(&ca_file, Some((&client_cert, &client_key)));
         known.open(addr, "localhost").unwrap();
         assert_eq!(known.get("/public/c").unwrap().0, 200);

@@ -90,6 +90,8 @@ pub(crate) struct Upstream {
     /// A path the upstream's URL carried, put before every request path (no trailing `/`).
     base_path: String,
     h2c: bool,
+    /// `X-Forwarded-Proto`: `https` when the gateway's own listener serves TLS.
+    forwarded_proto: HeaderValue,
     /// `Host` for HTTP/1.1 requests: the upstream URL's authority.
     host: HeaderValue,
     response_timeout: Duration,
@@ -99,11 +101,13 @@ pub(crate) struct Upstream {
 }
 
 impl Upstream {
-    /// Builds the pool (one part per worker thread); connects lazily.
+    /// Builds the pool (one part per worker thread); connects lazily. `listener_tls`: whether
+    /// clients reach the gateway over TLS (what `X-Forwarded-Proto` tells the upstream).
     pub(crate) fn new(
         config: &UpstreamConfig,
         workers: usize,
         limits: &crate::config::Limits,
+        listener_tls: bool,
     ) -> Self {
         let base_path = config.url.path().trim_end_matches('/').to_owned();
         // Validated by the configuration: an http URL with a host.
@@ -132,6 +136,7 @@ impl Upstream {
             authority,
             base_path,
             h2c: config.h2c,
+            forwarded_proto: HeaderValue::from_static(if listener_tls { "https" } else { "http" }),
             response_timeout: config.response_timeout,
             tunnel_idle_timeout: limits.tunnel_idle_timeout,
             client_body_timeout: limits.client_body_timeout,
@@ -213,7 +218,7 @@ impl Upstream {
             headers.insert(UPGRADE, protocol.clone());
         }
         append_forwarded_for(headers, peer);
-        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+        headers.insert(X_FORWARDED_PROTO.clone(), self.forwarded_proto.clone());
         headers.insert(X_FORWARDED_HOST.clone(), forwarded_host);
         // The upstream's own authority: from the URI for HTTP/2, `Host` for HTTP/1.
         headers.remove(HOST);
