@@ -21,7 +21,7 @@
 use bytes::Buf;
 use http_body::{Body, Frame, SizeHint};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -37,6 +37,19 @@ pub(crate) struct Activity {
     /// `started`; [`NOT_WAITING`] when it is not): per body, so that a client reading one stream
     /// cannot keep others it never reads alive.
     bodies: Mutex<Vec<Weak<AtomicU64>>>,
+    /// Requests whose response head is not made yet (see [`Pending`]).
+    pending: AtomicUsize,
+}
+
+/// A request of the connection whose response head is not made yet: counted by its
+/// [`Activity`] until dropped.
+#[derive(Debug)]
+pub(crate) struct Pending(Arc<Activity>);
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.0.pending.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// A body's "waiting since" when it is not waiting.
@@ -48,7 +61,28 @@ impl Activity {
             started: Instant::now(),
             last_request: AtomicU64::new(0),
             bodies: Mutex::new(Vec::new()),
+            pending: AtomicUsize::new(0),
         })
+    }
+
+    /// A request started, pending until the returned guard is dropped (once its response body
+    /// is [`Watched`], which keeps the connection busy in turn).
+    pub(crate) fn start(self: &Arc<Self>) -> Pending {
+        self.request();
+        self.pending.fetch_add(1, Ordering::Relaxed);
+        Pending(self.clone())
+    }
+
+    /// Whether a request is under way: waiting for its response head, or its body still being
+    /// sent.
+    pub(crate) fn busy(&self) -> bool {
+        self.pending.load(Ordering::Relaxed) > 0
+            || self
+                .bodies
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .iter()
+                .any(|body| body.strong_count() > 0)
     }
 
     fn now(&self) -> u64 {

@@ -407,14 +407,15 @@ async fn serve_connection<S, B>(
         if let Some(certificate) = &certificate {
             request.extensions_mut().insert(certificate.clone());
         }
-        if let Some(activity) = &watched {
-            activity.request();
-        }
+        let pending = watched.as_ref().map(Activity::start);
         let activity = watched.clone();
         let response = inner.call(request);
         async move {
             let response = response.await?;
-            Ok::<_, std::convert::Infallible>(response.map(|body| Watched::new(body, activity)))
+            let response = response.map(|body| Watched::new(body, activity));
+            // Its body now keeps the connection busy instead.
+            drop(pending);
+            Ok::<_, std::convert::Infallible>(response)
         }
     });
     // hyper's own timer starts now: give it what is left of the deadline.
@@ -428,6 +429,9 @@ async fn serve_connection<S, B>(
         .into_owned();
     let mut connection = std::pin::pin!(connection);
     let mut draining = false;
+    // When an idle HTTP/2 connection was asked to close (GOAWAY): hyper then waits for the
+    // client's acknowledgement, which a client that says nothing never sends.
+    let mut idle_since: Option<Instant> = None;
     let mut tick = tokio::time::interval_at(Instant::now() + WATCH_EVERY, WATCH_EVERY);
     let outcome = loop {
         tokio::select! {
@@ -456,6 +460,14 @@ async fn serve_connection<S, B>(
                     tracing::debug!(%peer, "closing: no new request within the header read timeout");
                     connection.as_mut().graceful_shutdown();
                     draining = true;
+                    idle_since = Some(Instant::now());
+                }
+                // Asked to close, and nothing under way: a well-behaved client has gone by
+                // now; one that keeps the connection open past the header read timeout (plus a
+                // tick) without a request holds a slot it has no use for.
+                if idle_since.is_some_and(|at| at.elapsed() >= WATCH_EVERY) && !activity.busy() {
+                    tracing::debug!(%peer, "closed: idle, and the client did not close after GOAWAY");
+                    return;
                 }
             }
         }

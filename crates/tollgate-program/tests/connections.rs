@@ -222,6 +222,38 @@ async fn an_idle_http2_connection_is_closed_after_the_header_read_timeout() {
         .unwrap();
 }
 
+/// The outsider's attack: a client that sends one HTTP/2 request, then nothing at all (it never
+/// acknowledges the server's PING after GOAWAY), held its connection about 40 s with a 5 s
+/// header read timeout, enough to fill `max_connections` at one request per 40 s.
+#[tokio::test]
+async fn an_http2_client_that_never_answers_is_closed_soon_after_the_header_read_timeout() {
+    let addr = start(Limits {
+        header_read_timeout: Duration::from_secs(1),
+        max_connections: 16,
+        ..Limits::default()
+    })
+    .await;
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    // The preface, an empty SETTINGS frame, and HEADERS (END_STREAM | END_HEADERS) on stream 1
+    // with HPACK's static-table entries for `:method GET`, `:scheme http` and `:path /`.
+    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    hello.extend_from_slice(&[0, 0, 0, 0x4, 0, 0, 0, 0, 0]);
+    hello.extend_from_slice(&[0, 0, 3, 0x1, 0x5, 0, 0, 0, 1, 0x82, 0x86, 0x84]);
+    stream.write_all(&hello).await.unwrap();
+    let started = std::time::Instant::now();
+    // Read whatever the server sends (its SETTINGS, the response, GOAWAY, PING) and answer
+    // nothing, until it closes.
+    assert!(
+        closed_within(&mut stream, Duration::from_secs(6)).await,
+        "a silent HTTP/2 client still holds its connection"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
 #[tokio::test]
 async fn an_http2_client_that_grants_no_window_is_closed_after_the_send_timeout() {
     let addr = start(Limits {
