@@ -42,7 +42,7 @@ def main(source, target):
     failures = data.get("issue_failures", [])
     for status, style, label in ((503, "r|", "token request answered 503"),
                                  (0, "k|", "token request to a stopped replica")):
-        at = [minutes(f[0]) for f in failures if (f[2] == status) == (status == 503) and (f[2] == 0) == (status == 0)]
+        at = [minutes(f[0]) for f in failures if (f[2] == 503) == (status == 503)]
         if at:
             axes[4].plot(at, [0] * len(at), style, markersize=12, label=label)
     if failures:

@@ -527,7 +527,7 @@ def main():
         }
         with open(os.path.join(out_dir, "soak.json"), "w") as f:
             json.dump({"summary": summary, "windows": state["windows"], "samples": state["samples"],
-                       "refusal_ms": state["refusal_ms"], "issue_failures": state["issue_failures"]}, f)
+                       "issue_failures": state["issue_failures"]}, f)
         subprocess.run([os.path.join(venv, "bin", "python"), os.path.join(ROOT, "benches", "soak", "plot.py"),
                         os.path.join(out_dir, "soak.json"), os.path.join(out_dir, "soak.png")], check=True)
         print(json.dumps(summary, indent=2))
