@@ -460,9 +460,12 @@ async fn serve_connection<S, B>(
                     tracing::debug!(%peer, "closing: no new request within the header read timeout");
                     connection.as_mut().graceful_shutdown();
                     draining = true;
-                    idle_since = Some(Instant::now());
+                    // With a request still under way, hyper finishes it and closes as before.
+                    if !activity.busy() {
+                        idle_since = Some(Instant::now());
+                    }
                 }
-                // Asked to close, and nothing under way: a well-behaved client has gone by
+                // Asked to close while idle, and still idle: a well-behaved client has gone by
                 // now; one that keeps the connection open past the header read timeout (plus a
                 // tick) without a request holds a slot it has no use for.
                 if idle_since.is_some_and(|at| at.elapsed() >= WATCH_EVERY) && !activity.busy() {
