@@ -405,13 +405,18 @@ impl SentinelSet {
     /// Starts the set, each replica lagging `replication_delay` behind the primary, and waits
     /// until the Sentinels know the replicas and each other (so that a failover can happen).
     pub fn start(replication_delay: Duration) -> SentinelSet {
-        let primary = RedisServer::start_with_args(&[]);
+        // A replica that must resynchronise in full after the failover (it was ahead of the
+        // one promoted) gets its copy at once, not after Redis's 5 s wait for other replicas.
+        let quick_sync = ["--repl-diskless-sync-delay", "0"];
+        let primary = RedisServer::start_with_args(&quick_sync);
         let mut servers = vec![primary];
         let mut proxies = Vec::new();
         for _ in 0..2 {
             let proxy = DelayProxy::start(servers[0].port(), replication_delay);
             let port = proxy.port().to_string();
             servers.push(RedisServer::start_with_args(&[
+                quick_sync[0],
+                quick_sync[1],
                 "--replicaof",
                 "127.0.0.1",
                 &port,
@@ -512,7 +517,9 @@ impl SentinelSet {
     }
 }
 
-/// A Sentinel on a free port watching the primary on `primary`, quick to act: down after 1 s.
+/// A Sentinel on a free port watching the primary on `primary`, quick to act: down after 1 s,
+/// and a replica its reconfiguration missed after a failover is set right within 10 s (60 s
+/// would outlast the tests' patience on a loaded machine).
 fn sentinel(primary: u16) -> RedisServer {
     let dir = tempfile::tempdir().expect("cannot create a temporary directory");
     let port = free_port();
@@ -523,7 +530,7 @@ fn sentinel(primary: u16) -> RedisServer {
             "port {port}\nbind 127.0.0.1\ndir {dir}\n\
              sentinel monitor {SENTINEL_MASTER} 127.0.0.1 {primary} 2\n\
              sentinel down-after-milliseconds {SENTINEL_MASTER} 1000\n\
-             sentinel failover-timeout {SENTINEL_MASTER} 60000\n\
+             sentinel failover-timeout {SENTINEL_MASTER} 10000\n\
              sentinel parallel-syncs {SENTINEL_MASTER} 2\n",
             dir = dir.path().display()
         ),
@@ -571,6 +578,9 @@ impl ClusterSet {
                     "--cluster-node-timeout",
                     "1000",
                     "--cluster-replica-validity-factor",
+                    "0",
+                    // A master back as a replica copies its new master at once.
+                    "--repl-diskless-sync-delay",
                     "0",
                 ])
             })
