@@ -63,9 +63,38 @@ pub(crate) static METHOD_OVERRIDE: [HeaderName; 3] = [
     HeaderName::from_static("x-method-override"),
 ];
 
-/// `Client-Cert` (RFC 9440), the default header of `[client_certificate]`: only a trusted proxy
-/// in front may set it, and it is never forwarded, whatever the configured header is.
-static CLIENT_CERT: &HeaderName = &tollgate_layer::client_cert::CLIENT_CERT;
+/// The beginnings of the names other TLS-terminating proxies give the client certificate they
+/// verified, or what they concluded from it, as CGI reads them (see [`same_variable`]): RFC
+/// 9440's `Client-Cert` and `Client-Cert-Chain`; the `X-SSL-Client-*`, `X-Client-Cert*`,
+/// `X-Client-Verify` and `X-Client-DN` conventions of nginx and HAProxy set-ups (and their CGI
+/// `SSL_CLIENT_*` forms); Envoy's `X-Forwarded-Client-Cert`; Traefik's
+/// `X-Forwarded-Tls-Client-Cert(-Info)`; AWS's `X-Amzn-Mtls-Clientcert*`; Azure's and ASP.NET
+/// Core's `X-ARR-ClientCert`; Google's load balancers' `X-Client-Cert-*`. An upstream that once
+/// sat behind such a proxy believes them: the gateway is the proxy now, and sets none, so a
+/// client's copies never pass.
+static CLIENT_CERT_PREFIXES: [&str; 13] = [
+    "client-cert",
+    "ssl-client-",
+    "x-ssl-client-",
+    "x-ssl-cert",
+    "x-client-cert",
+    "x-client-verify",
+    "x-client-dn",
+    "x-client-s-dn",
+    "x-client-i-dn",
+    "x-forwarded-client-cert",
+    "x-forwarded-tls-client-cert",
+    "x-amzn-mtls-clientcert",
+    "x-arr-clientcert",
+];
+
+/// Whether a client certificate (or a proxy's verdict on one) is what upstreams read in
+/// `name`, whatever its spelling: see [`CLIENT_CERT_PREFIXES`].
+pub(crate) fn is_client_cert_header(name: &str) -> bool {
+    CLIENT_CERT_PREFIXES
+        .iter()
+        .any(|prefix| name.len() >= prefix.len() && same_variable(prefix, &name[..prefix.len()]))
+}
 
 /// Whether `name` is owned by HTTP or by the gateway, so that it may not carry claims. Names
 /// are compared as CGI reads them.
@@ -80,14 +109,14 @@ pub(crate) fn is_reserved(name: &HeaderName) -> bool {
         &X_FORWARDED_HOST,
         &X_REQUEST_ID,
         &PROXY,
-        CLIENT_CERT,
     ];
-    HOP_BY_HOP
-        .iter()
-        .chain(owned)
-        .chain(&METHOD_OVERRIDE)
-        .chain(&PROXY_OWNED)
-        .any(|reserved| same_variable(reserved.as_str(), name.as_str()))
+    is_client_cert_header(name.as_str())
+        || HOP_BY_HOP
+            .iter()
+            .chain(owned)
+            .chain(&METHOD_OVERRIDE)
+            .chain(&PROXY_OWNED)
+            .any(|reserved| same_variable(reserved.as_str(), name.as_str()))
 }
 
 /// Whether two header names are one variable to a CGI/WSGI/Rack/PHP upstream: equal once every
@@ -195,8 +224,9 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
 /// their other spellings (`_`, `.`, ...: see [`same_variable`]; their exact spellings are judged
 /// elsewhere), `Proxy`, and, under
 /// [`MethodOverride::Strip`], the method-override headers themselves; and `client_cert`, the
-/// header of `[client_certificate]`, with `Client-Cert`, in every spelling (read, when a
-/// trusted proxy sent it, before this runs).
+/// header of `[client_certificate]`, with every header in which some proxy passes a client
+/// certificate ([`is_client_cert_header`]), in every spelling (read, when a trusted proxy sent
+/// it, before this runs).
 pub(crate) fn strip_client_copies(
     headers: &mut HeaderMap,
     identity: &[HeaderName],
@@ -207,7 +237,6 @@ pub(crate) fn strip_client_copies(
         headers.remove(name);
     }
     headers.remove(client_cert);
-    headers.remove(CLIENT_CERT);
     headers.remove(&PROXY);
     for name in &PROXY_OWNED {
         headers.remove(name);
@@ -216,6 +245,15 @@ pub(crate) fn strip_client_copies(
         for name in &METHOD_OVERRIDE {
             headers.remove(name);
         }
+    }
+    // A few short comparisons per header; most requests carry none of these.
+    let certificates: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| is_client_cert_header(name.as_str()))
+        .cloned()
+        .collect();
+    for name in certificates {
+        headers.remove(name);
     }
     // Names with `_`, `.` and the like are rare: look for them only when there is one.
     if !headers.keys().any(unusual) {
@@ -228,7 +266,6 @@ pub(crate) fn strip_client_copies(
         &X_FORWARDED_HOST,
         &X_REQUEST_ID,
         client_cert,
-        CLIENT_CERT,
     ];
     let doubles: Vec<HeaderName> = headers
         .keys()
@@ -305,6 +342,48 @@ mod tests {
         assert!(same_variable("x-auth-roles", "x!auth~roles"));
         assert!(!same_variable("x-auth-roles", "x-auth-role"));
         assert!(!same_variable("x-auth-roles", "x-auth-rolesx"));
+    }
+
+    #[test]
+    fn every_proxys_client_certificate_header_is_stripped() {
+        let mut headers = HeaderMap::new();
+        let forged = [
+            "client-cert",
+            "client-cert-chain",
+            "Client_Cert",
+            "x-ssl-client-cert",
+            "X_SSL_Client_Verify",
+            "x-ssl-client-s-dn",
+            "ssl_client_cert",
+            "x-ssl-cert",
+            "x-client-cert",
+            "x-client-cert-present",
+            "x-client-verify",
+            "x-client-dn",
+            "x-forwarded-client-cert",
+            "x-forwarded-tls-client-cert-info",
+            "x-amzn-mtls-clientcert-leaf",
+            "X-ARR-ClientCert",
+        ];
+        for name in forged {
+            headers.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_static("forged"),
+            );
+        }
+        for kept in ["x-client-version", "x-client-id", "x-ssl", "accept"] {
+            headers.insert(kept, HeaderValue::from_static("kept"));
+        }
+        let configured = HeaderName::from_static("x-proxy-certificate");
+        headers.insert(&configured, HeaderValue::from_static("forged"));
+        strip_client_copies(&mut headers, &[], MethodOverride::Strip, &configured);
+        let mut left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(
+            left,
+            ["accept", "x-client-id", "x-client-version", "x-ssl"],
+            "{headers:?}"
+        );
     }
 
     #[test]

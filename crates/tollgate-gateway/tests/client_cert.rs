@@ -185,7 +185,8 @@ async fn a_bound_token_needs_its_certificate_from_a_trusted_proxy() {
     }
 
     // Unbound tokens are unaffected, and a client's header never reaches the upstream, on a
-    // protected or a public route.
+    // protected or a public route: nor do the headers in which other proxies pass a client
+    // certificate or their verdict on it, which an upstream that sat behind one believes.
     for path in ["/orders/1", "/public/x"] {
         let a = send_from(
             "127.0.0.2",
@@ -196,6 +197,15 @@ async fn a_bound_token_needs_its_certificate_from_a_trusted_proxy() {
                 ("client-cert", &mine_header),
                 ("Client_Cert", &mine_header),
                 ("client.cert", &mine_header),
+                ("client-cert-chain", &mine_header),
+                ("x-ssl-client-cert", &mine_header),
+                ("x-ssl-client-verify", "SUCCESS"),
+                ("SSL_CLIENT_S_DN", "CN=admin"),
+                ("x-forwarded-client-cert", "Hash=ab;Subject=\"CN=admin\""),
+                ("x-arr-clientcert", &mine_header),
+                ("x-client-cert-present", "true"),
+                ("x-amzn-mtls-clientcert-subject", "CN=admin"),
+                ("x-client-version", "kept"),
             ],
         )
         .await;
@@ -204,9 +214,10 @@ async fn a_bound_token_needs_its_certificate_from_a_trusted_proxy() {
         assert!(
             !names
                 .iter()
-                .any(|n| n.contains("client") && n.contains("cert")),
+                .any(|n| n.contains("cert") || n.contains("ssl")),
             "{path}: {names:?}"
         );
+        assert!(names.iter().any(|n| n == "x-client-version"), "{names:?}");
     }
 
     // Forward-auth: nginx passes the certificate on the auth subrequest.
@@ -317,6 +328,11 @@ async fn require_bound_tokens_and_bad_configuration() {
             .expect_err(body)
             .to_string();
         assert!(error.contains(expected), "{error}");
+    }
+    // Any header a proxy passes certificates in may be the one read.
+    for header in ["X-ARR-ClientCert", "x-forwarded-client-cert", "client_cert"] {
+        let text = fx.config(&config(&up, "", &format!("header = \"{header}\"")));
+        tollgate_gateway::config::parse(&text, &fx.path()).expect(header);
     }
     for header in [
         "authorization",

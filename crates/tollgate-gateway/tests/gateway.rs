@@ -811,6 +811,10 @@ fn configuration_errors_are_one_line_with_file_line_and_key() {
             ":9:11: identity_headers.subject: a header HTTP or the gateway owns",
         ),
         (
+            "[identity_headers]\nsubject = \"x-ssl-client-s-dn\"\n",
+            ":9:11: identity_headers.subject: a header HTTP or the gateway owns",
+        ),
+        (
             "[revocations]\nredis_url = \"http://x\"\n",
             ":9:13: revocations.redis_url: ",
         ),

@@ -999,10 +999,10 @@ fn client_certificate(
     let key = "client_certificate.header";
     let name = HeaderName::from_bytes(c.header.get_ref().as_bytes())
         .map_err(|_| source.error(&c.header, key, "not a header name"))?;
-    // `Client-Cert` itself is fine; every other header HTTP or the gateway owns, or an identity
-    // header, would be read as a certificate and then removed.
-    let client_cert = &tollgate_layer::client_cert::CLIENT_CERT;
-    if (crate::headers::is_reserved(&name) && name != *client_cert)
+    // A header in which proxies pass certificates (`Client-Cert`, `X-SSL-Client-Cert`, ...) is
+    // fine; every other header HTTP or the gateway owns, or an identity header, would be read
+    // as a certificate and then removed.
+    if (crate::headers::is_reserved(&name) && !crate::headers::is_client_cert_header(name.as_str()))
         || identity
             .names()
             .iter()
