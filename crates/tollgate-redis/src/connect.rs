@@ -42,15 +42,34 @@ pub struct RedisTarget {
 #[derive(Clone, Debug)]
 enum Topology {
     Single,
-    /// Sentinels (`host`, `port`) and the name of the primary they watch.
+    /// Sentinels (`host`, `port`), the name of the primary they watch, and the credentials
+    /// the Sentinels themselves require, if any.
     Sentinel {
         sentinels: Vec<(String, u16)>,
         master: String,
+        auth: Option<SentinelAuth>,
     },
     /// Seed nodes of a Cluster.
     Cluster {
         nodes: Vec<(String, u16)>,
     },
+}
+
+/// What Sentinels that require a password of their own (`requirepass` in `sentinel.conf`) are
+/// asked with: `?sentinel_username=...&sentinel_password=...` in a `redis+sentinel://` URL.
+#[derive(Clone)]
+struct SentinelAuth {
+    username: Option<String>,
+    password: String,
+}
+
+impl fmt::Debug for SentinelAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SentinelAuth")
+            .field("username", &self.username)
+            .field("password", &"***")
+            .finish()
+    }
 }
 
 /// How many replicas must hold a write (`WAIT numreplicas timeout`) before a producer counts it
@@ -138,7 +157,9 @@ impl RedisTarget {
     /// - `redis+sentinel://[user:password@]s1[:port],s2[:port]/master_name[/db]` (and
     ///   `rediss+sentinel://`): the primary these Sentinels (port 26379 by default) name
     ///   `master_name`; the credentials and TLS are those of the Redis servers, Sentinels are
-    ///   asked without credentials (over TLS too with `rediss+sentinel`);
+    ///   asked over TLS too with `rediss+sentinel`, and without credentials unless the URL ends
+    ///   with `?sentinel_password=...` (and optionally `&sentinel_username=...`, for Sentinels
+    ///   with ACL users), percent-encoded;
     /// - `redis+cluster://[user:password@]n1[:port],n2[:port]` (and `rediss+cluster://`): a
     ///   Cluster, found from these seed nodes (port 6379 by default).
     pub fn new(url: &str) -> Result<Self, ConnectError> {
@@ -159,8 +180,29 @@ impl RedisTarget {
             )));
         }
         let (url, topology) = match kind {
+            None if rest
+                .split_once('?')
+                .is_some_and(|(_, query)| query.contains("sentinel_")) =>
+            {
+                return Err(ConnectError::new(
+                    "invalid Redis URL: sentinel_password and sentinel_username are for \
+                     redis+sentinel:// URLs",
+                ));
+            }
             None => (url.to_owned(), Topology::Single),
             Some(kind) => {
+                let (rest, auth) = match rest.split_once('?') {
+                    None => (rest, None),
+                    Some((rest, query)) if kind == "sentinel" => {
+                        (rest, Some(sentinel_auth(query)?))
+                    }
+                    Some(_) => {
+                        return Err(ConnectError::new(
+                            "invalid Redis URL: only a redis+sentinel:// URL takes parameters \
+                             (sentinel_password, sentinel_username)",
+                        ));
+                    }
+                };
                 let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
                 let (userinfo, hosts) = match authority.rsplit_once('@') {
                     Some((userinfo, hosts)) => (format!("{userinfo}@"), hosts),
@@ -176,7 +218,14 @@ impl RedisTarget {
                     })?;
                     let sentinels = parse_nodes(base, hosts, 26379)?;
                     let master = master.to_owned();
-                    (Topology::Sentinel { sentinels, master }, segments.next())
+                    (
+                        Topology::Sentinel {
+                            sentinels,
+                            master,
+                            auth,
+                        },
+                        segments.next(),
+                    )
                 } else {
                     let nodes = parse_nodes(base, hosts, 6379)?;
                     let db = segments.next();
@@ -227,7 +276,21 @@ impl RedisTarget {
             min_replicas_acked: None,
             shown: String::new(),
         };
-        target.shown = target.show(scheme, rest);
+        target.shown = target.show(scheme, rest.split_once('?').map_or(rest, |(r, _)| r));
+        if let Topology::Sentinel {
+            auth: Some(auth), ..
+        } = &target.topology
+        {
+            if let Some(user) = &auth.username {
+                let user: String = url::form_urlencoded::byte_serialize(user.as_bytes()).collect();
+                target
+                    .shown
+                    .push_str(&format!("?sentinel_username={user}&"));
+            } else {
+                target.shown.push('?');
+            }
+            target.shown.push_str("sentinel_password=***");
+        }
         // The redis crate's own checks (database number, TLS support).
         Client::open(target.url.as_str()).map_err(|e| {
             ConnectError::new(format!("invalid Redis URL {target}: {}", e.category()))
@@ -353,10 +416,17 @@ impl RedisTarget {
     ) -> Result<MultiplexedConnection, ConnectError> {
         match &self.topology {
             Topology::Single => self.open(&self.url, response_timeout).await,
-            Topology::Sentinel { sentinels, master } => {
+            Topology::Sentinel {
+                sentinels,
+                master,
+                auth,
+            } => {
                 let mut failure = None;
                 for sentinel in sentinels {
-                    match self.via_sentinel(sentinel, master, response_timeout).await {
+                    match self
+                        .via_sentinel(sentinel, master, auth.as_ref(), response_timeout)
+                        .await
+                    {
                         Ok(connection) => return Ok(connection),
                         Err(e) if e.refused => return Err(e),
                         Err(e) => failure = Some(e),
@@ -390,19 +460,38 @@ impl RedisTarget {
         Ok(url)
     }
 
-    /// Asks `sentinel` for the primary named `master`, and connects to it.
+    /// Asks `sentinel` (with `auth`, if it requires a password) for the primary named
+    /// `master`, and connects to it.
     async fn via_sentinel(
         &self,
         sentinel: &(String, u16),
         master: &str,
+        auth: Option<&SentinelAuth>,
         response_timeout: Duration,
     ) -> Result<MultiplexedConnection, ConnectError> {
         let mut url = self.node_url(sentinel)?;
         // Sentinels have no databases, and are asked without the servers' credentials.
-        let _ = url.set_username("");
-        let _ = url.set_password(None);
+        let username = auth.and_then(|a| a.username.as_deref()).unwrap_or_default();
+        let password = auth.map(|a| a.password.as_str());
+        if url.set_username(username).is_err() || url.set_password(password).is_err() {
+            return Err(ConnectError::new(format!(
+                "{self}: cannot use the Sentinel credentials"
+            )));
+        }
         url.set_path("");
-        let mut asking = self.open(&url, DISCOVERY_TIMEOUT).await?;
+        let mut asking = self.open(&url, DISCOVERY_TIMEOUT).await.map_err(|e| {
+            if e.refused && auth.is_none() {
+                ConnectError {
+                    message: format!(
+                        "{e}: this Sentinel requires a password of its own; add \
+                         ?sentinel_password=... to the URL"
+                    ),
+                    refused: true,
+                }
+            } else {
+                e
+            }
+        })?;
         let address: Option<(String, u16)> = redis::cmd("SENTINEL")
             .arg("get-master-addr-by-name")
             .arg(master)
@@ -534,6 +623,38 @@ impl RedisTarget {
     }
 }
 
+/// The parameters of a `redis+sentinel://` URL: `sentinel_password` (required with
+/// `sentinel_username`) and `sentinel_username`; anything else is refused.
+fn sentinel_auth(query: &str) -> Result<SentinelAuth, ConnectError> {
+    let (mut username, mut password) = (None, None);
+    for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        let slot = match key.as_ref() {
+            "sentinel_username" => &mut username,
+            "sentinel_password" => &mut password,
+            // The key only: a value may be a password.
+            other => {
+                let other: String = other.chars().take(40).collect();
+                return Err(ConnectError::new(format!(
+                    "invalid Redis URL: unknown parameter {other:?} (sentinel_password, \
+                     sentinel_username)"
+                )));
+            }
+        };
+        if slot.replace(value.into_owned()).is_some() {
+            return Err(ConnectError::new(format!(
+                "invalid Redis URL: {key} given twice"
+            )));
+        }
+    }
+    let password = password.filter(|p| !p.is_empty()).ok_or_else(|| {
+        ConnectError::new("invalid Redis URL: sentinel_password is missing or empty")
+    })?;
+    Ok(SentinelAuth {
+        username: username.filter(|u| !u.is_empty()),
+        password,
+    })
+}
+
 /// `host:port` of a URL, for messages (never its credentials).
 fn address(url: &url::Url) -> String {
     format!(
@@ -622,7 +743,12 @@ mod tests {
             target.to_string(),
             "redis+sentinel://:***@10.0.0.1,10.0.0.2:26380/mymaster/2"
         );
-        let Topology::Sentinel { sentinels, master } = &target.topology else {
+        let Topology::Sentinel {
+            sentinels,
+            master,
+            auth: None,
+        } = &target.topology
+        else {
             panic!("not Sentinel: {target:?}");
         };
         assert_eq!(master, "mymaster");
@@ -669,6 +795,48 @@ mod tests {
     }
 
     #[test]
+    fn sentinels_with_a_password_of_their_own() {
+        let target = RedisTarget::new(
+            "redis+sentinel://:s3cret@s1,s2/mymaster/1?sentinel_password=p%40ss%26w0rd",
+        )
+        .unwrap();
+        assert_eq!(
+            target.to_string(),
+            "redis+sentinel://:***@s1,s2/mymaster/1?sentinel_password=***"
+        );
+        assert!(!format!("{target:?}").contains("w0rd"));
+        let Topology::Sentinel {
+            master,
+            auth: Some(auth),
+            ..
+        } = &target.topology
+        else {
+            panic!("no Sentinel credentials: {target:?}");
+        };
+        assert_eq!(master, "mymaster");
+        assert_eq!(auth.password, "p@ss&w0rd");
+        assert_eq!(auth.username, None);
+        assert_eq!(target.url.path(), "/1");
+        assert_eq!(target.url.query(), None);
+
+        let target = RedisTarget::new(
+            "rediss+sentinel://s1/m?sentinel_username=watcher&sentinel_password=x",
+        )
+        .unwrap();
+        assert_eq!(
+            target.to_string(),
+            "rediss+sentinel://s1/m?sentinel_username=watcher&sentinel_password=***"
+        );
+        let Topology::Sentinel {
+            auth: Some(auth), ..
+        } = &target.topology
+        else {
+            panic!("no Sentinel credentials: {target:?}");
+        };
+        assert_eq!(auth.username.as_deref(), Some("watcher"));
+    }
+
+    #[test]
     fn bad_urls_are_refused_without_echoing_them() {
         for url in [
             "http://x",
@@ -685,6 +853,12 @@ mod tests {
             "redis+cluster://:se/cret@h1",
             "redis+sentinel://:se/cret@h1/m",
             "redis+cluster://:se@cret@h1:x",
+            "redis+sentinel://h1/m?sentinel_username=u",
+            "redis+sentinel://h1/m?sentinel_password=",
+            "redis+sentinel://h1/m?sentinel_password=secret&sentinel_password=secret",
+            "redis+sentinel://h1/m?password=secret",
+            "redis+cluster://h1?sentinel_password=secret",
+            "redis://h1?sentinel_password=secret",
         ] {
             let error = RedisTarget::new(url).unwrap_err().to_string();
             assert!(error.starts_with("invalid Redis URL"), "{url}: {error}");

@@ -399,12 +399,27 @@ pub struct SentinelSet {
     /// Kept for their lifetime: the replicas' links to the first primary.
     _proxies: Vec<DelayProxy>,
     sentinels: Vec<RedisServer>,
+    /// The password the Sentinels require (`requirepass`), if any.
+    sentinel_password: Option<String>,
 }
 
 impl SentinelSet {
     /// Starts the set, each replica lagging `replication_delay` behind the primary, and waits
     /// until the Sentinels know the replicas and each other (so that a failover can happen).
     pub fn start(replication_delay: Duration) -> SentinelSet {
+        Self::start_with(replication_delay, None)
+    }
+
+    /// [`start`](Self::start), with Sentinels that require `password` of their clients and of
+    /// each other (`requirepass`, `sentinel sentinel-pass`).
+    pub fn start_with_sentinel_password(
+        replication_delay: Duration,
+        password: &str,
+    ) -> SentinelSet {
+        Self::start_with(replication_delay, Some(password))
+    }
+
+    fn start_with(replication_delay: Duration, sentinel_password: Option<&str>) -> SentinelSet {
         // A replica that must resynchronise in full after the failover (it was ahead of the
         // one promoted) gets its copy at once, not after Redis's 5 s wait for other replicas.
         let quick_sync = ["--repl-diskless-sync-delay", "0"];
@@ -433,7 +448,9 @@ impl SentinelSet {
                 })
                 .is_ok_and(|info| info.matches(",state=online,").count() == 2)
         });
-        let sentinels = (0..3).map(|_| sentinel(primary)).collect::<Vec<_>>();
+        let sentinels = (0..3)
+            .map(|_| sentinel(primary, sentinel_password))
+            .collect::<Vec<_>>();
         for sentinel in &sentinels {
             let port = sentinel.port();
             wait_until(
@@ -441,7 +458,7 @@ impl SentinelSet {
                 Duration::from_secs(30),
                 || {
                     let count = |what: &str| {
-                        kit_connection(port)
+                        sentinel_connection(port, sentinel_password)
                             .and_then(|mut c| {
                                 redis::cmd("SENTINEL")
                                     .arg(what)
@@ -458,6 +475,7 @@ impl SentinelSet {
             servers,
             _proxies: proxies,
             sentinels,
+            sentinel_password: sentinel_password.map(str::to_owned),
         }
     }
 
@@ -474,7 +492,8 @@ impl SentinelSet {
     /// The port of the primary the Sentinels name now.
     pub fn primary_port(&self) -> u16 {
         for sentinel in &self.sentinels {
-            let named = kit_connection(sentinel.port()).and_then(|mut c| {
+            let password = self.sentinel_password.as_deref();
+            let named = sentinel_connection(sentinel.port(), password).and_then(|mut c| {
                 redis::cmd("SENTINEL")
                     .arg("get-master-addr-by-name")
                     .arg(SENTINEL_MASTER)
@@ -517,10 +536,22 @@ impl SentinelSet {
     }
 }
 
+/// A connection to the Sentinel on `port`, authenticated with `password` if it requires one.
+fn sentinel_connection(port: u16, password: Option<&str>) -> redis::RedisResult<redis::Connection> {
+    let mut connection = kit_connection(port)?;
+    if let Some(password) = password {
+        redis::cmd("AUTH")
+            .arg(password)
+            .query::<()>(&mut connection)?;
+    }
+    Ok(connection)
+}
+
 /// A Sentinel on a free port watching the primary on `primary`, quick to act: down after 1 s,
 /// and a replica its reconfiguration missed after a failover is set right within 10 s (60 s
 /// would outlast the tests' patience on a loaded machine).
-fn sentinel(primary: u16) -> RedisServer {
+/// With `password`, it requires it of its clients and of the other Sentinels.
+fn sentinel(primary: u16, password: Option<&str>) -> RedisServer {
     let dir = tempfile::tempdir().expect("cannot create a temporary directory");
     let port = free_port();
     let config = dir.path().join("sentinel.conf");
@@ -531,8 +562,11 @@ fn sentinel(primary: u16) -> RedisServer {
              sentinel monitor {SENTINEL_MASTER} 127.0.0.1 {primary} 2\n\
              sentinel down-after-milliseconds {SENTINEL_MASTER} 1000\n\
              sentinel failover-timeout {SENTINEL_MASTER} 10000\n\
-             sentinel parallel-syncs {SENTINEL_MASTER} 2\n",
-            dir = dir.path().display()
+             sentinel parallel-syncs {SENTINEL_MASTER} 2\n{auth}",
+            dir = dir.path().display(),
+            auth = password
+                .map(|p| format!("requirepass {p}\nsentinel sentinel-pass {p}\n"))
+                .unwrap_or_default(),
         ),
     )
     .expect("cannot write the Sentinel's configuration");

@@ -255,6 +255,60 @@ async fn a_sentinel_failover_loses_no_acknowledged_revocation() {
     load.check(&target, stale, "sentinel").await;
 }
 
+/// Sentinels that require a password of their own (`requirepass` in `sentinel.conf`): asked
+/// with `?sentinel_password=`, and a URL without it, or with a wrong one, fails at once with an
+/// error that says so, not as an unreachable Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinels_with_a_password_of_their_own() {
+    let mut set = tokio::task::spawn_blocking(|| {
+        SentinelSet::start_with_sentinel_password(Duration::ZERO, "watch%word")
+    })
+    .await
+    .unwrap();
+    let keys = Keys::default();
+    let without = RedisTarget::new(&set.url()).unwrap();
+    let e = without
+        .connect_for(&keys, Duration::from_secs(2))
+        .await
+        .unwrap_err();
+    assert!(e.is_refused(), "{e}");
+    assert!(e.to_string().contains("?sentinel_password="), "{e}");
+    let wrong = RedisTarget::new(&format!("{}?sentinel_password=nope", set.url())).unwrap();
+    let e = wrong
+        .connect_for(&keys, Duration::from_secs(2))
+        .await
+        .unwrap_err();
+    assert!(e.is_refused(), "{e}");
+    assert!(!e.to_string().contains("nope"), "{e}");
+
+    let target =
+        RedisTarget::new(&format!("{}?sentinel_password=watch%25word", set.url())).unwrap();
+    let mut connection = target
+        .connect_for(&keys, Duration::from_secs(2))
+        .await
+        .expect("the primary, named by Sentinels asked with their password");
+    publish_acked(&mut connection, &keys, &[token(1)], target.replica_acks())
+        .await
+        .expect("published to the primary and acknowledged by a replica");
+    // After a failover, the Sentinels (asked again, with the password) name the new primary.
+    let old = set.kill_primary();
+    let promoted = tokio::task::block_in_place(|| set.wait_failover(old, Duration::from_secs(20)));
+    let mut connection = target
+        .connect_for(&keys, Duration::from_secs(2))
+        .await
+        .expect("the promoted primary");
+    let port: u16 = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("port")
+        .query_async::<(String, String)>(&mut connection)
+        .await
+        .unwrap()
+        .1
+        .parse()
+        .unwrap();
+    assert_eq!(port, promoted);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_failover_loses_no_acknowledged_revocation() {
     let mut set = tokio::task::spawn_blocking(ClusterSet::start)
