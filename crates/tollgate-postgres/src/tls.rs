@@ -137,11 +137,8 @@ impl SslOptions {
             }
             // libpq: with a root certificate, `require` (and `prefer`) check the chain as
             // `verify-ca` does.
-            (_, Some(roots)) => Arc::new(ChainOnly {
+            (_, roots) => Arc::new(ChainOrAny {
                 roots,
-                algorithms: provider.signature_verification_algorithms,
-            }),
-            (_, None) => Arc::new(Unverified {
                 algorithms: provider.signature_verification_algorithms,
             }),
         };
@@ -207,14 +204,18 @@ fn roots(path: &Path) -> Result<RootCertStore, String> {
     Ok(store)
 }
 
-/// `verify-ca`: the chain must lead to a root of `sslrootcert`; the name is not looked at.
+/// What a server certificate must satisfy short of its name: a chain to a root of
+/// `sslrootcert` (`verify-ca`, and libpq's `require`/`prefer` with a root certificate), or
+/// nothing (`prefer` and `require` without one: libpq's "encrypted, not authenticated"). The
+/// handshake signature is checked against the certificate either way.
 #[derive(Debug)]
-struct ChainOnly {
-    roots: Arc<RootCertStore>,
+struct ChainOrAny {
+    /// `None`: any certificate.
+    roots: Option<Arc<RootCertStore>>,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for ChainOrAny {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -223,56 +224,16 @@ impl ServerCertVerifier for ChainOnly {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let cert = ParsedCertificate::try_from(end_entity)?;
-        verify_server_cert_signed_by_trust_anchor(
-            &cert,
-            &self.roots,
-            intermediates,
-            now,
-            self.algorithms.all,
-        )?;
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
-}
-
-/// `prefer` and `require` without `sslrootcert`: any certificate (libpq's meaning: encrypted,
-/// not authenticated). The handshake signature is still checked against it.
-#[derive(Debug)]
-struct Unverified {
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for Unverified {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
+        if let Some(roots) = &self.roots {
+            let cert = ParsedCertificate::try_from(end_entity)?;
+            verify_server_cert_signed_by_trust_anchor(
+                &cert,
+                roots,
+                intermediates,
+                now,
+                self.algorithms.all,
+            )?;
+        }
         Ok(ServerCertVerified::assertion())
     }
 
