@@ -136,3 +136,90 @@ async fn not_ready_before_the_first_sync_then_revocations_are_refused() {
     }
     gw.shutdown().await;
 }
+
+/// The jti of a token minted by the fixture.
+fn jti_of(token: &str) -> String {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).unwrap();
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    claims["jti"].as_str().unwrap().to_owned()
+}
+
+/// The gateway on Redis Sentinel (Sentinels with a password of their own) follows a failover
+/// without a restart: a revocation published to the primary promoted after the old one died is
+/// refused, as is one published before; other tokens pass throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_follows_a_sentinel_failover() {
+    let mut set = tokio::task::spawn_blocking(|| {
+        tollgate_redis::testing::SentinelSet::start_with_sentinel_password(
+            Duration::ZERO,
+            "sentinel-secret",
+        )
+    })
+    .await
+    .unwrap();
+    let url = format!("{}?sentinel_password=sentinel-secret", set.url());
+    let fx = Fixture::new();
+    let up = upstream().await;
+    let gw = fx
+        .start(&format!(
+            "[revocations]\nredis_url = \"{url}\"\n[[upstreams]]\nname = \"app\"\n\
+             url = \"http://{}\"\n[[routes]]\nprefix = \"/api\"\n",
+            up.addr
+        ))
+        .await;
+    let (addr, ops) = (gw.local_addr(), gw.ops_addr());
+    eventually("ready", async || {
+        send(ops, "GET", "/readyz", &[]).await.status == StatusCode::OK
+    })
+    .await;
+    let target = tollgate_redis::RedisTarget::new(&url).unwrap();
+    let revoke = async |token: &str| {
+        let mut connection = target
+            .connect(Duration::from_secs(5))
+            .await
+            .expect("the primary the Sentinels name");
+        tollgate_redis::publish_acked(
+            &mut connection,
+            &Keys::default(),
+            &[RevocationEvent::Token {
+                jti: jti_of(token),
+                expires_at: UnixMillis::from(
+                    std::time::SystemTime::now() + Duration::from_secs(3600),
+                ),
+            }],
+            target.replica_acks(),
+        )
+        .await
+        .expect("published and held by a replica");
+    };
+    let status = async |token: &str| {
+        send(addr, "GET", "/api/x", &[("authorization", &bearer(token))])
+            .await
+            .status
+    };
+    let (before, after, other) = (fx.token(|_| {}), fx.token(|_| {}), fx.token(|_| {}));
+    revoke(&before).await;
+    eventually("a token revoked before the failover refused", async || {
+        status(&before).await == StatusCode::UNAUTHORIZED
+    })
+    .await;
+
+    let old = set.kill_primary();
+    tokio::task::block_in_place(|| set.wait_failover(old, Duration::from_secs(20)));
+    revoke(&after).await;
+    eventually("a token revoked after the failover refused", async || {
+        status(&after).await == StatusCode::UNAUTHORIZED
+    })
+    .await;
+    assert_eq!(status(&before).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(status(&other).await, StatusCode::OK);
+    assert_eq!(
+        send(ops, "GET", "/readyz", &[]).await.status,
+        StatusCode::OK
+    );
+    gw.shutdown().await;
+}
