@@ -9,10 +9,15 @@ verified-token cache off (`[validation] cache_verified_tokens = 0`), so the diff
 cache's; the cache is bounded (10,000 entries by default), so with it on the memory must level
 off after 10,000 tokens, and with it off it must not grow at all.
 
-Needs: nginx (Debian's, /usr/sbin/nginx), python3 with `cryptography`. The tollgate binary is
-$TOLLGATE_BIN or target/release/tollgate, built if missing. Run from anywhere:
+Then, with --held N (1,000 by default; 0 skips it), the memory of an open connection: N
+keep-alive HTTP/1.1 connections, one request answered on each, held open, VmRSS before and after,
+over plain HTTP and over TLS (`[tls]`, an openssl-made P-256 certificate); the difference between
+the two is what TLS adds to a connection.
+
+Needs: nginx (Debian's, /usr/sbin/nginx), openssl, python3 with `cryptography`. The tollgate
+binary is $TOLLGATE_BIN or target/release/tollgate, built if missing. Run from anywhere:
     python3 benches/gateway_memory.py                 # 40,000 tokens, a sample every 2,500
-    python3 benches/gateway_memory.py --tokens 20000 --step 1000
+    python3 benches/gateway_memory.py --tokens 20000 --step 1000 --held 0
 """
 
 import argparse
@@ -22,6 +27,7 @@ import json
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -85,21 +91,62 @@ class Minter:
         return f"{signing_input}.{b64(self.key.sign(signing_input.encode()))}"
 
 
-def run(binary, work, minter, tokens, step, cache):
+def start_gateway(binary, work, name, tables):
+    """A gateway in front of the upstream, with these extra TOML `tables`; (process, port)."""
     port, ops = free_port(), free_port()
-    config = os.path.join(work, f"gateway-{cache}.toml")
+    config = os.path.join(work, f"gateway-{name}.toml")
     with open(config, "w") as f:
         f.write(f'listen = "127.0.0.1:{port}"\nissuer = "{ISSUER}"\naudience = ["{ISSUER}"]\n'
                 f'[keys]\nfiles = [{{ kid = "k1", algorithm = "EdDSA", file = "{work}/k1.der" }}]\n'
-                f'[validation]\ncache_verified_tokens = {cache}\n'
-                f'[ops]\nlisten = "127.0.0.1:{ops}"\n'
+                f'{tables}[ops]\nlisten = "127.0.0.1:{ops}"\n'
                 f'[[upstreams]]\nname = "app"\nurl = "http://127.0.0.1:{UPSTREAM}"\n'
                 '[[routes]]\nprefix = "/"\n')
     gateway = subprocess.Popen([binary, "gateway", "--config", config],
                                env={**os.environ, "RUST_LOG": "warn"},
                                stdout=subprocess.DEVNULL, stderr=open(f"{config}.log", "w"))
+    wait_for(port, "the gateway")
+    return gateway, port
+
+
+def per_connection(binary, work, token, held, tls):
+    """KiB of VmRSS per open keep-alive connection (one request answered on each)."""
+    tables = "[limits]\nmax_connections = 100000\n"
+    if tls:
+        tables += f'[tls]\ncertificate = "{work}/tls.crt"\nprivate_key = "{work}/tls.key"\n'
+    gateway, port = start_gateway(binary, work, "tls" if tls else "plain", tables)
+    context = ssl.create_default_context(cafile=f"{work}/tls.crt")
+    context.set_alpn_protocols(["http/1.1"])
+    request = f"GET / HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\r\n".encode()
+    connections = []
     try:
-        wait_for(port, "the gateway")
+        time.sleep(0.5)
+        before = rss_kib(gateway.pid)
+        for _ in range(held):
+            s = socket.create_connection(("127.0.0.1", port))
+            if tls:
+                s = context.wrap_socket(s, server_hostname="localhost")
+            s.sendall(request)
+            answer = b""
+            while not answer.endswith(b"ok\n"):
+                chunk = s.recv(4096)
+                if not chunk:
+                    sys.exit(f"gateway_memory: closed after {len(connections)} connections")
+                answer += chunk
+            connections.append(s)
+        time.sleep(1)
+        after = rss_kib(gateway.pid)
+        return (after - before) / held
+    finally:
+        for s in connections:
+            s.close()
+        gateway.terminate()
+        gateway.wait()
+
+
+def run(binary, work, minter, tokens, step, cache):
+    gateway, port = start_gateway(binary, work, f"cache-{cache}",
+                                  f"[validation]\ncache_verified_tokens = {cache}\n")
+    try:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         samples = [(0, rss_kib(gateway.pid))]
         for i in range(1, tokens + 1):
@@ -120,6 +167,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tokens", type=int, default=40000)
     ap.add_argument("--step", type=int, default=2500)
+    ap.add_argument("--held", type=int, default=1000, help="connections held open (0: skip)")
     args = ap.parse_args()
     binary = os.environ.get("TOLLGATE_BIN", os.path.join(ROOT, "target/release/tollgate"))
     if not os.path.exists(binary):
@@ -141,6 +189,15 @@ def main():
                               "-g", f"daemon off; pid {nginx_dir}/nginx.pid; error_log stderr;"])
     try:
         wait_for(UPSTREAM, "nginx")
+        held = {}
+        if args.held:
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                            "ec_paramgen_curve:P-256", "-nodes", "-keyout", "tls.key", "-out",
+                            "tls.crt", "-days", "2", "-subj", "/CN=localhost", "-addext",
+                            "subjectAltName=DNS:localhost"],
+                           cwd=work, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for tls in (False, True):
+                held[tls] = per_connection(binary, work, minter.token(), args.held, tls)
         results = {}
         for cache in (10000, 0):
             started = time.time()
@@ -154,6 +211,10 @@ def main():
     print("|---|---|---|---|")
     for (n, on), (_, off) in zip(results[10000], results[0]):
         print(f"| {n:,} | {on / 1024:.1f} MiB | {off / 1024:.1f} MiB | {(on - off) / 1024:+.1f} MiB |")
+    if held:
+        print(f"\nper open keep-alive connection ({args.held} held, one request answered on each): "
+              f"plain HTTP {held[False]:.1f} KiB, TLS {held[True]:.1f} KiB "
+              f"(TLS adds {held[True] - held[False]:.1f} KiB)")
     shutil.rmtree(work, ignore_errors=True)
 
 
