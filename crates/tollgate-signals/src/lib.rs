@@ -69,6 +69,7 @@ pub use logout::{
 pub use publish::{BoxFuture, Publish, PublishError};
 pub use replay::{MemoryReplayGuard, ReplayError, ReplayGuard};
 pub use ssf::{
-    SetError, SsfError, SsfPush, SsfReceiver, SsfReceiverBuilder, SsfStatus, SsfTask, StreamState,
+    ClientAuthentication, SetError, SsfError, SsfPush, SsfReceiver, SsfReceiverBuilder, SsfStatus,
+    SsfTask, StreamState,
 };
 pub use stats::{SignalStats, SignalStatsSnapshot};

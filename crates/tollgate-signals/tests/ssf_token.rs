@@ -1,15 +1,16 @@
 //! The Shared Signals receiver authenticating with OAuth 2.0 client credentials, against the test
 //! transmitter's token endpoint, whose tokens expire within seconds: events keep flowing across
 //! expiries, a wrong secret is a clear error that does not show it, and a token revoked early is
-//! replaced after the one `401`.
+//! replaced after the one `401`. The secret may also go in the form (`client_secret_post`), or
+//! the client sign an assertion with its key instead (`private_key_jwt`, RFC 7523).
 
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
-use tollgate_core::{RevocationIndex, TokenIdentity, UnixMillis};
+use tollgate_core::{KeySet, RevocationIndex, SigningAlgorithm, TokenIdentity, UnixMillis};
 use tollgate_signals::ssf::event_types::RISC_ACCOUNT_DISABLED;
 use tollgate_signals::testing::{Transmitter, now};
-use tollgate_signals::{SsfReceiver, SsfReceiverBuilder, SsfTask};
+use tollgate_signals::{ClientAuthentication, SsfReceiver, SsfReceiverBuilder, SsfTask};
 
 const AUDIENCE: &str = "https://api.example.com";
 const CLIENT_ID: &str = "tollgate-receiver";
@@ -98,6 +99,7 @@ async fn client_credentials_keep_events_flowing_across_several_token_expiries() 
     let h = harness(Duration::from_secs(1), CLIENT_SECRET).await;
     wait_until("ready", || h.receiver.ready()).await;
     deliver(&h, "alice").await;
+    assert_eq!(h.tx.client_authentication(), Some("client_secret_basic"));
     let first = h.tx.tokens_issued();
     // Three token lives, polling every 50 ms all along.
     tokio::time::sleep(Duration::from_millis(3200)).await;
@@ -152,4 +154,95 @@ async fn a_token_revoked_early_is_replaced_after_one_401_and_the_request_succeed
     );
     assert!(h.receiver.ready());
     assert_eq!(h.receiver.status().last_error, None, "the retry succeeded");
+}
+
+/// A receiver polling `tx` with `authentication` at its token endpoint.
+async fn harness_with(tx: Transmitter, authentication: ClientAuthentication) -> Harness {
+    let index = Arc::new(RevocationIndex::new());
+    let receiver = SsfReceiver::builder(tx.issuer(), AUDIENCE)
+        .client_credentials_with(tx.token_endpoint(), CLIENT_ID, authentication, None)
+        .poll_interval(Duration::from_millis(50))
+        .retry(Duration::from_millis(50), Duration::from_millis(200))
+        .request_timeout(Duration::from_secs(2))
+        .publisher(index.clone())
+        .build()
+        .unwrap();
+    let task = receiver.start().unwrap();
+    Harness {
+        tx,
+        receiver,
+        index,
+        _task: task,
+    }
+}
+
+#[tokio::test]
+async fn client_secret_post_sends_the_secret_in_the_form() {
+    let tx = Transmitter::start_with_token_endpoint(
+        AUDIENCE,
+        CLIENT_ID,
+        CLIENT_SECRET,
+        Duration::from_secs(60),
+    )
+    .await;
+    let h = harness_with(
+        tx,
+        ClientAuthentication::ClientSecretPost(CLIENT_SECRET.into()),
+    )
+    .await;
+    wait_until("ready", || h.receiver.ready()).await;
+    deliver(&h, "alice").await;
+    assert_eq!(h.tx.client_authentication(), Some("client_secret_post"));
+}
+
+/// `private_key_jwt` (RFC 7523), as Okta requires of service apps: the transmitter's token
+/// endpoint checks each assertion's signature, issuer, audience, expiry and jti; an assertion
+/// signed with another key is refused, and the error names neither key nor assertion.
+#[tokio::test]
+async fn private_key_jwt_signs_a_fresh_assertion_for_each_token() {
+    let client_keys = KeySet::generate(SigningAlgorithm::RS256, "receiver-1").unwrap();
+    let key = client_keys.signing_key().unwrap();
+    let tx = Transmitter::start_with_client_keys(
+        AUDIENCE,
+        CLIENT_ID,
+        client_keys,
+        Duration::from_secs(1),
+    )
+    .await;
+    let h = harness_with(tx, ClientAuthentication::PrivateKeyJwt(key)).await;
+    wait_until("ready", || h.receiver.ready()).await;
+    deliver(&h, "alice").await;
+    assert_eq!(h.tx.client_authentication(), Some("private_key_jwt"));
+    // Tokens live a second: renewals need new assertions (a replayed jti is refused).
+    let first = h.tx.tokens_issued();
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    deliver(&h, "bob").await;
+    assert!(
+        h.tx.tokens_issued() >= first + 2,
+        "{}",
+        h.tx.tokens_issued()
+    );
+
+    // Another key with the same kid: refused as invalid_client.
+    let registered = KeySet::generate(SigningAlgorithm::ES256, "receiver-1").unwrap();
+    let tx = Transmitter::start_with_client_keys(
+        AUDIENCE,
+        CLIENT_ID,
+        registered,
+        Duration::from_secs(60),
+    )
+    .await;
+    let impostor = KeySet::generate(SigningAlgorithm::ES256, "receiver-1").unwrap();
+    let h = harness_with(
+        tx,
+        ClientAuthentication::PrivateKeyJwt(impostor.signing_key().unwrap()),
+    )
+    .await;
+    wait_until("an error", || h.receiver.status().last_error.is_some()).await;
+    let (_, error) = h.receiver.status().last_error.unwrap();
+    assert!(error.contains("invalid_client"), "{error}");
+    assert!(error.contains(CLIENT_ID), "{error}");
+    assert!(!error.contains("eyJ"), "no assertion in the error: {error}");
+    assert!(!h.receiver.ready());
+    assert_eq!(h.tx.tokens_issued(), 0);
 }

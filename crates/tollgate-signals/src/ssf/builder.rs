@@ -6,7 +6,7 @@ use super::push::sha256;
 use super::receiver::{Inner, Settings, SsfReceiver};
 use super::set::{SetValidator, TransmitterKeys};
 use super::status::Health;
-use super::token::ClientCredentials;
+use super::token::{ClientAuthentication, ClientCredentials};
 use super::transmitter::{WantedDelivery, WantedStream};
 use crate::publish::Publish;
 use crate::replay::{MemoryReplayGuard, ReplayGuard};
@@ -60,7 +60,7 @@ pub struct SsfReceiverBuilder {
 struct ClientCredentialsValues {
     token_endpoint: String,
     client_id: String,
-    client_secret: String,
+    authentication: ClientAuthentication,
     scope: Option<String>,
 }
 
@@ -74,7 +74,7 @@ impl fmt::Debug for SsfReceiverBuilder {
                 &self
                     .client_credentials
                     .as_ref()
-                    .map(|c| (&c.token_endpoint, &c.client_id, &c.scope)),
+                    .map(|c| (&c.token_endpoint, &c.client_id, &c.authentication, &c.scope)),
             )
             .field("token_issuers", &self.token_issuers)
             .field("push", &self.push.as_ref().map(|(url, _)| url))
@@ -128,16 +128,36 @@ impl SsfReceiverBuilder {
     /// the client id, never the secret or a token). Either this or
     /// [`bearer_token`](Self::bearer_token) is required.
     pub fn client_credentials(
-        mut self,
+        self,
         token_endpoint: impl Into<String>,
         client_id: impl Into<String>,
         client_secret: impl Into<String>,
         scope: Option<String>,
     ) -> Self {
+        self.client_credentials_with(
+            token_endpoint,
+            client_id,
+            ClientAuthentication::ClientSecretBasic(client_secret.into()),
+            scope,
+        )
+    }
+
+    /// [`client_credentials`](Self::client_credentials) with another client authentication at
+    /// the token endpoint: the secret in the form (`client_secret_post`), or a JWT signed with
+    /// the client's private key (`private_key_jwt`, RFC 7523), which Okta requires of service
+    /// apps that call its APIs. Failures are reported as for `client_credentials`, never
+    /// quoting the secret, the key or an assertion.
+    pub fn client_credentials_with(
+        mut self,
+        token_endpoint: impl Into<String>,
+        client_id: impl Into<String>,
+        authentication: ClientAuthentication,
+        scope: Option<String>,
+    ) -> Self {
         self.client_credentials = Some(ClientCredentialsValues {
             token_endpoint: token_endpoint.into(),
             client_id: client_id.into(),
-            client_secret: client_secret.into(),
+            authentication,
             scope,
         });
         self
@@ -368,7 +388,7 @@ impl SsfReceiverBuilder {
             (None, Some(c)) => ClientCredentials::new(
                 &c.token_endpoint,
                 c.client_id.clone(),
-                &c.client_secret,
+                c.authentication.clone(),
                 c.scope.clone(),
             )
             .map(|source| Credentials::ClientCredentials(Arc::new(source)))

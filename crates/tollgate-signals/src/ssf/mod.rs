@@ -135,3 +135,4 @@ pub use push::SsfPush;
 pub use receiver::SsfReceiver;
 pub use status::{SsfStatus, StreamState};
 pub use task::SsfTask;
+pub use token::ClientAuthentication;

@@ -1,6 +1,8 @@
 //! OAuth 2.0 client credentials (RFC 6749 §4.4): the access tokens the receiver sends the
 //! transmitter's API, fetched from the provider's token endpoint and renewed before they expire,
-//! since providers' SSF APIs (Okta, Keycloak) take tokens that live minutes to an hour.
+//! since providers' SSF APIs (Okta, Keycloak) take tokens that live minutes to an hour. The
+//! client authenticates with its secret (HTTP Basic or in the form) or with a JWT it signs
+//! (`private_key_jwt`, RFC 7523 §2.2), which Okta requires of service apps.
 
 use super::client::{Answer, HttpClient, bearer_header, parse_url, without_query};
 use base64::Engine as _;
@@ -11,23 +13,75 @@ use http::{HeaderValue, Method, Request, Uri};
 use http_body_util::Full;
 use serde_json::Value;
 use std::fmt;
-use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
+use tollgate_core::SigningKey;
 
 /// The life assumed for a token whose answer has no `expires_in` (RFC 6749 makes it optional):
 /// short, since a token renewed too late costs a refused request.
 const ASSUMED_LIFETIME: Duration = Duration::from_secs(300);
 /// A token is renewed this long before it expires, or at 80% of its life if that is later.
 const RENEW_BEFORE: Duration = Duration::from_secs(30);
+/// How long a client assertion (`private_key_jwt`) is valid: one request's worth, with room for
+/// clocks a little apart (Okta accepts at most an hour).
+const ASSERTION_LIFETIME: Duration = Duration::from_secs(120);
+/// RFC 7523 §2.2's `client_assertion_type`.
+const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// How the receiver's client authenticates at the token endpoint (RFC 6749 §2.3, RFC 7523).
+/// No `Debug` that shows the secret or the key.
+#[derive(Clone)]
+pub enum ClientAuthentication {
+    /// `client_secret_basic`: the id and secret in an HTTP Basic header (RFC 6749 §2.3.1).
+    ClientSecretBasic(String),
+    /// `client_secret_post`: the id and secret as `client_id` and `client_secret` in the form.
+    ClientSecretPost(String),
+    /// `private_key_jwt` (RFC 7523 §2.2, OpenID Connect Core §9): a JWT signed with this key
+    /// (its `kid` in the header; the provider holds the public key), with `iss` and `sub` the
+    /// client id, `aud` the token endpoint, a fresh `jti` and a two-minute life, sent as
+    /// `client_assertion`. No secret is sent.
+    PrivateKeyJwt(Arc<SigningKey>),
+}
+
+impl ClientAuthentication {
+    /// The method's name in OAuth metadata (`token_endpoint_auth_method`).
+    pub fn method(&self) -> &'static str {
+        match self {
+            ClientAuthentication::ClientSecretBasic(_) => "client_secret_basic",
+            ClientAuthentication::ClientSecretPost(_) => "client_secret_post",
+            ClientAuthentication::PrivateKeyJwt(_) => "private_key_jwt",
+        }
+    }
+}
+
+impl fmt::Debug for ClientAuthentication {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientAuthentication::PrivateKeyJwt(key) => f
+                .debug_struct("PrivateKeyJwt")
+                .field("kid", &key.kid())
+                .field("alg", &key.algorithm())
+                .finish_non_exhaustive(),
+            other => f.write_str(other.method()),
+        }
+    }
+}
+
+/// What the token request carries of the client's authentication, ready to send.
+enum Authentication {
+    /// `Basic base64(id:secret)`, each form-urlencoded first (RFC 6749 §2.3.1), sensitive.
+    Basic(HeaderValue),
+    Post(String),
+    Jwt(Arc<SigningKey>),
+}
 
 /// A token source for the receiver's own requests: one client's credentials at one token
 /// endpoint, and the token last issued.
 pub(crate) struct ClientCredentials {
     endpoint: Uri,
     client_id: String,
-    /// `Basic base64(id:secret)`, each form-urlencoded first (RFC 6749 §2.3.1), sensitive.
-    basic: HeaderValue,
+    authentication: Authentication,
     scope: Option<String>,
     cached: Mutex<Option<Cached>>,
     /// Held while a token is fetched, so that requests waiting for one do not each fetch one.
@@ -44,6 +98,14 @@ impl fmt::Debug for ClientCredentials {
         f.debug_struct("ClientCredentials")
             .field("endpoint", &without_query(&self.endpoint))
             .field("client_id", &self.client_id)
+            .field(
+                "authentication",
+                &match &self.authentication {
+                    Authentication::Basic(_) => "client_secret_basic",
+                    Authentication::Post(_) => "client_secret_post",
+                    Authentication::Jwt(_) => "private_key_jwt",
+                },
+            )
             .field("scope", &self.scope)
             .finish_non_exhaustive()
     }
@@ -54,19 +116,37 @@ impl ClientCredentials {
     pub(crate) fn new(
         endpoint: &str,
         client_id: String,
-        client_secret: &str,
+        authentication: ClientAuthentication,
         scope: Option<String>,
     ) -> Result<Self, String> {
         let endpoint = parse_url("the token endpoint", endpoint)?;
-        if client_id.is_empty() || client_secret.is_empty() {
-            return Err("client credentials need a client_id and a client_secret".into());
+        if client_id.is_empty() {
+            return Err("client credentials need a client_id".into());
         }
+        let authentication = match authentication {
+            ClientAuthentication::ClientSecretBasic(secret)
+            | ClientAuthentication::ClientSecretPost(secret)
+                if secret.is_empty() =>
+            {
+                return Err("client credentials need a client_secret".into());
+            }
+            ClientAuthentication::ClientSecretBasic(secret) => {
+                Authentication::Basic(basic_header(&client_id, &secret))
+            }
+            ClientAuthentication::ClientSecretPost(secret) => Authentication::Post(secret),
+            ClientAuthentication::PrivateKeyJwt(key) if key.algorithm().is_symmetric() => {
+                return Err(
+                    "private_key_jwt needs an asymmetric key (EdDSA, ES256 or RS256)".into(),
+                );
+            }
+            ClientAuthentication::PrivateKeyJwt(key) => Authentication::Jwt(key),
+        };
         if scope.as_deref().is_some_and(|s| s.trim().is_empty()) {
             return Err("the client credentials' scope must not be empty when set".into());
         }
         Ok(ClientCredentials {
             endpoint,
-            basic: basic_header(&client_id, client_secret),
+            authentication,
             client_id,
             scope,
             cached: Mutex::new(None),
@@ -141,14 +221,46 @@ impl ClientCredentials {
         if let Some(scope) = &self.scope {
             form.append_pair("scope", scope);
         }
-        Request::builder()
+        let mut request = Request::builder()
             .method(Method::POST)
             .uri(self.endpoint.clone())
-            .header(AUTHORIZATION, self.basic.clone())
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .header(ACCEPT, "application/json")
+            .header(ACCEPT, "application/json");
+        match &self.authentication {
+            Authentication::Basic(basic) => request = request.header(AUTHORIZATION, basic.clone()),
+            Authentication::Post(secret) => {
+                form.append_pair("client_id", &self.client_id);
+                form.append_pair("client_secret", secret);
+            }
+            Authentication::Jwt(key) => {
+                form.append_pair("client_id", &self.client_id);
+                form.append_pair("client_assertion_type", JWT_BEARER);
+                form.append_pair("client_assertion", &self.assertion(key)?);
+            }
+        }
+        request
             .body(Full::from(form.finish()))
             .map_err(|e| format!("cannot make the token request: {e}"))
+    }
+
+    /// A client assertion for one token request (RFC 7523 §3): signed by `key`, about and by
+    /// this client, for this token endpoint, unique, short-lived.
+    fn assertion(&self, key: &SigningKey) -> Result<String, String> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_err(|_| "the system clock is before 1970".to_owned())?
+            .as_secs();
+        let claims = serde_json::json!({
+            "iss": self.client_id,
+            "sub": self.client_id,
+            // The endpoint as configured, which is what providers compare (Okta, Keycloak).
+            "aud": self.endpoint.to_string(),
+            "jti": tollgate_core::random::id(),
+            "iat": now,
+            "exp": now + ASSERTION_LIFETIME.as_secs(),
+        });
+        tollgate_core::jws::encode(key, "JWT", &claims)
+            .map_err(|e| format!("cannot sign the client assertion: {e}"))
     }
 
     /// A refusal: the status and RFC 6749 §5.2's `error` code (not its description, which is
@@ -274,10 +386,102 @@ mod tests {
 
     #[test]
     fn debug_shows_no_secret() {
-        let source =
-            ClientCredentials::new("https://id.example.com/token", "id".into(), "s3cr3t", None)
-                .unwrap();
-        let shown = format!("{source:?}");
-        assert!(shown.contains("id") && !shown.contains("s3cr3t"), "{shown}");
+        for authentication in [
+            ClientAuthentication::ClientSecretBasic("s3cr3t".into()),
+            ClientAuthentication::ClientSecretPost("s3cr3t".into()),
+        ] {
+            let source = ClientCredentials::new(
+                "https://id.example.com/token",
+                "id".into(),
+                authentication,
+                None,
+            )
+            .unwrap();
+            let shown = format!("{source:?}");
+            assert!(shown.contains("id") && !shown.contains("s3cr3t"), "{shown}");
+        }
+    }
+
+    /// A token request's headers and form.
+    fn form_of(request: Request<Full<Bytes>>) -> (http::HeaderMap, Vec<(String, String)>) {
+        let (parts, body) = request.into_parts();
+        let body = ready_body(body);
+        let form = form_urlencoded::parse(&body).into_owned().collect();
+        (parts.headers, form)
+    }
+
+    /// A `Full` body's bytes (it is ready at once).
+    fn ready_body(body: Full<Bytes>) -> Bytes {
+        use http_body::Body as _;
+        let mut body = std::pin::pin!(body);
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        match body.as_mut().poll_frame(&mut cx) {
+            std::task::Poll::Ready(Some(Ok(frame))) => frame.into_data().unwrap_or_default(),
+            _ => Bytes::new(),
+        }
+    }
+
+    #[test]
+    fn the_secret_goes_in_the_form_with_client_secret_post() {
+        let source = ClientCredentials::new(
+            "https://id.example.com/token",
+            "app 1".into(),
+            ClientAuthentication::ClientSecretPost("s3:cr&t".into()),
+            Some("ssf.read".into()),
+        )
+        .unwrap();
+        let (headers, form) = form_of(source.grant_request().unwrap());
+        assert!(headers.get(AUTHORIZATION).is_none());
+        let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("grant_type"), Some("client_credentials"));
+        assert_eq!(get("client_id"), Some("app 1"));
+        assert_eq!(get("client_secret"), Some("s3:cr&t"));
+        assert_eq!(get("scope"), Some("ssf.read"));
+    }
+
+    #[test]
+    fn a_client_assertion_is_signed_for_the_token_endpoint() {
+        use tollgate_core::{KeySet, SigningAlgorithm, jws::Compact};
+        let keys = KeySet::generate(SigningAlgorithm::ES256, "rcv-1").unwrap();
+        let source = ClientCredentials::new(
+            "https://id.example.com/oauth2/v1/token",
+            "0oa1".into(),
+            ClientAuthentication::PrivateKeyJwt(keys.signing_key().unwrap()),
+            None,
+        )
+        .unwrap();
+        let (headers, form) = form_of(source.grant_request().unwrap());
+        assert!(headers.get(AUTHORIZATION).is_none());
+        let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.to_owned());
+        assert_eq!(get("client_assertion_type").as_deref(), Some(JWT_BEARER));
+        assert_eq!(get("client_id").as_deref(), Some("0oa1"));
+        assert!(get("client_secret").is_none());
+        let assertion = get("client_assertion").unwrap();
+        let compact = Compact::parse(&assertion, 8192).unwrap();
+        compact.verify(&keys, &[SigningAlgorithm::ES256]).unwrap();
+        assert_eq!(compact.header().kid.as_deref(), Some("rcv-1"));
+        let claims: Value = serde_json::from_slice(compact.payload()).unwrap();
+        assert_eq!(claims["iss"], "0oa1");
+        assert_eq!(claims["sub"], "0oa1");
+        assert_eq!(claims["aud"], "https://id.example.com/oauth2/v1/token");
+        let (iat, exp) = (
+            claims["iat"].as_u64().unwrap(),
+            claims["exp"].as_u64().unwrap(),
+        );
+        assert_eq!(exp - iat, 120);
+        // A new jti for every request: a provider refuses a replayed assertion.
+        let (_, again) = form_of(source.grant_request().unwrap());
+        let again = again
+            .iter()
+            .find(|(n, _)| n == "client_assertion")
+            .unwrap()
+            .1
+            .clone();
+        let jti = |a: &str| {
+            let c = Compact::parse(a, 8192).unwrap();
+            serde_json::from_slice::<Value>(c.payload()).unwrap()["jti"].clone()
+        };
+        assert_ne!(jti(&assertion), jti(&again));
     }
 }

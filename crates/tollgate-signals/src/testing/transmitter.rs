@@ -44,6 +44,10 @@ struct State {
     /// Access tokens issued by the token endpoint, with when they expire.
     tokens: HashMap<String, Instant>,
     tokens_issued: u64,
+    /// How the client authenticated at the last token request it was issued a token for.
+    client_auth: Option<&'static str>,
+    /// The client assertions' `jti`s seen: a replayed assertion is refused.
+    assertion_jtis: std::collections::HashSet<String>,
     /// Requests of the API answered `401`.
     unauthorized: u64,
 }
@@ -51,7 +55,10 @@ struct State {
 /// The one OAuth client of a transmitter with a token endpoint.
 struct OAuthClient {
     id: String,
-    secret: String,
+    /// `client_secret_basic` or `client_secret_post`.
+    secret: Option<String>,
+    /// `private_key_jwt`: the client's public keys.
+    keys: Option<KeySet>,
     token_lifetime: Duration,
 }
 
@@ -129,10 +136,40 @@ impl Transmitter {
     ) -> Transmitter {
         let client = OAuthClient {
             id: client_id.to_owned(),
-            secret: client_secret.to_owned(),
+            secret: Some(client_secret.to_owned()),
+            keys: None,
             token_lifetime,
         };
         Self::start_with(audience, "", Some(client)).await
+    }
+
+    /// [`start_with_token_endpoint`](Self::start_with_token_endpoint) for a client that
+    /// authenticates with `private_key_jwt` (RFC 7523 §2.2): its assertions must be signed by
+    /// one of `client_keys` (by `kid`), with `iss` and `sub` the client id, `aud` the token
+    /// endpoint, an `exp` to come, and a `jti` not seen before.
+    ///
+    /// # Panics
+    ///
+    /// When it cannot listen on 127.0.0.1 or generate its key.
+    pub async fn start_with_client_keys(
+        audience: &str,
+        client_id: &str,
+        client_keys: KeySet,
+        token_lifetime: Duration,
+    ) -> Transmitter {
+        let client = OAuthClient {
+            id: client_id.to_owned(),
+            secret: None,
+            keys: Some(client_keys),
+            token_lifetime,
+        };
+        Self::start_with(audience, "", Some(client)).await
+    }
+
+    /// How the client authenticated at the token endpoint the last time it was issued a token:
+    /// `client_secret_basic`, `client_secret_post` or `private_key_jwt`.
+    pub fn client_authentication(&self) -> Option<&'static str> {
+        self.shared.state().client_auth
     }
 
     async fn start_with(audience: &str, bearer: &str, oauth: Option<OAuthClient>) -> Transmitter {
@@ -439,7 +476,8 @@ impl Shared {
             .is_some_and(|expires| Instant::now() < *expires)
     }
 
-    /// RFC 6749 §4.4: the client authenticated with HTTP Basic (§2.3.1), `grant_type`
+    /// RFC 6749 §4.4: the client authenticated with HTTP Basic (§2.3.1), its secret in the form,
+    /// or a client assertion (RFC 7523 §2.2), whichever it was started with; `grant_type`
     /// `client_credentials`; an opaque token that expires after the configured life.
     fn issue_token(
         &self,
@@ -450,10 +488,10 @@ impl Shared {
             return answer(StatusCode::NOT_FOUND, None);
         };
         let error = |status, code: &str| answer(status, Some(json!({"error": code})));
-        if basic_credentials(authorization) != Some((client.id.clone(), client.secret.clone())) {
-            return error(StatusCode::UNAUTHORIZED, "invalid_client");
-        }
         let form: HashMap<String, String> = form_urlencoded::parse(form).into_owned().collect();
+        let Some(method) = self.client_authenticated(client, authorization, &form) else {
+            return error(StatusCode::UNAUTHORIZED, "invalid_client");
+        };
         if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
             return error(StatusCode::BAD_REQUEST, "unsupported_grant_type");
         }
@@ -463,6 +501,7 @@ impl Shared {
             .tokens
             .insert(token.clone(), Instant::now() + client.token_lifetime);
         state.tokens_issued += 1;
+        state.client_auth = Some(method);
         drop(state);
         answer(
             StatusCode::OK,
@@ -472,6 +511,72 @@ impl Shared {
                 "expires_in": client.token_lifetime.as_secs(),
             })),
         )
+    }
+
+    /// The method by which `client` authenticated this token request, if it did (exactly one
+    /// method per request, RFC 6749 §2.3).
+    fn client_authenticated(
+        &self,
+        client: &OAuthClient,
+        authorization: Option<&HeaderValue>,
+        form: &HashMap<String, String>,
+    ) -> Option<&'static str> {
+        let in_form = form.contains_key("client_secret");
+        let asserted = form.contains_key("client_assertion");
+        match (authorization, in_form, asserted) {
+            (Some(_), false, false) => {
+                let secret = client.secret.clone()?;
+                (basic_credentials(authorization)? == (client.id.clone(), secret))
+                    .then_some("client_secret_basic")
+            }
+            (None, true, false) => {
+                let secret = client.secret.as_ref()?;
+                (form.get("client_id") == Some(&client.id)
+                    && form.get("client_secret") == Some(secret))
+                .then_some("client_secret_post")
+            }
+            (None, false, true) => self
+                .assertion_holds(client, form)
+                .then_some("private_key_jwt"),
+            _ => None,
+        }
+    }
+
+    /// RFC 7523 §3: the assertion's signature, issuer, subject, audience, expiry, and `jti`.
+    fn assertion_holds(&self, client: &OAuthClient, form: &HashMap<String, String>) -> bool {
+        let Some(keys) = &client.keys else {
+            return false;
+        };
+        if form.get("client_assertion_type").map(String::as_str)
+            != Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+            || form.get("client_id").is_some_and(|id| *id != client.id)
+        {
+            return false;
+        }
+        let Some(assertion) = form.get("client_assertion") else {
+            return false;
+        };
+        let Ok(compact) = tollgate_core::jws::Compact::parse(assertion, 16 * 1024) else {
+            return false;
+        };
+        if compact.verify(keys, SigningAlgorithm::ALL).is_err() {
+            return false;
+        }
+        let Ok(claims) = serde_json::from_slice::<Value>(compact.payload()) else {
+            return false;
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let endpoint = format!("{}/oauth/token", self.issuer);
+        let fresh = claims["exp"].as_u64().is_some_and(|exp| exp > now);
+        let ours = claims["iss"] == client.id.as_str()
+            && claims["sub"] == client.id.as_str()
+            && claims["aud"] == endpoint.as_str();
+        let Some(jti) = claims["jti"].as_str().filter(|j| !j.is_empty()) else {
+            return false;
+        };
+        fresh && ours && self.state().assertion_jtis.insert(jti.to_owned())
     }
 
     fn stream_for(&self, query: &str) -> Result<Option<Stream>, ()> {
