@@ -11,6 +11,7 @@
 //! | `audience` | required | the `aud` of its SETs for this receiver |
 //! | `bearer_token_env` | one of the two forms | the environment variable holding a fixed token for the transmitter's API |
 //! | `token_url`, `client_id`, `client_secret_env`, `scope` | one of the two forms | OAuth 2.0 client credentials for the transmitter's API: the token endpoint, the client, the environment variable holding its secret, the scopes to ask for (optional) |
+//! | `token_auth_method` | `"client_secret_basic"` | how the client authenticates at `token_url`: `client_secret_basic`, `client_secret_post` (both with `client_secret_env`), or `private_key_jwt` (RFC 7523) with `private_key_file`, `private_key_id` and `private_key_algorithm` (`RS256` by default; `ES256`, `EdDSA`) instead of a secret |
 //! | `token_issuers` | `[transmitter]` | the issuers whose tokens its events may revoke (the program's rules decide which are allowed) |
 //! | `delivery` | `"poll"` | or `"push"`, with `push_path`, `push_url` and optionally `push_authorization_env` |
 //! | `poll_interval` | 5 (poll), 30 (push) | seconds between polls that brought nothing; with push, between reads of the stream's status |
@@ -21,7 +22,10 @@ use http::{HeaderValue, Uri};
 use serde::Deserialize;
 use std::fmt;
 use std::time::Duration;
-use tollgate_signals::{SsfPush, SsfReceiver, SsfReceiverBuilder, SsfStatus, SsfTask, StreamState};
+use tollgate_core::{SigningAlgorithm, SigningKey};
+use tollgate_signals::{
+    ClientAuthentication, SsfPush, SsfReceiver, SsfReceiverBuilder, SsfStatus, SsfTask, StreamState,
+};
 use toml::Spanned;
 
 /// One `[[shared_signals]]` table, as read: put it in a program's file schema as
@@ -36,6 +40,10 @@ pub struct SharedSignalsTable {
     client_id: Option<Spanned<String>>,
     client_secret_env: Option<Spanned<String>>,
     scope: Option<Spanned<String>>,
+    token_auth_method: Option<Spanned<String>>,
+    private_key_file: Option<Spanned<String>>,
+    private_key_id: Option<Spanned<String>>,
+    private_key_algorithm: Option<Spanned<String>>,
     token_issuers: Option<Spanned<Vec<Spanned<String>>>>,
     delivery: Option<Spanned<String>>,
     push_path: Option<Spanned<String>>,
@@ -83,7 +91,8 @@ enum Credentials {
     ClientCredentials {
         token_url: String,
         client_id: String,
-        secret: Secret,
+        /// Its `Debug` shows the method, never the secret or the key.
+        authentication: ClientAuthentication,
         scope: Option<String>,
     },
 }
@@ -136,9 +145,14 @@ impl SharedSignalsConfig {
             Credentials::ClientCredentials {
                 token_url,
                 client_id,
-                secret,
+                authentication,
                 scope,
-            } => builder.client_credentials(token_url, client_id, &secret.0, scope.clone()),
+            } => builder.client_credentials_with(
+                token_url,
+                client_id,
+                authentication.clone(),
+                scope.clone(),
+            ),
         };
         let builder = builder
             .token_issuers(self.token_issuers.iter().cloned())
@@ -281,6 +295,10 @@ fn credentials(
         ("client_id", file.client_id.as_ref()),
         ("client_secret_env", file.client_secret_env.as_ref()),
         ("scope", file.scope.as_ref()),
+        ("token_auth_method", file.token_auth_method.as_ref()),
+        ("private_key_file", file.private_key_file.as_ref()),
+        ("private_key_id", file.private_key_id.as_ref()),
+        ("private_key_algorithm", file.private_key_algorithm.as_ref()),
     ];
     let first_oauth_key = oauth_keys.iter().find_map(|(n, v)| v.map(|v| (*n, v)));
     match (&file.bearer_token_env, first_oauth_key) {
@@ -306,7 +324,8 @@ fn credentials(
     }
 }
 
-/// `token_url`, `client_id` and `client_secret_env` required, `scope` optional.
+/// `token_url` and `client_id` required, `scope` optional; then `client_secret_env`, or with
+/// `token_auth_method = "private_key_jwt"` the key instead.
 fn client_credentials(
     source: &Source,
     file: &SharedSignalsTable,
@@ -323,21 +342,124 @@ fn client_credentials(
         "client_id",
         "the OAuth client's id",
     )?;
-    let secret_env = required(
-        file.client_secret_env.as_ref(),
-        "client_secret_env",
-        "the environment variable holding the client's secret",
-    )?;
     let scope = file
         .scope
         .as_ref()
         .map(|s| required(Some(s), "scope", "").map(|s| s.get_ref().clone()))
         .transpose()?;
+    let method = file.token_auth_method.as_ref();
+    let authentication = match method.map_or("client_secret_basic", |m| m.get_ref().as_str()) {
+        name @ ("client_secret_basic" | "client_secret_post") => {
+            let key_keys = [
+                ("private_key_file", file.private_key_file.as_ref()),
+                ("private_key_id", file.private_key_id.as_ref()),
+                ("private_key_algorithm", file.private_key_algorithm.as_ref()),
+            ];
+            if let Some((extra, value)) = key_keys.iter().find_map(|(n, v)| v.map(|v| (*n, v))) {
+                return Err(source.error(
+                    value,
+                    &key(extra),
+                    format_args!("is for token_auth_method = \"private_key_jwt\", not {name}"),
+                ));
+            }
+            let secret_env = required(
+                file.client_secret_env.as_ref(),
+                "client_secret_env",
+                "the environment variable holding the client's secret",
+            )?;
+            let secret = secret_from_env(source, secret_env, &key("client_secret_env"), "")?.0;
+            if name == "client_secret_basic" {
+                ClientAuthentication::ClientSecretBasic(secret)
+            } else {
+                ClientAuthentication::ClientSecretPost(secret)
+            }
+        }
+        "private_key_jwt" => {
+            if let Some(env) = &file.client_secret_env {
+                return Err(source.error(
+                    env,
+                    &key("client_secret_env"),
+                    "is not used with token_auth_method = \"private_key_jwt\" (the client \
+                     signs with private_key_file instead)",
+                ));
+            }
+            ClientAuthentication::PrivateKeyJwt(std::sync::Arc::new(client_key(source, file, key)?))
+        }
+        _ => {
+            return Err(source.error(
+                method.unwrap_or(&file.transmitter),
+                &key("token_auth_method"),
+                "must be client_secret_basic, client_secret_post or private_key_jwt",
+            ));
+        }
+    };
     Ok(Credentials::ClientCredentials {
         token_url: http_url(source, token_url, &key("token_url"))?,
         client_id: client_id.get_ref().clone(),
-        secret: secret_from_env(source, secret_env, &key("client_secret_env"), "")?,
+        authentication,
         scope,
+    })
+}
+
+/// `private_key_file` (PKCS#8, DER or PEM, relative to the configuration file), under
+/// `private_key_id` (the `kid` the provider knows the public key by), for
+/// `private_key_algorithm` (`RS256` unless said: Okta's default; `ES256`, `EdDSA`).
+fn client_key(
+    source: &Source,
+    file: &SharedSignalsTable,
+    key: &dyn Fn(&str) -> String,
+) -> Result<SigningKey, ConfigError> {
+    let required = |value, name, what| required_key(source, file, key, value, name, what);
+    let path = required(
+        file.private_key_file.as_ref(),
+        "private_key_file",
+        "the client's private key (PKCS#8, PEM or DER) for private_key_jwt",
+    )?;
+    let kid = required(
+        file.private_key_id.as_ref(),
+        "private_key_id",
+        "the key id (kid) the provider knows the client's public key by",
+    )?;
+    let algorithm = match &file.private_key_algorithm {
+        None => SigningAlgorithm::RS256,
+        Some(alg) => alg
+            .get_ref()
+            .parse::<SigningAlgorithm>()
+            .ok()
+            .filter(|a| !a.is_symmetric())
+            .ok_or_else(|| {
+                source.error(
+                    alg,
+                    &key("private_key_algorithm"),
+                    "must be RS256, ES256 or EdDSA",
+                )
+            })?,
+    };
+    let resolved = source.resolve(std::path::Path::new(path.get_ref()));
+    let bytes = std::fs::read(&resolved).map_err(|e| {
+        source.error(
+            path,
+            &key("private_key_file"),
+            format_args!("cannot read {}: {e}", resolved.display()),
+        )
+    })?;
+    let der = crate::tls::pem::pkcs8_der(&bytes).ok_or_else(|| {
+        source.error(
+            path,
+            &key("private_key_file"),
+            format_args!(
+                "{}: not a PKCS#8 private key (DER, or PEM `PRIVATE KEY`; `openssl pkcs8 \
+                 -topk8 -nocrypt` converts others)",
+                resolved.display()
+            ),
+        )
+    })?;
+    SigningKey::from_der(algorithm, kid.get_ref(), &der).map_err(|e| {
+        source.error(
+            path,
+            &key("private_key_file"),
+            format_args!("{}: {e}", resolved.display()),
+        )
     })
 }
 
@@ -653,6 +775,7 @@ mod tests {
     use crate::config::{ConfigError, Source};
     use serde::Deserialize;
     use std::path::Path;
+    use tollgate_core::{SigningAlgorithm, SigningKey};
     use toml::Spanned;
 
     /// Variables cargo sets for every test run, so that no test sets the environment.
@@ -681,6 +804,108 @@ mod tests {
 
     fn secret(var: &str) -> String {
         std::env::var(var).unwrap_or_else(|_| panic!("cargo sets {var} for the tests"))
+    }
+
+    #[test]
+    fn the_client_authenticates_with_its_secret_or_with_its_key() {
+        let base =
+            "token_url = \"https://org.okta.example/oauth2/v1/token\"\nclient_id = \"0oa1\"\n";
+        let post = format!(
+            "{base}client_secret_env = \"{SECRET_ENV}\"\ntoken_auth_method = \"client_secret_post\"\n"
+        );
+        let shown = format!("{:?}", check(&post).unwrap_or_else(|e| panic!("{e}")));
+        assert!(shown.contains("client_secret_post"), "{shown}");
+        assert!(
+            !shown.contains(&secret(SECRET_ENV)),
+            "the secret in {shown}"
+        );
+
+        // A key as an identity provider hands it out (Okta: RSA, PKCS#8 PEM), and as DER.
+        let dir = tempfile::tempdir().unwrap();
+        let pem = dir.path().join("client.pem");
+        let status = std::process::Command::new("openssl")
+            .args([
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+                "-out",
+            ])
+            .arg(&pem)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("openssl (needed by this test) runs");
+        assert!(status.success(), "openssl genpkey failed");
+        let der = dir.path().join("client.der");
+        let es256 = SigningKey::generate(SigningAlgorithm::ES256, "x").unwrap();
+        std::fs::write(&der, es256.to_der()).unwrap();
+        let jwt = |file: &Path, extra: &str| {
+            format!(
+                "{base}token_auth_method = \"private_key_jwt\"\nprivate_key_file = {:?}\n\
+                 private_key_id = \"okta-key-1\"\n{extra}",
+                file.display().to_string()
+            )
+        };
+        let shown = format!(
+            "{:?}",
+            check(&jwt(&pem, "")).unwrap_or_else(|e| panic!("{e}"))
+        );
+        assert!(
+            shown.contains("okta-key-1") && shown.contains("RS256"),
+            "{shown}"
+        );
+        let es = jwt(&der, "private_key_algorithm = \"ES256\"\n");
+        let shown = format!("{:?}", check(&es).unwrap_or_else(|e| panic!("{e}")));
+        assert!(shown.contains("ES256"), "{shown}");
+
+        for (table, key, wanted) in [
+            (
+                format!("{base}token_auth_method = \"client_secret_jwt\"\n"),
+                "token_auth_method",
+                "must be client_secret_basic, client_secret_post or private_key_jwt",
+            ),
+            (
+                format!("{base}client_secret_env = \"{SECRET_ENV}\"\nprivate_key_id = \"k\"\n"),
+                "private_key_id",
+                "is for token_auth_method = \"private_key_jwt\", not client_secret_basic",
+            ),
+            (
+                jwt(&pem, &format!("client_secret_env = \"{SECRET_ENV}\"\n")),
+                "client_secret_env",
+                "is not used with token_auth_method = \"private_key_jwt\"",
+            ),
+            (
+                jwt(&pem, "").replace("private_key_id = \"okta-key-1\"\n", ""),
+                "private_key_id",
+                "client credentials need private_key_id",
+            ),
+            (
+                jwt(&dir.path().join("missing.pem"), ""),
+                "private_key_file",
+                "cannot read",
+            ),
+            (
+                jwt(&pem, "private_key_algorithm = \"HS256\"\n"),
+                "private_key_algorithm",
+                "must be RS256, ES256 or EdDSA",
+            ),
+            (
+                // An RSA key read as an EC one.
+                jwt(&pem, "private_key_algorithm = \"ES256\"\n"),
+                "private_key_file",
+                "client.pem",
+            ),
+        ] {
+            let error = check(&table).map(|_| ()).unwrap_err().to_string();
+            assert!(!error.contains('\n'), "{error}");
+            assert!(
+                error.contains(&format!("shared_signals[0].{key}")),
+                "{key}: {error}"
+            );
+            assert!(error.contains(wanted), "{table}\n=> {error}");
+            assert!(!error.contains(&secret(SECRET_ENV)), "a secret in {error}");
+        }
     }
 
     #[test]

@@ -764,7 +764,7 @@ fn key_source<T>(
                 format_args!("cannot read {}: {e}", path.display()),
             )
         })?;
-        let der = pkcs8_der(&bytes).ok_or_else(|| {
+        let der = tollgate_program::tls::pem::pkcs8_der(&bytes).ok_or_else(|| {
             source.error(
                 &k.file,
                 &key,
@@ -783,22 +783,6 @@ fn key_source<T>(
             .map_err(|e| source.error(&k.file, &key, e))?;
     }
     Ok(KeySource::Local(set))
-}
-
-/// The DER of a PKCS#8 key file: DER as is, or the body of a PEM `PRIVATE KEY` block.
-fn pkcs8_der(bytes: &[u8]) -> Option<Vec<u8>> {
-    use base64::Engine;
-    let Ok(text) = std::str::from_utf8(bytes) else {
-        return Some(bytes.to_vec());
-    };
-    let begin = "-----BEGIN PRIVATE KEY-----";
-    let Some(start) = text.find(begin) else {
-        return Some(bytes.to_vec());
-    };
-    let rest = &text[start + begin.len()..];
-    let body = &rest[..rest.find("-----END PRIVATE KEY-----")?];
-    let body: String = body.chars().filter(|c| !c.is_whitespace()).collect();
-    base64::engine::general_purpose::STANDARD.decode(body).ok()
 }
 
 fn validation(source: &Source, v: &file::ValidationFile) -> Result<Validation, ConfigError> {

@@ -4,7 +4,7 @@
 
 use rustls::RootCertStore;
 use rustls::pki_types::pem::{self, PemObject};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -67,6 +67,19 @@ pub fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, PemFileError> 
     })
 }
 
+/// The PKCS#8 DER of a signing key file (what `tollgate keygen` writes, or a key an identity
+/// provider generated): DER as it is, or the body of a PEM `PRIVATE KEY` block. `None` for PEM
+/// of another kind (`RSA PRIVATE KEY`, `EC PRIVATE KEY`: `openssl pkcs8 -topk8 -nocrypt`
+/// converts them) or a `PRIVATE KEY` block that is not valid.
+pub fn pkcs8_der(bytes: &[u8]) -> Option<Vec<u8>> {
+    if !bytes.windows(10).any(|w| w == b"-----BEGIN") {
+        return Some(bytes.to_vec());
+    }
+    PrivatePkcs8KeyDer::from_pem_slice(bytes)
+        .ok()
+        .map(|key| key.secret_pkcs8_der().to_vec())
+}
+
 /// The certificates in `path` as trust anchors. Fails if one of them is not a usable CA
 /// certificate, or there is none.
 pub fn roots(path: &Path) -> Result<RootCertStore, PemFileError> {
@@ -105,6 +118,18 @@ mod tests {
         assert!(e.contains("file.pem: ") && e.contains("CERTIFICATE"), "{e}");
         let e = private_key(&path).unwrap_err().to_string();
         assert!(e.contains("file.pem: ") && e.contains("PRIVATE KEY"), "{e}");
+    }
+
+    #[test]
+    fn a_signing_key_file_is_der_or_pem_pkcs8() {
+        let pem = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIBk3eFN2v7aMFBV9c6wYJ1Lw0R4Z7oW3a0lZXvz0wC8K\n-----END PRIVATE KEY-----\n";
+        let der = pkcs8_der(pem.as_bytes()).unwrap();
+        assert_eq!(der[..2], [0x30, 0x2e]);
+        assert_eq!(pkcs8_der(&der), Some(der.clone()), "DER is taken as it is");
+        assert_eq!(
+            pkcs8_der(b"-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n"),
+            None
+        );
     }
 
     #[test]
