@@ -540,3 +540,55 @@ fn the_secrets_never_show_in_the_configuration() {
         assert!(!shown.contains(&env(var)), "{var}'s value in {shown}");
     }
 }
+
+/// `token_auth_method = "private_key_jwt"`: the gateway reads the client's PEM key (as Okta hands
+/// it out) and authenticates to the transmitter's token endpoint with signed assertions; the
+/// polled events then refuse the revoked tokens.
+#[tokio::test]
+async fn a_gateway_with_private_key_jwt_gets_its_tokens_and_its_events() {
+    use tollgate_core::{KeySet, SigningAlgorithm};
+    let fixture = Fixture::new();
+    let client_keys = KeySet::generate(SigningAlgorithm::ES256, "gw-key-1").unwrap();
+    let der = client_keys.signing_key().unwrap().to_der().to_vec();
+    let pem = format!(
+        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, der)
+    );
+    std::fs::write(fixture.dir.path().join("ssf-client.pem"), pem).unwrap();
+    let tx = Transmitter::start_with_client_keys(
+        SSF_AUDIENCE,
+        "gateway-client",
+        client_keys,
+        Duration::from_secs(60),
+    )
+    .await;
+    let table = format!(
+        "[[shared_signals]]\ntransmitter = \"{}\"\naudience = \"{SSF_AUDIENCE}\"\n\
+         token_url = \"{}\"\nclient_id = \"gateway-client\"\n\
+         token_auth_method = \"private_key_jwt\"\nprivate_key_file = \"ssf-client.pem\"\n\
+         private_key_id = \"gw-key-1\"\nprivate_key_algorithm = \"ES256\"\n\
+         token_issuers = [\"{ISSUER}\"]\npoll_interval = 1\n",
+        tx.issuer(),
+        tx.token_endpoint()
+    );
+    let gw = start_gateway(&fixture, &table, None).await;
+    wait_ready(&gw).await;
+    assert_eq!(tx.client_authentication(), Some("private_key_jwt"));
+    let tokens = Tokens::new(&fixture);
+    tokens.all_pass(&gw).await;
+    let sets = revocations(&tx);
+    for (jti, set) in &sets {
+        tx.enqueue(jti, set);
+    }
+    wait_until(
+        "both SETs acknowledged",
+        Duration::from_secs(15),
+        || async {
+            let acked = tx.acked();
+            sets.iter().all(|(jti, _)| acked.contains(jti))
+        },
+    )
+    .await;
+    tokens.revoked_ones_refused(&gw).await;
+    gw.shutdown().await;
+}
