@@ -73,15 +73,7 @@ async fn not_ready_before_the_first_sync_then_revocations_are_refused() {
     );
 
     // A revocation published to the stream (as `tollgate serve` or `tollgate revoke` would).
-    let claims_jti = {
-        use base64::Engine;
-        let payload = token.split('.').nth(1).unwrap();
-        let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .unwrap();
-        let claims: serde_json::Value = serde_json::from_slice(&json).unwrap();
-        claims["jti"].as_str().unwrap().to_owned()
-    };
+    let claims_jti = jti_of(&token);
     let other = fx.token(|_| {});
     let mut connection = tollgate_redis::RedisTarget::new(&url)
         .unwrap()

@@ -108,6 +108,20 @@ async fn wait_ready(gw: &RunningGateway) {
     .await;
 }
 
+/// Waits until the transmitter has had each of `sets` acknowledged: only once published, so
+/// the gateway refuses from then on.
+async fn wait_acked(tx: &Transmitter, sets: &[(String, String)]) {
+    wait_until(
+        "every SET acknowledged",
+        Duration::from_secs(15),
+        || async {
+            let acked = tx.acked();
+            sets.iter().all(|(jti, _)| acked.contains(jti))
+        },
+    )
+    .await;
+}
+
 /// What the gateway answers `GET /api` with `token`.
 async fn get(gw: &RunningGateway, token: &str) -> StatusCode {
     send(
@@ -203,15 +217,7 @@ async fn polled_events_refuse_the_revoked_tokens_of_that_issuer() {
         tx.enqueue(jti, set);
     }
     // Acknowledged only once published: from then on the gateway refuses.
-    wait_until(
-        "both SETs acknowledged",
-        Duration::from_secs(15),
-        || async {
-            let acked = tx.acked();
-            sets.iter().all(|(jti, _)| acked.contains(jti))
-        },
-    )
-    .await;
+    wait_acked(&tx, &sets).await;
     tokens.revoked_ones_refused(&gw).await;
     assert!(tx.set_errs().is_empty(), "{:?}", tx.set_errs());
 
@@ -336,15 +342,7 @@ async fn with_revocations_polled_events_reach_every_follower_through_redis() {
     for (jti, set) in &sets {
         tx.enqueue(jti, set);
     }
-    wait_until(
-        "both SETs acknowledged",
-        Duration::from_secs(15),
-        || async {
-            let acked = tx.acked();
-            sets.iter().all(|(jti, _)| acked.contains(jti))
-        },
-    )
-    .await;
+    wait_acked(&tx, &sets).await;
     tokens.revoked_ones_refused(&gw).await;
     wait_until(
         "the follower refuses them",
@@ -580,15 +578,7 @@ async fn a_gateway_with_private_key_jwt_gets_its_tokens_and_its_events() {
     for (jti, set) in &sets {
         tx.enqueue(jti, set);
     }
-    wait_until(
-        "both SETs acknowledged",
-        Duration::from_secs(15),
-        || async {
-            let acked = tx.acked();
-            sets.iter().all(|(jti, _)| acked.contains(jti))
-        },
-    )
-    .await;
+    wait_acked(&tx, &sets).await;
     tokens.revoked_ones_refused(&gw).await;
     gw.shutdown().await;
 }

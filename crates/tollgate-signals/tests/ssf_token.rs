@@ -27,11 +27,14 @@ struct Harness {
 async fn harness(lifetime: Duration, secret: &str) -> Harness {
     let tx =
         Transmitter::start_with_token_endpoint(AUDIENCE, CLIENT_ID, CLIENT_SECRET, lifetime).await;
+    let builder = builder(&tx, secret);
+    started(tx, builder)
+}
+
+/// The receiver `builder` makes, publishing to an index of its own, started against `tx`.
+fn started(tx: Transmitter, builder: SsfReceiverBuilder) -> Harness {
     let index = Arc::new(RevocationIndex::new());
-    let receiver = builder(&tx, secret)
-        .publisher(index.clone())
-        .build()
-        .unwrap();
+    let receiver = builder.publisher(index.clone()).build().unwrap();
     let task = receiver.start().unwrap();
     Harness {
         tx,
@@ -157,23 +160,13 @@ async fn a_token_revoked_early_is_replaced_after_one_401_and_the_request_succeed
 }
 
 /// A receiver polling `tx` with `authentication` at its token endpoint.
-async fn harness_with(tx: Transmitter, authentication: ClientAuthentication) -> Harness {
-    let index = Arc::new(RevocationIndex::new());
-    let receiver = SsfReceiver::builder(tx.issuer(), AUDIENCE)
+fn harness_with(tx: Transmitter, authentication: ClientAuthentication) -> Harness {
+    let builder = SsfReceiver::builder(tx.issuer(), AUDIENCE)
         .client_credentials_with(tx.token_endpoint(), CLIENT_ID, authentication, None)
         .poll_interval(Duration::from_millis(50))
         .retry(Duration::from_millis(50), Duration::from_millis(200))
-        .request_timeout(Duration::from_secs(2))
-        .publisher(index.clone())
-        .build()
-        .unwrap();
-    let task = receiver.start().unwrap();
-    Harness {
-        tx,
-        receiver,
-        index,
-        _task: task,
-    }
+        .request_timeout(Duration::from_secs(2));
+    started(tx, builder)
 }
 
 #[tokio::test]
@@ -188,8 +181,7 @@ async fn client_secret_post_sends_the_secret_in_the_form() {
     let h = harness_with(
         tx,
         ClientAuthentication::ClientSecretPost(CLIENT_SECRET.into()),
-    )
-    .await;
+    );
     wait_until("ready", || h.receiver.ready()).await;
     deliver(&h, "alice").await;
     assert_eq!(h.tx.client_authentication(), Some("client_secret_post"));
@@ -209,7 +201,7 @@ async fn private_key_jwt_signs_a_fresh_assertion_for_each_token() {
         Duration::from_secs(1),
     )
     .await;
-    let h = harness_with(tx, ClientAuthentication::PrivateKeyJwt(key)).await;
+    let h = harness_with(tx, ClientAuthentication::PrivateKeyJwt(key));
     wait_until("ready", || h.receiver.ready()).await;
     deliver(&h, "alice").await;
     assert_eq!(h.tx.client_authentication(), Some("private_key_jwt"));
@@ -236,8 +228,7 @@ async fn private_key_jwt_signs_a_fresh_assertion_for_each_token() {
     let h = harness_with(
         tx,
         ClientAuthentication::PrivateKeyJwt(impostor.signing_key().unwrap()),
-    )
-    .await;
+    );
     wait_until("an error", || h.receiver.status().last_error.is_some()).await;
     let (_, error) = h.receiver.status().last_error.unwrap();
     assert!(error.contains("invalid_client"), "{error}");
