@@ -91,9 +91,21 @@ static CLIENT_CERT_PREFIXES: [&str; 13] = [
 /// Whether a client certificate (or a proxy's verdict on one) is what upstreams read in
 /// `name`, whatever its spelling: see [`CLIENT_CERT_PREFIXES`].
 pub(crate) fn is_client_cert_header(name: &str) -> bool {
-    CLIENT_CERT_PREFIXES
-        .iter()
-        .any(|prefix| name.len() >= prefix.len() && same_variable(prefix, &name[..prefix.len()]))
+    let name = name.as_bytes();
+    // Every prefix begins with `c`, `s` or `x`: most headers are ruled out by their first byte.
+    if !matches!(
+        name.first().map(u8::to_ascii_lowercase),
+        Some(b'c' | b's' | b'x')
+    ) {
+        return false;
+    }
+    CLIENT_CERT_PREFIXES.iter().any(|prefix| {
+        name.len() >= prefix.len()
+            && prefix
+                .bytes()
+                .zip(name)
+                .all(|(p, n)| fold_for_cgi(p) == fold_for_cgi(*n))
+    })
 }
 
 /// Whether `name` is owned by HTTP or by the gateway, so that it may not carry claims. Names
