@@ -122,6 +122,19 @@ async fn wait_acked(tx: &Transmitter, sets: &[(String, String)]) {
     .await;
 }
 
+/// Every token passes; the transmitter queues [`revocations`] for polling; once they are
+/// acknowledged (only once published), the revoked tokens are refused and the others pass.
+async fn polled_revocations_are_refused(fixture: &Fixture, tx: &Transmitter, gw: &RunningGateway) {
+    let tokens = Tokens::new(fixture);
+    tokens.all_pass(gw).await;
+    let sets = revocations(tx);
+    for (jti, set) in &sets {
+        tx.enqueue(jti, set);
+    }
+    wait_acked(tx, &sets).await;
+    tokens.revoked_ones_refused(gw).await;
+}
+
 /// What the gateway answers `GET /api` with `token`.
 async fn get(gw: &RunningGateway, token: &str) -> StatusCode {
     send(
@@ -209,16 +222,7 @@ async fn polled_events_refuse_the_revoked_tokens_of_that_issuer() {
     let tx = transmitter().await;
     let gw = start_gateway(&fixture, &poll_table(&tx), None).await;
     wait_ready(&gw).await;
-    let tokens = Tokens::new(&fixture);
-    tokens.all_pass(&gw).await;
-
-    let sets = revocations(&tx);
-    for (jti, set) in &sets {
-        tx.enqueue(jti, set);
-    }
-    // Acknowledged only once published: from then on the gateway refuses.
-    wait_acked(&tx, &sets).await;
-    tokens.revoked_ones_refused(&gw).await;
+    polled_revocations_are_refused(&fixture, &tx, &gw).await;
     assert!(tx.set_errs().is_empty(), "{:?}", tx.set_errs());
 
     let of = |outcome: &str| {
@@ -572,13 +576,6 @@ async fn a_gateway_with_private_key_jwt_gets_its_tokens_and_its_events() {
     let gw = start_gateway(&fixture, &table, None).await;
     wait_ready(&gw).await;
     assert_eq!(tx.client_authentication(), Some("private_key_jwt"));
-    let tokens = Tokens::new(&fixture);
-    tokens.all_pass(&gw).await;
-    let sets = revocations(&tx);
-    for (jti, set) in &sets {
-        tx.enqueue(jti, set);
-    }
-    wait_acked(&tx, &sets).await;
-    tokens.revoked_ones_refused(&gw).await;
+    polled_revocations_are_refused(&fixture, &tx, &gw).await;
     gw.shutdown().await;
 }
