@@ -37,6 +37,8 @@ import uuid
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 ISSUER = "https://issuer.test"
 NGINX = os.environ.get("NGINX", "/usr/sbin/nginx")
+# The upstream's port, set before the upstream and the gateways start.
+UPSTREAM = None
 
 
 def free_port():
@@ -89,6 +91,21 @@ class Minter:
                   "exp": now + 3600, "jti": uuid.uuid4().hex, "scope": "read"}
         signing_input = f"{self.header}.{b64(json.dumps(claims).encode())}"
         return f"{signing_input}.{b64(self.key.sign(signing_input.encode()))}"
+
+
+def start_upstream(work):
+    """The trivial upstream: nginx answering 200 "ok" on UPSTREAM; the process, listening."""
+    nginx_dir = os.path.join(work, "upstream")
+    os.makedirs(os.path.join(nginx_dir, "tmp"))
+    with open(os.path.join(nginx_dir, "nginx.conf"), "w") as f:
+        f.write(f"worker_processes 1;\nevents {{ worker_connections 4096; }}\n"
+                f"http {{ access_log off; keepalive_requests 1000000; "
+                f"client_body_temp_path {nginx_dir}/tmp; "
+                f"server {{ listen 127.0.0.1:{UPSTREAM}; location / {{ return 200 \"ok\\n\"; }} }} }}\n")
+    nginx = subprocess.Popen([NGINX, "-p", nginx_dir, "-c", f"{nginx_dir}/nginx.conf",
+                              "-g", f"daemon off; pid {nginx_dir}/nginx.pid; error_log stderr;"])
+    wait_for(UPSTREAM, "nginx")
+    return nginx
 
 
 def start_gateway(binary, work, name, tables):
@@ -179,16 +196,8 @@ def main():
 
     global UPSTREAM
     UPSTREAM = free_port()
-    nginx_dir = os.path.join(work, "upstream")
-    os.makedirs(os.path.join(nginx_dir, "tmp"))
-    with open(os.path.join(nginx_dir, "nginx.conf"), "w") as f:
-        f.write(f"worker_processes 1;\nevents {{ worker_connections 1024; }}\n"
-                f"http {{ access_log off; client_body_temp_path {nginx_dir}/tmp; "
-                f"server {{ listen 127.0.0.1:{UPSTREAM}; location / {{ return 200 \"ok\\n\"; }} }} }}\n")
-    nginx = subprocess.Popen([NGINX, "-p", nginx_dir, "-c", f"{nginx_dir}/nginx.conf",
-                              "-g", f"daemon off; pid {nginx_dir}/nginx.pid; error_log stderr;"])
+    nginx = start_upstream(work)
     try:
-        wait_for(UPSTREAM, "nginx")
         held = {}
         if args.held:
             subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
