@@ -9,32 +9,11 @@ mod support;
 
 use http::StatusCode;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use support::*;
 use tollgate_core::{RevocationEvent, UnixMillis};
 use tollgate_redis::testing::RedisServer;
 use tollgate_redis::wire::Keys;
-
-fn nginx_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("TOLLGATE_NGINX") {
-        return PathBuf::from(path);
-    }
-    let on_path = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default();
-    on_path
-        .into_iter()
-        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/sbin")])
-        .map(|dir| dir.join("nginx"))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "this test needs nginx (Debian: `apt-get install nginx`, which .ci/run does), \
-                 or TOLLGATE_NGINX=/path/to/nginx"
-            )
-        })
-}
 
 /// `contrib/nginx-forward-auth.conf`, which the README shows.
 fn shipped_snippet() -> String {
@@ -64,90 +43,24 @@ fn the_readme_shows_the_shipped_snippet() {
     );
 }
 
-/// An nginx of the test's own, on a free port, in a temporary prefix; killed when dropped.
+/// An nginx of the test's own, on a free port, proxying as the shipped snippet says.
 struct Nginx {
     port: u16,
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Nginx {
-    /// SIGQUIT asks the master to stop its workers too (SIGKILL would orphan them); SIGKILL
-    /// only if it has not stopped in time.
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-QUIT", &self.child.id().to_string()])
-            .status();
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(10) {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    _process: support::nginx::Nginx,
 }
 
 impl Nginx {
     fn start(gateway: std::net::SocketAddr, upstream: std::net::SocketAddr) -> Nginx {
-        let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let p = dir.path().display();
+        let port = support::nginx::free_port();
         // The snippet the README shows, as shipped, with this test's addresses.
         let snippet = shipped_snippet()
             .replace("http://orders", &format!("http://{upstream}"))
             .replace("127.0.0.1:8000", &gateway.to_string());
-        let conf = format!(
-            r#"
-worker_processes 1;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {p}/body;
-    proxy_temp_path {p}/proxy;
-    fastcgi_temp_path {p}/fastcgi;
-    uwsgi_temp_path {p}/uwsgi;
-    scgi_temp_path {p}/scgi;
-    server {{
-        listen 127.0.0.1:{port};
-{snippet}
-    }}
-}}
-"#
-        );
-        let conf_path = dir.path().join("nginx.conf");
-        std::fs::write(&conf_path, conf).unwrap();
-        let child = Command::new(nginx_binary())
-            .arg("-p")
-            .arg(dir.path())
-            .arg("-e")
-            .arg("stderr")
-            .arg("-c")
-            .arg(&conf_path)
-            .arg("-g")
-            .arg(format!("daemon off; pid {p}/nginx.pid; error_log stderr;"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start nginx");
-        let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "nginx did not listen on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let server =
+            format!("    server {{\n        listen 127.0.0.1:{port};\n{snippet}\n    }}\n");
         Nginx {
             port,
-            child,
-            _dir: dir,
+            _process: support::nginx::Nginx::start(tempfile::tempdir().unwrap(), &server, &[port]),
         }
     }
 
@@ -159,7 +72,7 @@ http {{
 #[tokio::test]
 async fn forward_auth_behind_nginx_auth_request() {
     // Fail first, with the message saying what is missing, before starting anything.
-    nginx_binary();
+    support::nginx::nginx_binary();
     let redis = RedisServer::start();
     let fx = Fixture::new();
     let up = upstream().await;

@@ -14,28 +14,7 @@ use rcgen::{
     KeyPair, KeyUsagePurpose,
 };
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 use support::{Fixture, bearer, send};
-
-fn nginx_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("TOLLGATE_NGINX") {
-        return PathBuf::from(path);
-    }
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .chain([PathBuf::from("/usr/sbin")])
-        .map(|dir| dir.join("nginx"))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "this test needs nginx (Debian: `apt-get install nginx`, which .ci/run does), \
-                 or TOLLGATE_NGINX=/path/to/nginx"
-            )
-        })
-}
 
 /// A private certificate authority.
 struct Ca(CertifiedIssuer<'static, KeyPair>);
@@ -86,25 +65,7 @@ struct Site {
 /// subject. Stopped when dropped.
 struct Nginx {
     ports: Vec<u16>,
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-QUIT", &self.child.id().to_string()])
-            .status();
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(10) {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    _process: support::nginx::Nginx,
 }
 
 impl Nginx {
@@ -114,11 +75,7 @@ impl Nginx {
         let mut servers = String::new();
         let mut ports = Vec::new();
         for (i, site) in sites.iter().enumerate() {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
+            let port = support::nginx::free_port();
             ports.push(port);
             std::fs::write(dir.path().join(format!("cert{i}.pem")), &site.cert.0).unwrap();
             std::fs::write(dir.path().join(format!("key{i}.pem")), &site.cert.1).unwrap();
@@ -144,50 +101,9 @@ impl Nginx {
 "#
             ));
         }
-        let conf = format!(
-            r#"
-worker_processes 1;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {p}/body;
-    proxy_temp_path {p}/proxy;
-    fastcgi_temp_path {p}/fastcgi;
-    uwsgi_temp_path {p}/uwsgi;
-    scgi_temp_path {p}/scgi;
-{servers}
-}}
-"#
-        );
-        let conf_path = dir.path().join("nginx.conf");
-        std::fs::write(&conf_path, conf).unwrap();
-        let child = Command::new(nginx_binary())
-            .arg("-p")
-            .arg(dir.path())
-            .arg("-e")
-            .arg("stderr")
-            .arg("-c")
-            .arg(&conf_path)
-            .arg("-g")
-            .arg(format!("daemon off; pid {p}/nginx.pid; error_log stderr;"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start nginx");
-        let start = Instant::now();
-        for port in &ports {
-            while std::net::TcpStream::connect(("127.0.0.1", *port)).is_err() {
-                assert!(
-                    start.elapsed() < Duration::from_secs(20),
-                    "nginx did not listen on {port}"
-                );
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
         Nginx {
+            _process: support::nginx::Nginx::start(dir, &servers, &ports),
             ports,
-            child,
-            _dir: dir,
         }
     }
 }
@@ -228,7 +144,7 @@ fn field<'a>(body: &'a str, key: &str) -> &'a str {
 
 #[tokio::test]
 async fn https_upstreams_verify_the_certificate_and_reuse_connections() {
-    nginx_binary();
+    support::nginx::nginx_binary();
     let ca = Ca::new("test CA");
     let other_ca = Ca::new("another CA");
     let nginx = Nginx::start(&[
@@ -388,7 +304,7 @@ async fn futures_join(
 
 #[tokio::test]
 async fn a_client_certificate_reaches_an_upstream_that_requires_one() {
-    nginx_binary();
+    support::nginx::nginx_binary();
     let ca = Ca::new("test CA");
     let client_ca = Ca::new("client CA");
     let nginx = Nginx::start(&[Site {

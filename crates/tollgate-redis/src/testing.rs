@@ -269,6 +269,15 @@ fn kit_connection(port: u16) -> redis::RedisResult<redis::Connection> {
     client.get_connection_with_timeout(Duration::from_secs(2))
 }
 
+/// Whether the server on `port` answers `ROLE` as a primary.
+fn answers_as_primary(port: u16) -> bool {
+    kit_connection(port)
+        .and_then(|mut c| redis::cmd("ROLE").query::<Vec<redis::Value>>(&mut c))
+        .is_ok_and(
+            |role| matches!(role.first(), Some(redis::Value::BulkString(r)) if r == b"master"),
+        )
+}
+
 /// Waits until `ready` holds, polling every 50 ms; panics naming `what` after `within`.
 fn wait_until(what: &str, within: Duration, mut ready: impl FnMut() -> bool) {
     let deadline = Instant::now() + within;
@@ -525,12 +534,7 @@ impl SentinelSet {
         let mut promoted = 0;
         wait_until("a replica promoted", within, || {
             promoted = self.primary_port();
-            promoted != old
-                && kit_connection(promoted)
-                    .and_then(|mut c| redis::cmd("ROLE").query::<Vec<redis::Value>>(&mut c))
-                    .is_ok_and(|role| {
-                        matches!(role.first(), Some(redis::Value::BulkString(r)) if r == b"master")
-                    })
+            promoted != old && answers_as_primary(promoted)
         });
         promoted
     }
@@ -777,12 +781,7 @@ impl ClusterSet {
         let mut promoted = 0;
         wait_until("a replica promoted in the cluster", within, || {
             promoted = self.slot_nodes(key).0;
-            promoted != old
-                && kit_connection(promoted)
-                    .and_then(|mut c| redis::cmd("ROLE").query::<Vec<redis::Value>>(&mut c))
-                    .is_ok_and(|role| {
-                        matches!(role.first(), Some(redis::Value::BulkString(r)) if r == b"master")
-                    })
+            promoted != old && answers_as_primary(promoted)
         });
         promoted
     }

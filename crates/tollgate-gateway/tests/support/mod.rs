@@ -2,6 +2,8 @@
 //! free port), a gateway started from configuration text, and an HTTP client.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod nginx;
+
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
