@@ -43,14 +43,9 @@ NGINX="${NGINX:-/usr/sbin/nginx}"
 rm -rf "$work" && mkdir -p "$work"
 cd "$root"
 
-bin="${TOLLGATE_BIN:-$root/target/release/tollgate}"
-if [ ! -x "$bin" ]; then
-  cargo build --release -p tollgate-server >/dev/null
-  bin="$root/target/release/tollgate"
-fi
-
-# free_port, pids and the cleanup on exit, wait_for, nginx_conf, start_nginx.
+# tollgate_binary, free_port, pids and the cleanup on exit, wait_for, nginx_conf, start_nginx.
 source "$root/benches/lib.sh"
+bin=$(tollgate_binary)
 
 # --- nginx: the trivial upstream, and the ceiling proxying to it --------------------------------
 up_port=$(free_port); ceiling_port=$(free_port)

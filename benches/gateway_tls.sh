@@ -34,13 +34,9 @@ HAPROXY="${HAPROXY:-/usr/sbin/haproxy}"
 rm -rf "$work" && mkdir -p "$work"
 cd "$root"
 
-bin="${TOLLGATE_BIN:-$root/target/release/tollgate}"
-if [ ! -x "$bin" ]; then
-  cargo build --release -p tollgate-server >/dev/null
-  bin="$root/target/release/tollgate"
-fi
-# free_port, pids and the cleanup on exit, wait_for, nginx_conf, start_nginx.
+# tollgate_binary, free_port, pids and the cleanup on exit, wait_for, nginx_conf, start_nginx.
 source "$root/benches/lib.sh"
+bin=$(tollgate_binary)
 
 # --- the certificate every proxy serves -----------------------------------------------------------
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \

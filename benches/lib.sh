@@ -1,6 +1,17 @@
 # Shell functions the gateway benchmarks share (benches/gateway.sh, benches/gateway_tls.sh):
-# free ports, processes stopped on exit, waiting for a server, and private nginx instances.
-# Source it after `set -euo pipefail`; it expects $NGINX (the nginx binary).
+# the binary, free ports, processes stopped on exit, waiting for a server, and private nginx
+# instances. Source it after `set -euo pipefail`; it expects $root (the checkout) and $NGINX
+# (the nginx binary).
+
+# tollgate_binary: $TOLLGATE_BIN, or target/release/tollgate, built if missing.
+tollgate_binary() {
+  local bin="${TOLLGATE_BIN:-$root/target/release/tollgate}"
+  if [ ! -x "$bin" ]; then
+    (cd "$root" && cargo build --release -p tollgate-server >/dev/null)
+    bin="$root/target/release/tollgate"
+  fi
+  echo "$bin"
+}
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 pids=()
