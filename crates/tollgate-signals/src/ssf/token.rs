@@ -68,20 +68,12 @@ impl fmt::Debug for ClientAuthentication {
     }
 }
 
-/// What the token request carries of the client's authentication, ready to send.
-enum Authentication {
-    /// `Basic base64(id:secret)`, each form-urlencoded first (RFC 6749 §2.3.1), sensitive.
-    Basic(HeaderValue),
-    Post(String),
-    Jwt(Arc<SigningKey>),
-}
-
 /// A token source for the receiver's own requests: one client's credentials at one token
 /// endpoint, and the token last issued.
 pub(crate) struct ClientCredentials {
     endpoint: Uri,
     client_id: String,
-    authentication: Authentication,
+    authentication: ClientAuthentication,
     scope: Option<String>,
     cached: Mutex<Option<Cached>>,
     /// Held while a token is fetched, so that requests waiting for one do not each fetch one.
@@ -98,14 +90,7 @@ impl fmt::Debug for ClientCredentials {
         f.debug_struct("ClientCredentials")
             .field("endpoint", &without_query(&self.endpoint))
             .field("client_id", &self.client_id)
-            .field(
-                "authentication",
-                &match &self.authentication {
-                    Authentication::Basic(_) => "client_secret_basic",
-                    Authentication::Post(_) => "client_secret_post",
-                    Authentication::Jwt(_) => "private_key_jwt",
-                },
-            )
+            .field("authentication", &self.authentication.method())
             .field("scope", &self.scope)
             .finish_non_exhaustive()
     }
@@ -123,24 +108,20 @@ impl ClientCredentials {
         if client_id.is_empty() {
             return Err("client credentials need a client_id".into());
         }
-        let authentication = match authentication {
+        match &authentication {
             ClientAuthentication::ClientSecretBasic(secret)
             | ClientAuthentication::ClientSecretPost(secret)
                 if secret.is_empty() =>
             {
                 return Err("client credentials need a client_secret".into());
             }
-            ClientAuthentication::ClientSecretBasic(secret) => {
-                Authentication::Basic(basic_header(&client_id, &secret))
-            }
-            ClientAuthentication::ClientSecretPost(secret) => Authentication::Post(secret),
             ClientAuthentication::PrivateKeyJwt(key) if key.algorithm().is_symmetric() => {
                 return Err(
                     "private_key_jwt needs an asymmetric key (EdDSA, ES256 or RS256)".into(),
                 );
             }
-            ClientAuthentication::PrivateKeyJwt(key) => Authentication::Jwt(key),
-        };
+            _ => {}
+        }
         if scope.as_deref().is_some_and(|s| s.trim().is_empty()) {
             return Err("the client credentials' scope must not be empty when set".into());
         }
@@ -227,12 +208,14 @@ impl ClientCredentials {
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
             .header(ACCEPT, "application/json");
         match &self.authentication {
-            Authentication::Basic(basic) => request = request.header(AUTHORIZATION, basic.clone()),
-            Authentication::Post(secret) => {
+            ClientAuthentication::ClientSecretBasic(secret) => {
+                request = request.header(AUTHORIZATION, basic_header(&self.client_id, secret));
+            }
+            ClientAuthentication::ClientSecretPost(secret) => {
                 form.append_pair("client_id", &self.client_id);
                 form.append_pair("client_secret", secret);
             }
-            Authentication::Jwt(key) => {
+            ClientAuthentication::PrivateKeyJwt(key) => {
                 form.append_pair("client_id", &self.client_id);
                 form.append_pair("client_assertion_type", JWT_BEARER);
                 form.append_pair("client_assertion", &self.assertion(key)?);
